@@ -1,0 +1,10 @@
+// tapegrad's autograd library in one include: the tape, scalar Values and their
+// ops, the step-through backward and its lecture-style formatting.
+
+#pragma once
+
+#include "tapegrad/error.hpp"
+#include "tapegrad/format.hpp"
+#include "tapegrad/ops.hpp"
+#include "tapegrad/tape.hpp"
+#include "tapegrad/value.hpp"

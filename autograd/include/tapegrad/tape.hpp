@@ -1,0 +1,283 @@
+// The scalar tape: one recorded computation in contiguous storage, the Value
+// handles that record onto it, and the Stepper that runs backward.
+
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tapegrad/error.hpp"
+#include "tapegrad/ops.hpp"
+
+namespace ag {
+
+using NodeId = std::uint32_t;
+
+class Tape;
+class Stepper;
+
+// Note [The tape invariant]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~
+// A node's inputs are always recorded before the node itself: an op can only
+// take Values that already exist. So the tape in reverse order is a valid
+// backward schedule (every node's gradient is complete before it is passed
+// on), and no topological sort is ever needed. Everything that walks the tape
+// backwards (Stepper, graph export, reachability) relies on this.
+
+// Note [Gradient semantics]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~
+// backward(y) seeds dy/dy = 1 and propagates to every node that y depends on.
+// Gradients of intermediate nodes are recomputed from zero on every backward
+// (they describe the latest pass, which is what a graph should show).
+// Gradients of inputs accumulate across backward calls, as PyTorch's leaf
+// .grad does: two backward(y) give 2 dy/dx until zero_grad() clears them.
+// Constants, and nodes computed from constants only, get no gradient (as
+// PyTorch's requires_grad=False tensors): the stepper skips them.
+
+// A cheap handle to one node of a Tape: a tape pointer, a node id and the
+// tape's generation when it was recorded. Using a Value after its tape was
+// reset() throws ag::Error instead of reading a recycled node.
+class Value {
+ public:
+  Value() = default;
+
+  double value() const;  // the forward result
+  double grad() const;   // d(output)/d(this) after backward
+  std::string_view name() const;
+  Op op() const;
+  NodeId id() const { return id_; }
+  Tape& tape() const;  // the tape it belongs to; throws if reset or empty
+
+  // Names this node (shown by the graph and the step lines); returns *this.
+  Value named(std::string_view name) const;
+
+  bool valid() const;  // false when empty or when its tape has been reset
+
+ private:
+  friend class Tape;
+  Value(Tape* tape, NodeId id, std::uint32_t generation)
+      : tape_(tape), id_(id), generation_(generation) {}
+
+  Tape* tape_ = nullptr;
+  NodeId id_ = 0;
+  std::uint32_t generation_ = 0;
+};
+
+// What one backward step did to one input of the node: the chain rule
+// d(out)/d(input) += d(out)/d(node) * d(node)/d(input).
+struct InputStep {
+  NodeId id;
+  double local;         // d(node)/d(input)
+  double contribution;  // upstream * local
+  double grad_after;    // the input's accumulated gradient after this step
+  bool accumulated;     // it had received a contribution earlier in this pass (a fork)
+  bool needs_grad;      // false for constants: nothing is added to them
+};
+
+// One backward step: the node whose gradient is complete and is now passed to
+// its inputs.
+struct Step {
+  const Tape* tape;
+  NodeId output;    // where backward started
+  NodeId node;      // the node being processed
+  double upstream;  // d(output)/d(node)
+  int arity;
+  std::array<InputStep, 2> inputs;
+  std::size_t index;  // 0 for the first step of the pass
+};
+
+// Note [The Stepper is backward]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// There is one backward: Tape::backward(y) runs a Stepper to the end, and the
+// teaching views (step lines, highlighted graph frames, the web page) consume
+// the same steps. Constructing a Stepper starts a backward pass (it zeroes the
+// intermediate gradients and seeds the output, Note [Gradient semantics]);
+// each next() processes one node in reverse tape order (Note [The tape
+// invariant]), skipping nodes that do not reach the output. Only one pass per
+// tape may be in progress at a time.
+class Stepper {
+ public:
+  Stepper(Tape& tape, Value output);
+
+  // Performs the next chain-rule step; false when the pass is complete.
+  bool next();
+  const Step& step() const { return step_; }
+  bool done() const { return cursor_ == 0; }
+
+ private:
+  Tape* tape_;
+  std::uint32_t generation_;
+  NodeId cursor_;  // nodes below it are not processed yet
+  std::size_t taken_ = 0;
+  Step step_{};
+};
+
+// Note [Tape storage]
+// ~~~~~~~~~~~~~~~~~~~
+// Nodes live in one std::vector (an arena): no allocation per node, no
+// pointers between nodes, inputs referred to by index. Names live in one
+// string pool. reset() clears both but keeps their capacity, so recording the
+// same computation again allocates nothing.
+class Tape {
+ public:
+  Tape() = default;
+  explicit Tape(std::size_t expected_nodes) { reserve(expected_nodes); }
+  Tape(const Tape&) = delete;  // Values point at their tape: it must not move
+  Tape& operator=(const Tape&) = delete;
+
+  // Leaves.
+  Value input(double value, std::string_view name = {});
+  Value constant(double value);
+
+  // Records the op of `Rule` applied to a (and b for binary ops) with the
+  // fixed parameter `param`. The user-facing functions in value.hpp call it.
+  template <class Rule>
+  Value record(Value a, Value b = {}, double param = Rule::info.default_param);
+
+  // Runs the whole backward pass from `output` (Note [The Stepper is backward]).
+  void backward(Value output);
+  Stepper stepper(Value output) { return Stepper(*this, output); }
+
+  void zero_grad();  // all gradients to 0
+  void reset();      // forgets every node, keeps capacity; old Values become invalid
+  void reserve(std::size_t nodes) { nodes_.reserve(nodes); }
+
+  std::size_t size() const { return nodes_.size(); }
+  std::uint32_t generation() const { return generation_; }
+
+  // Read access by node id, for the stepper, graphs and formatters.
+  Op op(NodeId id) const { return nodes_[id].op; }
+  double value(NodeId id) const { return nodes_[id].value; }
+  double grad(NodeId id) const { return nodes_[id].grad; }
+  double param(NodeId id) const { return nodes_[id].param; }
+  int arity(NodeId id) const { return op_info(op(id)).arity; }
+  NodeId input_of(NodeId id, int k) const { return nodes_[id].in[k]; }
+  bool needs_grad(NodeId id) const { return nodes_[id].flags & kNeedsGrad; }
+  // True once the latest backward pass has passed a gradient to this node.
+  bool reached(NodeId id) const { return nodes_[id].flags & kReached; }
+  // d(node)/d(input k) at the recorded values: the local gradient of an edge.
+  double local_grad(NodeId id, int k) const;
+  std::string_view name(NodeId id) const {
+    const Node& n = nodes_[id];
+    return std::string_view(names_).substr(n.name_offset, n.name_length);
+  }
+  // The name if it has one; otherwise the number for a constant, "t<id>" else.
+  std::string label(NodeId id) const;
+  void set_name(NodeId id, std::string_view name);
+  Value handle(NodeId id);  // a Value for an existing node
+
+  // Throws unless `v` is a live handle of this tape.
+  void check(const Value& v, std::string_view what) const;
+
+ private:
+  friend class Stepper;
+  friend class Value;
+
+  static constexpr std::uint8_t kNeedsGrad = 1;  // depends on an input
+  static constexpr std::uint8_t kReached = 2;    // reaches the output in this pass
+
+  struct Node {
+    double value;
+    double grad;
+    double param;  // the op's fixed number (leaky_relu alpha, pow exponent)
+    NodeId in[2];
+    std::uint32_t name_offset;
+    std::uint16_t name_length;
+    Op op;
+    std::uint8_t flags;
+  };
+
+  Value push(Op op, double value, NodeId a, NodeId b, double param, std::uint8_t flags) {
+    nodes_.push_back(Node{value, 0.0, param, {a, b}, 0, 0, op, flags});
+    return Value(this, static_cast<NodeId>(nodes_.size() - 1), generation_);
+  }
+
+  std::vector<Node> nodes_;
+  std::string names_;
+  std::uint32_t generation_ = 0;
+};
+
+// ---- inline definitions: the hot paths --------------------------------------
+
+inline bool Value::valid() const { return tape_ != nullptr && tape_->generation_ == generation_; }
+
+inline void Tape::check(const Value& v, std::string_view what) const {
+  if (v.tape_ == this && v.generation_ == generation_) [[likely]]
+    return;
+  if (v.tape_ == nullptr) throw Error(std::string(what) + ": an empty Value (default-constructed)");
+  if (v.tape_ != this) throw Error(std::string(what) + ": the operands belong to different tapes");
+  throw Error(std::string(what) +
+              ": this Value was recorded before its tape was reset; record it again");
+}
+
+template <class Rule>
+Value Tape::record(Value a, Value b, double param) {
+  constexpr OpInfo info = Rule::info;
+  static_assert(info.arity == 1 || info.arity == 2);
+  check(a, info.name);
+  const Node& na = nodes_[a.id_];
+  double vb = 0;
+  NodeId ib = 0;
+  std::uint8_t flags = na.flags & kNeedsGrad;
+  if constexpr (info.arity == 2) {
+    check(b, info.name);
+    const Node& nb = nodes_[b.id_];
+    vb = nb.value;
+    ib = b.id_;
+    flags |= nb.flags & kNeedsGrad;
+  }
+  return push(info.op, Rule::forward(na.value, vb, param), a.id_, ib, param, flags);
+}
+
+inline bool Stepper::next() {
+  if (tape_->generation_ != generation_) throw Error("Stepper: the tape was reset during backward");
+  Tape::Node* nodes = tape_->nodes_.data();
+  while (cursor_ > 0) {
+    const NodeId i = --cursor_;
+    Tape::Node& n = nodes[i];
+    constexpr std::uint8_t active = Tape::kNeedsGrad | Tape::kReached;
+    if ((n.flags & active) != active || is_leaf(n.op)) continue;
+    dispatch(n.op, [&](auto rule) {
+      using R = decltype(rule);
+      constexpr int arity = R::info.arity;
+      if constexpr (arity > 0) {
+        const double a = nodes[n.in[0]].value;
+        const double b = arity == 2 ? nodes[n.in[1]].value : 0.0;
+        const Local<double> local = R::local(a, b, n.value, n.param);
+        const double up = n.grad;
+        step_.node = i;
+        step_.upstream = up;
+        step_.arity = arity;
+        for (int k = 0; k < arity; ++k) {
+          Tape::Node& in = nodes[n.in[k]];
+          InputStep& s = step_.inputs[k];
+          s.id = n.in[k];
+          s.local = k == 0 ? local.da : local.db;
+          s.contribution = up * s.local;
+          s.needs_grad = in.flags & Tape::kNeedsGrad;
+          s.accumulated = in.flags & Tape::kReached;
+          if (s.needs_grad) {
+            in.grad += s.contribution;
+            in.flags |= Tape::kReached;
+          }
+          s.grad_after = in.grad;
+        }
+      }
+    });
+    step_.index = taken_++;
+    return true;
+  }
+  return false;
+}
+
+inline void Tape::backward(Value output) {
+  Stepper stepper(*this, output);
+  while (stepper.next()) {
+  }
+}
+
+}  // namespace ag

@@ -1,0 +1,65 @@
+// Lecture-style text for forward values and backward steps.
+
+#include "tapegrad/format.hpp"
+
+#include <fmt/format.h>
+
+namespace ag {
+
+std::string format_number(double x) {
+  if (x == 0) x = 0;  // no "-0"
+  return fmt::format("{:.4g}", x);
+}
+
+std::string expression(const Tape& tape, NodeId id) {
+  const Op op = tape.op(id);
+  const OpInfo& info = op_info(op);
+  auto in = [&](int k) { return tape.label(tape.input_of(id, k)); };
+  switch (op) {
+    case Op::input:
+    case Op::constant: return tape.label(id);
+    case Op::add:
+    case Op::sub:
+    case Op::mul:
+    case Op::div:
+    case Op::pow: return fmt::format("{} {} {}", in(0), info.symbol, in(1));
+    case Op::neg: return fmt::format("-{}", in(0));
+    case Op::pow_scalar: return fmt::format("{} ^ {}", in(0), format_number(tape.param(id)));
+    case Op::leaky_relu:
+    case Op::elu:
+      return fmt::format("{}({}, {})", info.name, in(0), format_number(tape.param(id)));
+    default: break;
+  }
+  if (info.arity == 2) return fmt::format("{}({}, {})", info.name, in(0), in(1));
+  return fmt::format("{}({})", info.name, in(0));
+}
+
+std::string forward_line(const Tape& tape, NodeId id) {
+  const Op op = tape.op(id);
+  if (op == Op::constant) return {};
+  const std::string value = format_number(tape.value(id));
+  if (op == Op::input) return fmt::format("{} = {}", tape.label(id), value);
+  return fmt::format("{} = {} = {}", tape.label(id), expression(tape, id), value);
+}
+
+std::string step_lines(const Step& step) {
+  const Tape& tape = *step.tape;
+  const std::string out = tape.label(step.output);
+  const std::string node = tape.label(step.node);
+  std::string text;
+  for (int k = 0; k < step.arity; ++k) {
+    const InputStep& s = step.inputs[k];
+    if (!s.needs_grad) continue;
+    const std::string in = tape.label(s.id);
+    if (!text.empty()) text += '\n';
+    fmt::format_to(std::back_inserter(text), "d{}/d{} {} d{}/d{} * d{}/d{} = {} * {} = {}", out, in,
+                   s.accumulated ? "+=" : "=", out, node, node, in, format_number(step.upstream),
+                   format_number(s.local), format_number(s.contribution));
+    if (s.accumulated)
+      fmt::format_to(std::back_inserter(text), ", so d{}/d{} = {}", out, in,
+                     format_number(s.grad_after));
+  }
+  return text;
+}
+
+}  // namespace ag

@@ -1,0 +1,1 @@
+// placeholder until graph export lands

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs the Debian packages tapegrad needs (only the missing ones), then
+# configures and builds into build/. With an argument it goes on:
+#   tools/setup.sh demo   runs the main demo
+#   tools/setup.sh test   runs every test, then the suite again under ASan+UBSan (build-asan/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  g++ meson ninja-build pkg-config cmake python3   # toolchain; cmake lets meson find doctest
+  libfmt-dev doctest-dev libcli11-dev              # fmt, tests, command line
+  libgraphviz-dev fonts-dejavu-core                # cgraph + gvc (PNG text needs a font)
+  libbenchmark-dev                                 # bench/
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo=()
+  if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+configure() {  # configure() DIR [meson options...]: set up once, then just rebuild
+  local dir=$1; shift
+  if [ ! -f "$dir/build.ninja" ]; then meson setup "$dir" "$@" >/dev/null; fi
+  meson compile -C "$dir" >/dev/null
+}
+configure build
+
+case "${1:-build}" in
+  build) ;;
+  demo) bash tools/demo.sh ;;
+  test)
+    meson test -C build --print-errorlogs
+    configure build-asan --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
+    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+      meson test -C build-asan --print-errorlogs
+    ;;
+  *) echo "usage: tools/setup.sh [build|demo|test]" >&2; exit 2 ;;
+esac
