@@ -10,6 +10,7 @@ packages=(
   g++ meson ninja-build pkg-config cmake python3   # toolchain; cmake lets meson find doctest
   libfmt-dev doctest-dev libcli11-dev              # fmt, tests, command line
   libgraphviz-dev fonts-dejavu-core                # cgraph + gvc (PNG text needs a font)
+  libopenblas-dev                                  # matmul for tensors
   libbenchmark-dev                                 # bench/
 )
 

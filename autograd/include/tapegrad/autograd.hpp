@@ -6,5 +6,7 @@
 #include "tapegrad/error.hpp"
 #include "tapegrad/format.hpp"
 #include "tapegrad/ops.hpp"
+#include "tapegrad/random.hpp"
 #include "tapegrad/tape.hpp"
+#include "tapegrad/tensor.hpp"
 #include "tapegrad/value.hpp"

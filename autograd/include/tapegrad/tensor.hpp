@@ -1,0 +1,292 @@
+// Tensors on a tape: n-d float32/float64 arrays recorded op by op, with the
+// scalar tape's op table, gradient semantics and step-through backward.
+
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tapegrad/error.hpp"
+#include "tapegrad/ops.hpp"
+#include "tapegrad/shape.hpp"
+#include "tapegrad/tape.hpp"
+
+namespace ag {
+
+class TensorTape;
+
+// What a tensor node computes. Elementwise nodes also name their op-table row
+// (ops.hpp), so scalars and tensors share every elementwise rule.
+enum class TOp : std::uint8_t {
+  input,        // a leaf that gets a gradient (data owned by the tape)
+  parameter,    // a leaf whose data and gradient live outside the tape (nn::Parameter)
+  constant,     // a leaf without gradient
+  elementwise,  // one row of the op table, with NumPy broadcasting for binary rows
+  matmul,
+  transpose,
+  reshape,
+  sum,
+  mean,
+  amax,  // max over an axis
+  log_softmax,
+  softmax,
+  pick,  // one entry per row, by class index (cross-entropy's gather)
+};
+std::string_view top_name(TOp op);
+
+struct TensorOptions {
+  DType dtype = DType::f32;
+  bool requires_grad = false;  // true makes the tensor an input that gets a gradient
+  std::string_view name = {};
+};
+
+// A cheap handle to one node of a TensorTape (tape, node id, generation), like
+// ag::Value for the scalar tape: using it after the tape's reset() throws.
+class Tensor {
+ public:
+  Tensor() = default;
+
+  const Shape& shape() const;
+  DType dtype() const;
+  std::int64_t numel() const { return shape().numel(); }
+  int rank() const { return shape().rank(); }
+  bool requires_grad() const;  // gets a gradient in backward
+
+  // The elements, row-major. T must match the dtype (an ag::Error says so if not).
+  template <class T> std::span<const T> data() const;
+  // The gradient after backward; all zeros before. Empty when !requires_grad().
+  template <class T> std::span<const T> grad() const;
+  double item() const;                   // the single element of a 1-element tensor
+  double value(std::int64_t flat) const;  // one element, as double
+  double grad_at(std::int64_t flat) const;
+  std::vector<double> values() const;  // every element, as double (allocates)
+  std::vector<double> grads() const;
+
+  std::string_view name() const;
+  Tensor named(std::string_view name) const;  // names the node; returns *this
+  NodeId id() const { return id_; }
+  TensorTape& tape() const;
+  bool valid() const;
+
+ private:
+  friend class TensorTape;
+  friend struct Recorder;
+  Tensor(TensorTape* tape, NodeId id, std::uint32_t generation)
+      : tape_(tape), id_(id), generation_(generation) {}
+  TensorTape* tape_ = nullptr;
+  NodeId id_ = 0;
+  std::uint32_t generation_ = 0;
+};
+
+// One backward step on a tensor tape. A tensor op's local gradient is a
+// Jacobian, so a step reports sizes: the norm of the upstream gradient, of
+// each contribution (the vector-Jacobian product for that input) and of each
+// input's accumulated gradient after it.
+struct TensorInputStep {
+  NodeId id;
+  double contribution_norm;  // ||upstream · d(node)/d(input)||, NaN when not computed
+  double grad_norm;          // ||d(output)/d(input)|| after this step
+  bool accumulated;          // the input had a contribution earlier in this pass (a fork)
+  bool needs_grad;
+};
+struct TensorStep {
+  const TensorTape* tape;
+  NodeId output;
+  NodeId node;
+  double upstream_norm;
+  int arity;
+  std::array<TensorInputStep, 2> inputs;
+  std::size_t index;
+};
+
+// Note [The Stepper is backward] (tape.hpp) holds here too: TensorTape::backward
+// runs a TensorStepper to the end. A stepper made for teaching (detailed = true)
+// also measures each contribution, which costs a copy of the input's gradient.
+class TensorStepper {
+ public:
+  // Seeds d(output)/d(output) with `seed` (of the output's shape), or with 1
+  // when it is empty and the output has a single element.
+  TensorStepper(TensorTape& tape, Tensor output, bool detailed = true,
+                std::span<const double> seed = {});
+  bool next();
+  const TensorStep& step() const { return step_; }
+  bool done() const { return cursor_ == 0; }
+
+ private:
+  TensorTape* tape_;
+  std::uint32_t generation_;
+  NodeId cursor_;
+  std::size_t taken_ = 0;
+  bool detailed_;
+  TensorStep step_{};
+};
+
+// Note [Tensor storage]
+// ~~~~~~~~~~~~~~~~~~~~~
+// Node records live in one vector, as on the scalar tape (Note [Tape
+// storage]); element data, gradients and index buffers live in an arena of
+// large blocks that never move, so a node's data pointer stays valid while the
+// tape grows. reset() rewinds the arena and keeps its blocks: once a training
+// step has run, recording the same step again allocates nothing. Parameters
+// are not copied in: their node points at the caller's data and gradient.
+class TensorTape {
+ public:
+  TensorTape();
+  ~TensorTape();
+  TensorTape(const TensorTape&) = delete;
+  TensorTape& operator=(const TensorTape&) = delete;
+
+  // Leaves. `data` is copied; its length must equal the shape's element count.
+  template <class T>
+  Tensor input(const Shape& shape, std::span<const T> data, std::string_view name = {});
+  Tensor input(const Shape& shape, std::initializer_list<double> data, std::string_view name = {},
+               DType dtype = DType::f64);
+  template <class T>
+  Tensor constant(const Shape& shape, std::span<const T> data);
+  // A leaf over external storage (not copied); backward adds into `grad`.
+  template <class T>
+  Tensor parameter(const Shape& shape, T* data, T* grad, std::string_view name = {});
+  // A new zero-filled leaf: an input when options.requires_grad, else a constant.
+  Tensor leaf(const Shape& shape, const TensorOptions& options);
+
+  // Backward from a single-element output (d output / d output = 1), or with
+  // an explicit seed gradient of the output's shape.
+  void backward(Tensor output);
+  void backward(Tensor output, std::span<const double> seed);
+  TensorStepper stepper(Tensor output, std::span<const double> seed = {}) {
+    return TensorStepper(*this, output, true, seed);
+  }
+
+  void zero_grad();
+  void reset();  // forgets every node, keeps memory; old Tensors become invalid
+  std::size_t size() const;
+  std::uint32_t generation() const { return generation_; }
+
+  // While false, new nodes get no gradient (see ag::NoGrad).
+  bool grad_enabled() const { return grad_enabled_; }
+  void set_grad_enabled(bool on) { grad_enabled_ = on; }
+
+  // Read access by node id, for the stepper, graphs and formatting.
+  TOp op(NodeId id) const;
+  Op elementwise_op(NodeId id) const;  // the op-table row of an elementwise node
+  const Shape& shape(NodeId id) const;
+  DType dtype(NodeId id) const;
+  int arity(NodeId id) const;
+  NodeId input_of(NodeId id, int k) const;
+  bool needs_grad(NodeId id) const;
+  bool reached(NodeId id) const;
+  double param(NodeId id) const;
+  int axis(NodeId id) const;
+  std::string_view name(NodeId id) const;
+  std::string label(NodeId id) const;  // the name, else "t<id>"
+  void set_name(NodeId id, std::string_view name);
+  Tensor handle(NodeId id);
+  double value(NodeId id, std::int64_t flat) const;
+  double grad(NodeId id, std::int64_t flat) const;  // 0 when the node has no gradient
+  double grad_norm(NodeId id) const;
+
+  void check(const Tensor& t, std::string_view what) const;
+
+  struct Impl;  // node records, arena, kernels: tensor.cpp
+
+ private:
+  friend class Tensor;
+  friend class TensorStepper;
+  friend struct Impl;
+  friend struct Recorder;
+  std::unique_ptr<Impl> impl_;
+  std::uint32_t generation_ = 0;
+  bool grad_enabled_ = true;
+};
+
+// Runs a block without recording gradients: results are constants, as under
+// PyTorch's torch.no_grad().
+class NoGrad {
+ public:
+  explicit NoGrad(TensorTape& tape) : tape_(tape), was_(tape.grad_enabled()) {
+    tape.set_grad_enabled(false);
+  }
+  ~NoGrad() { tape_.set_grad_enabled(was_); }
+  NoGrad(const NoGrad&) = delete;
+  NoGrad& operator=(const NoGrad&) = delete;
+
+ private:
+  TensorTape& tape_;
+  bool was_;
+};
+
+// ---- creation ---------------------------------------------------------------
+Tensor zeros(TensorTape& tape, const Shape& shape, const TensorOptions& options = {});
+Tensor ones(TensorTape& tape, const Shape& shape, const TensorOptions& options = {});
+Tensor full(TensorTape& tape, const Shape& shape, double value, const TensorOptions& options = {});
+// start, start + step, ... below stop, as a 1-D tensor.
+Tensor arange(TensorTape& tape, double start, double stop, double step = 1,
+              const TensorOptions& options = {});
+// Seeded with a portable generator (random.hpp): the same numbers on every machine.
+Tensor uniform(TensorTape& tape, const Shape& shape, double low, double high, std::uint64_t seed,
+               const TensorOptions& options = {});
+Tensor normal(TensorTape& tape, const Shape& shape, double mean, double stddev, std::uint64_t seed,
+              const TensorOptions& options = {});
+
+// ---- elementwise ops, broadcasting as NumPy ---------------------------------
+Tensor operator+(Tensor a, Tensor b);
+Tensor operator-(Tensor a, Tensor b);
+Tensor operator*(Tensor a, Tensor b);
+Tensor operator/(Tensor a, Tensor b);
+Tensor operator+(Tensor a, double b);
+Tensor operator-(Tensor a, double b);
+Tensor operator*(Tensor a, double b);
+Tensor operator/(Tensor a, double b);
+Tensor operator+(double a, Tensor b);
+Tensor operator-(double a, Tensor b);
+Tensor operator*(double a, Tensor b);
+Tensor operator/(double a, Tensor b);
+Tensor operator-(Tensor a);
+Tensor pow(Tensor a, double p);
+Tensor pow(Tensor a, Tensor b);
+Tensor exp(Tensor a);
+Tensor log(Tensor a);
+Tensor sqrt(Tensor a);
+Tensor abs(Tensor a);
+Tensor sigmoid(Tensor a);
+Tensor tanh(Tensor a);
+Tensor relu(Tensor a);
+Tensor softplus(Tensor a);
+Tensor leaky_relu(Tensor a, double alpha = 0.01);
+Tensor elu(Tensor a, double alpha = 1.0);
+// alpha of shape () for one learnable slope, or (F,) for one per feature (last axis).
+Tensor prelu(Tensor a, Tensor alpha);
+Tensor max(Tensor a, Tensor b);  // elementwise (maxout); a tie splits the gradient
+Tensor max(Tensor a, double b);
+
+// Any row of the op table by its code, for code that iterates over the table
+// (the named functions above record the same nodes). Throws for a leaf op or
+// the wrong number of operands.
+Tensor apply(Op op, Tensor a);  // unary rows, with the row's default parameter
+Tensor apply(Op op, Tensor a, double param);
+Tensor apply(Op op, Tensor a, Tensor b);  // binary rows
+
+// ---- linear algebra, shape and reductions -----------------------------------
+Tensor matmul(Tensor a, Tensor b);  // (m, k) x (k, n) -> (m, n), through BLAS when large
+Tensor transpose(Tensor a);         // swaps the last two axes
+Tensor reshape(Tensor a, std::initializer_list<std::int64_t> dims);  // one dim may be -1
+Tensor reshape(Tensor a, const Shape& shape);
+Tensor sum(Tensor a);  // over all elements: shape ()
+Tensor sum(Tensor a, int axis, bool keepdims = false);
+Tensor mean(Tensor a);
+Tensor mean(Tensor a, int axis, bool keepdims = false);
+Tensor amax(Tensor a, int axis, bool keepdims = false);  // max over an axis; ties: first index
+Tensor log_softmax(Tensor a, int axis = -1);
+Tensor softmax(Tensor a, int axis = -1);
+// out[i] = a[i, index[i]] for a of shape (n, c): picks one class score per row.
+Tensor pick(Tensor a, std::span<const std::int32_t> index);
+// The same data, as a constant: no gradient flows back through it.
+Tensor detach(Tensor a);
+
+}  // namespace ag

@@ -1,0 +1,1202 @@
+// The tensor tape: node records, the arena that holds their elements, and each
+// tensor op's forward and backward, side by side, one section per op.
+
+#include "tapegrad/tensor.hpp"
+
+#include <cblas.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+
+#include "tapegrad/random.hpp"
+
+namespace ag {
+
+namespace {
+
+constexpr std::uint8_t kNeedsGrad = 1;  // gets a gradient in backward
+constexpr std::uint8_t kReached = 2;    // the latest backward passed it a gradient
+constexpr std::uint8_t kKeepDims = 4;   // reductions: the reduced axis stays, as 1
+
+// Note [Tensor storage] (tensor.hpp): blocks never move; reset() rewinds.
+class Arena {
+ public:
+  Arena() = default;
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+  ~Arena() {
+    for (Block& b : blocks_) std::free(b.memory);
+  }
+
+  void* allocate(std::size_t bytes) {
+    bytes = (bytes + kAlign - 1) / kAlign * kAlign;
+    if (bytes == 0) bytes = kAlign;
+    while (current_ < blocks_.size()) {
+      Block& b = blocks_[current_];
+      if (used_ + bytes <= b.size) {
+        void* p = b.memory + used_;
+        used_ += bytes;
+        return p;
+      }
+      ++current_;  // the rest of this block stays unused until the next reset
+      used_ = 0;
+    }
+    const std::size_t size = std::max(bytes, kBlockSize);
+    auto* memory = static_cast<std::byte*>(std::aligned_alloc(kAlign, size));
+    if (memory == nullptr) throw Error(fmt::format("out of memory allocating {} bytes", size));
+    blocks_.push_back(Block{memory, size});
+    current_ = blocks_.size() - 1;
+    used_ = bytes;
+    return memory;
+  }
+
+  void reset() {
+    current_ = 0;
+    used_ = 0;
+  }
+
+ private:
+  static constexpr std::size_t kAlign = 64;
+  static constexpr std::size_t kBlockSize = std::size_t(1) << 20;
+  struct Block {
+    std::byte* memory;
+    std::size_t size;
+  };
+  std::vector<Block> blocks_;
+  std::size_t current_ = 0;
+  std::size_t used_ = 0;
+};
+
+template <class F>
+decltype(auto) with_dtype(DType dtype, F&& f) {
+  if (dtype == DType::f32) return f(float{});
+  return f(double{});
+}
+
+}  // namespace
+
+struct TensorTape::Impl {
+  struct Node {
+    void* data;
+    void* grad;  // null when the node gets no gradient
+    void* aux;   // amax: argmax per output element; pick: the class indices (int32)
+    double param;
+    Shape shape;
+    NodeId in[2];
+    std::int32_t axis;
+    std::uint32_t name_offset;
+    std::uint16_t name_length;
+    TOp op;
+    Op elem;
+    DType dtype;
+    std::uint8_t flags;
+  };
+
+  std::vector<Node> nodes;
+  std::string names;
+  Arena arena;
+  std::vector<double> scratch;  // a detailed stepper's copy of gradients before a step
+
+  template <class T> static T* data(Node& n) { return static_cast<T*>(n.data); }
+  template <class T> static T* grad(Node& n) { return static_cast<T*>(n.grad); }
+
+  // Appends a node with fresh storage for its elements, and for its gradient
+  // when it needs one. The caller fills the data.
+  NodeId push(TOp op, DType dtype, const Shape& shape, bool needs_grad, NodeId a = 0,
+              NodeId b = 0, Op elem = Op::input, double param = 0, int axis = 0) {
+    const std::size_t bytes = std::size_t(shape.numel()) * dtype_size(dtype);
+    Node n{};
+    n.data = arena.allocate(bytes);
+    n.grad = needs_grad ? arena.allocate(bytes) : nullptr;
+    if (needs_grad) std::memset(n.grad, 0, bytes);
+    n.param = param;
+    n.shape = shape;
+    n.in[0] = a;
+    n.in[1] = b;
+    n.axis = axis;
+    n.op = op;
+    n.elem = elem;
+    n.dtype = dtype;
+    n.flags = needs_grad ? kNeedsGrad : 0;
+    if (nodes.size() >= std::numeric_limits<NodeId>::max())
+      throw Error("the tensor tape is full (2^32 nodes)");
+    nodes.push_back(n);
+    return static_cast<NodeId>(nodes.size() - 1);
+  }
+};
+
+// ---- handles ------------------------------------------------------------------
+
+std::string_view top_name(TOp op) {
+  switch (op) {
+    case TOp::input: return "input";
+    case TOp::parameter: return "parameter";
+    case TOp::constant: return "constant";
+    case TOp::elementwise: return "elementwise";
+    case TOp::matmul: return "matmul";
+    case TOp::transpose: return "transpose";
+    case TOp::reshape: return "reshape";
+    case TOp::sum: return "sum";
+    case TOp::mean: return "mean";
+    case TOp::amax: return "amax";
+    case TOp::log_softmax: return "log_softmax";
+    case TOp::softmax: return "softmax";
+    case TOp::pick: return "pick";
+  }
+  return "?";
+}
+
+static bool is_leaf(TOp op) {
+  return op == TOp::input || op == TOp::parameter || op == TOp::constant;
+}
+
+TensorTape::TensorTape() : impl_(std::make_unique<Impl>()) {}
+TensorTape::~TensorTape() = default;
+
+void TensorTape::check(const Tensor& t, std::string_view what) const {
+  if (t.tape_ == this && t.generation_ == generation_) [[likely]]
+    return;
+  if (t.tape_ == nullptr) throw Error(std::string(what) + ": an empty Tensor (default-constructed)");
+  if (t.tape_ != this) throw Error(std::string(what) + ": the operands belong to different tapes");
+  throw Error(std::string(what) +
+              ": this Tensor was recorded before its tape was reset; record it again");
+}
+
+bool Tensor::valid() const { return tape_ != nullptr && tape_->generation_ == generation_; }
+
+TensorTape& Tensor::tape() const {
+  if (tape_ == nullptr) throw Error("an empty Tensor (default-constructed) was used");
+  tape_->check(*this, "Tensor");
+  return *tape_;
+}
+
+const Shape& Tensor::shape() const { return tape().shape(id_); }
+DType Tensor::dtype() const { return tape().dtype(id_); }
+bool Tensor::requires_grad() const { return tape().needs_grad(id_); }
+std::string_view Tensor::name() const { return tape().name(id_); }
+Tensor Tensor::named(std::string_view name) const {
+  tape().set_name(id_, name);
+  return *this;
+}
+
+template <class T>
+std::span<const T> Tensor::data() const {
+  TensorTape& t = tape();
+  auto& n = t.impl_->nodes[id_];
+  if (n.dtype != dtype_of<T>())
+    throw Error(fmt::format("Tensor::data<{}>: the tensor holds {}", dtype_name(dtype_of<T>()),
+                            dtype_name(n.dtype)));
+  return {static_cast<const T*>(n.data), std::size_t(n.shape.numel())};
+}
+
+template <class T>
+std::span<const T> Tensor::grad() const {
+  TensorTape& t = tape();
+  auto& n = t.impl_->nodes[id_];
+  if (n.dtype != dtype_of<T>())
+    throw Error(fmt::format("Tensor::grad<{}>: the tensor holds {}", dtype_name(dtype_of<T>()),
+                            dtype_name(n.dtype)));
+  if (n.grad == nullptr) return {};
+  return {static_cast<const T*>(n.grad), std::size_t(n.shape.numel())};
+}
+
+template std::span<const float> Tensor::data<float>() const;
+template std::span<const double> Tensor::data<double>() const;
+template std::span<const float> Tensor::grad<float>() const;
+template std::span<const double> Tensor::grad<double>() const;
+
+double Tensor::item() const {
+  if (numel() != 1)
+    throw Error(fmt::format("item: the tensor has shape {}, not a single element", shape().str()));
+  return value(0);
+}
+double Tensor::value(std::int64_t flat) const { return tape().value(id_, flat); }
+double Tensor::grad_at(std::int64_t flat) const { return tape().grad(id_, flat); }
+
+std::vector<double> Tensor::values() const {
+  std::vector<double> v(static_cast<std::size_t>(numel()));
+  for (std::int64_t i = 0; i < numel(); ++i) v[std::size_t(i)] = value(i);
+  return v;
+}
+std::vector<double> Tensor::grads() const {
+  std::vector<double> v(static_cast<std::size_t>(numel()));
+  for (std::int64_t i = 0; i < numel(); ++i) v[std::size_t(i)] = grad_at(i);
+  return v;
+}
+
+// ---- tape accessors -----------------------------------------------------------
+
+std::size_t TensorTape::size() const { return impl_->nodes.size(); }
+TOp TensorTape::op(NodeId id) const { return impl_->nodes[id].op; }
+Op TensorTape::elementwise_op(NodeId id) const { return impl_->nodes[id].elem; }
+const Shape& TensorTape::shape(NodeId id) const { return impl_->nodes[id].shape; }
+DType TensorTape::dtype(NodeId id) const { return impl_->nodes[id].dtype; }
+NodeId TensorTape::input_of(NodeId id, int k) const { return impl_->nodes[id].in[k]; }
+bool TensorTape::needs_grad(NodeId id) const { return impl_->nodes[id].flags & kNeedsGrad; }
+bool TensorTape::reached(NodeId id) const { return impl_->nodes[id].flags & kReached; }
+double TensorTape::param(NodeId id) const { return impl_->nodes[id].param; }
+int TensorTape::axis(NodeId id) const { return impl_->nodes[id].axis; }
+
+int TensorTape::arity(NodeId id) const {
+  const auto& n = impl_->nodes[id];
+  switch (n.op) {
+    case TOp::input:
+    case TOp::parameter:
+    case TOp::constant: return 0;
+    case TOp::elementwise: return op_info(n.elem).arity;
+    case TOp::matmul: return 2;
+    default: return 1;
+  }
+}
+
+std::string_view TensorTape::name(NodeId id) const {
+  const auto& n = impl_->nodes[id];
+  return std::string_view(impl_->names).substr(n.name_offset, n.name_length);
+}
+
+std::string TensorTape::label(NodeId id) const {
+  if (std::string_view n = name(id); !n.empty()) return std::string(n);
+  return fmt::format("t{}", id);
+}
+
+void TensorTape::set_name(NodeId id, std::string_view name) {
+  if (name.size() > std::numeric_limits<std::uint16_t>::max())
+    throw Error(fmt::format("a node name of {} characters is too long", name.size()));
+  auto& n = impl_->nodes.at(id);
+  n.name_offset = static_cast<std::uint32_t>(impl_->names.size());
+  n.name_length = static_cast<std::uint16_t>(name.size());
+  impl_->names.append(name);
+}
+
+Tensor TensorTape::handle(NodeId id) {
+  if (id >= impl_->nodes.size())
+    throw Error(fmt::format("node {} does not exist: the tape has {} nodes", id, size()));
+  return Tensor(this, id, generation_);
+}
+
+double TensorTape::value(NodeId id, std::int64_t flat) const {
+  auto& n = impl_->nodes[id];
+  if (flat < 0 || flat >= n.shape.numel())
+    throw Error(fmt::format("element {} is out of range for shape {}", flat, n.shape.str()));
+  return with_dtype(n.dtype, [&](auto t) -> double {
+    return Impl::data<decltype(t)>(n)[flat];
+  });
+}
+
+double TensorTape::grad(NodeId id, std::int64_t flat) const {
+  auto& n = impl_->nodes[id];
+  if (flat < 0 || flat >= n.shape.numel())
+    throw Error(fmt::format("element {} is out of range for shape {}", flat, n.shape.str()));
+  if (n.grad == nullptr) return 0.0;
+  return with_dtype(n.dtype, [&](auto t) -> double {
+    return Impl::grad<decltype(t)>(n)[flat];
+  });
+}
+
+double TensorTape::grad_norm(NodeId id) const {
+  auto& n = impl_->nodes[id];
+  if (n.grad == nullptr) return 0.0;
+  return with_dtype(n.dtype, [&](auto t) {
+    const auto* g = Impl::grad<decltype(t)>(n);
+    double s = 0;
+    for (std::int64_t i = 0, e = n.shape.numel(); i < e; ++i) s += double(g[i]) * double(g[i]);
+    return std::sqrt(s);
+  });
+}
+
+void TensorTape::zero_grad() {
+  for (auto& n : impl_->nodes)
+    if (n.grad) std::memset(n.grad, 0, std::size_t(n.shape.numel()) * dtype_size(n.dtype));
+}
+
+void TensorTape::reset() {
+  impl_->nodes.clear();
+  impl_->names.clear();
+  impl_->arena.reset();
+  ++generation_;
+}
+
+// ---- leaves ---------------------------------------------------------------------
+
+static void check_length(const Shape& shape, std::size_t length, std::string_view what) {
+  if (std::int64_t(length) != shape.numel())
+    throw Error(fmt::format("{}: {} values given for shape {}, which holds {}", what, length,
+                            shape.str(), shape.numel()));
+}
+
+template <class T>
+Tensor TensorTape::input(const Shape& shape, std::span<const T> data, std::string_view name) {
+  check_length(shape, data.size(), "input");
+  const NodeId id = impl_->push(TOp::input, dtype_of<T>(), shape, true);
+  std::copy(data.begin(), data.end(), Impl::data<T>(impl_->nodes[id]));
+  if (!name.empty()) set_name(id, name);
+  return Tensor(this, id, generation_);
+}
+
+Tensor TensorTape::input(const Shape& shape, std::initializer_list<double> data,
+                         std::string_view name, DType dtype) {
+  check_length(shape, data.size(), "input");
+  Tensor t = leaf(shape, {dtype, true, name});
+  with_dtype(dtype, [&](auto z) {
+    using T = decltype(z);
+    std::transform(data.begin(), data.end(), Impl::data<T>(impl_->nodes[t.id_]),
+                   [](double x) { return T(x); });
+  });
+  return t;
+}
+
+template <class T>
+Tensor TensorTape::constant(const Shape& shape, std::span<const T> data) {
+  check_length(shape, data.size(), "constant");
+  const NodeId id = impl_->push(TOp::constant, dtype_of<T>(), shape, false);
+  std::copy(data.begin(), data.end(), Impl::data<T>(impl_->nodes[id]));
+  return Tensor(this, id, generation_);
+}
+
+template <class T>
+Tensor TensorTape::parameter(const Shape& shape, T* data, T* grad, std::string_view name) {
+  if (data == nullptr || grad == nullptr)
+    throw Error("parameter: the data and gradient pointers must not be null");
+  Impl::Node n{};
+  n.data = data;
+  n.grad = grad;
+  n.shape = shape;
+  n.op = TOp::parameter;
+  n.dtype = dtype_of<T>();
+  n.flags = grad_enabled_ ? kNeedsGrad : 0;
+  if (!grad_enabled_) n.grad = nullptr;
+  impl_->nodes.push_back(n);
+  const NodeId id = static_cast<NodeId>(impl_->nodes.size() - 1);
+  if (!name.empty()) set_name(id, name);
+  return Tensor(this, id, generation_);
+}
+
+template Tensor TensorTape::input<float>(const Shape&, std::span<const float>, std::string_view);
+template Tensor TensorTape::input<double>(const Shape&, std::span<const double>, std::string_view);
+template Tensor TensorTape::constant<float>(const Shape&, std::span<const float>);
+template Tensor TensorTape::constant<double>(const Shape&, std::span<const double>);
+template Tensor TensorTape::parameter<float>(const Shape&, float*, float*, std::string_view);
+template Tensor TensorTape::parameter<double>(const Shape&, double*, double*, std::string_view);
+
+Tensor TensorTape::leaf(const Shape& shape, const TensorOptions& options) {
+  const bool grad = options.requires_grad && grad_enabled_;
+  const NodeId id = impl_->push(grad ? TOp::input : TOp::constant, options.dtype, shape, grad);
+  std::memset(impl_->nodes[id].data, 0, std::size_t(shape.numel()) * dtype_size(options.dtype));
+  if (!options.name.empty()) set_name(id, options.name);
+  return Tensor(this, id, generation_);
+}
+
+// Fills a fresh leaf element by element with f(i).
+template <class F>
+static Tensor filled(TensorTape& tape, const Shape& shape, const TensorOptions& options, F f);
+
+Tensor zeros(TensorTape& tape, const Shape& shape, const TensorOptions& options) {
+  return tape.leaf(shape, options);
+}
+Tensor ones(TensorTape& tape, const Shape& shape, const TensorOptions& options) {
+  return full(tape, shape, 1.0, options);
+}
+Tensor full(TensorTape& tape, const Shape& shape, double value, const TensorOptions& options) {
+  return filled(tape, shape, options, [&](std::int64_t) { return value; });
+}
+Tensor arange(TensorTape& tape, double start, double stop, double step,
+              const TensorOptions& options) {
+  if (step == 0 || !std::isfinite(start) || !std::isfinite(stop) || !std::isfinite(step))
+    throw Error(fmt::format("arange({}, {}, {}): the step must be non-zero and all finite", start,
+                            stop, step));
+  const double count = std::ceil((stop - start) / step);
+  const std::int64_t n = count > 0 ? std::int64_t(count) : 0;
+  return filled(tape, Shape{n}, options, [&](std::int64_t i) { return start + double(i) * step; });
+}
+Tensor uniform(TensorTape& tape, const Shape& shape, double low, double high, std::uint64_t seed,
+               const TensorOptions& options) {
+  Rng rng(seed);
+  return filled(tape, shape, options, [&](std::int64_t) { return rng.uniform(low, high); });
+}
+Tensor normal(TensorTape& tape, const Shape& shape, double mean, double stddev,
+              std::uint64_t seed, const TensorOptions& options) {
+  Rng rng(seed);
+  return filled(tape, shape, options, [&](std::int64_t) { return rng.normal(mean, stddev); });
+}
+
+// ---- kernels --------------------------------------------------------------------
+
+namespace {
+
+// Note [Broadcasting]
+// ~~~~~~~~~~~~~~~~~~~
+// for_each_broadcast calls f(i, ia, ib) for every element i of the output, with
+// the indices of the input elements it is computed from (NumPy's rule: an
+// input's axis of length 1, or a missing leading axis, repeats). Backward uses
+// the same walk and accumulates into the inputs' gradients at ia and ib, so a
+// broadcast gradient is summed back to each input's shape here, in the walk,
+// and nowhere else.
+template <class F>
+void for_each_broadcast(const Shape& out, const Shape& a, const Shape& b, F&& f) {
+  const std::int64_t n = out.numel();
+  if (a == out && b == out) {
+    for (std::int64_t i = 0; i < n; ++i) f(i, i, i);
+    return;
+  }
+  if (a == out && b.numel() == 1) {
+    for (std::int64_t i = 0; i < n; ++i) f(i, i, std::int64_t(0));
+    return;
+  }
+  if (b == out && a.numel() == 1) {
+    for (std::int64_t i = 0; i < n; ++i) f(i, std::int64_t(0), i);
+    return;
+  }
+  // Strides of a and b aligned to the output's axes; 0 where an input repeats.
+  const int rank = out.rank();
+  std::int64_t sa[kMaxRank] = {}, sb[kMaxRank] = {};
+  std::int64_t stride_a = 1, stride_b = 1;
+  for (int axis = rank - 1; axis >= 0; --axis) {
+    const int ia = a.rank() - rank + axis, ib = b.rank() - rank + axis;
+    if (ia >= 0) {
+      sa[axis] = a[ia] == 1 ? 0 : stride_a;
+      stride_a *= a[ia];
+    }
+    if (ib >= 0) {
+      sb[axis] = b[ib] == 1 ? 0 : stride_b;
+      stride_b *= b[ib];
+    }
+  }
+  const std::int64_t inner = rank ? out[rank - 1] : 1;
+  const std::int64_t inner_a = rank ? sa[rank - 1] : 0, inner_b = rank ? sb[rank - 1] : 0;
+  std::int64_t counter[kMaxRank] = {};
+  std::int64_t base_a = 0, base_b = 0;
+  for (std::int64_t i = 0; i < n; i += inner) {
+    for (std::int64_t j = 0; j < inner; ++j) f(i + j, base_a + j * inner_a, base_b + j * inner_b);
+    // Advance the outer axes like an odometer.
+    for (int axis = rank - 2; axis >= 0; --axis) {
+      base_a += sa[axis];
+      base_b += sb[axis];
+      if (++counter[axis] < out[axis]) break;
+      base_a -= sa[axis] * out[axis];
+      base_b -= sb[axis] * out[axis];
+      counter[axis] = 0;
+    }
+  }
+}
+
+// Below this many multiply-adds a plain loop beats a BLAS call's overhead
+// (about 80 ns for a 4x5 by 5x5 sgemm on this machine).
+constexpr std::int64_t kBlasThreshold = 32 * 32 * 32;
+
+// C (m x n, row-major, leading dimension n) = op(A) op(B) + beta C, where
+// op(A) is m x k and op(B) is k x n; ta/tb mean A/B are stored transposed.
+template <class T>
+void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* A,
+          const T* B, T beta, T* C) {
+  const std::int64_t lda = ta ? m : k, ldb = tb ? k : n;
+  if (m * n * k >= kBlasThreshold) {
+    const auto TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
+    if constexpr (std::is_same_v<T, float>)
+      cblas_sgemm(CblasRowMajor, TA, TB, int(m), int(n), int(k), 1.0f, A, int(lda), B, int(ldb),
+                  beta, C, int(n));
+    else
+      cblas_dgemm(CblasRowMajor, TA, TB, int(m), int(n), int(k), 1.0, A, int(lda), B, int(ldb),
+                  beta, C, int(n));
+    return;
+  }
+  if (beta == T(0)) std::fill(C, C + m * n, T(0));
+  if (!tb) {
+    // Row i of C accumulates a[i, p] times row p of B: contiguous, vectorizable.
+    for (std::int64_t i = 0; i < m; ++i) {
+      T* c = C + i * n;
+      for (std::int64_t p = 0; p < k; ++p) {
+        const T a = ta ? A[p * lda + i] : A[i * lda + p];
+        const T* b = B + p * ldb;
+        for (std::int64_t j = 0; j < n; ++j) c[j] += a * b[j];
+      }
+    }
+  } else {
+    // B stored transposed: C[i, j] is a dot product of two contiguous rows.
+    for (std::int64_t i = 0; i < m; ++i)
+      for (std::int64_t j = 0; j < n; ++j) {
+        T s = 0;
+        const T* b = B + j * ldb;
+        if (!ta) {
+          const T* a = A + i * lda;
+          for (std::int64_t p = 0; p < k; ++p) s += a[p] * b[p];
+        } else {
+          for (std::int64_t p = 0; p < k; ++p) s += A[p * lda + i] * b[p];
+        }
+        C[i * n + j] += s;
+      }
+  }
+}
+
+// An axis split as (outer, length, inner): element (o, l, i) is at
+// (o * length + l) * inner + i. Reductions and softmax walk it.
+struct AxisSplit {
+  std::int64_t outer = 1, length = 1, inner = 1;
+  AxisSplit(const Shape& s, int axis) {
+    for (int i = 0; i < axis; ++i) outer *= s[i];
+    length = s[axis];
+    for (int i = axis + 1; i < s.rank(); ++i) inner *= s[i];
+  }
+};
+
+Shape reduced_shape(const Shape& s, int axis, bool keepdims) {
+  std::int64_t dims[kMaxRank];
+  int r = 0;
+  for (int i = 0; i < s.rank(); ++i) {
+    if (i != axis) dims[r++] = s[i];
+    else if (keepdims) dims[r++] = 1;
+  }
+  return Shape(std::span<const std::int64_t>(dims, std::size_t(r)));
+}
+
+}  // namespace
+
+// ---- recording helpers ------------------------------------------------------------
+
+namespace {
+
+using Node = TensorTape::Impl::Node;
+
+// The tape and checked node of an operand.
+struct Operand {
+  TensorTape* tape;
+  NodeId id;
+};
+
+Operand operand(const Tensor& t, std::string_view op) {
+  TensorTape& tape = t.tape();  // throws for an empty or stale handle
+  tape.check(t, op);
+  return {&tape, t.id()};
+}
+
+void check_same(const Tensor& a, const Tensor& b, std::string_view op) {
+  a.tape().check(b, op);
+  if (a.dtype() != b.dtype())
+    throw Error(fmt::format("{}: dtype mismatch: {} and {}", op, dtype_name(a.dtype()),
+                            dtype_name(b.dtype())));
+}
+
+}  // namespace
+
+// Access for the free functions below, which record nodes.
+struct Recorder {
+  static TensorTape::Impl& impl(TensorTape& t) { return *t.impl_; }
+  static Tensor make(TensorTape& t, NodeId id) { return Tensor(&t, id, t.generation()); }
+  static bool grad_for(TensorTape& t, std::initializer_list<NodeId> inputs) {
+    if (!t.grad_enabled()) return false;
+    for (NodeId i : inputs)
+      if (t.needs_grad(i)) return true;
+    return false;
+  }
+};
+
+template <class F>
+static Tensor filled(TensorTape& tape, const Shape& shape, const TensorOptions& options, F f) {
+  Tensor t = tape.leaf(shape, options);
+  void* data = Recorder::impl(tape).nodes[t.id()].data;
+  with_dtype(options.dtype, [&](auto z) {
+    using T = decltype(z);
+    T* p = static_cast<T*>(data);
+    for (std::int64_t i = 0, n = shape.numel(); i < n; ++i) p[i] = T(f(i));
+  });
+  return t;
+}
+
+// ---- elementwise: the op table's rules over arrays --------------------------------
+
+template <class R>
+static Tensor unary(Tensor a, double param = R::info.default_param) {
+  const Operand x = operand(a, R::info.name);
+  TensorTape& tape = *x.tape;
+  auto& impl = Recorder::impl(tape);
+  const DType dt = impl.nodes[x.id].dtype;
+  const Shape shape = impl.nodes[x.id].shape;
+  const NodeId id = impl.push(TOp::elementwise, dt, shape, Recorder::grad_for(tape, {x.id}), x.id,
+                              0, R::info.op, param);
+  with_dtype(dt, [&](auto z) {
+    using T = decltype(z);
+    const T* in = static_cast<const T*>(impl.nodes[x.id].data);
+    T* out = static_cast<T*>(impl.nodes[id].data);
+    const T p = T(param);
+    for (std::int64_t i = 0, n = shape.numel(); i < n; ++i) out[i] = R::forward(in[i], T(0), p);
+  });
+  return Recorder::make(tape, id);
+}
+
+template <class R>
+static Tensor binary(Tensor a, Tensor b, double param = 0) {
+  const Operand x = operand(a, R::info.name);
+  check_same(a, b, R::info.name);
+  TensorTape& tape = *x.tape;
+  auto& impl = Recorder::impl(tape);
+  const DType dt = impl.nodes[x.id].dtype;
+  const Shape sa = impl.nodes[x.id].shape, sb = impl.nodes[b.id()].shape;
+  const Shape shape = broadcast_shapes(sa, sb, R::info.name);
+  const NodeId id = impl.push(TOp::elementwise, dt, shape,
+                              Recorder::grad_for(tape, {x.id, b.id()}), x.id, b.id(), R::info.op,
+                              param);
+  with_dtype(dt, [&](auto z) {
+    using T = decltype(z);
+    const T* pa = static_cast<const T*>(impl.nodes[x.id].data);
+    const T* pb = static_cast<const T*>(impl.nodes[b.id()].data);
+    T* out = static_cast<T*>(impl.nodes[id].data);
+    const T p = T(param);
+    for_each_broadcast(shape, sa, sb, [&](std::int64_t i, std::int64_t ia, std::int64_t ib) {
+      out[i] = R::forward(pa[ia], pb[ib], p);
+    });
+  });
+  return Recorder::make(tape, id);
+}
+
+// d(out)/d(a) and d(out)/d(b) of an elementwise node, accumulated through the
+// broadcast walk (Note [Broadcasting]).
+template <class R, class T>
+static void elementwise_backward(Node& n, Node& a, Node* b) {
+  const T* up = static_cast<const T*>(n.grad);
+  const T* y = static_cast<const T*>(n.data);
+  const T* pa = static_cast<const T*>(a.data);
+  T* ga = static_cast<T*>(a.grad);
+  const T p = T(n.param);
+  if constexpr (R::info.arity == 1) {
+    for (std::int64_t i = 0, e = n.shape.numel(); i < e; ++i)
+      ga[i] += up[i] * R::local(pa[i], T(0), y[i], p).da;
+  } else {
+    const T* pb = static_cast<const T*>(b->data);
+    T* gb = static_cast<T*>(b->grad);
+    for_each_broadcast(n.shape, a.shape, b->shape,
+                       [&](std::int64_t i, std::int64_t ia, std::int64_t ib) {
+                         const Local<T> l = R::local(pa[ia], pb[ib], y[i], p);
+                         if (ga) ga[ia] += up[i] * l.da;
+                         if (gb) gb[ib] += up[i] * l.db;
+                       });
+  }
+}
+
+static Tensor scalar_like(const Tensor& like, double value) {
+  return full(like.tape(), Shape{}, value, {like.dtype(), false, {}});
+}
+
+Tensor operator+(Tensor a, Tensor b) { return binary<rules::Add>(a, b); }
+Tensor operator-(Tensor a, Tensor b) { return binary<rules::Sub>(a, b); }
+Tensor operator*(Tensor a, Tensor b) { return binary<rules::Mul>(a, b); }
+Tensor operator/(Tensor a, Tensor b) { return binary<rules::Div>(a, b); }
+Tensor operator+(Tensor a, double b) { return a + scalar_like(a, b); }
+Tensor operator-(Tensor a, double b) { return a - scalar_like(a, b); }
+Tensor operator*(Tensor a, double b) { return a * scalar_like(a, b); }
+Tensor operator/(Tensor a, double b) { return a / scalar_like(a, b); }
+Tensor operator+(double a, Tensor b) { return scalar_like(b, a) + b; }
+Tensor operator-(double a, Tensor b) { return scalar_like(b, a) - b; }
+Tensor operator*(double a, Tensor b) { return scalar_like(b, a) * b; }
+Tensor operator/(double a, Tensor b) { return scalar_like(b, a) / b; }
+Tensor operator-(Tensor a) { return unary<rules::Neg>(a); }
+Tensor pow(Tensor a, double p) { return unary<rules::PowScalar>(a, p); }
+Tensor pow(Tensor a, Tensor b) { return binary<rules::Pow>(a, b); }
+Tensor exp(Tensor a) { return unary<rules::Exp>(a); }
+Tensor log(Tensor a) { return unary<rules::Log>(a); }
+Tensor sqrt(Tensor a) { return unary<rules::Sqrt>(a); }
+Tensor abs(Tensor a) { return unary<rules::Abs>(a); }
+Tensor sigmoid(Tensor a) { return unary<rules::Sigmoid>(a); }
+Tensor tanh(Tensor a) { return unary<rules::Tanh>(a); }
+Tensor relu(Tensor a) { return unary<rules::Relu>(a); }
+Tensor softplus(Tensor a) { return unary<rules::Softplus>(a); }
+Tensor leaky_relu(Tensor a, double alpha) { return unary<rules::LeakyRelu>(a, alpha); }
+Tensor elu(Tensor a, double alpha) { return unary<rules::Elu>(a, alpha); }
+Tensor max(Tensor a, Tensor b) { return binary<rules::Max>(a, b); }
+Tensor max(Tensor a, double b) { return max(a, scalar_like(a, b)); }
+
+Tensor apply(Op op, Tensor a) { return apply(op, a, op_info(op).default_param); }
+
+Tensor apply(Op op, Tensor a, double param) {
+  return dispatch(op, [&](auto rule) -> Tensor {
+    using R = decltype(rule);
+    if constexpr (R::info.arity == 1)
+      return unary<R>(a, param);
+    else
+      throw Error(fmt::format("apply: {} takes {} tensor operands, not 1", R::info.name,
+                              R::info.arity));
+  });
+}
+
+Tensor apply(Op op, Tensor a, Tensor b) {
+  if (op == Op::prelu) return prelu(a, b);
+  return dispatch(op, [&](auto rule) -> Tensor {
+    using R = decltype(rule);
+    if constexpr (R::info.arity == 2)
+      return binary<R>(a, b);
+    else
+      throw Error(fmt::format("apply: {} takes {} tensor operands, not 2", R::info.name,
+                              R::info.arity));
+  });
+}
+
+Tensor prelu(Tensor a, Tensor alpha) {
+  const Shape& sa = alpha.shape();
+  const Shape& sx = a.shape();
+  const bool one = sa.numel() == 1 && sa.rank() <= 1;
+  const bool per_feature = sa.rank() == 1 && sx.rank() >= 1 && sa[0] == sx[sx.rank() - 1];
+  if (!one && !per_feature)
+    throw Error(fmt::format("prelu: alpha of shape {} fits neither one slope () nor one per "
+                            "feature ({},) for input {}",
+                            sa.str(), sx.rank() ? sx[sx.rank() - 1] : 1, sx.str()));
+  return binary<rules::Prelu>(a, alpha);
+}
+
+// ---- matmul -----------------------------------------------------------------------
+// C = A B; dA += dC B^T, dB += A^T dC (transposes passed to gemm as flags).
+
+Tensor matmul(Tensor a, Tensor b) {
+  const Operand x = operand(a, "matmul");
+  check_same(a, b, "matmul");
+  const Shape sa = a.shape(), sb = b.shape();
+  if (sa.rank() != 2 || sb.rank() != 2)
+    throw Error(fmt::format("matmul: {} x {}: both operands must be 2-D", sa.str(), sb.str()));
+  if (sa[1] != sb[0])
+    throw Error(fmt::format("matmul: {} x {}: inner dimensions {} and {} differ", sa.str(),
+                            sb.str(), sa[1], sb[0]));
+  TensorTape& tape = *x.tape;
+  auto& impl = Recorder::impl(tape);
+  const NodeId id = impl.push(TOp::matmul, a.dtype(), Shape{sa[0], sb[1]},
+                              Recorder::grad_for(tape, {x.id, b.id()}), x.id, b.id());
+  with_dtype(a.dtype(), [&](auto z) {
+    using T = decltype(z);
+    gemm<T>(false, false, sa[0], sb[1], sa[1], static_cast<const T*>(impl.nodes[x.id].data),
+            static_cast<const T*>(impl.nodes[b.id()].data), T(0),
+            static_cast<T*>(impl.nodes[id].data));
+  });
+  return Recorder::make(tape, id);
+}
+
+// ---- shape ops ----------------------------------------------------------------------
+
+// Swaps the last two axes: out[..., j, i] = a[..., i, j]. Backward swaps back.
+Tensor transpose(Tensor a) {
+  const Operand x = operand(a, "transpose");
+  Shape shape = a.shape();
+  if (shape.rank() < 2)
+    throw Error(fmt::format("transpose: shape {} has fewer than 2 axes", shape.str()));
+  const int r = shape.rank();
+  std::swap(shape[r - 1], shape[r - 2]);
+  TensorTape& tape = *x.tape;
+  auto& impl = Recorder::impl(tape);
+  const NodeId id =
+      impl.push(TOp::transpose, a.dtype(), shape, Recorder::grad_for(tape, {x.id}), x.id);
+  const std::int64_t rows = shape[r - 1], cols = shape[r - 2], plane = rows * cols;
+  const std::int64_t batch = plane != 0 ? shape.numel() / plane : 0;
+  with_dtype(a.dtype(), [&](auto z) {
+    using T = decltype(z);
+    const T* in = static_cast<const T*>(impl.nodes[x.id].data);
+    T* out = static_cast<T*>(impl.nodes[id].data);
+    for (std::int64_t g = 0; g < batch; ++g)
+      for (std::int64_t i = 0; i < rows; ++i)
+        for (std::int64_t j = 0; j < cols; ++j)
+          out[g * rows * cols + j * rows + i] = in[g * rows * cols + i * cols + j];
+  });
+  return Recorder::make(tape, id);
+}
+
+// The same elements under another shape. The output shares the input's data
+// (no copy); it has a gradient of its own, added back to the input's.
+Tensor reshape(Tensor a, const Shape& shape) {
+  const Operand x = operand(a, "reshape");
+  if (shape.numel() != a.numel())
+    throw Error(fmt::format("reshape: cannot view shape {} ({} elements) as {} ({} elements)",
+                            a.shape().str(), a.numel(), shape.str(), shape.numel()));
+  TensorTape& tape = *x.tape;
+  auto& impl = Recorder::impl(tape);
+  const bool grad = Recorder::grad_for(tape, {x.id});
+  const NodeId id = impl.push(TOp::reshape, a.dtype(), Shape{}, grad, x.id);
+  // push allocated one element for shape (): the data pointer is replaced by the
+  // input's, and the gradient needs the full size.
+  Node& n = impl.nodes[id];
+  n.shape = shape;
+  n.data = impl.nodes[x.id].data;
+  if (grad) {
+    const std::size_t bytes = std::size_t(shape.numel()) * dtype_size(n.dtype);
+    n.grad = impl.arena.allocate(bytes);
+    std::memset(n.grad, 0, bytes);
+  }
+  return Recorder::make(tape, id);
+}
+
+Tensor reshape(Tensor a, std::initializer_list<std::int64_t> dims) {
+  std::int64_t resolved[kMaxRank];
+  if (dims.size() > kMaxRank) return reshape(a, Shape(dims));  // Shape names the error
+  int infer = -1, i = 0;
+  std::int64_t known = 1;
+  for (std::int64_t d : dims) {
+    if (d == -1) {
+      if (infer >= 0) throw Error("reshape: only one dimension can be -1");
+      infer = i;
+    } else {
+      known *= d;
+    }
+    resolved[i++] = d;
+  }
+  if (infer >= 0) {
+    if (known == 0 || a.numel() % known != 0)
+      throw Error(fmt::format("reshape: cannot view shape {} ({} elements) with a -1 dimension "
+                              "and the others multiplying to {}",
+                              a.shape().str(), a.numel(), known));
+    resolved[infer] = a.numel() / known;
+  }
+  return reshape(a, Shape(std::span<const std::int64_t>(resolved, dims.size())));
+}
+
+// ---- reductions -----------------------------------------------------------------------
+
+// sum and mean over one axis (or all, with axis == kAll): out[o, i] = scale *
+// sum_l a[o, l, i]; backward: da[o, l, i] += scale * dout[o, i].
+static constexpr int kAll = std::numeric_limits<int>::min();
+
+static Tensor reduce_sum(Tensor a, int axis, bool keepdims, TOp op) {
+  const std::string_view what = op == TOp::sum ? "sum" : "mean";
+  const Operand x = operand(a, what);
+  const Shape in = a.shape();
+  int ax = kAll;
+  Shape shape;
+  if (axis != kAll) {
+    ax = in.axis(axis, what);
+    shape = reduced_shape(in, ax, keepdims);
+  }
+  TensorTape& tape = *x.tape;
+  auto& impl = Recorder::impl(tape);
+  const NodeId id = impl.push(op, a.dtype(), shape, Recorder::grad_for(tape, {x.id}), x.id, 0,
+                              Op::input, 0, ax);
+  if (keepdims) impl.nodes[id].flags |= kKeepDims;
+  const AxisSplit split = ax == kAll ? AxisSplit(Shape{1, in.numel(), 1}, 1) : AxisSplit(in, ax);
+  const double scale = op == TOp::mean ? 1.0 / double(split.length ? split.length : 1) : 1.0;
+  impl.nodes[id].param = scale;
+  with_dtype(a.dtype(), [&](auto z) {
+    using T = decltype(z);
+    const T* src = static_cast<const T*>(impl.nodes[x.id].data);
+    T* out = static_cast<T*>(impl.nodes[id].data);
+    for (std::int64_t o = 0; o < split.outer; ++o)
+      for (std::int64_t i = 0; i < split.inner; ++i) {
+        double s = 0;  // accumulate in double: float sums of many terms drift
+        for (std::int64_t l = 0; l < split.length; ++l)
+          s += double(src[(o * split.length + l) * split.inner + i]);
+        out[o * split.inner + i] = T(s * scale);
+      }
+  });
+  return Recorder::make(tape, id);
+}
+
+Tensor sum(Tensor a) { return reduce_sum(a, kAll, false, TOp::sum); }
+Tensor sum(Tensor a, int axis, bool keepdims) { return reduce_sum(a, axis, keepdims, TOp::sum); }
+Tensor mean(Tensor a) { return reduce_sum(a, kAll, false, TOp::mean); }
+Tensor mean(Tensor a, int axis, bool keepdims) {
+  return reduce_sum(a, axis, keepdims, TOp::mean);
+}
+
+// out[o, i] = max_l a[o, l, i]; the index of the (first) maximum is kept, and
+// backward sends the whole gradient there.
+Tensor amax(Tensor a, int axis, bool keepdims) {
+  const Operand x = operand(a, "amax");
+  const Shape in = a.shape();
+  const int ax = in.axis(axis, "amax");
+  if (in[ax] == 0) throw Error(fmt::format("amax: axis {} of shape {} is empty", axis, in.str()));
+  TensorTape& tape = *x.tape;
+  auto& impl = Recorder::impl(tape);
+  const Shape shape = reduced_shape(in, ax, keepdims);
+  const NodeId id = impl.push(TOp::amax, a.dtype(), shape, Recorder::grad_for(tape, {x.id}), x.id,
+                              0, Op::input, 0, ax);
+  const AxisSplit split(in, ax);
+  auto* arg = static_cast<std::int32_t*>(
+      impl.arena.allocate(std::size_t(shape.numel()) * sizeof(std::int32_t)));
+  impl.nodes[id].aux = arg;
+  if (keepdims) impl.nodes[id].flags |= kKeepDims;
+  with_dtype(a.dtype(), [&](auto z) {
+    using T = decltype(z);
+    const T* src = static_cast<const T*>(impl.nodes[x.id].data);
+    T* out = static_cast<T*>(impl.nodes[id].data);
+    for (std::int64_t o = 0; o < split.outer; ++o)
+      for (std::int64_t i = 0; i < split.inner; ++i) {
+        std::int64_t best = 0;
+        T m = src[o * split.length * split.inner + i];
+        for (std::int64_t l = 1; l < split.length; ++l) {
+          const T v = src[(o * split.length + l) * split.inner + i];
+          if (v > m || (std::isnan(v) && !std::isnan(m))) m = v, best = l;
+        }
+        out[o * split.inner + i] = m;
+        arg[o * split.inner + i] = std::int32_t(best);
+      }
+  });
+  return Recorder::make(tape, id);
+}
+
+// ---- softmax ------------------------------------------------------------------------
+// log_softmax(a) = a - m - log sum exp(a - m), m the max along the axis (stable).
+// backward: da = dy - softmax * sum(dy). softmax: y = exp(a - m) / sum;
+// backward: da = y * (dy - sum(dy * y)).
+
+static Tensor softmax_op(Tensor a, int axis, TOp op) {
+  const std::string_view what = op == TOp::softmax ? "softmax" : "log_softmax";
+  const Operand x = operand(a, what);
+  const Shape in = a.shape();
+  const int ax = in.axis(axis, what);
+  TensorTape& tape = *x.tape;
+  auto& impl = Recorder::impl(tape);
+  const NodeId id =
+      impl.push(op, a.dtype(), in, Recorder::grad_for(tape, {x.id}), x.id, 0, Op::input, 0, ax);
+  const AxisSplit split(in, ax);
+  with_dtype(a.dtype(), [&](auto z) {
+    using T = decltype(z);
+    const T* src = static_cast<const T*>(impl.nodes[x.id].data);
+    T* out = static_cast<T*>(impl.nodes[id].data);
+    for (std::int64_t o = 0; o < split.outer; ++o)
+      for (std::int64_t i = 0; i < split.inner; ++i) {
+        auto at = [&](std::int64_t l) { return (o * split.length + l) * split.inner + i; };
+        T m = -std::numeric_limits<T>::infinity();
+        for (std::int64_t l = 0; l < split.length; ++l) m = std::max(m, src[at(l)]);
+        if (!std::isfinite(m)) m = 0;  // all -inf (or inf): let the arithmetic say so
+        double s = 0;
+        for (std::int64_t l = 0; l < split.length; ++l) s += std::exp(double(src[at(l)] - m));
+        if (op == TOp::log_softmax) {
+          const T log_s = T(std::log(s));
+          for (std::int64_t l = 0; l < split.length; ++l) out[at(l)] = src[at(l)] - m - log_s;
+        } else {
+          for (std::int64_t l = 0; l < split.length; ++l)
+            out[at(l)] = T(std::exp(double(src[at(l)] - m)) / s);
+        }
+      }
+  });
+  return Recorder::make(tape, id);
+}
+
+Tensor log_softmax(Tensor a, int axis) { return softmax_op(a, axis, TOp::log_softmax); }
+Tensor softmax(Tensor a, int axis) { return softmax_op(a, axis, TOp::softmax); }
+
+// ---- pick ---------------------------------------------------------------------------
+// out[i] = a[i, index[i]]; backward: da[i, index[i]] += dout[i].
+
+Tensor pick(Tensor a, std::span<const std::int32_t> index) {
+  const Operand x = operand(a, "pick");
+  const Shape in = a.shape();
+  if (in.rank() != 2)
+    throw Error(fmt::format("pick: the scores must be 2-D (rows, classes), not {}", in.str()));
+  if (std::int64_t(index.size()) != in[0])
+    throw Error(fmt::format("pick: {} class indices for {} rows (shape {})", index.size(), in[0],
+                            in.str()));
+  for (std::size_t i = 0; i < index.size(); ++i)
+    if (index[i] < 0 || index[i] >= in[1])
+      throw Error(fmt::format("pick: class index {} in row {} is out of range for {} classes",
+                              index[i], i, in[1]));
+  TensorTape& tape = *x.tape;
+  auto& impl = Recorder::impl(tape);
+  const NodeId id =
+      impl.push(TOp::pick, a.dtype(), Shape{in[0]}, Recorder::grad_for(tape, {x.id}), x.id);
+  auto* idx = static_cast<std::int32_t*>(impl.arena.allocate(index.size() * sizeof(std::int32_t)));
+  std::copy(index.begin(), index.end(), idx);
+  impl.nodes[id].aux = idx;
+  with_dtype(a.dtype(), [&](auto z) {
+    using T = decltype(z);
+    const T* src = static_cast<const T*>(impl.nodes[x.id].data);
+    T* out = static_cast<T*>(impl.nodes[id].data);
+    for (std::int64_t i = 0; i < in[0]; ++i) out[i] = src[i * in[1] + idx[i]];
+  });
+  return Recorder::make(tape, id);
+}
+
+Tensor detach(Tensor a) {
+  const Operand x = operand(a, "detach");
+  TensorTape& tape = *x.tape;
+  auto& impl = Recorder::impl(tape);
+  const NodeId id = impl.push(TOp::constant, a.dtype(), Shape{}, false);
+  impl.nodes[id].shape = a.shape();
+  impl.nodes[id].data = impl.nodes[x.id].data;  // shares the elements: no copy
+  return Recorder::make(tape, id);
+}
+
+// ---- backward: one node's vector-Jacobian products --------------------------------------
+
+template <class T>
+static void backward_node(TensorTape::Impl& impl, Node& n) {
+  Node& a = impl.nodes[n.in[0]];
+  const T* up = static_cast<const T*>(n.grad);
+  T* ga = static_cast<T*>(a.grad);
+  switch (n.op) {
+    case TOp::input:
+    case TOp::parameter:
+    case TOp::constant: return;
+    case TOp::elementwise: {
+      Node* b = op_info(n.elem).arity == 2 ? &impl.nodes[n.in[1]] : nullptr;
+      dispatch(n.elem, [&](auto rule) {
+        using R = decltype(rule);
+        if constexpr (R::info.arity > 0) elementwise_backward<R, T>(n, a, b);
+      });
+      return;
+    }
+    case TOp::matmul: {
+      Node& b = impl.nodes[n.in[1]];
+      const std::int64_t m = a.shape[0], k = a.shape[1], cols = b.shape[1];
+      if (ga) gemm<T>(false, true, m, k, cols, up, static_cast<const T*>(b.data), T(1), ga);
+      if (b.grad)
+        gemm<T>(true, false, k, cols, m, static_cast<const T*>(a.data), up, T(1),
+                static_cast<T*>(b.grad));
+      return;
+    }
+    case TOp::transpose: {
+      const int r = n.shape.rank();
+      const std::int64_t rows = n.shape[r - 1], cols = n.shape[r - 2];
+      const std::int64_t plane = rows * cols, batch = plane != 0 ? n.shape.numel() / plane : 0;
+      for (std::int64_t g = 0; g < batch; ++g)
+        for (std::int64_t i = 0; i < rows; ++i)
+          for (std::int64_t j = 0; j < cols; ++j)
+            ga[g * rows * cols + i * cols + j] += up[g * rows * cols + j * rows + i];
+      return;
+    }
+    case TOp::reshape:
+      for (std::int64_t i = 0, e = n.shape.numel(); i < e; ++i) ga[i] += up[i];
+      return;
+    case TOp::sum:
+    case TOp::mean: {
+      const AxisSplit split =
+          n.axis == kAll ? AxisSplit(Shape{1, a.shape.numel(), 1}, 1) : AxisSplit(a.shape, n.axis);
+      const T scale = T(n.param);
+      for (std::int64_t o = 0; o < split.outer; ++o)
+        for (std::int64_t l = 0; l < split.length; ++l)
+          for (std::int64_t i = 0; i < split.inner; ++i)
+            ga[(o * split.length + l) * split.inner + i] += scale * up[o * split.inner + i];
+      return;
+    }
+    case TOp::amax: {
+      const AxisSplit split(a.shape, n.axis);
+      const auto* arg = static_cast<const std::int32_t*>(n.aux);
+      for (std::int64_t o = 0; o < split.outer; ++o)
+        for (std::int64_t i = 0; i < split.inner; ++i)
+          ga[(o * split.length + arg[o * split.inner + i]) * split.inner + i] +=
+              up[o * split.inner + i];
+      return;
+    }
+    case TOp::log_softmax:
+    case TOp::softmax: {
+      const AxisSplit split(a.shape, n.axis);
+      const T* y = static_cast<const T*>(n.data);
+      for (std::int64_t o = 0; o < split.outer; ++o)
+        for (std::int64_t i = 0; i < split.inner; ++i) {
+          auto at = [&](std::int64_t l) { return (o * split.length + l) * split.inner + i; };
+          double s = 0;
+          if (n.op == TOp::log_softmax) {
+            for (std::int64_t l = 0; l < split.length; ++l) s += double(up[at(l)]);
+            for (std::int64_t l = 0; l < split.length; ++l)
+              ga[at(l)] += up[at(l)] - T(std::exp(double(y[at(l)])) * s);
+          } else {
+            for (std::int64_t l = 0; l < split.length; ++l) s += double(up[at(l)] * y[at(l)]);
+            for (std::int64_t l = 0; l < split.length; ++l)
+              ga[at(l)] += y[at(l)] * (up[at(l)] - T(s));
+          }
+        }
+      return;
+    }
+    case TOp::pick: {
+      const auto* idx = static_cast<const std::int32_t*>(n.aux);
+      const std::int64_t classes = a.shape[1];
+      for (std::int64_t i = 0, rows = n.shape[0]; i < rows; ++i) ga[i * classes + idx[i]] += up[i];
+      return;
+    }
+  }
+}
+
+// ---- the stepper ------------------------------------------------------------------------
+
+TensorStepper::TensorStepper(TensorTape& tape, Tensor output, bool detailed,
+                             std::span<const double> seed)
+    : tape_(&tape), generation_(tape.generation()), cursor_(0), detailed_(detailed) {
+  tape.check(output, "backward");
+  auto& impl = *tape.impl_;
+  const Shape& shape = impl.nodes[output.id()].shape;
+  const double one = 1.0;
+  if (seed.empty()) {
+    if (shape.numel() != 1)
+      throw Error(fmt::format("backward: the output has shape {}; backward needs a "
+                              "single-element output, or a seed gradient of that shape",
+                              shape.str()));
+    seed = std::span<const double>(&one, 1);
+  }
+  check_length(shape, seed.size(), "backward: the seed gradient");
+  // Note [Gradient semantics] (tape.hpp): intermediate gradients restart from
+  // zero; inputs and parameters keep what they accumulated.
+  for (Node& n : impl.nodes) {
+    n.flags &= static_cast<std::uint8_t>(~kReached);
+    if (n.grad && !is_leaf(n.op))
+      std::memset(n.grad, 0, std::size_t(n.shape.numel()) * dtype_size(n.dtype));
+  }
+  Node& out = impl.nodes[output.id()];
+  if (out.flags & kNeedsGrad) {
+    out.flags |= kReached;
+    with_dtype(out.dtype, [&](auto z) {
+      using T = decltype(z);
+      T* g = static_cast<T*>(out.grad);
+      for (std::size_t i = 0; i < seed.size(); ++i) g[i] += T(seed[i]);  // d out / d out
+    });
+  }
+  cursor_ = output.id() + 1;
+  step_.tape = &tape;
+  step_.output = output.id();
+}
+
+bool TensorStepper::next() {
+  if (tape_->generation() != generation_)
+    throw Error("TensorStepper: the tape was reset during backward");
+  auto& impl = *tape_->impl_;
+  while (cursor_ > 0) {
+    const NodeId id = --cursor_;
+    Node& n = impl.nodes[id];
+    if ((n.flags & (kNeedsGrad | kReached)) != (kNeedsGrad | kReached) || is_leaf(n.op)) continue;
+    const int arity = tape_->arity(id);
+    step_.node = id;
+    step_.arity = arity;
+    step_.upstream_norm = detailed_ ? tape_->grad_norm(id) : std::nan("");
+    // A detailed step keeps each input's gradient from before, to measure
+    // the contribution as the difference.
+    std::size_t offsets[2] = {0, 0};
+    if (detailed_) {
+      impl.scratch.clear();
+      for (int k = 0; k < arity; ++k) {
+        offsets[k] = impl.scratch.size();
+        for (std::int64_t i = 0, e = impl.nodes[n.in[k]].shape.numel(); i < e; ++i)
+          impl.scratch.push_back(tape_->grad(n.in[k], i));
+      }
+    }
+    for (int k = 0; k < arity; ++k) {
+      Node& in = impl.nodes[n.in[k]];
+      TensorInputStep& s = step_.inputs[k];
+      s.id = n.in[k];
+      s.needs_grad = in.flags & kNeedsGrad;
+      s.accumulated = in.flags & kReached;
+    }
+    with_dtype(n.dtype, [&](auto z) { backward_node<decltype(z)>(impl, n); });
+    for (int k = 0; k < arity; ++k) {
+      Node& in = impl.nodes[n.in[k]];
+      TensorInputStep& s = step_.inputs[k];
+      if (s.needs_grad) in.flags |= kReached;
+      s.contribution_norm = std::nan("");
+      s.grad_norm = std::nan("");
+      if (detailed_) {
+        double sq = 0;
+        for (std::int64_t i = 0, e = in.shape.numel(); i < e; ++i) {
+          const double d = tape_->grad(n.in[k], i) - impl.scratch[offsets[k] + std::size_t(i)];
+          sq += d * d;
+        }
+        s.contribution_norm = std::sqrt(sq);
+        s.grad_norm = tape_->grad_norm(n.in[k]);
+      }
+    }
+    step_.index = taken_++;
+    return true;
+  }
+  return false;
+}
+
+void TensorTape::backward(Tensor output) { backward(output, {}); }
+
+void TensorTape::backward(Tensor output, std::span<const double> seed) {
+  TensorStepper stepper(*this, output, false, seed);
+  while (stepper.next()) {
+  }
+}
+
+}  // namespace ag

@@ -1,0 +1,329 @@
+// Tensors: every op gradient-checked in float64 (broadcasting in every
+// direction, reductions over each axis), the scalar lecture circuits rebuilt
+// from 1-element tensors, and each shape and dtype error's message.
+
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include <tapegrad/autograd.hpp>
+#include <tapegrad/gradcheck.hpp>
+
+using namespace ag;
+
+namespace {
+
+// Distinct values in about [-0.9, 1.6], none exactly at 0 (a kink of several ops).
+std::vector<double> values(const Shape& s, double offset = 0) {
+  std::vector<double> v(static_cast<std::size_t>(s.numel()));
+  for (std::size_t i = 0; i < v.size(); ++i)
+    v[i] = offset + 0.37 * double(i % 7) - 0.93 + 0.05 * double(i / 7);
+  return v;
+}
+
+TensorArg arg(const Shape& s, double offset = 0) { return {s, values(s, offset)}; }
+
+template <class F>
+void check_grad(F f, std::vector<TensorArg> args, const std::string& what) {
+  GradcheckResult r = gradcheck(f, std::span<const TensorArg>(args));
+  INFO(what, ": ", r.message);
+  CHECK(r.ok);
+  CHECK(r.analytic.size() == r.numeric.size());
+}
+
+// Keeps an operand inside its op's domain: positive for log, sqrt and pow's base,
+// away from 0 for a divisor.
+Tensor positive(Tensor t) { return abs(t) + 0.5; }
+
+}  // namespace
+
+TEST_CASE("every unary op of the table, elementwise on a (2, 3) tensor") {
+  for (int i = 0; i < kOpCount; ++i) {
+    const Op op = static_cast<Op>(i);
+    if (op_info(op).arity != 1) continue;
+    const bool domain = op == Op::log || op == Op::sqrt;
+    check_grad(
+        [&](TensorTape&, std::span<const Tensor> x) {
+          return apply(op, domain ? positive(x[0]) : x[0]);
+        },
+        {arg(Shape{2, 3})}, std::string(op_info(op).name));
+  }
+}
+
+TEST_CASE("every binary op of the table, broadcasting in every direction") {
+  const std::vector<std::pair<Shape, Shape>> pairs = {
+      {Shape{2, 3}, Shape{2, 3}},     // same shape
+      {Shape{2, 3}, Shape{3}},        // a row, rank change
+      {Shape{2, 3}, Shape{2, 1}},     // a column
+      {Shape{2, 3}, Shape{}},         // a scalar
+      {Shape{}, Shape{2, 3}},         // a scalar on the left
+      {Shape{3}, Shape{2, 3}},        // rank change on the left
+      {Shape{2, 1}, Shape{1, 3}},     // both broadcast: an outer product
+      {Shape{4, 1, 3}, Shape{2, 3}},  // rank 3 against rank 2
+  };
+  for (int i = 0; i < kOpCount; ++i) {
+    const Op op = static_cast<Op>(i);
+    if (op_info(op).arity != 2) continue;
+    for (const auto& [sa, sb] : pairs) {
+      if (op == Op::prelu && !(sb.rank() == 0 || (sb.rank() == 1 && sa.rank() >= 1 &&
+                                                   sb[0] == sa[sa.rank() - 1])))
+        continue;  // prelu's alpha is one slope or one per feature
+      check_grad(
+          [&](TensorTape&, std::span<const Tensor> x) {
+            Tensor a = op == Op::pow ? positive(x[0]) : x[0];
+            Tensor b = op == Op::div ? positive(x[1]) : x[1];
+            return apply(op, a, b);
+          },
+          {arg(sa), arg(sb, 0.11)},
+          fmt::format("{} {} {}", op_info(op).name, sa.str(), sb.str()));
+    }
+  }
+}
+
+TEST_CASE("matmul, transpose and reshape") {
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return matmul(x[0], x[1]); },
+             {arg(Shape{3, 4}), arg(Shape{4, 2}, 0.2)}, "matmul");
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return matmul(x[0], transpose(x[1])); },
+             {arg(Shape{3, 4}), arg(Shape{2, 4}, 0.2)}, "matmul with a transpose");
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return matmul(transpose(x[0]), x[0]); },
+             {arg(Shape{3, 4})}, "x^T x: one input twice");
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return transpose(x[0]); },
+             {arg(Shape{2, 3, 4})}, "transpose of a batch");
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return reshape(x[0], {3, -1}) * 2.0; },
+             {arg(Shape{2, 3})}, "reshape");
+  // Large enough to go through BLAS (kBlasThreshold), in both directions.
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return matmul(x[0], x[1]); },
+             {arg(Shape{40, 33}), arg(Shape{33, 30}, 0.1)}, "matmul through BLAS");
+}
+
+TEST_CASE("sum, mean and amax over all elements and over each axis, with keepdims") {
+  const Shape s{2, 3, 4};
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return sum(x[0]); }, {arg(s)}, "sum");
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return mean(x[0]); }, {arg(s)}, "mean");
+  for (int axis : {0, 1, 2, -1}) {
+    for (bool keep : {false, true}) {
+      const std::string where = fmt::format(" axis {} keepdims {}", axis, keep);
+      check_grad([&](TensorTape&, std::span<const Tensor> x) { return sum(x[0], axis, keep); },
+                 {arg(s)}, "sum" + where);
+      check_grad([&](TensorTape&, std::span<const Tensor> x) { return mean(x[0], axis, keep); },
+                 {arg(s)}, "mean" + where);
+      check_grad([&](TensorTape&, std::span<const Tensor> x) { return amax(x[0], axis, keep); },
+                 {arg(s)}, "amax" + where);
+    }
+  }
+  TensorTape tape;
+  Tensor t = tape.input(Shape{2, 3}, {1, 5, 2, 7, 0, 7}, "t");
+  CHECK(sum(t, 1).values() == std::vector<double>{8, 14});
+  CHECK(mean(t, 0, true).shape() == Shape{1, 3});
+  CHECK(amax(t, 1).values() == std::vector<double>{5, 7});
+  tape.backward(sum(amax(t, 1)));
+  CHECK(t.grads() == std::vector<double>{0, 1, 0, 1, 0, 0});  // a tie goes to the first
+}
+
+TEST_CASE("log_softmax and softmax over each axis, stable for large logits") {
+  for (int axis : {0, 1, -1}) {
+    check_grad([&](TensorTape&, std::span<const Tensor> x) { return log_softmax(x[0], axis); },
+               {arg(Shape{3, 4})}, fmt::format("log_softmax axis {}", axis));
+    check_grad([&](TensorTape&, std::span<const Tensor> x) { return softmax(x[0], axis); },
+               {arg(Shape{3, 4})}, fmt::format("softmax axis {}", axis));
+  }
+  TensorTape tape;
+  Tensor big = tape.input(Shape{1, 3}, {1000, 0, -1000}, "big", DType::f32);
+  Tensor p = softmax(big), lp = log_softmax(big);
+  CHECK(p.value(0) == 1.0);
+  CHECK(p.value(2) == 0.0);
+  CHECK(lp.value(1) == -1000.0);
+  CHECK(std::isfinite(lp.value(2)));
+}
+
+TEST_CASE("pick: cross-entropy as -mean(pick(log_softmax(z), y))") {
+  const std::vector<std::int32_t> labels{2, 0, 1};
+  check_grad(
+      [&](TensorTape&, std::span<const Tensor> x) {
+        return -mean(pick(log_softmax(x[0]), labels));
+      },
+      {arg(Shape{3, 4})}, "cross-entropy");
+  TensorTape tape;
+  Tensor z = tape.input(Shape{2, 2}, {0, 0, 0, 0}, "z");
+  Tensor loss = -mean(pick(log_softmax(z), std::vector<std::int32_t>{0, 1}));
+  CHECK(loss.item() == doctest::Approx(std::log(2.0)));
+  tape.backward(loss);
+  CHECK(z.grads() == std::vector<double>{-0.25, 0.25, 0.25, -0.25});  // (softmax - onehot) / N
+}
+
+TEST_CASE("prelu with one learnable slope and with one per feature") {
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return prelu(x[0], x[1]); },
+             {arg(Shape{4, 3}), TensorArg{Shape{}, {0.2}}}, "prelu, one slope");
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return prelu(x[0], x[1]); },
+             {arg(Shape{4, 3}), TensorArg{Shape{3}, {0.1, 0.2, 0.3}}}, "prelu per feature");
+}
+
+TEST_CASE("a two-layer MLP and binary cross-entropy, gradient-checked end to end") {
+  check_grad(
+      [](TensorTape&, std::span<const Tensor> x) {
+        Tensor h = tanh(matmul(x[0], x[1]) + x[2]);
+        Tensor p = sigmoid(matmul(h, x[3]));
+        return -mean(x[4] * log(p) + (1.0 - x[4]) * log(1.0 - p));
+      },
+      {arg(Shape{4, 2}), arg(Shape{2, 3}, 0.1), arg(Shape{3}), arg(Shape{3, 1}, 0.2),
+       TensorArg{Shape{4, 1}, {0, 1, 1, 0}}},
+      "MLP with BCE");
+}
+
+TEST_CASE("the scalar lecture circuits rebuilt from 1-element tensors give the same numbers") {
+  Tape scalar;
+  Value x = scalar.input(-2.0), y = scalar.input(5.0), z = scalar.input(-4.0);
+  Value f = (x + y) * z;
+  scalar.backward(f);
+
+  TensorTape tape;
+  Tensor tx = tape.input(Shape{1}, {-2.0}), ty = tape.input(Shape{1}, {5.0}),
+         tz = tape.input(Shape{1}, {-4.0});
+  Tensor tf = (tx + ty) * tz;
+  tape.backward(tf);
+  CHECK(tf.item() == f.value());
+  CHECK(tx.grad_at(0) == x.grad());
+  CHECK(ty.grad_at(0) == y.grad());
+  CHECK(tz.grad_at(0) == z.grad());
+
+  // The CS231n sigmoid neuron, in float64 and float32.
+  for (DType dt : {DType::f64, DType::f32}) {
+    Tape s;
+    Value w0 = s.input(2.0), x0 = s.input(-1.0), w1 = s.input(-3.0), x1 = s.input(-2.0),
+          w2 = s.input(-3.0);
+    Value o = 1.0 / (1.0 + exp(-(w0 * x0 + w1 * x1 + w2)));
+    s.backward(o);
+    TensorTape t;
+    auto in = [&](double v) { return t.input(Shape{1}, {v}, "", dt); };
+    Tensor tw0 = in(2.0), tx0 = in(-1.0), tw1 = in(-3.0), tx1 = in(-2.0), tw2 = in(-3.0);
+    Tensor to = 1.0 / (1.0 + exp(-(tw0 * tx0 + tw1 * tx1 + tw2)));
+    t.backward(to);
+    const double tol = dt == DType::f64 ? 1e-15 : 1e-6;
+    CHECK(to.item() == doctest::Approx(o.value()).epsilon(tol));
+    CHECK(tw0.grad_at(0) == doctest::Approx(w0.grad()).epsilon(tol));
+    CHECK(tx1.grad_at(0) == doctest::Approx(x1.grad()).epsilon(tol));
+    CHECK(tw2.grad_at(0) == doctest::Approx(w2.grad()).epsilon(tol));
+  }
+}
+
+TEST_CASE("gradients accumulate into inputs and parameters across backward calls") {
+  TensorTape tape;
+  std::vector<float> w{1, 2, 3}, gw(3, 0.0f);
+  Tensor x = tape.input(Shape{3}, {1, 1, 1}, "x", DType::f32);
+  Tensor p = tape.parameter(Shape{3}, w.data(), gw.data(), "w");
+  Tensor y = sum(x * p);
+  tape.backward(y);
+  tape.backward(y);
+  CHECK(gw == std::vector<float>{2, 2, 2});
+  CHECK(x.grads() == std::vector<double>{2, 4, 6});
+  tape.zero_grad();
+  CHECK(gw == std::vector<float>{0, 0, 0});
+}
+
+TEST_CASE("NoGrad and detach stop gradients") {
+  TensorTape tape;
+  Tensor x = tape.input(Shape{2}, {1, 2}, "x");
+  Tensor c;
+  {
+    NoGrad no_grad(tape);
+    c = x * 3.0;
+    CHECK(!c.requires_grad());
+  }
+  Tensor y = sum(x * detach(x) + c);
+  CHECK(y.requires_grad());
+  tape.backward(y);
+  CHECK(x.grads() == std::vector<double>{1, 2});  // only the non-detached factor
+}
+
+TEST_CASE("creation: zeros, ones, full, arange, and seeded uniform and normal") {
+  TensorTape tape;
+  CHECK(zeros(tape, Shape{2, 2}).values() == std::vector<double>{0, 0, 0, 0});
+  CHECK(ones(tape, Shape{3}).values() == std::vector<double>{1, 1, 1});
+  CHECK(full(tape, Shape{2}, 2.5).values() == std::vector<double>{2.5, 2.5});
+  CHECK(arange(tape, 0, 5).values() == std::vector<double>{0, 1, 2, 3, 4});
+  CHECK(arange(tape, 1, 0, -0.25).values() == std::vector<double>{1, 0.75, 0.5, 0.25});
+  CHECK_THROWS_AS(arange(tape, 0, 1, 0), Error);
+  Tensor u1 = uniform(tape, Shape{1000}, -1, 1, 42), u2 = uniform(tape, Shape{1000}, -1, 1, 42);
+  CHECK(u1.values() == u2.values());
+  CHECK(uniform(tape, Shape{3}, -1, 1, 43).values() != uniform(tape, Shape{3}, -1, 1, 42).values());
+  const std::vector<double> u = u1.values();
+  CHECK(*std::min_element(u.begin(), u.end()) >= -1.0);
+  CHECK(*std::max_element(u.begin(), u.end()) < 1.0);
+  const std::vector<double> n = normal(tape, Shape{20000}, 1.0, 2.0, 7, {DType::f64}).values();
+  const double m = std::accumulate(n.begin(), n.end(), 0.0) / double(n.size());
+  double var = 0;
+  for (double v : n) var += (v - m) * (v - m);
+  var /= double(n.size());
+  CHECK(m == doctest::Approx(1.0).epsilon(0.05));
+  CHECK(std::sqrt(var) == doctest::Approx(2.0).epsilon(0.03));
+  // The portable generator's first numbers are fixed forever: every machine gets these.
+  Rng rng(0);
+  CHECK(rng.next() == 0x99ec5f36cb75f2b4ull);
+}
+
+TEST_CASE("shape, dtype and axis errors name the op and the shapes") {
+  TensorTape tape;
+  Tensor a = zeros(tape, Shape{4, 3}), b = zeros(tape, Shape{2, 5});
+  CHECK_THROWS_WITH_AS(matmul(a, b), "matmul: (4, 3) x (2, 5): inner dimensions 3 and 2 differ",
+                       Error);
+  CHECK_THROWS_WITH_AS(a + b, "add: shapes (4, 3) and (2, 5) do not broadcast (axis -1: 3 vs 5)",
+                       Error);
+  CHECK_THROWS_WITH_AS(matmul(a, zeros(tape, Shape{3})),
+                       "matmul: (4, 3) x (3,): both operands must be 2-D", Error);
+  Tensor d = zeros(tape, Shape{4, 3}, {DType::f64});
+  CHECK_THROWS_WITH_AS(a * d, "mul: dtype mismatch: float32 and float64", Error);
+  CHECK_THROWS_WITH_AS(sum(a, 2), "sum: axis 2 is out of range for shape (4, 3)", Error);
+  CHECK_THROWS_WITH_AS(softmax(a, -3), "softmax: axis -3 is out of range for shape (4, 3)", Error);
+  CHECK_THROWS_WITH_AS(reshape(a, {5, -1}),
+                       "reshape: cannot view shape (4, 3) (12 elements) with a -1 dimension and "
+                       "the others multiplying to 5",
+                       Error);
+  CHECK_THROWS_WITH_AS(reshape(a, Shape{5, 2}),
+                       "reshape: cannot view shape (4, 3) (12 elements) as (5, 2) (10 elements)",
+                       Error);
+  const std::vector<std::int32_t> bad{0, 1, 3, 0};
+  CHECK_THROWS_WITH_AS(pick(a, bad), "pick: class index 3 in row 2 is out of range for 3 classes",
+                       Error);
+  const std::vector<float> twelve(12, 1.0f);
+  Tensor x = tape.input<float>(Shape{4, 3}, twelve);
+  CHECK_THROWS_WITH_AS(tape.backward(x * 2.0),
+                       "backward: the output has shape (4, 3); backward needs a single-element "
+                       "output, or a seed gradient of that shape",
+                       Error);
+  CHECK_THROWS_WITH_AS(prelu(a, zeros(tape, Shape{4})),
+                       "prelu: alpha of shape (4,) fits neither one slope () nor one per feature "
+                       "(3,) for input (4, 3)",
+                       Error);
+  CHECK_THROWS_WITH_AS(tape.input(Shape{2, 2}, {1.0, 2.0}),
+                       "input: 2 values given for shape (2, 2), which holds 4", Error);
+  CHECK_THROWS_WITH_AS(a.data<double>(), "Tensor::data<float64>: the tensor holds float32", Error);
+  tape.reset();
+  CHECK_THROWS_WITH_AS(a + 1.0, doctest::Contains("reset"), Error);
+}
+
+TEST_CASE("the tensor stepper reports the size of each contribution") {
+  TensorTape tape;
+  Tensor x = tape.input(Shape{2}, {3, 4}, "x");
+  Tensor y = (x * 2.0).named("y");
+  Tensor l = sum(y * x).named("L");  // x reaches L twice: a fork
+  TensorStepper stepper = tape.stepper(l);
+  std::vector<NodeId> order;
+  while (stepper.next()) {
+    const TensorStep& s = stepper.step();
+    order.push_back(s.node);
+    if (s.node == y.id() + 1) {  // y * x
+      CHECK(s.upstream_norm == doctest::Approx(std::sqrt(2.0)));
+      CHECK(s.inputs[1].id == x.id());
+      CHECK(s.inputs[1].contribution_norm == doctest::Approx(std::sqrt(6.0 * 6 + 8 * 8)));
+    }
+    if (s.node == y.id()) {
+      CHECK(s.inputs[0].accumulated);  // x already got y * x's contribution
+      CHECK(s.inputs[0].contribution_norm == doctest::Approx(std::sqrt(36.0 + 64.0)));
+      CHECK(s.inputs[0].grad_norm == doctest::Approx(std::sqrt(12.0 * 12 + 16 * 16)));
+    }
+  }
+  CHECK(order == std::vector<NodeId>{l.id(), l.id() - 1, y.id()});
+  CHECK(x.grads() == std::vector<double>{12, 16});  // d/dx 2x^2 = 4x
+}
