@@ -327,3 +327,43 @@ TEST_CASE("the tensor stepper reports the size of each contribution") {
   CHECK(order == std::vector<NodeId>{l.id(), l.id() - 1, y.id()});
   CHECK(x.grads() == std::vector<double>{12, 16});  // d/dx 2x^2 = 4x
 }
+
+TEST_CASE("tensor forward lines show shapes, and values when small") {
+  TensorTape tape;
+  Tensor x = tape.input(Shape{2, 2}, {1, -2, 3, 0.5}, "x");
+  Tensor w = tape.input(Shape{2}, {0.5, 1}, "w");
+  Tensor h = relu(x * w).named("h");
+  Tensor s = sum(h, 1).named("s");
+  Tensor l = mean(s).named("L");
+  Tensor big = zeros(tape, Shape{4, 5}, {DType::f32, false, "big"});
+  CHECK(forward_line(tape, x.id()) == "x: (2, 2) = [[1, -2], [3, 0.5]]");
+  CHECK(forward_line(tape, h.id()) == fmt::format("h = relu(t{}): (2, 2) = [[0.5, 0], [1.5, 0.5]]",
+                                                  h.id() - 1));
+  CHECK(forward_line(tape, h.id() - 1) == fmt::format("t{} = x * w: (2, 2) = [[0.5, -2], [1.5, 0.5]]",
+                                                      h.id() - 1));
+  CHECK(forward_line(tape, s.id()) == "s = sum(h, axis=1): (2,) = [0.5, 2]");
+  CHECK(forward_line(tape, l.id()) == "L = mean(s): () = 1.25");
+  CHECK(forward_line(tape, big.id()) == "big: (4, 5)");  // 20 elements: no values
+  Tensor m = matmul(x, reshape(w, {2, 1}).named("col")).named("m");
+  CHECK(expression(tape, m.id()) == "x @ col");
+  Tensor twice = x * 2.0;  // the 2 is a 1-element constant: labelled by its value
+  CHECK(forward_line(tape, twice.id()) ==
+        fmt::format("t{} = x * 2: (2, 2) = [[2, -4], [6, 1]]", twice.id()));
+}
+
+TEST_CASE("tensor step lines show shapes, the contribution's norm and forks") {
+  TensorTape tape;
+  Tensor x = tape.input(Shape{2}, {3, 4}, "x");
+  Tensor y = (x * 2.0).named("y");
+  Tensor p = (y * x).named("p");
+  Tensor l = sum(p).named("L");
+  TensorStepper stepper = tape.stepper(l);
+  std::vector<std::string> lines;
+  while (stepper.next()) lines.push_back(fmt::format("{}", stepper.step()));
+  REQUIRE(lines.size() == 3);
+  CHECK(lines[0] == "dL/dp (2,) = dL/dL () · dL/dp   |contribution| = 1.414");
+  CHECK(lines[1] ==
+        "dL/dy (2,) = dL/dp (2,) · dp/dy   |contribution| = 5\n"
+        "dL/dx (2,) = dL/dp (2,) · dp/dx   |contribution| = 10");
+  CHECK(lines[2] == "dL/dx (2,) += dL/dy (2,) · dy/dx   |contribution| = 10, so |dL/dx| = 20");
+}

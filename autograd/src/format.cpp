@@ -11,27 +11,30 @@ std::string format_number(double x) {
   return fmt::format("{:.4g}", x);
 }
 
-std::string expression(const Tape& tape, NodeId id) {
-  const Op op = tape.op(id);
+std::string op_expression(Op op, std::string_view a, std::string_view b, double param) {
   const OpInfo& info = op_info(op);
-  auto in = [&](int k) { return tape.label(tape.input_of(id, k)); };
   switch (op) {
-    case Op::input:
-    case Op::constant: return tape.label(id);
     case Op::add:
     case Op::sub:
     case Op::mul:
     case Op::div:
-    case Op::pow: return fmt::format("{} {} {}", in(0), info.symbol, in(1));
-    case Op::neg: return fmt::format("-{}", in(0));
-    case Op::pow_scalar: return fmt::format("{} ^ {}", in(0), format_number(tape.param(id)));
+    case Op::pow: return fmt::format("{} {} {}", a, info.symbol, b);
+    case Op::neg: return fmt::format("-{}", a);
+    case Op::pow_scalar: return fmt::format("{} ^ {}", a, format_number(param));
     case Op::leaky_relu:
-    case Op::elu:
-      return fmt::format("{}({}, {})", info.name, in(0), format_number(tape.param(id)));
+    case Op::elu: return fmt::format("{}({}, {})", info.name, a, format_number(param));
     default: break;
   }
-  if (info.arity == 2) return fmt::format("{}({}, {})", info.name, in(0), in(1));
-  return fmt::format("{}({})", info.name, in(0));
+  if (info.arity == 2) return fmt::format("{}({}, {})", info.name, a, b);
+  return fmt::format("{}({})", info.name, a);
+}
+
+std::string expression(const Tape& tape, NodeId id) {
+  const Op op = tape.op(id);
+  if (is_leaf(op)) return tape.label(id);
+  const std::string a = tape.label(tape.input_of(id, 0));
+  const std::string b = tape.arity(id) == 2 ? tape.label(tape.input_of(id, 1)) : std::string();
+  return op_expression(op, a, b, tape.param(id));
 }
 
 std::string forward_line(const Tape& tape, NodeId id) {

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <limits>
 
+#include "tapegrad/format.hpp"
 #include "tapegrad/random.hpp"
 
 namespace ag {
@@ -260,6 +261,7 @@ std::string_view TensorTape::name(NodeId id) const {
 
 std::string TensorTape::label(NodeId id) const {
   if (std::string_view n = name(id); !n.empty()) return std::string(n);
+  if (op(id) == TOp::constant && shape(id).numel() == 1) return format_number(value(id, 0));
   return fmt::format("t{}", id);
 }
 
@@ -849,7 +851,7 @@ Tensor reshape(Tensor a, std::initializer_list<std::int64_t> dims) {
 
 // sum and mean over one axis (or all, with axis == kAll): out[o, i] = scale *
 // sum_l a[o, l, i]; backward: da[o, l, i] += scale * dout[o, i].
-static constexpr int kAll = std::numeric_limits<int>::min();
+static constexpr int kAll = kAllAxes;
 
 static Tensor reduce_sum(Tensor a, int axis, bool keepdims, TOp op) {
   const std::string_view what = op == TOp::sum ? "sum" : "mean";

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "tapegrad/tape.hpp"
+#include "tapegrad/tensor.hpp"
 
 namespace ag {
 
@@ -20,10 +21,32 @@ std::string forward_line(const Tape& tape, NodeId id);
 // One line per input that gets a gradient; a fork shows "+=" and the total.
 std::string step_lines(const Step& step);
 
-// How an op node reads as an expression of its inputs' labels: "x + y", "σ(q)".
+// How an op node reads as an expression of its inputs' labels: "x + y", "sigmoid(q)".
 std::string expression(const Tape& tape, NodeId id);
+// The same for an op-table row applied to operands labelled a (and b).
+std::string op_expression(Op op, std::string_view a, std::string_view b, double param);
+
+// ---- tensor tapes ----
+// "h = relu(t4): (4, 5) = [[0, 1.2, ...], ...]"; the values only when small.
+std::string forward_line(const TensorTape& tape, NodeId id);
+// "x @ W1", "sum(t3, axis=1)".
+std::string expression(const TensorTape& tape, NodeId id);
+// The elements as nested lists, "[[1, 2], [3, 4]]"; "" when there are more than max.
+std::string format_values(const TensorTape& tape, NodeId id, std::int64_t max_elements = 12);
+// One line per input that gets a gradient, with shapes and gradient norms:
+// "dL/dW1 (2, 5) = dL/dt5 (4, 5) · dt5/dW1   |contribution| = 0.1234".
+std::string step_lines(const TensorStep& step);
 
 }  // namespace ag
+
+template <>
+struct fmt::formatter<ag::TensorStep> {
+  constexpr auto parse(fmt::format_parse_context& ctx) { return ctx.begin(); }
+  template <class Context>
+  auto format(const ag::TensorStep& step, Context& ctx) const {
+    return fmt::format_to(ctx.out(), "{}", ag::step_lines(step));
+  }
+};
 
 template <>
 struct fmt::formatter<ag::Step> {

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <limits>
 #include <memory>
 #include <span>
 #include <string>
@@ -39,6 +40,9 @@ enum class TOp : std::uint8_t {
   pick,  // one entry per row, by class index (cross-entropy's gather)
 };
 std::string_view top_name(TOp op);
+
+// TensorTape::axis of a reduction over all elements.
+inline constexpr int kAllAxes = std::numeric_limits<int>::min();
 
 struct TensorOptions {
   DType dtype = DType::f32;
@@ -184,7 +188,8 @@ class TensorTape {
   double param(NodeId id) const;
   int axis(NodeId id) const;
   std::string_view name(NodeId id) const;
-  std::string label(NodeId id) const;  // the name, else "t<id>"
+  // The name; else the number of a 1-element constant; else "t<id>".
+  std::string label(NodeId id) const;
   void set_name(NodeId id, std::string_view name);
   Tensor handle(NodeId id);
   double value(NodeId id, std::int64_t flat) const;
