@@ -367,3 +367,32 @@ TEST_CASE("tensor step lines show shapes, the contribution's norm and forks") {
         "dL/dx (2,) = dL/dp (2,) · dp/dx   |contribution| = 10");
   CHECK(lines[2] == "dL/dx (2,) += dL/dy (2,) · dy/dx   |contribution| = 10, so |dL/dx| = 20");
 }
+
+TEST_CASE("linear: x W^T + b in one node, as torch.nn.functional.linear") {
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return linear(x[0], x[1], x[2]); },
+             {arg(Shape{4, 3}), arg(Shape{2, 3}, 0.1), arg(Shape{2}, 0.2)}, "linear");
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return linear(x[0], x[1]); },
+             {arg(Shape{4, 3}), arg(Shape{2, 3}, 0.1)}, "linear without bias");
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return linear(x[0], x[1], x[2]); },
+             {arg(Shape{40, 30}), arg(Shape{35, 30}, 0.1), arg(Shape{35}, 0.2)},
+             "linear through BLAS");
+  TensorTape tape;
+  Tensor x = tape.input(Shape{1, 2}, {1, 2}, "x");
+  Tensor w = tape.input(Shape{3, 2}, {1, 0, 0, 1, 1, 1}, "W");
+  Tensor b = tape.input(Shape{3}, {0.5, 0, -1}, "b");
+  Tensor y = linear(x, w, b).named("y");
+  CHECK(y.values() == std::vector<double>{1.5, 2, 2});
+  CHECK(forward_line(tape, y.id()) == "y = linear(x, W, b): (1, 3) = [[1.5, 2, 2]]");
+  CHECK_THROWS_WITH_AS(linear(x, zeros(tape, Shape{3, 4}, {DType::f64})),
+                       "linear: input (1, 2) has 2 features but weight (3, 4) expects 4", Error);
+  CHECK_THROWS_WITH_AS(linear(x, w, zeros(tape, Shape{2}, {DType::f64})),
+                       "linear: bias (2,) does not match weight (3, 2): expected (3,)", Error);
+  TensorStepper stepper = tape.stepper(sum(y).named("L"));
+  REQUIRE(stepper.next());
+  REQUIRE(stepper.next());
+  CHECK(stepper.step().arity == 3);
+  CHECK(fmt::format("{}", stepper.step()) ==
+        "dL/dx (1, 2) = dL/dy (1, 3) · dy/dx   |contribution| = 2.828\n"  // |[1 1 1] W|
+        "dL/dW (3, 2) = dL/dy (1, 3) · dy/dW   |contribution| = 3.873\n"
+        "dL/db (3,) = dL/dy (1, 3) · dy/db   |contribution| = 1.732");
+}

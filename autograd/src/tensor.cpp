@@ -22,6 +22,7 @@ namespace {
 constexpr std::uint8_t kNeedsGrad = 1;  // gets a gradient in backward
 constexpr std::uint8_t kReached = 2;    // the latest backward passed it a gradient
 constexpr std::uint8_t kKeepDims = 4;   // reductions: the reduced axis stays, as 1
+constexpr NodeId kNoInput = std::numeric_limits<NodeId>::max();
 
 // Note [Tensor storage] (tensor.hpp): blocks never move; reset() rewinds.
 class Arena {
@@ -87,7 +88,7 @@ struct TensorTape::Impl {
     void* aux;   // amax: argmax per output element; pick: the class indices (int32)
     double param;
     Shape shape;
-    NodeId in[2];
+    NodeId in[kMaxInputs];
     std::int32_t axis;
     std::uint32_t name_offset;
     std::uint16_t name_length;
@@ -139,6 +140,7 @@ std::string_view top_name(TOp op) {
     case TOp::constant: return "constant";
     case TOp::elementwise: return "elementwise";
     case TOp::matmul: return "matmul";
+    case TOp::linear: return "linear";
     case TOp::transpose: return "transpose";
     case TOp::reshape: return "reshape";
     case TOp::sum: return "sum";
@@ -250,6 +252,7 @@ int TensorTape::arity(NodeId id) const {
     case TOp::constant: return 0;
     case TOp::elementwise: return op_info(n.elem).arity;
     case TOp::matmul: return 2;
+    case TOp::linear: return n.in[2] == kNoInput ? 2 : 3;
     default: return 1;
   }
 }
@@ -771,6 +774,48 @@ Tensor matmul(Tensor a, Tensor b) {
   return Recorder::make(tape, id);
 }
 
+// ---- linear ---------------------------------------------------------------------
+// y = x W^T + b, with W stored (out, in) as PyTorch stores it: one node where
+// transpose, matmul and add would record three. dx += dy W; dW += dy^T x;
+// db += the column sums of dy.
+
+Tensor linear(Tensor x, Tensor weight, Tensor bias) {
+  const Operand op = operand(x, "linear");
+  check_same(x, weight, "linear");
+  const Shape sx = x.shape(), sw = weight.shape();
+  if (sx.rank() != 2 || sw.rank() != 2)
+    throw Error(fmt::format("linear: input {} and weight {} must both be 2-D", sx.str(), sw.str()));
+  if (sx[1] != sw[1])
+    throw Error(fmt::format("linear: input {} has {} features but weight {} expects {}", sx.str(),
+                            sx[1], sw.str(), sw[1]));
+  const bool has_bias = !bias.empty();
+  if (has_bias) {
+    check_same(x, bias, "linear");
+    if (!(bias.shape() == Shape{sw[0]}))
+      throw Error(fmt::format("linear: bias {} does not match weight {}: expected ({},)",
+                              bias.shape().str(), sw.str(), sw[0]));
+  }
+  TensorTape& tape = *op.tape;
+  auto& impl = Recorder::impl(tape);
+  const bool grad = has_bias ? Recorder::grad_for(tape, {op.id, weight.id(), bias.id()})
+                             : Recorder::grad_for(tape, {op.id, weight.id()});
+  const NodeId id =
+      impl.push(TOp::linear, x.dtype(), Shape{sx[0], sw[0]}, grad, op.id, weight.id());
+  impl.nodes[id].in[2] = has_bias ? bias.id() : kNoInput;
+  with_dtype(x.dtype(), [&](auto z) {
+    using T = decltype(z);
+    T* y = static_cast<T*>(impl.nodes[id].data);
+    gemm<T>(false, true, sx[0], sw[0], sx[1], static_cast<const T*>(impl.nodes[op.id].data),
+            static_cast<const T*>(impl.nodes[weight.id()].data), T(0), y);
+    if (has_bias) {
+      const T* b = static_cast<const T*>(impl.nodes[bias.id()].data);
+      for (std::int64_t i = 0; i < sx[0]; ++i)
+        for (std::int64_t j = 0; j < sw[0]; ++j) y[i * sw[0] + j] += b[j];
+    }
+  });
+  return Recorder::make(tape, id);
+}
+
 // ---- shape ops ----------------------------------------------------------------------
 
 // Swaps the last two axes: out[..., j, i] = a[..., i, j]. Backward swaps back.
@@ -1040,6 +1085,20 @@ static void backward_node(TensorTape::Impl& impl, Node& n) {
                 static_cast<T*>(b.grad));
       return;
     }
+    case TOp::linear: {
+      Node& w = impl.nodes[n.in[1]];
+      const std::int64_t rows = n.shape[0], outs = n.shape[1], ins = a.shape[1];
+      if (ga) gemm<T>(false, false, rows, ins, outs, up, static_cast<const T*>(w.data), T(1), ga);
+      if (w.grad)
+        gemm<T>(true, false, outs, ins, rows, up, static_cast<const T*>(a.data), T(1),
+                static_cast<T*>(w.grad));
+      if (n.in[2] != kNoInput) {
+        if (T* gb = static_cast<T*>(impl.nodes[n.in[2]].grad))
+          for (std::int64_t i = 0; i < rows; ++i)
+            for (std::int64_t j = 0; j < outs; ++j) gb[j] += up[i * outs + j];
+      }
+      return;
+    }
     case TOp::transpose: {
       const int r = n.shape.rank();
       const std::int64_t rows = n.shape[r - 1], cols = n.shape[r - 2];
@@ -1154,7 +1213,7 @@ bool TensorStepper::next() {
     step_.upstream_norm = detailed_ ? tape_->grad_norm(id) : std::nan("");
     // A detailed step keeps each input's gradient from before, to measure
     // the contribution as the difference.
-    std::size_t offsets[2] = {0, 0};
+    std::size_t offsets[kMaxInputs] = {};
     if (detailed_) {
       impl.scratch.clear();
       for (int k = 0; k < arity; ++k) {

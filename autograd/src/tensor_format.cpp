@@ -23,6 +23,9 @@ std::string expression(const TensorTape& tape, NodeId id) {
                            tape.param(id));
     }
     case TOp::matmul: return fmt::format("{} @ {}", in(0), in(1));
+    case TOp::linear:
+      if (tape.arity(id) == 3) return fmt::format("linear({}, {}, {})", in(0), in(1), in(2));
+      return fmt::format("linear({}, {})", in(0), in(1));
     case TOp::transpose: return fmt::format("transpose({})", in(0));
     case TOp::reshape: return fmt::format("reshape({}, {})", in(0), tape.shape(id).str());
     case TOp::sum:

@@ -30,6 +30,7 @@ enum class TOp : std::uint8_t {
   constant,     // a leaf without gradient
   elementwise,  // one row of the op table, with NumPy broadcasting for binary rows
   matmul,
+  linear,  // x W^T + b in one node, W stored (out, in) as in PyTorch
   transpose,
   reshape,
   sum,
@@ -40,6 +41,9 @@ enum class TOp : std::uint8_t {
   pick,  // one entry per row, by class index (cross-entropy's gather)
 };
 std::string_view top_name(TOp op);
+
+// The most inputs a tensor node has (linear: x, W, b).
+inline constexpr int kMaxInputs = 3;
 
 // TensorTape::axis of a reduction over all elements.
 inline constexpr int kAllAxes = std::numeric_limits<int>::min();
@@ -77,6 +81,7 @@ class Tensor {
   NodeId id() const { return id_; }
   TensorTape& tape() const;
   bool valid() const;
+  bool empty() const { return tape_ == nullptr; }  // default-constructed: refers to nothing
 
  private:
   friend class TensorTape;
@@ -105,7 +110,7 @@ struct TensorStep {
   NodeId node;
   double upstream_norm;
   int arity;
-  std::array<TensorInputStep, 2> inputs;
+  std::array<TensorInputStep, kMaxInputs> inputs;
   std::size_t index;
 };
 
@@ -279,6 +284,9 @@ Tensor apply(Op op, Tensor a, Tensor b);  // binary rows
 
 // ---- linear algebra, shape and reductions -----------------------------------
 Tensor matmul(Tensor a, Tensor b);  // (m, k) x (k, n) -> (m, n), through BLAS when large
+// x (n, in), weight (out, in), bias (out,) or an empty Tensor: x W^T + b, as
+// torch.nn.functional.linear, in one node.
+Tensor linear(Tensor x, Tensor weight, Tensor bias = {});
 Tensor transpose(Tensor a);         // swaps the last two axes
 Tensor reshape(Tensor a, std::initializer_list<std::int64_t> dims);  // one dim may be -1
 Tensor reshape(Tensor a, const Shape& shape);
