@@ -14,10 +14,16 @@ double Value::grad() const { return tape().grad(id_); }
 std::string_view Value::name() const { return tape().name(id_); }
 Op Value::op() const { return tape().op(id_); }
 
-Tape& Value::tape() const {
-  if (tape_ == nullptr) throw Error("an empty Value (default-constructed) was used");
-  tape_->check(*this, "Value");
-  return *tape_;
+void Tape::value_failed(const Value& v) {
+  if (v.tape_ == nullptr) throw Error("an empty Value (default-constructed) was used");
+  v.tape_->check_failed(v, "Value");
+}
+
+void Tape::check_failed(const Value& v, std::string_view what) const {
+  if (v.tape_ == nullptr) throw Error(std::string(what) + ": an empty Value (default-constructed)");
+  if (v.tape_ != this) throw Error(std::string(what) + ": the operands belong to different tapes");
+  throw Error(std::string(what) +
+              ": this Value was recorded before its tape was reset; record it again");
 }
 
 Value Value::named(std::string_view name) const {
@@ -26,12 +32,10 @@ Value Value::named(std::string_view name) const {
 }
 
 Value Tape::input(double value, std::string_view name) {
-  Value v = push(Op::input, value, 0, 0, 0.0, kNeedsGrad);
+  Value v = push(Op::input, value, 0, 0, kNeedsGrad);
   if (!name.empty()) set_name(v.id_, name);
   return v;
 }
-
-Value Tape::constant(double value) { return push(Op::constant, value, 0, 0, 0.0, 0); }
 
 Value Tape::handle(NodeId id) {
   if (id >= nodes_.size())
@@ -65,7 +69,7 @@ double Tape::local_grad(NodeId id, int k) const {
       if (k < 0 || k >= R::info.arity)
         throw Error(fmt::format("node {} ({}) has no input {}", id, R::info.name, k));
       const double b = R::info.arity == 2 ? nodes_[n.in[1]].value : 0.0;
-      const Local<double> local = R::local(nodes_[n.in[0]].value, b, n.value, n.param);
+      const Local<double> local = R::local(nodes_[n.in[0]].value, b, n.value, param(id));
       return k == 0 ? local.da : local.db;
     }
   });
@@ -77,8 +81,10 @@ void Tape::zero_grad() {
 
 void Tape::reset() {
   nodes_.clear();
+  params_.clear();
   names_.clear();
   ++generation_;
+  dirty_ = false;
 }
 
 Stepper::Stepper(Tape& tape, Value output)
@@ -86,10 +92,15 @@ Stepper::Stepper(Tape& tape, Value output)
   tape.check(output, "backward");
   // Note [Gradient semantics]: intermediate gradients start from zero, inputs
   // keep what they have accumulated; no node has been reached yet.
-  for (Tape::Node& n : tape.nodes_) {
-    if (n.op != Op::input) n.grad = 0.0;
-    n.flags &= static_cast<std::uint8_t>(~Tape::kReached);
+  // A fresh recording is already in that state (Tape::dirty_): a training step, which resets,
+  // records and runs backward once, skips this sweep over the whole tape.
+  if (tape.dirty_) {
+    for (Tape::Node& n : tape.nodes_) {
+      if (n.op != Op::input) n.grad = 0.0;
+      n.flags &= static_cast<std::uint8_t>(~Tape::kReached);
+    }
   }
+  tape.dirty_ = true;
   Tape::Node& out = tape.nodes_[output.id()];
   if (out.flags & Tape::kNeedsGrad) {
     out.grad += 1.0;  // d(output)/d(output)

@@ -273,9 +273,11 @@ struct Softplus {
 
 }  // namespace rules
 
-// Calls f(Rule{}) with the rule of `op`: the one switch over the op table.
+// Calls f(Rule{}) with the rule of `op`: the one switch over the op table. Always inlined: GCC
+// otherwise keeps it a call (21 inlined cases are over its size limit), which costs the
+// backward loop a call, a spill of its live registers and a return per node.
 template <class F>
-constexpr decltype(auto) dispatch(Op op, F&& f) {
+[[gnu::always_inline]] constexpr decltype(auto) dispatch(Op op, F&& f) {
   using namespace rules;
   switch (op) {
     case Op::input: return f(Input{});

@@ -50,7 +50,7 @@ class Value {
   std::string_view name() const;
   Op op() const;
   NodeId id() const { return id_; }
-  Tape& tape() const;  // the tape it belongs to; throws if reset or empty
+  Tape& tape() const;  // the tape it belongs to; throws if reset or empty. Inline: ops call it
 
   // Names this node (shown by the graph and the step lines); returns *this.
   Value named(std::string_view name) const;
@@ -109,6 +109,14 @@ class Stepper {
   bool done() const { return cursor_ == 0; }
 
  private:
+  friend class Tape;
+  // The chain rule at node i: its gradient times each local gradient, added to its inputs.
+  // With kFillStep it also writes what it did into step_ for the teaching views; run() does
+  // the same arithmetic without it, as nobody reads the steps of Tape::backward.
+  template <bool kFillStep>
+  void propagate(Tape& tape, NodeId i);
+  void run();  // the remaining steps in one loop, for Tape::backward
+
   Tape* tape_;
   std::uint32_t generation_;
   NodeId cursor_;  // nodes below it are not processed yet
@@ -131,7 +139,7 @@ class Tape {
 
   // Leaves.
   Value input(double value, std::string_view name = {});
-  Value constant(double value);
+  Value constant(double value);  // inline: every double operand of an op becomes one
 
   // Records the op of `Rule` applied to a (and b for binary ops) with the
   // fixed parameter `param`. The user-facing functions in value.hpp call it.
@@ -153,7 +161,9 @@ class Tape {
   Op op(NodeId id) const { return nodes_[id].op; }
   double value(NodeId id) const { return nodes_[id].value; }
   double grad(NodeId id) const { return nodes_[id].grad; }
-  double param(NodeId id) const { return nodes_[id].param; }
+  double param(NodeId id) const {
+    return op_info(op(id)).has_param ? params_[nodes_[id].in[1]] : 0.0;
+  }
   int arity(NodeId id) const { return op_info(op(id)).arity; }
   NodeId input_of(NodeId id, int k) const { return nodes_[id].in[k]; }
   bool needs_grad(NodeId id) const { return nodes_[id].flags & kNeedsGrad; }
@@ -172,10 +182,14 @@ class Tape {
 
   // Throws unless `v` is a live handle of this tape.
   void check(const Value& v, std::string_view what) const;
+  // The throwing half of check(), out of line so that the hot half inlines into every op.
+  [[noreturn, gnu::cold]] void check_failed(const Value& v, std::string_view what) const;
 
  private:
   friend class Stepper;
   friend class Value;
+
+  [[noreturn, gnu::cold]] static void value_failed(const Value& v);
 
   static constexpr std::uint8_t kNeedsGrad = 1;  // depends on an input
   static constexpr std::uint8_t kReached = 2;    // reaches the output in this pass
@@ -183,22 +197,26 @@ class Tape {
   struct Node {
     double value;
     double grad;
-    double param;  // the op's fixed number (leaky_relu alpha, pow exponent)
-    NodeId in[2];
+    NodeId in[2];  // an op with a fixed number (param) has one input; in[1] indexes params_
     std::uint32_t name_offset;
     std::uint16_t name_length;
     Op op;
     std::uint8_t flags;
   };
+  static bool active(const Node& n);
 
-  Value push(Op op, double value, NodeId a, NodeId b, double param, std::uint8_t flags) {
-    nodes_.push_back(Node{value, 0.0, param, {a, b}, 0, 0, op, flags});
+  Value push(Op op, double value, NodeId a, NodeId b, std::uint8_t flags) {
+    nodes_.push_back(Node{value, 0.0, {a, b}, 0, 0, op, flags});
     return Value(this, static_cast<NodeId>(nodes_.size() - 1), generation_);
   }
 
   std::vector<Node> nodes_;
+  std::vector<double> params_;  // the fixed numbers of the ops that have one (Node stays 32 bytes)
   std::string names_;
   std::uint32_t generation_ = 0;
+  // False until a backward pass starts after reset(): until then every intermediate gradient is
+  // still the 0 it was recorded with and no node is kReached, so the pass need not clear them.
+  bool dirty_ = false;
 };
 
 // ---- inline definitions: the hot paths --------------------------------------
@@ -206,13 +224,17 @@ class Tape {
 inline bool Value::valid() const { return tape_ != nullptr && tape_->generation_ == generation_; }
 
 inline void Tape::check(const Value& v, std::string_view what) const {
-  if (v.tape_ == this && v.generation_ == generation_) [[likely]]
-    return;
-  if (v.tape_ == nullptr) throw Error(std::string(what) + ": an empty Value (default-constructed)");
-  if (v.tape_ != this) throw Error(std::string(what) + ": the operands belong to different tapes");
-  throw Error(std::string(what) +
-              ": this Value was recorded before its tape was reset; record it again");
+  if (v.tape_ != this || v.generation_ != generation_) [[unlikely]]
+    check_failed(v, what);
 }
+
+inline Tape& Value::tape() const {
+  if (tape_ == nullptr || tape_->generation_ != generation_) [[unlikely]]
+    Tape::value_failed(*this);
+  return *tape_;
+}
+
+inline Value Tape::constant(double value) { return push(Op::constant, value, 0, 0, 0); }
 
 template <class Rule>
 Value Tape::record(Value a, Value b, double param) {
@@ -230,54 +252,80 @@ Value Tape::record(Value a, Value b, double param) {
     ib = b.id_;
     flags |= nb.flags & kNeedsGrad;
   }
-  return push(info.op, Rule::forward(na.value, vb, param), a.id_, ib, param, flags);
+  if constexpr (info.has_param) {
+    static_assert(info.arity == 1, "in[1] holds the index of the param");
+    ib = static_cast<NodeId>(params_.size());
+    params_.push_back(param);
+  }
+  return push(info.op, Rule::forward(na.value, vb, param), a.id_, ib, flags);
+}
+
+template <bool kFillStep>
+[[gnu::always_inline]] inline void Stepper::propagate(Tape& tape, NodeId i) {
+  Tape::Node* nodes = tape.nodes_.data();
+  Tape::Node& n = nodes[i];
+  dispatch(n.op, [&](auto rule) {
+    using R = decltype(rule);
+    constexpr int arity = R::info.arity;
+    if constexpr (arity > 0) {
+      const double a = nodes[n.in[0]].value;
+      const double b = arity == 2 ? nodes[n.in[1]].value : 0.0;
+      const double param = R::info.has_param ? tape.params_[n.in[1]] : 0.0;
+      const Local<double> local = R::local(a, b, n.value, param);
+      const double up = n.grad;
+      if constexpr (kFillStep) {
+        step_.node = i;
+        step_.upstream = up;
+        step_.arity = arity;
+      }
+      for (int k = 0; k < arity; ++k) {
+        Tape::Node& in = nodes[n.in[k]];
+        const double l = k == 0 ? local.da : local.db;
+        const double contribution = up * l;
+        const bool needs_grad = in.flags & Tape::kNeedsGrad;
+        const bool accumulated = in.flags & Tape::kReached;
+        if (needs_grad) {
+          in.grad += contribution;
+          in.flags |= Tape::kReached;
+        }
+        if constexpr (kFillStep)
+          step_.inputs[k] = InputStep{n.in[k], l, contribution, in.grad, accumulated, needs_grad};
+      }
+    }
+  });
+}
+
+// Whether node n takes part in the pass: it reaches the output, depends on an input, and is
+// not a leaf (Note [Gradient semantics]).
+inline bool Tape::active(const Node& n) {
+  constexpr std::uint8_t active = kNeedsGrad | kReached;
+  return (n.flags & active) == active && !is_leaf(n.op);
 }
 
 inline bool Stepper::next() {
   if (tape_->generation_ != generation_) throw Error("Stepper: the tape was reset during backward");
-  Tape::Node* nodes = tape_->nodes_.data();
   while (cursor_ > 0) {
     const NodeId i = --cursor_;
-    Tape::Node& n = nodes[i];
-    constexpr std::uint8_t active = Tape::kNeedsGrad | Tape::kReached;
-    if ((n.flags & active) != active || is_leaf(n.op)) continue;
-    dispatch(n.op, [&](auto rule) {
-      using R = decltype(rule);
-      constexpr int arity = R::info.arity;
-      if constexpr (arity > 0) {
-        const double a = nodes[n.in[0]].value;
-        const double b = arity == 2 ? nodes[n.in[1]].value : 0.0;
-        const Local<double> local = R::local(a, b, n.value, n.param);
-        const double up = n.grad;
-        step_.node = i;
-        step_.upstream = up;
-        step_.arity = arity;
-        for (int k = 0; k < arity; ++k) {
-          Tape::Node& in = nodes[n.in[k]];
-          InputStep& s = step_.inputs[k];
-          s.id = n.in[k];
-          s.local = k == 0 ? local.da : local.db;
-          s.contribution = up * s.local;
-          s.needs_grad = in.flags & Tape::kNeedsGrad;
-          s.accumulated = in.flags & Tape::kReached;
-          if (s.needs_grad) {
-            in.grad += s.contribution;
-            in.flags |= Tape::kReached;
-          }
-          s.grad_after = in.grad;
-        }
-      }
-    });
+    if (!Tape::active(tape_->nodes_[i])) continue;
+    propagate<true>(*tape_, i);
     step_.index = taken_++;
     return true;
   }
   return false;
 }
 
-inline void Tape::backward(Value output) {
-  Stepper stepper(*this, output);
-  while (stepper.next()) {
+inline void Stepper::run() {
+  if (tape_->generation_ != generation_) throw Error("Stepper: the tape was reset during backward");
+  Tape& tape = *tape_;
+  for (NodeId i = cursor_; i-- > 0;) {
+    if (!Tape::active(tape.nodes_[i])) continue;
+    propagate<false>(tape, i);
+    ++taken_;
   }
+  cursor_ = 0;
 }
+
+// The same steps as a Stepper's next() until done, minus the Step records nobody reads here.
+inline void Tape::backward(Value output) { Stepper(*this, output).run(); }
 
 }  // namespace ag
