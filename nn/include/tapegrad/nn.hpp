@@ -1,0 +1,8 @@
+// tapegrad's nn library in one include: parameters and modules, layers and
+// activations, initializers.
+
+#pragma once
+
+#include "tapegrad/nn/init.hpp"
+#include "tapegrad/nn/layers.hpp"
+#include "tapegrad/nn/module.hpp"

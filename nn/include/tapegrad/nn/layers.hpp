@@ -1,0 +1,126 @@
+// The layers: Linear, one module per activation of the lecture notes, Maxout,
+// Sequential and MLP. Shapes and parameter names follow torch.nn.
+
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tapegrad/nn/module.hpp"
+
+namespace nn {
+
+// y = x W^T + b with W of shape (out, in) and b of shape (out,), as
+// torch.nn.Linear; initialised as PyTorch does, U(-1/sqrt(in), 1/sqrt(in)),
+// from `seed`.
+class Linear : public Module {
+ public:
+  Linear(std::int64_t in, std::int64_t out, bool bias = true, std::uint64_t seed = 0);
+  ag::Tensor forward(ag::TensorTape& tape, ag::Tensor x) override;
+  std::string describe() const override;
+
+  Parameter& weight;
+  Parameter* bias;  // null without a bias
+  std::int64_t in_features, out_features;
+};
+
+// The activations of the notes, each the op of the same name (ops.hpp).
+class Sigmoid : public Module {
+ public:
+  ag::Tensor forward(ag::TensorTape&, ag::Tensor x) override { return ag::sigmoid(x); }
+  std::string describe() const override { return "Sigmoid()"; }
+};
+class Tanh : public Module {
+ public:
+  ag::Tensor forward(ag::TensorTape&, ag::Tensor x) override { return ag::tanh(x); }
+  std::string describe() const override { return "Tanh()"; }
+};
+class ReLU : public Module {
+ public:
+  ag::Tensor forward(ag::TensorTape&, ag::Tensor x) override { return ag::relu(x); }
+  std::string describe() const override { return "ReLU()"; }
+};
+class LeakyReLU : public Module {
+ public:
+  explicit LeakyReLU(double alpha = 0.01) : alpha(alpha) {}
+  ag::Tensor forward(ag::TensorTape&, ag::Tensor x) override { return ag::leaky_relu(x, alpha); }
+  std::string describe() const override;
+  double alpha;
+};
+class ELU : public Module {
+ public:
+  explicit ELU(double alpha = 1.0) : alpha(alpha) {}
+  ag::Tensor forward(ag::TensorTape&, ag::Tensor x) override { return ag::elu(x, alpha); }
+  std::string describe() const override;
+  double alpha;
+};
+// PReLU: the negative slope is a learned parameter, one shared (features = 1)
+// or one per feature; "weight" of shape (features,), initialised to `init`.
+class PReLU : public Module {
+ public:
+  explicit PReLU(std::int64_t features = 1, double init = 0.25);
+  ag::Tensor forward(ag::TensorTape& tape, ag::Tensor x) override;
+  std::string describe() const override;
+  Parameter& weight;
+};
+// Maxout (Goodfellow et al.): `pieces` linear units per output, keeping the
+// largest: y_j = max_k (x W_jk^T + b_jk). A Linear(in, out * pieces) named
+// "linear" holds the weights.
+class Maxout : public Module {
+ public:
+  Maxout(std::int64_t in, std::int64_t out, std::int64_t pieces, std::uint64_t seed = 0);
+  ag::Tensor forward(ag::TensorTape& tape, ag::Tensor x) override;
+  std::string describe() const override;
+  Linear& linear;
+  std::int64_t out_features, pieces;
+};
+
+// Modules applied in order; the children are named "0", "1", ... as in
+// torch.nn.Sequential.
+class Sequential : public Module {
+ public:
+  Sequential() = default;
+  template <class M>
+  M& add(std::unique_ptr<M> module) {
+    ++size_;
+    return register_module(std::to_string(size_ - 1), std::move(module));
+  }
+  ag::Tensor forward(ag::TensorTape& tape, ag::Tensor x) override;
+  std::string describe() const override;
+  std::size_t size() const { return size_; }
+  Module& operator[](std::size_t i) const;
+
+ private:
+  std::size_t size_ = 0;
+};
+
+enum class Activation { none, sigmoid, tanh, relu, leaky_relu, prelu, elu };
+// "relu", "leaky_relu" ... "none"; throws ag::Error listing the known names.
+Activation parse_activation(std::string_view name);
+std::string_view activation_name(Activation a);
+std::unique_ptr<Module> make_activation(Activation a, std::int64_t features);
+
+// A multi-layer perceptron: Linear layers of the given sizes with
+// `hidden` after each but the last and `output` after the last, held in a
+// Sequential named "layers" (so parameters are "layers.0.weight", ...).
+class MLP : public Module {
+ public:
+  MLP(std::vector<std::int64_t> sizes, Activation hidden, Activation output = Activation::none,
+      std::uint64_t seed = 0);
+  ag::Tensor forward(ag::TensorTape& tape, ag::Tensor x) override { return layers(tape, x); }
+  std::string describe() const override;
+  // The Linear layers, in order.
+  std::vector<Linear*> linears() const { return linears_; }
+
+  Sequential& layers;
+  std::vector<std::int64_t> sizes;
+
+ private:
+  std::vector<Linear*> linears_;
+};
+
+}  // namespace nn

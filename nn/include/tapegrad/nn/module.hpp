@@ -1,0 +1,96 @@
+// nn::Parameter and nn::Module: persistent weights that outlive tapes, and the
+// modules that own them, with PyTorch's dotted parameter names.
+
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "tapegrad/tensor.hpp"
+
+namespace nn {
+
+// A trainable float32 tensor and its gradient. It lives outside any tape: a
+// forward pass puts it on the tape as a leaf that points at this storage (no
+// copy), and backward accumulates into grad(). Optimizers update data().
+class Parameter {
+ public:
+  explicit Parameter(ag::Shape shape);
+  Parameter(const Parameter&) = delete;  // tapes and optimizers hold its address
+  Parameter& operator=(const Parameter&) = delete;
+
+  const ag::Shape& shape() const { return shape_; }
+  std::int64_t numel() const { return shape_.numel(); }
+  std::span<float> data() { return data_; }
+  std::span<const float> data() const { return data_; }
+  std::span<float> grad() { return grad_; }
+  std::span<const float> grad() const { return grad_; }
+
+  // This parameter as a leaf of `tape`, labelled `name` in graphs and steps.
+  ag::Tensor on(ag::TensorTape& tape, std::string_view name = {});
+  void zero_grad();
+  double grad_norm() const;
+
+ private:
+  ag::Shape shape_;
+  std::vector<float> data_, grad_;
+};
+
+// The base of every layer. A Module owns its Parameters and its child modules;
+// parameters() and named_parameters() walk the tree in registration order,
+// naming each parameter by its path ("layers.0.weight"), as PyTorch does, so
+// checkpoints load into the equivalent torch.nn module.
+class Module {
+ public:
+  Module() = default;
+  Module(const Module&) = delete;  // parameters are referred to by address
+  Module& operator=(const Module&) = delete;
+  virtual ~Module() = default;
+
+  virtual ag::Tensor forward(ag::TensorTape& tape, ag::Tensor x) = 0;
+  ag::Tensor operator()(ag::TensorTape& tape, ag::Tensor x) { return forward(tape, x); }
+  // How the module prints: "Linear(in=2, out=5, bias=true)".
+  virtual std::string describe() const = 0;
+
+  std::vector<Parameter*> parameters();
+  std::vector<std::pair<std::string, Parameter*>> named_parameters();
+  std::int64_t parameter_count();
+  std::vector<std::pair<std::string, Module*>> children() const { return children_; }
+  void zero_grad();
+
+  void train(bool on = true);
+  void eval() { train(false); }
+  bool is_training() const { return training_; }
+
+  // The module's path from the root ("layers.0"); "" for the root. Labels the
+  // nodes it records, so a graph can draw one cluster per module.
+  const std::string& path() const { return path_; }
+
+ protected:
+  Parameter& register_parameter(std::string name, ag::Shape shape);
+  template <class M>
+  M& register_module(std::string name, std::unique_ptr<M> module) {
+    M& ref = *module;
+    adopt(std::move(name), std::move(module));
+    return ref;
+  }
+  // "path.name": the label of this module's parameter `name`.
+  std::string label(std::string_view name) const;
+
+ private:
+  void adopt(std::string name, std::unique_ptr<Module> module);
+  void set_path(const std::string& path);
+  void collect(const std::string& prefix, std::vector<std::pair<std::string, Parameter*>>& out);
+
+  std::vector<std::pair<std::string, std::unique_ptr<Parameter>>> params_;
+  std::vector<std::unique_ptr<Module>> owned_;
+  std::vector<std::pair<std::string, Module*>> children_;
+  std::string path_;
+  bool training_ = true;
+};
+
+}  // namespace nn

@@ -1,0 +1,141 @@
+// nn modules: shapes, parameter counts and PyTorch's names, the forward of each
+// layer against hand-computed values, initializers, and gradients reaching parameters.
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include <tapegrad/autograd.hpp>
+#include <tapegrad/nn.hpp>
+
+using namespace ag;
+
+namespace {
+std::vector<std::string> names(nn::Module& m) {
+  std::vector<std::string> out;
+  for (auto& [name, p] : m.named_parameters()) out.push_back(name);
+  return out;
+}
+}  // namespace
+
+TEST_CASE("micrograd's 2-16-16-1 MLP has 337 parameters, named as torch.nn.Sequential's") {
+  nn::MLP mlp({2, 16, 16, 1}, nn::Activation::relu);
+  CHECK(mlp.parameter_count() == 337);  // (2*16+16) + (16*16+16) + (16+1)
+  CHECK(names(mlp) == std::vector<std::string>{"layers.0.weight", "layers.0.bias",
+                                               "layers.2.weight", "layers.2.bias",
+                                               "layers.4.weight", "layers.4.bias"});
+  CHECK(mlp.linears().size() == 3);
+  CHECK(mlp.linears()[1]->weight.shape() == Shape{16, 16});
+  CHECK(mlp.linears()[2]->weight.shape() == Shape{1, 16});
+  CHECK(mlp.linears()[0]->path() == "layers.0");
+  nn::MLP with_out({2, 5, 1}, nn::Activation::sigmoid, nn::Activation::sigmoid);
+  CHECK(with_out.layers.size() == 4);  // Linear, Sigmoid, Linear, Sigmoid
+  CHECK(with_out.describe().find("(3): Sigmoid()") != std::string::npos);
+}
+
+TEST_CASE("Linear computes x W^T + b, and gradients reach its parameters") {
+  nn::Linear lin(2, 3);
+  std::vector<float> w{1, 2, 3, 4, 5, 6}, b{0.5f, -1, 0};
+  std::copy(w.begin(), w.end(), lin.weight.data().begin());
+  std::copy(b.begin(), b.end(), lin.bias->data().begin());
+  TensorTape tape;
+  Tensor x = tape.input(Shape{1, 2}, {1, -1}, "x", DType::f32);
+  Tensor y = lin(tape, x);
+  CHECK(y.values() == std::vector<double>{-0.5, -2, -1});  // [1-2, 3-4, 5-6] + b
+  CHECK(tape.label(y.id() - 1) == "bias");                  // the root module has no path
+  tape.backward(sum(y));
+  CHECK(std::vector<float>(lin.weight.grad().begin(), lin.weight.grad().end()) ==
+        std::vector<float>{1, -1, 1, -1, 1, -1});
+  CHECK(std::vector<float>(lin.bias->grad().begin(), lin.bias->grad().end()) ==
+        std::vector<float>{1, 1, 1});
+  lin.zero_grad();
+  CHECK(lin.weight.grad_norm() == 0);
+  nn::Linear no_bias(2, 3, false);
+  CHECK(no_bias.parameter_count() == 6);
+  CHECK_THROWS_WITH_AS(lin(tape, tape.input(Shape{1, 3}, {1, 2, 3}, "", DType::f32)),
+                       "linear: input (1, 3) has 3 features but weight (3, 2) expects 2", Error);
+}
+
+TEST_CASE("Linear's default initialisation is PyTorch's U(-1/sqrt(in), 1/sqrt(in)), seeded") {
+  nn::Linear a(100, 50, true, 7), b(100, 50, true, 7), c(100, 50, true, 8);
+  auto wa = a.weight.data(), wb = b.weight.data(), wc = c.weight.data();
+  CHECK(std::equal(wa.begin(), wa.end(), wb.begin()));
+  CHECK(!std::equal(wa.begin(), wa.end(), wc.begin()));
+  const auto [lo, hi] = std::minmax_element(wa.begin(), wa.end());
+  CHECK(*lo >= -0.1f);
+  CHECK(*hi <= 0.1f);
+  CHECK(*hi > 0.09f);  // the range is used
+}
+
+TEST_CASE("the activation modules apply their ops; PReLU's slope is a learned parameter") {
+  TensorTape tape;
+  Tensor x = tape.input(Shape{1, 4}, {-2, -0.5, 0, 3}, "x", DType::f32);
+  CHECK(nn::ReLU()(tape, x).values() == std::vector<double>{0, 0, 0, 3});
+  CHECK(nn::LeakyReLU(0.1)(tape, x).values() ==
+        std::vector<double>{float(-0.2), float(-0.05), 0, 3});
+  CHECK(nn::Sigmoid()(tape, x).value(3) == doctest::Approx(1 / (1 + std::exp(-3.0))));
+  CHECK(nn::Tanh()(tape, x).value(0) == doctest::Approx(std::tanh(-2.0)));
+  CHECK(nn::ELU(1.0)(tape, x).value(0) == doctest::Approx(std::expm1(-2.0)));
+
+  nn::PReLU prelu;  // one shared slope, 0.25
+  Tensor y = prelu(tape, x);
+  CHECK(y.values() == std::vector<double>{-0.5, -0.125, 0, 3});
+  tape.backward(sum(y));
+  CHECK(prelu.weight.grad()[0] == doctest::Approx(-2.5));  // sum of the negative inputs
+  nn::PReLU per_feature(4);
+  CHECK(per_feature.weight.shape() == Shape{4});
+  CHECK(per_feature(tape, x).values() == std::vector<double>{-0.5, -0.125, 0, 3});
+}
+
+TEST_CASE("Maxout keeps the largest of its pieces per output") {
+  nn::Maxout maxout(2, 2, 3);
+  CHECK(maxout.linear.weight.shape() == Shape{6, 2});
+  CHECK(names(maxout) == std::vector<std::string>{"linear.weight", "linear.bias"});
+  auto w = maxout.linear.weight.data();
+  // Output 0's pieces: x0, -x0, x1; output 1's: 2 x0, x1, -x1 (biases 0).
+  const float rows[6][2] = {{1, 0}, {-1, 0}, {0, 1}, {2, 0}, {0, 1}, {0, -1}};
+  for (int r = 0; r < 6; ++r) w[2 * r] = rows[r][0], w[2 * r + 1] = rows[r][1];
+  nn::init::zeros(*maxout.linear.bias);
+  TensorTape tape;
+  Tensor x = tape.input(Shape{2, 2}, {-3, 1, 0.5, 2}, "x", DType::f32);
+  Tensor y = maxout(tape, x);
+  CHECK(y.shape() == Shape{2, 2});
+  CHECK(y.values() == std::vector<double>{3, 1, 2, 2});  // max(-3,3,1), max(-6,1,-1), ...
+  tape.backward(sum(y));
+  // Only the winning piece's weight row gets a gradient (row 1 for sample 0's output 0).
+  CHECK(maxout.linear.weight.grad()[2] == doctest::Approx(-3.0));  // d/dw(1,0) = x0 = -3
+}
+
+TEST_CASE("initializers: constant, zeros, and the Xavier and He bounds") {
+  nn::Parameter p(Shape{200, 100});
+  nn::init::constant(p, 0.5);
+  CHECK(std::all_of(p.data().begin(), p.data().end(), [](float v) { return v == 0.5f; }));
+  CHECK(nn::init::fans(p) == std::pair<std::int64_t, std::int64_t>{100, 200});
+  nn::init::xavier_uniform(p, 1);
+  const float a = float(std::sqrt(6.0 / 300));
+  CHECK(*std::max_element(p.data().begin(), p.data().end()) <= a);
+  CHECK(*std::max_element(p.data().begin(), p.data().end()) > 0.95f * a);
+  nn::init::kaiming_normal(p, 2);
+  double s = 0;
+  for (float v : p.data()) s += double(v) * v;
+  CHECK(std::sqrt(s / double(p.numel())) == doctest::Approx(std::sqrt(2.0 / 100)).epsilon(0.02));
+  nn::init::zeros(p);
+  CHECK(std::all_of(p.data().begin(), p.data().end(), [](float v) { return v == 0.0f; }));
+}
+
+TEST_CASE("train and eval reach every submodule; unknown activations are named") {
+  nn::MLP mlp({2, 3, 1}, nn::Activation::tanh);
+  mlp.eval();
+  CHECK(!mlp.is_training());
+  CHECK(!mlp.layers[0].is_training());
+  mlp.train();
+  CHECK(mlp.layers[2].is_training());
+  CHECK(nn::parse_activation("leaky_relu") == nn::Activation::leaky_relu);
+  CHECK_THROWS_WITH_AS(nn::parse_activation("swish"),
+                       "unknown activation 'swish': use one of none, sigmoid, tanh, relu, "
+                       "leaky_relu, prelu, elu",
+                       Error);
+  CHECK_THROWS_AS(nn::MLP({2}, nn::Activation::relu), Error);
+}
