@@ -5,6 +5,7 @@
 
 #include "tapegrad/error.hpp"
 #include "tapegrad/format.hpp"
+#include "tapegrad/graph.hpp"
 #include "tapegrad/ops.hpp"
 #include "tapegrad/random.hpp"
 #include "tapegrad/tape.hpp"

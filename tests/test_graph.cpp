@@ -1,0 +1,296 @@
+// Graph export: golden DOT files for the lecture circuits, highlighted step frames, SVG and PNG
+// rendering, and files that appear whole or not at all.
+
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <tapegrad/autograd.hpp>
+#include <tapegrad/graph.hpp>
+#include <vector>
+
+using namespace ag;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Compares DOT text byte for byte with tests/golden/<name>. To regenerate the goldens after an
+// intended change of the drawing, run the test with TAPEGRAD_UPDATE_GOLDEN=1, e.g.
+//   TAPEGRAD_UPDATE_GOLDEN=1 meson test -C build graph
+// then read the diff (git diff tests/golden) before committing it.
+void check_golden(const std::string& name, const std::string& actual) {
+  const fs::path path = fs::path(TAPEGRAD_GOLDEN_DIR) / name;
+  const char* update = std::getenv("TAPEGRAD_UPDATE_GOLDEN");
+  if (update != nullptr && std::string(update) == "1") {
+    std::ofstream(path, std::ios::binary) << actual;
+    MESSAGE("rewrote " << path.string());
+    return;
+  }
+  REQUIRE_MESSAGE(fs::exists(path), "missing golden file "
+                                        << path.string()
+                                        << " (TAPEGRAD_UPDATE_GOLDEN=1 writes it)");
+  CHECK(actual == read_file(path));
+}
+
+std::size_t count(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// A fresh empty directory, removed with everything in it at the end of the test.
+struct ScratchDir {
+  fs::path path;
+  ScratchDir() {
+    std::string pattern = (fs::temp_directory_path() / "tapegrad-graph-XXXXXX").string();
+    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
+    path = pattern;
+  }
+  ~ScratchDir() {
+    std::error_code ignored;
+    fs::permissions(path, fs::perms::owner_all, ignored);
+    fs::remove_all(path, ignored);
+  }
+  std::vector<std::string> entries() const {
+    std::vector<std::string> names;
+    for (const auto& entry : fs::directory_iterator(path)) names.push_back(entry.path().filename());
+    return names;
+  }
+};
+
+// The CS231n circuit f = (x + y) z at x = -2, y = 5, z = -4, with q = x + y named.
+struct Cs231n {
+  Tape tape;
+  Value x = tape.input(-2.0, "x");
+  Value y = tape.input(5.0, "y");
+  Value z = tape.input(-4.0, "z");
+  Value q = (x + y).named("q");
+  Value f = (q * z).named("f");
+};
+
+// The line agwrite prints for a lecture-style edge: the value in green over the gradient in red.
+std::string edge(const std::string& from, const std::string& to, const std::string& value,
+                 const std::string& grad = "") {
+  std::string label = R"(<font color="darkgreen">)" + value + "</font>";
+  if (!grad.empty()) label += R"(<br/><font color="darkred">)" + grad + "</font>";
+  return from + " -> " + to + "\t[label=<" + label + ">]";
+}
+
+bool contains(const std::string& text, const std::string& what) {
+  return text.find(what) != std::string::npos;
+}
+
+const std::string kGreen = R"(<font color="darkgreen">)";
+const std::string kRed = R"(<font color="darkred">)";
+const std::string kPng = "\x89PNG\r\n\x1a\n";
+
+}  // namespace
+
+TEST_CASE("lecture style: the CS231n circuit after backward") {
+  Cs231n c;
+  c.tape.backward(c.f);
+  const std::string dot = to_dot(c.tape, c.f.id());
+  // df/dx = df/dq * dq/dx = -4 * 1: the edge x -> (+) carries x = -2 and the gradient -4.
+  CHECK(contains(dot, edge("n0", "n3", "-2", "-4")));
+  // df/dz = q = 3 on the edge z -> (*); the output box f gets f = -12 and df/df = 1.
+  CHECK(contains(dot, edge("n2", "n4", "-4", "3")));
+  CHECK(contains(dot, edge("n4", "out", "-12", "1")));
+  CHECK(dot.find("rankdir=LR") != std::string::npos);
+  check_golden("cs231n_lecture.dot", dot);
+}
+
+TEST_CASE("lecture style before backward shows values only") {
+  Cs231n c;
+  const std::string dot = to_dot(c.tape, c.f.id());
+  CHECK(count(dot, kGreen) == 5);  // x, y, z, q and the output edge
+  CHECK(count(dot, kRed) == 0);
+}
+
+TEST_CASE("values style: micrograd's records name | data | grad") {
+  Cs231n c;
+  c.tape.backward(c.f);
+  const std::string dot = to_dot(c.tape, c.f.id(), {GraphStyle::values});
+  CHECK(dot.find("<td>q</td><td>data 3</td><td>grad -4</td>") != std::string::npos);
+  CHECK(dot.find("<td>f</td><td>data -12</td><td>grad 1</td>") != std::string::npos);
+  CHECK(dot.find("n3_op -> n3;") != std::string::npos);  // op node -> its value
+  check_golden("cs231n_values.dot", dot);
+}
+
+TEST_CASE("a fork shows each edge's contribution; a constant gets none") {
+  Tape tape;
+  Value x = tape.input(3.0, "x");
+  Value two = tape.constant(2.0);
+  Value sq = (x * x).named("sq");  // a fork: both inputs are x
+  Value lin = two * x;
+  Value g = (sq + lin).named("g");
+  tape.backward(g);
+  REQUIRE(x.grad() == 8);  // dg/dx = 2x + 2 = 3 + 3 + 2: the three edges out of x
+  const std::string dot = to_dot(tape, g.id());
+  CHECK(count(dot, edge("n0", "n2", "3", "3")) == 2);  // d(x*x)/dx: x from each side
+  CHECK(contains(dot, edge("n0", "n3", "3", "2")));    // d(2x)/dx = 2
+  CHECK(contains(dot, edge("n1", "n3", "2")));         // the constant 2: a value, no gradient
+  check_golden("fork_constant.dot", dot);
+}
+
+TEST_CASE("only the nodes the output depends on are drawn") {
+  Tape tape;
+  Value x = tape.input(1.0, "x"), y = tape.input(2.0, "y");
+  Value unused = exp(y).named("unused");
+  Value f = (x * 3.0).named("f");
+  const std::string dot = to_dot(tape, f.id());
+  CHECK(dot.find("unused") == std::string::npos);
+  CHECK(dot.find("n1") == std::string::npos);
+  CHECK(dot.find("label=exp") == std::string::npos);
+  CHECK(unused.valid());
+  CHECK_THROWS_WITH_AS(to_dot(tape, 99), doctest::Contains("node 99 does not exist"), Error);
+}
+
+TEST_CASE("step frames: gradients appear as the backward pass goes down the tape") {
+  Cs231n c;
+  Stepper stepper = c.tape.stepper(c.f);
+  std::vector<std::string> frames;
+  frames.push_back(to_dot(c.tape, c.f.id(), {GraphStyle::lecture, &stepper.step()}));
+  while (stepper.next())
+    frames.push_back(to_dot(c.tape, c.f.id(), {GraphStyle::lecture, &stepper.step()}));
+  REQUIRE(frames.size() == 3);
+  // Before the first step only the seed df/df = 1 is known; each step adds its input edges.
+  CHECK(count(frames[0], kRed) == 1);
+  CHECK(count(frames[1], kRed) == 3);
+  CHECK(count(frames[2], kRed) == 5);
+  CHECK(count(frames[0], "orangered") == 0);
+  // Step 1 processes f = q * z: its node and the two edges it writes are highlighted.
+  CHECK(count(frames[1], "color=orangered") == 3);
+  CHECK(frames[1].find(R"(n3 -> n4	[color=orangered,)") != std::string::npos);
+  check_golden("cs231n_step1.dot", frames[1]);
+  // The last frame is the finished pass with q's step still highlighted.
+  Cs231n done;
+  done.tape.backward(done.f);
+  CHECK(frames[2] != to_dot(done.tape, done.f.id()));
+  CHECK(count(frames[2], kRed) == count(to_dot(done.tape, done.f.id()), kRed));
+
+  Cs231n other;
+  CHECK_THROWS_WITH_AS(to_dot(other.tape, other.f.id(), {GraphStyle::lecture, &stepper.step()}),
+                       doctest::Contains("another tape"), Error);
+  CHECK_THROWS_WITH_AS(to_dot(c.tape, c.q.id(), {GraphStyle::lecture, &stepper.step()}),
+                       doctest::Contains("backward pass from node 4, not 3"), Error);
+}
+
+TEST_CASE("values style during a step shows the gradients the engine holds so far") {
+  Cs231n c;
+  Stepper stepper = c.tape.stepper(c.f);
+  REQUIRE(stepper.next());  // f = q * z: q and z receive their gradients
+  const std::string dot = to_dot(c.tape, c.f.id(), {GraphStyle::values, &stepper.step()});
+  CHECK(dot.find("<td>q</td><td>data 3</td><td>grad -4</td>") != std::string::npos);
+  CHECK(dot.find("<td>x</td><td>data -2</td><td>grad </td>") != std::string::npos);
+  CHECK(count(dot, "orangered") == 4);  // f's record, its op node and the two edges into it
+}
+
+TEST_CASE("the DOT text is deterministic") {
+  auto draw = [](GraphStyle style) {
+    Cs231n c;
+    c.tape.backward(c.f);
+    return to_dot(c.tape, c.f.id(), {style});
+  };
+  CHECK(draw(GraphStyle::lecture) == draw(GraphStyle::lecture));
+  CHECK(draw(GraphStyle::values) == draw(GraphStyle::values));
+  Cs231n c;
+  c.tape.backward(c.f);
+  CHECK(to_dot(c.tape, c.f.id()) == to_dot(c.tape, c.f.id()));
+}
+
+TEST_CASE("names are escaped for Graphviz") {
+  Tape tape;
+  Value a = tape.input(1.0, R"(a<b & "c"\n)");
+  Value b = (a * 2.0).named("<q>");
+  Value f = (b + 1.0).named("f");
+  tape.backward(f);
+  const std::string lecture = to_dot(tape, f.id());
+  CHECK(lecture.find(R"(label="a<b & \"c\"\\n")") != std::string::npos);
+  CHECK(lecture.find("&lt;q&gt;") != std::string::npos);
+  const std::string values = to_dot(tape, f.id(), {GraphStyle::values});
+  CHECK(values.find("<td>a&lt;b &amp; &quot;c&quot;\\n</td>") != std::string::npos);
+  CHECK(contains(render_graph(tape, f.id(), "svg"), "a&lt;b &amp; &quot;c&quot;\\n"));
+}
+
+TEST_CASE("render_graph: SVG and PNG in-process, DOT as text") {
+  Cs231n c;
+  c.tape.backward(c.f);
+  const std::string svg = render_graph(c.tape, c.f.id(), "svg");
+  CHECK(svg.rfind("<?xml", 0) == 0);
+  CHECK(svg.find("<svg") != std::string::npos);
+  CHECK(svg.find(">+<") != std::string::npos);
+  const std::string png = render_graph(c.tape, c.f.id(), "png");
+  CHECK(png.rfind(kPng, 0) == 0);
+  CHECK(png.size() > 1000);
+  CHECK(render_graph(c.tape, c.f.id(), "dot") == to_dot(c.tape, c.f.id()));
+  const std::string values_png = render_graph(c.tape, c.f.id(), "png", {GraphStyle::values});
+  CHECK(values_png.rfind(kPng, 0) == 0);
+  CHECK_THROWS_WITH_AS(render_graph(c.tape, c.f.id(), "jpg"),
+                       doctest::Contains("unknown graph format \"jpg\""), Error);
+}
+
+TEST_CASE("write_graph picks the format from the extension") {
+  Cs231n c;
+  c.tape.backward(c.f);
+  ScratchDir dir;
+  write_graph(c.tape, c.f.id(), (dir.path / "f.dot").string());
+  write_graph(c.tape, c.f.id(), (dir.path / "f.svg").string());
+  write_graph(c.tape, c.f.id(), (dir.path / "f.PNG").string());
+  CHECK(read_file(dir.path / "f.dot") == to_dot(c.tape, c.f.id()));
+  CHECK(read_file(dir.path / "f.svg").find("<svg") != std::string::npos);
+  CHECK(read_file(dir.path / "f.PNG").rfind(kPng, 0) == 0);
+  // Overwriting replaces the file; no temporary is left next to it.
+  write_graph(c.tape, c.f.id(), (dir.path / "f.dot").string(), {GraphStyle::values});
+  CHECK(read_file(dir.path / "f.dot") == to_dot(c.tape, c.f.id(), {GraphStyle::values}));
+  CHECK(dir.entries().size() == 3);
+}
+
+TEST_CASE("write_graph: an unknown extension is an error and nothing is written") {
+  Cs231n c;
+  ScratchDir dir;
+  CHECK_THROWS_WITH_AS(write_graph(c.tape, c.f.id(), (dir.path / "f.jpg").string()),
+                       "unknown graph format \".jpg\": use .dot, .svg or .png", Error);
+  CHECK_THROWS_WITH_AS(write_graph(c.tape, c.f.id(), (dir.path / "f").string()),
+                       doctest::Contains("has no extension"), Error);
+  CHECK_THROWS_WITH_AS(write_graph(c.tape, c.f.id(), (dir.path / "dir.d" / "f").string()),
+                       doctest::Contains("has no extension"), Error);
+  CHECK(dir.entries().empty());
+}
+
+TEST_CASE("write_graph: a failure names the path and leaves nothing behind") {
+  Cs231n c;
+  ScratchDir dir;
+  // A directory that cannot hold files: its "parent" is a regular file.
+  std::ofstream(dir.path / "file") << "x";
+  const std::string under_file = (dir.path / "file" / "f.dot").string();
+  CHECK_THROWS_WITH_AS(write_graph(c.tape, c.f.id(), under_file),
+                       doctest::Contains((under_file + "\": Not a directory").c_str()), Error);
+  // The temporary is written, then the rename fails (the target is a directory): it is removed.
+  fs::create_directory(dir.path / "taken.dot");
+  std::ofstream(dir.path / "taken.dot" / "keep") << "x";
+  CHECK_THROWS_WITH_AS(write_graph(c.tape, c.f.id(), (dir.path / "taken.dot").string()),
+                       doctest::Contains("taken.dot\": Is a directory"), Error);
+  std::vector<std::string> entries = dir.entries();
+  std::sort(entries.begin(), entries.end());
+  CHECK(entries == std::vector<std::string>{"file", "taken.dot"});
+  // A read-only directory (root writes anyway, so only checked for other users).
+  if (::geteuid() != 0) {
+    fs::create_directory(dir.path / "ro");
+    fs::permissions(dir.path / "ro", fs::perms::owner_read | fs::perms::owner_exec);
+    CHECK_THROWS_WITH_AS(write_graph(c.tape, c.f.id(), (dir.path / "ro" / "f.svg").string()),
+                         doctest::Contains("Permission denied"), Error);
+    CHECK(fs::is_empty(dir.path / "ro"));
+  }
+}
