@@ -139,3 +139,19 @@ TEST_CASE("train and eval reach every submodule; unknown activations are named")
                        Error);
   CHECK_THROWS_AS(nn::MLP({2}, nn::Activation::relu), Error);
 }
+
+TEST_CASE("a module's nodes are recorded in a scope named by its path") {
+  nn::MLP mlp({2, 3, 1}, nn::Activation::relu);
+  TensorTape tape;
+  Tensor x = tape.input(Shape{4, 2}, {0, 0, 0, 1, 1, 0, 1, 1}, "x", DType::f32);
+  Tensor y = mlp(tape, x);
+  CHECK(tape.scope(x.id()) == 0);
+  std::vector<std::string> scopes;
+  for (NodeId id = 0; id < tape.size(); ++id)
+    scopes.emplace_back(tape.scope_name(tape.scope(id)));
+  // x; layers.0's weight, bias, linear; layers.1's relu; layers.2's weight, bias, linear.
+  CHECK(scopes == std::vector<std::string>{"", "layers.0", "layers.0", "layers.0", "layers.1",
+                                           "layers.2", "layers.2", "layers.2"});
+  CHECK(tape.scope_name(tape.scope_parent(tape.scope(y.id()))) == "layers");
+  CHECK(tape.label(y.id() - 1) == "layers.2.bias");
+}

@@ -92,6 +92,7 @@ struct TensorTape::Impl {
     std::int32_t axis;
     std::uint32_t name_offset;
     std::uint16_t name_length;
+    std::uint16_t scope;  // index into scopes; 0: recorded outside any scope
     TOp op;
     Op elem;
     DType dtype;
@@ -100,6 +101,15 @@ struct TensorTape::Impl {
 
   std::vector<Node> nodes;
   std::string names;
+  // Note [Scopes]: scopes[0] is the outermost (no scope); each entry names a
+  // module path in `names` and points at the scope it was entered from.
+  struct ScopeRecord {
+    std::uint32_t name_offset;
+    std::uint16_t name_length;
+    std::uint16_t parent;
+  };
+  std::vector<ScopeRecord> scopes{ScopeRecord{0, 0, 0}};
+  std::uint16_t current_scope = 0;
   Arena arena;
   std::vector<double> scratch;  // a detailed stepper's copy of gradients before a step
 
@@ -124,6 +134,7 @@ struct TensorTape::Impl {
     n.elem = elem;
     n.dtype = dtype;
     n.flags = needs_grad ? kNeedsGrad : 0;
+    n.scope = current_scope;
     if (nodes.size() >= std::numeric_limits<NodeId>::max())
       throw Error("the tensor tape is full (2^32 nodes)");
     nodes.push_back(n);
@@ -277,6 +288,31 @@ void TensorTape::set_name(NodeId id, std::string_view name) {
   impl_->names.append(name);
 }
 
+std::uint16_t TensorTape::scope(NodeId id) const { return impl_->nodes[id].scope; }
+std::size_t TensorTape::scope_count() const { return impl_->scopes.size(); }
+std::string_view TensorTape::scope_name(std::uint16_t scope) const {
+  const auto& s = impl_->scopes.at(scope);
+  return std::string_view(impl_->names).substr(s.name_offset, s.name_length);
+}
+std::uint16_t TensorTape::scope_parent(std::uint16_t scope) const {
+  return impl_->scopes.at(scope).parent;
+}
+
+TensorTape::Scope::Scope(TensorTape& tape, std::string_view name)
+    : tape_(tape), previous_(tape.impl_->current_scope) {
+  auto& impl = *tape.impl_;
+  if (impl.scopes.size() >= std::numeric_limits<std::uint16_t>::max())
+    throw Error("the tensor tape has too many scopes (65535)");
+  if (name.size() > std::numeric_limits<std::uint16_t>::max())
+    throw Error(fmt::format("a scope name of {} characters is too long", name.size()));
+  impl.scopes.push_back({static_cast<std::uint32_t>(impl.names.size()),
+                         static_cast<std::uint16_t>(name.size()), previous_});
+  impl.names.append(name);
+  impl.current_scope = static_cast<std::uint16_t>(impl.scopes.size() - 1);
+}
+
+TensorTape::Scope::~Scope() { tape_.impl_->current_scope = previous_; }
+
 Tensor TensorTape::handle(NodeId id) {
   if (id >= impl_->nodes.size())
     throw Error(fmt::format("node {} does not exist: the tape has {} nodes", id, size()));
@@ -321,6 +357,8 @@ void TensorTape::zero_grad() {
 void TensorTape::reset() {
   impl_->nodes.clear();
   impl_->names.clear();
+  impl_->scopes.resize(1);
+  impl_->current_scope = 0;
   impl_->arena.reset();
   ++generation_;
 }
@@ -373,6 +411,7 @@ Tensor TensorTape::parameter(const Shape& shape, T* data, T* grad, std::string_v
   n.op = TOp::parameter;
   n.dtype = dtype_of<T>();
   n.flags = grad_enabled_ ? kNeedsGrad : 0;
+  n.scope = impl_->current_scope;
   if (!grad_enabled_) n.grad = nullptr;
   impl_->nodes.push_back(n);
   const NodeId id = static_cast<NodeId>(impl_->nodes.size() - 1);

@@ -70,7 +70,7 @@ std::string Maxout::describe() const {
 }
 
 ag::Tensor Sequential::forward(ag::TensorTape& tape, ag::Tensor x) {
-  for (auto& [name, child] : children()) x = child->forward(tape, x);
+  for (auto& [name, child] : children()) x = (*child)(tape, x);
   return x;
 }
 

@@ -203,6 +203,27 @@ class TensorTape {
 
   void check(const Tensor& t, std::string_view what) const;
 
+  // Note [Scopes]
+  // ~~~~~~~~~~~~~
+  // Nodes recorded while a Scope is alive belong to it: nn::Module's call
+  // operator opens one named by the module's path ("layers.0"), so a graph can
+  // draw one cluster per module. Scopes nest; scope 0 is "outside any".
+  class Scope {
+   public:
+    Scope(TensorTape& tape, std::string_view name);
+    ~Scope();
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+
+   private:
+    TensorTape& tape_;
+    std::uint16_t previous_;
+  };
+  std::uint16_t scope(NodeId id) const;
+  std::size_t scope_count() const;
+  std::string_view scope_name(std::uint16_t scope) const;
+  std::uint16_t scope_parent(std::uint16_t scope) const;
+
   struct Impl;  // node records, arena, kernels: tensor.cpp
 
  private:

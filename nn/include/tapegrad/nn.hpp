@@ -5,4 +5,6 @@
 
 #include "tapegrad/nn/init.hpp"
 #include "tapegrad/nn/layers.hpp"
+#include "tapegrad/nn/loss.hpp"
 #include "tapegrad/nn/module.hpp"
+#include "tapegrad/nn/optim.hpp"

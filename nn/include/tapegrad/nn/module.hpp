@@ -52,7 +52,12 @@ class Module {
   virtual ~Module() = default;
 
   virtual ag::Tensor forward(ag::TensorTape& tape, ag::Tensor x) = 0;
-  ag::Tensor operator()(ag::TensorTape& tape, ag::Tensor x) { return forward(tape, x); }
+  // forward(), with the nodes it records in a scope named by path() (Note [Scopes]).
+  ag::Tensor operator()(ag::TensorTape& tape, ag::Tensor x) {
+    if (path_.empty()) return forward(tape, x);
+    ag::TensorTape::Scope scope(tape, path_);
+    return forward(tape, x);
+  }
   // How the module prints: "Linear(in=2, out=5, bias=true)".
   virtual std::string describe() const = 0;
 

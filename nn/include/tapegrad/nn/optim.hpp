@@ -1,0 +1,99 @@
+// Optimizers over nn::Parameters (SGD with momentum, Nesterov and weight
+// decay; Adam; AdamW), updating exactly as PyTorch's torch.optim does, and
+// learning-rate schedules.
+
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <vector>
+
+#include "tapegrad/nn/module.hpp"
+
+namespace nn {
+
+// Borrows the parameters it updates; their owner must outlive it. State
+// (momentum, Adam's moments) is allocated once, here, not per step.
+class Optimizer {
+ public:
+  Optimizer(std::vector<Parameter*> params, double lr);
+  virtual ~Optimizer() = default;
+  virtual void step() = 0;
+  void zero_grad();
+
+  double lr() const { return lr_; }
+  void set_lr(double lr) { lr_ = lr; }
+  std::size_t steps() const { return steps_; }
+  const std::vector<Parameter*>& params() const { return params_; }
+
+  // The state a checkpoint must keep to resume exactly: one vector per buffer.
+  virtual std::vector<std::vector<float>*> state() { return {}; }
+  void set_steps(std::size_t steps) { steps_ = steps; }
+
+ protected:
+  std::vector<Parameter*> params_;
+  double lr_;
+  std::size_t steps_ = 0;
+};
+
+struct SGDOptions {
+  double lr = 0.01;
+  double momentum = 0;
+  double dampening = 0;
+  double weight_decay = 0;
+  bool nesterov = false;
+};
+
+// g += wd p; b = momentum b + (1 - dampening) g (b = g on the first step);
+// g = g + momentum b (Nesterov) or b; p -= lr g.
+class SGD : public Optimizer {
+ public:
+  SGD(std::vector<Parameter*> params, SGDOptions options = {});
+  void step() override;
+  std::vector<std::vector<float>*> state() override;
+  SGDOptions options;
+
+ private:
+  std::vector<std::vector<float>> momentum_;
+};
+
+struct AdamOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0;  // Adam: added to the gradient; AdamW: decoupled
+};
+
+// m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+// p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+class Adam : public Optimizer {
+ public:
+  Adam(std::vector<Parameter*> params, AdamOptions options = {});
+  void step() override;
+  std::vector<std::vector<float>*> state() override;
+  AdamOptions options;
+
+ protected:
+  void update(bool decoupled_weight_decay);
+  std::vector<std::vector<float>> m_, v_;
+};
+
+// Adam with decoupled weight decay (Loshchilov & Hutter): p *= 1 - lr wd
+// before the Adam update; PyTorch's default wd is 0.01.
+class AdamW : public Adam {
+ public:
+  AdamW(std::vector<Parameter*> params, AdamOptions options = {0.001, 0.9, 0.999, 1e-8, 0.01});
+  void step() override;
+};
+
+// A learning rate as a function of the epoch (0-based) and the initial rate.
+using LrSchedule = std::function<double(std::size_t epoch, double base_lr)>;
+namespace schedule {
+LrSchedule constant();
+LrSchedule step(std::size_t step_size, double gamma);         // lr gamma^(epoch / step_size)
+LrSchedule linear(std::size_t total_epochs, double end_factor);  // to base * end_factor
+LrSchedule cosine(std::size_t total_epochs, double min_lr = 0);  // half a cosine down to min_lr
+}  // namespace schedule
+
+}  // namespace nn

@@ -1,0 +1,50 @@
+// Losses as compositions of tape ops (every one of them gradient-checked).
+
+#include "tapegrad/nn/loss.hpp"
+
+#include <fmt/format.h>
+
+namespace nn {
+
+namespace {
+
+ag::Tensor reduce(ag::Tensor per_element, Reduction r) {
+  return r == Reduction::mean ? ag::mean(per_element) : ag::sum(per_element);
+}
+
+void check_shapes(const ag::Tensor& prediction, const ag::Tensor& target, const char* loss) {
+  if (!(prediction.shape() == target.shape()))
+    throw ag::Error(fmt::format("{}: prediction {} and target {} must have the same shape", loss,
+                                prediction.shape().str(), target.shape().str()));
+}
+
+}  // namespace
+
+ag::Tensor mse_loss(ag::Tensor prediction, ag::Tensor target, Reduction r) {
+  check_shapes(prediction, target, "mse_loss");
+  return reduce(ag::pow(prediction - target, 2.0), r);
+}
+
+ag::Tensor bce_loss(ag::Tensor p, ag::Tensor y, Reduction r) {
+  check_shapes(p, y, "bce_loss");
+  ag::Tensor log_p = ag::max(ag::log(p), -100.0);
+  ag::Tensor log_not_p = ag::max(ag::log(1.0 - p), -100.0);
+  return reduce(-(y * log_p + (1.0 - y) * log_not_p), r);
+}
+
+ag::Tensor bce_with_logits(ag::Tensor z, ag::Tensor y, Reduction r) {
+  check_shapes(z, y, "bce_with_logits");
+  // -(y log σ(z) + (1 - y) log(1 - σ(z))) = softplus(z) - y z
+  return reduce(ag::softplus(z) - y * z, r);
+}
+
+ag::Tensor cross_entropy(ag::Tensor logits, std::span<const std::int32_t> labels, Reduction r) {
+  return reduce(-ag::pick(ag::log_softmax(logits, -1), labels), r);
+}
+
+ag::Tensor hinge_loss(ag::Tensor score, ag::Tensor y, Reduction r) {
+  check_shapes(score, y, "hinge_loss");
+  return reduce(ag::relu(1.0 - y * score), r);
+}
+
+}  // namespace nn

@@ -1,0 +1,136 @@
+// SGD, Adam and AdamW as torch.optim computes them, and learning-rate schedules.
+
+#include "tapegrad/nn/optim.hpp"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <numbers>
+
+namespace nn {
+
+Optimizer::Optimizer(std::vector<Parameter*> params, double lr) : params_(std::move(params)), lr_(lr) {
+  for (Parameter* p : params_)
+    if (p == nullptr) throw ag::Error("optimizer: a null parameter");
+  if (!(lr >= 0)) throw ag::Error(fmt::format("optimizer: learning rate {} is invalid", lr));
+}
+
+void Optimizer::zero_grad() {
+  for (Parameter* p : params_) p->zero_grad();
+}
+
+static std::vector<std::vector<float>> zeros_like(const std::vector<Parameter*>& params) {
+  std::vector<std::vector<float>> out;
+  for (Parameter* p : params) out.emplace_back(static_cast<std::size_t>(p->numel()), 0.0f);
+  return out;
+}
+
+static std::vector<std::vector<float>*> pointers(std::vector<std::vector<float>>& buffers) {
+  std::vector<std::vector<float>*> out;
+  for (auto& b : buffers) out.push_back(&b);
+  return out;
+}
+
+SGD::SGD(std::vector<Parameter*> params, SGDOptions opts)
+    : Optimizer(std::move(params), opts.lr), options(opts) {
+  if (options.nesterov && (options.momentum <= 0 || options.dampening != 0))
+    throw ag::Error("SGD: Nesterov momentum needs a momentum > 0 and no dampening");
+  if (options.momentum != 0) momentum_ = zeros_like(params_);
+}
+
+void SGD::step() {
+  const float lr = float(lr_), wd = float(options.weight_decay), mu = float(options.momentum);
+  const float damp = 1.0f - float(options.dampening);
+  for (std::size_t k = 0; k < params_.size(); ++k) {
+    float* p = params_[k]->data().data();
+    const float* g = params_[k]->grad().data();
+    float* b = mu != 0 ? momentum_[k].data() : nullptr;
+    for (std::int64_t i = 0, n = params_[k]->numel(); i < n; ++i) {
+      float d = g[i] + wd * p[i];
+      if (b) {
+        b[i] = steps_ == 0 ? d : mu * b[i] + damp * d;
+        d = options.nesterov ? d + mu * b[i] : b[i];
+      }
+      p[i] -= lr * d;
+    }
+  }
+  ++steps_;
+}
+
+std::vector<std::vector<float>*> SGD::state() { return pointers(momentum_); }
+
+Adam::Adam(std::vector<Parameter*> params, AdamOptions opts)
+    : Optimizer(std::move(params), opts.lr), options(opts), m_(zeros_like(params_)),
+      v_(zeros_like(params_)) {}
+
+void Adam::update(bool decoupled) {
+  ++steps_;
+  const double t = double(steps_);
+  const double correction1 = 1 - std::pow(options.beta1, t);
+  const double correction2 = 1 - std::pow(options.beta2, t);
+  const float step_size = float(lr_ / correction1);
+  const float sqrt_c2 = float(std::sqrt(correction2));
+  const float b1 = float(options.beta1), b2 = float(options.beta2), eps = float(options.eps);
+  const float wd = float(options.weight_decay), decay = float(1 - lr_ * options.weight_decay);
+  for (std::size_t k = 0; k < params_.size(); ++k) {
+    float* p = params_[k]->data().data();
+    const float* g = params_[k]->grad().data();
+    float* m = m_[k].data();
+    float* v = v_[k].data();
+    for (std::int64_t i = 0, n = params_[k]->numel(); i < n; ++i) {
+      float grad = g[i];
+      if (decoupled)
+        p[i] *= decay;
+      else
+        grad += wd * p[i];
+      m[i] = b1 * m[i] + (1 - b1) * grad;
+      v[i] = b2 * v[i] + (1 - b2) * grad * grad;
+      p[i] -= step_size * m[i] / (std::sqrt(v[i]) / sqrt_c2 + eps);
+    }
+  }
+}
+
+void Adam::step() { update(false); }
+
+std::vector<std::vector<float>*> Adam::state() {
+  std::vector<std::vector<float>*> out = pointers(m_);
+  for (auto* v : pointers(v_)) out.push_back(v);
+  return out;
+}
+
+AdamW::AdamW(std::vector<Parameter*> params, AdamOptions opts) : Adam(std::move(params), opts) {}
+
+void AdamW::step() { update(true); }
+
+namespace schedule {
+
+LrSchedule constant() {
+  return [](std::size_t, double base) { return base; };
+}
+
+LrSchedule step(std::size_t step_size, double gamma) {
+  if (step_size == 0) throw ag::Error("schedule::step: step_size must be positive");
+  return [=](std::size_t epoch, double base) {
+    return base * std::pow(gamma, double(epoch / step_size));
+  };
+}
+
+LrSchedule linear(std::size_t total, double end_factor) {
+  if (total == 0) throw ag::Error("schedule::linear: total_epochs must be positive");
+  return [=](std::size_t epoch, double base) {
+    const double f = std::min(1.0, double(epoch) / double(total));
+    return base * (1.0 + (end_factor - 1.0) * f);
+  };
+}
+
+LrSchedule cosine(std::size_t total, double min_lr) {
+  if (total == 0) throw ag::Error("schedule::cosine: total_epochs must be positive");
+  return [=](std::size_t epoch, double base) {
+    const double f = std::min(1.0, double(epoch) / double(total));
+    return min_lr + (base - min_lr) * 0.5 * (1 + std::cos(std::numbers::pi * f));
+  };
+}
+
+}  // namespace schedule
+
+}  // namespace nn
