@@ -1,0 +1,337 @@
+#!/usr/bin/env python3
+# End-to-end tests of the tapegrad program: every subcommand on real outputs, and every error
+# (exit code 2, one message, no file left behind). Usage: cli_test.py PATH/TO/tapegrad
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import unittest
+
+TAPEGRAD = None  # set from argv in main()
+CS231N = "q = x + y; f = q * z"
+CS231N_INPUTS = ["x=-2", "y=5", "z=-4"]
+
+
+def run(*args, stdin=None, cwd=None):
+    return subprocess.run([TAPEGRAD, *args], input=stdin, capture_output=True, text=True,
+                          cwd=cwd, timeout=60)
+
+
+class CliTest(unittest.TestCase):
+    def setUp(self):
+        self._tmp = tempfile.TemporaryDirectory()
+        self.dir = self._tmp.name
+
+    def tearDown(self):
+        self._tmp.cleanup()
+
+    def path(self, *parts):
+        return os.path.join(self.dir, *parts)
+
+    def ok(self, *args, stdin=None):
+        r = run(*args, stdin=stdin, cwd=self.dir)
+        self.assertEqual(r.returncode, 0, f"{args}: {r.stderr}")
+        self.assertEqual(r.stderr, "")
+        return r.stdout
+
+    def fails(self, *args, message, stdin=None):
+        """Runs a bad command: exit code 2, nothing on stdout, `message` on stderr, and no
+        file written into the scratch directory."""
+        before = sorted(os.listdir(self.dir))
+        r = run(*args, stdin=stdin, cwd=self.dir)
+        self.assertEqual(r.returncode, 2, f"{args}: {r.stdout}{r.stderr}")
+        self.assertEqual(r.stdout, "")
+        self.assertIn(message, r.stderr)
+        self.assertEqual(sorted(os.listdir(self.dir)), before, "a file was left behind")
+        return r.stderr
+
+
+class Grad(CliTest):
+    def test_cs231n_text(self):
+        self.assertEqual(self.ok("grad", CS231N, *CS231N_INPUTS),
+                         "f = -12\ndf/dx = -4\ndf/dy = -4\ndf/dz = 3\n")
+
+    def test_cs231n_json(self):
+        out = self.ok("grad", "--json", CS231N, *CS231N_INPUTS)
+        self.assertEqual(json.loads(out), {"value": -12, "grad": {"x": -4, "y": -4, "z": 3}})
+        self.assertEqual(out, '{"value": -12, "grad": {"x": -4, "y": -4, "z": 3}}\n')
+
+    def test_json_inputs_in_order_of_first_appearance(self):
+        out = self.ok("grad", "--json", "a = z * x; b = a + y", "x=1", "y=2", "z=3")
+        self.assertEqual(list(json.loads(out)["grad"]), ["z", "x", "y"])
+
+    def test_json_numbers_round_trip(self):
+        out = self.ok("grad", "--json", "f = x * 0.1 + exp(x)", "x=3")
+        doc = json.loads(out)
+        self.assertEqual(doc["value"], 3 * 0.1 + math.exp(3))
+        self.assertEqual(doc["grad"]["x"], 0.1 + math.exp(3))
+
+    def test_json_nan_and_infinity_are_null(self):
+        self.assertEqual(json.loads(self.ok("grad", "--json", "f = log(x)", "x=-1")),
+                         {"value": None, "grad": {"x": -1}})
+        self.assertEqual(json.loads(self.ok("grad", "--json", "f = 1 / x", "x=0")),
+                         {"value": None, "grad": {"x": None}})
+        self.assertIn("null", self.ok("grad", "--help"))
+
+    def test_sigmoid_neuron(self):
+        doc = json.loads(self.ok("grad", "--json", "f = sigmoid(w0*x0 + w1*x1 + w2)",
+                                 "w0=2", "x0=-1", "w1=-3", "x1=-2", "w2=-3"))
+        self.assertAlmostEqual(doc["value"], 0.7310585786, places=9)
+        self.assertAlmostEqual(doc["grad"]["w0"], -0.1966119332, places=9)
+        self.assertAlmostEqual(doc["grad"]["x1"], -0.5898357997, places=9)
+
+    def test_precedence_and_functions(self):
+        value = lambda program, *inputs: json.loads(
+            self.ok("grad", "--json", program, *inputs))["value"]
+        self.assertEqual(value("f = -x^2", "x=3"), -9)
+        self.assertEqual(value("f = 2 ** 3 ** 2"), 512)
+        self.assertEqual(value("f = leaky_relu(x, 0.5) + relu(x) + max(x, -3)", "x=-2"), -3)
+        self.assertEqual(value("f = .5 + 1e-3 - -0.5"), 1.001)
+
+    def test_rebinding_and_bare_output(self):
+        self.assertEqual(self.ok("grad", "x = x * 2\nx = x + 1\nx * x", "x=3"),
+                         "out = 49\ndout/dx = 28\n")
+        self.assertEqual(self.ok("grad", "x = x * 2; x = x + 1", "x=3"),
+                         "x'' = 7\ndx''/dx = 2\n")
+
+    def test_many_rebindings(self):
+        program = "x = x * 1 + 1\n" * 70000  # about 1 MB
+        self.assertEqual(self.ok("grad", "-f", "-", "x=0", stdin=program),
+                         "x'70000 = 70000\ndx'70000/dx = 1\n")
+
+    def test_program_from_a_file_and_from_stdin(self):
+        program = "# CS231n\nq = x + y  # sum\n\nf = q * z\n"
+        with open(self.path("circuit.txt"), "w") as f:
+            f.write(program)
+        expected = "f = -12\ndf/dx = -4\ndf/dy = -4\ndf/dz = 3\n"
+        self.assertEqual(self.ok("grad", "-f", "circuit.txt", *CS231N_INPUTS), expected)
+        self.assertEqual(self.ok("grad", "-f", "-", *CS231N_INPUTS, stdin=program), expected)
+
+    def test_a_program_starting_with_minus_goes_after_double_dash(self):
+        self.assertEqual(self.ok("grad", "--", "-x^2", "x=3"), "out = -9\ndout/dx = -6\n")
+
+    def test_deep_nesting(self):
+        n = 100000
+        with open(self.path("deep.txt"), "w") as f:
+            f.write("f = " + "(" * n + "x" + ")" * n + " * 2")
+        self.assertEqual(json.loads(self.ok("grad", "--json", "-f", "deep.txt", "x=3")),
+                         {"value": 6, "grad": {"x": 2}})
+        with open(self.path("calls.txt"), "w") as f:
+            f.write("f = " + "tanh(" * n + "x" + ")" * n)
+        doc = json.loads(self.ok("grad", "--json", "-f", "calls.txt", "x=0.5"))
+        self.assertGreater(doc["value"], 0)
+        with open(self.path("unclosed.txt"), "w") as f:
+            f.write("f = " + "(" * n + "x")
+        err = self.fails("grad", "-f", "unclosed.txt", "x=1",
+                         message=f"error: line 1, column {n + 4}: this '(' is never closed")
+        self.assertLess(len(err), 400)  # a window around the column, not the whole line
+
+    def test_a_1mb_program_on_stdin(self):
+        lines = ["v0 = x"]
+        size, value, slope = 7, 0.5, 1.0
+        while size < (1 << 20):
+            i = len(lines)
+            lines.append(f"v{i} = v{i - 1} * 0.99 + x / 4")
+            size += len(lines[-1]) + 1
+            value, slope = value * 0.99 + 0.125, slope * 0.99 + 0.25
+        doc = json.loads(self.ok("grad", "--json", "-f", "-", "x=0.5", stdin="\n".join(lines)))
+        self.assertAlmostEqual(doc["value"], value, places=6)
+        self.assertAlmostEqual(doc["grad"]["x"], slope, places=6)
+
+
+class Step(CliTest):
+    def test_cs231n_lines_and_final_graph(self):
+        out = self.ok("step", CS231N, *CS231N_INPUTS, "-o", "cs231n.svg")
+        self.assertEqual(out, """forward
+  x = -2
+  y = 5
+  z = -4
+  q = x + y = 3
+  f = q * z = -12
+backward
+  step 1: f = q * z
+    df/dq = df/df * df/dq = 1 * -4 = -4
+    df/dz = df/df * df/dz = 1 * 3 = 3
+  step 2: q = x + y
+    df/dx = df/dq * dq/dx = -4 * 1 = -4
+    df/dy = df/dq * dq/dy = -4 * 1 = -4
+gradients
+  df/dx = -4
+  df/dy = -4
+  df/dz = 3
+graph written to cs231n.svg
+""")
+        with open(self.path("cs231n.svg")) as f:
+            self.assertIn("<svg", f.read())
+
+    def test_a_fork_accumulates_and_constants_are_named(self):
+        out = self.ok("step", "c = 3\nf = x * x * c", "x=2")
+        self.assertIn("  c = 3\n", out)
+        self.assertIn("+=", out)  # x feeds the product twice
+        self.assertTrue(out.endswith("gradients\n  df/dx = 12\n"), out)
+
+    def test_rebinding_is_shown_with_primes(self):
+        out = self.ok("step", "x = x * 2; f = x + 1", "x=3")
+        self.assertIn("  x' = x * 2 = 6\n", out)
+        self.assertIn("  f = x' + 1 = 7\n", out)
+
+    def test_frames_one_per_step_plus_the_forward_pass(self):
+        out = self.ok("step", "q = x + y; f = q * z; g = sigmoid(f) * q", *CS231N_INPUTS,
+                      "--frames", "frames/sub")
+        steps = len(re.findall(r"^  step \d+: ", out, re.M))
+        self.assertEqual(steps, 4)
+        frames = sorted(os.listdir(self.path("frames", "sub")))
+        self.assertEqual(frames, [f"step-{i:03}.svg" for i in range(steps + 1)])
+        self.assertIn(f"{steps + 1} frames written to frames/sub\n", out)
+        contents = set()
+        for name in frames:
+            with open(self.path("frames", "sub", name)) as f:
+                text = f.read()
+            self.assertIn("<svg", text)
+            contents.add(text)
+        self.assertEqual(len(contents), len(frames))  # each frame shows a different state
+
+    def test_frames_and_values_style_graph(self):
+        out = self.ok("step", CS231N, *CS231N_INPUTS, "--frames", "fr", "--style", "values",
+                      "-o", "final.png")
+        self.assertTrue(out.endswith("3 frames written to fr\ngraph written to final.png\n"))
+        self.assertEqual(len(os.listdir(self.path("fr"))), 3)
+        with open(self.path("final.png"), "rb") as f:
+            self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+
+    def test_no_steps_when_the_output_is_a_constant(self):
+        out = self.ok("step", "f = 2 * 3")
+        self.assertIn("no steps", out)
+
+
+class Dot(CliTest):
+    def test_dot_on_stdout(self):
+        out = self.ok("dot", CS231N, *CS231N_INPUTS)
+        self.assertTrue(out.startswith("digraph"), out[:50])
+        self.assertIn("-12", out)  # the output's value
+        values = self.ok("dot", CS231N, *CS231N_INPUTS, "--style", "values")
+        self.assertTrue(values.startswith("digraph"))
+        self.assertNotEqual(values, out)
+
+    def test_dot_to_files_by_extension(self):
+        stdout_dot = self.ok("dot", CS231N, *CS231N_INPUTS)
+        self.assertEqual(self.ok("dot", CS231N, *CS231N_INPUTS, "-o", "g.dot"),
+                         "graph written to g.dot\n")
+        with open(self.path("g.dot")) as f:
+            self.assertEqual(f.read(), stdout_dot)
+        self.ok("dot", CS231N, *CS231N_INPUTS, "-o", "g.svg")
+        with open(self.path("g.svg")) as f:
+            self.assertIn("<svg", f.read())
+        self.ok("dot", CS231N, *CS231N_INPUTS, "-o", "g.png")
+        with open(self.path("g.png"), "rb") as f:
+            self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+
+
+class Errors(CliTest):
+    def test_syntax_error_with_caret(self):
+        err = self.fails("grad", "q = x * ", "x=1", message="")
+        self.assertEqual(err, "error: line 1, column 9: expected an expression after '*'\n"
+                              "  q = x * \n"
+                              "          ^\n")
+
+    def test_syntax_error_on_a_later_line_of_a_file(self):
+        with open(self.path("bad.txt"), "w") as f:
+            f.write("q = x + y\nf = q ** (z\n")
+        err = self.fails("step", "-f", "bad.txt", *CS231N_INPUTS,
+                         message="error: line 2, column 10: this '(' is never closed")
+        self.assertTrue(err.endswith("\n  f = q ** (z\n           ^\n"), err)
+
+    def test_program_errors(self):
+        cases = [
+            ("f = sin(x)", "unknown function 'sin'; the functions are exp(x), log(x)"),
+            ("f = exp(x, x)", "exp takes 1 argument, as in exp(x); got 2"),
+            ("f = max(x)", "max takes 2 arguments, as in max(a, b); got 1"),
+            ("f = leaky_relu(x, 1, 2)", "leaky_relu takes 1 or 2 arguments"),
+            ("f = leaky_relu(x, x)", "leaky_relu's alpha must be a number"),
+            ("q = x * 2; f = x", "q is assigned but never used"),
+            ("f = x y", "expected an operator"),
+            ("f = x + 1)", "unmatched ')'"),
+            ("f = x $ 1", "unexpected character '$'"),
+            ("", "the program is empty"),
+        ]
+        for program, message in cases:
+            with self.subTest(program=program):
+                self.fails("grad", program, "x=1", message="error: line 1, column ")
+                self.fails("grad", program, "x=1", message=message)
+
+    def test_input_errors(self):
+        cases = [
+            (["x=-2", "y=5"], "error: no value for the input z: pass z=VALUE"),
+            ([*CS231N_INPUTS, "w=1"], "error: w=1: the program has no input named w"),
+            ([*CS231N_INPUTS, "q=1"], "error: q=1: q is computed by the program, not an input"),
+            (["x=-2", "y=five", "z=-4"], "error: y=five: 'five' is not a number"),
+            ([*CS231N_INPUTS, "x=1"], "error: x is given twice: x=-2 and x=1"),
+            (["x", "y=5", "z=-4"], "error: 'x' is not NAME=VALUE"),
+        ]
+        for inputs, message in cases:
+            with self.subTest(inputs=inputs):
+                self.assertEqual(self.fails("grad", CS231N, *inputs, message=message).count(
+                    "\n"), 1)  # one line
+
+    def test_no_file_is_written_after_an_error(self):
+        self.fails("dot", CS231N, *CS231N_INPUTS, "-o", "g.pdf",
+                   message="error: cannot write g.pdf: unknown extension '.pdf'; the graph "
+                           "formats are .dot, .svg and .png")
+        self.fails("dot", CS231N, *CS231N_INPUTS, "-o", "graph",
+                   message="cannot write graph: it has no extension")
+        self.fails("dot", CS231N, *CS231N_INPUTS, "-o", "missing/g.svg",
+                   message="missing is not a directory")
+        self.fails("dot", "f = x *", "x=1", "-o", "g.svg", message="expected an expression")
+        self.fails("dot", CS231N, "x=1", "-o", "g.svg", message="no value for the inputs y, z")
+        self.fails("step", CS231N, *CS231N_INPUTS, "-o", "g.jpg", "--frames", "frames",
+                   message="unknown extension '.jpg'")  # nor the frames directory
+        self.fails("step", "f = (x", "x=1", "--frames", "frames", message="never closed")
+
+    def test_file_errors(self):
+        self.fails("grad", "-f", "nowhere.txt", "x=1",
+                   message="error: cannot read nowhere.txt: No such file or directory")
+        self.fails("grad", message="error: no program")
+
+    def test_usage_errors_exit_2(self):
+        for args in [[], ["grad", "--bogus", CS231N], ["frobnicate"],
+                     ["dot", CS231N, *CS231N_INPUTS, "--style", "fancy"],
+                     ["step", CS231N, "-o"]]:
+            with self.subTest(args=args):
+                r = run(*args, cwd=self.dir)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertEqual(r.stdout, "")
+                self.assertNotEqual(r.stderr, "")
+
+
+class Help(CliTest):
+    def test_each_subcommand_explains_the_language(self):
+        for command in ["grad", "step", "dot"]:
+            with self.subTest(command=command):
+                out = self.ok(command, "--help")
+                self.assertIn(f"tapegrad {command} [OPTIONS]", out)  # the usage line
+                self.assertIn("'name = expr' binds a name", out)
+                self.assertIn("tapegrad grad 'q = x + y; f = q * z' x=-2 y=5 z=-4", out)
+                self.assertIn("leaky_relu(x[, alpha])", out)
+        self.assertIn("--frames", self.ok("step", "--help"))
+        self.assertIn("--style", self.ok("dot", "--help"))
+        self.assertIn("--json", self.ok("grad", "--help"))
+
+
+def main():
+    global TAPEGRAD
+    if len(sys.argv) != 2:
+        print("usage: cli_test.py PATH/TO/tapegrad", file=sys.stderr)
+        return 2
+    TAPEGRAD = os.path.abspath(sys.argv[1])
+    suite = unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__])
+    result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
+    failed = len(result.failures) + len(result.errors)
+    print(f"{result.testsRun - failed} passed, {failed} failed")
+    return 0 if result.wasSuccessful() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+// The tapegrad program language: `q = x + y; f = q * z`, parsed once into a flat list of
+// instructions, then recorded on an ag::Tape with values for its inputs.
+
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include <tapegrad/autograd.hpp>
+
+namespace tapegrad {
+
+// Note [The program language]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// A program is statements separated by `;` or newlines; `#` starts a comment.
+// `name = expr` binds a name; the last statement is the output, and may be a bare
+// expression, which is then named `out`. Names no statement has bound when they
+// are read are the inputs, in order of first appearance, valued by NAME=VALUE.
+// Binding a name again is allowed: later versions are labelled with primes
+// (`x`, `x'`, `x''`, `x'''`, then `x'4`, `x'5`, ...), counting an input of the same
+// name as the first version.
+// `y = x` makes y another name for x's node (the graph keeps calling it x).
+//
+// Precedence, loosest first, as in Python: `+ -`, `* /`, unary `- +`, then `^`
+// (also spelled `**`), which is right-associative and binds tighter than unary
+// minus: `-x^2` is `-(x^2)`, `2^-1` is 0.5. A number literal as exponent records
+// pow(Value, double); any other exponent pow(Value, Value), which gets a gradient.
+// Newlines inside parentheses do not end a statement.
+//
+// Note [No recursion in the parser]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// Expressions are parsed by shunting-yard with explicit stacks into postfix
+// instructions, and run by a loop over them with a value stack: no tree, no
+// recursion. So 100000 nested parentheses or a 1 MB program cost memory
+// proportional to their size and never the call stack.
+
+// A syntax or naming error at a place in the program. what() holds the whole
+// report: "line L, column C: message", the source line, and a caret under column C.
+class ProgramError : public ag::Error {
+ public:
+  ProgramError(std::string_view source, std::size_t offset, const std::string& message);
+
+  int line() const { return line_; }      // 1-based
+  int column() const { return column_; }  // 1-based, in characters
+  const std::string& message() const { return message_; }
+
+ private:
+  int line_;
+  int column_;
+  std::string message_;
+};
+
+// The functions a program can call, with how they are written.
+struct FunctionInfo {
+  std::string_view name;
+  int min_args;
+  int max_args;
+  std::string_view signature;  // "leaky_relu(x[, alpha])"
+};
+std::span<const FunctionInfo> functions();
+
+class Program {
+ public:
+  // Parses and checks a whole program; throws ProgramError.
+  explicit Program(std::string_view source);
+
+  // The inputs, in order of first appearance.
+  const std::vector<std::string>& inputs() const { return inputs_; }
+  // Turns NAME=VALUE arguments into one value per input (in inputs() order).
+  // Throws ag::Error naming a malformed argument, a name that is not an input,
+  // a name given twice, a value that is not a number, or a missing input.
+  std::vector<double> input_values(std::span<const std::string> assignments) const;
+
+  struct Recorded {
+    ag::Value output;
+    std::vector<ag::Value> inputs;  // in inputs() order
+  };
+  // Records the program on `tape` (inputs first, then one node per operation).
+  Recorded record(ag::Tape& tape, std::span<const double> input_values) const;
+
+  enum class Code : std::uint8_t {
+    literal,  // push `number`
+    load,     // push the Value of slot `arg`
+    neg,
+    add,
+    sub,
+    mul,
+    div,
+    pow,
+    call,   // function `function`, `arg` arguments
+    store,  // pop into slot `arg`, naming the node unless `alias`
+  };
+  struct Instruction {
+    Code code;
+    bool alias = false;
+    std::uint8_t function = 0;  // index into functions()
+    std::uint32_t arg = 0;
+    double number = 0;
+  };
+
+ private:
+  friend class Parser;
+
+  // A name's storage: an input or one binding of a statement.
+  struct Slot {
+    std::string label;   // "x", or "x'" for a second version
+    std::size_t offset;  // where it is bound or, for an input, first read
+    bool is_input;
+    bool used = false;
+  };
+
+  std::vector<Instruction> code_;
+  std::vector<Slot> slots_;
+  std::vector<std::uint32_t> input_slots_;  // slots_ index of each input
+  std::vector<std::string> inputs_;
+  std::unordered_map<std::string, std::size_t> bound_;  // names bound by a statement: where first
+  std::uint32_t output_slot_ = 0;
+};
+
+}  // namespace tapegrad

@@ -1,0 +1,292 @@
+// The tapegrad command-line program: `grad`, `step` and `dot` on a small program of scalar
+// statements (tools/program.hpp). Bad input is one message on stderr and exit code 2.
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <tapegrad/autograd.hpp>
+#include <tapegrad/graph.hpp>
+
+#include "program.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int kBadInput = 2;  // DESIGN.md: every error a user can cause exits with 2
+
+constexpr const char* kLanguageHelp = R"(The program:
+  Statements separated by ';' or newlines; '#' starts a comment. 'name = expr' binds a name;
+  binding it again is allowed (the graph calls later versions x', x'', x''', x'4, ...). The
+  last statement is the output; it may be a bare expression, then named 'out'. 'y = x' makes
+  y another name for x's node. Every other name is an input and needs NAME=VALUE.
+  Numbers: 2, -0.5, .5, 1e-3. Operators, loosest first: + -, * /, unary -, then ^ (or **),
+  right-associative and tighter than unary minus as in Python (-x^2 is -(x^2)).
+  Functions: exp log sqrt abs sigmoid tanh relu softplus (one argument), leaky_relu(x[, alpha])
+  and elu(x[, alpha]) with alpha a number, prelu(x, a), max(a, b), pow(a, b).
+  A program starting with '-' goes after '--': tapegrad grad -- '-x^2' x=3
+
+Example (CS231n's circuit):
+  tapegrad grad 'q = x + y; f = q * z' x=-2 y=5 z=-4
+  tapegrad step 'q = x + y; f = q * z' x=-2 y=5 z=-4 -o cs231n.svg
+  tapegrad dot -f circuit.txt x=-2 y=5 z=-4 -o circuit.png
+
+Exit status: 0 on success, 2 on bad input (with one message on stderr; no file is written).)";
+
+struct Options {
+  std::vector<std::string> args;  // PROGRAM NAME=VALUE..., or only NAME=VALUE... with -f
+  std::string file;
+  bool json = false;
+  std::string frames;
+  std::string output;
+  std::string style = "lecture";
+};
+
+std::string read_source(const std::string& file) {
+  std::ostringstream text;
+  if (file == "-") {
+    text << std::cin.rdbuf();
+    if (std::cin.bad()) throw ag::Error("cannot read the program from standard input");
+    return text.str();
+  }
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw ag::Error(fmt::format("cannot read {}: {}", file, std::strerror(errno)));
+  text << in.rdbuf();
+  if (in.bad()) throw ag::Error(fmt::format("cannot read {}", file));
+  return text.str();
+}
+
+struct Loaded {
+  tapegrad::Program program;
+  std::vector<double> values;
+};
+
+Loaded load(const Options& o) {
+  std::string source;
+  std::span<const std::string> assignments(o.args);
+  if (o.file.empty()) {
+    if (o.args.empty())
+      throw ag::Error("no program: give it as the first argument, or in a file with -f FILE");
+    source = o.args.front();
+    assignments = assignments.subspan(1);
+  } else {
+    source = read_source(o.file);
+  }
+  tapegrad::Program program(source);
+  std::vector<double> values = program.input_values(assignments);
+  return {std::move(program), std::move(values)};
+}
+
+// Checks that `path` can take a graph before anything is computed or written, so a bad
+// name costs nothing and leaves nothing behind.
+void check_graph_path(const std::string& path) {
+  const fs::path p(path);
+  const std::string ext = p.extension().string();
+  std::string lower = ext;  // ag::write_graph takes any case: .SVG too
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (lower != ".dot" && lower != ".svg" && lower != ".png")
+    throw ag::Error(fmt::format("cannot write {}: {}; the graph formats are .dot, .svg and .png",
+                                path,
+                                ext.empty() ? std::string("it has no extension")
+                                            : fmt::format("unknown extension '{}'", ext)));
+  const fs::path dir = p.parent_path();
+  std::error_code ec;
+  if (!dir.empty() && !fs::is_directory(dir, ec))
+    throw ag::Error(fmt::format("cannot write {}: {} is not a directory", path, dir.string()));
+  if (fs::is_directory(p, ec))
+    throw ag::Error(fmt::format("cannot write {}: it is a directory", path));
+}
+
+ag::GraphOptions graph_options(const Options& o) {
+  return {.style = o.style == "values" ? ag::GraphStyle::values : ag::GraphStyle::lecture};
+}
+
+// JSON has no NaN or infinity: they become null. fmt's {} is the shortest text that reads
+// back as the same double.
+std::string json_number(double x) { return std::isfinite(x) ? fmt::format("{}", x) : "null"; }
+
+void print_gradients(const tapegrad::Program& program, const ag::Tape& tape,
+                     const tapegrad::Program::Recorded& r, std::string_view indent) {
+  const std::string out = tape.label(r.output.id());
+  for (std::size_t i = 0; i < r.inputs.size(); ++i)
+    fmt::print("{}d{}/d{} = {}\n", indent, out, program.inputs()[i], r.inputs[i].grad());
+}
+
+int run_grad(const Options& o) {
+  const Loaded in = load(o);
+  ag::Tape tape;
+  const auto r = in.program.record(tape, in.values);
+  tape.backward(r.output);
+  if (o.json) {
+    std::string grads;
+    for (std::size_t i = 0; i < r.inputs.size(); ++i)
+      fmt::format_to(std::back_inserter(grads), "{}\"{}\": {}", i == 0 ? "" : ", ",
+                     in.program.inputs()[i], json_number(r.inputs[i].grad()));
+    fmt::print("{{\"value\": {}, \"grad\": {{{}}}}}\n", json_number(r.output.value()), grads);
+    return 0;
+  }
+  fmt::print("{} = {}\n", tape.label(r.output.id()), r.output.value());
+  print_gradients(in.program, tape, r, "");
+  return 0;
+}
+
+int run_step(const Options& o) {
+  const Loaded in = load(o);
+  if (!o.output.empty()) check_graph_path(o.output);
+  if (!o.frames.empty()) {
+    std::error_code ec;
+    fs::create_directories(o.frames, ec);
+    if (ec || !fs::is_directory(o.frames))
+      throw ag::Error(fmt::format("cannot create the frames directory {}: {}", o.frames,
+                                  ec ? ec.message() : "a file has that name"));
+  }
+  ag::Tape tape;
+  const auto r = in.program.record(tape, in.values);
+  const ag::NodeId out = r.output.id();
+
+  fmt::print("forward\n");
+  for (ag::NodeId id = 0; id < tape.size(); ++id) {
+    if (tape.op(id) == ag::Op::constant) {
+      // A constant bound by a statement (`c = 2`) is shown: later lines refer to it by name.
+      if (!tape.name(id).empty())
+        fmt::print("  {} = {}\n", tape.name(id), ag::format_number(tape.value(id)));
+      continue;
+    }
+    fmt::print("  {}\n", ag::forward_line(tape, id));
+  }
+
+  // Frames are numbered with enough digits for every step, so they sort by name.
+  const int width = std::max(3, static_cast<int>(fmt::format("{}", tape.size()).size()));
+  auto frame = [&](std::size_t i) {
+    return (fs::path(o.frames) / fmt::format("step-{:0{}}.svg", i, width)).string();
+  };
+  ag::GraphOptions options = graph_options(o);
+  if (!o.frames.empty()) ag::write_graph(tape, out, frame(0), options);
+
+  fmt::print("backward\n");
+  ag::Stepper stepper = tape.stepper(r.output);
+  std::size_t steps = 0;
+  while (stepper.next()) {
+    ++steps;
+    const ag::Step& step = stepper.step();
+    fmt::print("  step {}: {} = {}\n", steps, tape.label(step.node),
+               ag::expression(tape, step.node));
+    std::string lines = fmt::format("{}", step);
+    for (std::size_t at = 0; at < lines.size();) {
+      std::size_t end = lines.find('\n', at);
+      if (end == std::string::npos) end = lines.size();
+      fmt::print("    {}\n", std::string_view(lines).substr(at, end - at));
+      at = end + 1;
+    }
+    if (!o.frames.empty()) {
+      options.step = &step;
+      ag::write_graph(tape, out, frame(steps), options);
+    }
+  }
+  if (steps == 0) fmt::print("  (no steps: the output depends on no input)\n");
+
+  fmt::print("gradients\n");
+  print_gradients(in.program, tape, r, "  ");
+  if (!o.frames.empty())
+    fmt::print("{} frames written to {}\n", steps + 1, fs::path(o.frames).string());
+  if (!o.output.empty()) {
+    ag::write_graph(tape, out, o.output, graph_options(o));
+    fmt::print("graph written to {}\n", o.output);
+  }
+  return 0;
+}
+
+int run_dot(const Options& o) {
+  const Loaded in = load(o);
+  if (!o.output.empty()) check_graph_path(o.output);
+  ag::Tape tape;
+  const auto r = in.program.record(tape, in.values);
+  tape.backward(r.output);
+  if (o.output.empty()) {
+    fmt::print("{}", ag::to_dot(tape, r.output.id(), graph_options(o)));
+    return 0;
+  }
+  ag::write_graph(tape, r.output.id(), o.output, graph_options(o));
+  fmt::print("graph written to {}\n", o.output);
+  return 0;
+}
+
+// The options every subcommand shares: the program and its inputs.
+CLI::App* add_command(CLI::App& app, const char* name, const char* description, Options& o) {
+  CLI::App* sub = app.add_subcommand(name, description);
+  sub->add_option("PROGRAM", o.args,
+                  "The program, then NAME=VALUE for each input (only NAME=VALUE with -f)")
+      ->type_name("NAME=VALUE");
+  sub->add_option("-f,--file", o.file, "Read the program from FILE ('-': standard input)")
+      ->type_name("FILE");
+  sub->footer(kLanguageHelp);
+  return sub;
+}
+
+void add_graph_options(CLI::App* sub, Options& o, const char* output_help) {
+  sub->add_option("-o,--output", o.output, output_help)->type_name("FILE");
+  sub->add_option("--style", o.style,
+                  "Graph style: lecture (edges labelled with value and gradient, the default) "
+                  "or values (micrograd's name | data | grad boxes)")
+      ->type_name("STYLE")
+      ->check(CLI::IsMember({"lecture", "values"}));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "tapegrad: reverse-mode automatic differentiation of a small program of scalar statements,\n"
+      "shown the way the lecture draws backprop."};
+  app.require_subcommand(1);
+  app.footer(kLanguageHelp);
+  Options o;
+  CLI::App* grad = add_command(app, "grad", "Print the output's value and its gradients", o);
+  grad->add_flag("--json", o.json,
+                 "Print one JSON object {\"value\": V, \"grad\": {\"x\": G, ...}} (inputs in order "
+                 "of first appearance; NaN and infinities are written as null)");
+  CLI::App* step = add_command(
+      app, "step",
+      "Print the forward values, every backward step as the chain rule, and the gradients", o);
+  step->add_option("--frames", o.frames,
+                   "Also write one SVG per step into DIR (created if needed): step-000.svg is "
+                   "the forward pass, step-001.svg the first step highlighted, ...")
+      ->type_name("DIR");
+  add_graph_options(step, o, "Write the graph after backward to FILE (.dot, .svg or .png)");
+  CLI::App* dot = add_command(
+      app, "dot", "Run forward and backward, then print the graph as DOT (or render it)", o);
+  add_graph_options(dot, o, "Render to FILE instead, by its extension: .dot, .svg or .png");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : kBadInput;  // --help is a success; a usage error is not
+  }
+
+  try {
+    if (grad->parsed()) return run_grad(o);
+    if (step->parsed()) return run_step(o);
+    return run_dot(o);
+  } catch (const ag::Error& e) {
+    std::fflush(stdout);
+    fmt::print(stderr, "error: {}\n", e.what());
+    return kBadInput;
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 1;
+  }
+}
