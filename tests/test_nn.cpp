@@ -155,3 +155,52 @@ TEST_CASE("a module's nodes are recorded in a scope named by its path") {
   CHECK(tape.scope_name(tape.scope_parent(tape.scope(y.id()))) == "layers");
   CHECK(tape.label(y.id() - 1) == "layers.2.bias");
 }
+
+TEST_CASE("a 2-2-1 MLP expanded into scalars gives the tensor path's output and gradients") {
+  for (nn::Activation act : {nn::Activation::sigmoid, nn::Activation::tanh, nn::Activation::relu}) {
+    nn::MLP mlp({2, 2, 1}, act, nn::Activation::sigmoid, 5);
+    Tape scalar;
+    const std::vector<double> x{1.0, 0.0}, y{1.0};
+    nn::ScalarNet net = nn::expand(mlp, scalar, x, nn::ScalarLoss::bce, y);
+    scalar.backward(net.loss);
+
+    TensorTape tape;
+    Tensor p = mlp(tape, tape.input(Shape{1, 2}, {1.0, 0.0}, "x", DType::f32));
+    Tensor l = nn::bce_loss(p, tape.input(Shape{1, 1}, {1.0}, "y", DType::f32));
+    mlp.zero_grad();
+    tape.backward(l);
+    CHECK(net.outputs[0].value() == doctest::Approx(p.item()).epsilon(1e-6));
+    CHECK(net.loss.value() == doctest::Approx(l.item()).epsilon(1e-5));
+    std::vector<double> tensor_grads;
+    for (nn::Parameter* param : mlp.parameters())
+      for (float g : param->grad()) tensor_grads.push_back(g);
+    REQUIRE(net.parameters.size() == tensor_grads.size());
+    for (std::size_t i = 0; i < tensor_grads.size(); ++i) {
+      INFO(net.parameters[i].name());
+      CHECK(net.parameters[i].grad() == doctest::Approx(tensor_grads[i]).epsilon(1e-5));
+    }
+  }
+}
+
+TEST_CASE("the scalar expansion names nodes as the lecture does, and refuses large nets") {
+  nn::MLP mlp({2, 2, 1}, nn::Activation::sigmoid, nn::Activation::sigmoid);
+  Tape tape;
+  const std::vector<double> x{0.0, 1.0};
+  nn::ScalarNet net = nn::expand(mlp, tape, x);
+  CHECK(net.inputs[1].name() == "x2");
+  CHECK(net.parameters[1].name() == "w1_12");  // to unit 1 from input 2
+  CHECK(net.parameters[4].name() == "b1_1");
+  CHECK(net.units[0][1].name() == "h1_2");
+  CHECK(net.outputs[0].name() == "y");
+  CHECK(net.parameters.size() == 9);
+  CHECK(!net.loss.valid());
+  nn::MLP big({8, 16, 1}, nn::Activation::relu);
+  const std::vector<double> x8(8, 0.0);
+  CHECK_THROWS_WITH_AS(nn::expand(big, tape, x8),
+                       "expand: the MLP has 144 weights; a scalar graph of more than 64 is too "
+                       "large to read",
+                       Error);
+  nn::MLP prelu({2, 2, 1}, nn::Activation::prelu);
+  CHECK_THROWS_WITH_AS(nn::expand(prelu, tape, x), "expand: PReLU(features=2) has no scalar form here",
+                       Error);
+}

@@ -8,3 +8,4 @@
 #include "tapegrad/nn/loss.hpp"
 #include "tapegrad/nn/module.hpp"
 #include "tapegrad/nn/optim.hpp"
+#include "tapegrad/nn/scalar.hpp"

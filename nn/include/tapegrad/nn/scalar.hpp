@@ -1,0 +1,39 @@
+// A tiny MLP expanded into scalar nodes: every weight, bias and unit its own
+// node, so a 2-2-1 net can be drawn and stepped through weight by weight.
+
+#pragma once
+
+#include <span>
+#include <string>
+#include <vector>
+
+#include "tapegrad/nn/layers.hpp"
+#include "tapegrad/tape.hpp"
+
+namespace nn {
+
+// The scalar tape's view of an MLP on one example. Names follow the lecture:
+// inputs x1, x2, ...; layer l's weights w<l>_<j><i> (to unit j from input i,
+// 1-based; an underscore between j and i when either passes 9), biases
+// b<l>_<j>, pre-activations z<l>_<j> and units h<l>_<j>; the net's output y
+// and, with a target, the loss L.
+struct ScalarNet {
+  std::vector<ag::Value> inputs;
+  // Every weight and bias, in named_parameters() order and row-major within
+  // each, so grads can be compared with (or copied to) the Parameters.
+  std::vector<ag::Value> parameters;
+  std::vector<std::vector<ag::Value>> units;  // per layer, after its activation
+  std::vector<ag::Value> outputs;
+  ag::Value loss;  // empty without a target
+};
+
+enum class ScalarLoss { none, mse, bce };
+
+// Records `mlp` on the example `x` (and, with a loss, the target `y`) on a
+// scalar tape. The MLP may use sigmoid, tanh, relu, leaky_relu or elu
+// activations; anything else (PReLU, Maxout, other modules) is an ag::Error.
+// A net with more than 64 weights is refused: the point is to draw it.
+ScalarNet expand(MLP& mlp, ag::Tape& tape, std::span<const double> x,
+                 ScalarLoss loss = ScalarLoss::none, std::span<const double> y = {});
+
+}  // namespace nn
