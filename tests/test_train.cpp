@@ -164,3 +164,32 @@ TEST_CASE("a few lines train an MLP on XOR") {
   }
   CHECK(loss < 0.05);
 }
+
+TEST_CASE("dead units: ReLU units whose input is never positive, per layer") {
+  nn::MLP mlp({2, 4, 3, 1}, nn::Activation::relu);
+  // Layer 0: units 0 and 2 get a large negative bias: dead for inputs in [0, 1].
+  for (float& w : mlp.linears()[0]->weight.data()) w = 0.1f;
+  auto b = mlp.linears()[0]->bias->data();
+  b[0] = -10, b[1] = 1, b[2] = -10, b[3] = 1;
+  nn::DeadUnits dead;
+  TensorTape tape;
+  const std::vector<float> x{0, 0, 0, 1, 1, 0, 1, 1};
+  mlp(tape, tape.constant<float>(Shape{4, 2}, x));
+  dead.observe(tape);
+  auto f = dead.fractions();
+  REQUIRE(f.size() == 2);
+  CHECK(f[0].first == "layers.1");  // the ReLU module after layers.0
+  CHECK(f[0].second == 0.5);
+  // A second batch with an input that revives nothing leaves the count as it is.
+  tape.reset();
+  mlp(tape, tape.constant<float>(Shape{4, 2}, x));
+  dead.observe(tape);
+  CHECK(dead.fractions()[0].second == 0.5);
+  // And backward confirms it: a dead unit's weights get no gradient.
+  tape.reset();
+  Tensor out = mlp(tape, tape.constant<float>(Shape{4, 2}, x));
+  mlp.zero_grad();
+  tape.backward(sum(out));
+  CHECK(mlp.linears()[0]->weight.grad()[0] == 0.0f);  // unit 0 is dead
+  CHECK(nn::layer_grad_norms(mlp).size() == 3);
+}

@@ -3,6 +3,7 @@
 
 #pragma once
 
+#include "tapegrad/nn/diagnostics.hpp"
 #include "tapegrad/nn/init.hpp"
 #include "tapegrad/nn/layers.hpp"
 #include "tapegrad/nn/loss.hpp"
