@@ -112,6 +112,9 @@ struct TensorTape::Impl {
   std::uint16_t current_scope = 0;
   Arena arena;
   std::vector<double> scratch;  // a detailed stepper's copy of gradients before a step
+  // False until a backward pass starts after reset(): until then every gradient an op node has
+  // is still the zero push() gave it and no node is kReached, so the pass need not clear them.
+  bool dirty = false;
 
   template <class T> static T* data(Node& n) { return static_cast<T*>(n.data); }
   template <class T> static T* grad(Node& n) { return static_cast<T*>(n.grad); }
@@ -171,21 +174,16 @@ static bool is_leaf(TOp op) {
 TensorTape::TensorTape() : impl_(std::make_unique<Impl>()) {}
 TensorTape::~TensorTape() = default;
 
-void TensorTape::check(const Tensor& t, std::string_view what) const {
-  if (t.tape_ == this && t.generation_ == generation_) [[likely]]
-    return;
+void TensorTape::check_failed(const Tensor& t, std::string_view what) const {
   if (t.tape_ == nullptr) throw Error(std::string(what) + ": an empty Tensor (default-constructed)");
   if (t.tape_ != this) throw Error(std::string(what) + ": the operands belong to different tapes");
   throw Error(std::string(what) +
               ": this Tensor was recorded before its tape was reset; record it again");
 }
 
-bool Tensor::valid() const { return tape_ != nullptr && tape_->generation_ == generation_; }
-
-TensorTape& Tensor::tape() const {
-  if (tape_ == nullptr) throw Error("an empty Tensor (default-constructed) was used");
-  tape_->check(*this, "Tensor");
-  return *tape_;
+void TensorTape::tensor_failed(const Tensor& t) {
+  if (t.tape_ == nullptr) throw Error("an empty Tensor (default-constructed) was used");
+  t.tape_->check_failed(t, "Tensor");
 }
 
 const Shape& Tensor::shape() const { return tape().shape(id_); }
@@ -255,8 +253,7 @@ bool TensorTape::reached(NodeId id) const { return impl_->nodes[id].flags & kRea
 double TensorTape::param(NodeId id) const { return impl_->nodes[id].param; }
 int TensorTape::axis(NodeId id) const { return impl_->nodes[id].axis; }
 
-int TensorTape::arity(NodeId id) const {
-  const auto& n = impl_->nodes[id];
+static int arity_of(const TensorTape::Impl::Node& n) {
   switch (n.op) {
     case TOp::input:
     case TOp::parameter:
@@ -267,6 +264,8 @@ int TensorTape::arity(NodeId id) const {
     default: return 1;
   }
 }
+
+int TensorTape::arity(NodeId id) const { return arity_of(impl_->nodes[id]); }
 
 std::string_view TensorTape::name(NodeId id) const {
   const auto& n = impl_->nodes[id];
@@ -360,6 +359,7 @@ void TensorTape::reset() {
   impl_->scopes.resize(1);
   impl_->current_scope = 0;
   impl_->arena.reset();
+  impl_->dirty = false;
   ++generation_;
 }
 
@@ -610,18 +610,9 @@ struct Operand {
   NodeId id;
 };
 
-Operand operand(const Tensor& t, std::string_view op) {
-  TensorTape& tape = t.tape();  // throws for an empty or stale handle
-  tape.check(t, op);
-  return {&tape, t.id()};
-}
-
-void check_same(const Tensor& a, const Tensor& b, std::string_view op) {
-  a.tape().check(b, op);
-  if (a.dtype() != b.dtype())
-    throw Error(fmt::format("{}: dtype mismatch: {} and {}", op, dtype_name(a.dtype()),
-                            dtype_name(b.dtype())));
-}
+// t.tape() throws for an empty or stale handle (it names the "Tensor"), so t needs no second
+// check naming the op; check_same names the op for the other operand.
+Operand operand(const Tensor& t, std::string_view) { return {&t.tape(), t.id()}; }
 
 }  // namespace
 
@@ -636,6 +627,16 @@ struct Recorder {
     return false;
   }
 };
+
+// b is live, on a's tape, and of a's dtype. Reads the nodes directly: the Tensor accessors are
+// exported functions, which even this file calls through the PLT.
+static void check_same(const Operand& a, const Tensor& b, std::string_view op) {
+  a.tape->check(b, op);
+  const auto& nodes = Recorder::impl(*a.tape).nodes;
+  const DType da = nodes[a.id].dtype, db = nodes[b.id()].dtype;
+  if (da != db)
+    throw Error(fmt::format("{}: dtype mismatch: {} and {}", op, dtype_name(da), dtype_name(db)));
+}
 
 template <class F>
 static Tensor filled(TensorTape& tape, const Shape& shape, const TensorOptions& options, F f) {
@@ -673,12 +674,12 @@ static Tensor unary(Tensor a, double param = R::info.default_param) {
 template <class R>
 static Tensor binary(Tensor a, Tensor b, double param = 0) {
   const Operand x = operand(a, R::info.name);
-  check_same(a, b, R::info.name);
+  check_same(x, b, R::info.name);
   TensorTape& tape = *x.tape;
   auto& impl = Recorder::impl(tape);
   const DType dt = impl.nodes[x.id].dtype;
   const Shape sa = impl.nodes[x.id].shape, sb = impl.nodes[b.id()].shape;
-  const Shape shape = broadcast_shapes(sa, sb, R::info.name);
+  const Shape shape = sa == sb ? sa : broadcast_shapes(sa, sb, R::info.name);
   const NodeId id = impl.push(TOp::elementwise, dt, shape,
                               Recorder::grad_for(tape, {x.id, b.id()}), x.id, b.id(), R::info.op,
                               param);
@@ -793,18 +794,19 @@ Tensor prelu(Tensor a, Tensor alpha) {
 
 Tensor matmul(Tensor a, Tensor b) {
   const Operand x = operand(a, "matmul");
-  check_same(a, b, "matmul");
-  const Shape sa = a.shape(), sb = b.shape();
+  check_same(x, b, "matmul");
+  auto& impl = Recorder::impl(*x.tape);
+  const Shape sa = impl.nodes[x.id].shape, sb = impl.nodes[b.id()].shape;
+  const DType dt = impl.nodes[x.id].dtype;
   if (sa.rank() != 2 || sb.rank() != 2)
     throw Error(fmt::format("matmul: {} x {}: both operands must be 2-D", sa.str(), sb.str()));
   if (sa[1] != sb[0])
     throw Error(fmt::format("matmul: {} x {}: inner dimensions {} and {} differ", sa.str(),
                             sb.str(), sa[1], sb[0]));
   TensorTape& tape = *x.tape;
-  auto& impl = Recorder::impl(tape);
-  const NodeId id = impl.push(TOp::matmul, a.dtype(), Shape{sa[0], sb[1]},
+  const NodeId id = impl.push(TOp::matmul, dt, Shape{sa[0], sb[1]},
                               Recorder::grad_for(tape, {x.id, b.id()}), x.id, b.id());
-  with_dtype(a.dtype(), [&](auto z) {
+  with_dtype(dt, [&](auto z) {
     using T = decltype(z);
     gemm<T>(false, false, sa[0], sb[1], sa[1], static_cast<const T*>(impl.nodes[x.id].data),
             static_cast<const T*>(impl.nodes[b.id()].data), T(0),
@@ -820,8 +822,10 @@ Tensor matmul(Tensor a, Tensor b) {
 
 Tensor linear(Tensor x, Tensor weight, Tensor bias) {
   const Operand op = operand(x, "linear");
-  check_same(x, weight, "linear");
-  const Shape sx = x.shape(), sw = weight.shape();
+  check_same(op, weight, "linear");
+  auto& impl = Recorder::impl(*op.tape);
+  const Shape sx = impl.nodes[op.id].shape, sw = impl.nodes[weight.id()].shape;
+  const DType dt = impl.nodes[op.id].dtype;
   if (sx.rank() != 2 || sw.rank() != 2)
     throw Error(fmt::format("linear: input {} and weight {} must both be 2-D", sx.str(), sw.str()));
   if (sx[1] != sw[1])
@@ -829,19 +833,18 @@ Tensor linear(Tensor x, Tensor weight, Tensor bias) {
                             sx[1], sw.str(), sw[1]));
   const bool has_bias = !bias.empty();
   if (has_bias) {
-    check_same(x, bias, "linear");
-    if (!(bias.shape() == Shape{sw[0]}))
+    check_same(op, bias, "linear");
+    if (!(impl.nodes[bias.id()].shape == Shape{sw[0]}))
       throw Error(fmt::format("linear: bias {} does not match weight {}: expected ({},)",
                               bias.shape().str(), sw.str(), sw[0]));
   }
   TensorTape& tape = *op.tape;
-  auto& impl = Recorder::impl(tape);
   const bool grad = has_bias ? Recorder::grad_for(tape, {op.id, weight.id(), bias.id()})
                              : Recorder::grad_for(tape, {op.id, weight.id()});
   const NodeId id =
-      impl.push(TOp::linear, x.dtype(), Shape{sx[0], sw[0]}, grad, op.id, weight.id());
+      impl.push(TOp::linear, dt, Shape{sx[0], sw[0]}, grad, op.id, weight.id());
   impl.nodes[id].in[2] = has_bias ? bias.id() : kNoInput;
-  with_dtype(x.dtype(), [&](auto z) {
+  with_dtype(dt, [&](auto z) {
     using T = decltype(z);
     T* y = static_cast<T*>(impl.nodes[id].data);
     gemm<T>(false, true, sx[0], sw[0], sx[1], static_cast<const T*>(impl.nodes[op.id].data),
@@ -1218,12 +1221,16 @@ TensorStepper::TensorStepper(TensorTape& tape, Tensor output, bool detailed,
   }
   check_length(shape, seed.size(), "backward: the seed gradient");
   // Note [Gradient semantics] (tape.hpp): intermediate gradients restart from
-  // zero; inputs and parameters keep what they accumulated.
-  for (Node& n : impl.nodes) {
-    n.flags &= static_cast<std::uint8_t>(~kReached);
-    if (n.grad && !is_leaf(n.op))
-      std::memset(n.grad, 0, std::size_t(n.shape.numel()) * dtype_size(n.dtype));
+  // zero; inputs and parameters keep what they accumulated. A fresh recording is
+  // already in that state (Impl::dirty): a training step skips this sweep.
+  if (impl.dirty) {
+    for (Node& n : impl.nodes) {
+      n.flags &= static_cast<std::uint8_t>(~kReached);
+      if (n.grad && !is_leaf(n.op))
+        std::memset(n.grad, 0, std::size_t(n.shape.numel()) * dtype_size(n.dtype));
+    }
   }
+  impl.dirty = true;
   Node& out = impl.nodes[output.id()];
   if (out.flags & kNeedsGrad) {
     out.flags |= kReached;
@@ -1246,7 +1253,7 @@ bool TensorStepper::next() {
     const NodeId id = --cursor_;
     Node& n = impl.nodes[id];
     if ((n.flags & (kNeedsGrad | kReached)) != (kNeedsGrad | kReached) || is_leaf(n.op)) continue;
-    const int arity = tape_->arity(id);
+    const int arity = arity_of(n);
     step_.node = id;
     step_.arity = arity;
     step_.upstream_norm = detailed_ ? tape_->grad_norm(id) : std::nan("");
@@ -1294,9 +1301,25 @@ bool TensorStepper::next() {
 void TensorTape::backward(Tensor output) { backward(output, {}); }
 
 void TensorTape::backward(Tensor output, std::span<const double> seed) {
-  TensorStepper stepper(*this, output, false, seed);
-  while (stepper.next()) {
+  TensorStepper(*this, output, false, seed).run();
+}
+
+// The steps of next() until done, minus the TensorStep records nobody reads in backward().
+void TensorStepper::run() {
+  if (tape_->generation() != generation_)
+    throw Error("TensorStepper: the tape was reset during backward");
+  auto& impl = *tape_->impl_;
+  for (NodeId id = cursor_; id-- > 0;) {
+    Node& n = impl.nodes[id];
+    if ((n.flags & (kNeedsGrad | kReached)) != (kNeedsGrad | kReached) || is_leaf(n.op)) continue;
+    with_dtype(n.dtype, [&](auto z) { backward_node<decltype(z)>(impl, n); });
+    for (int k = 0, arity = arity_of(n); k < arity; ++k) {
+      Node& in = impl.nodes[n.in[k]];
+      if (in.flags & kNeedsGrad) in.flags |= kReached;
+    }
+    ++taken_;
   }
+  cursor_ = 0;
 }
 
 }  // namespace ag

@@ -79,7 +79,7 @@ class Tensor {
   std::string_view name() const;
   Tensor named(std::string_view name) const;  // names the node; returns *this
   NodeId id() const { return id_; }
-  TensorTape& tape() const;
+  TensorTape& tape() const;  // throws if empty or its tape was reset. Inline: every op calls it
   bool valid() const;
   bool empty() const { return tape_ == nullptr; }  // default-constructed: refers to nothing
 
@@ -128,6 +128,9 @@ class TensorStepper {
   bool done() const { return cursor_ == 0; }
 
  private:
+  friend class TensorTape;
+  void run();  // the remaining steps in one loop, without filling step_: TensorTape::backward
+
   TensorTape* tape_;
   std::uint32_t generation_;
   NodeId cursor_;
@@ -201,7 +204,11 @@ class TensorTape {
   double grad(NodeId id, std::int64_t flat) const;  // 0 when the node has no gradient
   double grad_norm(NodeId id) const;
 
+  // Throws unless `t` is a live handle of this tape.
   void check(const Tensor& t, std::string_view what) const;
+  // The throwing halves of check() and Tensor::tape(), out of line so the hot halves inline.
+  [[noreturn, gnu::cold]] void check_failed(const Tensor& t, std::string_view what) const;
+  [[noreturn, gnu::cold]] static void tensor_failed(const Tensor& t);
 
   // Note [Scopes]
   // ~~~~~~~~~~~~~
@@ -251,6 +258,21 @@ class NoGrad {
   TensorTape& tape_;
   bool was_;
 };
+
+// ---- inline definitions: the checks every op makes --------------------------
+
+inline bool Tensor::valid() const { return tape_ != nullptr && tape_->generation_ == generation_; }
+
+inline TensorTape& Tensor::tape() const {
+  if (!valid()) [[unlikely]]
+    TensorTape::tensor_failed(*this);
+  return *tape_;
+}
+
+inline void TensorTape::check(const Tensor& t, std::string_view what) const {
+  if (t.tape_ != this || t.generation_ != generation_) [[unlikely]]
+    check_failed(t, what);
+}
 
 // ---- creation ---------------------------------------------------------------
 Tensor zeros(TensorTape& tape, const Shape& shape, const TensorOptions& options = {});
