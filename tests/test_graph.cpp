@@ -197,6 +197,14 @@ TEST_CASE("values style during a step shows the gradients the engine holds so fa
   CHECK(count(dot, "orangered") == 4);  // f's record, its op node and the two edges into it
 }
 
+TEST_CASE("the modules style needs a tensor tape") {
+  Cs231n c;
+  CHECK_THROWS_WITH_AS(to_dot(c.tape, c.f.id(), {GraphStyle::modules}),
+                       doctest::Contains("a scalar tape has none"), Error);
+  CHECK_THROWS_WITH_AS(render_graph(c.tape, c.f.id(), "svg", {GraphStyle::modules}),
+                       doctest::Contains("use the lecture or values style"), Error);
+}
+
 TEST_CASE("the DOT text is deterministic") {
   auto draw = [](GraphStyle style) {
     Cs231n c;
