@@ -12,6 +12,7 @@ packages=(
   libgraphviz-dev fonts-dejavu-core                # cgraph + gvc (PNG text needs a font)
   libopenblas-dev                                  # matmul for tensors
   libbenchmark-dev                                 # bench/
+  zlib1g-dev dataset-fashion-mnist                 # gzip IDX files; Fashion-MNIST for nn
 )
 
 missing=()

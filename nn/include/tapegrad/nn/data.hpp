@@ -1,0 +1,195 @@
+// Data sets in memory, a DataLoader that batches them without allocating, the
+// lecture's synthetic sets (XOR, moons, circles, spirals, blobs), CSV and IDX loaders.
+
+#pragma once
+
+#include <cstdint>
+#include <iterator>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "tapegrad/tensor.hpp"
+
+namespace nn {
+
+// How a binary label becomes a float target: 0/1 for MSE and binary
+// cross-entropy, -1/+1 for micrograd's hinge loss. Both have shape (rows, 1).
+enum class Target { binary, sign };
+
+// Per-column statistics of a training set, to standardize a test set the same way.
+struct Standardization {
+  std::vector<float> mean, stddev;
+};
+
+struct TrainTest;
+
+// A labelled table in memory: `rows` examples of `cols` float features, row
+// after row, and one class index in [0, classes) per row. The loaders and
+// generators below fill it; validate() checks that the sizes agree.
+struct Dataset {
+  std::vector<float> features;       // row-major (rows, cols)
+  std::vector<std::int32_t> labels;  // class index per row
+  std::int64_t rows = 0, cols = 0, classes = 0;
+  std::vector<std::string> feature_names;  // a CSV header; else empty
+  std::vector<std::string> class_names;    // when known ("T-shirt/top", a CSV's label texts)
+
+  std::span<const float> row(std::int64_t i) const;
+  // The whole table as a (rows, cols) float32 constant of `tape`.
+  ag::Tensor inputs(ag::TensorTape& tape) const;
+  // The labels as (rows, 1) float32 targets; the set must have at most 2 classes.
+  ag::Tensor targets(ag::TensorTape& tape, Target kind) const;
+  std::vector<std::int64_t> class_counts() const;
+
+  // The given rows, in that order (a copy).
+  Dataset subset(std::span<const std::int64_t> indices) const;
+  // A seeded shuffle, then the first round(test_fraction * rows) rows are the test set.
+  TrainTest split(double test_fraction, std::uint64_t seed) const;
+
+  // Each column to mean 0 and standard deviation 1 (a constant column keeps
+  // its spread of 1); returns the statistics, to apply to a test set with standardize(s).
+  Standardization standardize();
+  void standardize(const Standardization& s);
+  void scale(float factor);  // every feature times factor (pixels / 255)
+
+  // Throws ag::Error if the sizes disagree or a label is outside [0, classes).
+  void validate() const;
+};
+
+struct TrainTest {
+  Dataset train, test;
+};
+
+// One batch of a DataLoader: views into the loader's buffers, valid until the
+// next batch. `index` holds the dataset rows the batch was copied from.
+struct Batch {
+  std::span<const float> x;         // (rows, cols), row-major
+  std::span<const std::int32_t> y;  // class per row: cross_entropy's labels
+  std::span<const float> binary;    // y as float, (rows, 1)
+  std::span<const float> sign;      // 2 y - 1, (rows, 1)
+  std::span<const std::int64_t> index;
+  std::int64_t rows = 0, cols = 0, classes = 0;
+  std::int64_t number = 0;  // the batch's position in its epoch
+
+  ag::Tensor inputs(ag::TensorTape& tape) const;                // x as a (rows, cols) constant
+  ag::Tensor targets(ag::TensorTape& tape, Target kind) const;  // (rows, 1)
+};
+
+// Note [DataLoader epochs]
+// ~~~~~~~~~~~~~~~~~~~~~~~~
+// Each range-for over a DataLoader is one epoch, as iterating a PyTorch
+// DataLoader is: begin() starts the next epoch. With shuffle, epoch e visits
+// the rows in a Fisher-Yates permutation drawn from an ag::Rng seeded by
+// (seed, e) alone, so a run resumed at epoch e (set_epoch) sees the same
+// batches as one that never stopped, and every seed and epoch differ. The
+// last batch is partial when batch_size does not divide the rows, unless
+// drop_last. Batches are copied into buffers sized once, here: iterating
+// allocates nothing.
+class DataLoader {
+ public:
+  // Borrows `data`, which must outlive the loader (a temporary is refused).
+  DataLoader(const Dataset& data, std::int64_t batch_size, bool shuffle = true,
+             std::uint64_t seed = 0, bool drop_last = false);
+  DataLoader(Dataset&&, std::int64_t, bool = true, std::uint64_t = 0, bool = false) = delete;
+
+  class Iterator {
+   public:
+    using value_type = Batch;
+    using difference_type = std::ptrdiff_t;
+    const Batch& operator*() const { return loader_->batch_; }
+    const Batch* operator->() const { return &loader_->batch_; }
+    Iterator& operator++();
+    void operator++(int) { ++*this; }
+    bool operator==(std::default_sentinel_t) const {
+      return loader_->batch_.number >= loader_->size();
+    }
+
+   private:
+    friend class DataLoader;
+    explicit Iterator(DataLoader* loader) : loader_(loader) {}
+    DataLoader* loader_;
+  };
+  Iterator begin();  // starts the next epoch (Note [DataLoader epochs])
+  std::default_sentinel_t end() const { return {}; }
+
+  std::int64_t size() const;  // batches per epoch
+  std::int64_t batch_size() const { return batch_size_; }
+  std::uint64_t epoch() const { return epoch_; }                  // the epoch begin() started last
+  void set_epoch(std::uint64_t next) { next_epoch_ = next; }      // the one begin() starts next
+  std::span<const std::int64_t> order() const { return order_; }  // this epoch's row order
+  const Dataset& dataset() const { return data_; }
+
+ private:
+  void load(std::int64_t number);
+  const Dataset& data_;
+  std::int64_t rows_, batch_size_;
+  bool shuffle_, drop_last_;
+  std::uint64_t seed_, epoch_ = 0, next_epoch_ = 0;
+  std::vector<std::int64_t> order_;
+  std::vector<float> x_, binary_, sign_;
+  std::vector<std::int32_t> y_;
+  Batch batch_;
+};
+
+// ---- synthetic data sets, each from a seeded ag::Rng, rows ordered by class ----
+// The four XOR points (0,0) (0,1) (1,0) (1,1) with labels 0 1 1 0.
+Dataset xor_data();
+// Two interleaving half circles, as sklearn.datasets.make_moons: n / 2 points
+// (rounded down) on the upper moon (class 0), the rest on the lower one
+// (class 1), plus N(0, noise^2) on each coordinate.
+Dataset moons(std::int64_t n, double noise, std::uint64_t seed);
+// Two concentric circles, as make_circles: radius 1 (class 0) and `factor` (class 1).
+Dataset circles(std::int64_t n, double noise, double factor, std::uint64_t seed);
+// CS231n's spiral: `classes` arms of n_per_class points, radius 0 to 1, the
+// angle of each point jittered by N(0, noise^2) (CS231n uses 0.2).
+Dataset spirals(std::int64_t n_per_class, std::int64_t classes, double noise, std::uint64_t seed);
+// Gaussian clusters as make_blobs: centers uniform in [-10, 10]^features,
+// points N(center, spread^2); n split as evenly as possible, the first centers
+// taking one more.
+Dataset blobs(std::int64_t n, std::int64_t centers, double spread, std::uint64_t seed,
+              std::int64_t features = 2);
+
+// ---- files ----
+// Every loader throws ag::Error naming the file and what is wrong with it:
+// for a CSV the line and column, for an IDX file the byte offset.
+
+struct CsvOptions {
+  bool header = true;
+  // The label column: by header name when label_name is set, else by index
+  // (negative counts from the end: -1 is the last column).
+  std::string label_name = {};
+  std::int64_t label_index = -1;
+  char delimiter = ',';
+  // false: labels must be class indices, integers from 0 (classes = the
+  // largest + 1). true: the distinct label texts are sorted (as numbers when
+  // all are numbers) and numbered from 0, and kept in class_names.
+  bool map_labels = false;
+};
+// Every other column must hold finite numbers. Blank lines are skipped;
+// fields may be quoted with "" (a quoted field cannot span lines). Errors name
+// a column by its header name, or without a header by its index from 0.
+Dataset load_csv(const std::string& path, const CsvOptions& options = {});
+
+// An IDX file of unsigned bytes (magic 00 00 08 N, N big-endian u32
+// dimensions, then the data), plain or gzip-compressed (detected by 1f 8b).
+// Declared sizes are checked against the file before anything is allocated.
+struct IdxArray {
+  std::vector<std::int64_t> dims;
+  std::vector<std::uint8_t> data;
+};
+IdxArray load_idx(const std::string& path);
+
+// MNIST-format images (n, rows, cols) and labels (n): a Dataset of n rows and
+// rows * cols columns scaled to [0, 1], with `classes` classes.
+Dataset load_mnist(const std::string& images_path, const std::string& labels_path,
+                   std::int64_t classes = 10);
+
+// Where Debian's dataset-fashion-mnist package installs the four IDX files.
+inline constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist";
+enum class Split { train, test };
+// Fashion-MNIST (60000 training or 10000 test images of 28 x 28, 10 classes)
+// from `dir` (each file gzipped or not); when the files are missing from the
+// default directory, the error says to apt-get install dataset-fashion-mnist.
+Dataset load_fashion_mnist(Split split, const std::string& dir = kFashionMnistDir);
+
+}  // namespace nn

@@ -1,0 +1,835 @@
+// Dataset, DataLoader, the synthetic generators and the CSV and IDX loaders.
+// Loaders treat every file as hostile: sizes are checked before allocating.
+
+#include "tapegrad/nn/data.hpp"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <map>
+#include <memory>
+#include <numbers>
+#include <numeric>
+#include <string_view>
+
+#include "tapegrad/random.hpp"
+
+namespace nn {
+
+namespace {
+
+template <class... Args>
+[[noreturn]] void fail(fmt::format_string<Args...> format, Args&&... args) {
+  throw ag::Error(fmt::format(format, std::forward<Args>(args)...));
+}
+
+std::size_t sz(std::int64_t n) { return static_cast<std::size_t>(n); }
+
+// Fisher-Yates with ag::Rng::below: each of the n! orders equally likely.
+void shuffle(std::span<std::int64_t> order, ag::Rng& rng) {
+  for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
+}
+
+Dataset empty_set(std::int64_t rows, std::int64_t cols, std::int64_t classes) {
+  Dataset d;
+  d.rows = rows, d.cols = cols, d.classes = classes;
+  d.features.resize(sz(rows * cols));
+  d.labels.resize(sz(rows));
+  for (std::int64_t j = 0; j < cols; ++j) d.feature_names.push_back(fmt::format("x{}", j + 1));
+  return d;
+}
+
+void check_targets(std::int64_t classes, const char* who) {
+  if (classes > 2)
+    fail("{}: float targets need a binary data set, this one has {} classes", who, classes);
+}
+
+}  // namespace
+
+// ---- Dataset ------------------------------------------------------------------
+
+std::span<const float> Dataset::row(std::int64_t i) const {
+  if (i < 0 || i >= rows) fail("Dataset::row: row {} is outside [0, {})", i, rows);
+  return std::span<const float>(features).subspan(sz(i * cols), sz(cols));
+}
+
+ag::Tensor Dataset::inputs(ag::TensorTape& tape) const {
+  validate();
+  return tape.constant(ag::Shape{rows, cols}, std::span<const float>(features));
+}
+
+ag::Tensor Dataset::targets(ag::TensorTape& tape, Target kind) const {
+  validate();
+  check_targets(classes, "Dataset::targets");
+  std::vector<float> t(labels.size());
+  for (std::size_t i = 0; i < t.size(); ++i)
+    t[i] = kind == Target::binary ? float(labels[i]) : 2.f * float(labels[i]) - 1.f;
+  return tape.constant(ag::Shape{rows, 1}, std::span<const float>(t));
+}
+
+std::vector<std::int64_t> Dataset::class_counts() const {
+  validate();
+  std::vector<std::int64_t> counts(sz(classes));
+  for (std::int32_t l : labels) ++counts[sz(l)];
+  return counts;
+}
+
+Dataset Dataset::subset(std::span<const std::int64_t> indices) const {
+  validate();
+  Dataset out;
+  out.rows = std::int64_t(indices.size()), out.cols = cols, out.classes = classes;
+  out.feature_names = feature_names, out.class_names = class_names;
+  out.features.reserve(indices.size() * sz(cols));
+  out.labels.reserve(indices.size());
+  for (std::int64_t i : indices) {
+    if (i < 0 || i >= rows) fail("Dataset::subset: row {} is outside [0, {})", i, rows);
+    std::span<const float> r = row(i);
+    out.features.insert(out.features.end(), r.begin(), r.end());
+    out.labels.push_back(labels[sz(i)]);
+  }
+  return out;
+}
+
+TrainTest Dataset::split(double test_fraction, std::uint64_t seed) const {
+  validate();
+  if (!(test_fraction >= 0 && test_fraction <= 1))
+    fail("Dataset::split: test_fraction must be in [0, 1], not {}", test_fraction);
+  std::vector<std::int64_t> order(sz(rows));
+  std::iota(order.begin(), order.end(), 0);
+  ag::Rng rng(seed);
+  shuffle(order, rng);
+  const auto n_test = std::int64_t(std::llround(test_fraction * double(rows)));
+  std::span<const std::int64_t> all(order);
+  return {subset(all.subspan(sz(n_test))), subset(all.first(sz(n_test)))};
+}
+
+Standardization Dataset::standardize() {
+  validate();
+  // Population statistics (ddof 0), in double, as sklearn's StandardScaler.
+  std::vector<double> sum(sz(cols)), sq(sz(cols));
+  for (std::int64_t i = 0; i < rows; ++i)
+    for (std::int64_t j = 0; j < cols; ++j) sum[sz(j)] += features[sz(i * cols + j)];
+  Standardization s;
+  s.mean.resize(sz(cols)), s.stddev.resize(sz(cols));
+  for (std::int64_t j = 0; j < cols; ++j)
+    s.mean[sz(j)] = float(rows ? sum[sz(j)] / double(rows) : 0);
+  for (std::int64_t i = 0; i < rows; ++i)
+    for (std::int64_t j = 0; j < cols; ++j) {
+      const double d = features[sz(i * cols + j)] - double(s.mean[sz(j)]);
+      sq[sz(j)] += d * d;
+    }
+  for (std::int64_t j = 0; j < cols; ++j) {
+    const double sd = rows ? std::sqrt(sq[sz(j)] / double(rows)) : 0;
+    s.stddev[sz(j)] = sd > 0 ? float(sd) : 1.f;  // a constant column is only centred
+  }
+  standardize(s);
+  return s;
+}
+
+void Dataset::standardize(const Standardization& s) {
+  validate();
+  if (std::int64_t(s.mean.size()) != cols || std::int64_t(s.stddev.size()) != cols)
+    fail("Dataset::standardize: statistics of {} columns for a data set of {}", s.mean.size(),
+         cols);
+  for (std::int64_t i = 0; i < rows; ++i)
+    for (std::int64_t j = 0; j < cols; ++j) {
+      float& x = features[sz(i * cols + j)];
+      x = (x - s.mean[sz(j)]) / s.stddev[sz(j)];
+    }
+}
+
+void Dataset::scale(float factor) {
+  for (float& x : features) x *= factor;
+}
+
+void Dataset::validate() const {
+  if (rows < 0 || cols < 0 || classes < 0)
+    fail("Dataset: rows ({}), cols ({}) and classes ({}) cannot be negative", rows, cols, classes);
+  if (cols && rows > std::numeric_limits<std::int64_t>::max() / cols)
+    fail("Dataset: {} rows of {} columns is too large", rows, cols);
+  if (std::int64_t(features.size()) != rows * cols)
+    fail("Dataset: {} features for {} rows of {} columns (expected {})", features.size(), rows,
+         cols, rows * cols);
+  if (std::int64_t(labels.size()) != rows)
+    fail("Dataset: {} labels for {} rows", labels.size(), rows);
+  for (std::size_t i = 0; i < labels.size(); ++i)
+    if (labels[i] < 0 || labels[i] >= classes)
+      fail("Dataset: label {} of row {} is outside [0, {})", labels[i], i, classes);
+}
+
+// ---- Batch and DataLoader -----------------------------------------------------
+
+ag::Tensor Batch::inputs(ag::TensorTape& tape) const {
+  return tape.constant(ag::Shape{rows, cols}, x);
+}
+
+ag::Tensor Batch::targets(ag::TensorTape& tape, Target kind) const {
+  check_targets(classes, "Batch::targets");
+  return tape.constant(ag::Shape{rows, 1}, kind == Target::binary ? binary : sign);
+}
+
+DataLoader::DataLoader(const Dataset& data, std::int64_t batch_size, bool shuffle,
+                       std::uint64_t seed, bool drop_last)
+    : data_(data),
+      rows_(data.rows),
+      batch_size_(batch_size),
+      shuffle_(shuffle),
+      drop_last_(drop_last),
+      seed_(seed) {
+  data.validate();
+  if (batch_size <= 0) fail("DataLoader: batch_size must be positive, not {}", batch_size);
+  // A batch never holds more than the data set, however large batch_size is.
+  const std::int64_t most = std::min(batch_size, rows_);
+  order_.resize(sz(rows_));
+  x_.resize(sz(most * data.cols));
+  y_.resize(sz(most)), binary_.resize(sz(most)), sign_.resize(sz(most));
+  batch_.cols = data.cols, batch_.classes = data.classes;
+  batch_.number = size();  // no epoch started: at the end
+}
+
+std::int64_t DataLoader::size() const {
+  return drop_last_ ? rows_ / batch_size_ : (rows_ + batch_size_ - 1) / batch_size_;
+}
+
+DataLoader::Iterator DataLoader::begin() {
+  if (data_.rows != rows_ || data_.features.size() != sz(rows_ * data_.cols) ||
+      data_.cols != batch_.cols)
+    fail("DataLoader: the data set changed shape since the loader was made ({} x {}, now {} x {})",
+         rows_, batch_.cols, data_.rows, data_.cols);
+  epoch_ = next_epoch_++;
+  std::iota(order_.begin(), order_.end(), 0);
+  if (shuffle_) {
+    // Note [DataLoader epochs]: the order depends on (seed, epoch) only.
+    ag::Rng rng(seed_ ^ (0x9e3779b97f4a7c15ull * (epoch_ + 1)));
+    nn::shuffle(order_, rng);
+  }
+  if (size() > 0)
+    load(0);
+  else
+    batch_.number = 0;
+  return Iterator(this);
+}
+
+DataLoader::Iterator& DataLoader::Iterator::operator++() {
+  const std::int64_t next = loader_->batch_.number + 1;
+  if (next < loader_->size())
+    loader_->load(next);
+  else
+    loader_->batch_.number = next;
+  return *this;
+}
+
+void DataLoader::load(std::int64_t number) {
+  const std::int64_t cols = data_.cols, first = number * batch_size_;
+  const std::int64_t n = std::min(batch_size_, rows_ - first);
+  for (std::int64_t k = 0; k < n; ++k) {
+    const std::int64_t i = order_[sz(first + k)];
+    std::copy_n(data_.features.begin() + i * cols, cols, x_.begin() + k * cols);
+    const std::int32_t label = data_.labels[sz(i)];
+    y_[sz(k)] = label;
+    binary_[sz(k)] = float(label);
+    sign_[sz(k)] = 2.f * float(label) - 1.f;
+  }
+  batch_.x = std::span<const float>(x_).first(sz(n * cols));
+  batch_.y = std::span<const std::int32_t>(y_).first(sz(n));
+  batch_.binary = std::span<const float>(binary_).first(sz(n));
+  batch_.sign = std::span<const float>(sign_).first(sz(n));
+  batch_.index = std::span<const std::int64_t>(order_).subspan(sz(first), sz(n));
+  batch_.rows = n;
+  batch_.number = number;
+}
+
+// ---- generators ---------------------------------------------------------------
+
+namespace {
+
+void check_noise(double noise, const char* who) {
+  if (!(noise >= 0) || !std::isfinite(noise))
+    fail("{}: noise must be a finite number >= 0, not {}", who, noise);
+}
+
+// NumPy's linspace(start, stop, n, endpoint)[i].
+double linspace(double start, double stop, std::int64_t n, std::int64_t i, bool endpoint = true) {
+  const std::int64_t steps = endpoint ? n - 1 : n;
+  return steps <= 0 ? start : start + (stop - start) * double(i) / double(steps);
+}
+
+}  // namespace
+
+Dataset xor_data() {
+  Dataset d = empty_set(4, 2, 2);
+  d.features = {0, 0, 0, 1, 1, 0, 1, 1};
+  d.labels = {0, 1, 1, 0};
+  return d;
+}
+
+Dataset moons(std::int64_t n, double noise, std::uint64_t seed) {
+  if (n < 2) fail("moons: n must be at least 2, not {}", n);
+  check_noise(noise, "moons");
+  const std::int64_t n_out = n / 2, n_in = n - n_out;
+  Dataset d = empty_set(n, 2, 2);
+  ag::Rng rng(seed);
+  const double pi = std::numbers::pi;
+  for (std::int64_t i = 0; i < n; ++i) {
+    const bool outer = i < n_out;
+    const double t = outer ? linspace(0, pi, n_out, i) : linspace(0, pi, n_in, i - n_out);
+    const double x = outer ? std::cos(t) : 1 - std::cos(t);
+    const double y = outer ? std::sin(t) : 1 - std::sin(t) - 0.5;
+    d.features[sz(2 * i)] = float(x + noise * rng.normal());
+    d.features[sz(2 * i + 1)] = float(y + noise * rng.normal());
+    d.labels[sz(i)] = outer ? 0 : 1;
+  }
+  return d;
+}
+
+Dataset circles(std::int64_t n, double noise, double factor, std::uint64_t seed) {
+  if (n < 2) fail("circles: n must be at least 2, not {}", n);
+  check_noise(noise, "circles");
+  if (!(factor >= 0 && factor < 1)) fail("circles: factor must be in [0, 1), not {}", factor);
+  const std::int64_t n_out = n / 2, n_in = n - n_out;
+  Dataset d = empty_set(n, 2, 2);
+  ag::Rng rng(seed);
+  const double two_pi = 2 * std::numbers::pi;
+  for (std::int64_t i = 0; i < n; ++i) {
+    const bool outer = i < n_out;
+    const double t =
+        outer ? linspace(0, two_pi, n_out, i, false) : linspace(0, two_pi, n_in, i - n_out, false);
+    const double r = outer ? 1 : factor;
+    d.features[sz(2 * i)] = float(r * std::cos(t) + noise * rng.normal());
+    d.features[sz(2 * i + 1)] = float(r * std::sin(t) + noise * rng.normal());
+    d.labels[sz(i)] = outer ? 0 : 1;
+  }
+  return d;
+}
+
+Dataset spirals(std::int64_t n_per_class, std::int64_t classes, double noise, std::uint64_t seed) {
+  if (n_per_class < 1) fail("spirals: n_per_class must be at least 1, not {}", n_per_class);
+  if (classes < 2 || classes > 1000) fail("spirals: classes must be in [2, 1000], not {}", classes);
+  check_noise(noise, "spirals");
+  Dataset d = empty_set(n_per_class * classes, 2, classes);
+  ag::Rng rng(seed);
+  for (std::int64_t c = 0; c < classes; ++c)
+    for (std::int64_t i = 0; i < n_per_class; ++i) {
+      // CS231n: r = linspace(0, 1, N); t = linspace(4c, 4(c+1), N) + randn(N) * 0.2
+      const double r = linspace(0, 1, n_per_class, i);
+      const double t =
+          linspace(4.0 * double(c), 4.0 * double(c + 1), n_per_class, i) + noise * rng.normal();
+      const std::int64_t k = c * n_per_class + i;
+      d.features[sz(2 * k)] = float(r * std::sin(t));
+      d.features[sz(2 * k + 1)] = float(r * std::cos(t));
+      d.labels[sz(k)] = std::int32_t(c);
+    }
+  return d;
+}
+
+Dataset blobs(std::int64_t n, std::int64_t centers, double spread, std::uint64_t seed,
+              std::int64_t features) {
+  if (centers < 1 || centers > 1000) fail("blobs: centers must be in [1, 1000], not {}", centers);
+  if (n < centers) fail("blobs: n ({}) must be at least the number of centers ({})", n, centers);
+  if (features < 1 || features > 10000)
+    fail("blobs: features must be in [1, 10000], not {}", features);
+  check_noise(spread, "blobs");
+  Dataset d = empty_set(n, features, centers);
+  ag::Rng rng(seed);
+  std::vector<double> center(sz(centers * features));
+  for (double& c : center) c = rng.uniform(-10, 10);  // sklearn's center_box
+  std::int64_t k = 0;
+  for (std::int64_t c = 0; c < centers; ++c) {
+    const std::int64_t count = n / centers + (c < n % centers ? 1 : 0);
+    for (std::int64_t i = 0; i < count; ++i, ++k) {
+      for (std::int64_t j = 0; j < features; ++j)
+        d.features[sz(k * features + j)] =
+            float(center[sz(c * features + j)] + spread * rng.normal());
+      d.labels[sz(k)] = std::int32_t(c);
+    }
+  }
+  return d;
+}
+
+// ---- CSV ----------------------------------------------------------------------
+
+namespace {
+
+// A class index from a CSV or IDX file is at most this (a confusion matrix
+// holds classes^2 counts).
+constexpr std::int64_t kMaxClasses = 65536;
+
+std::string read_file(const std::string& path) {
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (!f) fail("{}: cannot open: {}", path, std::strerror(errno));
+  std::string text;
+  char buffer[1 << 16];
+  std::size_t got;
+  while ((got = std::fread(buffer, 1, sizeof buffer, f.get())) > 0) text.append(buffer, got);
+  if (std::ferror(f.get())) fail("{}: cannot read: {}", path, std::strerror(errno));
+  return text;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// A field's text with its quotes removed and "" read as ".
+std::string unquote(std::string_view field) {
+  if (field.size() < 2 || field.front() != '"') return std::string(field);
+  std::string out;
+  for (std::size_t i = 1; i + 1 < field.size(); ++i) {
+    out += field[i];
+    if (field[i] == '"') ++i;  // the second quote of ""
+  }
+  return out;
+}
+
+struct CsvReader {
+  const std::string& path;
+  const CsvOptions& options;
+  std::vector<std::string> names;  // header names, or empty
+
+  // "column 'x2'" or "column 3" (counted from 0).
+  std::string column(std::size_t j) const {
+    return j < names.size() ? fmt::format("column '{}'", names[j]) : fmt::format("column {}", j);
+  }
+
+  // Splits `line` into `fields` (views into it, quotes kept for unquote()).
+  void split(std::string_view line, std::int64_t line_no, std::vector<std::string_view>& fields) {
+    fields.clear();
+    std::size_t i = 0;
+    while (true) {
+      std::size_t start = i;
+      while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+      if (i < line.size() && line[i] == '"') {
+        for (++i;; ++i) {
+          if (i >= line.size())
+            fail("{}:{}: {} has a quote that is not closed (a field cannot span lines)", path,
+                 line_no, column(fields.size()));
+          if (line[i] == '"') {
+            if (i + 1 < line.size() && line[i + 1] == '"')
+              ++i;
+            else
+              break;
+          }
+        }
+        ++i;
+      }
+      while (i < line.size() && line[i] != options.delimiter) ++i;
+      fields.push_back(trim(line.substr(start, i - start)));
+      if (i >= line.size()) break;
+      ++i;  // the delimiter
+    }
+  }
+
+  // The cell as a quote-free view (numbers may be quoted: "1.5").
+  static std::string_view bare(std::string_view cell) {
+    if (cell.size() >= 2 && cell.front() == '"' && cell.back() == '"')
+      return trim(cell.substr(1, cell.size() - 2));
+    return cell;
+  }
+
+  float number(std::string_view cell, std::int64_t line_no, std::size_t j) const {
+    std::string_view s = bare(cell);
+    if (s.empty()) fail("{}:{}, {}: empty cell", path, line_no, column(j));
+    std::string_view digits = s.front() == '+' ? s.substr(1) : s;
+    float value = 0;
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+    if (ec == std::errc::result_out_of_range)
+      fail("{}:{}, {}: '{}' is out of range for a float", path, line_no, column(j), s);
+    if (ec != std::errc() || end != digits.data() + digits.size())
+      fail("{}:{}, {}: '{}' is not a number", path, line_no, column(j), s);
+    if (!std::isfinite(value))
+      fail("{}:{}, {}: '{}' is not a finite number", path, line_no, column(j), s);
+    return value;
+  }
+
+  std::int32_t class_index(std::string_view cell, std::int64_t line_no, std::size_t j) const {
+    std::string_view s = bare(cell);
+    double value = -1;
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
+    const bool whole =
+        ec == std::errc() && end == s.data() + s.size() && value >= 0 && value == std::floor(value);
+    if (!whole)
+      fail(
+          "{}:{}, {}: '{}' is not a class index (an integer from 0); set "
+          "CsvOptions::map_labels to number the distinct labels",
+          path, line_no, column(j), s);
+    if (value >= double(kMaxClasses))
+      fail(
+          "{}:{}, {}: class index {} is too large (at most {}); set CsvOptions::map_labels to "
+          "number the distinct labels",
+          path, line_no, column(j), s, kMaxClasses - 1);
+    return std::int32_t(value);
+  }
+};
+
+bool blank(std::string_view line) { return trim(line).empty(); }
+
+}  // namespace
+
+Dataset load_csv(const std::string& path, const CsvOptions& options) {
+  const std::string text = read_file(path);
+  CsvReader reader{path, options, {}};
+  std::vector<std::string_view> fields;
+  std::vector<std::string> label_texts;  // per row, when map_labels
+  std::vector<std::int64_t> label_lines;
+  Dataset d;
+  std::size_t ncols = 0, label = 0;
+  bool have_layout = false;
+  std::int64_t line_no = 0, header_line = 0;
+
+  // Fixes the column count and the label column once the first line is known.
+  auto layout = [&](std::size_t n) {
+    ncols = n;
+    if (!options.label_name.empty()) {
+      if (!options.header)
+        fail("{}: the label column is named '{}', but CsvOptions::header is false", path,
+             options.label_name);
+      auto it = std::find(reader.names.begin(), reader.names.end(), options.label_name);
+      if (it == reader.names.end())
+        fail("{}: no column named '{}' (the columns are {})", path, options.label_name,
+             fmt::join(reader.names, ", "));
+      label = std::size_t(it - reader.names.begin());
+    } else {
+      const std::int64_t k =
+          options.label_index < 0 ? std::int64_t(n) + options.label_index : options.label_index;
+      if (k < 0 || k >= std::int64_t(n))
+        fail("{}: label column {} is out of range for {} columns", path, options.label_index, n);
+      label = std::size_t(k);
+    }
+    if (n < 2) fail("{}: no feature columns: the only column is the label", path);
+    for (std::size_t j = 0; j < reader.names.size(); ++j)
+      if (j != label) d.feature_names.push_back(reader.names[j]);
+    have_layout = true;
+  };
+
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    std::size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    std::string_view line(text.data() + pos, end - pos);
+    pos = end + 1;
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (blank(line)) continue;
+    reader.split(line, line_no, fields);
+    if (options.header && header_line == 0) {
+      header_line = line_no;
+      for (std::string_view f : fields) reader.names.push_back(unquote(f));
+      layout(fields.size());
+      continue;
+    }
+    if (!have_layout) layout(fields.size());
+    if (fields.size() != ncols)
+      fail("{}:{}: {} field{}, expected {}", path, line_no, fields.size(),
+           fields.size() == 1 ? "" : "s", ncols);
+    for (std::size_t j = 0; j < ncols; ++j)
+      if (j != label) d.features.push_back(reader.number(fields[j], line_no, j));
+    if (options.map_labels) {
+      label_texts.push_back(unquote(fields[label]));
+      label_lines.push_back(line_no);
+    } else {
+      d.labels.push_back(reader.class_index(fields[label], line_no, label));
+    }
+    ++d.rows;
+  }
+  if (!have_layout) fail("{}: empty file", path);
+  if (d.rows == 0) fail("{}: no data rows after the header (line {})", path, header_line);
+  d.cols = std::int64_t(ncols) - 1;
+
+  if (options.map_labels) {
+    std::vector<std::string> distinct = label_texts;
+    std::sort(distinct.begin(), distinct.end());
+    distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+    // Numbers sort as numbers ("2" before "10"), anything else as text.
+    std::vector<double> values(distinct.size());
+    bool numeric = true;
+    for (std::size_t i = 0; i < distinct.size() && numeric; ++i) {
+      std::string_view s = distinct[i];
+      const auto [e, ec] = std::from_chars(s.data(), s.data() + s.size(), values[i]);
+      numeric = ec == std::errc() && e == s.data() + s.size();
+    }
+    if (numeric) {
+      std::vector<std::pair<double, std::string>> by_value;
+      for (std::size_t i = 0; i < distinct.size(); ++i)
+        by_value.emplace_back(values[i], distinct[i]);
+      std::sort(by_value.begin(), by_value.end());
+      for (std::size_t i = 0; i < distinct.size(); ++i) distinct[i] = by_value[i].second;
+    }
+    if (std::int64_t(distinct.size()) > kMaxClasses)
+      fail("{}: {} distinct labels, more than {} classes", path, distinct.size(), kMaxClasses);
+    std::map<std::string, std::int32_t, std::less<>> index;
+    for (std::size_t i = 0; i < distinct.size(); ++i) index[distinct[i]] = std::int32_t(i);
+    for (const std::string& t : label_texts) d.labels.push_back(index.find(t)->second);
+    d.classes = std::int64_t(distinct.size());
+    d.class_names = std::move(distinct);
+  } else {
+    d.classes = 1 + *std::max_element(d.labels.begin(), d.labels.end());
+  }
+  d.validate();
+  return d;
+}
+
+// ---- IDX ----------------------------------------------------------------------
+
+namespace {
+
+// A file read through zlib: gzread decompresses a gzip file and passes a plain
+// one through unchanged, so one reader serves both; `gzip` says which it was.
+class IdxReader {
+ public:
+  explicit IdxReader(const std::string& path) : path_(path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) fail("{}: cannot open: {}", path, std::strerror(errno));
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
+      const int e = S_ISDIR(st.st_mode) ? EISDIR : errno;
+      ::close(fd);
+      fail("{}: cannot read: {}", path, std::strerror(e));
+    }
+    file_size_ = S_ISREG(st.st_mode) ? std::int64_t(st.st_size) : -1;
+    // Peek at the first two bytes: 1f 8b is gzip's magic.
+    unsigned char magic[2] = {0, 0};
+    gzip_ = ::pread(fd, magic, 2, 0) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+    gz_ = ::gzdopen(fd, "rb");
+    if (!gz_) {
+      ::close(fd);
+      fail("{}: cannot open: out of memory", path);
+    }
+    ::gzbuffer(gz_, 1 << 17);
+  }
+  ~IdxReader() { ::gzclose(gz_); }
+  IdxReader(const IdxReader&) = delete;
+  IdxReader& operator=(const IdxReader&) = delete;
+
+  bool gzip() const { return gzip_; }
+  // The uncompressed length when it is known before reading (a plain regular file), else -1.
+  std::int64_t known_size() const { return gzip_ ? -1 : file_size_; }
+  std::int64_t file_size() const { return file_size_; }
+  std::int64_t offset() const { return offset_; }
+  // " of the uncompressed data" for a gzip file: its offsets are not the file's.
+  std::string_view where() const { return gzip_ ? " of the uncompressed data" : ""; }
+
+  // Reads up to n bytes; fewer only at the end of the data. A corrupt gzip
+  // stream throws; one that ends early returns short and sets ended_early().
+  std::int64_t read(void* buffer, std::int64_t n) {
+    auto* out = static_cast<unsigned char*>(buffer);
+    std::int64_t got = 0;
+    while (got < n) {
+      // Small reads: a corrupt stream is then reported within 64 KiB of where it goes bad.
+      const unsigned chunk = unsigned(std::min<std::int64_t>(n - got, 1 << 16));
+      const int r = ::gzread(gz_, out + got, chunk);
+      if (r < 0) error(offset_ + got);
+      got += r;
+      if (unsigned(r) < chunk) {
+        int code = Z_OK;
+        ::gzerror(gz_, &code);
+        if (code == Z_BUF_ERROR)
+          ended_early_ = true;
+        else if (code != Z_OK)
+          error(offset_ + got);
+        break;
+      }
+    }
+    offset_ += got;
+    return got;
+  }
+  bool ended_early() const { return ended_early_; }
+
+ private:
+  [[noreturn]] void error(std::int64_t offset) {
+    int code = Z_OK;
+    std::string_view message = ::gzerror(gz_, &code);
+    if (code == Z_ERRNO) fail("{}: cannot read: {}", path_, std::strerror(errno));
+    // zlib prefixes the name it was opened under, "<fd:3>: ": we name the file ourselves.
+    if (message.starts_with("<fd:"))
+      message.remove_prefix(std::min(message.size(), message.find(">: ") + 3));
+    fail("{}: corrupt gzip data after byte {}{}: {}", path_, offset, where(), message);
+  }
+
+  const std::string& path_;
+  gzFile gz_ = nullptr;
+  bool gzip_ = false, ended_early_ = false;
+  std::int64_t file_size_ = -1, offset_ = 0;
+};
+
+std::string_view idx_type_name(unsigned char t) {
+  switch (t) {
+    case 0x09:
+      return "int8";
+    case 0x0B:
+      return "int16";
+    case 0x0C:
+      return "int32";
+    case 0x0D:
+      return "float32";
+    case 0x0E:
+      return "float64";
+    default:
+      return "unknown";
+  }
+}
+
+std::string dims_text(std::span<const std::int64_t> dims) {
+  return dims.size() == 1 ? fmt::format("({},)", dims[0])
+                          : fmt::format("({})", fmt::join(dims, ", "));
+}
+
+// Deflate expands at most 1032:1, so a gzip file of c bytes holds at most about
+// 1032 c: a header promising more cannot be honest, and is not allocated up front.
+constexpr std::int64_t kMaxDeflateRatio = 1032;
+
+}  // namespace
+
+IdxArray load_idx(const std::string& path) {
+  IdxReader in(path);
+  unsigned char magic[4];
+  const std::int64_t got = in.read(magic, 4);
+  if (got == 0) fail("{}: empty file (expected an IDX header)", path);
+  if (got < 4)
+    fail("{}: truncated at byte {}{}: an IDX file starts with a 4-byte magic number", path, got,
+         in.where());
+  if (magic[0] != 0 || magic[1] != 0 || magic[2] == 0 || magic[3] == 0)
+    fail(
+        "{}: wrong magic number at byte 0{}: found {:02x} {:02x} {:02x} {:02x}, expected 00 00 08 "
+        "0N (an IDX file of unsigned bytes with N dimensions)",
+        path, in.where(), magic[0], magic[1], magic[2], magic[3]);
+  if (magic[2] != 0x08)
+    fail(
+        "{}: IDX element type 0x{:02x} ({}) at byte 2{} is not supported: only unsigned bytes "
+        "(0x08) are",
+        path, magic[2], idx_type_name(magic[2]), in.where());
+  const int ndim = magic[3];
+  if (ndim > ag::kMaxRank)
+    fail("{}: byte 3{} declares {} dimensions, more than {}", path, in.where(), ndim, ag::kMaxRank);
+
+  IdxArray out;
+  std::int64_t total = 1;
+  bool overflow = false;
+  for (int k = 0; k < ndim; ++k) {
+    unsigned char b[4];
+    if (in.read(b, 4) < 4)
+      fail("{}: truncated at byte {}{}: the header declares {} dimensions of 4 bytes each", path,
+           in.offset(), in.where(), ndim);
+    const std::int64_t d = std::int64_t(std::uint32_t(b[0]) << 24 | std::uint32_t(b[1]) << 16 |
+                                        std::uint32_t(b[2]) << 8 | b[3]);
+    out.dims.push_back(d);
+    overflow = overflow || __builtin_mul_overflow(total, d, &total);
+  }
+  const std::int64_t header = 4 + 4 * std::int64_t(ndim);
+  const std::string declared =
+      overflow ? fmt::format("{} (more than 2^63 bytes)", dims_text(out.dims))
+               : fmt::format("{} = {} bytes of data", dims_text(out.dims), total);
+
+  // Note: nothing below allocates more than the file can hold.
+  if (in.known_size() >= 0) {
+    const std::int64_t available = in.known_size() - header;
+    if (overflow || total > available)
+      fail(
+          "{}: truncated at byte {}: the header declares {}, the file has {} after the {}-byte "
+          "header",
+          path, in.known_size(), declared, available, header);
+    if (total < available)
+      fail("{}: {} unexpected bytes at byte {}: the header declares {}", path, available - total,
+           header + total, declared);
+  } else if (overflow || (in.file_size() >= 0 && total / kMaxDeflateRatio > in.file_size())) {
+    fail(
+        "{}: the header declares {}, more than a {}-byte gzip file can hold (deflate expands at "
+        "most {}:1)",
+        path, declared, in.file_size(), kMaxDeflateRatio);
+  }
+  try {
+    // Bounded by the file (above), and only reserved: pages are touched as data arrives.
+    out.data.reserve(sz(in.file_size() >= 0 ? total : std::min<std::int64_t>(total, 1 << 20)));
+    // Read in chunks, so that a header that lies costs no more than the data that is there.
+    std::int64_t have = 0;
+    while (have < total) {
+      const std::int64_t chunk = std::min<std::int64_t>(total - have, 1 << 24);
+      out.data.resize(sz(have + chunk));
+      const std::int64_t r = in.read(out.data.data() + have, chunk);
+      have += r;
+      if (r < chunk)
+        fail("{}: truncated at byte {}{}: the header declares {}, the file has {}{}", path,
+             header + have, in.where(), declared, have,
+             in.ended_early() ? " (the gzip stream ends early)" : "");
+    }
+  } catch (const std::bad_alloc&) {
+    fail("{}: not enough memory for the {} the header declares", path, declared);
+  }
+  unsigned char extra;
+  if (in.known_size() < 0 && in.read(&extra, 1) == 1)
+    fail("{}: unexpected bytes at byte {}{}: the header declares {}", path, header + total,
+         in.where(), declared);
+  return out;
+}
+
+Dataset load_mnist(const std::string& images_path, const std::string& labels_path,
+                   std::int64_t classes) {
+  if (classes < 1 || classes > 256)
+    fail("load_mnist: classes must be in [1, 256], not {}", classes);
+  IdxArray images = load_idx(images_path);
+  if (images.dims.size() != 3)
+    fail("{}: expected images of 3 dimensions (n, rows, cols), found {}", images_path,
+         dims_text(images.dims));
+  const IdxArray labels = load_idx(labels_path);
+  if (labels.dims.size() != 1)
+    fail("{}: expected labels of 1 dimension (n,), found {}", labels_path, dims_text(labels.dims));
+  if (images.dims[0] != labels.dims[0])
+    fail("{} holds {} images but {} holds {} labels", images_path, images.dims[0], labels_path,
+         labels.dims[0]);
+  Dataset d;
+  d.rows = images.dims[0], d.cols = images.dims[1] * images.dims[2], d.classes = classes;
+  d.labels.resize(sz(d.rows));
+  for (std::int64_t i = 0; i < d.rows; ++i) {
+    const std::uint8_t l = labels.data[sz(i)];
+    if (l >= classes)
+      fail("{}: label {} at byte {} is not below {} classes", labels_path, l, 8 + i, classes);
+    d.labels[sz(i)] = l;
+  }
+  try {
+    d.features.resize(images.data.size());
+  } catch (const std::bad_alloc&) {
+    fail("{}: not enough memory for {} images as floats", images_path, d.rows);
+  }
+  for (std::size_t k = 0; k < images.data.size(); ++k)
+    d.features[k] = float(images.data[k]) / 255.f;
+  return d;
+}
+
+Dataset load_fashion_mnist(Split split, const std::string& dir) {
+  const std::string prefix = split == Split::train ? "train" : "t10k";
+  auto find = [&](const std::string& name) {
+    namespace fs = std::filesystem;
+    for (const std::string& candidate : {name + ".gz", name}) {
+      const fs::path p = fs::path(dir) / candidate;
+      std::error_code ec;
+      if (fs::exists(p, ec)) return p.string();
+    }
+    const std::string missing = (std::filesystem::path(dir) / (name + ".gz")).string();
+    if (dir == kFashionMnistDir)
+      fail(
+          "Fashion-MNIST is not installed: {} is missing; install Debian's package with "
+          "`apt-get install dataset-fashion-mnist`, or pass the directory that holds the files",
+          missing);
+    fail("{}: no Fashion-MNIST file {}.gz (or {})", dir, name, name);
+  };
+  const std::string images = find(prefix + "-images-idx3-ubyte");
+  const std::string labels = find(prefix + "-labels-idx1-ubyte");
+  Dataset d = load_mnist(images, labels, 10);
+  d.class_names = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                   "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+  return d;
+}
+
+}  // namespace nn
