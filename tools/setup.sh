@@ -12,8 +12,13 @@ packages=(
   libgraphviz-dev fonts-dejavu-core                # cgraph + gvc (PNG text needs a font)
   libopenblas-dev                                  # matmul for tensors
   libbenchmark-dev                                 # bench/
+  nlohmann-json3-dev                               # checkpoint headers (safetensors JSON)
   zlib1g-dev dataset-fashion-mnist                 # gzip IDX files; Fashion-MNIST for nn
 )
+# Only the tests need these: PyTorch (checkpoints must load into torch.nn) is large, so a plain
+# build does without it.
+test_packages=(python3-torch)
+if [ "${1:-build}" = test ]; then packages+=("${test_packages[@]}"); fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -3,6 +3,7 @@
 
 #pragma once
 
+#include "tapegrad/nn/checkpoint.hpp"
 #include "tapegrad/nn/diagnostics.hpp"
 #include "tapegrad/nn/data.hpp"
 #include "tapegrad/nn/init.hpp"

@@ -1,0 +1,612 @@
+// Checkpoints as safetensors (Note [Checkpoint format]): an atomic writer, a reader that
+// validates every byte before anything is used, and save/load of modules and optimizers.
+
+#include "tapegrad/nn/checkpoint.hpp"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <span>
+#include <system_error>
+#include <utility>
+
+namespace nn {
+namespace {
+
+// The header keeps the order entries are written in, so a file reads like the model.
+using Json = nlohmann::ordered_json;
+
+// safetensors stores little-endian data and we copy it with memcpy.
+static_assert(std::endian::native == std::endian::little,
+              "checkpoint.cpp reads and writes little-endian data by memcpy");
+
+constexpr std::uint64_t kMaxHeader = 100'000'000;  // the limit of the safetensors library
+constexpr std::string_view kMetadataKey = "__metadata__";
+constexpr std::string_view kCrcKey = "tapegrad.crc32";
+constexpr std::string_view kOptimizerKey = "tapegrad.optimizer";
+constexpr std::string_view kStepsKey = "tapegrad.optimizer.steps";
+constexpr std::string_view kLrKey = "tapegrad.optimizer.lr";
+constexpr std::string_view kStatePrefix = "optimizer.state.";
+
+struct DTypeInfo {
+  std::string_view name;
+  std::size_t size;
+};
+// The byte-sized dtypes of the safetensors format (the sub-byte F4/F6 ones are not supported).
+constexpr DTypeInfo kDTypes[] = {
+    {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1},
+    {"I16", 2},  {"U16", 2}, {"F16", 2}, {"BF16", 2},    {"I32", 4},
+    {"U32", 4},  {"F32", 4}, {"F64", 8}, {"I64", 8},     {"U64", 8},
+};
+
+// ---- CRC-32 -------------------------------------------------------------------------------------
+
+// CRC-32 as zlib's crc32() and Python's zlib.crc32 compute it (reflected polynomial
+// 0xEDB88320), one byte at a time through a table built at compile time.
+constexpr std::array<std::uint32_t, 256> make_crc_table() {
+  std::array<std::uint32_t, 256> table{};
+  for (std::uint32_t i = 0; i < 256; ++i) {
+    std::uint32_t c = i;
+    for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+    table[i] = c;
+  }
+  return table;
+}
+constexpr std::array<std::uint32_t, 256> kCrcTable = make_crc_table();
+
+std::uint32_t crc32(std::uint32_t crc, std::span<const std::byte> bytes) {
+  crc = ~crc;
+  for (std::byte b : bytes)
+    crc = kCrcTable[(crc ^ std::to_integer<std::uint32_t>(b)) & 0xff] ^ (crc >> 8);
+  return ~crc;
+}
+
+std::span<const std::byte> as_bytes(std::string_view s) {
+  return std::as_bytes(std::span(s.data(), s.size()));
+}
+
+// ---- Files --------------------------------------------------------------------------------------
+
+std::string errno_text(int err) { return std::generic_category().message(err); }
+
+// A new file next to `path` (so rename() stays within one file system), created exclusively
+// with the usual 0666 & ~umask permissions, as graph.cpp's writer does.
+int create_temporary(const std::string& path, std::string& temporary) {
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    temporary = fmt::format("{}.tmp-{}-{}", path, ::getpid(), attempt);
+    const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd >= 0 || errno != EEXIST) return fd;
+  }
+  return -1;
+}
+
+int write_all(int fd, std::span<const std::byte> bytes) {
+  for (std::size_t done = 0; done < bytes.size();) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n >= 0)
+      done += static_cast<std::size_t>(n);
+    else if (errno != EINTR)
+      return errno;
+  }
+  return 0;
+}
+
+// Makes the rename itself durable; a failure here cannot lose the file, so it is not an error.
+void sync_directory(const std::string& path) {
+  const std::size_t slash = path.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "."
+                          : slash == 0               ? "/"
+                                                     : path.substr(0, slash);
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
+// Writes the pieces to a temporary file, flushes it to the disk, then renames it over `path`:
+// a reader sees the old file or the new one, never a mixture, even after a crash. On failure
+// the temporary file is removed (a killed process cannot, and leaves "path.tmp-PID-N").
+void write_atomically(const std::string& path, std::span<const std::span<const std::byte>> pieces) {
+  auto fail = [&](int err) {
+    return ag::Error(fmt::format("cannot write checkpoint \"{}\": {}", path, errno_text(err)));
+  };
+  std::string temporary;
+  const int fd = create_temporary(path, temporary);
+  if (fd < 0) throw fail(errno);
+  int err = 0;
+  for (std::size_t i = 0; i < pieces.size() && err == 0; ++i) err = write_all(fd, pieces[i]);
+  if (err == 0 && ::fsync(fd) != 0) err = errno;
+  if (::close(fd) != 0 && err == 0) err = errno;
+  if (err == 0 && ::rename(temporary.c_str(), path.c_str()) != 0) err = errno;
+  if (err != 0) {
+    ::unlink(temporary.c_str());
+    throw fail(err);
+  }
+  sync_directory(path);
+}
+
+std::vector<std::byte> read_all(const std::string& path) {
+  auto fail = [&](int err) {
+    return ag::Error(fmt::format("cannot read checkpoint \"{}\": {}", path, errno_text(err)));
+  };
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw fail(errno);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
+    const int err = S_ISDIR(st.st_mode) ? EISDIR : errno;
+    ::close(fd);
+    throw fail(err);
+  }
+  std::vector<std::byte> bytes(S_ISREG(st.st_mode) ? static_cast<std::size_t>(st.st_size) : 0);
+  std::size_t done = 0;
+  for (;;) {
+    if (done == bytes.size()) bytes.resize(std::max<std::size_t>(2 * bytes.size(), 4096));
+    const ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
+    if (n > 0) {
+      done += static_cast<std::size_t>(n);
+    } else if (n == 0) {
+      break;
+    } else if (errno != EINTR) {
+      const int err = errno;
+      ::close(fd);
+      throw fail(err);
+    }
+  }
+  ::close(fd);
+  bytes.resize(done);
+  return bytes;
+}
+
+// ---- Writing ------------------------------------------------------------------------------------
+
+// A tensor to write, borrowing its bytes.
+struct TensorView {
+  std::string name;
+  std::string dtype;
+  std::vector<std::int64_t> shape;
+  std::span<const std::byte> bytes;
+};
+
+std::int64_t numel_of(const std::vector<std::int64_t>& shape) {
+  std::int64_t n = 1;
+  for (std::int64_t d : shape) n *= d;
+  return n;
+}
+
+void write_tensors(const std::string& path, const std::vector<TensorView>& tensors,
+                   std::map<std::string, std::string> metadata) {
+  auto fail = [&](const std::string& why) {
+    return ag::Error(fmt::format("cannot write checkpoint \"{}\": {}", path, why));
+  };
+  metadata.erase(std::string(kCrcKey));
+  Json header = Json::object();
+  header[kMetadataKey] = Json::object();
+  for (const auto& [key, value] : metadata) header[kMetadataKey][key] = value;
+  std::uint64_t offset = 0;
+  for (const TensorView& t : tensors) {
+    if (t.name.empty() || t.name == kMetadataKey || header.contains(t.name))
+      throw fail(fmt::format("the tensor name \"{}\" is empty, reserved or used twice", t.name));
+    const std::size_t size = dtype_size(t.dtype);
+    if (size == 0) throw fail(fmt::format("\"{}\" is not a safetensors dtype", t.dtype));
+    if (std::any_of(t.shape.begin(), t.shape.end(), [](std::int64_t d) { return d < 0; }) ||
+        t.bytes.size() != static_cast<std::uint64_t>(numel_of(t.shape)) * size)
+      throw fail(fmt::format("tensor \"{}\" has {} bytes, not what shape {} of {} needs", t.name,
+                             t.bytes.size(), shape_str(t.shape), t.dtype));
+    header[t.name] = {{"dtype", t.dtype},
+                      {"shape", t.shape},
+                      {"data_offsets", {offset, offset + t.bytes.size()}}};
+    offset += t.bytes.size();
+  }
+
+  std::string text;
+  try {
+    // The checksum covers the header as written without it, then the data (Note [Checkpoint
+    // format]); the reader removes the key and dumps the parsed header again to check.
+    std::uint32_t crc = crc32(0, as_bytes(header.dump()));
+    for (const TensorView& t : tensors) crc = crc32(crc, t.bytes);
+    header[kMetadataKey][kCrcKey] = fmt::format("{:08x}", crc);
+    text = header.dump();
+  } catch (const nlohmann::json::exception& e) {
+    throw fail(fmt::format("a name or metadata string is not valid UTF-8 ({})", e.what()));
+  }
+  // Spaces so the data section starts 8-byte aligned, as the safetensors library writes it.
+  text.append((8 - text.size() % 8) % 8, ' ');
+  std::array<std::byte, 8> length{};
+  const std::uint64_t n = text.size();
+  std::memcpy(length.data(), &n, 8);
+
+  std::vector<std::span<const std::byte>> pieces{length, as_bytes(text)};
+  for (const TensorView& t : tensors) pieces.push_back(t.bytes);
+  write_atomically(path, pieces);
+}
+
+// ---- Reading ------------------------------------------------------------------------------------
+
+// Rejects a duplicated key in any object of the header: JSON parsers disagree on which copy
+// wins, so a file with one is ambiguous.
+class DuplicateKeyCheck {
+ public:
+  bool operator()(int, nlohmann::json::parse_event_t event, Json& parsed) {
+    using Event = nlohmann::json::parse_event_t;
+    if (event == Event::object_start) keys_.emplace_back();
+    if (event == Event::object_end && !keys_.empty()) keys_.pop_back();
+    if (event == Event::key && !keys_.empty()) {
+      const std::string& key = parsed.get_ref<const std::string&>();
+      if (!keys_.back().insert(key).second) duplicate = key;
+    }
+    return true;
+  }
+  std::string duplicate;
+
+ private:
+  std::vector<std::set<std::string>> keys_;
+};
+
+// nlohmann's "[json.exception.parse_error.101] parse error at line 1, column 9: syntax error
+// ..." without the parts our message gives in its own words.
+std::string parse_reason(const nlohmann::json::parse_error& e) {
+  std::string_view what = e.what();
+  const std::size_t at = what.find("parse error");
+  const std::size_t colon = at == std::string_view::npos ? at : what.find(": ", at);
+  if (colon != std::string_view::npos) what.remove_prefix(colon + 2);
+  // Its "last read: '...'" quotes the file, which may be binary: escape what is not ASCII text.
+  std::string out;
+  for (char c : what) {
+    const auto u = static_cast<unsigned char>(c);
+    out += u >= 0x20 && u < 0x7f ? std::string(1, c) : fmt::format("\\x{:02x}", u);
+  }
+  return out;
+}
+
+bool non_negative_integer(const Json& j) { return j.is_number_unsigned(); }
+
+// A metadata key one or two bits away from the checksum's: the checksum's own key damaged,
+// which would otherwise switch the check off.
+bool near_crc_key(const std::string& key) {
+  if (key.size() != kCrcKey.size() || key == kCrcKey) return false;
+  int differing = 0;
+  for (std::size_t i = 0; i < key.size(); ++i)
+    differing += std::popcount(static_cast<unsigned>(static_cast<unsigned char>(key[i]) ^
+                                                     static_cast<unsigned char>(kCrcKey[i])));
+  return differing <= 2;
+}
+
+}  // namespace
+
+std::size_t dtype_size(std::string_view dtype) {
+  for (const DTypeInfo& d : kDTypes)
+    if (d.name == dtype) return d.size;
+  return 0;
+}
+
+std::string shape_str(const std::vector<std::int64_t>& shape) {
+  std::string s = "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+std::int64_t StoredTensor::numel() const { return numel_of(shape); }
+
+std::vector<float> StoredTensor::floats() const {
+  if (dtype != "F32") throw ag::Error(fmt::format("a {} tensor read as F32", dtype));
+  std::vector<float> out(data.size() / sizeof(float));
+  std::memcpy(out.data(), data.data(), out.size() * sizeof(float));
+  return out;
+}
+
+SafetensorsFile read_safetensors(const std::string& path) {
+  const std::vector<std::byte> bytes = read_all(path);
+  auto fail = [&](const std::string& why) { return ag::Error(fmt::format("{}: {}", path, why)); };
+
+  if (bytes.size() < 8)
+    throw fail(
+        fmt::format("the file is {} bytes, too short for the 8-byte header length", bytes.size()));
+  std::uint64_t n = 0;
+  std::memcpy(&n, bytes.data(), 8);
+  if (n > bytes.size() - 8)
+    throw fail(
+        fmt::format("the header length at byte 0 says {} bytes, but only {} follow "
+                    "(truncated or corrupt file)",
+                    n, bytes.size() - 8));
+  if (n > kMaxHeader)
+    throw fail(
+        fmt::format("the header length at byte 0 says {} bytes, more than the {} "
+                    "safetensors allows",
+                    n, kMaxHeader));
+  const std::uint64_t data_start = 8 + n, data_size = bytes.size() - data_start;
+  const std::string_view text(reinterpret_cast<const char*>(bytes.data()) + 8, n);
+
+  // nlohmann-json takes a NUL byte for the end of its input, so a NUL (a flipped padding
+  // space, say) would hide what follows it.
+  if (const std::size_t nul = text.find('\0'); nul != std::string_view::npos)
+    throw fail(fmt::format("the JSON header (bytes 8..{}) has a NUL byte at byte {}", data_start,
+                           8 + nul));
+  Json header;
+  DuplicateKeyCheck duplicates;
+  try {
+    header = Json::parse(text, std::ref(duplicates));
+  } catch (const nlohmann::json::parse_error& e) {
+    throw fail(fmt::format("the JSON header (bytes 8..{}) is not valid at byte {}: {}", data_start,
+                           8 + (e.byte > 0 ? e.byte - 1 : 0), parse_reason(e)));
+  }
+  if (!duplicates.duplicate.empty())
+    throw fail(fmt::format("the JSON header has the key \"{}\" twice", duplicates.duplicate));
+  if (!header.is_object()) throw fail("the JSON header is not an object");
+
+  SafetensorsFile file;
+  struct Extent {
+    std::uint64_t begin, end;
+    const std::string* name;
+  };
+  std::vector<Extent> extents;
+  for (auto& [name, entry] : header.items()) {
+    if (name == kMetadataKey) {
+      if (!entry.is_object()) throw fail("\"__metadata__\" is not an object");
+      for (auto& [key, value] : entry.items()) {
+        if (!value.is_string())
+          throw fail(fmt::format("metadata \"{}\" is a {}, not a string", key, value.type_name()));
+        file.metadata[key] = value.get<std::string>();
+      }
+      continue;
+    }
+    auto bad = [&](const std::string& why) {
+      return fail(fmt::format("tensor \"{}\": {}", name, why));
+    };
+    if (!entry.is_object())
+      throw bad(fmt::format("the entry is a {}, not an object", entry.type_name()));
+    for (auto& [key, value] : entry.items())
+      if (key != "dtype" && key != "shape" && key != "data_offsets")
+        throw bad(fmt::format("unknown field \"{}\"", key));
+    if (!entry.contains("dtype") || !entry["dtype"].is_string())
+      throw bad("\"dtype\" is missing or not a string");
+    StoredTensor t;
+    t.dtype = entry["dtype"].get<std::string>();
+    const std::size_t size = dtype_size(t.dtype);
+    if (size == 0) throw bad(fmt::format("dtype \"{}\" is not a safetensors dtype", t.dtype));
+    if (!entry.contains("shape") || !entry["shape"].is_array() ||
+        !std::all_of(entry["shape"].begin(), entry["shape"].end(), non_negative_integer))
+      throw bad("\"shape\" is missing or not a list of non-negative integers");
+    // The element count, refusing any shape whose byte size would not fit the file.
+    std::uint64_t count = 1;
+    for (const Json& d : entry["shape"]) {
+      const std::uint64_t dim = d.get<std::uint64_t>();
+      if (dim != 0 && count > bytes.size() / dim)
+        throw bad(fmt::format("shape {} is larger than the file", entry["shape"].dump()));
+      count *= dim;
+      t.shape.push_back(static_cast<std::int64_t>(dim));
+    }
+    const Json& offsets = entry.contains("data_offsets") ? entry["data_offsets"] : Json();
+    if (!offsets.is_array() || offsets.size() != 2 || !non_negative_integer(offsets[0]) ||
+        !non_negative_integer(offsets[1]))
+      throw bad("\"data_offsets\" is missing or not two non-negative integers [begin, end]");
+    const std::uint64_t begin = offsets[0].get<std::uint64_t>(),
+                        end = offsets[1].get<std::uint64_t>();
+    if (begin > end)
+      throw bad(fmt::format("data_offsets [{}, {}] end before they begin", begin, end));
+    if (end > data_size)
+      throw bad(
+          fmt::format("data_offsets [{}, {}] run past the data section, which has {} bytes "
+                      "(file bytes {}..{}; truncated or corrupt file)",
+                      begin, end, data_size, data_start, bytes.size()));
+    if (count * size != end - begin)
+      throw bad(fmt::format("shape {} of {} needs {} bytes, but data_offsets [{}, {}] hold {}",
+                            shape_str(t.shape), t.dtype, count * size, begin, end, end - begin));
+    t.offset = begin;
+    auto it = file.tensors.emplace(name, std::move(t)).first;
+    extents.push_back({begin, end, &it->first});
+  }
+
+  // Tightly packed: sorted by offset, each tensor starts where the previous one ended and the
+  // last ends with the file, so no byte is shared or unaccounted for.
+  std::sort(extents.begin(), extents.end(), [](const Extent& a, const Extent& b) {
+    return std::pair(a.begin, a.end) < std::pair(b.begin, b.end);
+  });
+  std::uint64_t expected = 0;
+  for (std::size_t i = 0; i < extents.size(); ++i) {
+    const Extent& e = extents[i];
+    if (e.begin < expected)
+      throw fail(fmt::format(
+          "tensors \"{}\" (file bytes {}..{}) and \"{}\" (file bytes {}..{}) "
+          "overlap",
+          *extents[i - 1].name, data_start + extents[i - 1].begin, data_start + extents[i - 1].end,
+          *e.name, data_start + e.begin, data_start + e.end));
+    if (e.begin > expected)
+      throw fail(fmt::format("file bytes {}..{} belong to no tensor", data_start + expected,
+                             data_start + e.begin));
+    expected = e.end;
+  }
+  if (expected != data_size)
+    throw fail(fmt::format("file bytes {}..{} after the last tensor belong to no tensor",
+                           data_start + expected, bytes.size()));
+
+  for (const auto& [key, value] : file.metadata)
+    if (near_crc_key(key))
+      throw fail(fmt::format("metadata key \"{}\" looks like a damaged \"{}\" (corrupt file)", key,
+                             kCrcKey));
+  if (auto it = file.metadata.find(std::string(kCrcKey)); it != file.metadata.end()) {
+    header[kMetadataKey].erase(std::string(kCrcKey));
+    const std::uint32_t crc =
+        crc32(crc32(0, as_bytes(header.dump())), std::span(bytes).subspan(data_start));
+    if (it->second != fmt::format("{:08x}", crc))
+      throw fail(
+          fmt::format("the checksum does not match: \"{}\" says {}, the header and data "
+                      "give {:08x} (corrupt file)",
+                      kCrcKey, it->second, crc));
+  }
+
+  for (auto& [name, t] : file.tensors) {
+    const auto* from = bytes.data() + data_start + t.offset;
+    t.data.assign(from, from + t.numel() * static_cast<std::int64_t>(dtype_size(t.dtype)));
+  }
+  return file;
+}
+
+void write_safetensors(const std::string& path, const SafetensorsFile& file) {
+  std::vector<TensorView> views;
+  for (const auto& [name, t] : file.tensors) views.push_back({name, t.dtype, t.shape, t.data});
+  write_tensors(path, views, file.metadata);
+}
+
+// ---- Modules and optimizers ---------------------------------------------------------------------
+
+namespace {
+
+std::string optimizer_kind(Optimizer& opt) {
+  if (dynamic_cast<AdamW*>(&opt)) return "AdamW";
+  if (dynamic_cast<Adam*>(&opt)) return "Adam";
+  if (dynamic_cast<SGD*>(&opt)) return "SGD";
+  return "Optimizer";
+}
+
+bool reserved_key(const std::string& key) {
+  return key == "format" || key.starts_with("tapegrad.");
+}
+
+std::vector<std::int64_t> dims_of(const ag::Shape& shape) {
+  return {shape.dims().begin(), shape.dims().end()};
+}
+
+template <class T>
+bool parse_number(const std::string& text, T& out) {
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, out);
+  return ec == std::errc() && ptr == end && !text.empty();
+}
+
+}  // namespace
+
+void save(Module& module, const std::string& path, const CheckpointExtras& extras) {
+  auto fail = [&](const std::string& why) {
+    return ag::Error(fmt::format("cannot write checkpoint \"{}\": {}", path, why));
+  };
+  std::map<std::string, std::string> metadata;
+  for (const auto& [key, value] : extras.metadata) {
+    if (reserved_key(key))
+      throw fail(
+          fmt::format("the metadata key \"{}\" is reserved (\"format\" and "
+                      "\"tapegrad.*\" are written by save())",
+                      key));
+    metadata[key] = value;
+  }
+  metadata["format"] = "pt";
+
+  std::vector<TensorView> views;
+  for (auto& [name, p] : module.named_parameters()) {
+    if (name.starts_with("optimizer."))
+      throw fail(
+          fmt::format("the parameter name \"{}\" clashes with the optimizer's tensors", name));
+    views.push_back({name, "F32", dims_of(p->shape()), std::as_bytes(p->data())});
+  }
+  if (Optimizer* opt = extras.optimizer) {
+    const std::vector<std::vector<float>*> state = opt->state();
+    for (std::size_t i = 0; i < state.size(); ++i)
+      views.push_back({fmt::format("{}{}", kStatePrefix, i),
+                       "F32",
+                       {static_cast<std::int64_t>(state[i]->size())},
+                       std::as_bytes(std::span<const float>(*state[i]))});
+    metadata[std::string(kOptimizerKey)] = optimizer_kind(*opt);
+    metadata[std::string(kStepsKey)] = std::to_string(opt->steps());
+    metadata[std::string(kLrKey)] = fmt::format("{}", opt->lr());  // shortest exact decimal
+  }
+  write_tensors(path, views, std::move(metadata));
+}
+
+void load(Module& module, const std::string& path, CheckpointExtras* extras) {
+  const SafetensorsFile file = read_safetensors(path);
+  std::vector<std::string> problems;
+  auto check = [&](const std::string& name, const std::string& owner, const char* model_dtype,
+                   const std::vector<std::int64_t>& shape) -> const StoredTensor* {
+    auto it = file.tensors.find(name);
+    if (it == file.tensors.end()) {
+      problems.push_back(fmt::format("{} is missing from the file", name));
+      return nullptr;
+    }
+    const StoredTensor& t = it->second;
+    if (t.dtype != model_dtype)
+      problems.push_back(fmt::format("{} has dtype {} in the file, {} in the {}", name, t.dtype,
+                                     model_dtype, owner));
+    else if (t.shape != shape)
+      problems.push_back(fmt::format("{} has shape {} in the file, {} in the {}", name,
+                                     shape_str(t.shape), shape_str(shape), owner));
+    else
+      return &t;
+    return nullptr;
+  };
+
+  // Every check first, collecting every problem; nothing is written until all pass.
+  std::vector<std::pair<std::span<float>, const StoredTensor*>> copies;
+  std::set<std::string> known;
+  for (auto& [name, p] : module.named_parameters()) {
+    known.insert(name);
+    if (const StoredTensor* t = check(name, "model", "F32", dims_of(p->shape())))
+      copies.emplace_back(p->data(), t);
+  }
+  for (const auto& [name, t] : file.tensors)
+    if (!name.starts_with("optimizer.") && !known.contains(name))
+      problems.push_back(fmt::format("{} is in the file but not in the model", name));
+
+  Optimizer* opt = extras ? extras->optimizer : nullptr;
+  std::size_t steps = 0;
+  double lr = 0;
+  if (opt) {
+    const std::string kind = optimizer_kind(*opt);
+    auto meta = [&](std::string_view key) {
+      auto it = file.metadata.find(std::string(key));
+      return it == file.metadata.end() ? std::string() : it->second;
+    };
+    const std::string file_kind = meta(kOptimizerKey);
+    if (file_kind.empty()) {
+      problems.push_back(fmt::format("the file holds no optimizer state to restore into {}", kind));
+    } else if (file_kind != kind) {
+      problems.push_back(fmt::format("the file holds {} state, not {}", file_kind, kind));
+    } else {
+      if (!parse_number(meta(kStepsKey), steps))
+        problems.push_back(
+            fmt::format("metadata {} is \"{}\", not a step count", kStepsKey, meta(kStepsKey)));
+      if (!parse_number(meta(kLrKey), lr) || !(lr >= 0))
+        problems.push_back(
+            fmt::format("metadata {} is \"{}\", not a learning rate", kLrKey, meta(kLrKey)));
+      const std::vector<std::vector<float>*> state = opt->state();
+      std::set<std::string> buffers;
+      for (std::size_t i = 0; i < state.size(); ++i) {
+        const std::string name = fmt::format("{}{}", kStatePrefix, i);
+        buffers.insert(name);
+        const std::vector<std::int64_t> shape{static_cast<std::int64_t>(state[i]->size())};
+        if (const StoredTensor* t = check(name, "optimizer", "F32", shape))
+          copies.emplace_back(*state[i], t);
+      }
+      for (const auto& [name, t] : file.tensors)
+        if (name.starts_with("optimizer.") && !buffers.contains(name))
+          problems.push_back(fmt::format("{} is in the file but not in the optimizer", name));
+    }
+  }
+
+  if (!problems.empty()) {
+    std::string all;
+    for (const std::string& p : problems) all += (all.empty() ? "" : "; ") + p;
+    throw ag::Error(fmt::format("{}: {}", path, all));
+  }
+
+  for (auto& [to, t] : copies) std::memcpy(to.data(), t->data.data(), t->data.size());
+  if (opt) {
+    opt->set_steps(steps);
+    opt->set_lr(lr);
+  }
+  if (extras) {
+    extras->metadata.clear();
+    for (const auto& [key, value] : file.metadata)
+      if (!reserved_key(key)) extras->metadata[key] = value;
+  }
+}
+
+}  // namespace nn
