@@ -31,7 +31,8 @@ void DeadUnits::observe(ag::TensorTape& tape) {
   std::size_t layer = 0;
   for (ag::NodeId id = 0; id < tape.size(); ++id) {
     if (tape.op(id) != ag::TOp::elementwise || !is_rectifier(tape.elementwise_op(id))) continue;
-    if (tape.shape(id).rank() != 2) continue;
+    // Only layers: a rectifier recorded outside any module is part of a loss (hinge).
+    if (tape.shape(id).rank() != 2 || tape.scope(id) == 0) continue;
     const std::int64_t units = tape.shape(id)[1];
     const std::string_view scope = tape.scope_name(tape.scope(id));
     // Layers are matched by position; a different model (or order) starts over.

@@ -13,3 +13,4 @@
 #include "tapegrad/nn/module.hpp"
 #include "tapegrad/nn/optim.hpp"
 #include "tapegrad/nn/scalar.hpp"
+#include "tapegrad/nn/trainer.hpp"

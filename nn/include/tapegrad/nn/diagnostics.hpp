@@ -24,8 +24,9 @@ std::vector<double> layer_grad_norms(MLP& mlp);
 class DeadUnits {
  public:
   // Scans a recorded forward pass: every relu, leaky_relu, prelu and elu node
-  // of a 2-D (batch, units) tensor, grouped by the scope (module path) that
-  // recorded it, in tape order.
+  // of a 2-D (batch, units) tensor recorded inside a module, grouped by the
+  // scope (module path) that recorded it, in tape order. Nodes outside any
+  // module (a hinge loss's relu) are not layers and are left out.
   void observe(ag::TensorTape& tape);
   // Per layer: its scope and the fraction of its units seen only at <= 0.
   std::vector<std::pair<std::string, double>> fractions() const;

@@ -1,0 +1,79 @@
+// nn::fit: the training loop, with a progress bar, per-epoch history, the
+// lecture's diagnostics, and checkpoints from which a run resumes exactly.
+
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tapegrad/nn/data.hpp"
+#include "tapegrad/nn/module.hpp"
+#include "tapegrad/nn/optim.hpp"
+
+namespace nn {
+
+// What the model outputs and which loss it is trained with.
+enum class LossKind {
+  bce,              // probabilities (a sigmoid output), binary cross-entropy
+  bce_with_logits,  // one logit per row
+  cross_entropy,    // one logit per class
+  mse,              // probabilities or values against 0/1 targets
+  hinge,            // one score per row against -1/+1 targets (micrograd)
+};
+// "bce", "bce_logits", "ce", "mse", "hinge"; throws ag::Error listing them.
+LossKind parse_loss(std::string_view name);
+std::string_view loss_name(LossKind kind);
+
+struct EpochStats {
+  std::size_t epoch = 0;  // 1-based
+  double loss = 0;        // mean over the epoch's batches, weighted by rows
+  double train_accuracy = 0;  // of the predictions made while training
+  double test_accuracy = -1;  // -1 without a test set
+  double seconds = 0;
+  double lr = 0;
+  std::vector<double> grad_norms;    // per Linear: mean ||dL/dW|| over the epoch's steps
+  std::vector<double> dead_fraction;  // per rectifier layer: units never active this epoch
+};
+
+struct FitOptions {
+  std::size_t epochs = 10;
+  std::int64_t batch_size = 32;
+  bool shuffle = true;
+  std::uint64_t seed = 0;
+  LossKind loss = LossKind::cross_entropy;
+  double l2 = 0;            // adds l2 * sum of every parameter squared (micrograd's moons)
+  LrSchedule schedule = {};  // per epoch, from the optimizer's initial rate; empty: constant
+  const Dataset* test = nullptr;
+  enum class Progress { automatic, bar, lines, quiet };
+  Progress progress = Progress::automatic;  // automatic: a bar on a terminal, else lines
+  std::FILE* out = stderr;
+  bool diagnostics = false;  // fill grad_norms and dead_fraction (costs a scan per step)
+  // Saved after every epoch (atomically, with the optimizer's state) when set.
+  std::string checkpoint = {};
+  // Continue from `checkpoint` if it exists: the result equals an uninterrupted run's.
+  bool resume = false;
+  std::function<void(const EpochStats&)> on_epoch = {};
+};
+
+struct History {
+  std::vector<EpochStats> epochs;
+  std::size_t resumed_from = 0;  // epochs loaded from the checkpoint
+};
+
+// Trains `model` on `train`; returns every epoch's statistics (those loaded
+// from a checkpoint included).
+History fit(Module& model, Optimizer& optimizer, const Dataset& train, const FitOptions& options);
+
+// The accuracy of `model` on `data` and its mean loss, without recording gradients.
+struct Evaluation {
+  double accuracy = 0;
+  double loss = 0;
+};
+Evaluation evaluate(Module& model, const Dataset& data, LossKind loss,
+                    std::int64_t batch_size = 1024);
+
+}  // namespace nn

@@ -1,0 +1,248 @@
+// The training loop: batches, loss, backward, optimizer step; statistics,
+// progress, diagnostics and checkpoints around it.
+
+#include "tapegrad/nn/trainer.hpp"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <sstream>
+
+#include "tapegrad/nn/checkpoint.hpp"
+#include "tapegrad/nn/diagnostics.hpp"
+#include "tapegrad/nn/layers.hpp"
+#include "tapegrad/nn/loss.hpp"
+#include "tapegrad/nn/metrics.hpp"
+
+namespace nn {
+
+namespace {
+
+constexpr std::pair<LossKind, std::string_view> kLosses[] = {
+    {LossKind::bce, "bce"},
+    {LossKind::bce_with_logits, "bce_logits"},
+    {LossKind::cross_entropy, "ce"},
+    {LossKind::mse, "mse"},
+    {LossKind::hinge, "hinge"},
+};
+
+Scores scores_of(LossKind kind) {
+  return kind == LossKind::bce || kind == LossKind::mse ? Scores::probabilities : Scores::logits;
+}
+
+// The loss of a batch's outputs. Binary losses want one output column.
+ag::Tensor batch_loss(ag::TensorTape& tape, ag::Tensor out, const Batch& batch, LossKind kind) {
+  if (kind != LossKind::cross_entropy && out.shape()[1] != 1)
+    throw ag::Error(fmt::format("{} loss: the model has {} outputs; a binary loss needs 1 (use "
+                                "ce for {} classes)",
+                                loss_name(kind), out.shape()[1], out.shape()[1]));
+  switch (kind) {
+    case LossKind::bce: return bce_loss(out, batch.targets(tape, Target::binary));
+    case LossKind::bce_with_logits: return bce_with_logits(out, batch.targets(tape, Target::binary));
+    case LossKind::cross_entropy: return cross_entropy(out, batch.y);
+    case LossKind::mse: return mse_loss(out, batch.targets(tape, Target::binary));
+    case LossKind::hinge: return hinge_loss(out, batch.targets(tape, Target::sign));
+  }
+  return {};
+}
+
+std::vector<Linear*> linear_layers(Module& m) {
+  std::vector<Linear*> out;
+  if (auto* l = dynamic_cast<Linear*>(&m)) out.push_back(l);
+  for (auto& [name, child] : m.children())
+    for (Linear* l : linear_layers(*child)) out.push_back(l);
+  return out;
+}
+
+// History in a checkpoint's metadata: one "loss train test seconds" line per epoch,
+// numbers in round-trip form.
+std::string encode_history(const std::vector<EpochStats>& epochs) {
+  std::string s;
+  for (const EpochStats& e : epochs)
+    s += fmt::format("{} {} {} {} {}\n", e.loss, e.train_accuracy, e.test_accuracy, e.seconds,
+                     e.lr);
+  return s;
+}
+
+std::vector<EpochStats> decode_history(const std::string& text, const std::string& path) {
+  std::vector<EpochStats> out;
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::istringstream fields(line);
+    EpochStats e;
+    e.epoch = out.size() + 1;
+    if (!(fields >> e.loss >> e.train_accuracy >> e.test_accuracy >> e.seconds >> e.lr))
+      throw ag::Error(fmt::format("{}: the training history in its metadata is malformed "
+                                  "(epoch {})",
+                                  path, e.epoch));
+    out.push_back(e);
+  }
+  return out;
+}
+
+// The bar on a terminal ("\r" rewrites the line), or one line per epoch.
+class Progress {
+ public:
+  Progress(const FitOptions& o) : out_(o.out) {
+    mode_ = o.progress;
+    if (mode_ == FitOptions::Progress::automatic)
+      mode_ = out_ && ::isatty(::fileno(out_)) ? FitOptions::Progress::bar
+                                               : FitOptions::Progress::lines;
+    if (out_ == nullptr) mode_ = FitOptions::Progress::quiet;
+  }
+
+  void batch(std::size_t epoch, std::size_t epochs, std::int64_t done, std::int64_t total,
+             double loss, double accuracy, double eta) {
+    if (mode_ != FitOptions::Progress::bar) return;
+    constexpr int kWidth = 24;
+    const int filled = int(kWidth * done / std::max<std::int64_t>(total, 1));
+    fmt::print(out_, "\repoch {}/{} [{}{}] loss {:.4f} acc {:.3f} eta {:.0f}s ", epoch, epochs,
+               std::string(std::size_t(filled), '='), std::string(std::size_t(kWidth - filled), ' '),
+               loss, accuracy, eta);
+    std::fflush(out_);
+  }
+
+  void epoch(const EpochStats& e, std::size_t epochs) {
+    if (mode_ == FitOptions::Progress::quiet) return;
+    if (mode_ == FitOptions::Progress::bar) fmt::print(out_, "\r\033[K");
+    fmt::print(out_, "epoch {}/{}  loss {:.4f}  train acc {:.4f}", e.epoch, epochs, e.loss,
+               e.train_accuracy);
+    if (e.test_accuracy >= 0) fmt::print(out_, "  test acc {:.4f}", e.test_accuracy);
+    fmt::print(out_, "  {:.2f}s\n", e.seconds);
+    std::fflush(out_);
+  }
+
+ private:
+  std::FILE* out_;
+  FitOptions::Progress mode_;
+};
+
+}  // namespace
+
+LossKind parse_loss(std::string_view name) {
+  std::string known;
+  for (auto [kind, n] : kLosses) {
+    if (n == name) return kind;
+    known += (known.empty() ? "" : ", ") + std::string(n);
+  }
+  throw ag::Error(fmt::format("unknown loss '{}': use one of {}", name, known));
+}
+
+std::string_view loss_name(LossKind kind) {
+  for (auto [k, n] : kLosses)
+    if (k == kind) return n;
+  return "?";
+}
+
+Evaluation evaluate(Module& model, const Dataset& data, LossKind loss, std::int64_t batch_size) {
+  const bool was_training = model.is_training();
+  model.eval();
+  ag::TensorTape tape;
+  DataLoader loader(data, batch_size, false);
+  double loss_sum = 0, correct = 0;
+  for (const Batch& batch : loader) {
+    tape.reset();
+    ag::NoGrad no_grad(tape);
+    ag::Tensor out = model(tape, batch.inputs(tape));
+    loss_sum += batch_loss(tape, out, batch, loss).item() * double(batch.rows);
+    correct += accuracy(out, batch.y, scores_of(loss)) * double(batch.rows);
+  }
+  model.train(was_training);
+  const double n = double(std::max<std::int64_t>(data.rows, 1));
+  return {correct / n, loss_sum / n};
+}
+
+History fit(Module& model, Optimizer& optimizer, const Dataset& train, const FitOptions& options) {
+  if (options.epochs == 0) throw ag::Error("fit: epochs must be at least 1");
+  train.validate();
+  History history;
+  const double base_lr = optimizer.lr();
+  const std::vector<Linear*> linears = linear_layers(model);
+
+  std::size_t start = 0;
+  if (options.resume && !options.checkpoint.empty() &&
+      std::filesystem::exists(options.checkpoint)) {
+    CheckpointExtras extras{&optimizer, {}};
+    load(model, options.checkpoint, &extras);
+    history.epochs = decode_history(extras.metadata["fit.history"], options.checkpoint);
+    start = history.resumed_from = history.epochs.size();
+  }
+
+  DataLoader loader(train, options.batch_size, options.shuffle, options.seed);
+  loader.set_epoch(start);
+  ag::TensorTape tape;
+  Progress progress(options);
+  DeadUnits dead;
+  std::vector<double> norm_sums(linears.size());
+  model.train();
+
+  for (std::size_t epoch = start; epoch < options.epochs; ++epoch) {
+    const auto t0 = std::chrono::steady_clock::now();
+    if (options.schedule) optimizer.set_lr(options.schedule(epoch, base_lr));
+    double loss_sum = 0, correct = 0;
+    std::int64_t seen = 0, steps = 0;
+    dead.clear();
+    std::fill(norm_sums.begin(), norm_sums.end(), 0.0);
+
+    for (const Batch& batch : loader) {
+      tape.reset();
+      ag::Tensor out = model(tape, batch.inputs(tape));
+      ag::Tensor loss = batch_loss(tape, out, batch, options.loss);
+      const double data_loss = loss.item();
+      if (options.l2 > 0) {
+        ag::Tensor penalty;
+        for (auto& [name, p] : model.named_parameters()) {
+          ag::Tensor s = ag::sum(ag::pow(p->on(tape, name), 2.0));
+          penalty = penalty.empty() ? s : penalty + s;
+        }
+        loss = loss + options.l2 * penalty;
+      }
+      optimizer.zero_grad();
+      tape.backward(loss);
+      optimizer.step();
+
+      loss_sum += data_loss * double(batch.rows);
+      correct += accuracy(out, batch.y, scores_of(options.loss)) * double(batch.rows);
+      seen += batch.rows;
+      ++steps;
+      if (options.diagnostics) {
+        dead.observe(tape);
+        for (std::size_t l = 0; l < linears.size(); ++l)
+          norm_sums[l] += linears[l]->weight.grad_norm();
+      }
+      const double elapsed =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double per_batch = elapsed / double(steps);
+      const double eta = per_batch * double(loader.size() - steps) +
+                         per_batch * double(loader.size()) * double(options.epochs - epoch - 1);
+      progress.batch(epoch + 1, options.epochs, steps, loader.size(), loss_sum / double(seen),
+                     correct / double(seen), eta);
+    }
+
+    EpochStats e;
+    e.epoch = epoch + 1;
+    e.loss = loss_sum / double(std::max<std::int64_t>(seen, 1));
+    e.train_accuracy = correct / double(std::max<std::int64_t>(seen, 1));
+    e.lr = optimizer.lr();
+    if (options.test) e.test_accuracy = evaluate(model, *options.test, options.loss).accuracy;
+    if (options.diagnostics) {
+      for (double s : norm_sums) e.grad_norms.push_back(s / double(std::max<std::int64_t>(steps, 1)));
+      for (auto& [scope, f] : dead.fractions()) e.dead_fraction.push_back(f);
+    }
+    e.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    history.epochs.push_back(e);
+    if (!options.checkpoint.empty()) {
+      CheckpointExtras extras{&optimizer, {{"fit.history", encode_history(history.epochs)}}};
+      save(model, options.checkpoint, extras);
+    }
+    progress.epoch(e, options.epochs);
+    if (options.on_epoch) options.on_epoch(e);
+  }
+  return history;
+}
+
+}  // namespace nn

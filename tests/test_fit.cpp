@@ -1,0 +1,148 @@
+// The training loop: it learns, reports what it did, shows progress as asked,
+// and a run resumed from its checkpoint ends exactly where an uninterrupted one does.
+
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <tapegrad/nn.hpp>
+
+using namespace ag;
+
+namespace {
+
+std::string read_all(std::FILE* f) {
+  std::rewind(f);
+  std::string s;
+  char buf[4096];
+  while (std::size_t n = std::fread(buf, 1, sizeof buf, f)) s.append(buf, n);
+  return s;
+}
+
+std::filesystem::path scratch(const char* name) {
+  auto dir = std::filesystem::temp_directory_path() / ("tapegrad-fit-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  return dir / name;
+}
+
+}  // namespace
+
+TEST_CASE("fit trains micrograd's moons model to high accuracy and reports every epoch") {
+  nn::Dataset data = nn::moons(100, 0.1, 1);
+  nn::MLP mlp({2, 16, 16, 1}, nn::Activation::relu, nn::Activation::none, 1);
+  nn::SGD sgd(mlp.parameters(), {.lr = 0.1, .momentum = 0.9});
+  std::FILE* log = std::tmpfile();
+  nn::FitOptions options;
+  options.epochs = 60;
+  options.batch_size = 100;
+  options.loss = nn::LossKind::hinge;
+  options.l2 = 1e-4;
+  options.progress = nn::FitOptions::Progress::lines;
+  options.out = log;
+  options.diagnostics = true;
+  std::size_t callbacks = 0;
+  options.on_epoch = [&](const nn::EpochStats&) { ++callbacks; };
+  nn::History h = nn::fit(mlp, sgd, data, options);
+  REQUIRE(h.epochs.size() == 60);
+  CHECK(callbacks == 60);
+  CHECK(h.epochs.back().train_accuracy >= 0.95);
+  CHECK(h.epochs.back().loss < h.epochs.front().loss);
+  CHECK(h.epochs.back().grad_norms.size() == 3);
+  CHECK(h.epochs.back().dead_fraction.size() == 2);
+  CHECK(nn::evaluate(mlp, data, nn::LossKind::hinge).accuracy >= 0.95);
+  const std::string text = read_all(log);
+  CHECK(text.find("epoch 1/60  loss ") == 0);
+  CHECK(text.find("epoch 60/60") != std::string::npos);
+  CHECK(text.find('\r') == std::string::npos);  // lines, not a bar
+  std::fclose(log);
+}
+
+TEST_CASE("quiet prints nothing; a test set gets its accuracy; a schedule sets the rate") {
+  nn::TrainTest split = nn::blobs(200, 3, 1.0, 4).split(0.25, 4);
+  nn::MLP mlp({2, 16, 3}, nn::Activation::relu, nn::Activation::none, 2);
+  nn::Adam adam(mlp.parameters(), {.lr = 0.01});
+  std::FILE* log = std::tmpfile();
+  nn::FitOptions options;
+  options.epochs = 10;
+  options.batch_size = 16;
+  options.loss = nn::LossKind::cross_entropy;
+  options.test = &split.test;
+  options.schedule = nn::schedule::step(5, 0.1);
+  options.progress = nn::FitOptions::Progress::quiet;
+  options.out = log;
+  nn::History h = nn::fit(mlp, adam, split.train, options);
+  CHECK(read_all(log).empty());
+  CHECK(h.epochs.back().test_accuracy >= 0.9);
+  CHECK(h.epochs[4].lr == doctest::Approx(0.01));
+  CHECK(h.epochs[5].lr == doctest::Approx(0.001));
+  std::fclose(log);
+}
+
+TEST_CASE("a run resumed from its checkpoint ends bit for bit where an uninterrupted one does") {
+  const nn::Dataset data = nn::spirals(40, 3, 0.2, 9);
+  auto options = [&](const std::filesystem::path& ckpt, std::size_t epochs, bool resume) {
+    nn::FitOptions o;
+    o.epochs = epochs;
+    o.batch_size = 16;
+    o.seed = 5;
+    o.loss = nn::LossKind::cross_entropy;
+    o.progress = nn::FitOptions::Progress::quiet;
+    o.checkpoint = ckpt.string();
+    o.resume = resume;
+    o.schedule = nn::schedule::cosine(6, 0.001);
+    return o;
+  };
+  const auto a = scratch("a.safetensors"), b = scratch("b.safetensors");
+  std::filesystem::remove(a);
+  std::filesystem::remove(b);
+
+  nn::MLP straight({2, 12, 3}, nn::Activation::tanh, nn::Activation::none, 7);
+  nn::Adam adam_a(straight.parameters(), {.lr = 0.02});
+  nn::History whole = nn::fit(straight, adam_a, data, options(a, 6, false));
+
+  {
+    nn::MLP first({2, 12, 3}, nn::Activation::tanh, nn::Activation::none, 7);
+    nn::Adam adam_b(first.parameters(), {.lr = 0.02});
+    nn::fit(first, adam_b, data, options(b, 3, false));  // "interrupted" after epoch 3
+  }
+  nn::MLP again({2, 12, 3}, nn::Activation::tanh, nn::Activation::none, 99);  // other weights
+  nn::Adam adam_c(again.parameters(), {.lr = 0.02});
+  nn::History resumed = nn::fit(again, adam_c, data, options(b, 6, true));
+
+  CHECK(resumed.resumed_from == 3);
+  REQUIRE(resumed.epochs.size() == 6);
+  for (std::size_t e = 0; e < 6; ++e) {
+    CHECK(resumed.epochs[e].loss == whole.epochs[e].loss);
+    CHECK(resumed.epochs[e].lr == whole.epochs[e].lr);
+  }
+  const auto pa = straight.parameters(), pc = again.parameters();
+  for (std::size_t i = 0; i < pa.size(); ++i) {
+    auto x = pa[i]->data(), y = pc[i]->data();
+    CHECK(std::equal(x.begin(), x.end(), y.begin()));
+  }
+  std::filesystem::remove_all(a.parent_path());
+}
+
+TEST_CASE("fit names what does not fit") {
+  nn::MLP three({2, 4, 3}, nn::Activation::relu);
+  nn::SGD sgd(three.parameters());
+  nn::FitOptions options;
+  options.loss = nn::LossKind::bce;
+  options.progress = nn::FitOptions::Progress::quiet;
+  CHECK_THROWS_WITH_AS(nn::fit(three, sgd, nn::xor_data(), options),
+                       "bce loss: the model has 3 outputs; a binary loss needs 1 (use ce for 3 "
+                       "classes)",
+                       Error);
+  CHECK_THROWS_WITH_AS(nn::parse_loss("l1"),
+                       "unknown loss 'l1': use one of bce, bce_logits, ce, mse, hinge", Error);
+  nn::MLP wide({3, 4, 1}, nn::Activation::relu);
+  nn::SGD sgd2(wide.parameters());
+  CHECK_THROWS_WITH_AS(nn::fit(wide, sgd2, nn::xor_data(), options),
+                       doctest::Contains("linear: input (4, 2) has 2 features but weight (4, 3) "
+                                         "expects 3"),
+                       Error);
+}
