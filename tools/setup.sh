@@ -14,6 +14,7 @@ packages=(
   libbenchmark-dev                                 # bench/
   nlohmann-json3-dev                               # checkpoint headers (safetensors JSON)
   zlib1g-dev dataset-fashion-mnist                 # gzip IDX files; Fashion-MNIST for nn
+  gnuplot-nox                                      # the examples' plots
 )
 # Only the tests need these: PyTorch (checkpoints must load into torch.nn) is large, so a plain
 # build does without it.

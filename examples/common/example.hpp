@@ -1,0 +1,55 @@
+// What every example shares: its command line (--seed, --out, --quick), data
+// files for plots, and gnuplot, which draws every picture from those files.
+
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace example {
+
+// The options every example takes. --quick makes the run short (fewer seeds,
+// epochs or sizes) for the end-to-end tests; the outcome it shows must be the same.
+struct Options {
+  std::uint64_t seed = 1;
+  std::filesystem::path out = "build/examples-out";
+  bool quick = false;
+  bool plots = true;  // --no-plots skips gnuplot (the numbers are still printed)
+};
+
+// Parses the common options plus whatever `extra` adds to the CLI11 app, prints
+// help or a usage error (exit code 2) as CLI11 does, creates the output folder,
+// and returns the options. `about` is the example's one-line description.
+Options parse(int argc, char** argv, std::string_view about,
+              const std::function<void(CLI::App&)>& extra = {});
+
+// Runs `main_body` and turns an ag::Error or a std::exception into one line on
+// stderr and exit code 2, as the tapegrad command does.
+int run(const std::function<int()>& main_body);
+
+// A whitespace-separated data file for gnuplot: a "# header" line, then one row
+// per entry of the columns (all the same length). Returns the path.
+std::filesystem::path write_columns(const std::filesystem::path& path,
+                                    const std::vector<std::string>& header,
+                                    const std::vector<std::vector<double>>& columns);
+
+// Runs gnuplot on `script` (given on its standard input, with the working
+// directory set to `dir` so data files can be named relatively). Throws
+// ag::Error with gnuplot's own message when it fails or is missing.
+void gnuplot(const std::filesystem::path& dir, const std::string& script);
+
+// The start of a gnuplot script for a PNG of the given size at `path`, in the
+// project's look (pngcairo, a readable font, a light grid).
+std::string png_terminal(const std::filesystem::path& path, int width = 800, int height = 500);
+
+// Prints "wrote PATH" for each picture: the examples end with where they are.
+void announce(std::span<const std::filesystem::path> files);
+
+}  // namespace example
