@@ -3,29 +3,13 @@
 
 #include <doctest/doctest.h>
 
-#include <cstdlib>
-#include <new>
 #include <tapegrad/autograd.hpp>
 #include <tapegrad/nn.hpp>
 
-namespace {
-long allocations = 0;
-bool counting = false;
-}  // namespace
+#include "count_allocations.hpp"
 
-// This executable's global allocator: plain malloc, counted while `counting`.
-void* operator new(std::size_t size) {
-  if (counting) ++allocations;
-  if (void* p = std::malloc(size ? size : 1)) return p;
-  throw std::bad_alloc();
-}
-// GCC cannot see that the operator new above is malloc, and warns that free is
-// the wrong deallocator; here it is the right one.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-#pragma GCC diagnostic pop
+using count_allocations::allocations;
+using count_allocations::counting;
 
 TEST_CASE("a warm epoch of batches, their tensors and accuracy allocate nothing") {
   const nn::Dataset data = nn::spirals(100, 3, 0.2, 0);

@@ -4,24 +4,21 @@
 
 #include "tapegrad/graph.hpp"
 
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <graphviz/cgraph.h>
 #include <graphviz/gvc.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cctype>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
-#include <system_error>
 #include <unordered_map>
 #include <vector>
 
+#include "tapegrad/file.hpp"
 #include "tapegrad/format.hpp"
 
 namespace ag {
@@ -700,8 +697,6 @@ std::string write_dot(Agraph_t* g) {
 
 // ---- Files --------------------------------------------------------------------------------------
 
-std::string errno_text(int err) { return std::generic_category().message(err); }
-
 // The extension of the last path component, lower-cased, without the dot; "" if none.
 std::string extension_of(const std::string& path) {
   const std::size_t slash = path.find_last_of('/');
@@ -710,41 +705,6 @@ std::string extension_of(const std::string& path) {
   std::string ext = path.substr(dot + 1);
   for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return ext;
-}
-
-// A new file next to `path` (so rename() stays within one file system), created exclusively with
-// the usual 0666 & ~umask permissions (mkstemp would make it 0600).
-int create_temporary(const std::string& path, std::string& temporary) {
-  for (int attempt = 0; attempt < 100; ++attempt) {
-    temporary = fmt::format("{}.tmp-{}-{}", path, ::getpid(), attempt);
-    const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd >= 0 || errno != EEXIST) return fd;
-  }
-  return -1;
-}
-
-void write_atomically(const std::string& path, const std::string& bytes) {
-  auto fail = [&](int err) {
-    return Error(fmt::format("cannot write graph \"{}\": {}", path, errno_text(err)));
-  };
-  std::string temporary;
-  const int fd = create_temporary(path, temporary);
-  if (fd < 0) throw fail(errno);
-
-  int err = 0;
-  for (std::size_t done = 0; done < bytes.size() && err == 0;) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n >= 0)
-      done += static_cast<std::size_t>(n);
-    else if (errno != EINTR)
-      err = errno;
-  }
-  if (::close(fd) != 0 && err == 0) err = errno;
-  if (err == 0 && ::rename(temporary.c_str(), path.c_str()) != 0) err = errno;
-  if (err != 0) {
-    ::unlink(temporary.c_str());
-    throw fail(err);
-  }
 }
 
 // The graph drawn, laid out and rendered; "dot" is the text alone. Holds the Graphviz lock.
@@ -810,7 +770,7 @@ std::string render_graph(const Tape& tape, NodeId output, std::string_view forma
 void write_graph(const Tape& tape, NodeId output, const std::string& path,
                  const GraphOptions& options) {
   const std::string format = format_of_path(path);
-  write_atomically(path, render_graph(tape, output, format, options));
+  write_file_atomically(path, render_graph(tape, output, format, options), "graph");
 }
 
 std::string to_dot(const TensorTape& tape, NodeId output, const TensorGraphOptions& options) {
@@ -826,7 +786,7 @@ std::string render_graph(const TensorTape& tape, NodeId output, std::string_view
 void write_graph(const TensorTape& tape, NodeId output, const std::string& path,
                  const TensorGraphOptions& options) {
   const std::string format = format_of_path(path);
-  write_atomically(path, render_graph(tape, output, format, options));
+  write_file_atomically(path, render_graph(tape, output, format, options), "graph");
 }
 
 }  // namespace ag
