@@ -204,3 +204,16 @@ TEST_CASE("the scalar expansion names nodes as the lecture does, and refuses lar
   CHECK_THROWS_WITH_AS(nn::expand(prelu, tape, x), "expand: PReLU(features=2) has no scalar form here",
                        Error);
 }
+
+TEST_CASE("an MLP prints as PyTorch prints nested modules") {
+  nn::MLP mlp({2, 3, 1}, nn::Activation::relu, nn::Activation::sigmoid);
+  CHECK(mlp.describe() ==
+        "MLP(\n"
+        "  (layers): Sequential(\n"
+        "    (0): Linear(in=2, out=3, bias=true)\n"
+        "    (1): ReLU()\n"
+        "    (2): Linear(in=3, out=1, bias=true)\n"
+        "    (3): Sigmoid()\n"
+        "  )\n"
+        ")");
+}

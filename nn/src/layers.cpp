@@ -134,6 +134,12 @@ MLP::MLP(std::vector<std::int64_t> sizes_, Activation hidden, Activation output,
   }
 }
 
-std::string MLP::describe() const { return "MLP(\n  (layers): " + layers.describe() + "\n)"; }
+std::string MLP::describe() const {
+  // The Sequential's lines, indented one level further, as PyTorch prints nested modules.
+  std::string inner = layers.describe();
+  for (std::size_t at = inner.find('\n'); at != std::string::npos; at = inner.find('\n', at + 3))
+    inner.insert(at + 1, "  ");
+  return "MLP(\n  (layers): " + inner + "\n)";
+}
 
 }  // namespace nn
