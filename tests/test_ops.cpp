@@ -33,6 +33,7 @@ double second_operand(Op op, double p) {
     case Op::max: return 0.25;
     case Op::prelu: return 0.2;
     case Op::div: return p + 3.5;  // away from 0
+    case Op::bce: return 0.3;      // a target in [0, 1]
     default: return 0.75 - p;
   }
 }

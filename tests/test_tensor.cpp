@@ -72,7 +72,7 @@ TEST_CASE("every binary op of the table, broadcasting in every direction") {
         continue;  // prelu's alpha is one slope or one per feature
       check_grad(
           [&](TensorTape&, std::span<const Tensor> x) {
-            Tensor a = op == Op::pow ? positive(x[0]) : x[0];
+            Tensor a = op == Op::pow ? positive(x[0]) : op == Op::bce ? sigmoid(x[0]) : x[0];
             Tensor b = op == Op::div ? positive(x[1]) : x[1];
             return apply(op, a, b);
           },

@@ -41,7 +41,11 @@ TEST_CASE("BCE is clamped at log = -100 like PyTorch's, and BCE with logits neve
   TensorTape tape;
   Tensor p = tape.input(Shape{2}, {0.0, 1.0}, "p");
   Tensor y = tape.input(Shape{2}, {1, 0}, "y");
-  CHECK(nn::bce_loss(p, y).item() == doctest::Approx(100.0));
+  Tensor l_p = nn::bce_loss(p, y);
+  CHECK(l_p.item() == doctest::Approx(100.0));
+  // and its gradient is finite, as PyTorch's: (p - y) / max(p (1 - p), 1e-12) / 2
+  tape.backward(l_p);
+  CHECK(p.grads() == std::vector<double>{-0.5e12, 0.5e12});
   Tensor z = tape.input(Shape{2}, {-1000, 1000}, "z");
   Tensor l = nn::bce_with_logits(z, y);
   CHECK(l.item() == doctest::Approx(1000.0));

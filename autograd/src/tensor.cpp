@@ -751,6 +751,7 @@ Tensor leaky_relu(Tensor a, double alpha) { return unary<rules::LeakyRelu>(a, al
 Tensor elu(Tensor a, double alpha) { return unary<rules::Elu>(a, alpha); }
 Tensor max(Tensor a, Tensor b) { return binary<rules::Max>(a, b); }
 Tensor max(Tensor a, double b) { return max(a, scalar_like(a, b)); }
+Tensor bce(Tensor p, Tensor y) { return binary<rules::Bce>(p, y); }
 
 Tensor apply(Op op, Tensor a) { return apply(op, a, op_info(op).default_param); }
 

@@ -27,9 +27,7 @@ ag::Tensor mse_loss(ag::Tensor prediction, ag::Tensor target, Reduction r) {
 
 ag::Tensor bce_loss(ag::Tensor p, ag::Tensor y, Reduction r) {
   check_shapes(p, y, "bce_loss");
-  ag::Tensor log_p = ag::max(ag::log(p), -100.0);
-  ag::Tensor log_not_p = ag::max(ag::log(1.0 - p), -100.0);
-  return reduce(-(y * log_p + (1.0 - y) * log_not_p), r);
+  return reduce(ag::bce(p, y), r);
 }
 
 ag::Tensor bce_with_logits(ag::Tensor z, ag::Tensor y, Reduction r) {

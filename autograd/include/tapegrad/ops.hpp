@@ -58,8 +58,9 @@ enum class Op : std::uint8_t {
   prelu,  // prelu(x, alpha) with alpha on the tape (learnable)
   max,
   softplus,
+  bce,  // binary cross-entropy of a probability p against a target y
 };
-inline constexpr int kOpCount = static_cast<int>(Op::softplus) + 1;
+inline constexpr int kOpCount = static_cast<int>(Op::bce) + 1;
 
 struct OpInfo {
   Op op;
@@ -271,6 +272,30 @@ struct Softplus {
   }
 };
 
+// Binary cross-entropy as one op, with PyTorch's BCELoss numerics: composed
+// of log and max, a probability saturated at exactly 0 or 1 (as float32 ones
+// do) sends a zero gradient into log's 1/p = inf, and 0 * inf poisons every
+// weight with NaN; this rule's derivative stays finite there.
+struct Bce {
+  static constexpr OpInfo info{Op::bce, "bce", "BCE", 2};
+  static constexpr double test_points[] = {0.2, 0.5, 0.8};
+  // -(y log p + (1 - y) log(1 - p)), each log clamped at -100 as PyTorch does
+  template <class T> static T forward(T p, T y, T) {
+    return -(y * clamped_log(p) + (T(1) - y) * clamped_log(T(1) - p));
+  }
+  // d/dp = (p - y) / (p (1 - p)), the denominator kept >= 1e-12 (PyTorch's
+  // BCELoss backward); d/dy = log(1 - p) - log(p), clamped as in forward
+  template <class T> static Local<T> local(T p, T y, T, T) {
+    const T denominator = p * (T(1) - p);
+    return {(p - y) / (denominator > T(1e-12) ? denominator : T(1e-12)),
+            clamped_log(T(1) - p) - clamped_log(p)};
+  }
+  template <class T> static T clamped_log(T x) {
+    const T l = std::log(x);
+    return l > T(-100) ? l : T(-100);
+  }
+};
+
 }  // namespace rules
 
 // Calls f(Rule{}) with the rule of `op`: the one switch over the op table. Always inlined: GCC
@@ -301,6 +326,7 @@ template <class F>
     case Op::prelu: return f(Prelu{});
     case Op::max: return f(Max{});
     case Op::softplus: return f(Softplus{});
+    case Op::bce: return f(Bce{});
   }
   return f(Input{});  // unreachable for a valid Op; keeps -Wreturn-type quiet
 }

@@ -317,6 +317,9 @@ Tensor elu(Tensor a, double alpha = 1.0);
 Tensor prelu(Tensor a, Tensor alpha);
 Tensor max(Tensor a, Tensor b);  // elementwise (maxout); a tie splits the gradient
 Tensor max(Tensor a, double b);
+// Binary cross-entropy per element, -(y log p + (1 - y) log(1 - p)), with
+// PyTorch's clamps, so a saturated p gives a finite gradient (ops.hpp's Bce).
+Tensor bce(Tensor p, Tensor y);
 
 // Any row of the op table by its code, for code that iterates over the table
 // (the named functions above record the same nodes). Throws for a leaf op or

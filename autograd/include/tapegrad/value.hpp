@@ -63,4 +63,8 @@ inline Value max(Value a, Value b) { return a.tape().record<rules::Max>(a, b); }
 inline Value max(Value a, double b) { return max(a, detail::lift(a, b)); }
 inline Value max(double a, Value b) { return max(detail::lift(b, a), b); }
 
+// Binary cross-entropy of a probability p against a target y (ops.hpp's Bce).
+inline Value bce(Value p, Value y) { return p.tape().record<rules::Bce>(p, y); }
+inline Value bce(Value p, double y) { return bce(p, detail::lift(p, y)); }
+
 }  // namespace ag

@@ -18,7 +18,8 @@ ag::Tensor mse_loss(ag::Tensor prediction, ag::Tensor target, Reduction r = Redu
 
 // L = -(y log p + (1 - y) log(1 - p)), the notes' cross-entropy for a
 // probability p in [0, 1]. Each log is clamped at -100, as PyTorch's BCELoss
-// does, so p = 0 or 1 gives a large finite loss instead of infinity.
+// does, so p = 0 or 1 gives a large finite loss instead of infinity, and its
+// gradient stays finite there too (the bce op, not a composition of logs).
 ag::Tensor bce_loss(ag::Tensor probability, ag::Tensor target, Reduction r = Reduction::mean);
 
 // The same loss on a logit z (p = sigmoid(z)), computed stably as
