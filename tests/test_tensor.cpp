@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 
+#include <array>
 #include <cmath>
 #include <numeric>
 #include <vector>
@@ -366,6 +367,36 @@ TEST_CASE("tensor step lines show shapes, the contribution's norm and forks") {
         "dL/dy (2,) = dL/dp (2,) · dp/dy   |contribution| = 5\n"
         "dL/dx (2,) = dL/dp (2,) · dp/dx   |contribution| = 10");
   CHECK(lines[2] == "dL/dx (2,) += dL/dy (2,) · dy/dx   |contribution| = 10, so |dL/dx| = 20");
+}
+
+TEST_CASE("the packed small-matrix kernel: every layout, ragged rows and columns") {
+  // Between kPackThreshold (1024) and kBlasThreshold (32768) multiply-adds: forward and both
+  // backward products run through the packed kernel, plain and transposed, with row counts
+  // that are not a multiple of 4 and column counts that are not a multiple of the vector.
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return matmul(x[0], x[1]); },
+             {arg(Shape{13, 9}), arg(Shape{9, 11}, 0.1)}, "matmul 13x9 9x11");
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return linear(x[0], x[1], x[2]); },
+             {arg(Shape{10, 17}), arg(Shape{21, 17}, 0.1), arg(Shape{21}, 0.2)}, "linear 21 out");
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return linear(x[0], x[1], x[2]); },
+             {arg(Shape{50, 30}), arg(Shape{1, 30}, 0.1), arg(Shape{1}, 0.2)}, "linear 1 out");
+  // float32 against a double reference.
+  for (auto [m, k, n] : {std::array<std::int64_t, 3>{7, 33, 9}, {33, 16, 16}, {100, 16, 1},
+                        {5, 64, 3}}) {
+    std::vector<float> a(std::size_t(m * k)), b(std::size_t(k * n));
+    for (std::size_t i = 0; i < a.size(); ++i) a[i] = float(std::sin(double(i)));
+    for (std::size_t i = 0; i < b.size(); ++i) b[i] = float(std::cos(0.5 * double(i)));
+    TensorTape tape;
+    Tensor c = matmul(tape.constant<float>(Shape{m, k}, a), tape.constant<float>(Shape{k, n}, b));
+    auto got = c.data<float>();
+    for (std::int64_t i = 0; i < m; ++i)
+      for (std::int64_t j = 0; j < n; ++j) {
+        double s = 0;
+        for (std::int64_t p = 0; p < k; ++p)
+          s += double(a[std::size_t(i * k + p)]) * double(b[std::size_t(p * n + j)]);
+        INFO(m, "x", k, " by ", k, "x", n, " at ", i, ",", j);
+        CHECK(double(got[std::size_t(i * n + j)]) == doctest::Approx(s).epsilon(1e-5));
+      }
+  }
 }
 
 TEST_CASE("linear: x W^T + b in one node, as torch.nn.functional.linear") {

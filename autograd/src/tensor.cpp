@@ -530,6 +530,118 @@ void for_each_broadcast(const Shape& out, const Shape& a, const Shape& b, F&& f)
 // Below this many multiply-adds a plain loop beats a BLAS call's overhead
 // (about 80 ns for a 4x5 by 5x5 sgemm on this machine).
 constexpr std::int64_t kBlasThreshold = 32 * 32 * 32;
+// Below this many, the plain loops; from here to kBlasThreshold, the packed kernel (Note [Small
+// gemm]). A 4x5 by 5x5 product is faster unpacked; 100x16 by 16x16 takes half the instructions
+// packed.
+constexpr std::int64_t kPackThreshold = 1024;
+
+// Note [Small gemm]
+// ~~~~~~~~~~~~~~~~~
+// From kPackThreshold to kBlasThreshold multiply-adds the product runs here. op(B) is packed
+// once per call into a k x np buffer (np: n rounded up to whole blocks of W columns, zero
+// padded), so every operand layout (plain or transposed) meets the same kernel: a block of 4
+// rows by W columns of C (W = 8 floats or 4 doubles; 4 or 2 when n is that narrow) held in
+// eight (or fewer) 16-byte vector registers, updated with a(i, p) times a contiguous row of the
+// packed B for each p. The vectors are GCC's vector extension at the baseline's width (SSE2),
+// which every x86-64 has: a wider generic vector is emulated through memory on a target without
+// it, and runtime dispatch (target_clones) is not worth its complexity at these sizes. Each
+// element of C still sums its k products in order p = 0, 1, ..., as the plain loops do.
+template <class T>
+using Vec [[gnu::vector_size(16)]] = T;
+template <class T>
+inline constexpr int kVecLen = int(16 / sizeof(T));
+
+template <class T, int R, int NV, bool TA>
+[[gnu::always_inline]] inline void small_block(std::int64_t lda, std::int64_t i0, std::int64_t n,
+                                               std::int64_t k, std::int64_t np, const T* A,
+                                               const T* pb, T beta, T* C) {
+  static_assert((R == 1 || R == 4) && (NV == 1 || NV == 2));
+  using V = Vec<T>;
+  constexpr int L = kVecLen<T>, W = NV * L;
+  auto a = [&](std::int64_t p, int r) { return TA ? A[p * lda + i0 + r] : A[(i0 + r) * lda + p]; };
+  for (std::int64_t j0 = 0; j0 < np; j0 += W) {
+    // Named accumulators, so that they stay in registers.
+    V c00{}, c01{}, c10{}, c11{}, c20{}, c21{}, c30{}, c31{};
+    const T* row = pb + j0;
+    for (std::int64_t p = 0; p < k; ++p, row += np) {
+      V b0, b1{};
+      std::memcpy(&b0, row, sizeof b0);
+      if constexpr (NV == 2) std::memcpy(&b1, row + L, sizeof b1);
+      const T a0 = a(p, 0);
+      c00 += a0 * b0;
+      if constexpr (NV == 2) c01 += a0 * b1;
+      if constexpr (R == 4) {
+        const T a1 = a(p, 1), a2 = a(p, 2), a3 = a(p, 3);
+        c10 += a1 * b0;
+        c20 += a2 * b0;
+        c30 += a3 * b0;
+        if constexpr (NV == 2) {
+          c11 += a1 * b1;
+          c21 += a2 * b1;
+          c31 += a3 * b1;
+        }
+      }
+    }
+    auto store = [&](V v, int r, int q) {
+      const std::int64_t j = j0 + q * L, w = std::min<std::int64_t>(L, n - j);
+      T* c = C + (i0 + r) * n + j;
+      if (w == L) {  // a whole vector: one load and store
+        if (beta != T(0)) {
+          V old;
+          std::memcpy(&old, c, sizeof old);
+          v += old;
+        }
+        std::memcpy(c, &v, sizeof v);
+      } else {
+        for (std::int64_t e = 0; e < w; ++e) c[e] = beta == T(0) ? v[e] : c[e] + v[e];
+      }
+    };
+    store(c00, 0, 0);
+    if constexpr (NV == 2) store(c01, 0, 1);
+    if constexpr (R == 4) {
+      store(c10, 1, 0), store(c20, 2, 0), store(c30, 3, 0);
+      if constexpr (NV == 2) store(c11, 1, 1), store(c21, 2, 1), store(c31, 3, 1);
+    }
+  }
+}
+
+template <class T, int NV, bool TA>
+void small_rows(std::int64_t m, std::int64_t n, std::int64_t k, std::int64_t np, const T* A,
+                const T* pb, T beta, T* C) {
+  const std::int64_t lda = TA ? m : k;
+  std::int64_t i = 0;
+  for (; i + 4 <= m; i += 4) small_block<T, 4, NV, TA>(lda, i, n, k, np, A, pb, beta, C);
+  for (; i < m; ++i) small_block<T, 1, NV, TA>(lda, i, n, k, np, A, pb, beta, C);
+}
+
+// C = op(A) op(B) + beta C through the packed kernel; pb holds at least k * np elements, np as
+// small_padded gives it.
+template <class T>
+std::int64_t small_padded(std::int64_t n) {
+  const std::int64_t w = n <= kVecLen<T> ? kVecLen<T> : 2 * kVecLen<T>;
+  return (n + w - 1) / w * w;
+}
+
+template <class T>
+void small_gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* A,
+                const T* B, T beta, T* C, T* pb) {
+  const std::int64_t np = small_padded<T>(n), ldb = tb ? k : n;
+  for (std::int64_t p = 0; p < k; ++p) {  // op(B) (k x n) row by row into pb (k x np)
+    T* row = pb + p * np;
+    if (tb)
+      for (std::int64_t j = 0; j < n; ++j) row[j] = B[j * ldb + p];
+    else
+      std::memcpy(row, B + p * ldb, std::size_t(n) * sizeof(T));
+    for (std::int64_t j = n; j < np; ++j) row[j] = T(0);
+  }
+  const bool wide = n > kVecLen<T>;
+  if (ta)
+    wide ? small_rows<T, 2, true>(m, n, k, np, A, pb, beta, C)
+         : small_rows<T, 1, true>(m, n, k, np, A, pb, beta, C);
+  else
+    wide ? small_rows<T, 2, false>(m, n, k, np, A, pb, beta, C)
+         : small_rows<T, 1, false>(m, n, k, np, A, pb, beta, C);
+}
 
 // C (m x n, row-major, leading dimension n) = op(A) op(B) + beta C, where
 // op(A) is m x k and op(B) is k x n; ta/tb mean A/B are stored transposed.
@@ -547,32 +659,42 @@ void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, cons
                   beta, C, int(n));
     return;
   }
-  if (beta == T(0)) std::fill(C, C + m * n, T(0));
-  if (!tb) {
-    // Row i of C accumulates a[i, p] times row p of B: contiguous, vectorizable.
-    for (std::int64_t i = 0; i < m; ++i) {
-      T* c = C + i * n;
-      for (std::int64_t p = 0; p < k; ++p) {
-        const T a = ta ? A[p * lda + i] : A[i * lda + p];
-        const T* b = B + p * ldb;
-        for (std::int64_t j = 0; j < n; ++j) c[j] += a * b[j];
-      }
-    }
-  } else {
-    // B stored transposed: C[i, j] is a dot product of two contiguous rows.
-    for (std::int64_t i = 0; i < m; ++i)
-      for (std::int64_t j = 0; j < n; ++j) {
-        T s = 0;
-        const T* b = B + j * ldb;
-        if (!ta) {
-          const T* a = A + i * lda;
-          for (std::int64_t p = 0; p < k; ++p) s += a[p] * b[p];
-        } else {
-          for (std::int64_t p = 0; p < k; ++p) s += A[p * lda + i] * b[p];
+  if (m * n * k < kPackThreshold) {
+    // Tiny products (the lecture's 4x5 by 5x5): packing would cost as much as the product.
+    if (beta == T(0)) std::fill(C, C + m * n, T(0));
+    if (!tb) {
+      // Row i of C accumulates a[i, p] times row p of B: contiguous, vectorizable.
+      for (std::int64_t i = 0; i < m; ++i) {
+        T* c = C + i * n;
+        for (std::int64_t p = 0; p < k; ++p) {
+          const T a = ta ? A[p * lda + i] : A[i * lda + p];
+          const T* b = B + p * ldb;
+          for (std::int64_t j = 0; j < n; ++j) c[j] += a * b[j];
         }
-        C[i * n + j] += s;
       }
+    } else {
+      // B stored transposed: C[i, j] is a dot product of two contiguous rows.
+      for (std::int64_t i = 0; i < m; ++i)
+        for (std::int64_t j = 0; j < n; ++j) {
+          T s = 0;
+          const T* b = B + j * ldb;
+          if (!ta) {
+            const T* a = A + i * lda;
+            for (std::int64_t p = 0; p < k; ++p) s += a[p] * b[p];
+          } else {
+            for (std::int64_t p = 0; p < k; ++p) s += A[p * lda + i] * b[p];
+          }
+          C[i * n + j] += s;
+        }
+    }
+    return;
   }
+  // The packed op(B) (Note [Small gemm]): a buffer per thread that only grows, so a warm
+  // training step allocates nothing.
+  thread_local std::vector<T> packed;
+  const std::size_t need = std::size_t(k * small_padded<T>(n));
+  if (packed.size() < need) packed.resize(need);
+  small_gemm<T>(ta, tb, m, n, k, A, B, beta, C, packed.data());
 }
 
 // An axis split as (outer, length, inner): element (o, l, i) is at

@@ -26,9 +26,15 @@ Linear::Linear(std::int64_t in, std::int64_t out, bool with_bias, std::uint64_t 
 }
 
 ag::Tensor Linear::forward(ag::TensorTape& tape, ag::Tensor x) {
-  ag::Tensor w = weight.on(tape, label("weight"));
+  if (!labelled_ || labelled_path_ != path()) {
+    labelled_path_ = path();
+    weight_label_ = label("weight");
+    bias_label_ = label("bias");
+    labelled_ = true;
+  }
+  ag::Tensor w = weight.on(tape, weight_label_);
   if (!bias) return ag::linear(x, w);
-  return ag::linear(x, w, bias->on(tape, label("bias")));
+  return ag::linear(x, w, bias->on(tape, bias_label_));
 }
 
 std::string Linear::describe() const {

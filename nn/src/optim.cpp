@@ -7,6 +7,10 @@
 #include <cmath>
 #include <numbers>
 
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
+
 namespace nn {
 
 Optimizer::Optimizer(std::vector<Parameter*> params, double lr) : params_(std::move(params)), lr_(lr) {
@@ -77,7 +81,32 @@ void Adam::update(bool decoupled) {
     const float* g = params_[k]->grad().data();
     float* m = m_[k].data();
     float* v = v_[k].data();
-    for (std::int64_t i = 0, n = params_[k]->numel(); i < n; ++i) {
+    const std::int64_t n = params_[k]->numel();
+    std::int64_t i = 0;
+#if defined(__SSE2__)
+    // Four at a time: the same operations in the same order as the loop below, so the same bits.
+    // GCC leaves that loop scalar: std::sqrt must set errno for a negative argument, which
+    // keeps sqrtss and divss one element at a time (a quarter of a Fashion-MNIST batch).
+    const __m128 vb1 = _mm_set1_ps(b1), vc1 = _mm_set1_ps(1 - b1), vb2 = _mm_set1_ps(b2),
+                 vc2 = _mm_set1_ps(1 - b2), vstep = _mm_set1_ps(step_size),
+                 vsqrt_c2 = _mm_set1_ps(sqrt_c2), veps = _mm_set1_ps(eps), vwd = _mm_set1_ps(wd),
+                 vdecay = _mm_set1_ps(decay);
+    for (; i + 4 <= n; i += 4) {
+      __m128 pv = _mm_loadu_ps(p + i), grad = _mm_loadu_ps(g + i);
+      if (decoupled)
+        pv = _mm_mul_ps(pv, vdecay);
+      else
+        grad = _mm_add_ps(grad, _mm_mul_ps(vwd, pv));
+      const __m128 mv = _mm_add_ps(_mm_mul_ps(vb1, _mm_loadu_ps(m + i)), _mm_mul_ps(vc1, grad));
+      const __m128 vv = _mm_add_ps(_mm_mul_ps(vb2, _mm_loadu_ps(v + i)),
+                                   _mm_mul_ps(_mm_mul_ps(vc2, grad), grad));
+      _mm_storeu_ps(m + i, mv);
+      _mm_storeu_ps(v + i, vv);
+      const __m128 denom = _mm_add_ps(_mm_div_ps(_mm_sqrt_ps(vv), vsqrt_c2), veps);
+      _mm_storeu_ps(p + i, _mm_sub_ps(pv, _mm_div_ps(_mm_mul_ps(vstep, mv), denom)));
+    }
+#endif
+    for (; i < n; ++i) {
       float grad = g[i];
       if (decoupled)
         p[i] *= decay;

@@ -26,6 +26,11 @@ class Linear : public Module {
   Parameter& weight;
   Parameter* bias;  // null without a bias
   std::int64_t in_features, out_features;
+
+ private:
+  // "path.weight" and "path.bias", built when the path changes rather than on every forward.
+  std::string labelled_path_, weight_label_, bias_label_;
+  bool labelled_ = false;
 };
 
 // The activations of the notes, each the op of the same name (ops.hpp).

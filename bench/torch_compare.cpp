@@ -1,0 +1,485 @@
+// tapegrad against LibTorch (C++) and PyTorch (Python) on the project's training workloads, side
+// by side in one run. Each peer is a process of its own serving the line protocol of
+// torch_compare.hpp: this program with --serve (tapegrad), torch_compare_libtorch (LibTorch) and
+// torch_compare.py (PyTorch, under /usr/bin/python3). Without --serve this program is the driver:
+// it starts the three, gives each its thread settings, warms each up, and times them in turn,
+// round after round (the order rotating), so the machine's drift hits all of them alike.
+
+#include "torch_compare.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <cblas.h>
+#include <xmmintrin.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <tapegrad/autograd.hpp>
+#include <tapegrad/nn/data.hpp>
+#include <tapegrad/nn/layers.hpp>
+#include <tapegrad/nn/loss.hpp>
+#include <tapegrad/nn/metrics.hpp>
+#include <tapegrad/nn/optim.hpp>
+
+#ifndef TG_BUILD_INFO
+#define TG_BUILD_INFO "unknown"
+#endif
+#ifndef TG_SOURCE_DIR
+#define TG_SOURCE_DIR "."
+#endif
+
+namespace {
+
+using ag::Shape;
+using ag::Tensor;
+using ag::TensorTape;
+using Clock = std::chrono::steady_clock;
+
+// ---- the tapegrad peer --------------------------------------------------------------------
+
+std::unique_ptr<nn::Optimizer> make_optimizer(const tc::Spec& spec, nn::Module& model) {
+  if (spec.optimizer == "sgd") return std::make_unique<nn::SGD>(model.parameters(), nn::SGDOptions{.lr = spec.lr});
+  return std::make_unique<nn::Adam>(model.parameters(), nn::AdamOptions{.lr = spec.lr});
+}
+
+// Workloads 1-3: one fixed batch, a training step as a user writes it.
+class TgSteps : public tc::Session {
+ public:
+  TgSteps(const tc::Spec& spec, std::uint64_t seed)
+      : spec_(spec),
+        mlp_(spec.sizes, nn::Activation::relu,
+             spec.sigmoid_output ? nn::Activation::sigmoid : nn::Activation::none, seed),
+        opt_(make_optimizer(spec, mlp_)) {
+    const nn::Dataset d = spec.name == "xor" ? nn::xor_data() : nn::moons(spec.rows, 0.1, seed + 1);
+    rows_ = d.rows;
+    x_ = d.features;
+    for (std::int32_t label : d.labels)
+      y_.push_back(spec.loss == "hinge_l2" ? 2.0f * float(label) - 1.0f : float(label));
+  }
+
+  double run(long n, double& loss) override {
+    const auto t0 = Clock::now();
+    Tensor l;
+    for (long i = 0; i < n; ++i) l = step();
+    const double s = tc::seconds_since(t0);
+    loss = l.item();
+    return s;
+  }
+
+  void warm() override {
+    const auto t0 = Clock::now();
+    while (tc::seconds_since(t0) < 0.3) step();
+  }
+
+  double eval() override {
+    ag::NoGrad no_grad(tape_);
+    tape_.reset();
+    Tensor out = mlp_(tape_, tape_.constant<float>(Shape{rows_, 2}, x_));
+    std::vector<std::int32_t> labels;
+    for (float y : y_) labels.push_back(y > 0 ? 1 : 0);
+    return nn::accuracy(out, labels,
+                        spec_.sigmoid_output ? nn::Scores::probabilities : nn::Scores::logits);
+  }
+
+ private:
+  Tensor step() {
+    tape_.reset();
+    Tensor out = mlp_(tape_, tape_.constant<float>(Shape{rows_, 2}, x_));
+    Tensor y = tape_.constant<float>(Shape{rows_, 1}, y_);
+    Tensor loss;
+    if (spec_.loss == "bce") {
+      loss = nn::bce_loss(out, y);
+    } else if (spec_.loss == "bce_logits") {
+      loss = nn::bce_with_logits(out, y);
+    } else {  // micrograd's loss: mean hinge plus 1e-4 times the sum of squared parameters
+      Tensor reg;
+      for (nn::Parameter* p : mlp_.parameters()) {
+        Tensor w = p->on(tape_);
+        Tensor s = ag::sum(w * w);
+        reg = reg.empty() ? s : reg + s;
+      }
+      loss = nn::hinge_loss(out, y) + 1e-4 * reg;
+    }
+    opt_->zero_grad();
+    tape_.backward(loss);
+    opt_->step();
+    return loss;
+  }
+
+  const tc::Spec& spec_;
+  nn::MLP mlp_;
+  std::unique_ptr<nn::Optimizer> opt_;
+  TensorTape tape_;
+  std::int64_t rows_ = 0;
+  std::vector<float> x_, y_;
+};
+
+const nn::Dataset& fashion(nn::Split split) {
+  static const nn::Dataset train = nn::load_fashion_mnist(nn::Split::train);
+  static const nn::Dataset test = nn::load_fashion_mnist(nn::Split::test);
+  return split == nn::Split::train ? train : test;
+}
+
+// Workload 4: epochs of shuffled batches of 128 from nn::DataLoader.
+class TgFashion : public tc::Session {
+ public:
+  TgFashion(const tc::Spec& spec, std::uint64_t seed)
+      : mlp_(spec.sizes, nn::Activation::relu, nn::Activation::none, seed),
+        opt_(mlp_.parameters(), nn::AdamOptions{.lr = spec.lr}),
+        loader_(fashion(nn::Split::train), spec.rows, true, seed) {}
+
+  double run(long n, double& loss) override {
+    const auto t0 = Clock::now();
+    for (long e = 0; e < n; ++e) loss = epoch(-1);
+    return tc::seconds_since(t0);
+  }
+  void warm() override { epoch(20); }
+
+  double eval() override {
+    const nn::Dataset& test = fashion(nn::Split::test);
+    ag::NoGrad no_grad(tape_);
+    tape_.reset();
+    Tensor out = mlp_(tape_, test.inputs(tape_));
+    return nn::accuracy(out, test.labels, nn::Scores::logits);
+  }
+
+ private:
+  // One epoch, or its first max_batches batches; the mean loss.
+  double epoch(long max_batches) {
+    double sum = 0;
+    long count = 0;
+    for (const nn::Batch& b : loader_) {
+      tape_.reset();
+      Tensor loss = nn::cross_entropy(mlp_(tape_, b.inputs(tape_)), b.y);
+      opt_.zero_grad();
+      tape_.backward(loss);
+      opt_.step();
+      sum += loss.item();
+      if (++count == max_batches) break;
+    }
+    return count ? sum / double(count) : 0.0;
+  }
+
+  nn::MLP mlp_;
+  nn::Adam opt_;
+  nn::DataLoader loader_;
+  TensorTape tape_;
+};
+
+int serve_tapegrad() {
+  // A diagnostic (bench/README.md): TG_FTZ=1 flushes subnormal floats to zero (MXCSR FTZ and
+  // DAZ), to see whether an epoch slows down as Adam's moments decay into the subnormal range.
+  if (const char* ftz = std::getenv("TG_FTZ"); ftz != nullptr && std::string(ftz) == "1")
+    _mm_setcsr(_mm_getcsr() | 0x8040);
+  return tc::serve(
+      [](const tc::Spec& spec, std::uint64_t seed) -> std::unique_ptr<tc::Session> {
+        if (spec.epochs) return std::make_unique<TgFashion>(spec, seed);
+        return std::make_unique<TgSteps>(spec, seed);
+      },
+      [](int, int blas) { openblas_set_num_threads(blas); });
+}
+
+// ---- the driver ---------------------------------------------------------------------------
+
+// A peer process, spoken to over two pipes.
+class Peer {
+ public:
+  Peer(std::string name, std::vector<std::string> argv) : name_(std::move(name)) {
+    int to[2], from[2];
+    if (pipe(to) != 0 || pipe(from) != 0) throw std::runtime_error("pipe failed");
+    pid_ = fork();
+    if (pid_ < 0) throw std::runtime_error("fork failed");
+    if (pid_ == 0) {
+      dup2(to[0], STDIN_FILENO);
+      dup2(from[1], STDOUT_FILENO);
+      close(to[0]), close(to[1]), close(from[0]), close(from[1]);
+      std::vector<char*> args;
+      for (auto& a : argv) args.push_back(a.data());
+      args.push_back(nullptr);
+      execv(args[0], args.data());
+      std::fprintf(stderr, "torch_compare: cannot run %s: %s\n", args[0], std::strerror(errno));
+      _exit(127);
+    }
+    close(to[0]), close(from[1]);
+    out_ = fdopen(to[1], "w");
+    in_ = fdopen(from[0], "r");
+  }
+  ~Peer() {
+    std::fprintf(out_, "quit\n");
+    std::fclose(out_);
+    std::fclose(in_);
+    waitpid(pid_, nullptr, 0);
+  }
+  Peer(const Peer&) = delete;
+  Peer& operator=(const Peer&) = delete;
+
+  std::string ask(const std::string& command) {
+    std::fprintf(out_, "%s\n", command.c_str());
+    std::fflush(out_);
+    char* line = nullptr;
+    std::size_t cap = 0;
+    const ssize_t n = getline(&line, &cap, in_);
+    std::string reply = n > 0 ? std::string(line, std::size_t(n)) : std::string();
+    std::free(line);
+    while (!reply.empty() && (reply.back() == '\n' || reply.back() == '\r')) reply.pop_back();
+    if (n <= 0) throw std::runtime_error(name_ + ": the peer exited (command: " + command + ")");
+    if (reply.rfind("error", 0) == 0)
+      throw std::runtime_error(name_ + ": " + reply + " (command: " + command + ")");
+    return reply;
+  }
+  // "run N": seconds and loss.
+  std::pair<double, double> run(long n) {
+    const std::string r = ask("run " + std::to_string(n));
+    double s = 0, loss = 0;
+    if (std::sscanf(r.c_str(), "%lf %lf", &s, &loss) != 2)
+      throw std::runtime_error(name_ + ": bad reply '" + r + "'");
+    return {s, loss};
+  }
+  const std::string& name() const { return name_; }
+
+ private:
+  std::string name_;
+  pid_t pid_ = -1;
+  FILE* out_ = nullptr;
+  FILE* in_ = nullptr;
+};
+
+struct Threads {
+  int omp = 1, blas = 1;
+};
+
+std::string threads_text(const std::string& peer, Threads t) {
+  if (peer == "tapegrad") return "blas " + std::to_string(t.blas);
+  return "omp " + std::to_string(t.omp) + ", blas " + std::to_string(t.blas);
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return std::nan("");
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+struct Options {
+  std::vector<std::string> only;
+  int rounds = 21;
+  int epochs = 5;
+  double block_ms = 100;
+  std::vector<int> fmnist_threads = {1, 2};
+  // The torch peers' best setting at 2 threads on 2 cores (see bench/README.md).
+  Threads libtorch2{1, 2}, pytorch2{1, 2};
+  bool libtorch = true, pytorch = true;
+  std::string python = "/usr/bin/python3";
+  std::string script = std::string(TG_SOURCE_DIR) + "/torch_compare.py";
+  std::uint64_t seed = 1;
+};
+
+Threads threads_for(const Options& o, const std::string& peer, int n) {
+  if (n == 1) return {1, 1};
+  if (peer == "libtorch") return o.libtorch2;
+  if (peer == "pytorch") return o.pytorch2;
+  return {1, n};
+}
+
+void setup(Peer& p, const std::string& workload, Threads t, std::uint64_t seed) {
+  p.ask("setup " + workload + " " + std::to_string(t.omp) + " " + std::to_string(t.blas) + " " +
+        std::to_string(seed));
+}
+
+// Per-round ratios of peer k to peer 0 (tapegrad), and their median.
+std::vector<double> ratios(const std::vector<double>& peer, const std::vector<double>& base) {
+  std::vector<double> r;
+  for (std::size_t i = 0; i < peer.size(); ++i) r.push_back(peer[i] / base[i]);
+  return r;
+}
+
+std::string list(const std::vector<double>& v, const char* fmt) {
+  std::string s;
+  char buf[32];
+  for (double x : v) {
+    std::snprintf(buf, sizeof buf, fmt, x);
+    if (!s.empty()) s += ' ';
+    s += buf;
+  }
+  return s;
+}
+
+void step_workload(const Options& o, const tc::Spec& spec, std::vector<std::unique_ptr<Peer>>& peers) {
+  std::printf("\n== %s: %s\n", std::string(spec.name).c_str(), std::string(spec.title).c_str());
+  const Threads one{1, 1};
+  std::vector<long> reps;
+  for (auto& p : peers) {
+    setup(*p, std::string(spec.name), one, o.seed);
+    p->run(10);  // calibration: steps per block of about block_ms
+    const double s = p->run(20).first / 20;
+    reps.push_back(std::clamp(long(o.block_ms * 1e-3 / s), 1L, 1000000L));
+  }
+  std::vector<std::vector<double>> us(peers.size());
+  std::vector<double> loss(peers.size());
+  for (int r = 0; r < o.rounds; ++r)
+    for (std::size_t j = 0; j < peers.size(); ++j) {
+      const std::size_t k = (j + std::size_t(r)) % peers.size();  // rotate the order
+      auto [s, l] = peers[k]->run(reps[k]);
+      us[k].push_back(s / double(reps[k]) * 1e6);
+      loss[k] = l;
+    }
+  std::printf("%-9s %-15s %7s %12s %10s %10s %7s %9s\n", "peer", "threads", "steps", "us/step",
+              "ratio", "ratio*", "loss", "accuracy");
+  for (std::size_t k = 0; k < peers.size(); ++k) {
+    const std::string acc = peers[k]->ask("eval");
+    const double m = median(us[k]);
+    std::printf("%-9s %-15s %7ld %12.2f %10.1f %10.1f %7.4f %9s\n", peers[k]->name().c_str(),
+                threads_text(peers[k]->name(), one).c_str(), reps[k], m, m / median(us[0]),
+                median(ratios(us[k], us[0])), loss[k], acc.c_str());
+  }
+  for (std::size_t k = 1; k < peers.size(); ++k)
+    std::printf("  %s/tapegrad per round: %s\n", peers[k]->name().c_str(),
+                list(ratios(us[k], us[0]), "%.3g").c_str());
+}
+
+void fmnist_workload(const Options& o, const tc::Spec& spec,
+                     std::vector<std::unique_ptr<Peer>>& peers) {
+  std::printf("\n== %s: %s\n", std::string(spec.name).c_str(), std::string(spec.title).c_str());
+  for (int n : o.fmnist_threads) {
+    for (auto& p : peers) setup(*p, "fmnist", threads_for(o, p->name(), n), o.seed);
+    std::vector<std::vector<double>> sec(peers.size()), losses(peers.size());
+    for (int e = 0; e < o.epochs; ++e)
+      for (std::size_t j = 0; j < peers.size(); ++j) {
+        const std::size_t k = (j + std::size_t(e)) % peers.size();
+        auto [s, l] = peers[k]->run(1);
+        sec[k].push_back(s);
+        losses[k].push_back(l);
+      }
+    std::printf("-- %d thread%s, %d epochs\n", n, n == 1 ? "" : "s", o.epochs);
+    std::printf("%-9s %-15s %10s %10s %10s %9s %14s\n", "peer", "threads", "s/epoch", "ratio",
+                "ratio*", "loss", "test accuracy");
+    for (std::size_t k = 0; k < peers.size(); ++k) {
+      const double acc = std::stod(peers[k]->ask("eval"));
+      const double m = median(sec[k]);
+      std::printf("%-9s %-15s %10.3f %10.3f %10.3f %9.4f %13.2f%%\n", peers[k]->name().c_str(),
+                  threads_text(peers[k]->name(), threads_for(o, peers[k]->name(), n)).c_str(), m,
+                  m / median(sec[0]), median(ratios(sec[k], sec[0])), losses[k].back(), 100 * acc);
+    }
+    for (std::size_t k = 0; k < peers.size(); ++k)
+      std::printf("  %s s per epoch: %s\n", peers[k]->name().c_str(),
+                  list(sec[k], "%.3f").c_str());
+  }
+}
+
+Threads parse_threads(const std::string& s) {
+  Threads t;
+  if (std::sscanf(s.c_str(), "%d,%d", &t.omp, &t.blas) != 2)
+    throw std::runtime_error("threads must be OMP,BLAS, not " + s);
+  return t;
+}
+
+int usage() {
+  std::fprintf(stderr,
+               "usage: torch_compare [--only xor,moons,adam,fmnist] [--rounds N] [--epochs N]\n"
+               "         [--block-ms MS] [--fmnist-threads 1,2] [--libtorch-threads2 OMP,BLAS]\n"
+               "         [--pytorch-threads2 OMP,BLAS] [--no-libtorch] [--no-pytorch]\n"
+               "         [--python PATH] [--script torch_compare.py] [--seed N]\n"
+               "       torch_compare --serve   (the tapegrad peer: see torch_compare.hpp)\n");
+  return 2;
+}
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : s) {
+    if (c == ',') out.push_back(cur), cur.clear();
+    else cur += c;
+  }
+  if (!cur.empty()) out.push_back(cur);
+  return out;
+}
+
+std::string self_dir() {
+  char buf[4096];
+  const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return ".";
+  std::string p(buf, std::size_t(n));
+  return p.substr(0, p.rfind('/'));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (!args.empty() && args[0] == "--serve") return serve_tapegrad();
+  Options o;
+  try {
+    for (std::size_t i = 0; i < args.size(); ++i) {
+      const std::string& a = args[i];
+      auto value = [&]() -> std::string {
+        if (i + 1 >= args.size()) throw std::runtime_error(a + " needs a value");
+        return args[++i];
+      };
+      if (a == "--only") o.only = split(value());
+      else if (a == "--rounds") o.rounds = std::stoi(value());
+      else if (a == "--epochs") o.epochs = std::stoi(value());
+      else if (a == "--block-ms") o.block_ms = std::stod(value());
+      else if (a == "--fmnist-threads") {
+        o.fmnist_threads.clear();
+        for (auto& t : split(value())) o.fmnist_threads.push_back(std::stoi(t));
+      } else if (a == "--libtorch-threads2") o.libtorch2 = parse_threads(value());
+      else if (a == "--pytorch-threads2") o.pytorch2 = parse_threads(value());
+      else if (a == "--no-libtorch") o.libtorch = false;
+      else if (a == "--no-pytorch") o.pytorch = false;
+      else if (a == "--python") o.python = value();
+      else if (a == "--script") o.script = value();
+      else if (a == "--seed") o.seed = std::stoull(value());
+      else return usage();
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "torch_compare: %s\n", e.what());
+    return usage();
+  }
+
+  std::signal(SIGPIPE, SIG_IGN);
+  const std::string dir = self_dir();
+  const std::string libtorch_exe = dir + "/torch_compare_libtorch";
+  try {
+    std::vector<std::unique_ptr<Peer>> peers;
+    peers.push_back(std::make_unique<Peer>("tapegrad", std::vector<std::string>{dir + "/torch_compare", "--serve"}));
+    if (o.libtorch && access(libtorch_exe.c_str(), X_OK) == 0)
+      peers.push_back(std::make_unique<Peer>("libtorch", std::vector<std::string>{libtorch_exe}));
+    else if (o.libtorch)
+      std::printf("(no %s: LibTorch peer skipped; install libtorch-dev and reconfigure)\n",
+                  libtorch_exe.c_str());
+    if (o.pytorch)
+      peers.push_back(std::make_unique<Peer>("pytorch", std::vector<std::string>{o.python, "-u", o.script}));
+
+    char host[256] = "?";
+    gethostname(host, sizeof host);
+    std::printf("torch_compare: %s; %ld cores online; rounds %d (order rotating), blocks of ~%.0f ms;\n"
+                "  each peer its own process; times measured inside the peer; ratio = median(peer) /\n"
+                "  median(tapegrad); ratio* = median of the per-round ratios (drift cancels best)\n",
+                TG_BUILD_INFO, sysconf(_SC_NPROCESSORS_ONLN), o.rounds, o.block_ms);
+    auto wanted = [&](std::string_view name) {
+      return o.only.empty() || std::find(o.only.begin(), o.only.end(), name) != o.only.end();
+    };
+    for (const tc::Spec& spec : tc::specs()) {
+      if (!wanted(spec.name)) continue;
+      if (spec.epochs)
+        fmnist_workload(o, spec, peers);
+      else
+        step_workload(o, spec, peers);
+      std::fflush(stdout);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "torch_compare: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
