@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The main demo: the CS231n circuit f = (x + y) * z stepped through backward,
-# chain rule by chain rule, with its computation graph written as SVG.
+# The main demo: the lecture's headline result. The 11-layer XOR net with sigmoid
+# hidden layers stalls at accuracy 0.5; the same net with ReLU solves it; the
+# per-layer gradient norms show why. Ends with the paths of the pictures it drew.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mkdir -p build/demo
-build/tools/tapegrad step 'q = x + y; f = q * z' x=-2 y=5 z=-4 -o "$PWD/build/demo/cs231n.svg"
+build/examples/deep_xor --out "$PWD/build/demo"
