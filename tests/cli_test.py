@@ -10,6 +10,8 @@ import sys
 import tempfile
 import unittest
 
+import runner  # tests/runner.py: the closing "N passed, M failed" line
+
 TAPEGRAD = None  # set from argv in main()
 CS231N = "q = x + y; f = q * z"
 CS231N_INPUTS = ["x=-2", "y=5", "z=-4"]
@@ -326,11 +328,7 @@ def main():
         print("usage: cli_test.py PATH/TO/tapegrad", file=sys.stderr)
         return 2
     TAPEGRAD = os.path.abspath(sys.argv[1])
-    suite = unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__])
-    result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
-    failed = len(result.failures) + len(result.errors)
-    print(f"{result.testsRun - failed} passed, {failed} failed")
-    return 0 if result.wasSuccessful() else 1
+    return runner.run(__name__)
 
 
 if __name__ == "__main__":

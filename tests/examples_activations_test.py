@@ -9,6 +9,8 @@ import sys
 import tempfile
 import unittest
 
+import runner  # tests/runner.py: the closing "N passed, M failed" line
+
 EXES = {}  # name -> path, from argv in main()
 
 
@@ -203,11 +205,8 @@ def main():
     if len(sys.argv) != 4:
         sys.exit("usage: examples_activations_test.py ACTIVATIONS DYING_RELU RELU_INTERACTIONS")
     EXES.update(zip(["activations", "dying_relu", "relu_interactions"], sys.argv[1:4]))
-    result = unittest.main(argv=sys.argv[:1], exit=False, verbosity=1).result
-    failed = len(result.failures) + len(result.errors)
-    print(f"{result.testsRun - failed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    return runner.run(__name__)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

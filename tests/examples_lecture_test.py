@@ -10,6 +10,8 @@ import tempfile
 import time
 import unittest
 
+import runner  # tests/runner.py: the closing "N passed, M failed" line
+
 EXES = {}  # name -> path, set from argv in main()
 QUICK_SECONDS = 30  # a --quick run takes under a second in a release build
 
@@ -169,11 +171,7 @@ def main():
         return 2
     for name, path in zip(["deep_xor", "vanishing_gradient", "zero_init"], sys.argv[1:]):
         EXES[name] = os.path.abspath(path)
-    suite = unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__])
-    result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
-    failed = len(result.failures) + len(result.errors)
-    print(f"{result.testsRun - failed} passed, {failed} failed")
-    return 0 if result.wasSuccessful() else 1
+    return runner.run(__name__)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ import sys
 import tempfile
 import unittest
 
+import runner  # tests/runner.py: the closing "N passed, M failed" line
+
 EXES = {}  # name -> path, from argv in main()
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -154,11 +156,7 @@ def main():
               file=sys.stderr)
         return 2
     EXES.update({n: os.path.abspath(p) for n, p in zip(names, sys.argv[1:])})
-    suite = unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__])
-    result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
-    failed = len(result.failures) + len(result.errors)
-    print(f"{result.testsRun - failed} passed, {failed} failed")
-    return 0 if result.wasSuccessful() else 1
+    return runner.run(__name__)
 
 
 if __name__ == "__main__":
