@@ -34,10 +34,19 @@ if ((${#missing[@]})); then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+quietly() {  # runs a command, showing its output only when it fails (compiler errors included)
+  local log
+  if ! log=$("$@" 2>&1); then
+    printf '%s\n' "$log" >&2
+    echo "setup: failed: $*" >&2
+    exit 1
+  fi
+}
+
 configure() {  # configure() DIR [meson options...]: set up once, then just rebuild
   local dir=$1; shift
-  if [ ! -f "$dir/build.ninja" ]; then meson setup "$dir" "$@" >/dev/null; fi
-  meson compile -C "$dir" >/dev/null
+  if [ ! -f "$dir/build.ninja" ]; then quietly meson setup "$dir" "$@"; fi
+  quietly meson compile -C "$dir"
 }
 configure build
 
