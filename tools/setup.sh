@@ -54,10 +54,25 @@ case "${1:-build}" in
   build) ;;
   demo) bash tools/demo.sh ;;
   test)
-    meson test -C build --print-errorlogs
+    # Both passes run even if the first fails; one closing line counts them together.
+    passed=0 failed=0 skipped=0 status=0
+    count() {  # adds the test run just made in build dir $1 to the totals
+      local p f s
+      read -r p f s < <(grep -o '"result": "[A-Z]*"' "$1/meson-logs/testlog.json" |
+        awk -F'"' '{ if ($4 == "OK") p++; else if ($4 == "SKIP") s++; else f++ }
+                   END { print p + 0, f + 0, s + 0 }')
+      passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
+    }
+    meson test -C build --print-errorlogs || status=1
+    count build
     configure build-asan --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-      meson test -C build-asan --print-errorlogs
+      meson test -C build-asan --print-errorlogs || status=1
+    count build-asan
+    line="tests: $passed passed, $failed failed"
+    if ((skipped)); then line+=", $skipped skipped"; fi
+    echo "$line"
+    exit $status
     ;;
   *) echo "usage: tools/setup.sh [build|demo|test]" >&2; exit 2 ;;
 esac
