@@ -5,6 +5,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include <tapegrad/nn/plot.hpp>
+
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -34,20 +36,10 @@ Options parse(int argc, char** argv, std::string_view about,
 // stderr and exit code 2, as the tapegrad command does.
 int run(const std::function<int()>& main_body);
 
-// A whitespace-separated data file for gnuplot: a "# header" line, then one row
-// per entry of the columns (all the same length). Returns the path.
-std::filesystem::path write_columns(const std::filesystem::path& path,
-                                    const std::vector<std::string>& header,
-                                    const std::vector<std::vector<double>>& columns);
-
-// Runs gnuplot on `script` (given on its standard input, with the working
-// directory set to `dir` so data files can be named relatively). Throws
-// ag::Error with gnuplot's own message when it fails or is missing.
-void gnuplot(const std::filesystem::path& dir, const std::string& script);
-
-// The start of a gnuplot script for a PNG of the given size at `path`, in the
-// project's look (pngcairo, a readable font, a light grid).
-std::string png_terminal(const std::filesystem::path& path, int width = 800, int height = 500);
+// Data files and gnuplot: shared with `tapegrad train` (nn/plot.hpp).
+using nn::plot::gnuplot;
+using nn::plot::png_terminal;
+using nn::plot::write_columns;
 
 // Prints "wrote PATH" for each picture: the examples end with where they are.
 void announce(std::span<const std::filesystem::path> files);

@@ -12,5 +12,6 @@
 #include "tapegrad/nn/metrics.hpp"
 #include "tapegrad/nn/module.hpp"
 #include "tapegrad/nn/optim.hpp"
+#include "tapegrad/nn/plot.hpp"
 #include "tapegrad/nn/scalar.hpp"
 #include "tapegrad/nn/trainer.hpp"
