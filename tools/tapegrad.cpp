@@ -1,5 +1,6 @@
 // The tapegrad command-line program: `grad`, `step` and `dot` on a small program of scalar
-// statements (tools/program.hpp). Bad input is one message on stderr and exit code 2.
+// statements (tools/program.hpp), and `train` and `graph` on an nn MLP (tools/train.hpp). Bad
+// input is one message on stderr and exit code 2.
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -21,10 +22,36 @@
 #include <tapegrad/graph.hpp>
 
 #include "program.hpp"
+#include "train.hpp"
+
+namespace tapegrad {
+
+// Checks that `path` can take a graph before anything is computed or written, so a bad
+// name costs nothing and leaves nothing behind.
+void check_graph_path(const std::string& path) {
+  const std::filesystem::path p(path);
+  const std::string ext = p.extension().string();
+  std::string lower = ext;  // ag::write_graph takes any case: .SVG too
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (lower != ".dot" && lower != ".svg" && lower != ".png")
+    throw ag::Error(fmt::format("cannot write {}: {}; the graph formats are .dot, .svg and .png",
+                                path,
+                                ext.empty() ? std::string("it has no extension")
+                                            : fmt::format("unknown extension '{}'", ext)));
+  const std::filesystem::path dir = p.parent_path();
+  std::error_code ec;
+  if (!dir.empty() && !std::filesystem::is_directory(dir, ec))
+    throw ag::Error(fmt::format("cannot write {}: {} is not a directory", path, dir.string()));
+  if (std::filesystem::is_directory(p, ec))
+    throw ag::Error(fmt::format("cannot write {}: it is a directory", path));
+}
+
+}  // namespace tapegrad
 
 namespace {
 
 namespace fs = std::filesystem;
+using tapegrad::check_graph_path;
 
 constexpr int kBadInput = 2;  // DESIGN.md: every error a user can cause exits with 2
 
@@ -90,25 +117,6 @@ Loaded load(const Options& o) {
   return {std::move(program), std::move(values)};
 }
 
-// Checks that `path` can take a graph before anything is computed or written, so a bad
-// name costs nothing and leaves nothing behind.
-void check_graph_path(const std::string& path) {
-  const fs::path p(path);
-  const std::string ext = p.extension().string();
-  std::string lower = ext;  // ag::write_graph takes any case: .SVG too
-  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (lower != ".dot" && lower != ".svg" && lower != ".png")
-    throw ag::Error(fmt::format("cannot write {}: {}; the graph formats are .dot, .svg and .png",
-                                path,
-                                ext.empty() ? std::string("it has no extension")
-                                            : fmt::format("unknown extension '{}'", ext)));
-  const fs::path dir = p.parent_path();
-  std::error_code ec;
-  if (!dir.empty() && !fs::is_directory(dir, ec))
-    throw ag::Error(fmt::format("cannot write {}: {} is not a directory", path, dir.string()));
-  if (fs::is_directory(p, ec))
-    throw ag::Error(fmt::format("cannot write {}: it is a directory", path));
-}
 
 ag::GraphOptions graph_options(const Options& o) {
   return {.style = o.style == "values" ? ag::GraphStyle::values : ag::GraphStyle::lecture};
@@ -250,7 +258,7 @@ void add_graph_options(CLI::App* sub, Options& o, const char* output_help) {
 int main(int argc, char** argv) {
   CLI::App app{
       "tapegrad: reverse-mode automatic differentiation of a small program of scalar statements,\n"
-      "shown the way the lecture draws backprop."};
+      "shown the way the lecture draws backprop; and training an MLP (train) and drawing it (graph)."};
   app.require_subcommand(1);
   app.footer(kLanguageHelp);
   Options o;
@@ -269,16 +277,24 @@ int main(int argc, char** argv) {
   CLI::App* dot = add_command(
       app, "dot", "Run forward and backward, then print the graph as DOT (or render it)", o);
   add_graph_options(dot, o, "Render to FILE instead, by its extension: .dot, .svg or .png");
+  const tapegrad::NnCommands nn_commands = tapegrad::add_nn_commands(app);
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    // train and graph say what is wrong in one line, as for every other error they report.
+    if (e.get_exit_code() != 0 && (nn_commands.train->parsed() || nn_commands.graph->parsed())) {
+      fmt::print(stderr, "error: {}\n", e.what());
+      return kBadInput;
+    }
     return app.exit(e) == 0 ? 0 : kBadInput;  // --help is a success; a usage error is not
   }
 
   try {
     if (grad->parsed()) return run_grad(o);
     if (step->parsed()) return run_step(o);
+    if (nn_commands.train->parsed() || nn_commands.graph->parsed())
+      return tapegrad::run_nn_command(nn_commands);
     return run_dot(o);
   } catch (const ag::Error& e) {
     std::fflush(stdout);

@@ -1,0 +1,294 @@
+#!/usr/bin/env python3
+# End-to-end tests of `tapegrad train` and `tapegrad graph`: JSON lines, accuracy on moons,
+# exact resume from a checkpoint, the module-level graph, and every error (exit code 2, one
+# message on stderr, no file left behind). Usage: train_cli_test.py PATH/TO/tapegrad
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import runner  # tests/runner.py: the closing "N passed, M failed" line
+
+TAPEGRAD = None  # set from argv in main()
+MOONS = ["--data", "moons", "--layers", "2,16,16,1", "--act", "relu", "--out", "none",
+         "--loss", "bce_logits", "--opt", "adam", "--lr", "0.01", "--batch", "1000",
+         "--seed", "1"]
+SMALL = ["--data", "moons", "--layers", "2,8,1", "--loss", "bce_logits", "--batch", "50",
+         "--seed", "3"]
+
+
+def run(*args, cwd=None, env=None):
+    return subprocess.run([TAPEGRAD, *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=120, env=env)
+
+
+class TrainCliTest(unittest.TestCase):
+    def setUp(self):
+        self._tmp = tempfile.TemporaryDirectory()
+        self.dir = self._tmp.name
+
+    def tearDown(self):
+        self._tmp.cleanup()
+
+    def path(self, *parts):
+        return os.path.join(self.dir, *parts)
+
+    def ok(self, *args):
+        r = run(*args, cwd=self.dir)
+        self.assertEqual(r.returncode, 0, f"{args}: {r.stderr}")
+        self.assertEqual(r.stderr, "")
+        return r.stdout
+
+    def lines(self, *args):
+        """Runs train --json: every line of stdout is a JSON object; returns them."""
+        out = self.ok("train", *args, "--json")
+        docs = [json.loads(line) for line in out.splitlines()]
+        self.assertTrue(docs)
+        return docs
+
+    def fails(self, *args, message, env=None):
+        before = sorted(os.listdir(self.dir))
+        r = run(*args, cwd=self.dir, env=env)
+        self.assertEqual(r.returncode, 2, f"{args}: {r.stdout}{r.stderr}")
+        self.assertEqual(r.stdout, "")
+        self.assertIn(message, r.stderr)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+        self.assertEqual(sorted(os.listdir(self.dir)), before, "a file was left behind")
+        return r.stderr
+
+    def write(self, name, text):
+        with open(self.path(name), "w") as f:
+            f.write(text)
+        return self.path(name)
+
+
+class Train(TrainCliTest):
+    def test_xor_json(self):
+        docs = self.lines("--data", "xor", "--layers", "2,8,1", "--out", "sigmoid", "--loss",
+                          "bce", "--lr", "0.05", "--epochs", "300", "--batch", "4")
+        epochs, summary = docs[:-1], docs[-1]
+        self.assertEqual([e["epoch"] for e in epochs], list(range(1, 301)))
+        for e in epochs:
+            self.assertIsNone(e["test_accuracy"])  # xor's four points: no test set
+        self.assertEqual(summary["train_accuracy"], 1)
+        self.assertIsNone(summary["test_accuracy"])
+        self.assertEqual(summary["loss"], epochs[-1]["loss"])
+        self.assertEqual(len(summary["grad_norms"]), 2)
+        self.assertEqual(len(summary["dead_fraction"]), 1)
+
+    def test_moons_full_batch_adam(self):
+        docs = self.lines(*MOONS, "--epochs", "300")
+        self.assertEqual(len(docs), 301)
+        summary = docs[-1]
+        self.assertEqual(set(summary), {"train_accuracy", "test_accuracy", "loss", "seconds",
+                                        "epochs", "grad_norms", "dead_fraction"})
+        self.assertGreaterEqual(summary["test_accuracy"], 0.9)
+        self.assertGreaterEqual(summary["train_accuracy"], 0.9)
+        self.assertLess(summary["loss"], docs[0]["loss"])
+        self.assertEqual(len(summary["grad_norms"]), 3)
+        self.assertEqual(len(summary["dead_fraction"]), 2)
+        for f in summary["dead_fraction"]:
+            self.assertTrue(0 <= f <= 1)
+
+    def test_moons_hinge_sgd(self):
+        summary = self.lines("--data", "moons", "--layers", "2,16,16,1", "--out", "none",
+                             "--loss", "hinge", "--opt", "sgd", "--lr", "0.1", "--epochs",
+                             "100", "--batch", "100", "--seed", "1")[-1]
+        self.assertGreaterEqual(summary["test_accuracy"], 0.85)
+
+    def test_same_seed_same_run(self):
+        a = self.lines(*SMALL, "--epochs", "5")
+        b = self.lines(*SMALL, "--epochs", "5")
+        self.assertEqual([e["loss"] for e in a], [e["loss"] for e in b])
+
+    def test_other_sets_and_inits(self):
+        for data, layers, loss in [("circles", "2,8,1", "bce_logits"),
+                                   ("spirals", "2,16,3", "ce"), ("blobs", "2,8,3", "ce")]:
+            for init in ["xavier", "he", "zeros", "uniform"]:
+                summary = self.lines("--data", data, "--layers", layers, "--loss", loss,
+                                     "--init", init, "--epochs", "2")[-1]
+                self.assertIn("test_accuracy", summary)
+
+    def test_text_output(self):
+        out = self.ok("train", *SMALL, "--epochs", "3")
+        self.assertIn("moons: 300 training rows, 100 test rows", out)
+        self.assertIn("epoch 3/3", out)
+        self.assertIn("test accuracy", out)
+
+    def test_csv(self):
+        rows = ["x,y,kind"] + [f"{i % 7},{(i * 3) % 5},{'big' if i % 7 > 3 else 'small'}"
+                               for i in range(40)]
+        self.write("d.csv", "\n".join(rows) + "\n")
+        summary = self.lines("--data", "csv:d.csv:kind", "--layers", "2,8,2", "--epochs",
+                             "50", "--batch", "40")[-1]
+        self.assertGreaterEqual(summary["train_accuracy"], 0.9)
+        # By index, from the end.
+        self.lines("--data", "csv:d.csv:-1", "--layers", "2,1", "--loss", "bce_logits",
+                   "--epochs", "2")
+
+    def test_save_then_resume_equals_uninterrupted(self):
+        full = self.lines(*SMALL, "--epochs", "12", "--save", "full.safetensors")
+        part = self.lines(*SMALL, "--epochs", "5", "--save", "part.safetensors")
+        self.assertEqual(len(part), 6)
+        resumed = self.lines(*SMALL, "--epochs", "12", "--resume", "part.safetensors",
+                             "--save", "resumed.safetensors")
+        self.assertEqual([e["epoch"] for e in resumed[:-1]], list(range(6, 13)))
+        self.assertEqual(resumed[-1]["loss"], full[-1]["loss"])
+        self.assertEqual(resumed[-1]["train_accuracy"], full[-1]["train_accuracy"])
+        self.assertEqual(resumed[-1]["test_accuracy"], full[-1]["test_accuracy"])
+        self.assertEqual(resumed[-1]["grad_norms"], full[-1]["grad_norms"])
+        self.assertEqual(sorted(os.listdir(self.dir)),
+                         ["full.safetensors", "part.safetensors", "resumed.safetensors"])
+        # --resume alone continues the file in place.
+        again = self.lines(*SMALL, "--epochs", "12", "--resume", "part.safetensors")
+        self.assertEqual(again[-1]["loss"], full[-1]["loss"])
+
+
+    @unittest.skipUnless(shutil.which("gnuplot"), "gnuplot is not installed")
+    def test_plot(self):
+        out = self.ok("train", *SMALL, "--epochs", "6", "--plot", "plots")
+        for name in ["history.dat", "loss.png", "accuracy.png"]:
+            self.assertIn(f"wrote {os.path.join('plots', name)}", out)
+        self.assertEqual(sorted(os.listdir(self.path("plots"))),
+                         ["accuracy.png", "history.dat", "loss.png"])
+        for name in ["loss.png", "accuracy.png"]:
+            with open(self.path("plots", name), "rb") as f:
+                self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+        with open(self.path("plots", "history.dat")) as f:
+            rows = [line.split() for line in f if not line.startswith("#")]
+        self.assertEqual([r[0] for r in rows], [str(e) for e in range(1, 7)])
+        # With --json, stdout stays pure JSON lines.
+        docs = self.lines(*SMALL, "--epochs", "2", "--plot", "plots2")
+        self.assertEqual(len(docs), 3)
+        self.assertTrue(os.path.exists(self.path("plots2", "loss.png")))
+
+
+class TrainErrors(TrainCliTest):
+    def test_unknown_data_set(self):
+        err = self.fails("train", "--data", "mnist", "--layers", "2,1",
+                         message="unknown data set 'mnist'")
+        for name in ["xor", "moons", "circles", "spirals", "blobs", "fashion-mnist", "csv:"]:
+            self.assertIn(name, err)
+
+    def test_first_layer_must_match_features(self):
+        self.fails("train", "--data", "moons", "--layers", "3,1", "--loss", "bce",
+                   "--save", "m.safetensors",
+                   message="the first size must be 2, the number of features of moons")
+
+    def test_last_layer_must_fit_loss(self):
+        self.fails("train", "--data", "moons", "--layers", "2,4,2", "--loss", "bce",
+                   message="the last size must be 1 for --loss bce")
+        self.fails("train", "--data", "spirals", "--layers", "2,4,2", "--loss", "ce",
+                   message="the last size must be 3 for --loss ce")
+        self.fails("train", "--data", "spirals", "--layers", "2,4,1", "--loss", "hinge",
+                   message="--loss hinge is for two classes")
+
+    def test_bad_names(self):
+        self.fails("train", "--data", "moons", "--layers", "2,1", "--loss", "l1",
+                   message="unknown loss 'l1'")
+        self.fails("train", "--data", "moons", "--layers", "2,1", "--act", "gelu",
+                   message="unknown activation 'gelu'")
+        self.fails("train", "--data", "moons", "--layers", "2,x,1",
+                   message="--layers 2,x,1: not a list")
+        self.fails("train", "--data", "moons", "--layers", "2",
+                   message="--layers 2: not a list")
+
+    def test_bad_numbers(self):
+        self.fails("train", "--data", "moons", "--layers", "2,1", "--lr", "-1",
+                   message="--lr -1: the learning rate must be a positive number")
+        self.fails("train", "--data", "moons", "--layers", "2,1", "--lr", "nan",
+                   message="the learning rate must be a positive number")
+        self.fails("train", "--data", "moons", "--layers", "2,1", "--epochs", "0",
+                   message="--epochs 0: must be at least 1")
+        self.fails("train", "--data", "moons", "--layers", "2,1", "--batch", "0",
+                   message="--batch 0: must be at least 1")
+        self.fails("train", "--data", "moons", "--layers", "2,1", "--lr", "fast", message="--lr")
+        self.fails("train", "--data", "moons", "--layers", "2,1", "--epochs", "1.5",
+                   message="--epochs")
+        self.fails("train", "--data", "moons", "--layers", "2,1", "--seed", "-1",
+                   message="--seed")
+        self.fails("train", "--data", "moons", message="--layers is required")
+        self.fails("graph", "--layers", "2,1", message="CHECKPOINT is required")
+
+    def test_csv_with_a_non_numeric_cell(self):
+        self.write("bad.csv", "a,b,label\n1,2,0\n3,x,1\n")
+        self.fails("train", "--data", "csv:bad.csv", "--layers", "2,1", "--loss", "bce",
+                   message="bad.csv:3, column 'b': 'x' is not a number")
+        self.fails("train", "--data", "csv:missing.csv", "--layers", "2,1",
+                   message="missing.csv")
+
+    def test_checkpoint_that_does_not_fit(self):
+        self.lines(*SMALL, "--epochs", "2", "--save", "m.safetensors")
+        with open(self.path("m.safetensors"), "rb") as f:
+            saved = f.read()
+        self.fails("train", *SMALL[:2], "--layers", "2,4,1", *SMALL[4:], "--epochs", "4",
+                   "--resume", "m.safetensors",
+                   message="m.safetensors: layers.0.weight has shape (8, 2) in the file, "
+                           "(4, 2) in the model")
+        self.fails("train", *SMALL, "--epochs", "4", "--resume", "m.safetensors",
+                   "--save", "new.safetensors", "--opt", "sgd",
+                   message="m.safetensors")
+        with open(self.path("m.safetensors"), "rb") as f:
+            self.assertEqual(f.read(), saved)
+        self.fails("train", *SMALL, "--resume", "none.safetensors",
+                   message="--resume none.safetensors: no such checkpoint file")
+
+    def test_bad_plot_dir(self):
+        self.write("taken", "a file")
+        self.fails("train", *SMALL, "--plot", "taken", message="--plot taken: a file has that name")
+        self.fails("train", *SMALL, "--plot", "no/dir", message="no is not a directory")
+        env = dict(os.environ, PATH=self.path("empty"))
+        self.fails("train", *SMALL, "--plot", "plots", env=env,
+                   message="--plot needs gnuplot, which is not on PATH")
+
+    def test_save_into_a_missing_directory(self):
+        self.fails("train", *SMALL, "--save", "nodir/m.safetensors",
+                   message="nodir is not a directory")
+
+
+class Graph(TrainCliTest):
+    def setUp(self):
+        super().setUp()
+        self.lines(*SMALL, "--epochs", "2", "--save", "m.safetensors")
+
+    def test_svg_at_module_level(self):
+        out = self.ok("graph", "m.safetensors", "--layers", "2,8,1", "--act", "relu",
+                      "-o", "net.svg")
+        self.assertEqual(out, "graph written to net.svg\n")
+        with open(self.path("net.svg")) as f:
+            svg = f.read()
+        self.assertTrue(svg.lstrip().startswith("<?xml") or "<svg" in svg[:500])
+        self.assertIn("cluster", svg)
+        self.assertIn("</svg>", svg)
+
+    def test_dot_on_stdout(self):
+        out = self.ok("graph", "m.safetensors", "--layers", "2,8,1")
+        self.assertTrue(out.startswith("digraph"))
+        self.assertIn("cluster", out)
+        self.assertIn("(8, 2)", out)  # the first weight's shape
+
+    def test_shape_mismatch(self):
+        self.fails("graph", "m.safetensors", "--layers", "2,16,1", "-o", "net.svg",
+                   message="m.safetensors: layers.0.weight has shape (8, 2) in the file, "
+                           "(16, 2) in the model")
+
+    def test_bad_output(self):
+        self.fails("graph", "m.safetensors", "--layers", "2,8,1", "-o", "net.pdf",
+                   message="unknown extension '.pdf'")
+        self.fails("graph", "missing.safetensors", "--layers", "2,8,1", "-o", "net.svg",
+                   message="missing.safetensors")
+
+
+def main():
+    global TAPEGRAD
+    if len(sys.argv) != 2:
+        sys.exit("usage: train_cli_test.py PATH/TO/tapegrad")
+    TAPEGRAD = os.path.abspath(sys.argv.pop())
+    return runner.run(__name__)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,486 @@
+// `tapegrad train` and `tapegrad graph`: an MLP trained with nn::fit on a synthetic set, a CSV
+// file or Fashion-MNIST, and a checkpointed MLP drawn at module level (tools/train.hpp).
+
+#include "train.hpp"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <limits>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <tapegrad/graph.hpp>
+#include <tapegrad/nn/checkpoint.hpp>
+#include <tapegrad/nn/data.hpp>
+#include <tapegrad/nn/diagnostics.hpp>
+#include <tapegrad/nn/init.hpp>
+#include <tapegrad/nn/layers.hpp>
+#include <tapegrad/nn/optim.hpp>
+#include <tapegrad/nn/plot.hpp>
+#include <tapegrad/nn/trainer.hpp>
+#include <tapegrad/tensor.hpp>
+
+namespace tapegrad {
+
+struct NnOptions {
+  // train
+  std::string data;
+  std::string layers;
+  std::string act = "relu";
+  std::string out = "none";
+  std::string loss = "ce";
+  std::string opt = "adam";
+  double lr = 0.01;
+  std::int64_t epochs = 100;
+  std::int64_t batch = 32;
+  std::uint64_t seed = 0;
+  std::string init;
+  std::string save;
+  std::string resume;
+  bool json = false;
+  std::string plot;
+  // graph
+  std::string checkpoint;
+  std::string output;
+};
+
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* kDataSets =
+    "xor, moons, circles, spirals, blobs, fashion-mnist, csv:FILE[:LABEL_COLUMN]";
+
+std::string json_number(double x) { return std::isfinite(x) ? fmt::format("{}", x) : "null"; }
+
+std::string json_array(const std::vector<double>& xs) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < xs.size(); ++i) s += (i ? ", " : "") + json_number(xs[i]);
+  return s + "]";
+}
+
+std::vector<std::int64_t> parse_layers(const std::string& text) {
+  std::vector<std::int64_t> sizes;
+  const auto bad = [&] {
+    return ag::Error(fmt::format(
+        "--layers {}: not a list of at least two positive sizes like 2,16,16,1", text));
+  };
+  std::size_t at = 0;
+  while (at <= text.size()) {
+    std::size_t end = text.find(',', at);
+    if (end == std::string::npos) end = text.size();
+    const std::string part = text.substr(at, end - at);
+    if (part.empty() || part.size() > 9 ||
+        part.find_first_not_of("0123456789") != std::string::npos)
+      throw bad();
+    sizes.push_back(std::stoll(part));
+    if (sizes.back() < 1) throw bad();
+    at = end + 1;
+  }
+  if (sizes.size() < 2) throw bad();
+  return sizes;
+}
+
+std::string layers_str(const std::vector<std::int64_t>& sizes) {
+  return fmt::format("{}", fmt::join(sizes, ","));
+}
+
+struct Data {
+  std::string name;
+  nn::Dataset train, test;
+  bool has_test = false;
+};
+
+Data load_data(const std::string& spec, std::uint64_t seed) {
+  constexpr double kTest = 0.25;
+  Data d;
+  d.name = spec;
+  nn::Dataset all;
+  if (spec == "xor") {
+    d.train = nn::xor_data();  // four points: nothing to hold out
+    return d;
+  }
+  if (spec == "fashion-mnist") {
+    d.train = nn::load_fashion_mnist(nn::Split::train);
+    d.test = nn::load_fashion_mnist(nn::Split::test);
+    d.has_test = true;
+    return d;
+  }
+  bool csv = false;
+  if (spec == "moons") {
+    all = nn::moons(400, 0.1, seed);
+  } else if (spec == "circles") {
+    all = nn::circles(400, 0.1, 0.5, seed);
+  } else if (spec == "spirals") {
+    all = nn::spirals(100, 3, 0.2, seed);
+  } else if (spec == "blobs") {
+    all = nn::blobs(400, 3, 1.0, seed);
+  } else if (spec.starts_with("csv:")) {
+    std::string file = spec.substr(4);
+    nn::CsvOptions co;
+    co.map_labels = true;
+    if (const std::size_t colon = file.rfind(':'); colon != std::string::npos) {
+      const std::string column = file.substr(colon + 1);
+      file = file.substr(0, colon);
+      if (column.empty()) throw ag::Error(fmt::format("--data {}: the label column is empty", spec));
+      const bool index = column.find_first_not_of("-0123456789") == std::string::npos &&
+                         column != "-" && column.size() < 10;
+      if (index) {
+        co.label_index = std::stoll(column);
+      } else {
+        co.label_name = column;
+      }
+    }
+    if (file.empty()) throw ag::Error(fmt::format("--data {}: no file name after csv:", spec));
+    all = nn::load_csv(file, co);
+    d.name = file;
+    csv = true;
+  } else {
+    throw ag::Error(
+        fmt::format("unknown data set '{}'; the known data sets are {}", spec, kDataSets));
+  }
+  if (all.rows < 2) throw ag::Error(fmt::format("{}: too few rows to split ({})", d.name, all.rows));
+  nn::TrainTest split = all.split(kTest, seed);
+  d.train = std::move(split.train);
+  d.test = std::move(split.test);
+  d.has_test = d.test.rows > 0;
+  if (csv) {  // standardize with the training set's statistics
+    const nn::Standardization s = d.train.standardize();
+    if (d.has_test) d.test.standardize(s);
+  }
+  return d;
+}
+
+// The last layer's size each loss needs, and the classes it can take.
+void check_shapes(const std::vector<std::int64_t>& sizes, const Data& d, nn::LossKind loss) {
+  if (sizes.front() != d.train.cols)
+    throw ag::Error(fmt::format(
+        "--layers {}: the first size must be {}, the number of features of {}", layers_str(sizes),
+        d.train.cols, d.name));
+  const std::string_view name = nn::loss_name(loss);
+  if (loss == nn::LossKind::cross_entropy) {
+    if (sizes.back() != d.train.classes)
+      throw ag::Error(fmt::format(
+          "--layers {}: the last size must be {} for --loss ce, one logit per class of {}",
+          layers_str(sizes), d.train.classes, d.name));
+    return;
+  }
+  if (d.train.classes > 2)
+    throw ag::Error(fmt::format(
+        "--loss {} is for two classes, and {} has {}: use --loss ce with {} outputs", name,
+        d.name, d.train.classes, d.train.classes));
+  if (sizes.back() != 1)
+    throw ag::Error(fmt::format("--layers {}: the last size must be 1 for --loss {}, one score "
+                                "per row",
+                                layers_str(sizes), name));
+}
+
+void initialize(nn::MLP& mlp, const std::string& how, std::uint64_t seed) {
+  if (how.empty()) return;  // PyTorch's default, seeded by the MLP's constructor
+  std::uint64_t s = seed * 1000003 + 17;
+  for (nn::Linear* l : mlp.linears()) {
+    if (how == "xavier") {
+      nn::init::xavier_uniform(l->weight, ++s);
+      if (l->bias) nn::init::zeros(*l->bias);
+    } else if (how == "he") {
+      nn::init::kaiming_uniform(l->weight, ++s);
+      if (l->bias) nn::init::zeros(*l->bias);
+    } else if (how == "zeros") {
+      nn::init::zeros(l->weight);
+      if (l->bias) nn::init::zeros(*l->bias);
+    } else {  // uniform: micrograd's U(-1, 1) for weights and biases
+      nn::init::uniform(l->weight, -1, 1, ++s);
+      if (l->bias) nn::init::uniform(*l->bias, -1, 1, ++s);
+    }
+  }
+}
+
+// Throws unless `path` can be written: its directory exists and it is not a directory.
+void check_writable(const std::string& path, std::string_view option) {
+  const fs::path p(path);
+  std::error_code ec;
+  const fs::path dir = p.parent_path();
+  if (!dir.empty() && !fs::is_directory(dir, ec))
+    throw ag::Error(fmt::format("{} {}: {} is not a directory", option, path, dir.string()));
+  if (fs::is_directory(p, ec)) throw ag::Error(fmt::format("{} {}: it is a directory", option, path));
+}
+
+// ---- --plot: the history as a data file and two PNGs drawn by gnuplot ----
+
+// Checks --plot DIR before training: its parent exists, it is not a file, gnuplot is there.
+void check_plot_dir(const std::string& dir) {
+  std::error_code ec;
+  const fs::path p(dir);
+  if (fs::exists(p, ec) && !fs::is_directory(p, ec))
+    throw ag::Error(fmt::format("--plot {}: a file has that name", dir));
+  const fs::path parent = p.parent_path();
+  if (!parent.empty() && !fs::is_directory(parent, ec))
+    throw ag::Error(fmt::format("--plot {}: {} is not a directory", dir, parent.string()));
+  if (!nn::plot::gnuplot_available())
+    throw ag::Error("--plot needs gnuplot, which is not on PATH: apt-get install gnuplot-nox");
+}
+
+// history.dat (epoch, loss, train and test accuracy), loss.png and accuracy.png in `dir`.
+std::vector<fs::path> plot_history(const std::string& dir, const nn::History& history,
+                                   bool has_test) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec || !fs::is_directory(dir))
+    throw ag::Error(fmt::format("--plot {}: cannot create it: {}", dir,
+                                ec ? ec.message() : "a file has that name"));
+  const fs::path data = fs::path(dir) / "history.dat";
+  {
+    std::ofstream f(data);
+    f << "# epoch loss train_accuracy test_accuracy\n";
+    for (const nn::EpochStats& e : history.epochs)
+      f << fmt::format("{} {} {} {}\n", e.epoch, e.loss, e.train_accuracy,
+                       e.test_accuracy < 0 ? std::string("NaN") : fmt::format("{}", e.test_accuracy));
+    if (!f) throw ag::Error(fmt::format("cannot write {}", data.string()));
+  }
+  const std::string terminal =
+      "set terminal pngcairo size 800,500 enhanced font 'DejaVu Sans,11'\n"
+      "set grid lc rgb '#dddddd'\nset key box opaque\nset xlabel 'epoch'\n";
+  std::string script = terminal +
+                       "set output 'loss.png'\nset ylabel 'loss'\nset title 'training loss'\n"
+                       "plot 'history.dat' using 1:2 with lines lw 2 lc rgb '#1f77b4' "
+                       "title 'loss'\n"
+                       "set output 'accuracy.png'\nset ylabel 'accuracy'\nset yrange [0:1.02]\n"
+                       "set title 'accuracy'\nset key bottom right\n"
+                       "plot 'history.dat' using 1:3 with lines lw 2 lc rgb '#1f77b4' "
+                       "title 'train'";
+  if (has_test) script += ", '' using 1:4 with lines lw 2 lc rgb '#d62728' title 'test'";
+  script += "\nunset output\n";
+  nn::plot::gnuplot(fs::path(dir), script);
+  return {data, fs::path(dir) / "loss.png", fs::path(dir) / "accuracy.png"};
+}
+
+std::unique_ptr<nn::Optimizer> make_optimizer(nn::MLP& mlp, const NnOptions& o) {
+  if (o.opt == "sgd") return std::make_unique<nn::SGD>(mlp.parameters(), nn::SGDOptions{.lr = o.lr});
+  return std::make_unique<nn::Adam>(mlp.parameters(), nn::AdamOptions{.lr = o.lr});
+}
+
+int run_train(const NnOptions& o) {
+  if (!std::isfinite(o.lr) || o.lr <= 0)
+    throw ag::Error(fmt::format("--lr {}: the learning rate must be a positive number", o.lr));
+  if (o.epochs < 1) throw ag::Error(fmt::format("--epochs {}: must be at least 1", o.epochs));
+  if (o.batch < 1) throw ag::Error(fmt::format("--batch {}: must be at least 1", o.batch));
+  const std::vector<std::int64_t> sizes = parse_layers(o.layers);
+  const nn::Activation hidden = nn::parse_activation(o.act);
+  const nn::Activation output = nn::parse_activation(o.out);
+  const nn::LossKind loss = nn::parse_loss(o.loss);
+  if (!o.save.empty()) check_writable(o.save, "--save");
+  if (!o.plot.empty()) check_plot_dir(o.plot);
+  if (!o.resume.empty()) {
+    std::error_code ec;
+    if (!fs::is_regular_file(o.resume, ec))
+      throw ag::Error(fmt::format("--resume {}: no such checkpoint file", o.resume));
+  }
+
+  const Data d = load_data(o.data, o.seed);
+  check_shapes(sizes, d, loss);
+
+  nn::MLP mlp(sizes, hidden, output, o.seed);
+  initialize(mlp, o.init, o.seed);
+  std::unique_ptr<nn::Optimizer> optimizer = make_optimizer(mlp, o);
+
+  nn::FitOptions fo;
+  fo.epochs = static_cast<std::size_t>(o.epochs);
+  fo.batch_size = o.batch;
+  fo.seed = o.seed;
+  fo.loss = loss;
+  fo.test = d.has_test ? &d.test : nullptr;
+  fo.diagnostics = true;
+  fo.out = stdout;
+  if (o.json) fo.progress = nn::FitOptions::Progress::quiet;
+
+  if (!o.resume.empty()) {
+    // All checks before anything is written: a checkpoint that does not fit --layers (or
+    // --opt) is nn::load's error, and the model is reloaded from it by fit.
+    nn::CheckpointExtras extras{optimizer.get(), {}};
+    nn::load(mlp, o.resume, &extras);
+    fo.checkpoint = o.resume;
+    fo.resume = true;
+    std::error_code ec;
+    if (!o.save.empty() && !fs::equivalent(o.save, o.resume, ec)) {
+      nn::write_safetensors(o.save, nn::read_safetensors(o.resume));  // atomic
+      fo.checkpoint = o.save;
+    }
+  } else if (!o.save.empty()) {
+    fo.checkpoint = o.save;
+  }
+
+  if (o.json) {
+    fo.on_epoch = [](const nn::EpochStats& e) {
+      fmt::print("{{\"epoch\": {}, \"loss\": {}, \"train_accuracy\": {}, \"test_accuracy\": {}, "
+                 "\"lr\": {}, \"seconds\": {}, \"grad_norms\": {}, \"dead_fraction\": {}}}\n",
+                 e.epoch, json_number(e.loss), json_number(e.train_accuracy),
+                 e.test_accuracy < 0 ? "null" : json_number(e.test_accuracy), json_number(e.lr),
+                 json_number(e.seconds), json_array(e.grad_norms), json_array(e.dead_fraction));
+      std::fflush(stdout);
+    };
+  } else {
+    fmt::print("{}: {} training rows{}, {} features, {} classes; MLP {} ({} parameters)\n", d.name,
+               d.train.rows, d.has_test ? fmt::format(", {} test rows", d.test.rows) : "",
+               d.train.cols, d.train.classes, layers_str(sizes), [&] {
+                 std::int64_t n = 0;
+                 for (nn::Parameter* p : mlp.parameters()) n += p->numel();
+                 return n;
+               }());
+    std::fflush(stdout);
+  }
+
+  const auto t0 = std::chrono::steady_clock::now();
+  const nn::History history = nn::fit(mlp, *optimizer, d.train, fo);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  const nn::EpochStats& last = history.epochs.back();
+  const double train_accuracy = nn::evaluate(mlp, d.train, loss).accuracy;
+  const double test_accuracy =
+      d.has_test ? nn::evaluate(mlp, d.test, loss).accuracy : std::numeric_limits<double>::quiet_NaN();
+  std::vector<fs::path> plots;
+  if (!o.plot.empty()) plots = plot_history(o.plot, history, d.has_test);
+  if (o.json) {
+    fmt::print("{{\"train_accuracy\": {}, \"test_accuracy\": {}, \"loss\": {}, \"seconds\": {}, "
+               "\"epochs\": {}, \"grad_norms\": {}, \"dead_fraction\": {}}}\n",
+               json_number(train_accuracy), json_number(test_accuracy), json_number(last.loss),
+               json_number(seconds), history.epochs.size(), json_array(last.grad_norms),
+               json_array(last.dead_fraction));
+    return 0;
+  }
+  fmt::print("train accuracy {:.4f}", train_accuracy);
+  if (d.has_test) fmt::print(", test accuracy {:.4f}", test_accuracy);
+  fmt::print(", loss {:.6g}, {:.2f} s\n", last.loss, seconds);
+  if (!last.grad_norms.empty())
+    fmt::print("mean |dL/dW| per layer (last epoch): {:.4g}\n", fmt::join(last.grad_norms, ", "));
+  if (!last.dead_fraction.empty())
+    fmt::print("dead units per layer (last epoch): {:.3f}\n", fmt::join(last.dead_fraction, ", "));
+  if (!fo.checkpoint.empty()) fmt::print("checkpoint written to {}\n", fo.checkpoint);
+  for (const fs::path& p : plots) fmt::print("wrote {}\n", p.string());
+  return 0;
+}
+
+int run_graph(const NnOptions& o) {
+  const std::vector<std::int64_t> sizes = parse_layers(o.layers);
+  const nn::Activation hidden = nn::parse_activation(o.act);
+  const nn::Activation output = nn::parse_activation(o.out);
+  if (!o.output.empty()) check_graph_path(o.output);
+  nn::MLP mlp(sizes, hidden, output);
+  nn::load(mlp, o.checkpoint);
+  mlp.eval();
+  ag::TensorTape tape;
+  constexpr std::int64_t kRows = 4;
+  const std::vector<float> zeros(static_cast<std::size_t>(kRows * sizes.front()), 0.0f);
+  ag::Tensor x = tape.constant(ag::Shape{kRows, sizes.front()}, std::span<const float>(zeros));
+  ag::Tensor y = mlp(tape, x);
+  const ag::TensorGraphOptions options{.style = ag::GraphStyle::modules};
+  if (o.output.empty()) {
+    fmt::print("{}", ag::to_dot(tape, y.id(), options));
+    return 0;
+  }
+  ag::write_graph(tape, y.id(), o.output, options);
+  fmt::print("graph written to {}\n", o.output);
+  return 0;
+}
+
+void add_model_options(CLI::App* sub, NnOptions& o) {
+  sub->add_option("--layers", o.layers, "The MLP's layer sizes, inputs first: 2,16,16,1")
+      ->type_name("SIZES")
+      ->required();
+  sub->add_option("--act", o.act,
+                  "The activation after each hidden layer: none, sigmoid, tanh, relu, "
+                  "leaky_relu, prelu, elu (default relu)")
+      ->type_name("NAME");
+  sub->add_option("--out", o.out,
+                  "The activation after the last layer, e.g. sigmoid for --loss bce (default "
+                  "none)")
+      ->type_name("NAME");
+}
+
+}  // namespace
+
+NnCommands add_nn_commands(CLI::App& app) {
+  NnCommands c;
+  c.options = std::make_shared<NnOptions>();
+  NnOptions& o = *c.options;
+
+  c.train = app.add_subcommand(
+      "train", "Train an MLP with nn::fit and report its accuracy, loss and diagnostics");
+  c.train->add_option("--data", o.data, std::string("The data set: ") + kDataSets +
+                                            " (synthetic sets and CSV files are split 75/25 "
+                                            "into training and test rows, seeded by --seed)")
+      ->type_name("SET")
+      ->required();
+  add_model_options(c.train, o);
+  c.train->add_option("--loss", o.loss, "bce, bce_logits, ce, mse or hinge (default ce)")
+      ->type_name("LOSS");
+  c.train->add_option("--opt", o.opt, "The optimizer: sgd or adam (default adam)")
+      ->type_name("OPT")
+      ->check(CLI::IsMember({"sgd", "adam"}));
+  c.train->add_option("--lr", o.lr, "The learning rate (default 0.01)")->type_name("RATE");
+  c.train->add_option("--epochs", o.epochs, "Epochs in all, resumed ones included (default 100)")
+      ->type_name("N");
+  c.train->add_option("--batch", o.batch, "Rows per batch (default 32)")->type_name("B");
+  c.train->add_option("--seed", o.seed, "Seeds the data, the split, the weights and the "
+                                        "shuffling (default 0)")
+      ->type_name("S")
+      ->check(CLI::Validator(
+          [](const std::string& text) {
+            return text.find_first_not_of("0123456789") == std::string::npos && !text.empty()
+                       ? std::string()
+                       : fmt::format("'{}' is not a seed, a non-negative integer", text);
+          },
+          "", "SEED"));
+  c.train->add_option("--init", o.init,
+                      "Initialize the weights: xavier, he, zeros or uniform (U(-1, 1)); "
+                      "default PyTorch's")
+      ->type_name("INIT")
+      ->check(CLI::IsMember({"xavier", "he", "zeros", "uniform"}));
+  c.train->add_option("--save", o.save,
+                      "Save the model and optimizer after every epoch (atomically) to FILE")
+      ->type_name("FILE");
+  c.train->add_option("--resume", o.resume,
+                      "Continue from a checkpoint written by --save, as if never interrupted; "
+                      "without --save it is updated in place")
+      ->type_name("FILE");
+  c.train->add_flag("--json", o.json,
+                    "Print one JSON object per epoch and a final summary {\"train_accuracy\", "
+                    "\"test_accuracy\", \"loss\", \"seconds\", \"grad_norms\", "
+                    "\"dead_fraction\"}, and no progress (NaN and infinities are null)");
+
+  c.train->add_option("--plot", o.plot,
+                      "Write history.dat and the loss and accuracy curves (loss.png, "
+                      "accuracy.png, drawn by gnuplot) into DIR, created if needed")
+      ->type_name("DIR");
+
+  c.graph = app.add_subcommand(
+      "graph", "Draw a checkpointed MLP's forward pass on 4 rows of zeros, one box per module");
+  c.graph->add_option("CHECKPOINT", o.checkpoint, "A .safetensors file written by train --save")
+      ->type_name("FILE")
+      ->required();
+  add_model_options(c.graph, o);
+  c.graph->add_option("-o,--output", o.output,
+                      "Render to FILE by its extension (.dot, .svg or .png); else print DOT")
+      ->type_name("FILE");
+  return c;
+}
+
+int run_nn_command(const NnCommands& c) {
+  if (c.train->parsed()) return run_train(*c.options);
+  return run_graph(*c.options);
+}
+
+}  // namespace tapegrad
