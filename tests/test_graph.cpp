@@ -2,6 +2,8 @@
 // rendering, and files that appear whole or not at all.
 
 #include <doctest/doctest.h>
+
+#include "golden.hpp"
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,37 +20,6 @@ using namespace ag;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-// Compares DOT text byte for byte with tests/golden/<name>. To regenerate the goldens after an
-// intended change of the drawing, run the test with TAPEGRAD_UPDATE_GOLDEN=1, e.g.
-//   TAPEGRAD_UPDATE_GOLDEN=1 meson test -C build graph
-// then read the diff (git diff tests/golden) before committing it.
-void check_golden(const std::string& name, const std::string& actual) {
-  const fs::path path = fs::path(TAPEGRAD_GOLDEN_DIR) / name;
-  const char* update = std::getenv("TAPEGRAD_UPDATE_GOLDEN");
-  if (update != nullptr && std::string(update) == "1") {
-    std::ofstream(path, std::ios::binary) << actual;
-    MESSAGE("rewrote " << path.string());
-    return;
-  }
-  REQUIRE_MESSAGE(fs::exists(path), "missing golden file "
-                                        << path.string()
-                                        << " (TAPEGRAD_UPDATE_GOLDEN=1 writes it)");
-  CHECK(actual == read_file(path));
-}
-
-std::size_t count(const std::string& text, const std::string& what) {
-  std::size_t n = 0;
-  for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
 
 // A fresh empty directory, removed with everything in it at the end of the test.
 struct ScratchDir {
@@ -108,14 +79,14 @@ TEST_CASE("lecture style: the CS231n circuit after backward") {
   CHECK(contains(dot, edge("n2", "n4", "-4", "3")));
   CHECK(contains(dot, edge("n4", "out", "-12", "1")));
   CHECK(dot.find("rankdir=LR") != std::string::npos);
-  check_golden("cs231n_lecture.dot", dot);
+  golden::check("cs231n_lecture.dot", dot);
 }
 
 TEST_CASE("lecture style before backward shows values only") {
   Cs231n c;
   const std::string dot = to_dot(c.tape, c.f.id());
-  CHECK(count(dot, kGreen) == 5);  // x, y, z, q and the output edge
-  CHECK(count(dot, kRed) == 0);
+  CHECK(golden::count(dot, kGreen) == 5);  // x, y, z, q and the output edge
+  CHECK(golden::count(dot, kRed) == 0);
 }
 
 TEST_CASE("values style: micrograd's records name | data | grad") {
@@ -125,7 +96,7 @@ TEST_CASE("values style: micrograd's records name | data | grad") {
   CHECK(dot.find("<td>q</td><td>data 3</td><td>grad -4</td>") != std::string::npos);
   CHECK(dot.find("<td>f</td><td>data -12</td><td>grad 1</td>") != std::string::npos);
   CHECK(dot.find("n3_op -> n3;") != std::string::npos);  // op node -> its value
-  check_golden("cs231n_values.dot", dot);
+  golden::check("cs231n_values.dot", dot);
 }
 
 TEST_CASE("a fork shows each edge's contribution; a constant gets none") {
@@ -138,10 +109,10 @@ TEST_CASE("a fork shows each edge's contribution; a constant gets none") {
   tape.backward(g);
   REQUIRE(x.grad() == 8);  // dg/dx = 2x + 2 = 3 + 3 + 2: the three edges out of x
   const std::string dot = to_dot(tape, g.id());
-  CHECK(count(dot, edge("n0", "n2", "3", "3")) == 2);  // d(x*x)/dx: x from each side
+  CHECK(golden::count(dot, edge("n0", "n2", "3", "3")) == 2);  // d(x*x)/dx: x from each side
   CHECK(contains(dot, edge("n0", "n3", "3", "2")));    // d(2x)/dx = 2
   CHECK(contains(dot, edge("n1", "n3", "2")));         // the constant 2: a value, no gradient
-  check_golden("fork_constant.dot", dot);
+  golden::check("fork_constant.dot", dot);
 }
 
 TEST_CASE("only the nodes the output depends on are drawn") {
@@ -166,19 +137,19 @@ TEST_CASE("step frames: gradients appear as the backward pass goes down the tape
     frames.push_back(to_dot(c.tape, c.f.id(), {GraphStyle::lecture, &stepper.step()}));
   REQUIRE(frames.size() == 3);
   // Before the first step only the seed df/df = 1 is known; each step adds its input edges.
-  CHECK(count(frames[0], kRed) == 1);
-  CHECK(count(frames[1], kRed) == 3);
-  CHECK(count(frames[2], kRed) == 5);
-  CHECK(count(frames[0], "orangered") == 0);
+  CHECK(golden::count(frames[0], kRed) == 1);
+  CHECK(golden::count(frames[1], kRed) == 3);
+  CHECK(golden::count(frames[2], kRed) == 5);
+  CHECK(golden::count(frames[0], "orangered") == 0);
   // Step 1 processes f = q * z: its node and the two edges it writes are highlighted.
-  CHECK(count(frames[1], "color=orangered") == 3);
+  CHECK(golden::count(frames[1], "color=orangered") == 3);
   CHECK(frames[1].find(R"(n3 -> n4	[color=orangered,)") != std::string::npos);
-  check_golden("cs231n_step1.dot", frames[1]);
+  golden::check("cs231n_step1.dot", frames[1]);
   // The last frame is the finished pass with q's step still highlighted.
   Cs231n done;
   done.tape.backward(done.f);
   CHECK(frames[2] != to_dot(done.tape, done.f.id()));
-  CHECK(count(frames[2], kRed) == count(to_dot(done.tape, done.f.id()), kRed));
+  CHECK(golden::count(frames[2], kRed) == golden::count(to_dot(done.tape, done.f.id()), kRed));
 
   Cs231n other;
   CHECK_THROWS_WITH_AS(to_dot(other.tape, other.f.id(), {GraphStyle::lecture, &stepper.step()}),
@@ -194,7 +165,7 @@ TEST_CASE("values style during a step shows the gradients the engine holds so fa
   const std::string dot = to_dot(c.tape, c.f.id(), {GraphStyle::values, &stepper.step()});
   CHECK(dot.find("<td>q</td><td>data 3</td><td>grad -4</td>") != std::string::npos);
   CHECK(dot.find("<td>x</td><td>data -2</td><td>grad </td>") != std::string::npos);
-  CHECK(count(dot, "orangered") == 4);  // f's record, its op node and the two edges into it
+  CHECK(golden::count(dot, "orangered") == 4);  // f's record, its op node and the two edges into it
 }
 
 TEST_CASE("the modules style needs a tensor tape") {
@@ -256,12 +227,12 @@ TEST_CASE("write_graph picks the format from the extension") {
   write_graph(c.tape, c.f.id(), (dir.path / "f.dot").string());
   write_graph(c.tape, c.f.id(), (dir.path / "f.svg").string());
   write_graph(c.tape, c.f.id(), (dir.path / "f.PNG").string());
-  CHECK(read_file(dir.path / "f.dot") == to_dot(c.tape, c.f.id()));
-  CHECK(read_file(dir.path / "f.svg").find("<svg") != std::string::npos);
-  CHECK(read_file(dir.path / "f.PNG").rfind(kPng, 0) == 0);
+  CHECK(golden::read_file(dir.path / "f.dot") == to_dot(c.tape, c.f.id()));
+  CHECK(golden::read_file(dir.path / "f.svg").find("<svg") != std::string::npos);
+  CHECK(golden::read_file(dir.path / "f.PNG").rfind(kPng, 0) == 0);
   // Overwriting replaces the file; no temporary is left next to it.
   write_graph(c.tape, c.f.id(), (dir.path / "f.dot").string(), {GraphStyle::values});
-  CHECK(read_file(dir.path / "f.dot") == to_dot(c.tape, c.f.id(), {GraphStyle::values}));
+  CHECK(golden::read_file(dir.path / "f.dot") == to_dot(c.tape, c.f.id(), {GraphStyle::values}));
   CHECK(dir.entries().size() == 3);
 }
 

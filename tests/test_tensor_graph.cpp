@@ -3,6 +3,8 @@
 // and determinism.
 
 #include <doctest/doctest.h>
+
+#include "golden.hpp"
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -23,34 +25,6 @@ using namespace ag;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-// As in test_graph.cpp: TAPEGRAD_UPDATE_GOLDEN=1 rewrites tests/golden/<name>; read the diff.
-void check_golden(const std::string& name, const std::string& actual) {
-  const fs::path path = fs::path(TAPEGRAD_GOLDEN_DIR) / name;
-  const char* update = std::getenv("TAPEGRAD_UPDATE_GOLDEN");
-  if (update != nullptr && std::string(update) == "1") {
-    std::ofstream(path, std::ios::binary) << actual;
-    MESSAGE("rewrote " << path.string());
-    return;
-  }
-  REQUIRE_MESSAGE(fs::exists(path), "missing golden file "
-                                        << path.string()
-                                        << " (TAPEGRAD_UPDATE_GOLDEN=1 writes it)");
-  CHECK(actual == read_file(path));
-}
-
-std::size_t count(const std::string& text, const std::string& what) {
-  std::size_t n = 0;
-  for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
 
 bool contains(const std::string& text, const std::string& what) {
   return text.find(what) != std::string::npos;
@@ -115,10 +89,10 @@ TEST_CASE("lecture style: a 2-layer MLP on a batch of 4 after backward") {
                                          format_number(m.p.value(1)));
   CHECK(contains(dot, p_rows));
   // p is a fork: both its edges carry its whole gradient, marked Σ.
-  CHECK(count(dot, fmt::format("Σ [[{}],<br/>", format_number(m.p.grad_at(0)))) == 2);
+  CHECK(golden::count(dot, fmt::format("Σ [[{}],<br/>", format_number(m.p.grad_at(0)))) == 2);
   // The output: loss and d loss / d loss = 1.
   CHECK(contains(dot, edge(node(m.loss.id()), "out", format_number(m.loss.item()), "1")));
-  check_golden("tensor_mlp_lecture.dot", dot);
+  golden::check("tensor_mlp_lecture.dot", dot);
 }
 
 TEST_CASE("a tensor edge shows its source's gradient, marked Σ at a fork") {
@@ -151,15 +125,15 @@ TEST_CASE("a tensor edge shows its source's gradient, marked Σ at a fork") {
   CHECK(contains(frames[2], R"(<font color="darkred">Σ [2, 2]</font>)"));
   CHECK(contains(frames[2], edge("n0", "n1", "[0, 1]")));
   CHECK(frames[3] != done);  // the last frame still highlights exp's step
-  CHECK(count(frames[3], kRed) == count(done, kRed));
+  CHECK(golden::count(frames[3], kRed) == golden::count(done, kRed));
 }
 
 TEST_CASE("a highlighted TensorStepper frame") {
   Mlp m;
   TensorStepper stepper = m.tape.stepper(m.loss);
   const std::string before = to_dot(m.tape, m.loss.id(), {GraphStyle::lecture, &stepper.step()});
-  CHECK(count(before, kRed) == 1);  // only the seed d loss / d loss = 1
-  CHECK(count(before, "orangered") == 0);
+  CHECK(golden::count(before, kRed) == 1);  // only the seed d loss / d loss = 1
+  CHECK(golden::count(before, "orangered") == 0);
   // Step down to the second linear layer, p's input: every later node has been processed.
   const NodeId lin2 = m.p.id() - 1;
   while (stepper.next() && stepper.step().node != lin2) {
@@ -167,12 +141,12 @@ TEST_CASE("a highlighted TensorStepper frame") {
   REQUIRE(stepper.step().node == lin2);
   const std::string frame = to_dot(m.tape, m.loss.id(), {GraphStyle::lecture, &stepper.step()});
   // The node and its three input edges (h, W2, b2) are highlighted.
-  CHECK(count(frame, "color=orangered") == 4);
+  CHECK(golden::count(frame, "color=orangered") == 4);
   CHECK(contains(frame, node(m.W2.id()) + " -> " + node(lin2) + "\t[color=orangered,"));
   // h's gradient has just arrived; W1's has not (the first linear layer comes later).
   CHECK(contains(frame, fmt::format("|g| {}", format_number(m.tape.grad_norm(m.h.id())))));
   CHECK(contains(frame, edge(node(m.W1.id()), node(m.h.id() - 1), "(5, 2)")));
-  check_golden("tensor_mlp_step.dot", frame);
+  golden::check("tensor_mlp_step.dot", frame);
 
   Mlp other;
   CHECK_THROWS_WITH_AS(
@@ -191,7 +165,7 @@ TEST_CASE("modules style: each nn module of an MLP is a cluster, nested as the m
   const std::string dot = to_dot(tape, p.id(), {GraphStyle::modules});
   // "layers" (the Sequential) holds layers.0 (Linear), layers.1 (ReLU), layers.2 (Linear) and
   // layers.3 (Sigmoid); x is outside every module.
-  CHECK(count(dot, "subgraph cluster_") == 5);
+  CHECK(golden::count(dot, "subgraph cluster_") == 5);
   for (const char* path : {"label=layers,", R"(label="layers.0")", R"(label="layers.1")",
                            R"(label="layers.2")", R"(label="layers.3")"})
     CHECK(contains(dot, path));
@@ -201,9 +175,9 @@ TEST_CASE("modules style: each nn module of an MLP is a cluster, nested as the m
   CHECK(contains(dot, R"*(label="layers.0.weight (5, 2)")*"));
   CHECK(contains(dot, R"*(label="layers.2.bias (1,)")*"));
   // Before backward an edge shows the shape (a 1-element tensor its value), no gradient.
-  CHECK(count(dot, kRed) == 0);
+  CHECK(golden::count(dot, kRed) == 0);
   CHECK(contains(dot, "(4, 5)</font>>]"));
-  check_golden("tensor_mlp_modules.dot", dot);
+  golden::check("tensor_mlp_modules.dot", dot);
 
   // After backward: gradient norms on the edges, values only where a tensor is one number.
   Tensor target = detach(tape.input(Shape{4, 1}, {0, 1, 1, 0}, {}, DType::f32));
@@ -263,8 +237,8 @@ TEST_CASE("tensor graphs: max_values, the values style, rendering and files") {
   const fs::path dir = pattern;
   write_graph(m.tape, m.loss.id(), (dir / "mlp.dot").string());
   write_graph(m.tape, m.loss.id(), (dir / "mlp.PNG").string(), {GraphStyle::modules});
-  CHECK(read_file(dir / "mlp.dot") == to_dot(m.tape, m.loss.id()));
-  CHECK(read_file(dir / "mlp.PNG").rfind(kPng, 0) == 0);
+  CHECK(golden::read_file(dir / "mlp.dot") == to_dot(m.tape, m.loss.id()));
+  CHECK(golden::read_file(dir / "mlp.PNG").rfind(kPng, 0) == 0);
   CHECK_THROWS_WITH_AS(write_graph(m.tape, m.loss.id(), (dir / "mlp.txt").string()),
                        doctest::Contains("unknown graph format \".txt\""), Error);
   fs::remove_all(dir);
