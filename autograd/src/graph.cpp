@@ -394,27 +394,6 @@ std::string tensor_symbol(const TensorTape& tape, NodeId id) {
   return "";
 }
 
-// The elements at(0), at(1)... of a tensor of `shape`, nested as format_values writes them.
-template <class At>
-std::string nested_values(const Shape& shape, At at) {
-  if (shape.rank() == 0) return format_number(at(0));
-  std::string text;
-  std::int64_t flat = 0;
-  auto emit = [&](auto&& self, int axis) -> void {
-    text += '[';
-    for (std::int64_t i = 0; i < shape[axis]; ++i) {
-      if (i) text += ", ";
-      if (axis + 1 == shape.rank())
-        text += format_number(at(flat++));
-      else
-        self(self, axis + 1);
-    }
-    text += ']';
-  };
-  emit(emit, 0);
-  return text;
-}
-
 class TensorModel {
  public:
   TensorModel(const TensorTape& tape, NodeId output, const TensorGraphOptions& options)
@@ -490,7 +469,7 @@ class TensorModel {
   std::string grad_text(NodeId id) const {
     if (small(id))
       return rows_on_lines(
-          nested_values(tape_.shape(id), [&](std::int64_t i) { return tape_.grad(id, i); }));
+          format_nested(tape_.shape(id), [&](std::int64_t i) { return tape_.grad(id, i); }));
     return "|g| " + format_number(tape_.grad_norm(id));
   }
   // A matrix row by row, as NumPy prints it, so that a batch of 4 makes a label 4 lines tall

@@ -40,19 +40,18 @@ std::string expression(const TensorTape& tape, NodeId id) {
   return "?";
 }
 
-std::string format_values(const TensorTape& tape, NodeId id, std::int64_t max_elements) {
-  const Shape& shape = tape.shape(id);
-  if (shape.numel() > max_elements) return {};
-  if (shape.rank() == 0) return format_number(tape.value(id, 0));
+std::string format_nested(const Shape& shape,
+                          const std::function<double(std::int64_t)>& element) {
+  if (shape.rank() == 0) return format_number(element(0));
   std::string text;
   std::int64_t flat = 0;
-  // Nested brackets: open one per axis whose index is 0, close one per axis that ends.
+  // One bracket pair per axis; the last axis holds the numbers.
   auto emit = [&](auto&& self, int axis) -> void {
     text += '[';
     for (std::int64_t i = 0; i < shape[axis]; ++i) {
       if (i) text += ", ";
       if (axis + 1 == shape.rank())
-        text += format_number(tape.value(id, flat++));
+        text += format_number(element(flat++));
       else
         self(self, axis + 1);
     }
@@ -60,6 +59,11 @@ std::string format_values(const TensorTape& tape, NodeId id, std::int64_t max_el
   };
   emit(emit, 0);
   return text;
+}
+
+std::string format_values(const TensorTape& tape, NodeId id, std::int64_t max_elements) {
+  if (tape.shape(id).numel() > max_elements) return {};
+  return format_nested(tape.shape(id), [&](std::int64_t i) { return tape.value(id, i); });
 }
 
 std::string forward_line(const TensorTape& tape, NodeId id) {

@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include <cstdint>
+#include <functional>
 #include <string>
 
 #include "tapegrad/tape.hpp"
@@ -31,7 +33,10 @@ std::string op_expression(Op op, std::string_view a, std::string_view b, double 
 std::string forward_line(const TensorTape& tape, NodeId id);
 // "x @ W1", "sum(t3, axis=1)".
 std::string expression(const TensorTape& tape, NodeId id);
-// The elements as nested lists, "[[1, 2], [3, 4]]"; "" when there are more than max.
+// Elements 0, 1, ... of a tensor of `shape`, given by `element`, as nested lists
+// "[[1, 2], [3, 4]]" (a single number for shape ()).
+std::string format_nested(const Shape& shape, const std::function<double(std::int64_t)>& element);
+// A node's elements as nested lists; "" when there are more than max.
 std::string format_values(const TensorTape& tape, NodeId id, std::int64_t max_elements = 12);
 // One line per input that gets a gradient, with shapes and gradient norms:
 // "dL/dW1 (2, 5) = dL/dt5 (4, 5) · dt5/dW1   |contribution| = 0.1234".
