@@ -136,6 +136,28 @@ TEST_CASE("Adam and AdamW, as torch.optim computes them") {
   CHECK(r.data()[0] == doctest::Approx(2 - 0.1).epsilon(1e-6));  // g + wd p = 2 > 0: moves by lr
 }
 
+TEST_CASE("optimizer state that decays below the normal floats is flushed to zero") {
+  // Note [Subnormal optimizer state]: a gradient seen once, then zeros, decays m (and
+  // momentum) by 0.9 a step; from 1e-37 it passes below FLT_MIN (1.2e-38) within 30 steps.
+  // Nine elements, so both the four-wide loop and its scalar tail run.
+  nn::Parameter p(Shape{9}), q(Shape{9});
+  nn::Adam adam({&p}, {.lr = 1e-3});
+  nn::SGD sgd({&q}, {.lr = 1e-3, .momentum = 0.9});
+  for (int i = 0; i < 9; ++i) p.grad()[i] = q.grad()[i] = 1e-36f;
+  adam.step();
+  sgd.step();
+  for (int i = 0; i < 9; ++i) p.grad()[i] = q.grad()[i] = 0;
+  for (int t = 0; t < 60; ++t) {
+    adam.step();
+    sgd.step();
+  }
+  for (std::vector<float>* state : {adam.state()[0], sgd.state()[0]})
+    for (float x : *state) CHECK(std::fpclassify(x) == FP_ZERO);
+  // The caller's floating-point mode is restored: subnormals still exist outside the update.
+  volatile float tiny = 1e-38f;
+  CHECK(std::fpclassify(tiny * 0.5f) == FP_SUBNORMAL);
+}
+
 TEST_CASE("learning-rate schedules: step, linear and cosine decay") {
   auto step = nn::schedule::step(10, 0.5);
   CHECK(step(0, 0.1) == doctest::Approx(0.1));

@@ -19,6 +19,33 @@ Optimizer::Optimizer(std::vector<Parameter*> params, double lr) : params_(std::m
   if (!(lr >= 0)) throw ag::Error(fmt::format("optimizer: learning rate {} is invalid", lr));
 }
 
+// Note [Subnormal optimizer state]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// Momentum and Adam's moments decay geometrically wherever the gradient is zero: on
+// Fashion-MNIST every first-layer weight of a pixel that is rarely lit. m = 0.9 m reaches the
+// subnormal floats (below 1.2e-38) some 800 steps after the last nonzero gradient, and x86
+// handles subnormal operands in microcode, about a hundred times slower: Adam's update went
+// from 94 ms in the first epoch to 560 ms in the third, half the epoch. So the updates run
+// with the SSE control register's flush-to-zero and denormals-are-zero bits set, and restore
+// it after: a state that would be subnormal is 0. That changes an update by at most
+// lr * 1e-38 / eps (Adam) or lr * 1e-38 (momentum), far below a float's resolution of any
+// weight, and the optimizer then matches torch.optim everywhere else bit for bit as before.
+namespace {
+class FlushSubnormals {
+ public:
+#if defined(__SSE2__)
+  FlushSubnormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | kFtz | kDaz); }
+  ~FlushSubnormals() { _mm_setcsr(saved_); }
+
+ private:
+  static constexpr unsigned kFtz = 1u << 15, kDaz = 1u << 6;
+  unsigned saved_;
+#endif
+  FlushSubnormals(const FlushSubnormals&) = delete;
+  FlushSubnormals& operator=(const FlushSubnormals&) = delete;
+};
+}  // namespace
+
 void Optimizer::zero_grad() {
   for (Parameter* p : params_) p->zero_grad();
 }
@@ -45,6 +72,7 @@ SGD::SGD(std::vector<Parameter*> params, SGDOptions opts)
 void SGD::step() {
   const float lr = float(lr_), wd = float(options.weight_decay), mu = float(options.momentum);
   const float damp = 1.0f - float(options.dampening);
+  const FlushSubnormals flush;  // Note [Subnormal optimizer state]
   for (std::size_t k = 0; k < params_.size(); ++k) {
     float* p = params_[k]->data().data();
     const float* g = params_[k]->grad().data();
@@ -76,6 +104,7 @@ void Adam::update(bool decoupled) {
   const float sqrt_c2 = float(std::sqrt(correction2));
   const float b1 = float(options.beta1), b2 = float(options.beta2), eps = float(options.eps);
   const float wd = float(options.weight_decay), decay = float(1 - lr_ * options.weight_decay);
+  const FlushSubnormals flush;  // Note [Subnormal optimizer state]
   for (std::size_t k = 0; k < params_.size(); ++k) {
     float* p = params_[k]->data().data();
     const float* g = params_[k]->grad().data();
