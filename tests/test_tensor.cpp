@@ -223,6 +223,48 @@ TEST_CASE("gradients accumulate into inputs and parameters across backward calls
   CHECK(gw == std::vector<float>{0, 0, 0});
 }
 
+TEST_CASE("an op's gradient is defined before and after backward writes it (lazy zeroing)") {
+  // Note [Lazy gradients]: op nodes' gradient buffers are not cleared at record time. Fill the
+  // arena with nonzero gradients, reset, and record over the same memory: every gradient read
+  // must still be what backward gave, or zero where backward did not reach.
+  TensorTape tape;
+  for (int pass = 0; pass < 2; ++pass) {
+    tape.reset();
+    const std::vector<double> xv = values(Shape{4, 4}), wv = values(Shape{4, 4}, 0.3);
+    Tensor x = tape.input(Shape{4, 4}, std::span<const double>(xv), "x");
+    Tensor w = tape.input(Shape{4, 4}, std::span<const double>(wv), "w");
+    Tensor h = matmul(x, w);              // written by relu's backward (assigns)
+    Tensor r = relu(h);                   // written by matmul's backward (beta 0)
+    Tensor side = sigmoid(h) * 2.0;       // pass 1: not on the loss's path, never reached
+    Tensor twice = matmul(r, r);          // one node as both operands: the second gemm adds
+    Tensor loss = sum(twice) + sum(tanh(r));  // r has two consumers: the second accumulates
+    // Pass 0 puts a nonzero gradient in the memory that pass 1's `side` gets.
+    if (pass == 0) loss = loss + sum(side);
+    tape.backward(loss);
+    if (pass == 0) {
+      CHECK(side.grads() == std::vector<double>(16, 1.0));
+      continue;
+    }
+    for (double g : side.grads()) CHECK(g == 0.0);
+    CHECK(tape.reached(h.id()));
+    CHECK(!tape.reached(side.id()));
+    // r's gradient by hand: d sum(r r)/dr = 1 r^T + r^T 1 (all-ones 4x4), plus tanh's.
+    const std::vector<double> rv = r.values();
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 4; ++j) {
+        double expect = 1 - std::pow(std::tanh(rv[std::size_t(i * 4 + j)]), 2);
+        for (int k = 0; k < 4; ++k)
+          expect += rv[std::size_t(j * 4 + k)] + rv[std::size_t(k * 4 + i)];
+        CHECK(r.grad_at(i * 4 + j) == doctest::Approx(expect).epsilon(1e-5));
+      }
+  }
+  check_grad([](TensorTape&, std::span<const Tensor> t) {
+    Tensor h = matmul(t[0], t[1]);
+    Tensor r = relu(h);
+    return sum(matmul(r, r)) + sum(tanh(r)) + sum(sigmoid(h));
+  }, {arg(Shape{3, 3}), arg(Shape{3, 3}, 0.2)}, "relu/matmul with forks and x @ x");
+}
+
 TEST_CASE("NoGrad and detach stop gradients") {
   TensorTape tape;
   Tensor x = tape.input(Shape{2}, {1, 2}, "x");

@@ -27,6 +27,7 @@ namespace {
 constexpr std::uint8_t kNeedsGrad = 1;  // gets a gradient in backward
 constexpr std::uint8_t kReached = 2;    // the latest backward passed it a gradient
 constexpr std::uint8_t kKeepDims = 4;   // reductions: the reduced axis stays, as 1
+constexpr std::uint8_t kGradValid = 8;  // the gradient buffer holds values (Note [Lazy gradients])
 constexpr NodeId kNoInput = std::numeric_limits<NodeId>::max();
 
 // Note [Tensor storage] (tensor.hpp): blocks never move; reset() rewinds.
@@ -117,9 +118,32 @@ struct TensorTape::Impl {
   std::uint16_t current_scope = 0;
   Arena arena;
   std::vector<double> scratch;  // a detailed stepper's copy of gradients before a step
-  // False until a backward pass starts after reset(): until then every gradient an op node has
-  // is still the zero push() gave it and no node is kReached, so the pass need not clear them.
+  // False until a backward pass starts after reset(): until then no node is kReached and no
+  // op node's gradient is kGradValid, so the pass need not clear flags.
   bool dirty = false;
+
+  // Note [Lazy gradients]
+  // ~~~~~~~~~~~~~~~~~~~~~
+  // An op node's gradient buffer is not zeroed when the op is recorded: its contents count only
+  // once the node is kGradValid. The first backward kernel to write it assigns instead of
+  // accumulating (a gemm with beta 0, an elementwise loop that stores) and sets the flag; a
+  // kernel that accumulates, and anyone who reads a gradient, calls zeroed() first, which clears
+  // the buffer if nothing has written it yet. A second backward over the same recording just
+  // clears the flags. Leaves (inputs, parameters) are always valid: their gradients accumulate
+  // across passes (Note [Gradient semantics]). A training step so never zeroes an activation's
+  // gradient only to overwrite it: for a 2-64-64-1 MLP on 256 rows that was 256 KB a step.
+  static void zeroed(Node& n) {
+    if (n.grad != nullptr && !(n.flags & kGradValid)) {
+      std::memset(n.grad, 0, std::size_t(n.shape.numel()) * dtype_size(n.dtype));
+      n.flags |= kGradValid;
+    }
+  }
+  // Whether a kernel may assign n's gradient (nobody wrote it yet); marks it written.
+  static bool first_write(Node& n) {
+    const bool first = !(n.flags & kGradValid);
+    n.flags |= kGradValid;
+    return first;
+  }
 
   template <class T> static T* data(Node& n) { return static_cast<T*>(n.data); }
   template <class T> static T* grad(Node& n) { return static_cast<T*>(n.grad); }
@@ -132,7 +156,8 @@ struct TensorTape::Impl {
     Node n{};
     n.data = arena.allocate(bytes);
     n.grad = needs_grad ? arena.allocate(bytes) : nullptr;
-    if (needs_grad) std::memset(n.grad, 0, bytes);
+    const bool leaf = op == TOp::input || op == TOp::parameter || op == TOp::constant;
+    if (needs_grad && leaf) std::memset(n.grad, 0, bytes);  // Note [Lazy gradients]
     n.param = param;
     n.shape = shape;
     n.in[0] = a;
@@ -141,7 +166,7 @@ struct TensorTape::Impl {
     n.op = op;
     n.elem = elem;
     n.dtype = dtype;
-    n.flags = needs_grad ? kNeedsGrad : 0;
+    n.flags = needs_grad ? (leaf ? kNeedsGrad | kGradValid : kNeedsGrad) : 0;
     n.scope = current_scope;
     if (nodes.size() >= std::numeric_limits<NodeId>::max())
       throw Error("the tensor tape is full (2^32 nodes)");
@@ -218,6 +243,7 @@ std::span<const T> Tensor::grad() const {
     throw Error(fmt::format("Tensor::grad<{}>: the tensor holds {}", dtype_name(dtype_of<T>()),
                             dtype_name(n.dtype)));
   if (n.grad == nullptr) return {};
+  TensorTape::Impl::zeroed(n);
   return {static_cast<const T*>(n.grad), std::size_t(n.shape.numel())};
 }
 
@@ -337,6 +363,7 @@ double TensorTape::grad(NodeId id, std::int64_t flat) const {
   if (flat < 0 || flat >= n.shape.numel())
     throw Error(fmt::format("element {} is out of range for shape {}", flat, n.shape.str()));
   if (n.grad == nullptr) return 0.0;
+  Impl::zeroed(n);
   return with_dtype(n.dtype, [&](auto t) -> double {
     return Impl::grad<decltype(t)>(n)[flat];
   });
@@ -345,6 +372,7 @@ double TensorTape::grad(NodeId id, std::int64_t flat) const {
 double TensorTape::grad_norm(NodeId id) const {
   auto& n = impl_->nodes[id];
   if (n.grad == nullptr) return 0.0;
+  Impl::zeroed(n);
   return with_dtype(n.dtype, [&](auto t) {
     const auto* g = Impl::grad<decltype(t)>(n);
     double s = 0;
@@ -354,8 +382,13 @@ double TensorTape::grad_norm(NodeId id) const {
 }
 
 void TensorTape::zero_grad() {
-  for (auto& n : impl_->nodes)
-    if (n.grad) std::memset(n.grad, 0, std::size_t(n.shape.numel()) * dtype_size(n.dtype));
+  for (auto& n : impl_->nodes) {
+    if (n.grad == nullptr) continue;
+    if (is_leaf(n.op))
+      std::memset(n.grad, 0, std::size_t(n.shape.numel()) * dtype_size(n.dtype));
+    else  // Note [Lazy gradients]
+      n.flags &= static_cast<std::uint8_t>(~kGradValid);
+  }
 }
 
 void TensorTape::reset() {
@@ -415,7 +448,7 @@ Tensor TensorTape::parameter(const Shape& shape, T* data, T* grad, std::string_v
   n.shape = shape;
   n.op = TOp::parameter;
   n.dtype = dtype_of<T>();
-  n.flags = grad_enabled_ ? kNeedsGrad : 0;
+  n.flags = grad_enabled_ ? kNeedsGrad | kGradValid : 0;
   n.scope = impl_->current_scope;
   if (!grad_enabled_) n.grad = nullptr;
   impl_->nodes.push_back(n);
@@ -1009,9 +1042,14 @@ static void elementwise_backward(Node& n, Node& a, Node* b) {
   T* ga = static_cast<T*>(a.grad);
   const T p = T(n.param);
   if constexpr (R::info.arity == 1) {
-    for (std::int64_t i = 0, e = n.shape.numel(); i < e; ++i)
-      ga[i] += up[i] * R::local(pa[i], T(0), y[i], p).da;
+    const std::int64_t e = n.shape.numel();
+    if (TensorTape::Impl::first_write(a))  // Note [Lazy gradients]
+      for (std::int64_t i = 0; i < e; ++i) ga[i] = up[i] * R::local(pa[i], T(0), y[i], p).da;
+    else
+      for (std::int64_t i = 0; i < e; ++i) ga[i] += up[i] * R::local(pa[i], T(0), y[i], p).da;
   } else {
+    TensorTape::Impl::zeroed(a);
+    TensorTape::Impl::zeroed(*b);
     const T* pb = static_cast<const T*>(b->data);
     T* gb = static_cast<T*>(b->grad);
     for_each_broadcast(n.shape, a.shape, b->shape,
@@ -1202,11 +1240,8 @@ Tensor reshape(Tensor a, const Shape& shape) {
   Node& n = impl.nodes[id];
   n.shape = shape;
   n.data = impl.nodes[x.id].data;
-  if (grad) {
-    const std::size_t bytes = std::size_t(shape.numel()) * dtype_size(n.dtype);
-    n.grad = impl.arena.allocate(bytes);
-    std::memset(n.grad, 0, bytes);
-  }
+  if (grad)  // not zeroed: Note [Lazy gradients]
+    n.grad = impl.arena.allocate(std::size_t(shape.numel()) * dtype_size(n.dtype));
   return Recorder::make(tape, id);
 }
 
@@ -1403,9 +1438,15 @@ Tensor detach(Tensor a) {
 
 template <class T>
 static void backward_node(TensorTape::Impl& impl, Node& n) {
+  if (is_leaf(n.op)) return;
   Node& a = impl.nodes[n.in[0]];
   const T* up = static_cast<const T*>(n.grad);
   T* ga = static_cast<T*>(a.grad);
+  // Note [Lazy gradients]: the products assign an input's gradient that nothing wrote yet (beta
+  // 0); every other kernel below accumulates, so its input's gradient is cleared first.
+  const auto beta = [](Node& in) { return TensorTape::Impl::first_write(in) ? T(0) : T(1); };
+  if (n.op != TOp::elementwise && n.op != TOp::matmul && n.op != TOp::linear)
+    TensorTape::Impl::zeroed(a);
   switch (n.op) {
     case TOp::input:
     case TOp::parameter:
@@ -1421,21 +1462,24 @@ static void backward_node(TensorTape::Impl& impl, Node& n) {
     case TOp::matmul: {
       Node& b = impl.nodes[n.in[1]];
       const std::int64_t m = a.shape[0], k = a.shape[1], cols = b.shape[1];
-      if (ga) gemm<T>(false, true, m, k, cols, up, static_cast<const T*>(b.data), T(1), ga);
-      if (b.grad)
-        gemm<T>(true, false, k, cols, m, static_cast<const T*>(a.data), up, T(1),
+      if (ga) gemm<T>(false, true, m, k, cols, up, static_cast<const T*>(b.data), beta(a), ga);
+      if (b.grad)  // after a's: in x @ x, a and b are one node, and the second call adds
+        gemm<T>(true, false, k, cols, m, static_cast<const T*>(a.data), up, beta(b),
                 static_cast<T*>(b.grad));
       return;
     }
     case TOp::linear: {
       Node& w = impl.nodes[n.in[1]];
       const std::int64_t rows = n.shape[0], outs = n.shape[1], ins = a.shape[1];
-      if (ga) gemm<T>(false, false, rows, ins, outs, up, static_cast<const T*>(w.data), T(1), ga);
+      if (ga)
+        gemm<T>(false, false, rows, ins, outs, up, static_cast<const T*>(w.data), beta(a), ga);
       if (w.grad)
-        gemm<T>(true, false, outs, ins, rows, up, static_cast<const T*>(a.data), T(1),
+        gemm<T>(true, false, outs, ins, rows, up, static_cast<const T*>(a.data), beta(w),
                 static_cast<T*>(w.grad));
       if (n.in[2] != kNoInput) {
-        if (T* gb = static_cast<T*>(impl.nodes[n.in[2]].grad)) add_rows_into(gb, up, rows, outs);
+        Node& bias = impl.nodes[n.in[2]];
+        TensorTape::Impl::zeroed(bias);
+        if (T* gb = static_cast<T*>(bias.grad)) add_rows_into(gb, up, rows, outs);
       }
       return;
     }
@@ -1524,14 +1568,14 @@ TensorStepper::TensorStepper(TensorTape& tape, Tensor output, bool detailed,
   if (impl.dirty) {
     for (Node& n : impl.nodes) {
       n.flags &= static_cast<std::uint8_t>(~kReached);
-      if (n.grad && !is_leaf(n.op))
-        std::memset(n.grad, 0, std::size_t(n.shape.numel()) * dtype_size(n.dtype));
+      if (!is_leaf(n.op)) n.flags &= static_cast<std::uint8_t>(~kGradValid);  // Note [Lazy gradients]
     }
   }
   impl.dirty = true;
   Node& out = impl.nodes[output.id()];
   if (out.flags & kNeedsGrad) {
     out.flags |= kReached;
+    TensorTape::Impl::zeroed(out);
     with_dtype(out.dtype, [&](auto z) {
       using T = decltype(z);
       T* g = static_cast<T*>(out.grad);
