@@ -62,9 +62,16 @@ std::vector<std::pair<std::string, Parameter*>> Module::named_parameters() {
   return out;
 }
 
+void Module::collect(std::vector<Parameter*>& out) {
+  for (auto& [name, p] : params_) out.push_back(p.get());
+  for (auto& [name, child] : children_) child->collect(out);
+}
+
+// The same walk as named_parameters() without building the names: a training loop may ask
+// for the parameters every step (micrograd's L2 term does), and names cost a string each.
 std::vector<Parameter*> Module::parameters() {
   std::vector<Parameter*> out;
-  for (auto& [name, p] : named_parameters()) out.push_back(p);
+  collect(out);
   return out;
 }
 

@@ -90,6 +90,7 @@ class Module {
   void adopt(std::string name, std::unique_ptr<Module> module);
   void set_path(const std::string& path);
   void collect(const std::string& prefix, std::vector<std::pair<std::string, Parameter*>>& out);
+  void collect(std::vector<Parameter*>& out);
 
   std::vector<std::pair<std::string, std::unique_ptr<Parameter>>> params_;
   std::vector<std::unique_ptr<Module>> owned_;
