@@ -1,5 +1,6 @@
 // Property tests of the scalar engine through the CLI's program language: random programs
-// differentiated by backward and by central differences. Note [Property cases] (property.hpp).
+// differentiated by backward and by central differences, and metamorphic properties (sums of
+// programs, the stepper, backward twice, the ag API, broadcast tensors). Note [Property cases].
 
 #include <doctest/doctest.h>
 #include <fmt/format.h>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include <tapegrad/autograd.hpp>
+#include <tapegrad/gradcheck.hpp>
 #include <tapegrad/random.hpp>
 
 #include "program.hpp"
@@ -371,6 +373,74 @@ class ProgramGenerator {
   std::set<std::string> read_inputs_;
 };
 
+// ---- evaluation ---------------------------------------------------------------------------
+
+// Records a generated program's tree directly through the ag API, on a Tape (V = Value) or a
+// TensorTape (V = Tensor): the inputs first, in `order`, then the statements, as
+// Program::record does from the text. Returns the output; `inputs` receives the inputs.
+template <class V, class Input, class Constant>
+V evaluate(const Generated& g, const std::vector<std::string>& order, Input&& input,
+           Constant&& constant, std::vector<V>& inputs) {
+  std::map<std::string, V> env;
+  for (const std::string& n : order) {
+    inputs.push_back(input(g.inputs.at(n), n));
+    env[n] = inputs.back();
+  }
+  auto eval = [&](auto& self, const Expr& e) -> V {
+    auto arg = [&](int k) { return self(self, e.args[std::size_t(k)]); };
+    auto pow_of = [&](const Expr& base, const Expr& exponent) {
+      V b = self(self, base);
+      if (exponent.kind == Expr::Kind::number) return pow(b, exponent.number);
+      return pow(b, self(self, exponent));
+    };
+    switch (e.kind) {
+      case Expr::Kind::number: return constant(e.number);
+      case Expr::Kind::name: return env.at(e.text);
+      case Expr::Kind::neg: return -arg(0);
+      case Expr::Kind::plus: return arg(0);
+      case Expr::Kind::binary: {
+        if (e.op() == '^') return pow_of(e.args[0], e.args[1]);
+        V a = arg(0);  // one operand after the other: the order the parser records them in
+        V b = arg(1);
+        switch (e.op()) {
+          case '+': return a + b;
+          case '-': return a - b;
+          case '*': return a * b;
+          default: return a / b;
+        }
+      }
+      case Expr::Kind::call: {
+        const std::string& f = e.text;
+        if (f == "pow") return pow_of(e.args[0], e.args[1]);
+        V a = arg(0);
+        if (f == "exp") return exp(a);
+        if (f == "log") return log(a);
+        if (f == "sqrt") return sqrt(a);
+        if (f == "abs") return abs(a);
+        if (f == "sigmoid") return sigmoid(a);
+        if (f == "tanh") return tanh(a);
+        if (f == "relu") return relu(a);
+        if (f == "softplus") return softplus(a);
+        if (f == "leaky_relu")
+          return e.args.size() == 2 ? leaky_relu(a, e.args[1].number) : leaky_relu(a);
+        if (f == "elu") return e.args.size() == 2 ? elu(a, e.args[1].number) : elu(a);
+        V b = arg(1);
+        if (f == "prelu") return prelu(a, b);
+        REQUIRE(f == "max");
+        return max(a, b);
+      }
+    }
+    FAIL("unknown expression kind");
+    return V{};
+  };
+  V out{};
+  for (const Statement& s : g.statements) {
+    out = eval(eval, s.expr);
+    if (!s.name.empty()) env[s.name] = out;
+  }
+  return out;
+}
+
 // The values of a program's inputs, in the order Program::inputs() gives them.
 std::vector<double> values_of(const Generated& g, const Program& program) {
   std::vector<double> x;
@@ -448,6 +518,41 @@ Point inspect(const Tape& tape, Value output) {
   return p;
 }
 
+// The same number, or both NaN: the same function evaluated twice.
+bool same(double a, double b) { return (std::isnan(a) && std::isnan(b)) || a == b; }
+
+// Backward one node at a time, as Tape::backward does it: how many contributions each node
+// receives and the sum of their sizes, which bounds the rounding of adding them up in another
+// order. `problems` receives every step whose contribution is not upstream * local.
+struct Contributions {
+  std::vector<int> count;
+  std::vector<double> magnitude;
+
+  // A bound on the rounding error of a node's sum of contributions, in any order, with `more`
+  // of the same size added.
+  double rounding(NodeId id, double more = 0) const {
+    return 4 * count[id] * std::numeric_limits<double>::epsilon() * (magnitude[id] + more);
+  }
+};
+
+Contributions step_through(Tape& tape, Value output, std::string& problems) {
+  Contributions c{std::vector<int>(tape.size()), std::vector<double>(tape.size())};
+  Stepper stepper = tape.stepper(output);
+  while (stepper.next()) {
+    const Step& s = stepper.step();
+    for (int k = 0; k < s.arity; ++k) {
+      const InputStep& in = s.inputs[k];
+      if (!in.needs_grad) continue;  // a constant: nothing is added to it
+      ++c.count[in.id];
+      c.magnitude[in.id] += std::abs(in.contribution);
+      if (!same(in.contribution, s.upstream * in.local))
+        problems += fmt::format("\n  step {}: contribution {} is not {} * {}", s.index,
+                                in.contribution, s.upstream, in.local);
+    }
+  }
+  return c;
+}
+
 constexpr const char* kExecutable = "test_program_property";
 
 // Backward from the output, and then (the tape now holding a finished pass, Note [Gradient
@@ -519,9 +624,260 @@ property::Outcome central_differences(std::uint64_t seed, property::Tally& tally
   return property::Outcome{why, 0, {}};
 }
 
+// Note [The program language] against the ag API: the parser and Program::record build the tree
+// the text describes (precedence, associativity, unary minus, number exponents, aliases).
+property::Outcome text_against_api(std::uint64_t seed, property::Tally&) {
+  Case c(seed);
+  if (!c.program) return property::Outcome{Skip::none, 0, c.failure};
+  const Program& program = *c.program;
+  c.generator.sample(c.g);
+  Tape parsed, direct;
+  const Program::Recorded r = program.record(parsed, values_of(c.g, program));
+  parsed.backward(r.output);
+  std::vector<Value> inputs;
+  const Value out = evaluate<Value>(
+      c.g, program.inputs(), [&](double x, std::string_view n) { return direct.input(x, n); },
+      [&](double x) { return direct.constant(x); }, inputs);
+  direct.backward(out);
+  // The same nodes in the same order, but for where constants sit: the parser records a
+  // number operand when its operator runs, the tree when it is reached.
+  auto ops = [](const Tape& tape) {
+    std::vector<Op> ops;
+    for (NodeId id = 0; id < tape.size(); ++id)
+      if (tape.op(id) != Op::constant) ops.push_back(tape.op(id));
+    return ops;
+  };
+  bool agree = same(r.output.value(), out.value()) && ops(parsed) == ops(direct) &&
+               parsed.size() == direct.size();
+  std::string gradients;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    agree &= same(r.inputs[i].grad(), inputs[i].grad());
+    gradients += fmt::format("\n  d/d{}: program {}, ag API {}", program.inputs()[i],
+                             r.inputs[i].grad(), inputs[i].grad());
+  }
+  return property::Outcome{
+      Skip::none, inputs.size(),
+      agree ? ""
+            : fmt::format("the program and the ag API disagree\n{}\n  value: program {}, ag "
+                          "API {}\n  nodes: program {}, ag API {}{}",
+                          describe(c.g), r.output.value(), out.value(), parsed.size(),
+                          direct.size(), gradients)};
+}
+
+// Note [Gradient semantics]: gradients from two subgraphs that share inputs add up.
+property::Outcome sum_of_programs(std::uint64_t seed, property::Tally&) {
+  // The first may not bind an input's name again: the second must read the same inputs.
+  Case one(seed, {"1", "f1", false, true});
+  Case two(seed ^ 0x9e3779b97f4a7c15ull, {"2", "f2", true, true});
+  one.generator.sample(one.g);
+  two.generator.sample(two.g);
+  for (auto& [n, value] : two.g.inputs)
+    if (one.g.inputs.contains(n)) value = one.g.inputs.at(n);
+  Generated sum{{}, one.g.text + "\n" + two.g.text + "\nf = f1 + f2", one.g.inputs};
+  sum.inputs.insert(two.g.inputs.begin(), two.g.inputs.end());
+  std::string failure = one.failure + two.failure;
+  const std::optional<Program> p = parse(sum, failure);
+  if (!one.program || !two.program || !p) return property::Outcome{Skip::none, 0, failure};
+  struct Run {
+    Tape tape;
+    Program::Recorded r;
+    std::map<std::string, double> grad;
+    std::map<std::string, double> rounding;
+  };
+  std::string problems;
+  auto run = [&](const Program& program, const Generated& g, Run& out) {
+    out.r = program.record(out.tape, values_of(g, program));
+    const Contributions c = step_through(out.tape, out.r.output, problems);
+    for (std::size_t i = 0; i < out.r.inputs.size(); ++i) {
+      out.grad[program.inputs()[i]] = out.r.inputs[i].grad();
+      out.rounding[program.inputs()[i]] = c.rounding(out.r.inputs[i].id());
+    }
+    return std::isfinite(out.r.output.value());
+  };
+  Run r1, r2, r;
+  if (!run(*one.program, one.g, r1) || !run(*two.program, two.g, r2) || !run(*p, sum, r))
+    return property::Outcome{Skip::range, 0, {}};  // exp overflowed: inf - inf has no gradient
+  bool agree = problems.empty() && r.r.output.value() == r1.r.output.value() + r2.r.output.value();
+  std::string gradients;
+  for (const auto& [n, g] : r.grad) {
+    const double g1 = r1.grad[n], g2 = r2.grad[n];
+    // The two programs' contributions reach an input in another order, so they round
+    // differently: by at most what adding them up can round.
+    agree &= same(g, g1 + g2) || std::abs(g - (g1 + g2)) <= r.rounding[n];
+    gradients += fmt::format("\n  d/d{}: sum {}, separately {} + {}", n, g, g1, g2);
+  }
+  return property::Outcome{
+      Skip::none, r.grad.size(),
+      agree ? "" : "d(f1 + f2) is not df1 + df2\n" + describe(sum) + gradients + problems};
+}
+
+// Note [The Stepper is backward] and Note [Gradient semantics]: stepping through backward one
+// node at a time computes exactly what backward computes; a second backward recomputes every
+// intermediate gradient (exactly the same) and adds the inputs' gradients again (2x). An input
+// gets each contribution added to what it holds, so after the second pass it holds
+// ((g + c1) + c2) + ..., which is exactly 2g for one contribution and 2g within the rounding of
+// those additions for several.
+property::Outcome stepper_and_twice(std::uint64_t seed, property::Tally&) {
+  Case c(seed);
+  if (!c.program) return property::Outcome{Skip::none, 0, c.failure};
+  c.generator.sample(c.g);
+  Tape tape;
+  const Program::Recorded r = c.program->record(tape, values_of(c.g, *c.program));
+  auto grads = [&] {
+    std::vector<double> grads;
+    for (NodeId id = 0; id < tape.size(); ++id) grads.push_back(tape.grad(id));
+    return grads;
+  };
+  std::string problems;
+  const Contributions contributions = step_through(tape, r.output, problems);
+  const std::vector<double> stepped = grads();
+  tape.zero_grad();
+  tape.backward(r.output);
+  const std::vector<double> once = grads();
+  tape.backward(r.output);
+  const std::vector<double> twice = grads();
+  for (NodeId id = 0; id < tape.size(); ++id) {
+    if (!same(stepped[id], once[id]))
+      problems += fmt::format("\n  {}: {} after stepping, {} after backward", tape.label(id),
+                              stepped[id], once[id]);
+    const bool input = tape.op(id) == Op::input;
+    const double expected = input ? 2 * once[id] : once[id];
+    const double tolerance =
+        input && contributions.count[id] > 1 ? contributions.rounding(id, std::abs(once[id])) : 0;
+    if (!same(twice[id], expected) && !(std::abs(twice[id] - expected) <= tolerance))
+      problems += fmt::format("\n  {}: {} after two backward passes, expected {}", tape.label(id),
+                              twice[id], expected);
+  }
+  return property::Outcome{
+      Skip::none, tape.size(),
+      problems.empty()
+          ? ""
+          : "the stepper or a second backward went wrong:" + problems + "\n" + describe(c.g)};
+}
+
+// Elementwise rules are shared by scalars and tensors (ops.hpp), and a broadcast operand repeats
+// its elements (Note [Broadcasting]): a random program recorded on tensors whose shapes
+// broadcast against each other, (), (1,) and 1-element ones among them, gives at each element of
+// its output the value the scalar tape gives for the inputs' elements there; the gradient of
+// sum_i w_i out_i is the w-weighted sum of the scalar gradients over the elements an input
+// element is repeated to.
+property::Outcome broadcast_tensors(std::uint64_t seed, property::Tally&) {
+  ProgramGenerator::Options options;
+  options.prelu = false;
+  Case c(seed, options);
+  if (!c.program) return property::Outcome{Skip::none, 0, c.failure};
+  const Program& program = *c.program;
+  Rng& rng = c.rng;
+  // Shapes from one universe: a suffix of it, some axes 1; 1-element ones a fifth of the
+  // time.
+  const bool single = rng.uniform() < 0.2;
+  const int rank = single ? int(rng.below(2)) : 1 + int(rng.below(3));
+  std::int64_t universe[3];
+  for (int j = 0; j < rank; ++j) universe[j] = single ? 1 : 1 + std::int64_t(rng.below(3));
+  std::map<std::string, TensorArg> args;
+  for (const std::string& n : program.inputs()) {
+    const int r = int(rng.below(std::uint64_t(rank) + 1));
+    std::int64_t dims[3];
+    for (int j = 0; j < r; ++j) dims[j] = rng.uniform() < 0.25 ? 1 : universe[rank - r + j];
+    TensorArg& a = args[n];
+    a.shape = Shape(std::span<const std::int64_t>(dims, std::size_t(r)));
+    for (std::int64_t i = 0; i < a.shape.numel(); ++i) a.values.push_back(rng.uniform(-2, 2));
+  }
+  TensorTape tape;
+  std::vector<Tensor> ts;
+  const Tensor out = evaluate<Tensor>(
+      c.g, program.inputs(),
+      [&](double, std::string_view n) {
+        const TensorArg& a = args.at(std::string(n));
+        return tape.input<double>(a.shape, a.values, n);
+      },
+      [&](double x) { return tape.constant<double>(Shape{}, std::span<const double>(&x, 1)); }, ts);
+  const Shape shape = out.shape();
+  // Powers of 2, so that weighting is exact: w (a b) and (w a) b are the same number.
+  std::vector<double> weights;
+  for (std::int64_t i = 0; i < shape.numel(); ++i)
+    weights.push_back(std::ldexp(1.0, int(rng.below(3)) - 1));
+  tape.backward(out, weights);
+
+  // The scalar tape at each output element; the gradients summed as broadcasting sums them.
+  // For each input element: the sum, how many contributions it adds up, and their sizes.
+  std::map<std::string, std::vector<double>> grads, counts, magnitudes;
+  for (const auto& [n, a] : args) {
+    grads[n].assign(a.values.size(), 0.0);
+    counts[n].assign(a.values.size(), 0.0);
+    magnitudes[n].assign(a.values.size(), 0.0);
+  }
+  std::string report;
+  double flow = 0;  // the size of every contribution on every scalar tape
+  for (std::int64_t i = 0; i < shape.numel(); ++i) {
+    for (auto& [n, a] : args)
+      c.g.inputs[n] = a.values[std::size_t(property::source(shape, a.shape, i))];
+    Tape scalar;
+    std::vector<Value> xs;
+    const Value y = evaluate<Value>(
+        c.g, program.inputs(), [&](double x, std::string_view n) { return scalar.input(x, n); },
+        [&](double x) { return scalar.constant(x); }, xs);
+    const Contributions contributions = step_through(scalar, y, report);
+    for (double m : contributions.magnitude)
+      if (std::isfinite(m)) flow += weights[std::size_t(i)] * m;
+    if (!same(y.value(), out.value(i)))
+      report += fmt::format("\n  element {}: tensor {}, scalar {}", i, out.value(i), y.value());
+    for (std::size_t k = 0; k < xs.size(); ++k) {
+      const std::string& n = program.inputs()[k];
+      const auto j = std::size_t(property::source(shape, args.at(n).shape, i));
+      const double w = weights[std::size_t(i)];
+      grads[n][j] += w * xs[k].grad();
+      counts[n][j] += contributions.count[xs[k].id()] + 1;
+      magnitudes[n][j] += w * (contributions.magnitude[xs[k].id()] + std::abs(xs[k].grad()));
+    }
+  }
+  std::size_t compared = 0;
+  for (std::size_t k = 0; k < ts.size(); ++k) {
+    const std::string& n = program.inputs()[k];
+    for (std::size_t j = 0; j < grads[n].size(); ++j, ++compared) {
+      const double t = ts[k].grad_at(std::int64_t(j)), s = grads[n][j];
+      // The tensor adds the contributions of all elements node by node, the scalar tapes
+      // element by element: they round differently, within what adding them up can round,
+      // and where a node's contributions cancel, what that rounding leaves to pass on.
+      constexpr double kEpsilon = std::numeric_limits<double>::epsilon();
+      const double rounding = 4 * kEpsilon * (counts[n][j] * magnitudes[n][j] + 4 * flow);
+      if (!same(t, s) && !(std::abs(t - s) <= rounding))
+        report += fmt::format("\n  d/d{} element {}: tensor {}, scalar tapes {}", n, j, t, s);
+    }
+  }
+  std::string shapes;
+  for (const auto& [n, a] : args) shapes += fmt::format(" {}{}", n, a.shape.str());
+  return property::Outcome{Skip::none, compared,
+                           report.empty()
+                               ? ""
+                               : fmt::format("tensors and scalars disagree\n{}\n  shapes:{}{}",
+                                             describe(c.g), shapes, report)};
+}
+
 }  // namespace
 
 TEST_CASE("random programs: backward agrees with central differences") {
   property::run("random programs, backward against central differences", kExecutable,
                 "random programs: backward agrees*", 5000, central_differences);
+}
+
+TEST_CASE("random programs: the text and the same tree recorded through the ag API agree") {
+  property::run("random programs, text against the ag API", kExecutable,
+                "random programs: the text*", 2000, text_against_api);
+}
+
+TEST_CASE("random programs: the gradient of a sum of two programs is the sum of their gradients") {
+  property::run("random programs, d(f1 + f2) = df1 + df2", kExecutable,
+                "random programs: the gradient of a sum*", 1000, sum_of_programs);
+}
+
+TEST_CASE(
+    "random programs: the stepper is backward; backward twice doubles the inputs' gradients") {
+  property::run("random programs, step by step and backward twice", kExecutable,
+                "random programs: the stepper is backward*", 1000, stepper_and_twice);
+}
+
+TEST_CASE("random programs: on broadcast tensors they agree element by element with scalars") {
+  property::run("random programs, broadcast tensors against the scalar tape", kExecutable,
+                "random programs: on broadcast tensors*", 2000, broadcast_tensors);
 }
