@@ -176,9 +176,11 @@ class ProgramGenerator {
     return g;
   }
 
-  // New values in [-2, 2] for the inputs the program reads.
+  // New values for the inputs the program reads: in [-2, 2], or for one point in five in
+  // [-12, 12], where sigmoid, tanh and softplus are on their tails.
   void sample(Generated& g) {
-    for (auto& [n, value] : g.inputs) value = rng_.uniform(-2, 2);
+    const double range = chance() < 0.2 ? 12 : 2;
+    for (auto& [n, value] : g.inputs) value = rng_.uniform(-range, range);
   }
 
  private:

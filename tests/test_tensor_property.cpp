@@ -66,10 +66,12 @@ std::vector<TensorArg> random_inputs(Rng& rng) {
   return args;
 }
 
+// Values in [-2, 2], or for one point in ten in [-12, 12]: the tails of sigmoid and softplus.
 void sample(Rng& rng, std::vector<TensorArg>& args) {
+  const double range = rng.uniform() < 0.1 ? 12 : 2;
   for (TensorArg& a : args) {
     a.values.resize(std::size_t(a.shape.numel()));
-    for (double& v : a.values) v = rng.uniform(-2, 2);
+    for (double& v : a.values) v = rng.uniform(-range, range);
   }
 }
 
@@ -556,28 +558,44 @@ property::Outcome central_differences(std::uint64_t seed, property::Tally& tally
 // Note [The Stepper is backward] and Note [Gradient semantics], on tensor tapes: a detailed
 // TensorStepper (which also measures each contribution) computes exactly what backward computes;
 // a second backward recomputes every intermediate gradient (exactly the same) and adds the
-// inputs' gradients again. An input adds each contribution to what it holds, ((g + c1) + c2) +
+// leaves' gradients again. A leaf adds each contribution to what it holds, ((g + c1) + c2) +
 // ..., which is 2g but for the rounding of those additions where several reach one element.
+// Half the leaves are parameters, whose data and gradient live outside the tape (nn::Parameter's
+// way, Note [Tensor storage]): they get exactly the gradients inputs get.
 property::Outcome stepper_and_twice(std::uint64_t seed, property::Tally& tally) {
   Case c(seed);
-  TensorTape tape;
-  const Tensor y = GraphBuilder(c.graph, c.inputs(tape)).build();
+  TensorTape tape, reference;
+  std::vector<std::vector<double>> data(c.args.size()), grad(c.args.size());
+  std::vector<Tensor> leaves;
+  for (std::size_t k = 0; k < c.args.size(); ++k) {
+    const TensorArg& a = c.args[k];
+    if (c.rng.uniform() < 0.5) {
+      leaves.push_back(tape.input<double>(a.shape, a.values));
+      continue;
+    }
+    data[k] = a.values;
+    grad[k].assign(a.values.size(), 0.0);
+    leaves.push_back(tape.parameter<double>(a.shape, data[k].data(), grad[k].data()));
+  }
+  const Tensor y = GraphBuilder(c.graph, leaves).build();
   std::vector<double> weights;
   for (std::int64_t i = 0; i < y.numel(); ++i) weights.push_back(c.rng.uniform(0.5, 1.5));
-  auto grads = [&] {
+  reference.backward(GraphBuilder(c.graph, c.inputs(reference)).build(), weights);
+  auto grads = [](TensorTape& t) {
     std::vector<std::vector<double>> g;
-    for (NodeId id = 0; id < tape.size(); ++id) g.push_back(tape.handle(id).grads());
+    for (NodeId id = 0; id < t.size(); ++id) g.push_back(t.handle(id).grads());
     return g;
   };
+  const auto inputs_only = grads(reference);
   TensorStepper stepper = tape.stepper(y, weights);
   while (stepper.next()) {
   }
-  const auto stepped = grads();
+  const auto stepped = grads(tape);
   tape.zero_grad();
   tape.backward(y, weights);
-  const auto once = grads();
+  const auto once = grads(tape);
   tape.backward(y, weights);
-  const auto twice = grads();
+  const auto twice = grads(tape);
   // The rounding of adding contributions again: relative to the largest gradient and value on
   // the tape, which bound a contribution's size; a gradient left over from the first pass, or
   // one added twice, is off by a whole contribution.
@@ -593,12 +611,15 @@ property::Outcome stepper_and_twice(std::uint64_t seed, property::Tally& tally) 
   std::string problems;
   std::size_t compared = 0;
   for (NodeId id = 0; id < tape.size(); ++id) {
-    const bool input = tape.op(id) == TOp::input;
+    const bool input = tape.op(id) == TOp::input || tape.op(id) == TOp::parameter;
     compared += once[id].size();
     for (std::size_t i = 0; i < once[id].size(); ++i) {
       if (!same(stepped[id][i], once[id][i]))
         problems += fmt::format("\n  {} element {}: {} after stepping, {} after backward",
                                 tape.label(id), i, stepped[id][i], once[id][i]);
+      if (!same(once[id][i], inputs_only[id][i]))
+        problems += fmt::format("\n  {} element {}: {} with parameters, {} with inputs only",
+                                tape.label(id), i, once[id][i], inputs_only[id][i]);
       const double expected = input ? 2 * once[id][i] : once[id][i];
       if (input && std::isfinite(expected))
         tally.error(std::abs(twice[id][i] - expected) / tolerance);
@@ -624,7 +645,7 @@ TEST_CASE("random tensor graphs: backward agrees with central differences") {
                 "random tensor graphs: backward agrees*", 2000, central_differences);
 }
 
-TEST_CASE("random tensor graphs: the stepper is backward; backward twice doubles inputs' grads") {
+TEST_CASE("random tensor graphs: the stepper is backward; backward twice doubles leaves' grads") {
   property::run("random tensor graphs, step by step and backward twice", kExecutable,
                 "random tensor graphs: the stepper is backward*", 1000, stepper_and_twice);
 }
