@@ -166,15 +166,9 @@ int run_step(const Options& o) {
   const ag::NodeId out = r.output.id();
 
   fmt::print("forward\n");
-  for (ag::NodeId id = 0; id < tape.size(); ++id) {
-    if (tape.op(id) == ag::Op::constant) {
-      // A constant bound by a statement (`c = 2`) is shown: later lines refer to it by name.
-      if (!tape.name(id).empty())
-        fmt::print("  {} = {}\n", tape.name(id), ag::format_number(tape.value(id)));
-      continue;
-    }
-    fmt::print("  {}\n", ag::forward_line(tape, id));
-  }
+  for (ag::NodeId id = 0; id < tape.size(); ++id)
+    if (const std::string line = ag::forward_line(tape, id); !line.empty())
+      fmt::print("  {}\n", line);
 
   // Frames are numbered with enough digits for every step, so they sort by name.
   const int width = std::max(3, static_cast<int>(fmt::format("{}", tape.size()).size()));
@@ -190,8 +184,7 @@ int run_step(const Options& o) {
   while (stepper.next()) {
     ++steps;
     const ag::Step& step = stepper.step();
-    fmt::print("  step {}: {} = {}\n", steps, tape.label(step.node),
-               ag::expression(tape, step.node));
+    fmt::print("  {}\n", ag::step_heading(step));
     std::string lines = fmt::format("{}", step);
     for (std::size_t at = 0; at < lines.size();) {
       std::size_t end = lines.find('\n', at);

@@ -17,8 +17,13 @@ namespace ag {
 // A number as the lecture writes it: at most 4 significant digits, no "-0".
 std::string format_number(double x);
 
-// "q = x + y = 3" for an op node, "x = -2" for an input; empty for a constant.
+// "q = x + y = 3" for an op node, "x = -2" for an input, "c = 3" for a named constant; empty
+// for an unnamed one (its number is all there is to say, and the lines that use it show it).
 std::string forward_line(const Tape& tape, NodeId id);
+
+// The node a backward step processes, as its forward line without the value, numbered from 1:
+// "step 1: f = q * z".
+std::string step_heading(const Step& step);
 
 // One line per input that gets a gradient; a fork shows "+=" and the total.
 std::string step_lines(const Step& step);
