@@ -126,11 +126,10 @@ ag::GraphOptions graph_options(const Options& o) {
 // back as the same double.
 std::string json_number(double x) { return std::isfinite(x) ? fmt::format("{}", x) : "null"; }
 
-void print_gradients(const tapegrad::Program& program, const ag::Tape& tape,
-                     const tapegrad::Program::Recorded& r, std::string_view indent) {
-  const std::string out = tape.label(r.output.id());
-  for (std::size_t i = 0; i < r.inputs.size(); ++i)
-    fmt::print("{}d{}/d{} = {}\n", indent, out, program.inputs()[i], r.inputs[i].grad());
+void print_gradients(const ag::Tape& tape, const tapegrad::Program::Recorded& r,
+                     std::string_view indent) {
+  for (const ag::Value& input : r.inputs)
+    fmt::print("{}{}\n", indent, ag::gradient_line(tape, r.output.id(), input.id()));
 }
 
 int run_grad(const Options& o) {
@@ -147,7 +146,7 @@ int run_grad(const Options& o) {
     return 0;
   }
   fmt::print("{} = {}\n", tape.label(r.output.id()), r.output.value());
-  print_gradients(in.program, tape, r, "");
+  print_gradients(tape, r, "");
   return 0;
 }
 
@@ -200,7 +199,7 @@ int run_step(const Options& o) {
   if (steps == 0) fmt::print("  (no steps: the output depends on no input)\n");
 
   fmt::print("gradients\n");
-  print_gradients(in.program, tape, r, "  ");
+  print_gradients(tape, r, "  ");
   if (!o.frames.empty())
     fmt::print("{} frames written to {}\n", steps + 1, fs::path(o.frames).string());
   if (!o.output.empty()) {

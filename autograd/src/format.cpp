@@ -70,4 +70,8 @@ std::string step_lines(const Step& step) {
   return text;
 }
 
+std::string gradient_line(const Tape& tape, NodeId output, NodeId id) {
+  return fmt::format("d{}/d{} = {}", tape.label(output), tape.label(id), tape.grad(id));
+}
+
 }  // namespace ag

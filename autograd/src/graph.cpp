@@ -21,6 +21,7 @@
 #include "tapegrad/file.hpp"
 #include "tapegrad/format.hpp"
 #include "look.hpp"
+#include "markup.hpp"
 
 namespace ag {
 namespace {
@@ -175,20 +176,7 @@ std::string escape_plain(std::string_view s) {
   return out;
 }
 
-// Text inside an HTML-like label.
-std::string escape_html(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
+// Text inside an HTML-like label: escape_html, markup.hpp.
 
 // Text of several lines inside an HTML-like label.
 std::string html_lines(std::string_view s) {

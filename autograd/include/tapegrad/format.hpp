@@ -28,6 +28,10 @@ std::string step_heading(const Step& step);
 // One line per input that gets a gradient; a fork shows "+=" and the total.
 std::string step_lines(const Step& step);
 
+// "df/dx = -4": the gradient of `output` the latest backward left on `id`, in full (fmt's
+// shortest text that reads back as the same double), as the gradients after a pass are listed.
+std::string gradient_line(const Tape& tape, NodeId output, NodeId id);
+
 // How an op node reads as an expression of its inputs' labels: "x + y", "sigmoid(q)".
 std::string expression(const Tape& tape, NodeId id);
 // The same for an op-table row applied to operands labelled a (and b).
