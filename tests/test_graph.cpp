@@ -220,6 +220,26 @@ TEST_CASE("render_graph: SVG and PNG in-process, DOT as text") {
                        doctest::Contains("unknown graph format \"jpg\""), Error);
 }
 
+TEST_CASE("ids: every node and edge of the SVG has a stable id, both edges of x * x too") {
+  Cs231n c;
+  c.tape.backward(c.f);
+  GraphOptions options;
+  options.ids = true;
+  const std::string svg = render_graph(c.tape, c.f.id(), "svg", options);
+  for (const char* id : {"n0", "n1", "n2", "n3", "n4", "n_out", "e3_0", "e3_1", "e4_0", "e4_1",
+                         "e_out"})
+    CHECK_MESSAGE(contains(svg, fmt::format("<g id=\"{}\" class=", id)), id);
+  CHECK(!contains(to_dot(c.tape, c.f.id()), "id="));  // only when asked for
+
+  Tape tape;
+  Value x = tape.input(3.0, "x");
+  Value f = (x * x).named("f");
+  tape.backward(f);
+  const std::string square = render_graph(tape, f.id(), "svg", options);
+  CHECK(contains(square, R"(<g id="e1_0" class="edge">)"));
+  CHECK(contains(square, R"(<g id="e1_1" class="edge">)"));
+}
+
 TEST_CASE("write_graph picks the format from the extension") {
   Cs231n c;
   c.tape.backward(c.f);

@@ -193,6 +193,7 @@ TEST_CASE("the stepper walks reaching nodes in reverse tape order and exposes ea
   CHECK(s1.inputs[0].contribution == -4);
   CHECK(s1.inputs[1].local == 3);  // df/dz = q
   CHECK(s1.inputs[1].grad_after == 3);
+  CHECK(step_heading(s1) == "step 1: f = q * z");
   CHECK(fmt::format("{}", s1) ==
         "df/dq = df/df * df/dq = 1 * -4 = -4\n"
         "df/dz = df/df * df/dz = 1 * 3 = 3");
@@ -202,6 +203,7 @@ TEST_CASE("the stepper walks reaching nodes in reverse tape order and exposes ea
   CHECK(s2.index == 1);
   CHECK(s2.node == q.id());
   CHECK(s2.upstream == -4);
+  CHECK(step_heading(s2) == "step 2: q = x + y");
   CHECK(fmt::format("{}", s2) ==
         "df/dx = df/dq * dq/dx = -4 * 1 = -4\n"
         "df/dy = df/dq * dq/dy = -4 * 1 = -4");
@@ -234,6 +236,12 @@ TEST_CASE("forward lines read like the lecture") {
   CHECK(forward_line(tape, q.id()) == "q = x + y = 3");
   CHECK(forward_line(tape, s.id()) == fmt::format("t{} = sigmoid(q) = 0.9526", s.id()));
   CHECK(forward_line(tape, l.id()) == "l = leaky_relu(x, 0.1) = -0.2");
+  // A constant bound by a statement is referred to by name later, so it gets a line; an
+  // unnamed one is its number wherever it is used.
+  Value c = tape.constant(3.0).named("c");
+  Value half = tape.constant(0.5);
+  CHECK(forward_line(tape, c.id()) == "c = 3");
+  CHECK(forward_line(tape, half.id()).empty());
   CHECK(format_number(-0.0) == "0");
   CHECK(format_number(1.0 / 3) == "0.3333");
 }

@@ -17,8 +17,10 @@ packages=(
   gnuplot-nox                                      # the examples' plots
 )
 # Only the tests need these: PyTorch (checkpoints must load into torch.nn) is large, so a plain
-# build does without it.
-test_packages=(python3-torch)
+# build does without it; chromium and Node.js play the step-through page in a real browser (a
+# Node.js from elsewhere brings its own npm, which Debian's npm package would conflict with).
+test_packages=(python3-torch chromium)
+if ! command -v npm >/dev/null; then test_packages+=(nodejs npm); fi
 if [ "${1:-build}" = test ]; then packages+=("${test_packages[@]}"); fi
 
 missing=()
@@ -63,6 +65,10 @@ case "${1:-build}" in
                    END { print p + 0, f + 0, s + 0 }')
       passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
     }
+    if [ ! -d tests/browser/node_modules ]; then
+      echo "setup: npm ci in tests/browser"
+      quietly npm ci --prefix tests/browser --no-audit --no-fund
+    fi
     meson test -C build --print-errorlogs || status=1
     count build
     configure build-asan --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false

@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cmath>
@@ -19,31 +20,39 @@
 #include <vector>
 
 #include <tapegrad/autograd.hpp>
+#include <tapegrad/file.hpp>
 #include <tapegrad/graph.hpp>
+#include <tapegrad/page.hpp>
 
+#include "html.hpp"
 #include "program.hpp"
 #include "train.hpp"
 
 namespace tapegrad {
 
-// Checks that `path` can take a graph before anything is computed or written, so a bad
-// name costs nothing and leaves nothing behind.
-void check_graph_path(const std::string& path) {
+// Checks that `path` ends in one of `extensions` (any case) and can be written before
+// anything is computed or written, so a bad name costs nothing and leaves nothing behind.
+void check_output_path(const std::string& path, std::initializer_list<std::string_view> extensions,
+                       std::string_view formats) {
   const std::filesystem::path p(path);
   const std::string ext = p.extension().string();
   std::string lower = ext;  // ag::write_graph takes any case: .SVG too
   for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (lower != ".dot" && lower != ".svg" && lower != ".png")
-    throw ag::Error(fmt::format("cannot write {}: {}; the graph formats are .dot, .svg and .png",
-                                path,
+  if (std::find(extensions.begin(), extensions.end(), lower) == extensions.end())
+    throw ag::Error(fmt::format("cannot write {}: {}; {}", path,
                                 ext.empty() ? std::string("it has no extension")
-                                            : fmt::format("unknown extension '{}'", ext)));
+                                            : fmt::format("unknown extension '{}'", ext),
+                                formats));
   const std::filesystem::path dir = p.parent_path();
   std::error_code ec;
   if (!dir.empty() && !std::filesystem::is_directory(dir, ec))
     throw ag::Error(fmt::format("cannot write {}: {} is not a directory", path, dir.string()));
   if (std::filesystem::is_directory(p, ec))
     throw ag::Error(fmt::format("cannot write {}: it is a directory", path));
+}
+
+void check_graph_path(const std::string& path) {
+  check_output_path(path, {".dot", ".svg", ".png"}, "the graph formats are .dot, .svg and .png");
 }
 
 }  // namespace tapegrad
@@ -126,11 +135,10 @@ ag::GraphOptions graph_options(const Options& o) {
 // back as the same double.
 std::string json_number(double x) { return std::isfinite(x) ? fmt::format("{}", x) : "null"; }
 
-void print_gradients(const tapegrad::Program& program, const ag::Tape& tape,
-                     const tapegrad::Program::Recorded& r, std::string_view indent) {
-  const std::string out = tape.label(r.output.id());
-  for (std::size_t i = 0; i < r.inputs.size(); ++i)
-    fmt::print("{}d{}/d{} = {}\n", indent, out, program.inputs()[i], r.inputs[i].grad());
+void print_gradients(const ag::Tape& tape, const tapegrad::Program::Recorded& r,
+                     std::string_view indent) {
+  for (const ag::Value& input : r.inputs)
+    fmt::print("{}{}\n", indent, ag::gradient_line(tape, r.output.id(), input.id()));
 }
 
 int run_grad(const Options& o) {
@@ -147,7 +155,7 @@ int run_grad(const Options& o) {
     return 0;
   }
   fmt::print("{} = {}\n", tape.label(r.output.id()), r.output.value());
-  print_gradients(in.program, tape, r, "");
+  print_gradients(tape, r, "");
   return 0;
 }
 
@@ -166,15 +174,9 @@ int run_step(const Options& o) {
   const ag::NodeId out = r.output.id();
 
   fmt::print("forward\n");
-  for (ag::NodeId id = 0; id < tape.size(); ++id) {
-    if (tape.op(id) == ag::Op::constant) {
-      // A constant bound by a statement (`c = 2`) is shown: later lines refer to it by name.
-      if (!tape.name(id).empty())
-        fmt::print("  {} = {}\n", tape.name(id), ag::format_number(tape.value(id)));
-      continue;
-    }
-    fmt::print("  {}\n", ag::forward_line(tape, id));
-  }
+  for (ag::NodeId id = 0; id < tape.size(); ++id)
+    if (const std::string line = ag::forward_line(tape, id); !line.empty())
+      fmt::print("  {}\n", line);
 
   // Frames are numbered with enough digits for every step, so they sort by name.
   const int width = std::max(3, static_cast<int>(fmt::format("{}", tape.size()).size()));
@@ -190,8 +192,7 @@ int run_step(const Options& o) {
   while (stepper.next()) {
     ++steps;
     const ag::Step& step = stepper.step();
-    fmt::print("  step {}: {} = {}\n", steps, tape.label(step.node),
-               ag::expression(tape, step.node));
+    fmt::print("  {}\n", ag::step_heading(step));
     std::string lines = fmt::format("{}", step);
     for (std::size_t at = 0; at < lines.size();) {
       std::size_t end = lines.find('\n', at);
@@ -207,7 +208,7 @@ int run_step(const Options& o) {
   if (steps == 0) fmt::print("  (no steps: the output depends on no input)\n");
 
   fmt::print("gradients\n");
-  print_gradients(in.program, tape, r, "  ");
+  print_gradients(tape, r, "  ");
   if (!o.frames.empty())
     fmt::print("{} frames written to {}\n", steps + 1, fs::path(o.frames).string());
   if (!o.output.empty()) {
@@ -229,6 +230,60 @@ int run_dot(const Options& o) {
   }
   ag::write_graph(tape, r.output.id(), o.output, graph_options(o));
   fmt::print("graph written to {}\n", o.output);
+  return 0;
+}
+
+// The page's title: the program on one line, cut short when long, and its inputs.
+std::string page_title(const Options& o) {
+  std::string program;
+  std::span<const std::string> inputs(o.args);
+  if (o.file.empty()) {
+    bool space = false, line_break = false;  // line breaks become "; ", other spaces one ' '
+    for (const char c : o.args.front()) {
+      if (c == '\n') {
+        line_break = true;
+      } else if (std::isspace(static_cast<unsigned char>(c))) {
+        space = true;
+      } else {
+        if (line_break && !program.empty() && program.back() != ';') program += ';';
+        if ((space || line_break) && !program.empty()) program += ' ';
+        program += c;
+        space = line_break = false;
+      }
+    }
+    inputs = inputs.subspan(1);
+  } else {
+    program = o.file == "-" ? "standard input" : o.file;
+  }
+  constexpr std::size_t kLongest = 100;
+  if (program.size() > kLongest) {
+    std::size_t cut = kLongest;  // not inside a UTF-8 character
+    while (cut > 0 && (static_cast<unsigned char>(program[cut]) & 0xC0) == 0x80) --cut;
+    program = program.substr(0, cut) + "\u2026";
+  }
+  return inputs.empty() ? program : fmt::format("{} \u00b7 {}", program, fmt::join(inputs, " "));
+}
+
+// The step-through page of the program, or of --mlp's net, written to -o.
+int run_html(const Options& o, const tapegrad::MlpExample& mlp) {
+  if (o.output.empty()) throw ag::Error("no page to write: give -o PAGE.html");
+  tapegrad::check_output_path(o.output, {".html", ".htm"}, "a page is written as .html");
+  ag::Tape tape;
+  ag::Value output;
+  std::string title;
+  if (!mlp.sizes.empty()) {
+    if (!o.args.empty() || !o.file.empty())
+      throw ag::Error("--mlp steps through an MLP: give no program with it");
+    const tapegrad::RecordedMlp r = tapegrad::record_mlp(tape, mlp);
+    output = r.loss;
+    title = r.title;
+  } else {
+    const Loaded in = load(o);
+    output = in.program.record(tape, in.values).output;
+    title = page_title(o);
+  }
+  ag::write_file_atomically(o.output, ag::step_page(tape, output, {.title = title}), "page");
+  fmt::print("page written to {}\n", o.output);
   return 0;
 }
 
@@ -277,13 +332,21 @@ int main(int argc, char** argv) {
   CLI::App* dot = add_command(
       app, "dot", "Run forward and backward, then print the graph as DOT (or render it)", o);
   add_graph_options(dot, o, "Render to FILE instead, by its extension: .dot, .svg or .png");
+  CLI::App* html = add_command(
+      app, "html", "Write one HTML page that steps through forward and backward as a lecture does",
+      o);
+  html->add_option("-o,--output", o.output, "The page to write (.html)")->type_name("FILE");
+  tapegrad::MlpExample mlp;
+  tapegrad::add_mlp_options(html, mlp);
+  html->footer(std::string(kLanguageHelp) + "\n\n" + tapegrad::kHtmlHelp);
   const tapegrad::NnCommands nn_commands = tapegrad::add_nn_commands(app);
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     // train and graph say what is wrong in one line, as for every other error they report.
-    if (e.get_exit_code() != 0 && (nn_commands.train->parsed() || nn_commands.graph->parsed())) {
+    if (e.get_exit_code() != 0 &&
+        (nn_commands.train->parsed() || nn_commands.graph->parsed() || html->parsed())) {
       fmt::print(stderr, "error: {}\n", e.what());
       return kBadInput;
     }
@@ -293,6 +356,7 @@ int main(int argc, char** argv) {
   try {
     if (grad->parsed()) return run_grad(o);
     if (step->parsed()) return run_step(o);
+    if (html->parsed()) return run_html(o, mlp);
     if (nn_commands.train->parsed() || nn_commands.graph->parsed())
       return tapegrad::run_nn_command(nn_commands);
     return run_dot(o);

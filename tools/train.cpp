@@ -72,11 +72,13 @@ std::string json_array(const std::vector<double>& xs) {
   return s + "]";
 }
 
-std::vector<std::int64_t> parse_layers(const std::string& text) {
+}  // namespace
+
+std::vector<std::int64_t> parse_layers(const std::string& text, std::string_view option) {
   std::vector<std::int64_t> sizes;
   const auto bad = [&] {
     return ag::Error(fmt::format(
-        "--layers {}: not a list of at least two positive sizes like 2,16,16,1", text));
+        "{} {}: not a list of at least two positive sizes like 2,16,16,1", option, text));
   };
   std::size_t at = 0;
   while (at <= text.size()) {
@@ -93,6 +95,8 @@ std::vector<std::int64_t> parse_layers(const std::string& text) {
   if (sizes.size() < 2) throw bad();
   return sizes;
 }
+
+namespace {
 
 std::string layers_str(const std::vector<std::int64_t>& sizes) {
   return fmt::format("{}", fmt::join(sizes, ","));
@@ -277,7 +281,7 @@ int run_train(const NnOptions& o) {
     throw ag::Error(fmt::format("--lr {}: the learning rate must be a positive number", o.lr));
   if (o.epochs < 1) throw ag::Error(fmt::format("--epochs {}: must be at least 1", o.epochs));
   if (o.batch < 1) throw ag::Error(fmt::format("--batch {}: must be at least 1", o.batch));
-  const std::vector<std::int64_t> sizes = parse_layers(o.layers);
+  const std::vector<std::int64_t> sizes = parse_layers(o.layers, "--layers");
   const nn::Activation hidden = nn::parse_activation(o.act);
   const nn::Activation output = nn::parse_activation(o.out);
   const nn::LossKind loss = nn::parse_loss(o.loss);
@@ -374,7 +378,7 @@ int run_train(const NnOptions& o) {
 }
 
 int run_graph(const NnOptions& o) {
-  const std::vector<std::int64_t> sizes = parse_layers(o.layers);
+  const std::vector<std::int64_t> sizes = parse_layers(o.layers, "--layers");
   const nn::Activation hidden = nn::parse_activation(o.act);
   const nn::Activation output = nn::parse_activation(o.out);
   if (!o.output.empty()) check_graph_path(o.output);
@@ -412,6 +416,16 @@ void add_model_options(CLI::App* sub, NnOptions& o) {
 
 }  // namespace
 
+CLI::Validator seed_validator() {
+  return CLI::Validator(
+      [](const std::string& text) {
+        return text.find_first_not_of("0123456789") == std::string::npos && !text.empty()
+                   ? std::string()
+                   : fmt::format("'{}' is not a seed, a non-negative integer", text);
+      },
+      "", "SEED");
+}
+
 NnCommands add_nn_commands(CLI::App& app) {
   NnCommands c;
   c.options = std::make_shared<NnOptions>();
@@ -437,13 +451,7 @@ NnCommands add_nn_commands(CLI::App& app) {
   c.train->add_option("--seed", o.seed, "Seeds the data, the split, the weights and the "
                                         "shuffling (default 0)")
       ->type_name("S")
-      ->check(CLI::Validator(
-          [](const std::string& text) {
-            return text.find_first_not_of("0123456789") == std::string::npos && !text.empty()
-                       ? std::string()
-                       : fmt::format("'{}' is not a seed, a non-negative integer", text);
-          },
-          "", "SEED"));
+      ->check(seed_validator());
   c.train->add_option("--init", o.init,
                       "Initialize the weights: xavier, he, zeros or uniform (U(-1, 1)); "
                       "default PyTorch's")

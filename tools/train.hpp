@@ -6,14 +6,23 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace tapegrad {
 
 // Throws ag::Error unless `path` can take a graph (.dot, .svg or .png in an existing
 // directory); defined in tapegrad.cpp.
 void check_graph_path(const std::string& path);
+
+// "2,16,16,1" as layer sizes; ag::Error naming `option` unless at least two positive sizes.
+std::vector<std::int64_t> parse_layers(const std::string& text, std::string_view option);
+
+// Accepts a --seed: a non-negative integer, digits only.
+CLI::Validator seed_validator();
 
 struct NnOptions;
 

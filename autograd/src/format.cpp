@@ -39,10 +39,15 @@ std::string expression(const Tape& tape, NodeId id) {
 
 std::string forward_line(const Tape& tape, NodeId id) {
   const Op op = tape.op(id);
-  if (op == Op::constant) return {};
+  if (op == Op::constant && tape.name(id).empty()) return {};
   const std::string value = format_number(tape.value(id));
-  if (op == Op::input) return fmt::format("{} = {}", tape.label(id), value);
+  if (is_leaf(op)) return fmt::format("{} = {}", tape.label(id), value);
   return fmt::format("{} = {} = {}", tape.label(id), expression(tape, id), value);
+}
+
+std::string step_heading(const Step& step) {
+  return fmt::format("step {}: {} = {}", step.index + 1, step.tape->label(step.node),
+                     expression(*step.tape, step.node));
 }
 
 std::string step_lines(const Step& step) {
@@ -63,6 +68,10 @@ std::string step_lines(const Step& step) {
                      format_number(s.grad_after));
   }
   return text;
+}
+
+std::string gradient_line(const Tape& tape, NodeId output, NodeId id) {
+  return fmt::format("d{}/d{} = {}", tape.label(output), tape.label(id), tape.grad(id));
 }
 
 }  // namespace ag

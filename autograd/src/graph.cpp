@@ -20,6 +20,8 @@
 
 #include "tapegrad/file.hpp"
 #include "tapegrad/format.hpp"
+#include "look.hpp"
+#include "markup.hpp"
 
 namespace ag {
 namespace {
@@ -174,20 +176,7 @@ std::string escape_plain(std::string_view s) {
   return out;
 }
 
-// Text inside an HTML-like label.
-std::string escape_html(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
+// Text inside an HTML-like label: escape_html, markup.hpp.
 
 // Text of several lines inside an HTML-like label.
 std::string html_lines(std::string_view s) {
@@ -201,19 +190,9 @@ std::string html_lines(std::string_view s) {
   }
 }
 
-// ---- The look -----------------------------------------------------------------------------------
-// The colours of the CS231n slides: forward values in green above the edge, gradients in red
-// below it; the step being taken in a colour of its own, with a thicker pen.
+// ---- The look: look.hpp ------------------------------------------------------------------------
 
-constexpr const char* kFont = "Helvetica";
-constexpr const char* kValueColour = "darkgreen";
-constexpr const char* kGradColour = "darkred";
-constexpr const char* kConstantColour = "gray40";
-constexpr const char* kNameColour = "gray25";
-constexpr const char* kClusterColour = "gray50";
-constexpr const char* kStepColour = "orangered";
-constexpr const char* kStepPen = "2.5";
-constexpr const char* kStepFill = "mistyrose";  // thick table borders would split the cells
+using namespace look;
 
 // ---- What a graph shows -------------------------------------------------------------------------
 
@@ -274,6 +253,7 @@ struct GraphModel {
   std::string output_box;          // the output's name, in the box the graph ends with
   EdgeModel output;                // the output's value and gradient, on the edge into that box
   std::vector<ScopeModel> scopes;  // the modules style: the tape's scopes, [0] outside any
+  bool ids = false;                // GraphOptions::ids
 };
 
 // The checks and the walk both tapes share.
@@ -321,6 +301,7 @@ GraphModel scalar_model(const Tape& tape, NodeId output, const GraphOptions& opt
   const Progress<Step> progress{options.step};
   GraphModel model;
   model.style = options.style;
+  model.ids = options.ids;
   for (NodeId id = 0; id <= output; ++id) {
     if (!drawn[id]) continue;
     NodeModel& node = model.nodes.emplace_back();
@@ -573,10 +554,15 @@ class GraphBuilder {
     declare(g_, AGEDGE, "fontsize", "12");
     declare(g_, AGEDGE, "color", "black");
     declare(g_, AGEDGE, "penwidth", "1");
+    if (model_.ids) {
+      declare(g_, AGNODE, "id", "");
+      declare(g_, AGEDGE, "id", "");
+    }
 
     std::vector<Agnode_t*> nodes(model_.output.from + 1, nullptr);
     for (const NodeModel& m : model_.nodes) {
       Agnode_t* n = nodes[m.id] = node(graph_of(m.scope), fmt::format("n{}", m.id));
+      if (model_.ids) set(n, "id", fmt::format("n{}", m.id));
       if (m.kind == NodeKind::input) {
         set(n, "shape", "box");
         set(n, "label", escape_plain(m.box));
@@ -606,10 +592,11 @@ class GraphBuilder {
         }
         if (m.highlighted) highlight(n);
       }
-      for (const EdgeModel& in : m.inputs) {
-        Agedge_t* e = edge(nodes[in.from], n);
-        set_html(g_, e, "label", edge_label(in));
+      for (std::size_t k = 0; k < m.inputs.size(); ++k) {
+        Agedge_t* e = edge(nodes[m.inputs[k].from], n);
+        set_html(g_, e, "label", edge_label(m.inputs[k]));
         if (m.highlighted) highlight(e);
+        if (model_.ids) set(e, "id", fmt::format("e{}_{}", m.id, k));
       }
     }
 
@@ -620,6 +607,10 @@ class GraphBuilder {
     set(out, "label", escape_plain(model_.output_box));
     Agedge_t* e = edge(nodes[model_.output.from], out);
     set_html(g_, e, "label", edge_label(model_.output));
+    if (model_.ids) {
+      set(out, "id", "n_out");
+      set(e, "id", "e_out");
+    }
   }
 
   // micrograd's record "name | data | grad", drawn as an HTML-like table: Graphviz 2.42 leaks

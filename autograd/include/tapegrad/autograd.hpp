@@ -7,6 +7,7 @@
 #include "tapegrad/format.hpp"
 #include "tapegrad/graph.hpp"
 #include "tapegrad/ops.hpp"
+#include "tapegrad/page.hpp"
 #include "tapegrad/random.hpp"
 #include "tapegrad/tape.hpp"
 #include "tapegrad/tensor.hpp"

@@ -17,11 +17,20 @@ namespace ag {
 // A number as the lecture writes it: at most 4 significant digits, no "-0".
 std::string format_number(double x);
 
-// "q = x + y = 3" for an op node, "x = -2" for an input; empty for a constant.
+// "q = x + y = 3" for an op node, "x = -2" for an input, "c = 3" for a named constant; empty
+// for an unnamed one (its number is all there is to say, and the lines that use it show it).
 std::string forward_line(const Tape& tape, NodeId id);
+
+// The node a backward step processes, as its forward line without the value, numbered from 1:
+// "step 1: f = q * z".
+std::string step_heading(const Step& step);
 
 // One line per input that gets a gradient; a fork shows "+=" and the total.
 std::string step_lines(const Step& step);
+
+// "df/dx = -4": the gradient of `output` the latest backward left on `id`, in full (fmt's
+// shortest text that reads back as the same double), as the gradients after a pass are listed.
+std::string gradient_line(const Tape& tape, NodeId output, NodeId id);
 
 // How an op node reads as an expression of its inputs' labels: "x + y", "sigmoid(q)".
 std::string expression(const Tape& tape, NodeId id);

@@ -28,6 +28,11 @@ struct GraphOptions {
   // and the step's node with the edges it writes (its input edges) highlighted. Pass
   // &stepper.step() after each stepper.next() to get the frames of a backward pass.
   const Step* step = nullptr;
+  // Lecture style: gives every node and edge an id that SVG output keeps (Graphviz's `id`), so
+  // a script or stylesheet can find them: node i is "n<i>", the edge into input k of node i is
+  // "e<i>_<k>", the output's box is "n_out" and the edge into it "e_out". The step-through
+  // page (page.hpp) relies on these names.
+  bool ids = false;
 };
 
 // The graph of every node `output` depends on, as DOT text. Deterministic: the same tape gives

@@ -1,0 +1,41 @@
+// The step-through page: one self-contained HTML file that plays a forward and a backward pass
+// on the lecture-style graph, one node at a time, with the chain rule of each step beside it.
+
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "tapegrad/tape.hpp"
+
+namespace ag {
+
+// Note [The step-through page]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// The graph is laid out once, after the whole pass, so it carries every label it will ever show
+// and nothing moves from one step to the next. Its SVG, rendered by Graphviz, goes into the page
+// as it is, with a stable id on every node and edge (GraphOptions::ids). The steps go in as JSON:
+// for each, the node to highlight, the edges it writes (highlighted too) and the edges whose
+// value (forward) or gradient (backward) appears from that step on, and its text. The page's
+// small script only moves classes: what is shown at step i is the same whichever way i was
+// reached. The text is what `tapegrad step` prints, from the same formatters: forward_line for a
+// forward step, step_heading and step_lines for a backward one (Note [The Stepper is backward]:
+// the page shows the steps the engine took). Nothing is fetched: no network is needed to open it,
+// from a file:// address too.
+
+struct PageOptions {
+  std::string title;  // the heading and the window's title; plain text ("" gives "tapegrad")
+};
+
+// The graphs a page can follow step by step: beyond this many nodes it is refused.
+inline constexpr std::size_t kMaxPageNodes = 400;
+
+// Steps through forward and backward from `output` and returns the page (UTF-8 HTML). The
+// forward steps are the nodes `output` depends on, in tape order, except unnamed constants,
+// whose values are on their edges from the start; the backward steps are a Stepper's. Call it
+// on a tape without an earlier backward: input gradients accumulate (Note [Gradient semantics]).
+// Afterwards the tape holds the gradients of the pass, as after tape.backward(output). Throws
+// ag::Error for a Value of another tape, or a graph of more than kMaxPageNodes nodes.
+std::string step_page(Tape& tape, Value output, const PageOptions& options = {});
+
+}  // namespace ag
