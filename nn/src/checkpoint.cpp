@@ -295,7 +295,10 @@ SafetensorsFile read_safetensors(const std::string& path) {
     const std::string* name;
   };
   std::vector<Extent> extents;
-  for (auto& [name, entry] : header.items()) {
+  for (auto& item : header.items()) {
+    // Not a structured binding: clang 14 cannot capture one in the lambda below.
+    const std::string& name = item.key();
+    Json& entry = item.value();
     if (name == kMetadataKey) {
       if (!entry.is_object()) throw fail("\"__metadata__\" is not an object");
       for (auto& [key, value] : entry.items()) {
