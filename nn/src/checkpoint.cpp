@@ -251,8 +251,13 @@ std::vector<float> StoredTensor::floats() const {
 }
 
 SafetensorsFile read_safetensors(const std::string& path) {
-  const std::vector<std::byte> bytes = read_all(path);
-  auto fail = [&](const std::string& why) { return ag::Error(fmt::format("{}: {}", path, why)); };
+  return parse_safetensors(read_all(path), path);
+}
+
+SafetensorsFile parse_safetensors(std::span<const std::byte> bytes, const std::string& file_name) {
+  auto fail = [&](const std::string& why) {
+    return ag::Error(fmt::format("{}: {}", file_name, why));
+  };
 
   if (bytes.size() < 8)
     throw fail(
