@@ -327,6 +327,12 @@ TEST_CASE("missing files, directories and malformed headers are clear errors") {
         path +
             ": the JSON header (bytes 8..63) is not valid at byte 62: syntax error while parsing "
             "object key - unexpected '}'; expected string literal");
+  // Found by fuzz_safetensors: a number too large for a double escaped as nlohmann's
+  // out_of_range exception instead of an ag::Error.
+  CHECK(error(R"({"a":1e400})", "") ==
+        path + ": the JSON header (bytes 8..19) is not valid: number overflow parsing '1e400'");
+  CHECK(error(R"({"__metadata__":-1e999})", "") ==
+        path + ": the JSON header (bytes 8..31) is not valid: number overflow parsing '-1e999'");
   CHECK(error("[1, 2]", "") == path + ": the JSON header is not an object");
   CHECK(error(R"({"a":1,"a":2})", "") == path + ": the JSON header has the key \"a\" twice");
   CHECK(error(R"({"__metadata__":{"epoch":3}})", "") ==
