@@ -240,8 +240,10 @@ TEST_CASE("every function records its op and matches the ag API") {
       {"-x", [](Value x, Value) { return -x; }},
   };
   for (const Case& c : cases) {
-    for (const auto& [xs, ys] :
+    for (const auto& args :
          {std::pair{"x=0.7", "y=0.3"}, std::pair{"x=-1.5", "y=2.5"}, std::pair{"x=2", "y=-0.25"}}) {
+      // Not a structured binding: CAPTURE takes it into a lambda, which clang 14 cannot do.
+      const char *xs = args.first, *ys = args.second;
       const std::string source = fmt::format("f = {} + y * 0", c.source);
       CAPTURE(source);
       CAPTURE(xs);
