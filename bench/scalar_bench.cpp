@@ -93,7 +93,8 @@ ChainCoeffs chain_coeffs() {
 // loss = mean(relu(1 - y_i * score_i)) + alpha * sum(p^2).
 constexpr int kPoints = 100;
 constexpr int kIn = 2, kH1 = 16, kH2 = 16, kOut = 1;
-constexpr int kParams = kH1 * (kIn + 1) + kH2 * (kH1 + 1) + kOut * (kH2 + 1);  // 337
+constexpr int kParams = kH1 * (kIn + 1) + kH2 * (kH1 + 1) + kOut * (kH2 + 1);
+static_assert(kParams == 337, "micrograd's MLP(2, [16, 16, 1]) has 337 parameters");
 constexpr double kAlpha = 1e-4;
 
 struct Moons {

@@ -31,7 +31,8 @@ int main(int argc, char** argv) {
     fit.shuffle = false;
     fit.loss = nn::LossKind::hinge;
     fit.l2 = 1e-4;  // micrograd's alpha * sum(p * p)
-    fit.schedule = [steps](std::size_t k, double base) {
+    // steps is a constant: capturing it is needless, and clang++ warns about it.
+    fit.schedule = [](std::size_t k, double base) {
       return base * (1.0 - 0.9 * double(k) / double(steps));  // 1.0 - 0.9 k / 100
     };
     fit.progress = nn::FitOptions::Progress::quiet;

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <span>
 #include <string>
 #include <tapegrad/autograd.hpp>
 #include <tapegrad/nn.hpp>
@@ -326,6 +327,12 @@ TEST_CASE("missing files, directories and malformed headers are clear errors") {
         path +
             ": the JSON header (bytes 8..63) is not valid at byte 62: syntax error while parsing "
             "object key - unexpected '}'; expected string literal");
+  // Found by fuzz_safetensors: a number too large for a double escaped as nlohmann's
+  // out_of_range exception instead of an ag::Error.
+  CHECK(error(R"({"a":1e400})", "") ==
+        path + ": the JSON header (bytes 8..19) is not valid: number overflow parsing '1e400'");
+  CHECK(error(R"({"__metadata__":-1e999})", "") ==
+        path + ": the JSON header (bytes 8..31) is not valid: number overflow parsing '-1e999'");
   CHECK(error("[1, 2]", "") == path + ": the JSON header is not an object");
   CHECK(error(R"({"a":1,"a":2})", "") == path + ": the JSON header has the key \"a\" twice");
   CHECK(error(R"({"__metadata__":{"epoch":3}})", "") ==
@@ -367,6 +374,35 @@ TEST_CASE("missing files, directories and malformed headers are clear errors") {
         fmt::format("{}: file bytes {}..{} after the last tensor belong to no tensor", path,
                     16 + h.size(), 18 + h.size()));
   CHECK(error(h, f32x2).empty());
+}
+
+TEST_CASE("parse_safetensors checks bytes in memory as read_safetensors checks a file") {
+  auto parse = [](const std::string& bytes) {
+    return nn::parse_safetensors(std::as_bytes(std::span(bytes)), "upload");
+  };
+  const std::string h = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+  CHECK(parse(file_of(h, std::string(8, '\0'))).tensors.at("a").floats() ==
+        std::vector<float>{0, 0});
+  // Sizes the file cannot hold are refused before anything is allocated: a JSON length of
+  // 2^63, a shape of 2^28 floats, data_offsets past the end.
+  std::string huge = file_of("{}", "");
+  huge[7] = 0x7f;
+  CHECK_THROWS_WITH_AS(parse(huge),
+                       "upload: the header length at byte 0 says 9151314442816847874 bytes, but "
+                       "only 2 follow (truncated or corrupt file)",
+                       Error);
+  CHECK_THROWS_WITH_AS(
+      parse(file_of(R"({"a":{"dtype":"F32","shape":[268435456],"data_offsets":[0,8]}})",
+                    std::string(8, 'x'))),
+      "upload: tensor \"a\": shape [268435456] is larger than the file", Error);
+  const std::string far = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,1073741824]}})";
+  CHECK_THROWS_WITH_AS(parse(file_of(far, std::string(8, 'x'))),
+                       fmt::format("upload: tensor \"a\": data_offsets [0, 1073741824] run past "
+                                   "the data section, which has 8 bytes (file bytes {}..{}; "
+                                   "truncated or corrupt file)",
+                                   8 + far.size(), 16 + far.size())
+                           .c_str(),
+                       Error);
 }
 
 TEST_CASE("every truncation and every single flipped bit of a checkpoint is an error") {

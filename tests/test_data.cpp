@@ -12,6 +12,7 @@
 #include <fstream>
 #include <numeric>
 #include <set>
+#include <span>
 #include <string>
 #include <tapegrad/autograd.hpp>
 #include <tapegrad/nn.hpp>
@@ -591,22 +592,59 @@ TEST_CASE("load_idx: wrong magic, truncation and lying headers, each at its byte
                    "declares (2,) = 2 bytes of data");
   Bytes bad_crc = gzip(idx({4}, {1, 2, 3, 4}));
   bad_crc[bad_crc.size() - 8] ^= 0xff;
-  // zlib inflates ahead of the reader (here the whole member on the first read), so a bad
-  // checksum is found "after byte 0".
+  // The checksum follows the data: it is checked once all 12 bytes are read.
   auto [crc, e14] = error("crc.gz", bad_crc);
   CHECK(e14 ==
-        crc + ": corrupt gzip data after byte 0 of the uncompressed data: incorrect data check");
+        crc + ": corrupt gzip data after byte 12 of the uncompressed data: incorrect data check");
   Bytes bad_block = gzip(idx({4}, {1, 2, 3, 4}));
   bad_block[13] ^= 0xff;  // the stored block's NLEN no longer complements LEN
   auto [block, e15] = error("block.gz", bad_block);
   CHECK(e15 == block +
                    ": corrupt gzip data after byte 0 of the uncompressed data: invalid stored "
                    "block lengths");
+  // All the data, then the gzip trailer (checksum and length) cut short or followed by junk.
+  Bytes no_trailer = gzip(idx({4}, {1, 2, 3, 4}));
+  no_trailer.resize(no_trailer.size() - 3);
+  auto [trailer, e16] = error("trailer.gz", no_trailer);
+  CHECK(e16 == trailer + fmt::format(": the gzip stream ends early, at byte {} of the file: the "
+                                     "checksum after the data is missing (truncated file)",
+                                     no_trailer.size()));
+  Bytes junk = gzip(idx({4}, {1, 2, 3, 4}));
+  const std::size_t gzip_end = junk.size();
+  junk.insert(junk.end(), {'j', 'u', 'n', 'k'});
+  auto [junk_path, e17] = error("junk.gz", junk);
+  CHECK(e17 == junk_path + fmt::format(": 4 unexpected bytes at byte {} of the file, after the end "
+                                       "of the gzip data",
+                                       gzip_end));
   const std::string missing = temp().path + "/missing-idx1-ubyte";
   CHECK(error_of([&] { nn::load_idx(missing); }) ==
         missing + ": cannot open: No such file or directory");
   CHECK(error_of([&] { nn::load_idx(temp().path); }) ==
         temp().path + ": cannot read: Is a directory");
+}
+
+TEST_CASE("parse_csv and parse_idx read bytes in memory, named in their errors as given") {
+  const nn::Dataset d = nn::parse_csv("x,label\n1.5,0\n2,1\n", "upload.csv");
+  CHECK(d.features == std::vector<float>{1.5f, 2});
+  CHECK(d.labels == std::vector<std::int32_t>{0, 1});
+  CHECK(error_of([] { nn::parse_csv("x,label\n1,2\n3\n", "upload.csv"); }) ==
+        "upload.csv:3: 1 field, expected 2");
+
+  auto parse = [](const Bytes& b) { return nn::parse_idx(std::as_bytes(std::span(b)), "upload"); };
+  CHECK(parse(idx({2}, {7, 9})).data == Bytes{7, 9});
+  // gzip allows concatenated members: the data may be split across them.
+  const Bytes whole = idx({4}, {1, 2, 3, 4});
+  Bytes two = gzip(Bytes(whole.begin(), whole.begin() + 10));
+  const Bytes rest = gzip(Bytes(whole.begin() + 10, whole.end()));
+  two.insert(two.end(), rest.begin(), rest.end());
+  CHECK(parse(two).data == Bytes{1, 2, 3, 4});
+  // A 12-byte header claiming 10^12 items is refused before anything is allocated.
+  CHECK(error_of([&] {
+          parse(idx({1000000, 1000000}, {}));
+        }) ==
+        "upload: truncated at byte 12: the header declares (1000000, 1000000) = 1000000000000 "
+        "bytes of data, the file has 0 after the 12-byte header");
+  CHECK(error_of([&] { parse({}); }) == "upload: empty file (expected an IDX header)");
 }
 
 TEST_CASE("load_mnist: the images and labels must agree, and labels name a class") {

@@ -2,15 +2,14 @@
 // would do it by hand, every error with its caret, and inputs too deep or large for recursion.
 
 #include <doctest/doctest.h>
-
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <string>
-#include <vector>
-
 #include <tapegrad/autograd.hpp>
+#include <vector>
 
 #include "program.hpp"
 
@@ -241,8 +240,10 @@ TEST_CASE("every function records its op and matches the ag API") {
       {"-x", [](Value x, Value) { return -x; }},
   };
   for (const Case& c : cases) {
-    for (const auto& [xs, ys] :
+    for (const auto& args :
          {std::pair{"x=0.7", "y=0.3"}, std::pair{"x=-1.5", "y=2.5"}, std::pair{"x=2", "y=-0.25"}}) {
+      // Not a structured binding: CAPTURE takes it into a lambda, which clang 14 cannot do.
+      const char *xs = args.first, *ys = args.second;
       const std::string source = fmt::format("f = {} + y * 0", c.source);
       CAPTURE(source);
       CAPTURE(xs);
@@ -463,6 +464,35 @@ TEST_CASE("deep nesting is parsed without recursion, and a deep error is reporte
   CHECK(unclosed.message() == "this '(' is never closed: expected ')'");
   // A long line is shown as a window around the column, not whole.
   CHECK(std::string(unclosed.what()).size() < 400);
+}
+
+TEST_CASE("the limits on a program's size and nesting: generous, and named where passed") {
+  // Note [Program limits]: exactly at the nesting limit is fine, one more is an error at the
+  // '(' or call that passes it.
+  const std::size_t n = tapegrad::kMaxNesting;
+  CHECK(run("f = " + std::string(n, '(') + "x" + std::string(n, ')'), {"x=2"}).value() == 2);
+  const ProgramError deep = parse_error("f = " + std::string(n + 1, '(') + "x");
+  CHECK(deep.column() == 4 + int(n) + 1);
+  CHECK(deep.message() ==
+        "too deeply nested: more than 1000000 parentheses and calls are open here, the most a "
+        "program may nest");
+  std::string calls = "f = ";
+  for (std::size_t i = 0; i < n; ++i) calls += i % 2 ? "exp(" : "x + (";
+  const ProgramError deep_call = parse_error(calls + "exp(x");
+  CHECK(deep_call.column() == int(calls.size()) + 1);  // the call's name
+  CHECK(deep_call.message().starts_with("too deeply nested"));
+
+  // A program over the size limit is refused before it is read, at the line and column where
+  // it passes the limit.
+  std::string big = "f = x\n";
+  while (big.size() <= tapegrad::kMaxProgramBytes)
+    big += "# a comment line of the generated program\n";
+  const ProgramError e = parse_error(big);
+  CHECK(e.message() == fmt::format("the program is {} bytes, more than the 16777216 (16 MiB) a "
+                                   "program may have: it passes the limit here",
+                                   big.size()));
+  CHECK(e.line() == 1 + int(std::count(big.begin(), big.begin() + (16 << 20), '\n')));
+  CHECK(std::string(e.what()).size() < 400);
 }
 
 TEST_CASE("a 1 MB program of many statements") {

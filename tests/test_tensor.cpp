@@ -422,8 +422,10 @@ TEST_CASE("the packed small-matrix kernel: every layout, ragged rows and columns
   check_grad([](TensorTape&, std::span<const Tensor> x) { return linear(x[0], x[1], x[2]); },
              {arg(Shape{50, 30}), arg(Shape{1, 30}, 0.1), arg(Shape{1}, 0.2)}, "linear 1 out");
   // float32 against a double reference.
-  for (auto [m, k, n] : {std::array<std::int64_t, 3>{7, 33, 9}, {33, 16, 16}, {100, 16, 1},
-                        {5, 64, 3}}) {
+  for (const auto& mkn :
+       {std::array<std::int64_t, 3>{7, 33, 9}, {33, 16, 16}, {100, 16, 1}, {5, 64, 3}}) {
+    // Not a structured binding: INFO takes m, k, n into a lambda, which clang 14 cannot do.
+    const std::int64_t m = mkn[0], k = mkn[1], n = mkn[2];
     std::vector<float> a(std::size_t(m * k)), b(std::size_t(k * n));
     for (std::size_t i = 0; i < a.size(); ++i) a[i] = float(std::sin(double(i)));
     for (std::size_t i = 0; i < b.size(); ++i) b[i] = float(std::cos(0.5 * double(i)));

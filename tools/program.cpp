@@ -151,8 +151,13 @@ bool is_name_start(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 
 bool is_name_char(char c) { return is_name_start(c) || is_digit(c); }
 
 std::vector<Token> lex(std::string_view src) {
-  if (src.size() >= std::numeric_limits<std::uint32_t>::max())
-    throw ag::Error(fmt::format("the program is too large ({} bytes)", src.size()));
+  static_assert(kMaxProgramBytes < std::numeric_limits<std::uint32_t>::max(),
+                "token offsets are 32-bit");
+  if (src.size() > kMaxProgramBytes)  // Note [Program limits]
+    throw ProgramError(src, kMaxProgramBytes,
+                       fmt::format("the program is {} bytes, more than the {} (16 MiB) a program "
+                                   "may have: it passes the limit here",
+                                   src.size(), kMaxProgramBytes));
   std::vector<Token> tokens;
   tokens.reserve(src.size() / 2 + 1);
   auto push = [&](Tok kind, std::size_t at, std::size_t length, double number = 0) {
@@ -295,6 +300,7 @@ class Parser {
   void apply(const Pending& op);
   void close_call(const Pending& call);
   void pop_until_open();
+  void open(const Token& t);  // a '(' or a call opens, within Note [Program limits]
   std::uint32_t bind(std::string_view name, std::size_t offset, bool alias);
   void emit(Program::Code code, std::uint32_t arg = 0, double number = 0) {
     program_.code_.push_back({code, false, 0, arg, number});
@@ -467,6 +473,13 @@ void Parser::pop_until_open() {
   }
 }
 
+void Parser::open(const Token& t) {
+  if (++open_ > kMaxNesting)
+    fail(t.offset, fmt::format("too deeply nested: more than {} parentheses and calls are open "
+                               "here, the most a program may nest",
+                               kMaxNesting));
+}
+
 Parser::Kind Parser::parse_expression() {
   const std::size_t operands_before = operands_.size();
   bool expect_operand = true;
@@ -490,7 +503,7 @@ Parser::Kind Parser::parse_expression() {
               fail(t.offset, fmt::format("unknown function '{}'; the functions are {}", text(t),
                                          function_list()));
             ops_.push_back({Pending::Kind::call, {}, static_cast<std::uint8_t>(f), 0, t.offset});
-            ++open_;
+            open(t);
             ++pos_;  // the '('
           } else {
             read_name(t);
@@ -501,7 +514,7 @@ Parser::Kind Parser::parse_expression() {
         case Tok::plus: ops_.push_back({Pending::Kind::plus, {}, 0, 0, t.offset}); break;
         case Tok::lparen:
           ops_.push_back({Pending::Kind::paren, {}, 0, 0, t.offset});
-          ++open_;
+          open(t);
           break;
         case Tok::rparen:
           // f() with no arguments: the call reports its argument count.

@@ -3,14 +3,14 @@
 
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
 #include <string_view>
+#include <tapegrad/autograd.hpp>
 #include <unordered_map>
 #include <vector>
-
-#include <tapegrad/autograd.hpp>
 
 namespace tapegrad {
 
@@ -37,6 +37,15 @@ namespace tapegrad {
 // instructions, and run by a loop over them with a value stack: no tree, no
 // recursion. So 100000 nested parentheses or a 1 MB program cost memory
 // proportional to their size and never the call stack.
+
+// Note [Program limits]
+// ~~~~~~~~~~~~~~~~~~~~~
+// A program is user input, so its size and its nesting are bounded, far beyond anything
+// written by hand or generated (a 1 MB program and 100000 nested parentheses are tested):
+// exceeding either is a ProgramError at the place the limit is passed, naming the limit.
+// Memory stays proportional to the program either way (Note [No recursion in the parser]).
+inline constexpr std::size_t kMaxProgramBytes = std::size_t{16} << 20;  // 16 MiB
+inline constexpr std::size_t kMaxNesting = 1'000'000;  // parentheses and calls open at once
 
 // A syntax or naming error at a place in the program. what() holds the whole
 // report: "line L, column C: message", the source line, and a caret under column C.

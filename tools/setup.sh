@@ -2,7 +2,8 @@
 # Installs the Debian packages tapegrad needs (only the missing ones), then
 # configures and builds into build/. With an argument it goes on:
 #   tools/setup.sh demo   runs the main demo
-#   tools/setup.sh test   runs every test, then the suite again under ASan+UBSan (build-asan/)
+#   tools/setup.sh test   runs every test, then the suite again under ASan+UBSan (build-asan/),
+#                         then each fuzz target for a minute (build-fuzz/, fuzz/README.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,8 +19,9 @@ packages=(
 )
 # Only the tests need these: PyTorch (checkpoints must load into torch.nn) is large, so a plain
 # build does without it; chromium and Node.js play the step-through page in a real browser (a
-# Node.js from elsewhere brings its own npm, which Debian's npm package would conflict with).
-test_packages=(python3-torch chromium)
+# Node.js from elsewhere brings its own npm, which Debian's npm package would conflict with);
+# clang builds the fuzz targets (fuzz/).
+test_packages=(python3-torch chromium clang libclang-rt-14-dev)
 if ! command -v npm >/dev/null; then test_packages+=(nodejs npm); fi
 if [ "${1:-build}" = test ]; then packages+=("${test_packages[@]}"); fi
 
@@ -75,6 +77,21 @@ case "${1:-build}" in
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
       meson test -C build-asan --print-errorlogs || status=1
     count build-asan
+    # The fuzz targets (fuzz/README.md), clang++ with ASan and UBSan in build-fuzz/: each runs
+    # TAPEGRAD_FUZZ_SECONDS (60; 0 skips them) and counts as one test, failed on a finding.
+    fuzz_targets=(program csv idx safetensors)
+    if [ "${TAPEGRAD_FUZZ_SECONDS:-60}" != 0 ]; then
+      if [ ! -f build-fuzz/build.ninja ]; then
+        quietly env CXX=clang++ meson setup build-fuzz -Dfuzz=true -Dtests=disabled \
+          --buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false \
+          -Ddefault_library=static
+      fi
+      quietly meson compile -C build-fuzz "${fuzz_targets[@]/#/fuzz_}"
+      findings=0
+      bash fuzz/run.sh build-fuzz "${fuzz_targets[@]}" || findings=$?
+      passed=$((passed + ${#fuzz_targets[@]} - findings)) failed=$((failed + findings))
+      if ((findings)); then status=1; fi
+    fi
     line="tests: $passed passed, $failed failed"
     if ((skipped)); then line+=", $skipped skipped"; fi
     echo "$line"

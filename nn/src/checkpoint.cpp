@@ -199,9 +199,11 @@ class DuplicateKeyCheck {
 };
 
 // nlohmann's "[json.exception.parse_error.101] parse error at line 1, column 9: syntax error
-// ..." without the parts our message gives in its own words.
-std::string parse_reason(const nlohmann::json::parse_error& e) {
+// ..." (or "[json.exception.out_of_range.406] number overflow ...") without the parts our
+// message gives in its own words.
+std::string parse_reason(const nlohmann::json::exception& e) {
   std::string_view what = e.what();
+  if (what.starts_with("[json.exception.")) what.remove_prefix(what.find("] ") + 2);
   const std::size_t at = what.find("parse error");
   const std::size_t colon = at == std::string_view::npos ? at : what.find(": ", at);
   if (colon != std::string_view::npos) what.remove_prefix(colon + 2);
@@ -251,8 +253,13 @@ std::vector<float> StoredTensor::floats() const {
 }
 
 SafetensorsFile read_safetensors(const std::string& path) {
-  const std::vector<std::byte> bytes = read_all(path);
-  auto fail = [&](const std::string& why) { return ag::Error(fmt::format("{}: {}", path, why)); };
+  return parse_safetensors(read_all(path), path);
+}
+
+SafetensorsFile parse_safetensors(std::span<const std::byte> bytes, const std::string& file_name) {
+  auto fail = [&](const std::string& why) {
+    return ag::Error(fmt::format("{}: {}", file_name, why));
+  };
 
   if (bytes.size() < 8)
     throw fail(
@@ -284,6 +291,10 @@ SafetensorsFile read_safetensors(const std::string& path) {
   } catch (const nlohmann::json::parse_error& e) {
     throw fail(fmt::format("the JSON header (bytes 8..{}) is not valid at byte {}: {}", data_start,
                            8 + (e.byte > 0 ? e.byte - 1 : 0), parse_reason(e)));
+  } catch (const nlohmann::json::exception& e) {
+    // A number beyond a double's range (1e400) is reported without a position.
+    throw fail(fmt::format("the JSON header (bytes 8..{}) is not valid: {}", data_start,
+                           parse_reason(e)));
   }
   if (!duplicates.duplicate.empty())
     throw fail(fmt::format("the JSON header has the key \"{}\" twice", duplicates.duplicate));
@@ -295,7 +306,10 @@ SafetensorsFile read_safetensors(const std::string& path) {
     const std::string* name;
   };
   std::vector<Extent> extents;
-  for (auto& [name, entry] : header.items()) {
+  for (auto& item : header.items()) {
+    // Not a structured binding: clang 14 cannot capture one in the lambda below.
+    const std::string& name = item.key();
+    Json& entry = item.value();
     if (name == kMetadataKey) {
       if (!entry.is_object()) throw fail("\"__metadata__\" is not an object");
       for (auto& [key, value] : entry.items()) {

@@ -3,11 +3,10 @@
 
 #include "tapegrad/nn/data.hpp"
 
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <sys/stat.h>
-#include <unistd.h>
+// zlib declares its input const only when asked to.
+#define ZLIB_CONST
 #include <zlib.h>
 
 #include <algorithm>
@@ -395,7 +394,7 @@ std::string unquote(std::string_view field) {
 }
 
 struct CsvReader {
-  const std::string& path;
+  const std::string& file;  // the name errors give
   const CsvOptions& options;
   std::vector<std::string> names;  // header names, or empty
 
@@ -414,7 +413,7 @@ struct CsvReader {
       if (i < line.size() && line[i] == '"') {
         for (++i;; ++i) {
           if (i >= line.size())
-            fail("{}:{}: {} has a quote that is not closed (a field cannot span lines)", path,
+            fail("{}:{}: {} has a quote that is not closed (a field cannot span lines)", file,
                  line_no, column(fields.size()));
           if (line[i] == '"') {
             if (i + 1 < line.size() && line[i + 1] == '"')
@@ -441,16 +440,16 @@ struct CsvReader {
 
   float number(std::string_view cell, std::int64_t line_no, std::size_t j) const {
     std::string_view s = bare(cell);
-    if (s.empty()) fail("{}:{}, {}: empty cell", path, line_no, column(j));
+    if (s.empty()) fail("{}:{}, {}: empty cell", file, line_no, column(j));
     std::string_view digits = s.front() == '+' ? s.substr(1) : s;
     float value = 0;
     const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
     if (ec == std::errc::result_out_of_range)
-      fail("{}:{}, {}: '{}' is out of range for a float", path, line_no, column(j), s);
+      fail("{}:{}, {}: '{}' is out of range for a float", file, line_no, column(j), s);
     if (ec != std::errc() || end != digits.data() + digits.size())
-      fail("{}:{}, {}: '{}' is not a number", path, line_no, column(j), s);
+      fail("{}:{}, {}: '{}' is not a number", file, line_no, column(j), s);
     if (!std::isfinite(value))
-      fail("{}:{}, {}: '{}' is not a finite number", path, line_no, column(j), s);
+      fail("{}:{}, {}: '{}' is not a finite number", file, line_no, column(j), s);
     return value;
   }
 
@@ -464,12 +463,12 @@ struct CsvReader {
       fail(
           "{}:{}, {}: '{}' is not a class index (an integer from 0); set "
           "CsvOptions::map_labels to number the distinct labels",
-          path, line_no, column(j), s);
+          file, line_no, column(j), s);
     if (value >= double(kMaxClasses))
       fail(
           "{}:{}, {}: class index {} is too large (at most {}); set CsvOptions::map_labels to "
           "number the distinct labels",
-          path, line_no, column(j), s, kMaxClasses - 1);
+          file, line_no, column(j), s, kMaxClasses - 1);
     return std::int32_t(value);
   }
 };
@@ -479,8 +478,11 @@ bool blank(std::string_view line) { return trim(line).empty(); }
 }  // namespace
 
 Dataset load_csv(const std::string& path, const CsvOptions& options) {
-  const std::string text = read_file(path);
-  CsvReader reader{path, options, {}};
+  return parse_csv(read_file(path), path, options);
+}
+
+Dataset parse_csv(std::string_view text, const std::string& name, const CsvOptions& options) {
+  CsvReader reader{name, options, {}};
   std::vector<std::string_view> fields;
   std::vector<std::string> label_texts;  // per row, when map_labels
   std::vector<std::int64_t> label_lines;
@@ -494,21 +496,21 @@ Dataset load_csv(const std::string& path, const CsvOptions& options) {
     ncols = n;
     if (!options.label_name.empty()) {
       if (!options.header)
-        fail("{}: the label column is named '{}', but CsvOptions::header is false", path,
+        fail("{}: the label column is named '{}', but CsvOptions::header is false", name,
              options.label_name);
       auto it = std::find(reader.names.begin(), reader.names.end(), options.label_name);
       if (it == reader.names.end())
-        fail("{}: no column named '{}' (the columns are {})", path, options.label_name,
+        fail("{}: no column named '{}' (the columns are {})", name, options.label_name,
              fmt::join(reader.names, ", "));
       label = std::size_t(it - reader.names.begin());
     } else {
       const std::int64_t k =
           options.label_index < 0 ? std::int64_t(n) + options.label_index : options.label_index;
       if (k < 0 || k >= std::int64_t(n))
-        fail("{}: label column {} is out of range for {} columns", path, options.label_index, n);
+        fail("{}: label column {} is out of range for {} columns", name, options.label_index, n);
       label = std::size_t(k);
     }
-    if (n < 2) fail("{}: no feature columns: the only column is the label", path);
+    if (n < 2) fail("{}: no feature columns: the only column is the label", name);
     for (std::size_t j = 0; j < reader.names.size(); ++j)
       if (j != label) d.feature_names.push_back(reader.names[j]);
     have_layout = true;
@@ -517,7 +519,7 @@ Dataset load_csv(const std::string& path, const CsvOptions& options) {
   std::size_t pos = 0;
   while (pos < text.size()) {
     std::size_t end = text.find('\n', pos);
-    if (end == std::string::npos) end = text.size();
+    if (end == std::string_view::npos) end = text.size();
     std::string_view line(text.data() + pos, end - pos);
     pos = end + 1;
     ++line_no;
@@ -532,7 +534,7 @@ Dataset load_csv(const std::string& path, const CsvOptions& options) {
     }
     if (!have_layout) layout(fields.size());
     if (fields.size() != ncols)
-      fail("{}:{}: {} field{}, expected {}", path, line_no, fields.size(),
+      fail("{}:{}: {} field{}, expected {}", name, line_no, fields.size(),
            fields.size() == 1 ? "" : "s", ncols);
     for (std::size_t j = 0; j < ncols; ++j)
       if (j != label) d.features.push_back(reader.number(fields[j], line_no, j));
@@ -544,8 +546,8 @@ Dataset load_csv(const std::string& path, const CsvOptions& options) {
     }
     ++d.rows;
   }
-  if (!have_layout) fail("{}: empty file", path);
-  if (d.rows == 0) fail("{}: no data rows after the header (line {})", path, header_line);
+  if (!have_layout) fail("{}: empty file", name);
+  if (d.rows == 0) fail("{}: no data rows after the header (line {})", name, header_line);
   d.cols = std::int64_t(ncols) - 1;
 
   if (options.map_labels) {
@@ -568,7 +570,7 @@ Dataset load_csv(const std::string& path, const CsvOptions& options) {
       for (std::size_t i = 0; i < distinct.size(); ++i) distinct[i] = by_value[i].second;
     }
     if (std::int64_t(distinct.size()) > kMaxClasses)
-      fail("{}: {} distinct labels, more than {} classes", path, distinct.size(), kMaxClasses);
+      fail("{}: {} distinct labels, more than {} classes", name, distinct.size(), kMaxClasses);
     std::map<std::string, std::int32_t, std::less<>> index;
     for (std::size_t i = 0; i < distinct.size(); ++i) index[distinct[i]] = std::int32_t(i);
     for (const std::string& t : label_texts) d.labels.push_back(index.find(t)->second);
@@ -585,83 +587,89 @@ Dataset load_csv(const std::string& path, const CsvOptions& options) {
 
 namespace {
 
-// A file read through zlib: gzread decompresses a gzip file and passes a plain
-// one through unchanged, so one reader serves both; `gzip` says which it was.
+// An IDX file's bytes read in order, from memory: a plain file as it is, a gzip one (1f 8b)
+// inflated by zlib only as far as the caller reads, member after member (a gzip file may be
+// several concatenated), so a header that lies costs no more than the data that is there.
 class IdxReader {
  public:
-  explicit IdxReader(const std::string& path) : path_(path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) fail("{}: cannot open: {}", path, std::strerror(errno));
-    struct stat st {};
-    if (::fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
-      const int e = S_ISDIR(st.st_mode) ? EISDIR : errno;
-      ::close(fd);
-      fail("{}: cannot read: {}", path, std::strerror(e));
-    }
-    file_size_ = S_ISREG(st.st_mode) ? std::int64_t(st.st_size) : -1;
-    // Peek at the first two bytes: 1f 8b is gzip's magic.
-    unsigned char magic[2] = {0, 0};
-    gzip_ = ::pread(fd, magic, 2, 0) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
-    gz_ = ::gzdopen(fd, "rb");
-    if (!gz_) {
-      ::close(fd);
-      fail("{}: cannot open: out of memory", path);
-    }
-    ::gzbuffer(gz_, 1 << 17);
+  IdxReader(std::span<const std::byte> bytes, const std::string& name)
+      : bytes_(bytes), name_(name) {
+    gzip_ = bytes.size() >= 2 && bytes[0] == std::byte{0x1f} && bytes[1] == std::byte{0x8b};
+    if (gzip_ && ::inflateInit2(&z_, 16 + MAX_WBITS) != Z_OK)  // 16: a gzip wrapper, not zlib's
+      fail("{}: cannot inflate gzip data: out of memory", name);
   }
-  ~IdxReader() { ::gzclose(gz_); }
+  ~IdxReader() {
+    if (gzip_) ::inflateEnd(&z_);
+  }
   IdxReader(const IdxReader&) = delete;
   IdxReader& operator=(const IdxReader&) = delete;
 
   bool gzip() const { return gzip_; }
-  // The uncompressed length when it is known before reading (a plain regular file), else -1.
-  std::int64_t known_size() const { return gzip_ ? -1 : file_size_; }
-  std::int64_t file_size() const { return file_size_; }
+  std::int64_t file_size() const { return std::int64_t(bytes_.size()); }
   std::int64_t offset() const { return offset_; }
   // " of the uncompressed data" for a gzip file: its offsets are not the file's.
   std::string_view where() const { return gzip_ ? " of the uncompressed data" : ""; }
 
-  // Reads up to n bytes; fewer only at the end of the data. A corrupt gzip
-  // stream throws; one that ends early returns short and sets ended_early().
+  // Reads up to n bytes; fewer only at the end of the data. Corrupt gzip data throws; a
+  // stream that ends early returns short and sets ended_early().
   std::int64_t read(void* buffer, std::int64_t n) {
     auto* out = static_cast<unsigned char*>(buffer);
     std::int64_t got = 0;
-    while (got < n) {
-      // Small reads: a corrupt stream is then reported within 64 KiB of where it goes bad.
-      const unsigned chunk = unsigned(std::min<std::int64_t>(n - got, 1 << 16));
-      const int r = ::gzread(gz_, out + got, chunk);
-      if (r < 0) error(offset_ + got);
-      got += r;
-      if (unsigned(r) < chunk) {
-        int code = Z_OK;
-        ::gzerror(gz_, &code);
-        if (code == Z_BUF_ERROR)
-          ended_early_ = true;
-        else if (code != Z_OK)
-          error(offset_ + got);
+    if (!gzip_) {
+      got = std::clamp<std::int64_t>(file_size() - offset_, 0, n);
+      if (got > 0) std::memcpy(out, bytes_.data() + offset_, sz(got));
+      offset_ += got;
+      return got;
+    }
+    while (got < n && (!member_ended_ || next_member())) {
+      if (z_.avail_in == 0) {  // zlib counts in 32 bits: a file beyond 4 GiB goes in pieces
+        const std::size_t piece = std::min<std::size_t>(bytes_.size() - fed_, 1u << 30);
+        z_.next_in = reinterpret_cast<const Bytef*>(bytes_.data() + fed_);
+        z_.avail_in = uInt(piece);
+        fed_ += piece;
+      }
+      const auto room = uInt(std::min<std::int64_t>(n - got, 1 << 30));
+      z_.next_out = out + got;
+      z_.avail_out = room;
+      const int r = ::inflate(&z_, Z_NO_FLUSH);
+      got += room - z_.avail_out;
+      if (r == Z_STREAM_END) {
+        member_ended_ = true;
+      } else if (r == Z_BUF_ERROR) {  // no progress: the input ends inside a member
+        ended_early_ = true;
         break;
+      } else if (r != Z_OK) {
+        const char* why = r == Z_MEM_ERROR ? "out of memory" : z_.msg ? z_.msg : ::zError(r);
+        fail("{}: corrupt gzip data after byte {}{}: {}", name_, offset_ + got, where(), why);
       }
     }
     offset_ += got;
     return got;
   }
   bool ended_early() const { return ended_early_; }
+  // Where the compressed input has been read to.
+  std::size_t consumed() const { return fed_ - z_.avail_in; }
 
  private:
-  [[noreturn]] void error(std::int64_t offset) {
-    int code = Z_OK;
-    std::string_view message = ::gzerror(gz_, &code);
-    if (code == Z_ERRNO) fail("{}: cannot read: {}", path_, std::strerror(errno));
-    // zlib prefixes the name it was opened under, "<fd:3>: ": we name the file ourselves.
-    if (message.starts_with("<fd:"))
-      message.remove_prefix(std::min(message.size(), message.find(">: ") + 3));
-    fail("{}: corrupt gzip data after byte {}{}: {}", path_, offset, where(), message);
+  // After a member's end, another member or the end of the file; anything else is an error.
+  bool next_member() {
+    const std::size_t at = consumed();
+    if (at == bytes_.size()) return false;
+    if (bytes_.size() - at < 2 || bytes_[at] != std::byte{0x1f} ||
+        bytes_[at + 1] != std::byte{0x8b})
+      fail("{}: {} unexpected bytes at byte {} of the file, after the end of the gzip data", name_,
+           bytes_.size() - at, at);
+    ::inflateReset(&z_);
+    member_ended_ = false;
+    return true;
   }
 
-  const std::string& path_;
-  gzFile gz_ = nullptr;
-  bool gzip_ = false, ended_early_ = false;
-  std::int64_t file_size_ = -1, offset_ = 0;
+  std::span<const std::byte> bytes_;
+  const std::string& name_;
+  z_stream z_{};
+  std::size_t fed_ = 0;  // bytes handed to zlib so far
+  bool gzip_ = false, member_ended_ = false, ended_early_ = false;
+  std::int64_t offset_ = 0;
 };
 
 std::string_view idx_type_name(unsigned char t) {
@@ -693,26 +701,31 @@ constexpr std::int64_t kMaxDeflateRatio = 1032;
 }  // namespace
 
 IdxArray load_idx(const std::string& path) {
-  IdxReader in(path);
+  const std::string bytes = read_file(path);
+  return parse_idx(std::as_bytes(std::span(bytes)), path);
+}
+
+IdxArray parse_idx(std::span<const std::byte> bytes, const std::string& name) {
+  IdxReader in(bytes, name);
   unsigned char magic[4];
   const std::int64_t got = in.read(magic, 4);
-  if (got == 0) fail("{}: empty file (expected an IDX header)", path);
+  if (got == 0) fail("{}: empty file (expected an IDX header)", name);
   if (got < 4)
-    fail("{}: truncated at byte {}{}: an IDX file starts with a 4-byte magic number", path, got,
+    fail("{}: truncated at byte {}{}: an IDX file starts with a 4-byte magic number", name, got,
          in.where());
   if (magic[0] != 0 || magic[1] != 0 || magic[2] == 0 || magic[3] == 0)
     fail(
         "{}: wrong magic number at byte 0{}: found {:02x} {:02x} {:02x} {:02x}, expected 00 00 08 "
         "0N (an IDX file of unsigned bytes with N dimensions)",
-        path, in.where(), magic[0], magic[1], magic[2], magic[3]);
+        name, in.where(), magic[0], magic[1], magic[2], magic[3]);
   if (magic[2] != 0x08)
     fail(
         "{}: IDX element type 0x{:02x} ({}) at byte 2{} is not supported: only unsigned bytes "
         "(0x08) are",
-        path, magic[2], idx_type_name(magic[2]), in.where());
+        name, magic[2], idx_type_name(magic[2]), in.where());
   const int ndim = magic[3];
   if (ndim > ag::kMaxRank)
-    fail("{}: byte 3{} declares {} dimensions, more than {}", path, in.where(), ndim, ag::kMaxRank);
+    fail("{}: byte 3{} declares {} dimensions, more than {}", name, in.where(), ndim, ag::kMaxRank);
 
   IdxArray out;
   std::int64_t total = 1;
@@ -720,7 +733,7 @@ IdxArray load_idx(const std::string& path) {
   for (int k = 0; k < ndim; ++k) {
     unsigned char b[4];
     if (in.read(b, 4) < 4)
-      fail("{}: truncated at byte {}{}: the header declares {} dimensions of 4 bytes each", path,
+      fail("{}: truncated at byte {}{}: the header declares {} dimensions of 4 bytes each", name,
            in.offset(), in.where(), ndim);
     const std::int64_t d = std::int64_t(std::uint32_t(b[0]) << 24 | std::uint32_t(b[1]) << 16 |
                                         std::uint32_t(b[2]) << 8 | b[3]);
@@ -733,44 +746,52 @@ IdxArray load_idx(const std::string& path) {
                : fmt::format("{} = {} bytes of data", dims_text(out.dims), total);
 
   // Note: nothing below allocates more than the file can hold.
-  if (in.known_size() >= 0) {
-    const std::int64_t available = in.known_size() - header;
+  if (!in.gzip()) {
+    const std::int64_t available = in.file_size() - header;
     if (overflow || total > available)
       fail(
           "{}: truncated at byte {}: the header declares {}, the file has {} after the {}-byte "
           "header",
-          path, in.known_size(), declared, available, header);
+          name, in.file_size(), declared, available, header);
     if (total < available)
-      fail("{}: {} unexpected bytes at byte {}: the header declares {}", path, available - total,
+      fail("{}: {} unexpected bytes at byte {}: the header declares {}", name, available - total,
            header + total, declared);
-  } else if (overflow || (in.file_size() >= 0 && total / kMaxDeflateRatio > in.file_size())) {
+    const auto* data = reinterpret_cast<const std::uint8_t*>(bytes.data()) + header;
+    out.data.assign(data, data + total);
+    return out;
+  }
+  if (overflow || total / kMaxDeflateRatio > in.file_size())
     fail(
         "{}: the header declares {}, more than a {}-byte gzip file can hold (deflate expands at "
         "most {}:1)",
-        path, declared, in.file_size(), kMaxDeflateRatio);
-  }
+        name, declared, in.file_size(), kMaxDeflateRatio);
   try {
-    // Bounded by the file (above), and only reserved: pages are touched as data arrives.
-    out.data.reserve(sz(in.file_size() >= 0 ? total : std::min<std::int64_t>(total, 1 << 20)));
-    // Read in chunks, so that a header that lies costs no more than the data that is there.
+    // Bounded by the file (above), and only reserved: the vector grows as data arrives, so
+    // a header that lies costs no more than twice the data that is there.
+    out.data.reserve(sz(total));
     std::int64_t have = 0;
     while (have < total) {
-      const std::int64_t chunk = std::min<std::int64_t>(total - have, 1 << 24);
+      const std::int64_t chunk = std::min(total - have, std::max<std::int64_t>(have, 1 << 16));
       out.data.resize(sz(have + chunk));
       const std::int64_t r = in.read(out.data.data() + have, chunk);
       have += r;
       if (r < chunk)
-        fail("{}: truncated at byte {}{}: the header declares {}, the file has {}{}", path,
+        fail("{}: truncated at byte {}{}: the header declares {}, the file has {}{}", name,
              header + have, in.where(), declared, have,
              in.ended_early() ? " (the gzip stream ends early)" : "");
     }
   } catch (const std::bad_alloc&) {
-    fail("{}: not enough memory for the {} the header declares", path, declared);
+    fail("{}: not enough memory for the {} the header declares", name, declared);
   }
   unsigned char extra;
-  if (in.known_size() < 0 && in.read(&extra, 1) == 1)
-    fail("{}: unexpected bytes at byte {}{}: the header declares {}", path, header + total,
+  if (in.read(&extra, 1) == 1)
+    fail("{}: unexpected bytes at byte {}{}: the header declares {}", name, header + total,
          in.where(), declared);
+  if (in.ended_early())
+    fail(
+        "{}: the gzip stream ends early, at byte {} of the file: the checksum after the data is "
+        "missing (truncated file)",
+        name, in.consumed());
   return out;
 }
 

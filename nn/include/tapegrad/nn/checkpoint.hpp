@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -78,6 +79,8 @@ struct SafetensorsFile {
 // the checksum if there is one. Throws ag::Error naming the file, the problem and, where one
 // exists, the byte offset: "m.safetensors: the JSON header is not valid at byte 57: ...".
 SafetensorsFile read_safetensors(const std::string& path);
+// The same checks on a file's bytes in memory; `file_name` stands for the file in the messages.
+SafetensorsFile parse_safetensors(std::span<const std::byte> bytes, const std::string& file_name);
 
 // Writes `file` atomically (as save() does) in name order, adding "tapegrad.crc32".
 void write_safetensors(const std::string& path, const SafetensorsFile& file);

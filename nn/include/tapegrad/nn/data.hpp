@@ -3,10 +3,12 @@
 
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <iterator>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "tapegrad/tensor.hpp"
@@ -151,7 +153,10 @@ Dataset blobs(std::int64_t n, std::int64_t centers, double spread, std::uint64_t
 
 // ---- files ----
 // Every loader throws ag::Error naming the file and what is wrong with it:
-// for a CSV the line and column, for an IDX file the byte offset.
+// for a CSV the line and column, for an IDX file the byte offset. Each reads
+// its file whole and hands the bytes to a parse_* function, which takes the
+// name to use in its messages: data that is not in a file (a download, a
+// fuzzer's input) is checked exactly as a file would be.
 
 struct CsvOptions {
   bool header = true;
@@ -169,6 +174,7 @@ struct CsvOptions {
 // fields may be quoted with "" (a quoted field cannot span lines). Errors name
 // a column by its header name, or without a header by its index from 0.
 Dataset load_csv(const std::string& path, const CsvOptions& options = {});
+Dataset parse_csv(std::string_view text, const std::string& name, const CsvOptions& options = {});
 
 // An IDX file of unsigned bytes (magic 00 00 08 N, N big-endian u32
 // dimensions, then the data), plain or gzip-compressed (detected by 1f 8b).
@@ -178,6 +184,7 @@ struct IdxArray {
   std::vector<std::uint8_t> data;
 };
 IdxArray load_idx(const std::string& path);
+IdxArray parse_idx(std::span<const std::byte> bytes, const std::string& name);
 
 // MNIST-format images (n, rows, cols) and labels (n): a Dataset of n rows and
 // rows * cols columns scaled to [0, 1], with `classes` classes.
