@@ -6,12 +6,12 @@ import json
 import os
 import shutil
 import struct
-import subprocess
 import sys
 import tempfile
 import unittest
 
 import runner  # tests/runner.py: the closing "N passed, M failed" line
+import wrapper  # tests/wrapper.py: tapegrad inside $TAPEGRAD_WRAPPER (valgrind), if set
 
 TAPEGRAD = None  # set from argv in main()
 MOONS = ["--data", "moons", "--layers", "2,16,16,1", "--act", "relu", "--out", "none",
@@ -31,8 +31,7 @@ def png_size(path):
 
 
 def run(*args, cwd=None, env=None):
-    return subprocess.run([TAPEGRAD, *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=120, env=env)
+    return wrapper.run(TAPEGRAD, args, cwd=cwd, env=env, timeout=120)
 
 
 class TrainCliTest(unittest.TestCase):
@@ -217,6 +216,7 @@ class Train(TrainCliTest):
                                  ["accuracy.png", "history.dat", "loss.png"])
 
     @unittest.skipUnless(shutil.which("gnuplot"), "gnuplot is not installed")
+    @wrapper.slow
     def test_no_boundary_for_fashion_mnist(self):
         out = self.ok("train", "--data", "fashion-mnist", "--layers", "784,4,10", "--epochs", "1",
                       "--batch", "1000", "--plot", "fm")

@@ -2,7 +2,8 @@
 # Installs the Debian packages tapegrad needs (only the missing ones), then
 # configures and builds into build/. With an argument it goes on:
 #   tools/setup.sh demo   runs the main demo
-#   tools/setup.sh test   runs every test, then the suite again under ASan+UBSan (build-asan/)
+#   tools/setup.sh test   runs every test, then the suite again under ASan+UBSan (build-asan/),
+#                         then the CLI tests with tapegrad under valgrind's memcheck
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +19,7 @@ packages=(
 )
 # Only the tests need these: PyTorch (checkpoints must load into torch.nn) is large, so a plain
 # build does without it.
-test_packages=(python3-torch)
+test_packages=(python3-torch valgrind)
 if [ "${1:-build}" = test ]; then packages+=("${test_packages[@]}"); fi
 
 missing=()
@@ -54,11 +55,11 @@ case "${1:-build}" in
   build) ;;
   demo) bash tools/demo.sh ;;
   test)
-    # Both passes run even if the first fails; one closing line counts them together.
+    # Every pass runs even if one fails; one closing line counts them together.
     passed=0 failed=0 skipped=0 status=0
-    count() {  # adds the test run just made in build dir $1 to the totals
+    count() {  # adds the test run just made in build dir $1 (with test setup $2) to the totals
       local p f s
-      read -r p f s < <(grep -o '"result": "[A-Z]*"' "$1/meson-logs/testlog.json" |
+      read -r p f s < <(grep -o '"result": "[A-Z]*"' "$1/meson-logs/testlog${2:+-$2}.json" |
         awk -F'"' '{ if ($4 == "OK") p++; else if ($4 == "SKIP") s++; else f++ }
                    END { print p + 0, f + 0, s + 0 }')
       passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
@@ -69,6 +70,10 @@ case "${1:-build}" in
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
       meson test -C build-asan --print-errorlogs || status=1
     count build-asan
+    # The CLI tests with every tapegrad command (plain build) under valgrind: an error or a leak
+    # outside Graphviz's font stack (tests/valgrind.supp) fails them with valgrind's report.
+    meson test -C build --setup valgrind --print-errorlogs cli train_cli || status=1
+    count build valgrind
     line="tests: $passed passed, $failed failed"
     if ((skipped)); then line+=", $skipped skipped"; fi
     echo "$line"
