@@ -80,6 +80,14 @@ class LogisticRegression(ExampleTest):
         self.assertGreaterEqual(right / (len(zeros) + len(ones)), 0.97)
         self.assert_png("logistic_regression.png")
 
+    def test_a_relative_out_folder(self):
+        # The default --out, build/examples-out, is relative: the pictures land inside it.
+        r = subprocess.run([EXES["logistic_regression"], "--quick", "--out", "pictures"],
+                           capture_output=True, text=True, timeout=240, cwd=self.dir)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(os.path.exists(os.path.join(self.dir, "pictures",
+                                                    "logistic_regression.png")))
+
     def test_no_plots_draws_nothing(self):
         out, _ = self.run_example("logistic_regression", "--no-plots")
         self.assertIn("training accuracy", out)
