@@ -58,48 +58,10 @@ int main(int argc, char** argv) {
 
     if (!o.plots) return 0;
     // The score on a grid over the plane: its sign is the class, its zero line the boundary.
-    constexpr std::int64_t n = 150;
-    const double x0 = -1.6, x1 = 2.6, y0 = -1.3, y1 = 1.7;
-    std::vector<float> grid;
-    for (std::int64_t j = 0; j < n; ++j)
-      for (std::int64_t i = 0; i < n; ++i) {
-        grid.push_back(float(x0 + (x1 - x0) * double(i) / double(n - 1)));
-        grid.push_back(float(y0 + (y1 - y0) * double(j) / double(n - 1)));
-      }
-    ag::TensorTape tape;
-    ag::NoGrad no_grad(tape);
-    model.eval();
-    ag::Tensor score = model(tape, tape.constant<float>(ag::Shape{n * n, 2}, grid));
-    std::vector<double> gx, gy, gc, px[2], py[2];
-    for (std::int64_t k = 0; k < n * n; ++k) {
-      gx.push_back(grid[std::size_t(2 * k)]);
-      gy.push_back(grid[std::size_t(2 * k + 1)]);
-      gc.push_back(score.value(k) > 0 ? 1 : 0);
-    }
-    for (std::int64_t r = 0; r < moons.rows; ++r) {
-      const int c = moons.labels[std::size_t(r)];
-      px[c].push_back(moons.row(r)[0]);
-      py[c].push_back(moons.row(r)[1]);
-    }
-    example::write_columns(o.out / "moons_grid.dat", {"x1", "x2", "class"}, {gx, gy, gc});
-    example::write_columns(o.out / "moons_y0.dat", {"x1", "x2"}, {px[0], py[0]});
-    example::write_columns(o.out / "moons_y1.dat", {"x1", "x2"}, {px[1], py[1]});
-    const auto png = o.out / "moons.png";
-    example::gnuplot(o.out, example::png_terminal(png, 640, 480) + R"(
-set title 'decision boundary of the 2-16-16-1 net after 100 SGD steps'
-set xlabel 'x1'
-set ylabel 'x2'
-set size ratio -1
-set xrange [-1.6:2.6]
-set yrange [-1.3:1.7]
-set cbrange [0:1]
-set palette defined (0 '#f6c8c8', 1 '#c8d8f6')
-unset colorbox
-set key top right Left reverse
-plot 'moons_grid.dat' using 1:2:3 with image notitle, \
-     'moons_y0.dat' with points pt 7 ps 0.9 lc rgb '#d62728' title 'y = -1', \
-     'moons_y1.dat' with points pt 7 ps 0.9 lc rgb '#1f77b4' title 'y = +1'
-)");
+    const auto png = nn::plot::decision_boundary(
+        o.out / "moons.png", model, moons, nn::LossKind::hinge,
+        {.title = "decision boundary of the 2-16-16-1 net after 100 SGD steps",
+         .class_names = {"y = -1", "y = +1"}});
     example::announce(std::vector{png});
     return 0;
   });

@@ -5,12 +5,12 @@ import json
 import math
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import unittest
 
 import runner  # tests/runner.py: the closing "N passed, M failed" line
+import wrapper  # tests/wrapper.py: tapegrad inside $TAPEGRAD_WRAPPER (valgrind), if set
 
 TAPEGRAD = None  # set from argv in main()
 CS231N = "q = x + y; f = q * z"
@@ -18,8 +18,7 @@ CS231N_INPUTS = ["x=-2", "y=5", "z=-4"]
 
 
 def run(*args, stdin=None, cwd=None):
-    return subprocess.run([TAPEGRAD, *args], input=stdin, capture_output=True, text=True,
-                          cwd=cwd, timeout=60)
+    return wrapper.run(TAPEGRAD, args, input=stdin, cwd=cwd, timeout=60)
 
 
 class CliTest(unittest.TestCase):

@@ -47,7 +47,8 @@ class ExampleTest(unittest.TestCase):
 
     def columns(self, filename):
         with open(os.path.join(self.dir, filename)) as f:
-            return [[float(v) for v in line.split()] for line in f if not line.startswith("#")]
+            return [[float(v) for v in line.split()] for line in f
+                    if line.strip() and not line.startswith("#")]
 
 
 class LogisticRegression(ExampleTest):
@@ -79,6 +80,14 @@ class LogisticRegression(ExampleTest):
         self.assertGreaterEqual(right / (len(zeros) + len(ones)), 0.97)
         self.assert_png("logistic_regression.png")
 
+    def test_a_relative_out_folder(self):
+        # The default --out, build/examples-out, is relative: the pictures land inside it.
+        r = subprocess.run([EXES["logistic_regression"], "--quick", "--out", "pictures"],
+                           capture_output=True, text=True, timeout=240, cwd=self.dir)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(os.path.exists(os.path.join(self.dir, "pictures",
+                                                    "logistic_regression.png")))
+
     def test_no_plots_draws_nothing(self):
         out, _ = self.run_example("logistic_regression", "--no-plots")
         self.assertIn("training accuracy", out)
@@ -97,9 +106,14 @@ class Moons(ExampleTest):
         first = number(r"step   0 .*hinge loss ([\d.]+)", out)
         last = number(r"step  99 .*hinge loss ([\d.]+)", out)
         self.assertLess(last, first / 5)
-        # The boundary drawn is the net's: every grid cell is a class, both classes appear.
-        classes = {row[2] for row in self.columns("moons_grid.dat")}
-        self.assertEqual(classes, {0.0, 1.0})
+        # The boundary drawn is the net's: every grid cell is a class, both classes appear, and
+        # the class is the hinge score's sign (the value column is the score clipped to +-1).
+        grid = self.columns("moons_grid.dat")
+        self.assertEqual({row[2] for row in grid}, {0.0, 1.0})
+        for x1, x2, c, score in grid:
+            if abs(score) > 1e-5:
+                self.assertEqual(c, 1.0 if score > 0 else 0.0, (x1, x2))
+            self.assertLessEqual(abs(score), 1)
         self.assert_png("moons.png")
 
 

@@ -500,51 +500,142 @@ TEST_CASE("a failed save leaves the previous checkpoint intact and no temporary 
   CHECK(snapshot(reloaded) == snapshot(old));
 }
 
-TEST_CASE("a save killed with SIGKILL mid-write leaves a checkpoint that loads") {
+TEST_CASE("a save removes the temporary files of dead writers of the same file, only those") {
   TempDir tmp;
   const std::string path = tmp.path("model.safetensors");
-  nn::MLP model({2, 512, 512, 1}, nn::Activation::relu);  // ~1 MB
-  for (nn::Parameter* p : model.parameters()) std::fill(p->data().begin(), p->data().end(), 0.0f);
-  nn::save(model, path);
+  const pid_t dead = ::fork();  // a process that has exited and been reaped
+  REQUIRE(dead >= 0);
+  if (dead == 0) ::_exit(0);
+  REQUIRE(::waitpid(dead, nullptr, 0) == dead);
+  const std::string d = std::to_string(dead), live = std::to_string(::getppid()),
+                    self = std::to_string(::getpid());
+  const std::vector<std::string> kept{
+      "model.safetensors.tmp-" + live + "-0",   // a writer that is still running
+      "model.safetensors.tmp-" + self + "-7",   // this process's own (another thread's)
+      "other.safetensors.tmp-" + d + "-0",      // another file's
+      "model.safetensors.tmp-" + d,             // not a temporary's name
+      "model.safetensors.tmp-x" + d + "-0",     // no process id
+      "model.safetensors.tmp-" + d + "-0.bak",  // a suffix after the number
+  };
+  for (const std::string& name : kept) write_bytes(tmp.path(name), "x");
+  write_bytes(tmp.path("model.safetensors.tmp-" + d + "-0"), "x");
+  write_bytes(tmp.path("model.safetensors.tmp-" + d + "-12"), "x");
+  nn::MLP mlp({2, 3, 1}, nn::Activation::relu);
+  nn::save(mlp, path);
+  std::vector<std::string> expected = kept;
+  expected.push_back("model.safetensors");
+  std::sort(expected.begin(), expected.end());
+  CHECK(tmp.files() == expected);
+}
 
-  // A child saves again and again, every parameter k in save k. We kill it while its temporary
-  // file exists, at a different moment of the write each time; the checkpoint must then be one
-  // whole save, every value the same, and the old content if the first save was interrupted.
-  int killed_mid_write = 0;
-  for (int attempt = 0; attempt < 6; ++attempt) {
+// The version a checkpoint written by tests/checkpoint_saver holds: its metadata "version",
+// which every parameter must equal, else the file mixes two saves.
+long saved_version(const std::string& path) {
+  nn::MLP loaded({2, 512, 512, 1}, nn::Activation::relu, nn::Activation::none, 5);
+  nn::CheckpointExtras extras;
+  nn::load(loaded, path, &extras);
+  const long version = std::stol(extras.metadata.at("version"));
+  for (nn::Parameter* p : loaded.parameters())
+    REQUIRE(std::all_of(p->data().begin(), p->data().end(),
+                        [&](float v) { return v == float(version); }));
+  return version;
+}
+
+TEST_CASE("a saving process killed at random moments leaves the last complete checkpoint") {
+  // tests/checkpoint_saver saves versions first, first + 1, ... of a 1 MB model over one file
+  // and prints each version once saved. It is killed with SIGKILL 50 times, after a random
+  // delay covering its start, its writes and its renames. Each time the file must load and hold
+  // a whole version: the last one printed, or the next if the kill came between rename and
+  // print. The temporary file a kill leaves is removed by the next save, so at most one is ever
+  // there, and none after a last save.
+  const char* saver = std::getenv("TAPEGRAD_CHECKPOINT_SAVER");
+  REQUIRE_MESSAGE(saver, "run through meson test, which sets TAPEGRAD_CHECKPOINT_SAVER");
+  TempDir tmp;
+  const std::string path = tmp.path("model.safetensors");
+
+  // Runs the saver from `first` for `delay` (or until it printed `until` versions), kills it,
+  // and returns the versions it printed.
+  auto run_saver = [&](long first, std::chrono::microseconds delay, int until) {
+    const std::string from = std::to_string(first);  // before fork: the child only execs
+    int out[2];
+    REQUIRE(::pipe(out) == 0);
     const pid_t child = ::fork();
     REQUIRE(child >= 0);
     if (child == 0) {
-      try {
-        for (int k = 1;; ++k) {
-          for (nn::Parameter* p : model.parameters())
-            std::fill(p->data().begin(), p->data().end(), float(k));
-          nn::save(model, path);
-        }
-      } catch (...) {
-        ::_exit(1);  // never back into doctest
+      ::dup2(out[1], 1);
+      ::close(out[0]);
+      ::close(out[1]);
+      ::execl(saver, saver, path.c_str(), from.c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);  // never back into doctest
+    }
+    ::close(out[1]);
+    std::string printed;
+    const auto deadline = std::chrono::steady_clock::now() + delay;
+    while (until > 0 ? std::count(printed.begin(), printed.end(), '\n') < until
+                     : std::chrono::steady_clock::now() < deadline) {
+      if (until > 0) {  // blocking reads until enough versions are printed
+        char buf[256];
+        const ssize_t n = ::read(out[0], buf, sizeof buf);
+        REQUIRE(n > 0);
+        printed.append(buf, std::size_t(n));
+      } else {
+        std::this_thread::sleep_until(deadline);
       }
     }
-    const std::string temporary = path + ".tmp-" + std::to_string(child) + "-0";
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (!fs::exists(temporary) && std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(std::chrono::microseconds(50));
-    std::this_thread::sleep_for(std::chrono::microseconds(300 * attempt));
     ::kill(child, SIGKILL);
     int status = 0;
     REQUIRE(::waitpid(child, &status, 0) == child);
-    CHECK(WIFSIGNALED(status));
+    REQUIRE_MESSAGE(WIFSIGNALED(status), "the saver exited by itself: status ", status);
+    char buf[4096];
+    for (ssize_t n; (n = ::read(out[0], buf, sizeof buf)) > 0;) printed.append(buf, std::size_t(n));
+    ::close(out[0]);
+    std::vector<long> versions;
+    for (std::size_t at = 0, end; (end = printed.find('\n', at)) != std::string::npos; at = end + 1)
+      versions.push_back(std::stol(printed.substr(at, end - at)));
+    return versions;
+  };
+  auto temporaries = [&] {
+    int n = 0;
+    for (const std::string& f : tmp.files()) n += f != "model.safetensors";
+    return n;
+  };
 
-    if (fs::exists(temporary)) {  // what a killed process cannot clean up
-      ++killed_mid_write;
-      fs::remove(temporary);
-    }
-    nn::MLP loaded({2, 512, 512, 1}, nn::Activation::relu, nn::Activation::none, 5);
-    nn::load(loaded, path);
-    const float k = loaded.parameters()[0]->data()[0];
-    for (nn::Parameter* p : loaded.parameters())
-      CHECK(std::all_of(p->data().begin(), p->data().end(), [&](float v) { return v == k; }));
+  // Version 1 and the time a save takes, from a first run of five saves.
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<long> versions = run_saver(1, {}, 5);
+  const auto five = std::chrono::steady_clock::now() - t0;
+  REQUIRE(versions.size() >= 5);
+  long version = saved_version(path);
+  CHECK(version >= versions.back());
+  // Delays from 0 to the start-up and about four saves.
+  const auto longest = std::chrono::duration_cast<std::chrono::microseconds>(five) * 4 / 5;
+  const std::uint64_t seed =
+      std::uint64_t(std::chrono::steady_clock::now().time_since_epoch().count());
+  INFO("delays seeded with ", seed, ", from 0 to ", longest.count(), " us");
+  ag::Rng rng(seed);
+
+  int left_temporary = 0, new_versions = 0;
+  for (int kill = 0; kill < 50; ++kill) {
+    const auto delay =
+        std::chrono::microseconds(std::int64_t(rng.uniform() * double(longest.count())));
+    INFO("kill ", kill, " after ", delay.count(), " us");
+    const long before = version;
+    versions = run_saver(before + 1, delay, 0);
+    version = saved_version(path);
+    const long last_printed = versions.empty() ? before : versions.back();
+    CHECK((version == last_printed || version == last_printed + 1));
+    new_versions += version > before;
+    const int stale = temporaries();
+    CHECK(stale <= 1);
+    left_temporary += stale;
   }
-  CHECK(killed_mid_write > 0);
+  MESSAGE(left_temporary, " of 50 kills left a temporary file; ", new_versions,
+          " ended after at least one save");
+  CHECK(left_temporary > 0);  // the delays do reach the writes
+  CHECK(new_versions > 0);
+
+  // A save by another process (this one) removes the dead saver's temporary file.
+  nn::MLP model({2, 3, 1}, nn::Activation::relu);
+  nn::save(model, path);
   CHECK(tmp.files() == std::vector<std::string>{"model.safetensors"});
 }

@@ -5,12 +5,13 @@
 import json
 import os
 import shutil
-import subprocess
+import struct
 import sys
 import tempfile
 import unittest
 
 import runner  # tests/runner.py: the closing "N passed, M failed" line
+import wrapper  # tests/wrapper.py: tapegrad inside $TAPEGRAD_WRAPPER (valgrind), if set
 
 TAPEGRAD = None  # set from argv in main()
 MOONS = ["--data", "moons", "--layers", "2,16,16,1", "--act", "relu", "--out", "none",
@@ -20,9 +21,17 @@ SMALL = ["--data", "moons", "--layers", "2,8,1", "--loss", "bce_logits", "--batc
          "--seed", "3"]
 
 
+def png_size(path):
+    """(width, height) from a PNG's header; fails unless the file is a PNG."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        raise AssertionError(f"{path} is not a PNG")
+    return struct.unpack(">II", head[16:24])
+
+
 def run(*args, cwd=None, env=None):
-    return subprocess.run([TAPEGRAD, *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=120, env=env)
+    return wrapper.run(TAPEGRAD, args, cwd=cwd, env=env, timeout=120)
 
 
 class TrainCliTest(unittest.TestCase):
@@ -153,10 +162,10 @@ class Train(TrainCliTest):
         for name in ["history.dat", "loss.png", "accuracy.png"]:
             self.assertIn(f"wrote {os.path.join('plots', name)}", out)
         self.assertEqual(sorted(os.listdir(self.path("plots"))),
-                         ["accuracy.png", "history.dat", "loss.png"])
-        for name in ["loss.png", "accuracy.png"]:
-            with open(self.path("plots", name), "rb") as f:
-                self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+                         ["accuracy.png", "boundary.png", "boundary_grid.dat",
+                          "boundary_points.dat", "history.dat", "loss.png"])
+        self.assertEqual(png_size(self.path("plots", "loss.png")), (800, 500))
+        self.assertEqual(png_size(self.path("plots", "accuracy.png")), (800, 500))
         with open(self.path("plots", "history.dat")) as f:
             rows = [line.split() for line in f if not line.startswith("#")]
         self.assertEqual([r[0] for r in rows], [str(e) for e in range(1, 7)])
@@ -164,6 +173,71 @@ class Train(TrainCliTest):
         docs = self.lines(*SMALL, "--epochs", "2", "--plot", "plots2")
         self.assertEqual(len(docs), 3)
         self.assertTrue(os.path.exists(self.path("plots2", "loss.png")))
+
+
+    @unittest.skipUnless(shutil.which("gnuplot"), "gnuplot is not installed")
+    def test_boundary_for_two_features(self):
+        for data, layers, loss, classes in [("moons", "2,8,1", "hinge", 2),
+                                            ("blobs", "2,8,3", "ce", 3)]:
+            with self.subTest(data=data):
+                out = self.ok("train", "--data", data, "--layers", layers, "--loss", loss,
+                              "--epochs", "3", "--plot", data)
+                self.assertIn(f"wrote {os.path.join(data, 'boundary.png')}", out)
+                self.assertEqual(png_size(self.path(data, "boundary.png")), (720, 600))
+                # The map covers every training point; its classes are the model's.
+                with open(self.path(data, "boundary_grid.dat")) as f:
+                    grid = [line.split() for line in f if line.strip() and line[0] != "#"]
+                with open(self.path(data, "boundary_points.dat")) as f:
+                    points = [line.split() for line in f if line[0] != "#"]
+                self.assertEqual(len(grid), 200 * 200)
+                self.assertEqual(len(points), 300)
+                self.assertEqual({p[2] for p in points}, {str(c) for c in range(classes)})
+                self.assertLessEqual({g[2] for g in grid}, {str(c) for c in range(classes)})
+                for axis in (0, 1):
+                    inside = [float(p[axis]) for p in points]
+                    edges = [float(g[axis]) for g in grid]
+                    self.assertLess(min(edges), min(inside))
+                    self.assertGreater(max(edges), max(inside))
+
+    @unittest.skipUnless(shutil.which("gnuplot"), "gnuplot is not installed")
+    def test_no_boundary_without_two_features(self):
+        # 3 features, and 784 as Fashion-MNIST's images have: curves only, and no error.
+        for name, features in [("three.csv", 3), ("pixels.csv", 784)]:
+            with self.subTest(features=features):
+                rows = [",".join([f"f{i}" for i in range(features)] + ["label"])]
+                rows += [",".join([str((r * 7 + i) % 11) for i in range(features)] + [str(r % 2)])
+                         for r in range(24)]
+                self.write(name, "\n".join(rows) + "\n")
+                out = self.ok("train", "--data", f"csv:{name}:label", "--layers",
+                              f"{features},4,1", "--loss", "bce_logits", "--epochs", "2",
+                              "--plot", name + ".plots")
+                self.assertNotIn("boundary", out)
+                self.assertEqual(sorted(os.listdir(self.path(name + ".plots"))),
+                                 ["accuracy.png", "history.dat", "loss.png"])
+
+    @unittest.skipUnless(shutil.which("gnuplot"), "gnuplot is not installed")
+    @wrapper.slow
+    def test_no_boundary_for_fashion_mnist(self):
+        out = self.ok("train", "--data", "fashion-mnist", "--layers", "784,4,10", "--epochs", "1",
+                      "--batch", "1000", "--plot", "fm")
+        self.assertNotIn("boundary", out)
+        self.assertEqual(sorted(os.listdir(self.path("fm"))),
+                         ["accuracy.png", "history.dat", "loss.png"])
+
+    @unittest.skipUnless(shutil.which("gnuplot"), "gnuplot is not installed")
+    def test_plot_of_a_diverged_run(self):
+        # A loss that is NaN from the first epoch: gnuplot cannot autoscale it, yet --plot
+        # draws every picture (an empty loss curve, a blank map) rather than failing.
+        docs = self.lines("--data", "moons", "--layers", "2,8,1", "--loss", "mse", "--opt",
+                          "sgd", "--lr", "1e30", "--epochs", "2", "--plot", "nan")
+        self.assertIsNone(docs[-1]["loss"])
+        for name in ["loss.png", "accuracy.png", "boundary.png"]:
+            png_size(self.path("nan", name))
+
+    def test_help_says_which_data_get_a_boundary(self):
+        out = " ".join(self.ok("train", "--help").split())
+        self.assertIn("for data with 2 features also boundary.png", out)
+        self.assertIn("data with more features get no boundary plot", out)
 
 
 class TrainErrors(TrainCliTest):

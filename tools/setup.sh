@@ -3,7 +3,8 @@
 # configures and builds into build/. With an argument it goes on:
 #   tools/setup.sh demo   runs the main demo
 #   tools/setup.sh test   runs every test, then the suite again under ASan+UBSan (build-asan/),
-#                         then each fuzz target for a minute (build-fuzz/, fuzz/README.md)
+#                         then the CLI tests with tapegrad under valgrind's memcheck, then
+#                         each fuzz target for a minute (build-fuzz/, fuzz/README.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,8 +21,8 @@ packages=(
 # Only the tests need these: PyTorch (checkpoints must load into torch.nn) is large, so a plain
 # build does without it; chromium and Node.js play the step-through page in a real browser (a
 # Node.js from elsewhere brings its own npm, which Debian's npm package would conflict with);
-# clang builds the fuzz targets (fuzz/).
-test_packages=(python3-torch chromium clang libclang-rt-14-dev)
+# valgrind checks the CLI's memory; clang builds the fuzz targets (fuzz/).
+test_packages=(python3-torch chromium valgrind clang libclang-rt-14-dev)
 if ! command -v npm >/dev/null; then test_packages+=(nodejs npm); fi
 if [ "${1:-build}" = test ]; then packages+=("${test_packages[@]}"); fi
 
@@ -58,11 +59,11 @@ case "${1:-build}" in
   build) ;;
   demo) bash tools/demo.sh ;;
   test)
-    # Both passes run even if the first fails; one closing line counts them together.
+    # Every pass runs even if one fails; one closing line counts them together.
     passed=0 failed=0 skipped=0 status=0
-    count() {  # adds the test run just made in build dir $1 to the totals
+    count() {  # adds the test run just made in build dir $1 (with test setup $2) to the totals
       local p f s
-      read -r p f s < <(grep -o '"result": "[A-Z]*"' "$1/meson-logs/testlog.json" |
+      read -r p f s < <(grep -o '"result": "[A-Z]*"' "$1/meson-logs/testlog${2:+-$2}.json" |
         awk -F'"' '{ if ($4 == "OK") p++; else if ($4 == "SKIP") s++; else f++ }
                    END { print p + 0, f + 0, s + 0 }')
       passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
@@ -77,6 +78,10 @@ case "${1:-build}" in
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
       meson test -C build-asan --print-errorlogs || status=1
     count build-asan
+    # The CLI tests with every tapegrad command (plain build) under valgrind: an error or a leak
+    # outside Graphviz's font stack (tests/valgrind.supp) fails them with valgrind's report.
+    meson test -C build --setup valgrind --print-errorlogs cli train_cli || status=1
+    count build valgrind
     # The fuzz targets (fuzz/README.md), clang++ with ASan and UBSan in build-fuzz/: each runs
     # TAPEGRAD_FUZZ_SECONDS (60; 0 skips them) and counts as one test, failed on a finding.
     fuzz_targets=(program csv idx safetensors)

@@ -6,22 +6,21 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <cstdlib>
-#include <cstring>
-#include <fstream>
-#include <iterator>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <limits>
 #include <memory>
 #include <string>
 #include <string_view>
-#include <vector>
-
 #include <tapegrad/graph.hpp>
 #include <tapegrad/nn/checkpoint.hpp>
 #include <tapegrad/nn/data.hpp>
@@ -32,6 +31,7 @@
 #include <tapegrad/nn/plot.hpp>
 #include <tapegrad/nn/trainer.hpp>
 #include <tapegrad/tensor.hpp>
+#include <vector>
 
 namespace tapegrad {
 
@@ -257,11 +257,18 @@ std::vector<fs::path> plot_history(const std::string& dir, const nn::History& hi
   const std::string terminal =
       "set terminal pngcairo size 800,500 enhanced font 'DejaVu Sans,11'\n"
       "set grid lc rgb '#dddddd'\nset key box opaque\nset xlabel 'epoch'\n";
+  // gnuplot refuses to autoscale a plot with no finite point: a diverged run gets a fixed range.
+  const bool finite = std::any_of(history.epochs.begin(), history.epochs.end(),
+                                  [](const nn::EpochStats& e) { return std::isfinite(e.loss); });
   std::string script = terminal +
+                       (finite ? ""
+                               : "set yrange [0:1]\nset label 'the loss is not finite' "
+                                 "at graph 0.5, 0.5 center\n") +
                        "set output 'loss.png'\nset ylabel 'loss'\nset title 'training loss'\n"
                        "plot 'history.dat' using 1:2 with lines lw 2 lc rgb '#1f77b4' "
                        "title 'loss'\n"
-                       "set output 'accuracy.png'\nset ylabel 'accuracy'\nset yrange [0:1.02]\n"
+                       "set output 'accuracy.png'\nunset label\nset ylabel 'accuracy'\n"
+                       "set yrange [0:1.02]\n"
                        "set title 'accuracy'\nset key bottom right\n"
                        "plot 'history.dat' using 1:3 with lines lw 2 lc rgb '#1f77b4' "
                        "title 'train'";
@@ -356,7 +363,14 @@ int run_train(const NnOptions& o) {
   const double test_accuracy =
       d.has_test ? nn::evaluate(mlp, d.test, loss).accuracy : std::numeric_limits<double>::quiet_NaN();
   std::vector<fs::path> plots;
-  if (!o.plot.empty()) plots = plot_history(o.plot, history, d.has_test);
+  if (!o.plot.empty()) {
+    plots = plot_history(o.plot, history, d.has_test);
+    if (d.train.cols == 2)  // a map of the plane; other data have no plane to draw
+      plots.push_back(nn::plot::decision_boundary(
+          fs::path(o.plot) / "boundary.png", mlp, d.train, loss,
+          {.title = fmt::format("{}: MLP {} ({}, out {}, loss {}) after {} epochs", d.name,
+                                layers_str(sizes), o.act, o.out, o.loss, history.epochs.size())}));
+  }
   if (o.json) {
     fmt::print("{{\"train_accuracy\": {}, \"test_accuracy\": {}, \"loss\": {}, \"seconds\": {}, "
                "\"epochs\": {}, \"grad_norms\": {}, \"dead_fraction\": {}}}\n",
@@ -469,9 +483,12 @@ NnCommands add_nn_commands(CLI::App& app) {
                     "\"test_accuracy\", \"loss\", \"seconds\", \"grad_norms\", "
                     "\"dead_fraction\"}, and no progress (NaN and infinities are null)");
 
-  c.train->add_option("--plot", o.plot,
-                      "Write history.dat and the loss and accuracy curves (loss.png, "
-                      "accuracy.png, drawn by gnuplot) into DIR, created if needed")
+  c.train
+      ->add_option("--plot", o.plot,
+                   "Write history.dat and the loss and accuracy curves (loss.png, "
+                   "accuracy.png, drawn by gnuplot) into DIR, created if needed; for data "
+                   "with 2 features also boundary.png, the trained model's decision regions "
+                   "with the training points (data with more features get no boundary plot)")
       ->type_name("DIR");
 
   c.graph = app.add_subcommand(

@@ -2,11 +2,15 @@
 
 #include "tapegrad/file.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
+#include <string_view>
 #include <system_error>
 
 #include "tapegrad/error.hpp"
@@ -39,13 +43,49 @@ int write_all(int fd, std::span<const std::byte> bytes) {
   return 0;
 }
 
+// The directory part of `path`, "." for a bare name.
+std::string directory_of(const std::string& path) {
+  const std::size_t slash = path.find_last_of('/');
+  return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+}
+
+// The process id in the name of a temporary file of `path`, "NAME.tmp-PID-N"; 0 if `entry`
+// is not one.
+pid_t temporary_owner(std::string_view entry, std::string_view name) {
+  if (!entry.starts_with(name) || !entry.substr(name.size()).starts_with(".tmp-")) return 0;
+  entry.remove_prefix(name.size() + 5);
+  const std::size_t dash = entry.find('-');
+  if (dash == std::string_view::npos || dash + 1 == entry.size() ||
+      entry.find_first_not_of("0123456789", dash + 1) != std::string_view::npos)
+    return 0;
+  pid_t pid = 0;
+  const auto [end, ec] = std::from_chars(entry.data(), entry.data() + dash, pid);
+  return ec == std::errc() && end == entry.data() + dash ? pid : 0;
+}
+
+// Removes what interrupted writes of `path` left behind: its temporary files whose process no
+// longer exists (a killed process cannot clean up). A live writer's file, this process's own
+// and anything that cannot be checked are left alone; nothing here is an error.
+void remove_stale_temporaries(const std::string& path) {
+  const std::string dir = directory_of(path);
+  const std::size_t slash = path.find_last_of('/');
+  const std::string_view name = slash == std::string::npos
+                                    ? std::string_view(path)
+                                    : std::string_view(path).substr(slash + 1);
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return;
+  while (const dirent* e = ::readdir(d)) {
+    const pid_t owner = temporary_owner(e->d_name, name);
+    if (owner <= 0 || owner == ::getpid()) continue;
+    if (::kill(owner, 0) == 0 || errno != ESRCH) continue;  // alive, or not ours to know
+    ::unlinkat(::dirfd(d), e->d_name, 0);
+  }
+  ::closedir(d);
+}
+
 // Makes the rename itself durable; a failure here cannot lose the file, so it is not an error.
 void sync_directory(const std::string& path) {
-  const std::size_t slash = path.find_last_of('/');
-  const std::string dir = slash == std::string::npos ? "."
-                          : slash == 0               ? "/"
-                                                     : path.substr(0, slash);
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  const int fd = ::open(directory_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return;
   ::fsync(fd);
   ::close(fd);
@@ -59,6 +99,7 @@ void write_file_atomically(const std::string& path,
   auto fail = [&](int err) {
     return Error(fmt::format("cannot write {} \"{}\": {}", what, path, errno_text(err)));
   };
+  remove_stale_temporaries(path);
   std::string temporary;
   const int fd = create_temporary(path, temporary);
   if (fd < 0) throw fail(errno);

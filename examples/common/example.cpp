@@ -34,6 +34,8 @@ Options parse(int argc, char** argv, std::string_view about,
     fmt::print(stderr, "error: cannot create {}: {}\n", o.out.string(), ec.message());
     std::exit(2);
   }
+  // gnuplot runs in o.out and is given paths below it: a relative one would count twice.
+  o.out = std::filesystem::absolute(o.out);
   return o;
 }
 

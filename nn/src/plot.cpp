@@ -1,4 +1,4 @@
-// The gnuplot runner and data-file writer.
+// The gnuplot runner, the data-file writer and decision-boundary maps.
 
 #include "tapegrad/nn/plot.hpp"
 
@@ -8,13 +8,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
+#include <cmath>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <limits>
 
 #include "tapegrad/error.hpp"
+#include "tapegrad/nn/metrics.hpp"
+#include "tapegrad/tensor.hpp"
 
 extern char** environ;
 
@@ -110,6 +116,228 @@ std::string png_terminal(const fs::path& path, int width, int height) {
       "set grid lc rgb '#dddddd'\n"
       "set key box opaque\n",
       width, height, path.string());
+}
+
+// ---- Decision maps ------------------------------------------------------------------------------
+
+double DecisionGrid::x(std::int64_t k) const {
+  return nx < 2 ? x_min : x_min + (x_max - x_min) * double(k % nx) / double(nx - 1);
+}
+double DecisionGrid::y(std::int64_t k) const {
+  return ny < 2 ? y_min : y_min + (y_max - y_min) * double(k / nx) / double(ny - 1);
+}
+
+DecisionGrid decision_grid(Module& model, const Dataset& data, LossKind loss,
+                           std::int64_t resolution, double margin, double aspect) {
+  if (data.cols != 2)
+    throw ag::Error(
+        fmt::format("decision_grid: the data has {} features; a decision map needs 2", data.cols));
+  if (data.rows < 1) throw ag::Error("decision_grid: the data has no rows");
+  if (resolution < 2 || resolution > 4096)
+    throw ag::Error(fmt::format("decision_grid: resolution {} is not in [2, 4096]", resolution));
+  DecisionGrid g;
+  g.nx = g.ny = resolution;
+  g.x_min = g.y_min = std::numeric_limits<double>::infinity();
+  g.x_max = g.y_max = -g.x_min;
+  for (std::int64_t r = 0; r < data.rows; ++r) {
+    const std::span<const float> p = data.row(r);
+    g.x_min = std::min(g.x_min, double(p[0]));
+    g.x_max = std::max(g.x_max, double(p[0]));
+    g.y_min = std::min(g.y_min, double(p[1]));
+    g.y_max = std::max(g.y_max, double(p[1]));
+  }
+  if (!std::isfinite(g.x_max - g.x_min) || !std::isfinite(g.y_max - g.y_min))
+    throw ag::Error("decision_grid: the data has a feature that is not finite");
+  // The margin is a fraction of the larger side, so both axes get the same; a single point
+  // still gets a square around it.
+  const double pad = std::max(margin * std::max(g.x_max - g.x_min, g.y_max - g.y_min), 1e-3);
+  g.x_min -= pad, g.x_max += pad, g.y_min -= pad, g.y_max += pad;
+  if (aspect > 0) {
+    const double width = g.x_max - g.x_min, height = g.y_max - g.y_min;
+    const double grow_x = std::max(height / aspect - width, 0.0) / 2;
+    const double grow_y = std::max(width * aspect - height, 0.0) / 2;
+    g.x_min -= grow_x, g.x_max += grow_x, g.y_min -= grow_y, g.y_max += grow_y;
+  }
+
+  const std::int64_t n = g.nx * g.ny;
+  std::vector<float> points(static_cast<std::size_t>(2 * n));
+  for (std::int64_t k = 0; k < n; ++k) {
+    points[std::size_t(2 * k)] = float(g.x(k));
+    points[std::size_t(2 * k + 1)] = float(g.y(k));
+  }
+  ag::TensorTape tape;
+  ag::NoGrad no_grad(tape);
+  const bool was_training = model.is_training();
+  model.eval();
+  const ag::Tensor out =
+      model(tape, tape.constant(ag::Shape{n, 2}, std::span<const float>(points)));
+  model.train(was_training);
+
+  const std::int64_t cols = out.shape().rank() == 2 ? out.shape()[1] : 1;
+  if (loss == LossKind::cross_entropy ? cols < 2 : cols != 1)
+    throw ag::Error(
+        fmt::format("decision_grid: the model has {} outputs; {} needs {}", cols, loss_name(loss),
+                    loss == LossKind::cross_entropy ? "one per class, at least 2" : "1"));
+  g.classes = loss == LossKind::cross_entropy ? cols : 2;
+  g.hinge = loss == LossKind::hinge;
+  g.level = g.hinge ? 0.0 : 0.5;
+  g.predicted = predict(out, scores_of(loss));
+  g.value.resize(static_cast<std::size_t>(n));
+  std::vector<double> row(static_cast<std::size_t>(cols));
+  for (std::int64_t k = 0; k < n; ++k) {
+    for (std::int64_t c = 0; c < cols; ++c) row[std::size_t(c)] = out.value(k * cols + c);
+    double& v = g.value[std::size_t(k)];
+    if (loss == LossKind::cross_entropy) {
+      // softmax, shifted by the largest logit so exp cannot overflow
+      const double top = *std::max_element(row.begin(), row.end());
+      double sum = 0;
+      for (double z : row) sum += std::exp(z - top);
+      const double chosen = cols == 2 ? row[1] : row[std::size_t(g.predicted[std::size_t(k)])];
+      v = std::exp(chosen - top) / sum;
+    } else if (loss == LossKind::bce_with_logits) {
+      v = 1 / (1 + std::exp(-row[0]));
+    } else if (g.hinge) {
+      v = std::clamp(row[0], -1.0, 1.0);
+    } else {
+      v = std::clamp(row[0], 0.0, 1.0);
+    }
+  }
+  return g;
+}
+
+namespace {
+
+// Tableau's ten colors: the points of class k (k mod 10), and the tints of its region.
+constexpr std::array<std::uint32_t, 10> kClassColors = {0xd62728, 0x1f77b4, 0x2ca02c, 0xff7f0e,
+                                                        0x9467bd, 0x8c564b, 0xe377c2, 0x7f7f7f,
+                                                        0xbcbd22, 0x17becf};
+
+std::uint32_t class_color(std::int64_t k) { return kClassColors[std::size_t(k % 10)]; }
+
+// `rgb` moved towards white by `t` in [0, 1].
+std::uint32_t towards_white(std::uint32_t rgb, double t) {
+  std::uint32_t out = 0;
+  for (int shift = 16; shift >= 0; shift -= 8) {
+    const double c = double((rgb >> shift) & 0xff);
+    out |= std::uint32_t(std::lround(c + (255 - c) * t)) << shift;
+  }
+  return out;
+}
+
+std::string hex(std::uint32_t rgb) { return fmt::format("'#{:06x}'", rgb); }
+
+// A gnuplot string literal: single quotes, in which '' is a quote.
+std::string gp_string(const std::string& text) {
+  std::string out = "'";
+  for (char c : text) out += c == '\'' ? std::string("''") : std::string(1, c);
+  return out + "'";
+}
+
+void write_text(const fs::path& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(text.data(), std::streamsize(text.size()));
+  if (!f) throw ag::Error(fmt::format("cannot write {}: {}", path.string(), std::strerror(errno)));
+}
+
+}  // namespace
+
+fs::path decision_boundary(const fs::path& png, Module& model, const Dataset& data, LossKind loss,
+                           const BoundaryOptions& o) {
+  // The plot's frame at fixed pixel margins (the title above; tics, labels and the key below;
+  // a binary map's color box on the right), and a grid of the frame's shape: x and y to scale.
+  const bool binary = loss != LossKind::cross_entropy || data.classes <= 2;
+  const double left = 75, right = binary ? 125 : 25, top = 45, bottom = 95;
+  const double frame_w = o.width - left - right, frame_h = o.height - top - bottom;
+  if (frame_w < 50 || frame_h < 50)
+    throw ag::Error(
+        fmt::format("decision_boundary: {}x{} is too small for a plot", o.width, o.height));
+  const DecisionGrid g =
+      decision_grid(model, data, loss, o.resolution, o.margin, frame_h / frame_w);
+  if (binary != (g.classes == 2))
+    throw ag::Error(fmt::format("decision_boundary: the model has {} outputs for {} classes",
+                                g.classes, data.classes));
+  const fs::path dir = png.parent_path().empty() ? fs::path(".") : png.parent_path();
+  const std::string stem = png.stem().string();
+  const std::string grid_file = stem + "_grid.dat", points_file = stem + "_points.dat";
+
+  // The grid, one line of points per y with a blank line after each: gnuplot's grid format,
+  // which both `with image` and the contour of the boundary read.
+  std::string text = binary ? "# x1 x2 class value\n" : "# x1 x2 class confidence r g b\n";
+  for (std::int64_t k = 0; k < g.nx * g.ny; ++k) {
+    const std::int32_t c = g.predicted[std::size_t(k)];
+    const double v = g.value[std::size_t(k)];
+    text += fmt::format("{:.6g} {:.6g} {} {:.6g}", g.x(k), g.y(k), c, v);
+    if (!binary) {
+      // Paler where the model is less sure: confidence 1/classes (a tie) to 1.
+      const double floor = 1.0 / double(g.classes);
+      const double sure = std::isfinite(v) ? std::clamp((v - floor) / (1 - floor), 0.0, 1.0) : 0;
+      const std::uint32_t rgb = towards_white(class_color(c), 0.9 - 0.3 * sure);
+      text += fmt::format(" {} {} {}", rgb >> 16, (rgb >> 8) & 0xff, rgb & 0xff);
+    }
+    text += (k + 1) % g.nx == 0 ? "\n\n" : "\n";
+  }
+  write_text(dir / grid_file, text);
+  text = "# x1 x2 label\n";
+  for (std::int64_t r = 0; r < data.rows; ++r)
+    text += fmt::format("{} {} {}\n", data.row(r)[0], data.row(r)[1], data.labels[std::size_t(r)]);
+  write_text(dir / points_file, text);
+
+  const std::int64_t classes = std::max(g.classes, data.classes);
+  std::vector<std::string> names = o.class_names.empty() ? data.class_names : o.class_names;
+  for (std::int64_t k = std::int64_t(names.size()); k < classes; ++k)
+    names.push_back(fmt::format("class {}", k));
+  const auto feature = [&](std::size_t i) {
+    return data.feature_names.size() == 2 ? data.feature_names[i] : fmt::format("x{}", i + 1);
+  };
+
+  std::string script = png_terminal(png.filename(), o.width, o.height);
+  script += fmt::format(
+      "set title {} noenhanced\nset xlabel {} noenhanced\nset ylabel {} noenhanced\n"
+      "unset grid\nset xrange [{}:{}] noextend\nset yrange [{}:{}] noextend\n"
+      "set lmargin at screen {l}\nset rmargin at screen {r}\n"
+      "set tmargin at screen {t}\nset bmargin at screen {b}\n"
+      "set key at screen {c}, screen 0.015 center bottom horizontal Left reverse samplen 2\n"
+      "set colorbox user origin screen {cb}, screen {b} size screen {cw}, screen {ch}\n",
+      gp_string(o.title), gp_string(feature(0)), gp_string(feature(1)), g.x_min, g.x_max, g.y_min,
+      g.y_max, fmt::arg("l", left / o.width), fmt::arg("r", 1 - right / o.width),
+      fmt::arg("t", 1 - top / o.height), fmt::arg("b", bottom / o.height),
+      fmt::arg("c", (left + frame_w / 2) / o.width), fmt::arg("cb", 1 - (right - 15) / o.width),
+      fmt::arg("cw", 20.0 / o.width), fmt::arg("ch", frame_h / o.height));
+  if (std::none_of(g.value.begin(), g.value.end(), [](double v) { return std::isfinite(v); }))
+    script += "set label 'the model''s output is not finite' at graph 0.5, 0.5 center front\n";
+  std::string plot;
+  if (binary) {
+    // The boundary: gnuplot's contour of value at the level, as a table of line segments.
+    script += fmt::format(
+        "set view map\nunset surface\nset contour base\nset cntrparam levels discrete {}\n"
+        "set table $boundary\nsplot {} using 1:2:4 with lines notitle\nunset table\n"
+        "unset contour\nset surface\n",
+        g.level, gp_string(grid_file));
+    const double low = g.hinge ? -1 : 0;
+    script += fmt::format(
+        "set cbrange [{}:1]\nset palette defined ({} {}, {} '#ffffff', 1 {})\n"
+        "set cblabel {} noenhanced\n",
+        low, low, hex(towards_white(class_color(0), 0.6)), g.level,
+        hex(towards_white(class_color(1), 0.6)),
+        gp_string(g.hinge ? "score (clipped to [-1, 1])" : fmt::format("p({})", names[1])));
+    plot = fmt::format(
+        "{} using 1:2:4 with image notitle, $boundary using 1:2 with lines lw 2 "
+        "lc rgb '#303030' title {}",
+        gp_string(grid_file), gp_string(g.hinge ? "score = 0" : "p = 0.5"));
+  } else {
+    script += "unset colorbox\n";
+    plot = fmt::format("{} using 1:2:5:6:7 with rgbimage notitle", gp_string(grid_file));
+  }
+  for (std::int64_t k = 0; k < classes; ++k) {
+    const std::string only = fmt::format("1:($3 == {} ? $2 : NaN)", k);
+    plot += fmt::format(
+        ", {} using {} with points pt 7 ps 0.9 lc rgb {} title {} noenhanced"
+        ", '' using {} with points pt 6 ps 0.9 lw 0.5 lc rgb '#202020' notitle",
+        gp_string(points_file), only, hex(class_color(k)), gp_string(names[std::size_t(k)]), only);
+  }
+  script += "plot " + plot + "\nunset output\n";
+  gnuplot(dir, script);
+  return png;
 }
 
 }  // namespace nn::plot

@@ -29,10 +29,6 @@ constexpr std::pair<LossKind, std::string_view> kLosses[] = {
     {LossKind::hinge, "hinge"},
 };
 
-Scores scores_of(LossKind kind) {
-  return kind == LossKind::bce || kind == LossKind::mse ? Scores::probabilities : Scores::logits;
-}
-
 // The loss of a batch's outputs. Binary losses want one output column.
 ag::Tensor batch_loss(ag::TensorTape& tape, ag::Tensor out, const Batch& batch, LossKind kind) {
   if (kind != LossKind::cross_entropy && out.shape()[1] != 1)
@@ -136,6 +132,10 @@ std::string_view loss_name(LossKind kind) {
   for (auto [k, n] : kLosses)
     if (k == kind) return n;
   return "?";
+}
+
+Scores scores_of(LossKind loss) {
+  return loss == LossKind::bce || loss == LossKind::mse ? Scores::probabilities : Scores::logits;
 }
 
 Evaluation evaluate(Module& model, const Dataset& data, LossKind loss, std::int64_t batch_size) {

@@ -13,8 +13,9 @@ namespace ag {
 // Writes the pieces, in order, to a temporary file next to `path`, flushes it
 // to the disk, renames it over `path` and flushes the directory. On failure
 // the temporary file is removed and ag::Error says "cannot write <what>
-// "<path>": <reason>" (a killed process cannot remove it: "path.tmp-PID-N"
-// stays behind, and `path` is intact).
+// "<path>": <reason>". A killed process cannot remove it: "path.tmp-PID-N"
+// stays behind (and `path` is intact) until the next write of `path`, which
+// first removes every such file whose process no longer exists.
 void write_file_atomically(const std::string& path,
                            std::span<const std::span<const std::byte>> pieces,
                            std::string_view what);

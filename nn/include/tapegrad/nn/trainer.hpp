@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "tapegrad/nn/data.hpp"
+#include "tapegrad/nn/metrics.hpp"
 #include "tapegrad/nn/module.hpp"
 #include "tapegrad/nn/optim.hpp"
 
@@ -27,6 +28,9 @@ enum class LossKind {
 // "bce", "bce_logits", "ce", "mse", "hinge"; throws ag::Error listing them.
 LossKind parse_loss(std::string_view name);
 std::string_view loss_name(LossKind kind);
+// What a model trained with `loss` outputs, which decides its predictions (nn::predict):
+// probabilities for bce and mse, logits (or hinge scores) otherwise.
+Scores scores_of(LossKind loss);
 
 struct EpochStats {
   std::size_t epoch = 0;  // 1-based
