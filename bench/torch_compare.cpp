@@ -177,9 +177,10 @@ class TgFashion : public tc::Session {
 };
 
 int serve_tapegrad() {
-  // A diagnostic (bench/README.md): TG_FTZ=1 flushes subnormal floats to zero (MXCSR FTZ and
-  // DAZ), to see whether an epoch slows down as Adam's moments decay into the subnormal range.
-  if (const char* ftz = std::getenv("TG_FTZ"); ftz != nullptr && std::string(ftz) == "1")
+  // TC_FLUSH_DENORMAL=1 (bench/README.md): every peer flushes subnormal floats to zero in all
+  // its ops (MXCSR FTZ and DAZ; torch.set_flush_denormal for the torch peers). tapegrad's
+  // optimizers do so anyway (Note [Subnormal optimizer state]); this is torch's way to the same.
+  if (const char* ftz = std::getenv("TC_FLUSH_DENORMAL"); ftz != nullptr && std::string(ftz) == "1")
     _mm_setcsr(_mm_getcsr() | 0x8040);
   return tc::serve(
       [](const tc::Spec& spec, std::uint64_t seed) -> std::unique_ptr<tc::Session> {

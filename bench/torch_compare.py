@@ -12,6 +12,7 @@ libopenblas.so.0 that torch loaded.
 import ctypes
 import gzip
 import math
+import os
 import sys
 import time
 
@@ -34,6 +35,9 @@ except OSError:
 
 
 def set_threads(omp, blas):
+    # TC_FLUSH_DENORMAL=1: subnormal floats flush to zero (bench/README.md).
+    if os.environ.get("TC_FLUSH_DENORMAL") == "1":
+        torch.set_flush_denormal(True)
     torch.set_num_threads(omp)
     if _openblas is not None:
         _openblas.openblas_set_num_threads(blas)

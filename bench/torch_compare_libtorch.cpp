@@ -7,6 +7,9 @@
 
 #include <cblas.h>
 
+#include <cstdlib>
+#include <string>
+
 #include "torch_compare.hpp"
 
 #include <tapegrad/nn/data.hpp>
@@ -163,6 +166,9 @@ class LtFashion : public tc::Session {
 }  // namespace
 
 int main() {
+  // TC_FLUSH_DENORMAL=1: subnormal floats flush to zero (bench/README.md).
+  if (const char* ftz = std::getenv("TC_FLUSH_DENORMAL"); ftz != nullptr && std::string(ftz) == "1")
+    at::globalContext().setFlushDenormal(true);
   return tc::serve(
       [](const tc::Spec& spec, std::uint64_t seed) -> std::unique_ptr<tc::Session> {
         if (spec.epochs) return std::make_unique<LtFashion>(spec, seed);
