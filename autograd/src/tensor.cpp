@@ -12,6 +12,7 @@
 #include <cstring>
 #include <limits>
 
+#include "tapegrad/anomaly.hpp"
 #include "tapegrad/format.hpp"
 #include "tapegrad/random.hpp"
 
@@ -741,7 +742,11 @@ Operand operand(const Tensor& t, std::string_view) { return {&t.tape(), t.id()};
 // Access for the free functions below, which record nodes.
 struct Recorder {
   static TensorTape::Impl& impl(TensorTape& t) { return *t.impl_; }
-  static Tensor make(TensorTape& t, NodeId id) { return Tensor(&t, id, t.generation()); }
+  // Every op ends here: the place of anomaly mode's forward check (Note [Anomaly mode]).
+  static Tensor make(TensorTape& t, NodeId id) {
+    if (t.check_finite_) [[unlikely]] detail::check_tensor_forward(t, id);
+    return Tensor(&t, id, t.generation());
+  }
   static bool grad_for(TensorTape& t, std::initializer_list<NodeId> inputs) {
     if (!t.grad_enabled()) return false;
     for (NodeId i : inputs)
@@ -1416,6 +1421,7 @@ bool TensorStepper::next() {
       }
     }
     step_.index = taken_++;
+    if (tape_->check_finite_) [[unlikely]] detail::check_tensor_backward(*tape_, id);
     return true;
   }
   return false;
@@ -1441,6 +1447,7 @@ void TensorStepper::run() {
       if (in.flags & kNeedsGrad) in.flags |= kReached;
     }
     ++taken_;
+    if (tape_->check_finite_) [[unlikely]] detail::check_tensor_backward(*tape_, id);
   }
   cursor_ = 0;
 }
