@@ -500,6 +500,24 @@ void backward_operands(const TensorTape& tape, NodeId id, int k,
 
 }  // namespace
 
+void check_parameter(std::string_view name, const Shape& shape, std::span<const float> data,
+                     std::span<const float> grad) {
+  const std::int64_t bad = first_non_finite(data);
+  if (bad < 0) return;
+  Anomaly a;
+  a.kind = AnomalyKind::update;
+  a.tensor = true;
+  a.op = "optimizer step";
+  a.name = std::string(name);
+  a.dtype = DType::f32;
+  a.value = data[std::size_t(bad)];
+  a.shape = shape;
+  a.index = unravel(shape, bad);
+  if (std::size_t(bad) < grad.size())
+    a.operands.push_back({"gradient", 0, a.name, shape, a.index, {grad[std::size_t(bad)]}});
+  throw AnomalyError(std::move(a));
+}
+
 namespace detail {
 
 void check_tensor_forward(TensorTape& tape, NodeId id) {

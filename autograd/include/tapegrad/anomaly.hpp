@@ -7,7 +7,9 @@
 #include <cstdint>
 #include <limits>
 #include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -132,6 +134,12 @@ class AnomalyMode {
   TensorTape* tensor_ = nullptr;
   bool was_;
 };
+
+// Throws an AnomalyError of kind update when `data` (a parameter named `name`, of `shape`)
+// holds a non-finite element, quoting its gradient there. nn::fit calls it after each
+// optimizer step in anomaly mode, so poisoned weights are never used or saved.
+void check_parameter(std::string_view name, const Shape& shape, std::span<const float> data,
+                     std::span<const float> grad);
 
 namespace detail {
 // The tensor tape's checks (Note [Anomaly mode]), called by tensor.cpp when the mode is on:
