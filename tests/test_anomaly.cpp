@@ -212,6 +212,15 @@ TEST_CASE("tensor forward: exp overflows float32 at 89, not float64") {
         "[1, 0] of (2, 2)");
 }
 
+TEST_CASE("tensor forward: a fixed parameter is part of the report") {
+  TensorTape tape;
+  tape.set_check_finite(true);
+  Tensor x = tape.input(Shape{3}, {1, 0, 2}, "x");
+  CHECK(message_of([&] { (void)pow(x, -1.0); }) ==
+        "anomaly: forward of pow_scalar (node 1, input 0 = 0 at x[1] of (3,), exponent = -1) "
+        "produced inf at [1] of (3,)");
+}
+
 TEST_CASE("tensor backward: sqrt at 0 and log at 1e-39 overflow float32 gradients") {
   TensorTape tape;
   tape.set_check_finite(true);

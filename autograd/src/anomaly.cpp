@@ -58,7 +58,7 @@ std::string operand_text(const Anomaly& a, const AnomalyOperand& o) {
       values += (i ? ", " : "") + number(o.values[i], a.dtype);
     values += std::int64_t(o.values.size()) < covered(o) ? ", ...]" : "]";
   }
-  if (!a.tensor) return fmt::format("{} = {}", o.role, values);
+  if (!a.tensor || o.label.empty()) return fmt::format("{} = {}", o.role, values);  // a param
   return fmt::format("{} = {} at {}", o.role, values, element(o.label, o.index, o.shape));
 }
 
@@ -74,6 +74,11 @@ std::string naming(std::string_view name, std::string_view scope) {
 std::string position(const Anomaly& a) {
   if (!a.tensor) return "";
   return a.shape.rank() == 0 ? " of shape ()" : " at " + element("", a.index, a.shape);
+}
+
+// An op's fixed parameter as an operand: "exponent = -1", "alpha = 0.01".
+AnomalyOperand param_operand(Op op, NodeId id, double param) {
+  return {op == Op::pow_scalar ? "exponent" : "alpha", id, {}, {}, {}, {param}};
 }
 
 bool is_leaf_name(std::string_view op) {
@@ -153,8 +158,7 @@ std::vector<AnomalyOperand> scalar_operands(const Tape& tape, NodeId id) {
     operands.push_back({fmt::format("input {}", k), in, tape.label(in), {}, {}, {tape.value(in)}});
   }
   if (op_info(tape.op(id)).has_param)
-    operands.push_back({tape.op(id) == Op::pow_scalar ? "exponent" : "alpha", id, {}, {}, {},
-                        {tape.param(id)}});
+    operands.push_back(param_operand(tape.op(id), id, tape.param(id)));
   return operands;
 }
 
@@ -272,7 +276,8 @@ std::int64_t ravel(const Shape& s, const std::vector<std::int64_t>& index) {
 std::vector<std::int64_t> broadcast_index(const std::vector<std::int64_t>& out, const Shape& in) {
   std::vector<std::int64_t> index(std::size_t(in.rank()));
   const int shift = int(out.size()) - in.rank();
-  for (int i = 0; i < in.rank(); ++i) index[std::size_t(i)] = in[i] == 1 ? 0 : out[std::size_t(i + shift)];
+  for (int i = 0; i < in.rank(); ++i)
+    index[std::size_t(i)] = in[i] == 1 ? 0 : out[std::size_t(i + shift)];
   return index;
 }
 
@@ -358,8 +363,7 @@ std::vector<AnomalyOperand> forward_operands(const TensorTape& tape, NodeId id,
       for (int k = 0; k < tape.arity(id); ++k)
         input(k, broadcast_index(out, tape.shape(tape.input_of(id, k))));
       if (op_info(tape.elementwise_op(id)).has_param)
-        operands.push_back({tape.elementwise_op(id) == Op::pow_scalar ? "exponent" : "alpha", id,
-                            {}, {}, {}, {tape.param(id)}});
+        operands.push_back(param_operand(tape.elementwise_op(id), id, tape.param(id)));
       break;
     case TOp::matmul:  // out[i, j] = a[i, :] . b[:, j]
       input(0, {out[0], -1});
