@@ -265,8 +265,10 @@ std::string cpu_model() {
 
 void usage() {
   std::fprintf(stderr,
-               "usage: scalar_bench [--rounds N]\n"
-               "       scalar_bench --callgrind tape-chain|plain-chain|tape-moons|plain-moons\n");
+               "usage: scalar_bench [--rounds N] [--check-finite]\n"
+               "       scalar_bench --callgrind tape-chain|plain-chain|tape-moons|plain-moons "
+               "[--check-finite]\n"
+               "--check-finite runs the tapes in anomaly mode (Note [Anomaly mode])\n");
   std::exit(2);
 }
 
@@ -275,16 +277,20 @@ void usage() {
 int main(int argc, char** argv) {
   int rounds = 21;
   std::string callgrind;
+  bool check_finite = false;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (arg == "--rounds" && i + 1 < argc) rounds = std::max(1, std::atoi(argv[++i]));
     else if (arg == "--callgrind" && i + 1 < argc) callgrind = argv[++i];
+    else if (arg == "--check-finite") check_finite = true;
     else usage();
   }
 
   Workload chain{"chain", ag::Tape(kChainReps * kChainOpsPerRep + 5), chain_coeffs(), {}, {},
                  true};
   Workload moons{"moons", ag::Tape(), {}, make_moons(), {}, false};
+  chain.tape.set_check_finite(check_finite);
+  moons.tape.set_check_finite(check_finite);
 
   if (!callgrind.empty()) {
     // One warm-up step (the tape grows to its size), then the one step to count.
@@ -312,8 +318,8 @@ int main(int argc, char** argv) {
   std::printf("cpu:      %s (%u threads online)\n", cpu_model().c_str(),
               static_cast<unsigned>(sysconf(_SC_NPROCESSORS_ONLN)));
   std::printf("compiler: g++ %s, %s\n", __VERSION__, TG_BUILD_INFO);
-  std::printf("rounds:   %d, tape and plain alternated (ABAB...), medians over rounds\n\n",
-              rounds);
+  std::printf("rounds:   %d, tape and plain alternated (ABAB...), medians over rounds%s\n\n",
+              rounds, check_finite ? "; tapes in anomaly mode" : "");
   std::printf("%-6s %8s %10s %10s %10s %10s %8s %8s\n", "", "nodes", "rec+back", "record",
               "backward", "plain", "ratio", "ratio*");
   std::printf("%-6s %8s %10s %10s %10s %10s %8s %8s\n", "", "", "ns/node", "ns/node", "ns/node",

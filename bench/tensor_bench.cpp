@@ -545,7 +545,9 @@ std::string load_average() {
 void usage() {
   std::fprintf(stderr,
                "usage: tensor_bench [--rounds N] [--only matmul|elementwise|tiny]\n"
-               "       tensor_bench --callgrind tape-OP|plain-OP   (OP: add relu matmul linear)\n");
+               "       tensor_bench --callgrind tape-OP|plain-OP [--check-finite]   (OP: add relu "
+               "matmul linear;\n"
+               "       --check-finite: the tape in anomaly mode, Note [Anomaly mode])\n");
   std::exit(2);
 }
 
@@ -553,13 +555,16 @@ void usage() {
 
 int main(int argc, char** argv) {
   std::string callgrind, only;
+  bool check_finite = false;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (arg == "--rounds" && i + 1 < argc) g_rounds = std::max(1, std::atoi(argv[++i]));
     else if (arg == "--only" && i + 1 < argc) only = argv[++i];
     else if (arg == "--callgrind" && i + 1 < argc) callgrind = argv[++i];
+    else if (arg == "--check-finite") check_finite = true;
     else usage();
   }
+  if (check_finite && callgrind.empty()) usage();  // the timed sections run with the mode off
 
   if (!callgrind.empty()) {
     // One warm-up step outside the counted function (the arena and node vector grow to their
@@ -574,6 +579,7 @@ int main(int argc, char** argv) {
                                         : (usage(), Tiny::add);
     TinyCase c(op);
     TensorTape tape;
+    tape.set_check_finite(check_finite);
     if (kind == "tape") {
       tape.reset();
       tape.backward(record_tiny(tape, c), c.seed);

@@ -307,6 +307,46 @@ class Errors(CliTest):
                 self.assertNotEqual(r.stderr, "")
 
 
+class CheckFinite(CliTest):
+    """--check-finite: the first NaN or infinity is one message naming its op (exit code 2),
+    and nothing is printed or written; without it the same programs give nan and inf."""
+
+    def test_forward(self):
+        self.fails("grad", "--check-finite", "y = log(x)", "x=0",
+                   message="error: anomaly: forward of log (node 1 'y', input 0 = 0) "
+                           "produced -inf\n")
+        self.fails("grad", "--check-finite", "--json", "q = x - y; r = q / q", "x=2", "y=2",
+                   message="anomaly: forward of div (node 3 'r', input 0 = 0, input 1 = 0) "
+                           "produced nan")
+        self.fails("grad", "--check-finite", "y = exp(x)", "x=710",
+                   message="anomaly: forward of exp (node 1 'y', input 0 = 710) produced inf")
+
+    def test_backward(self):
+        self.fails("grad", "--check-finite", "h = sqrt(x); y = h * 3", "x=0",
+                   message="error: anomaly: backward of sqrt (node 1 'h', input 0 = 0) produced "
+                           "gradient inf for x (node 0): upstream 3 times local gradient inf\n")
+
+    def test_an_input_given_nan(self):
+        self.fails("grad", "--check-finite", "y = relu(x)", "x=nan",
+                   message="anomaly: input x (node 0) is nan as given, before any op")
+
+    def test_step_and_dot_write_nothing(self):
+        self.fails("step", "--check-finite", "h = sqrt(x)", "x=0", "-o", "g.svg",
+                   "--frames", "frames", message="backward of sqrt")
+        self.fails("dot", "--check-finite", "h = sqrt(x)", "x=0", "-o", "g.dot",
+                   message="backward of sqrt")
+
+    def test_off_the_same_programs_give_nan_and_inf(self):
+        self.assertEqual(self.ok("grad", "y = log(x)", "x=0"), "y = -inf\ndy/dx = inf\n")
+        self.assertEqual(self.ok("grad", "h = sqrt(x); y = h * 3", "x=0"),
+                         "y = 0\ndy/dx = inf\n")
+        self.assertEqual(self.ok("grad", "y = relu(x)", "x=nan"), "y = 0\ndy/dx = 0\n")
+
+    def test_finite_programs_are_unchanged(self):
+        self.assertEqual(self.ok("grad", "--check-finite", CS231N, *CS231N_INPUTS),
+                         "f = -12\ndf/dx = -4\ndf/dy = -4\ndf/dz = 3\n")
+
+
 class Help(CliTest):
     def test_each_subcommand_explains_the_language(self):
         for command in ["grad", "step", "dot"]:
@@ -319,6 +359,8 @@ class Help(CliTest):
         self.assertIn("--frames", self.ok("step", "--help"))
         self.assertIn("--style", self.ok("dot", "--help"))
         self.assertIn("--json", self.ok("grad", "--help"))
+        for command in ["grad", "step", "dot"]:
+            self.assertIn("--check-finite", self.ok(command, "--help"))
 
 
 def main():

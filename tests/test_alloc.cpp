@@ -1,5 +1,6 @@
 // A warm training step allocates nothing: operator new is counted while an MLP
-// is recorded, differentiated and updated, on the tensor tape and the scalar tape.
+// is recorded, differentiated and updated, on the tensor tape and the scalar tape, also in
+// anomaly mode (which allocates only to report what it found).
 
 #include <doctest/doctest.h>
 
@@ -39,13 +40,14 @@ struct Layer {
   }
 };
 
-// Runs `steps` training steps of a sizes[0]-...-1 MLP on a batch; returns the
-// allocations counted after the first step, and the first and last loss.
+// Runs `steps` training steps of a sizes[0]-...-1 MLP on a batch, in anomaly mode if asked;
+// returns the allocations counted after the first step, and the first and last loss.
 struct Run {
   long allocations_after_warmup;
   double first_loss, last_loss;
 };
-Run train(std::vector<std::int64_t> sizes, std::int64_t batch, int steps) {
+Run train(std::vector<std::int64_t> sizes, std::int64_t batch, int steps,
+          bool check_finite = false) {
   std::vector<Layer> layers;
   for (std::size_t i = 0; i + 1 < sizes.size(); ++i) layers.emplace_back(sizes[i], sizes[i + 1], i);
   std::vector<float> x(static_cast<std::size_t>(batch * sizes[0]));
@@ -55,6 +57,7 @@ Run train(std::vector<std::int64_t> sizes, std::int64_t batch, int steps) {
   for (std::size_t i = 0; i < y.size(); ++i) y[i] = x[i * std::size_t(sizes[0])] > 0 ? 1.f : 0.f;
 
   TensorTape tape;
+  tape.set_check_finite(check_finite);
   Run run{0, 0, 0};
   for (int s = 0; s < steps; ++s) {
     if (s == 1) {
@@ -92,6 +95,14 @@ TEST_CASE("a warm tensor training step allocates nothing (layers large enough fo
   CHECK(run.last_loss < run.first_loss);
 }
 
+TEST_CASE("a warm tensor training step in anomaly mode allocates nothing") {
+  Run small = train({2, 8, 8, 1}, 4, 50, true);
+  CHECK(small.allocations_after_warmup == 0);
+  CHECK(small.last_loss < small.first_loss);
+  Run large = train({32, 64, 64, 1}, 64, 20, true);
+  CHECK(large.allocations_after_warmup == 0);
+}
+
 TEST_CASE("the counter does count: a step that grows a std::vector is seen") {
   counting = true;
   allocations = 0;
@@ -100,10 +111,11 @@ TEST_CASE("the counter does count: a step that grows a std::vector is seen") {
   CHECK(allocations == 1);
 }
 
-TEST_CASE("a warm scalar training step allocates nothing") {
+// The allocations of 19 warm steps of a tiny scalar model, in anomaly mode if asked.
+static long scalar_allocations(bool check_finite) {
   Tape tape;
-  std::vector<double> w{0.5, -0.3, 0.8}, gw(3);
-  long counted = 0;
+  tape.set_check_finite(check_finite);
+  std::vector<double> w{0.5, -0.3, 0.8};
   for (int s = 0; s < 20; ++s) {
     if (s == 1) {
       allocations = 0;
@@ -122,6 +134,10 @@ TEST_CASE("a warm scalar training step allocates nothing") {
     w[2] -= 0.1 * b.grad();
   }
   counting = false;
-  counted = allocations;
-  CHECK(counted == 0);
+  return allocations;
+}
+
+TEST_CASE("a warm scalar training step allocates nothing, in anomaly mode too") {
+  CHECK(scalar_allocations(false) == 0);
+  CHECK(scalar_allocations(true) == 0);
 }

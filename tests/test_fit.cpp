@@ -1,11 +1,13 @@
-// The training loop: it learns, reports what it did, shows progress as asked,
-// and a run resumed from its checkpoint ends exactly where an uninterrupted one does.
+// The training loop: it learns, reports what it did, shows progress as asked, a run resumed
+// from its checkpoint ends exactly where an uninterrupted one does, and check_finite stops a
+// diverging run.
 
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -145,4 +147,51 @@ TEST_CASE("fit names what does not fit") {
                        doctest::Contains("linear: input (4, 2) has 2 features but weight (4, 3) "
                                          "expects 3"),
                        Error);
+}
+
+TEST_CASE("check_finite stops a diverging run at the op, before a checkpoint is written") {
+  const nn::Dataset data = nn::moons(100, 0.1, 1);
+  auto run = [&](double lr, bool check, const std::string& checkpoint) {
+    nn::MLP mlp({2, 16, 16, 1}, nn::Activation::relu, nn::Activation::none, 1);
+    nn::SGD sgd(mlp.parameters(), {.lr = lr});
+    nn::FitOptions options;
+    options.epochs = 5;
+    options.batch_size = 20;
+    options.loss = nn::LossKind::bce_with_logits;
+    options.progress = nn::FitOptions::Progress::quiet;
+    options.check_finite = check;
+    options.checkpoint = checkpoint;
+    return nn::fit(mlp, sgd, data, options);
+  };
+  // Off, as before: the loss turns to NaN and training goes on.
+  CHECK(std::isnan(run(1e30, false, "").epochs.back().loss));
+
+  // On: the first op that overflows, in the third layer; the checkpoint there is untouched.
+  const auto ckpt = scratch("diverged.safetensors");
+  {
+    std::FILE* f = std::fopen(ckpt.c_str(), "wb");
+    std::fputs("an earlier checkpoint", f);
+    std::fclose(f);
+  }
+  try {
+    run(1e30, true, ckpt.string());
+    FAIL("no anomaly");
+  } catch (const AnomalyError& e) {
+    CHECK(e.anomaly().kind == AnomalyKind::forward);
+    CHECK(e.anomaly().op == "linear");
+    CHECK(e.anomaly().scope == "layers.2");
+    CHECK(e.anomaly().value == std::numeric_limits<double>::infinity());
+  }
+  std::FILE* f = std::fopen(ckpt.c_str(), "rb");
+  CHECK(read_all(f) == "an earlier checkpoint");
+  std::fclose(f);
+
+  // A rate that is itself infinite in float32 poisons the weights in the update, which is
+  // caught there, not at the next forward.
+  CHECK_THROWS_WITH_AS(run(1e39, true, ""),
+                       doctest::Contains("anomaly: an optimizer step made parameter "
+                                         "layers.0.weight inf at [0, 0] of (16, 2) (gradient "
+                                         "there "),
+                       AnomalyError);
+  std::filesystem::remove_all(ckpt.parent_path());
 }

@@ -323,6 +323,38 @@ class TrainErrors(TrainCliTest):
                    message="nodir is not a directory")
 
 
+class CheckFinite(TrainCliTest):
+    """train --check-finite on a learning rate so big that training diverges to inf."""
+    DIVERGES = ["--data", "moons", "--layers", "2,16,16,1", "--loss", "bce_logits", "--opt",
+                "sgd", "--lr", "1e30", "--epochs", "3", "--batch", "20", "--seed", "1"]
+
+    def test_one_message_exit_2_and_the_checkpoint_intact(self):
+        checkpoint = self.write("m.safetensors", "an earlier checkpoint")
+        for extra in [[], ["--json"]]:
+            with self.subTest(extra=extra):
+                r = run("train", *self.DIVERGES, "--check-finite", "--save", "m.safetensors",
+                        *extra, cwd=self.dir)
+                self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+                self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
+                self.assertRegex(r.stderr, r"^error: anomaly: forward of linear \(node \d+ in "
+                                           r"layers\.\d, input 0 = .* produced inf at \[")
+                self.assertNotIn("checkpoint written", r.stdout)
+                with open(checkpoint) as f:
+                    self.assertEqual(f.read(), "an earlier checkpoint")
+                self.assertEqual(os.listdir(self.dir), ["m.safetensors"])
+
+    def test_off_it_diverges_silently(self):
+        summary = self.lines(*self.DIVERGES)[-1]
+        self.assertIsNone(summary["loss"])  # NaN, written as null
+
+    def test_a_healthy_run_is_unchanged(self):
+        self.assertEqual(self.lines(*SMALL, "--epochs", "3", "--check-finite")[-1]["loss"],
+                         self.lines(*SMALL, "--epochs", "3")[-1]["loss"])
+
+    def test_help(self):
+        self.assertIn("--check-finite", self.ok("train", "--help"))
+
+
 class Graph(TrainCliTest):
     def setUp(self):
         super().setUp()

@@ -89,6 +89,7 @@ struct Options {
   std::string frames;
   std::string output;
   std::string style = "lecture";
+  bool check_finite = false;
 };
 
 std::string read_source(const std::string& file) {
@@ -126,6 +127,17 @@ Loaded load(const Options& o) {
   return {std::move(program), std::move(values)};
 }
 
+// --check-finite: records the program and runs backward in anomaly mode (Note [Anomaly mode]) on
+// a tape of its own before anything is printed or written, so that a NaN or an infinity is
+// one message naming its op, exit code 2, and no partial output. The forward check runs after
+// recording, when the program has named its nodes, so the message has their names.
+void check_finite(const Loaded& in) {
+  ag::Tape tape;
+  const auto r = in.program.record(tape, in.values);
+  tape.check_forward();
+  tape.set_check_finite(true);
+  tape.backward(r.output);
+}
 
 ag::GraphOptions graph_options(const Options& o) {
   return {.style = o.style == "values" ? ag::GraphStyle::values : ag::GraphStyle::lecture};
@@ -143,6 +155,7 @@ void print_gradients(const ag::Tape& tape, const tapegrad::Program::Recorded& r,
 
 int run_grad(const Options& o) {
   const Loaded in = load(o);
+  if (o.check_finite) check_finite(in);
   ag::Tape tape;
   const auto r = in.program.record(tape, in.values);
   tape.backward(r.output);
@@ -161,6 +174,7 @@ int run_grad(const Options& o) {
 
 int run_step(const Options& o) {
   const Loaded in = load(o);
+  if (o.check_finite) check_finite(in);
   if (!o.output.empty()) check_graph_path(o.output);
   if (!o.frames.empty()) {
     std::error_code ec;
@@ -220,6 +234,7 @@ int run_step(const Options& o) {
 
 int run_dot(const Options& o) {
   const Loaded in = load(o);
+  if (o.check_finite) check_finite(in);
   if (!o.output.empty()) check_graph_path(o.output);
   ag::Tape tape;
   const auto r = in.program.record(tape, in.values);
@@ -295,6 +310,10 @@ CLI::App* add_command(CLI::App& app, const char* name, const char* description, 
       ->type_name("NAME=VALUE");
   sub->add_option("-f,--file", o.file, "Read the program from FILE ('-': standard input)")
       ->type_name("FILE");
+  sub->add_flag("--check-finite", o.check_finite,
+                "Anomaly mode: stop at the first op whose value or gradient is NaN or infinite, "
+                "naming it, its inputs' values and the input its gradient went to (exit code 2, "
+                "nothing printed or written)");
   sub->footer(kLanguageHelp);
   return sub;
 }

@@ -52,6 +52,7 @@ struct NnOptions {
   std::string resume;
   bool json = false;
   std::string plot;
+  bool check_finite = false;
   // graph
   std::string checkpoint;
   std::string output;
@@ -314,6 +315,7 @@ int run_train(const NnOptions& o) {
   fo.loss = loss;
   fo.test = d.has_test ? &d.test : nullptr;
   fo.diagnostics = true;
+  fo.check_finite = o.check_finite;
   fo.out = stdout;
   if (o.json) fo.progress = nn::FitOptions::Progress::quiet;
 
@@ -483,6 +485,10 @@ NnCommands add_nn_commands(CLI::App& app) {
                     "\"test_accuracy\", \"loss\", \"seconds\", \"grad_norms\", "
                     "\"dead_fraction\"}, and no progress (NaN and infinities are null)");
 
+  c.train->add_flag("--check-finite", o.check_finite,
+                    "Anomaly mode: stop at the first op of a step whose value or gradient is NaN "
+                    "or infinite, or a weight an optimizer step made so, naming it and its layer "
+                    "(exit code 2); no checkpoint is written from the poisoned weights");
   c.train
       ->add_option("--plot", o.plot,
                    "Write history.dat and the loss and accuracy curves (loss.png, "

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <limits>
 
 #include "tapegrad/format.hpp"
@@ -34,6 +35,7 @@ Value Value::named(std::string_view name) const {
 Value Tape::input(double value, std::string_view name) {
   Value v = push(Op::input, value, 0, 0, kNeedsGrad);
   if (!name.empty()) set_name(v.id_, name);
+  if (check_finite_ && !std::isfinite(value)) forward_anomaly(v.id_);  // Note [Anomaly mode]
   return v;
 }
 

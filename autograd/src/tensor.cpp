@@ -17,6 +17,7 @@
 #define TAPEGRAD_AVX2 1
 #endif
 
+#include "tapegrad/anomaly.hpp"
 #include "tapegrad/format.hpp"
 #include "tapegrad/random.hpp"
 
@@ -955,7 +956,11 @@ Operand operand(const Tensor& t, std::string_view) { return {&t.tape(), t.id()};
 // Access for the free functions below, which record nodes.
 struct Recorder {
   static TensorTape::Impl& impl(TensorTape& t) { return *t.impl_; }
-  static Tensor make(TensorTape& t, NodeId id) { return Tensor(&t, id, t.generation()); }
+  // Every op ends here: the place of anomaly mode's forward check (Note [Anomaly mode]).
+  static Tensor make(TensorTape& t, NodeId id) {
+    if (t.check_finite_) [[unlikely]] detail::check_tensor_forward(t, id);
+    return Tensor(&t, id, t.generation());
+  }
   static bool grad_for(TensorTape& t, std::initializer_list<NodeId> inputs) {
     if (!t.grad_enabled()) return false;
     for (NodeId i : inputs)
@@ -1635,6 +1640,7 @@ bool TensorStepper::next() {
       }
     }
     step_.index = taken_++;
+    if (tape_->check_finite_) [[unlikely]] detail::check_tensor_backward(*tape_, id);
     return true;
   }
   return false;
@@ -1660,6 +1666,7 @@ void TensorStepper::run() {
       if (in.flags & kNeedsGrad) in.flags |= kReached;
     }
     ++taken_;
+    if (tape_->check_finite_) [[unlikely]] detail::check_tensor_backward(*tape_, id);
   }
   cursor_ = 0;
 }

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <filesystem>
 #include <sstream>
+#include <utility>
 
 #include "tapegrad/nn/checkpoint.hpp"
 #include "tapegrad/nn/diagnostics.hpp"
@@ -175,6 +176,10 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
   DataLoader loader(train, options.batch_size, options.shuffle, options.seed);
   loader.set_epoch(start);
   ag::TensorTape tape;
+  tape.set_check_finite(options.check_finite);
+  // What an optimizer step writes is checked too, so the epoch's checkpoint never holds it.
+  std::vector<std::pair<std::string, Parameter*>> checked;
+  if (options.check_finite) checked = model.named_parameters();
   Progress progress(options);
   DeadUnits dead;
   std::vector<double> norm_sums(linears.size());
@@ -204,6 +209,8 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
       optimizer.zero_grad();
       tape.backward(loss);
       optimizer.step();
+      for (const auto& [name, p] : checked)
+        ag::check_parameter(name, p->shape(), std::as_const(*p).data(), std::as_const(*p).grad());
 
       loss_sum += data_loss * double(batch.rows);
       correct += accuracy(out, batch.y, scores_of(options.loss)) * double(batch.rows);

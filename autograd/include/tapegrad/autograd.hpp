@@ -3,6 +3,7 @@
 
 #pragma once
 
+#include "tapegrad/anomaly.hpp"
 #include "tapegrad/error.hpp"
 #include "tapegrad/format.hpp"
 #include "tapegrad/graph.hpp"

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <array>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -112,10 +113,12 @@ class Stepper {
   friend class Tape;
   // The chain rule at node i: its gradient times each local gradient, added to its inputs.
   // With kFillStep it also writes what it did into step_ for the teaching views; run() does
-  // the same arithmetic without it, as nobody reads the steps of Tape::backward.
-  template <bool kFillStep>
+  // the same arithmetic without it, as nobody reads the steps of Tape::backward. With kCheck it
+  // reports an input gradient that is not finite (Note [Anomaly mode], anomaly.hpp).
+  template <bool kFillStep, bool kCheck = false>
   void propagate(Tape& tape, NodeId i);
   void run();  // the remaining steps in one loop, for Tape::backward
+  void run_checked();  // run() checking each step's gradients (Note [Anomaly mode], anomaly.hpp)
 
   Tape* tape_;
   std::uint32_t generation_;
@@ -157,6 +160,15 @@ class Tape {
   std::size_t size() const { return nodes_.size(); }
   std::uint32_t generation() const { return generation_; }
 
+  // Anomaly mode (Note [Anomaly mode], anomaly.hpp): while on, the first non-finite forward
+  // value or gradient throws ag::AnomalyError naming the op.
+  bool check_finite() const { return check_finite_; }
+  void set_check_finite(bool on) { check_finite_ = on; }
+  // The mode's forward check over the nodes recorded so far, in tape order: the report the mode
+  // would have given while recording them, for a tape recorded with it off, or whose nodes
+  // were named after recording (as tools/program.cpp does), so the report has their names.
+  void check_forward() const;
+
   // Read access by node id, for the stepper, graphs and formatters.
   Op op(NodeId id) const { return nodes_[id].op; }
   double value(NodeId id) const { return nodes_[id].value; }
@@ -190,6 +202,16 @@ class Tape {
   friend class Value;
 
   [[noreturn, gnu::cold]] static void value_failed(const Value& v);
+  // Anomaly mode's reports (anomaly.cpp): node id's forward value is non-finite (a leaf's: it was
+  // given so; an op's: blamed on the op unless one of its inputs already is); the backward step
+  // of node id gave one of its inputs a non-finite gradient.
+  [[noreturn, gnu::cold]] void forward_anomaly(NodeId id) const;
+  // Pushes an op whose value is not finite (so that the report names its node) and reports it.
+  [[noreturn, gnu::cold]] void record_anomaly(Op op, double value, NodeId a, NodeId b,
+                                              std::uint8_t flags);
+  [[noreturn, gnu::cold]] void backward_anomaly(NodeId id) const;
+  // Whether the backward step of node id left every input's gradient finite.
+  bool step_finite(NodeId id) const;
 
   static constexpr std::uint8_t kNeedsGrad = 1;  // depends on an input
   static constexpr std::uint8_t kReached = 2;    // reaches the output in this pass
@@ -217,6 +239,7 @@ class Tape {
   // False until a backward pass starts after reset(): until then every intermediate gradient is
   // still the 0 it was recorded with and no node is kReached, so the pass need not clear them.
   bool dirty_ = false;
+  bool check_finite_ = false;  // Note [Anomaly mode]
 };
 
 // ---- inline definitions: the hot paths --------------------------------------
@@ -257,10 +280,17 @@ Value Tape::record(Value a, Value b, double param) {
     ib = static_cast<NodeId>(params_.size());
     params_.push_back(param);
   }
-  return push(info.op, Rule::forward(na.value, vb, param), a.id_, ib, flags);
+  const double y = Rule::forward(na.value, vb, param);
+  // Note [Anomaly mode]: off, this branch is the only cost. Only the result is checked here (an
+  // input's check would keep its value in a register the off path needs): when it is not
+  // finite, forward_anomaly looks at the inputs first.
+  if (check_finite_) [[unlikely]] {
+    if (!std::isfinite(y)) record_anomaly(info.op, y, a.id_, ib, flags);
+  }
+  return push(info.op, y, a.id_, ib, flags);
 }
 
-template <bool kFillStep>
+template <bool kFillStep, bool kCheck>
 [[gnu::always_inline]] inline void Stepper::propagate(Tape& tape, NodeId i) {
   Tape::Node* nodes = tape.nodes_.data();
   Tape::Node& n = nodes[i];
@@ -291,6 +321,11 @@ template <bool kFillStep>
         if constexpr (kFillStep)
           step_.inputs[k] = InputStep{n.in[k], l, contribution, in.grad, accumulated, needs_grad};
       }
+      if constexpr (kCheck) {
+        bool finite = true;
+        for (int k = 0; k < arity; ++k) finite = finite && std::isfinite(nodes[n.in[k]].grad);
+        if (!finite) [[unlikely]] tape.backward_anomaly(i);
+      }
     }
   });
 }
@@ -309,6 +344,8 @@ inline bool Stepper::next() {
     if (!Tape::active(tape_->nodes_[i])) continue;
     propagate<true>(*tape_, i);
     step_.index = taken_++;
+    if (tape_->check_finite_ && !tape_->step_finite(i)) [[unlikely]]
+      tape_->backward_anomaly(i);
     return true;
   }
   return false;
@@ -317,12 +354,23 @@ inline bool Stepper::next() {
 inline void Stepper::run() {
   if (tape_->generation_ != generation_) throw Error("Stepper: the tape was reset during backward");
   Tape& tape = *tape_;
+  // Note [Anomaly mode]: the checked loop is out of line, so this one stays as it was.
+  if (tape.check_finite_) [[unlikely]] {
+    run_checked();
+    return;
+  }
   for (NodeId i = cursor_; i-- > 0;) {
     if (!Tape::active(tape.nodes_[i])) continue;
     propagate<false>(tape, i);
     ++taken_;
   }
   cursor_ = 0;
+}
+
+inline bool Tape::step_finite(NodeId id) const {
+  const Node& n = nodes_[id];
+  if (!std::isfinite(nodes_[n.in[0]].grad)) return false;
+  return op_info(n.op).arity != 2 || std::isfinite(nodes_[n.in[1]].grad);
 }
 
 // The same steps as a Stepper's next() until done, minus the Step records nobody reads here.

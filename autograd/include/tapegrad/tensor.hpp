@@ -184,6 +184,11 @@ class TensorTape {
   bool grad_enabled() const { return grad_enabled_; }
   void set_grad_enabled(bool on) { grad_enabled_ = on; }
 
+  // Anomaly mode (Note [Anomaly mode], anomaly.hpp): while on, the first non-finite forward
+  // value or gradient throws ag::AnomalyError naming the op, its module path and the elements.
+  bool check_finite() const { return check_finite_; }
+  void set_check_finite(bool on) { check_finite_ = on; }
+
   // Read access by node id, for the stepper, graphs and formatting.
   TOp op(NodeId id) const;
   Op elementwise_op(NodeId id) const;  // the op-table row of an elementwise node
@@ -241,6 +246,7 @@ class TensorTape {
   std::unique_ptr<Impl> impl_;
   std::uint32_t generation_ = 0;
   bool grad_enabled_ = true;
+  bool check_finite_ = false;
 };
 
 // Runs a block without recording gradients: results are constants, as under

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "tapegrad/anomaly.hpp"  // FitOptions::check_finite throws ag::AnomalyError
 #include "tapegrad/nn/data.hpp"
 #include "tapegrad/nn/metrics.hpp"
 #include "tapegrad/nn/module.hpp"
@@ -56,6 +57,10 @@ struct FitOptions {
   Progress progress = Progress::automatic;  // automatic: a bar on a terminal, else lines
   std::FILE* out = stderr;
   bool diagnostics = false;  // fill grad_norms and dead_fraction (costs a scan per step)
+  // Anomaly mode (Note [Anomaly mode], tapegrad/anomaly.hpp): the first non-finite value or
+  // gradient of a step, or a parameter an optimizer step made non-finite, throws
+  // ag::AnomalyError naming it, before any checkpoint is written from the poisoned weights.
+  bool check_finite = false;
   // Saved after every epoch (atomically, with the optimizer's state) when set.
   std::string checkpoint = {};
   // Continue from `checkpoint` if it exists: the result equals an uninterrupted run's.
