@@ -36,13 +36,17 @@ class FlushSubnormals {
 #if defined(__SSE2__)
   FlushSubnormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | kFtz | kDaz); }
   ~FlushSubnormals() { _mm_setcsr(saved_); }
+#else  // elsewhere the update runs in the caller's mode
+  FlushSubnormals() = default;
+#endif
+  FlushSubnormals(const FlushSubnormals&) = delete;
+  FlushSubnormals& operator=(const FlushSubnormals&) = delete;
 
+#if defined(__SSE2__)
  private:
   static constexpr unsigned kFtz = 1u << 15, kDaz = 1u << 6;
   unsigned saved_;
 #endif
-  FlushSubnormals(const FlushSubnormals&) = delete;
-  FlushSubnormals& operator=(const FlushSubnormals&) = delete;
 };
 }  // namespace
 
@@ -72,7 +76,7 @@ SGD::SGD(std::vector<Parameter*> params, SGDOptions opts)
 void SGD::step() {
   const float lr = float(lr_), wd = float(options.weight_decay), mu = float(options.momentum);
   const float damp = 1.0f - float(options.dampening);
-  const FlushSubnormals flush;  // Note [Subnormal optimizer state]
+  [[maybe_unused]] const FlushSubnormals flush;  // Note [Subnormal optimizer state]
   for (std::size_t k = 0; k < params_.size(); ++k) {
     float* p = params_[k]->data().data();
     const float* g = params_[k]->grad().data();
@@ -104,7 +108,7 @@ void Adam::update(bool decoupled) {
   const float sqrt_c2 = float(std::sqrt(correction2));
   const float b1 = float(options.beta1), b2 = float(options.beta2), eps = float(options.eps);
   const float wd = float(options.weight_decay), decay = float(1 - lr_ * options.weight_decay);
-  const FlushSubnormals flush;  // Note [Subnormal optimizer state]
+  [[maybe_unused]] const FlushSubnormals flush;  // Note [Subnormal optimizer state]
   for (std::size_t k = 0; k < params_.size(); ++k) {
     float* p = params_[k]->data().data();
     const float* g = params_[k]->grad().data();
