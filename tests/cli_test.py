@@ -6,7 +6,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 import unittest
 
 import runner  # tests/runner.py: the closing "N passed, M failed" line
@@ -21,17 +20,7 @@ def run(*args, stdin=None, cwd=None):
     return wrapper.run(TAPEGRAD, args, input=stdin, cwd=cwd, timeout=60)
 
 
-class CliTest(unittest.TestCase):
-    def setUp(self):
-        self._tmp = tempfile.TemporaryDirectory()
-        self.dir = self._tmp.name
-
-    def tearDown(self):
-        self._tmp.cleanup()
-
-    def path(self, *parts):
-        return os.path.join(self.dir, *parts)
-
+class CliTest(wrapper.TempDirTest):
     def ok(self, *args, stdin=None):
         r = run(*args, stdin=stdin, cwd=self.dir)
         self.assertEqual(r.returncode, 0, f"{args}: {r.stderr}")

@@ -4,11 +4,8 @@
 # message on stderr, no file left behind). Usage: train_cli_test.py PATH/TO/tapegrad
 import json
 import os
-import shutil
 import struct
 import sys
-import tempfile
-import unittest
 
 import runner  # tests/runner.py: the closing "N passed, M failed" line
 import wrapper  # tests/wrapper.py: tapegrad inside $TAPEGRAD_WRAPPER (valgrind), if set
@@ -34,17 +31,7 @@ def run(*args, cwd=None, env=None):
     return wrapper.run(TAPEGRAD, args, cwd=cwd, env=env, timeout=120)
 
 
-class TrainCliTest(unittest.TestCase):
-    def setUp(self):
-        self._tmp = tempfile.TemporaryDirectory()
-        self.dir = self._tmp.name
-
-    def tearDown(self):
-        self._tmp.cleanup()
-
-    def path(self, *parts):
-        return os.path.join(self.dir, *parts)
-
+class TrainCliTest(wrapper.TempDirTest):
     def ok(self, *args):
         r = run(*args, cwd=self.dir)
         self.assertEqual(r.returncode, 0, f"{args}: {r.stderr}")
@@ -156,7 +143,6 @@ class Train(TrainCliTest):
         self.assertEqual(again[-1]["loss"], full[-1]["loss"])
 
 
-    @unittest.skipUnless(shutil.which("gnuplot"), "gnuplot is not installed")
     def test_plot(self):
         out = self.ok("train", *SMALL, "--epochs", "6", "--plot", "plots")
         for name in ["history.dat", "loss.png", "accuracy.png"]:
@@ -175,7 +161,6 @@ class Train(TrainCliTest):
         self.assertTrue(os.path.exists(self.path("plots2", "loss.png")))
 
 
-    @unittest.skipUnless(shutil.which("gnuplot"), "gnuplot is not installed")
     def test_boundary_for_two_features(self):
         for data, layers, loss, classes in [("moons", "2,8,1", "hinge", 2),
                                             ("blobs", "2,8,3", "ce", 3)]:
@@ -199,7 +184,6 @@ class Train(TrainCliTest):
                     self.assertLess(min(edges), min(inside))
                     self.assertGreater(max(edges), max(inside))
 
-    @unittest.skipUnless(shutil.which("gnuplot"), "gnuplot is not installed")
     def test_no_boundary_without_two_features(self):
         # 3 features, and 784 as Fashion-MNIST's images have: curves only, and no error.
         for name, features in [("three.csv", 3), ("pixels.csv", 784)]:
@@ -215,7 +199,6 @@ class Train(TrainCliTest):
                 self.assertEqual(sorted(os.listdir(self.path(name + ".plots"))),
                                  ["accuracy.png", "history.dat", "loss.png"])
 
-    @unittest.skipUnless(shutil.which("gnuplot"), "gnuplot is not installed")
     @wrapper.slow
     def test_no_boundary_for_fashion_mnist(self):
         out = self.ok("train", "--data", "fashion-mnist", "--layers", "784,4,10", "--epochs", "1",
@@ -224,7 +207,6 @@ class Train(TrainCliTest):
         self.assertEqual(sorted(os.listdir(self.path("fm"))),
                          ["accuracy.png", "history.dat", "loss.png"])
 
-    @unittest.skipUnless(shutil.which("gnuplot"), "gnuplot is not installed")
     def test_plot_of_a_diverged_run(self):
         # A loss that is NaN from the first epoch: gnuplot cannot autoscale it, yet --plot
         # draws every picture (an empty loss curve, a blank map) rather than failing.

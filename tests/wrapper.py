@@ -13,6 +13,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import unittest
 
 WRAPPER = shlex.split(os.environ.get("TAPEGRAD_WRAPPER", ""))
@@ -40,3 +41,17 @@ def run(program, args, *, timeout, **kwargs):
 def slow(test):
     """Marks a test that a 30 times slower wrapper would make too long."""
     return unittest.skipIf(QUICK, "slow: skipped with TAPEGRAD_QUICK=1")(test)
+
+
+class TempDirTest(unittest.TestCase):
+    """A test case that runs each test in a fresh temporary directory, self.dir."""
+
+    def setUp(self):
+        self._tmp = tempfile.TemporaryDirectory()
+        self.dir = self._tmp.name
+
+    def tearDown(self):
+        self._tmp.cleanup()
+
+    def path(self, *parts):
+        return os.path.join(self.dir, *parts)
