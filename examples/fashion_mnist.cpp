@@ -79,7 +79,7 @@ int main(int argc, char** argv) {
       for (const nn::Batch& b : loader) {
         tape.reset();
         ag::NoGrad no_grad(tape);
-        confusion.add(model(tape, b.inputs(tape)), b.y, nn::Scores::logits);
+        confusion.add(model(b.inputs(tape)), b.y, nn::Scores::logits);
       }
     }
     fmt::print("\nconfusion matrix of the test set:\n{}\n", confusion);

@@ -41,7 +41,7 @@ Fit train(nn::MLP& mlp, const std::vector<float>& xs, std::size_t steps) {
   for (std::size_t step = 0; step <= steps; ++step) {
     tape.reset();
     ag::Tensor x = tape.constant<float>({n, 1}, xs), y = tape.constant<float>({n, 1}, ys);
-    ag::Tensor loss = nn::mse_loss(mlp(tape, x), y);
+    ag::Tensor loss = nn::mse_loss(mlp(x), y);
     mse = loss.item();
     if (step == steps) break;  // the last pass only measures
     sgd.zero_grad();

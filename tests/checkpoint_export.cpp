@@ -24,7 +24,7 @@ void train(nn::MLP& mlp, nn::Adam& opt, int steps) {
   ag::TensorTape tape;
   for (int i = 0; i < steps; ++i) {
     tape.reset();
-    ag::Tensor p = mlp(tape, tape.constant<float>(ag::Shape{4, 2}, x));
+    ag::Tensor p = mlp(tape.constant<float>(ag::Shape{4, 2}, x));
     ag::Tensor l = nn::mse_loss(p, tape.constant<float>(ag::Shape{4, 1}, y));
     opt.zero_grad();
     tape.backward(l);
@@ -60,7 +60,7 @@ int main(int argc, char** argv) {
       mlp.eval();
       ag::TensorTape tape;
       const std::int64_t n = std::int64_t(inputs.size()) / 2;
-      ag::Tensor out = mlp(tape, tape.constant<float>(ag::Shape{n, 2}, inputs));
+      ag::Tensor out = mlp(tape.constant<float>(ag::Shape{n, 2}, inputs));
       models.push_back(fmt::format(
           R"({{"name": "{}", "path": "{}", "sizes": [{}], "hidden": "{}", "output": "{}", )"
           R"("inputs": [{}], "outputs": [{}]}})",

@@ -336,7 +336,7 @@ TEST_CASE("inside an nn MLP the report names the module path of the op") {
   AnomalyMode mode(tape);
   const std::vector<float> x{1, 1};
   const Anomaly a =
-      anomaly_of([&] { (void)mlp(tape, tape.constant(Shape{1, 2}, std::span<const float>(x))); });
+      anomaly_of([&] { (void)mlp(tape.constant(Shape{1, 2}, std::span<const float>(x))); });
   CHECK(a.op == "linear");
   CHECK(a.scope == "layers.2");
   CHECK(describe(a) ==

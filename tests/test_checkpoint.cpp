@@ -56,7 +56,7 @@ void train(nn::Module& model, nn::Optimizer& opt, int steps) {
   TensorTape tape;
   for (int i = 0; i < steps; ++i) {
     tape.reset();
-    Tensor p = model(tape, tape.constant<float>(Shape{4, 2}, x));
+    Tensor p = model(tape.constant<float>(Shape{4, 2}, x));
     Tensor l = nn::mse_loss(p, tape.constant<float>(Shape{4, 1}, y));
     opt.zero_grad();
     tape.backward(l);

@@ -42,7 +42,7 @@ TEST_CASE("Linear computes x W^T + b, and gradients reach its parameters") {
   std::copy(b.begin(), b.end(), lin.bias->data().begin());
   TensorTape tape;
   Tensor x = tape.input(Shape{1, 2}, {1, -1}, "x", DType::f32);
-  Tensor y = lin(tape, x);
+  Tensor y = lin(x);
   CHECK(y.values() == std::vector<double>{-0.5, -2, -1});  // [1-2, 3-4, 5-6] + b
   CHECK(tape.label(y.id() - 1) == "bias");                  // the root module has no path
   tape.backward(sum(y));
@@ -52,14 +52,15 @@ TEST_CASE("Linear computes x W^T + b, and gradients reach its parameters") {
         std::vector<float>{1, 1, 1});
   lin.zero_grad();
   CHECK(lin.weight.grad_norm() == 0);
-  nn::Linear no_bias(2, 3, false);
+  nn::Linear no_bias(nn::LinearOptions(2, 3).bias(false));
   CHECK(no_bias.parameter_count() == 6);
-  CHECK_THROWS_WITH_AS(lin(tape, tape.input(Shape{1, 3}, {1, 2, 3}, "", DType::f32)),
+  CHECK_THROWS_WITH_AS(lin(tape.input(Shape{1, 3}, {1, 2, 3}, "", DType::f32)),
                        "linear: input (1, 3) has 3 features but weight (3, 2) expects 2", Error);
 }
 
 TEST_CASE("Linear's default initialisation is PyTorch's U(-1/sqrt(in), 1/sqrt(in)), seeded") {
-  nn::Linear a(100, 50, true, 7), b(100, 50, true, 7), c(100, 50, true, 8);
+  nn::Linear a(nn::LinearOptions(100, 50).seed(7)), b(nn::LinearOptions(100, 50).seed(7)),
+      c(nn::LinearOptions(100, 50).seed(8));
   auto wa = a.weight.data(), wb = b.weight.data(), wc = c.weight.data();
   CHECK(std::equal(wa.begin(), wa.end(), wb.begin()));
   CHECK(!std::equal(wa.begin(), wa.end(), wc.begin()));
@@ -72,21 +73,21 @@ TEST_CASE("Linear's default initialisation is PyTorch's U(-1/sqrt(in), 1/sqrt(in
 TEST_CASE("the activation modules apply their ops; PReLU's slope is a learned parameter") {
   TensorTape tape;
   Tensor x = tape.input(Shape{1, 4}, {-2, -0.5, 0, 3}, "x", DType::f32);
-  CHECK(nn::ReLU()(tape, x).values() == std::vector<double>{0, 0, 0, 3});
-  CHECK(nn::LeakyReLU(0.1)(tape, x).values() ==
+  CHECK(nn::ReLU()(x).values() == std::vector<double>{0, 0, 0, 3});
+  CHECK(nn::LeakyReLU(0.1)(x).values() ==
         std::vector<double>{float(-0.2), float(-0.05), 0, 3});
-  CHECK(nn::Sigmoid()(tape, x).value(3) == doctest::Approx(1 / (1 + std::exp(-3.0))));
-  CHECK(nn::Tanh()(tape, x).value(0) == doctest::Approx(std::tanh(-2.0)));
-  CHECK(nn::ELU(1.0)(tape, x).value(0) == doctest::Approx(std::expm1(-2.0)));
+  CHECK(nn::Sigmoid()(x).value(3) == doctest::Approx(1 / (1 + std::exp(-3.0))));
+  CHECK(nn::Tanh()(x).value(0) == doctest::Approx(std::tanh(-2.0)));
+  CHECK(nn::ELU(1.0)(x).value(0) == doctest::Approx(std::expm1(-2.0)));
 
   nn::PReLU prelu;  // one shared slope, 0.25
-  Tensor y = prelu(tape, x);
+  Tensor y = prelu(x);
   CHECK(y.values() == std::vector<double>{-0.5, -0.125, 0, 3});
   tape.backward(sum(y));
   CHECK(prelu.weight.grad()[0] == doctest::Approx(-2.5));  // sum of the negative inputs
   nn::PReLU per_feature(4);
   CHECK(per_feature.weight.shape() == Shape{4});
-  CHECK(per_feature(tape, x).values() == std::vector<double>{-0.5, -0.125, 0, 3});
+  CHECK(per_feature(x).values() == std::vector<double>{-0.5, -0.125, 0, 3});
 }
 
 TEST_CASE("Maxout keeps the largest of its pieces per output") {
@@ -100,7 +101,7 @@ TEST_CASE("Maxout keeps the largest of its pieces per output") {
   nn::init::zeros(*maxout.linear.bias);
   TensorTape tape;
   Tensor x = tape.input(Shape{2, 2}, {-3, 1, 0.5, 2}, "x", DType::f32);
-  Tensor y = maxout(tape, x);
+  Tensor y = maxout(x);
   CHECK(y.shape() == Shape{2, 2});
   CHECK(y.values() == std::vector<double>{3, 1, 2, 2});  // max(-3,3,1), max(-6,1,-1), ...
   tape.backward(sum(y));
@@ -144,7 +145,7 @@ TEST_CASE("a module's nodes are recorded in a scope named by its path") {
   nn::MLP mlp({2, 3, 1}, nn::Activation::relu);
   TensorTape tape;
   Tensor x = tape.input(Shape{4, 2}, {0, 0, 0, 1, 1, 0, 1, 1}, "x", DType::f32);
-  Tensor y = mlp(tape, x);
+  Tensor y = mlp(x);
   CHECK(tape.scope(x.id()) == 0);
   std::vector<std::string> scopes;
   for (NodeId id = 0; id < tape.size(); ++id)
@@ -165,7 +166,7 @@ TEST_CASE("a 2-2-1 MLP expanded into scalars gives the tensor path's output and 
     scalar.backward(net.loss);
 
     TensorTape tape;
-    Tensor p = mlp(tape, tape.input(Shape{1, 2}, {1.0, 0.0}, "x", DType::f32));
+    Tensor p = mlp(tape.input(Shape{1, 2}, {1.0, 0.0}, "x", DType::f32));
     Tensor l = nn::bce_loss(p, tape.input(Shape{1, 1}, {1.0}, "y", DType::f32));
     mlp.zero_grad();
     tape.backward(l);

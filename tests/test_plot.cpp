@@ -60,8 +60,8 @@ TEST_CASE("a binary map's class and shade follow the loss's rule") {
   nn::Linear line(2, 1);
   set_line(line);
   nn::Sequential with_sigmoid;
-  set_line(with_sigmoid.add(std::make_unique<nn::Linear>(2, 1)));
-  with_sigmoid.add(std::make_unique<nn::Sigmoid>());
+  set_line(with_sigmoid.push_back(std::make_unique<nn::Linear>(2, 1)));
+  with_sigmoid.push_back(nn::Sigmoid());
 
   SUBCASE("hinge: the score's sign decides; the shade is the score clipped to the margin") {
     const nn::plot::DecisionGrid g = nn::plot::decision_grid(line, data, nn::LossKind::hinge, 29);

@@ -181,7 +181,7 @@ TEST_CASE("a few lines train an MLP on XOR") {
   double loss = 0;
   for (int step = 0; step < 300; ++step) {
     tape.reset();
-    Tensor p = mlp(tape, tape.constant<float>(Shape{4, 2}, x));
+    Tensor p = mlp(tape.constant<float>(Shape{4, 2}, x));
     Tensor l = nn::bce_loss(p, tape.constant<float>(Shape{4, 1}, y));
     opt.zero_grad();
     tape.backward(l);
@@ -200,7 +200,7 @@ TEST_CASE("dead units: ReLU units whose input is never positive, per layer") {
   nn::DeadUnits dead;
   TensorTape tape;
   const std::vector<float> x{0, 0, 0, 1, 1, 0, 1, 1};
-  mlp(tape, tape.constant<float>(Shape{4, 2}, x));
+  mlp(tape.constant<float>(Shape{4, 2}, x));
   dead.observe(tape);
   auto f = dead.fractions();
   REQUIRE(f.size() == 2);
@@ -208,12 +208,12 @@ TEST_CASE("dead units: ReLU units whose input is never positive, per layer") {
   CHECK(f[0].second == 0.5);
   // A second batch with an input that revives nothing leaves the count as it is.
   tape.reset();
-  mlp(tape, tape.constant<float>(Shape{4, 2}, x));
+  mlp(tape.constant<float>(Shape{4, 2}, x));
   dead.observe(tape);
   CHECK(dead.fractions()[0].second == 0.5);
   // And backward confirms it: a dead unit's weights get no gradient.
   tape.reset();
-  Tensor out = mlp(tape, tape.constant<float>(Shape{4, 2}, x));
+  Tensor out = mlp(tape.constant<float>(Shape{4, 2}, x));
   mlp.zero_grad();
   tape.backward(sum(out));
   CHECK(mlp.linears()[0]->weight.grad()[0] == 0.0f);  // unit 0 is dead

@@ -405,7 +405,7 @@ int run_graph(const NnOptions& o) {
   constexpr std::int64_t kRows = 4;
   const std::vector<float> zeros(static_cast<std::size_t>(kRows * sizes.front()), 0.0f);
   ag::Tensor x = tape.constant(ag::Shape{kRows, sizes.front()}, std::span<const float>(zeros));
-  ag::Tensor y = mlp(tape, x);
+  ag::Tensor y = mlp(x);
   const ag::TensorGraphOptions options{.style = ag::GraphStyle::modules};
   if (o.output.empty()) {
     fmt::print("{}", ag::to_dot(tape, y.id(), options));

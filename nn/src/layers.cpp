@@ -11,11 +11,15 @@
 
 namespace nn {
 
-Linear::Linear(std::int64_t in, std::int64_t out, bool with_bias, std::uint64_t seed)
-    : weight(register_parameter("weight", ag::Shape{out, in})),
-      bias(with_bias ? &register_parameter("bias", ag::Shape{out}) : nullptr),
-      in_features(in),
-      out_features(out) {
+Linear::Linear(const LinearOptions& options)
+    : weight(register_parameter("weight",
+                                ag::Shape{options.out_features(), options.in_features()})),
+      bias(options.bias() ? &register_parameter("bias", ag::Shape{options.out_features()})
+                          : nullptr),
+      in_features(options.in_features()),
+      out_features(options.out_features()) {
+  const std::int64_t in = in_features, out = out_features;
+  const std::uint64_t seed = options.seed();
   if (in <= 0 || out <= 0)
     throw ag::Error(fmt::format("Linear({}, {}): sizes must be positive", in, out));
   // PyTorch's default: kaiming_uniform with a = sqrt(5), i.e. U(-1/sqrt(in), 1/sqrt(in)),
@@ -25,13 +29,14 @@ Linear::Linear(std::int64_t in, std::int64_t out, bool with_bias, std::uint64_t 
   if (bias) init::uniform(*bias, -bound, bound, seed ^ 0xb1a5b1a5ull);
 }
 
-ag::Tensor Linear::forward(ag::TensorTape& tape, ag::Tensor x) {
+ag::Tensor Linear::forward(ag::Tensor x) {
   if (!labelled_ || labelled_path_ != path()) {
     labelled_path_ = path();
     weight_label_ = label("weight");
     bias_label_ = label("bias");
     labelled_ = true;
   }
+  ag::TensorTape& tape = x.tape();
   ag::Tensor w = weight.on(tape, weight_label_);
   if (!bias) return ag::linear(x, w);
   return ag::linear(x, w, bias->on(tape, bias_label_));
@@ -53,21 +58,22 @@ PReLU::PReLU(std::int64_t features, double init_value)
   init::constant(weight, init_value);
 }
 
-ag::Tensor PReLU::forward(ag::TensorTape& tape, ag::Tensor x) {
-  return ag::prelu(x, weight.on(tape, label("weight")));
+ag::Tensor PReLU::forward(ag::Tensor x) {
+  return ag::prelu(x, weight.on(x.tape(), label("weight")));
 }
 
 std::string PReLU::describe() const { return fmt::format("PReLU(features={})", weight.numel()); }
 
 Maxout::Maxout(std::int64_t in, std::int64_t out, std::int64_t pieces_, std::uint64_t seed)
-    : linear(register_module("linear", std::make_unique<Linear>(in, out * pieces_, true, seed))),
+    : linear(register_module(
+          "linear", std::make_unique<Linear>(LinearOptions(in, out * pieces_).seed(seed)))),
       out_features(out),
       pieces(pieces_) {
   if (pieces_ <= 0) throw ag::Error(fmt::format("Maxout: pieces must be positive, not {}", pieces_));
 }
 
-ag::Tensor Maxout::forward(ag::TensorTape& tape, ag::Tensor x) {
-  ag::Tensor z = linear(tape, x);  // (n, out * pieces): output j's pieces are adjacent
+ag::Tensor Maxout::forward(ag::Tensor x) {
+  ag::Tensor z = linear(x);  // (n, out * pieces): output j's pieces are adjacent
   return ag::amax(ag::reshape(z, {-1, out_features, pieces}), 2);
 }
 
@@ -75,8 +81,8 @@ std::string Maxout::describe() const {
   return fmt::format("Maxout(in={}, out={}, pieces={})", linear.in_features, out_features, pieces);
 }
 
-ag::Tensor Sequential::forward(ag::TensorTape& tape, ag::Tensor x) {
-  for (auto& [name, child] : children()) x = (*child)(tape, x);
+ag::Tensor Sequential::forward(ag::Tensor x) {
+  for (auto& [name, child] : children()) x = (*child)(x);
   return x;
 }
 
@@ -133,10 +139,10 @@ MLP::MLP(std::vector<std::int64_t> sizes_, Activation hidden, Activation output,
     throw ag::Error(fmt::format("MLP needs at least an input and an output size, got {}",
                                 sizes.size()));
   for (std::size_t i = 0; i + 1 < sizes.size(); ++i) {
-    linears_.push_back(&layers.add(std::make_unique<Linear>(sizes[i], sizes[i + 1], true,
-                                                            seed * 1000003ull + i)));
+    linears_.push_back(&layers.push_back(
+        Linear(LinearOptions(sizes[i], sizes[i + 1]).seed(seed * 1000003ull + i))));
     const Activation act = i + 2 < sizes.size() ? hidden : output;
-    if (auto m = make_activation(act, sizes[i + 1])) layers.add(std::move(m));
+    if (auto m = make_activation(act, sizes[i + 1])) layers.push_back(std::move(m));
   }
 }
 

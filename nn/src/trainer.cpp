@@ -121,7 +121,7 @@ Evaluation evaluate(Module& model, const Dataset& data, LossKind loss, std::int6
   for (const Batch& batch : loader) {
     tape.reset();
     ag::NoGrad no_grad(tape);
-    ag::Tensor out = model(tape, batch.inputs(tape));
+    ag::Tensor out = model(batch.inputs(tape));
     loss_sum += batch_loss(tape, out, batch, loss).item() * double(batch.rows);
     correct += accuracy(out, batch.y, scores_of(loss)) * double(batch.rows);
   }
@@ -168,7 +168,7 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
 
     for (const Batch& batch : loader) {
       tape.reset();
-      ag::Tensor out = model(tape, batch.inputs(tape));
+      ag::Tensor out = model(batch.inputs(tape));
       ag::Tensor loss = batch_loss(tape, out, batch, options.loss);
       const double data_loss = loss.item();
       if (options.l2 > 0) {

@@ -3,24 +3,56 @@
 
 #pragma once
 
+#include <concepts>
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "tapegrad/nn/module.hpp"
 
 namespace nn {
 
+// The options of a Linear layer, in the manner of torch::nn::LinearOptions:
+// Linear(LinearOptions(784, 128).bias(false).seed(7)). Each setter returns the options, so
+// they chain; a getter of the same name reads one.
+class LinearOptions {
+ public:
+  LinearOptions(std::int64_t in_features, std::int64_t out_features)
+      : in_features_(in_features), out_features_(out_features) {}
+  LinearOptions& bias(bool with_bias) {
+    bias_ = with_bias;
+    return *this;
+  }
+  // The seed of the initial weights (and, mixed, of the bias).
+  LinearOptions& seed(std::uint64_t seed) {
+    seed_ = seed;
+    return *this;
+  }
+  std::int64_t in_features() const { return in_features_; }
+  std::int64_t out_features() const { return out_features_; }
+  bool bias() const { return bias_; }
+  std::uint64_t seed() const { return seed_; }
+
+ private:
+  std::int64_t in_features_, out_features_;
+  bool bias_ = true;
+  std::uint64_t seed_ = 0;
+};
+
 // y = x W^T + b with W of shape (out, in) and b of shape (out,), as
 // torch.nn.Linear; initialised as PyTorch does, U(-1/sqrt(in), 1/sqrt(in)),
-// from `seed`.
+// from the options' seed. Everything but the sizes is an option: a bool or a
+// seed given as a third argument (Linear(2, 16, 42)) does not compile, rather
+// than silently turning into bias = true and seed 0.
 class Linear : public Module {
  public:
-  Linear(std::int64_t in, std::int64_t out, bool bias = true, std::uint64_t seed = 0);
-  ag::Tensor forward(ag::TensorTape& tape, ag::Tensor x) override;
+  Linear(std::int64_t in, std::int64_t out) : Linear(LinearOptions(in, out)) {}
+  explicit Linear(const LinearOptions& options);
+  ag::Tensor forward(ag::Tensor x) override;
   std::string describe() const override;
 
   Parameter& weight;
@@ -36,30 +68,30 @@ class Linear : public Module {
 // The activations of the notes, each the op of the same name (ops.hpp).
 class Sigmoid : public Module {
  public:
-  ag::Tensor forward(ag::TensorTape&, ag::Tensor x) override { return ag::sigmoid(x); }
+  ag::Tensor forward(ag::Tensor x) override { return ag::sigmoid(x); }
   std::string describe() const override { return "Sigmoid()"; }
 };
 class Tanh : public Module {
  public:
-  ag::Tensor forward(ag::TensorTape&, ag::Tensor x) override { return ag::tanh(x); }
+  ag::Tensor forward(ag::Tensor x) override { return ag::tanh(x); }
   std::string describe() const override { return "Tanh()"; }
 };
 class ReLU : public Module {
  public:
-  ag::Tensor forward(ag::TensorTape&, ag::Tensor x) override { return ag::relu(x); }
+  ag::Tensor forward(ag::Tensor x) override { return ag::relu(x); }
   std::string describe() const override { return "ReLU()"; }
 };
 class LeakyReLU : public Module {
  public:
   explicit LeakyReLU(double alpha = 0.01) : alpha(alpha) {}
-  ag::Tensor forward(ag::TensorTape&, ag::Tensor x) override { return ag::leaky_relu(x, alpha); }
+  ag::Tensor forward(ag::Tensor x) override { return ag::leaky_relu(x, alpha); }
   std::string describe() const override;
   double alpha;
 };
 class ELU : public Module {
  public:
   explicit ELU(double alpha = 1.0) : alpha(alpha) {}
-  ag::Tensor forward(ag::TensorTape&, ag::Tensor x) override { return ag::elu(x, alpha); }
+  ag::Tensor forward(ag::Tensor x) override { return ag::elu(x, alpha); }
   std::string describe() const override;
   double alpha;
 };
@@ -68,7 +100,7 @@ class ELU : public Module {
 class PReLU : public Module {
  public:
   explicit PReLU(std::int64_t features = 1, double init = 0.25);
-  ag::Tensor forward(ag::TensorTape& tape, ag::Tensor x) override;
+  ag::Tensor forward(ag::Tensor x) override;
   std::string describe() const override;
   Parameter& weight;
 };
@@ -78,23 +110,34 @@ class PReLU : public Module {
 class Maxout : public Module {
  public:
   Maxout(std::int64_t in, std::int64_t out, std::int64_t pieces, std::uint64_t seed = 0);
-  ag::Tensor forward(ag::TensorTape& tape, ag::Tensor x) override;
+  ag::Tensor forward(ag::Tensor x) override;
   std::string describe() const override;
   Linear& linear;
   std::int64_t out_features, pieces;
 };
 
 // Modules applied in order; the children are named "0", "1", ... as in
-// torch.nn.Sequential.
+// torch.nn.Sequential. push_back takes any module: a concrete one by value
+// (moved into the Sequential, which owns it) or a unique_ptr.
 class Sequential : public Module {
  public:
   Sequential() = default;
   template <class M>
-  M& add(std::unique_ptr<M> module) {
+    requires std::derived_from<M, Module>
+  M& push_back(std::unique_ptr<M> module) {
+    if (module == nullptr) throw ag::Error("Sequential::push_back: a null module");
     ++size_;
     return register_module(std::to_string(size_ - 1), std::move(module));
   }
-  ag::Tensor forward(ag::TensorTape& tape, ag::Tensor x) override;
+  // Modules are not copyable (parameters are referred to by address), so by value means a
+  // temporary: seq.push_back(nn::Linear(2, 16)). The module is moved to the heap through its
+  // move constructor, which a concrete module class gets when its members allow it.
+  template <class M>
+    requires std::derived_from<std::remove_cvref_t<M>, Module> && (!std::is_lvalue_reference_v<M>)
+  std::remove_cvref_t<M>& push_back(M&& module) {
+    return push_back(std::make_unique<std::remove_cvref_t<M>>(std::move(module)));
+  }
+  ag::Tensor forward(ag::Tensor x) override;
   std::string describe() const override;
   std::size_t size() const { return size_; }
   Module& operator[](std::size_t i) const;
@@ -116,7 +159,7 @@ class MLP : public Module {
  public:
   MLP(std::vector<std::int64_t> sizes, Activation hidden, Activation output = Activation::none,
       std::uint64_t seed = 0);
-  ag::Tensor forward(ag::TensorTape& tape, ag::Tensor x) override { return layers(tape, x); }
+  ag::Tensor forward(ag::Tensor x) override { return layers(x); }
   std::string describe() const override;
   // The Linear layers, in order.
   std::vector<Linear*> linears() const { return linears_; }
