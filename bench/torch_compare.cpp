@@ -57,8 +57,8 @@ class TgSteps : public tc::Session {
  public:
   TgSteps(const tc::Spec& spec, std::uint64_t seed)
       : spec_(spec),
-        mlp_(spec.sizes, nn::Activation::relu,
-             spec.sigmoid_output ? nn::Activation::sigmoid : nn::Activation::none, seed),
+        mlp_(spec.sizes, ag::Op::relu,
+             spec.sigmoid_output ? ag::Op::sigmoid : nn::Activation::none, seed),
         opt_(make_optimizer(spec, mlp_)) {
     const nn::Dataset d = spec.name == "xor" ? nn::xor_data() : nn::moons(spec.rows, 0.1, seed + 1);
     rows_ = d.rows;
@@ -134,7 +134,7 @@ const nn::Dataset& fashion(nn::Split split) {
 class TgFashion : public tc::Session {
  public:
   TgFashion(const tc::Spec& spec, std::uint64_t seed)
-      : mlp_(spec.sizes, nn::Activation::relu, nn::Activation::none, seed),
+      : mlp_(spec.sizes, ag::Op::relu, nn::Activation::none, seed),
         opt_(mlp_.parameters(), nn::AdamOptions{.lr = spec.lr}),
         loader_(fashion(nn::Split::train), spec.rows, true, seed) {}
 

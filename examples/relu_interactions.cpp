@@ -126,7 +126,7 @@ int main(int argc, char** argv) {
       xs.push_back(float(x));
       ys.push_back(float(target(x) + 0.1 * rng.normal()));
     }
-    nn::MLP net({1, units, 1}, nn::Activation::relu, nn::Activation::none, opt.seed);
+    nn::MLP net({1, units, 1}, ag::Op::relu, nn::Activation::none, opt.seed);
     nn::Adam adam(net.parameters(), {.lr = 0.02});
     ag::TensorTape tape;
     const int steps = opt.quick ? 1500 : 3000;

@@ -83,9 +83,9 @@ int main(int argc, char** argv) {
     std::vector<float> xs;
     for (int i = 0; i <= 40; ++i) xs.push_back(float(-1 + i / 20.0));
 
-    nn::MLP zero({1, kUnits, 1}, nn::Activation::sigmoid);
+    nn::MLP zero({1, kUnits, 1}, ag::Op::sigmoid);
     for (nn::Parameter* p : zero.parameters()) nn::init::zeros(*p);
-    nn::MLP random({1, kUnits, 1}, nn::Activation::sigmoid, nn::Activation::none, opt.seed);
+    nn::MLP random({1, kUnits, 1}, ag::Op::sigmoid, nn::Activation::none, opt.seed);
     const Fit fits[] = {train(zero, xs, steps), train(random, xs, steps)};
 
     fmt::print(

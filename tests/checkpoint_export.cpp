@@ -43,8 +43,8 @@ int main(int argc, char** argv) {
   const std::vector<std::int64_t> sizes{2, 16, 16, 1};
   const std::vector<float> inputs{0, 0, 0, 1, 1, 0, 1, 1, -1.5f, 2.25f, 0.3f, -0.7f};
   const Variant variants[] = {
-      {"relu_sigmoid", nn::Activation::relu, nn::Activation::sigmoid},
-      {"tanh", nn::Activation::tanh, nn::Activation::none},
+      {"relu_sigmoid", ag::Op::relu, ag::Op::sigmoid},
+      {"tanh", ag::Op::tanh, nn::Activation::none},
   };
   try {
     std::vector<std::string> models;

@@ -329,7 +329,7 @@ TEST_CASE("tensor: with the mode off the same computations give nan and inf sile
 }
 
 TEST_CASE("inside an nn MLP the report names the module path of the op") {
-  nn::MLP mlp({2, 4, 4, 1}, nn::Activation::relu);
+  nn::MLP mlp({2, 4, 4, 1}, ag::Op::relu);
   for (auto& [name, p] : mlp.named_parameters())
     for (float& v : p->data()) v = name == "layers.2.weight" ? 3e38f : name == "layers.0.weight";
   TensorTape tape;

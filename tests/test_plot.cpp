@@ -179,7 +179,7 @@ TEST_CASE("decision_boundary draws a PNG with its grid and points files") {
   const fs::path dir = fs::temp_directory_path() / ("tapegrad-plot-" + std::to_string(::getpid()));
   fs::create_directories(dir);
   const nn::Dataset data = nn::blobs(60, 3, 1.0, 2);
-  nn::MLP mlp({2, 8, 3}, nn::Activation::relu);
+  nn::MLP mlp({2, 8, 3}, ag::Op::relu);
   const fs::path png =
       nn::plot::decision_boundary(dir / "map.png", mlp, data, nn::LossKind::cross_entropy,
                                   {.width = 400, .height = 300, .resolution = 20});

@@ -174,7 +174,7 @@ TEST_CASE("learning-rate schedules: step, linear and cosine decay") {
 }
 
 TEST_CASE("a few lines train an MLP on XOR") {
-  nn::MLP mlp({2, 8, 1}, nn::Activation::tanh, nn::Activation::sigmoid, 3);
+  nn::MLP mlp({2, 8, 1}, ag::Op::tanh, ag::Op::sigmoid, 3);
   nn::Adam opt(mlp.parameters(), {.lr = 0.05});
   const std::vector<float> x{0, 0, 0, 1, 1, 0, 1, 1}, y{0, 1, 1, 0};
   TensorTape tape;
@@ -192,7 +192,7 @@ TEST_CASE("a few lines train an MLP on XOR") {
 }
 
 TEST_CASE("dead units: ReLU units whose input is never positive, per layer") {
-  nn::MLP mlp({2, 4, 3, 1}, nn::Activation::relu);
+  nn::MLP mlp({2, 4, 3, 1}, ag::Op::relu);
   // Layer 0: units 0 and 2 get a large negative bias: dead for inputs in [0, 1].
   for (float& w : mlp.linears()[0]->weight.data()) w = 0.1f;
   auto b = mlp.linears()[0]->bias->data();

@@ -421,8 +421,8 @@ void add_model_options(CLI::App* sub, NnOptions& o) {
       ->type_name("SIZES")
       ->required();
   sub->add_option("--act", o.act,
-                  "The activation after each hidden layer: none, sigmoid, tanh, relu, "
-                  "leaky_relu, prelu, elu (default relu)")
+                  fmt::format("The activation after each hidden layer: {} (default relu)",
+                              nn::activation_names()))
       ->type_name("NAME");
   sub->add_option("--out", o.out,
                   "The activation after the last layer, e.g. sigmoid for --loss bce (default "

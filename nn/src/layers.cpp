@@ -1,9 +1,10 @@
-// Linear, the activation modules, Maxout, Sequential and MLP.
+// Linear, the activation modules, Maxout, Sequential and MLP; the activations by name.
 
 #include "tapegrad/nn/layers.hpp"
 
 #include <fmt/format.h>
 
+#include <cctype>
 #include <cmath>
 
 #include "tapegrad/format.hpp"
@@ -47,10 +48,41 @@ std::string Linear::describe() const {
                      bias != nullptr);
 }
 
-std::string LeakyReLU::describe() const {
-  return fmt::format("LeakyReLU(alpha={})", ag::format_number(alpha));
+Elementwise::Elementwise(ag::Op op, double param) : op_(op), param_(param) {
+  if (ag::op_info(op).arity != 1)
+    throw ag::Error(fmt::format("Elementwise({}): an elementwise module applies a row of the op "
+                                "table with one operand, not {}",
+                                ag::op_info(op).name, ag::op_info(op).arity));
 }
-std::string ELU::describe() const { return fmt::format("ELU(alpha={})", ag::format_number(alpha)); }
+
+namespace {
+
+// PyTorch's name of the module of a row: each word of the row's name capitalised, with "lu"
+// (linear unit) in capitals, as torch.nn writes it: relu -> ReLU, leaky_relu -> LeakyReLU,
+// elu -> ELU, sigmoid -> Sigmoid.
+std::string module_name(std::string_view row) {
+  std::string name;
+  for (std::size_t start = 0; start <= row.size();) {
+    std::size_t end = row.find('_', start);
+    if (end == std::string_view::npos) end = row.size();
+    std::string word(row.substr(start, end - start));
+    if (!word.empty()) word[0] = char(std::toupper(static_cast<unsigned char>(word[0])));
+    if (word.ends_with("lu")) word.replace(word.size() - 2, 2, "LU");
+    name += word;
+    start = end + 1;
+  }
+  return name;
+}
+
+}  // namespace
+
+std::string Elementwise::describe() const {
+  const ag::OpInfo& info = ag::op_info(op_);
+  if (!info.has_param) return module_name(info.name) + "()";
+  // The name anomaly reports give the same parameter (anomaly.cpp).
+  const std::string_view param_name = op_ == ag::Op::pow_scalar ? "exponent" : "alpha";
+  return fmt::format("{}({}={})", module_name(info.name), param_name, ag::format_number(param_));
+}
 
 PReLU::PReLU(std::int64_t features, double init_value)
     : weight(register_parameter("weight", ag::Shape{features})) {
@@ -97,39 +129,42 @@ std::string Sequential::describe() const {
   return s + ")";
 }
 
-static constexpr std::pair<Activation, std::string_view> kActivations[] = {
-    {Activation::none, "none"},       {Activation::sigmoid, "sigmoid"},
-    {Activation::tanh, "tanh"},       {Activation::relu, "relu"},
-    {Activation::leaky_relu, "leaky_relu"}, {Activation::prelu, "prelu"},
-    {Activation::elu, "elu"},
-};
+namespace {
+
+// The rows of the op table that are activations, in the table's order.
+std::vector<ag::Op> activation_rows() {
+  std::vector<ag::Op> rows;
+  for (int row = 0; row < ag::kOpCount; ++row)
+    if (is_activation(static_cast<ag::Op>(row))) rows.push_back(static_cast<ag::Op>(row));
+  return rows;
+}
+
+}  // namespace
 
 Activation parse_activation(std::string_view name) {
-  std::string known;
-  for (auto [a, n] : kActivations) {
-    if (n == name) return a;
-    known += (known.empty() ? "" : ", ") + std::string(n);
-  }
-  throw ag::Error(fmt::format("unknown activation '{}': use one of {}", name, known));
+  if (name == "none") return Activation::none;
+  for (ag::Op op : activation_rows())
+    if (ag::op_info(op).name == name) return op;
+  throw ag::Error(fmt::format("unknown activation '{}': use one of {}", name, activation_names()));
+}
+
+std::string activation_names() {
+  std::string names = "none";
+  for (ag::Op op : activation_rows()) names += fmt::format(", {}", ag::op_info(op).name);
+  return names;
 }
 
 std::string_view activation_name(Activation a) {
-  for (auto [b, n] : kActivations)
-    if (a == b) return n;
-  return "?";
+  return a.op ? ag::op_info(*a.op).name : "none";
 }
 
 std::unique_ptr<Module> make_activation(Activation a, std::int64_t features) {
-  switch (a) {
-    case Activation::none: return nullptr;
-    case Activation::sigmoid: return std::make_unique<Sigmoid>();
-    case Activation::tanh: return std::make_unique<Tanh>();
-    case Activation::relu: return std::make_unique<ReLU>();
-    case Activation::leaky_relu: return std::make_unique<LeakyReLU>();
-    case Activation::prelu: return std::make_unique<PReLU>(features);
-    case Activation::elu: return std::make_unique<ELU>();
-  }
-  return nullptr;
+  if (!a.op) return nullptr;
+  if (!is_activation(*a.op))
+    throw ag::Error(fmt::format("{} is not an activation (Note [Activations from the op table])",
+                                ag::op_info(*a.op).name));
+  if (*a.op == ag::Op::prelu) return std::make_unique<PReLU>(features);
+  return std::make_unique<Elementwise>(*a.op);
 }
 
 MLP::MLP(std::vector<std::int64_t> sizes_, Activation hidden, Activation output,

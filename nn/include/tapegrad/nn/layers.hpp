@@ -1,5 +1,5 @@
-// The layers: Linear, one module per activation of the lecture notes, Maxout,
-// Sequential and MLP. Shapes and parameter names follow torch.nn.
+// The layers: Linear and its options, the activation modules (one per activation row of the
+// op table), Maxout, Sequential and MLP. Shapes and parameter names follow torch.nn.
 
 #pragma once
 
@@ -7,12 +7,14 @@
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
 #include <vector>
 
 #include "tapegrad/nn/module.hpp"
+#include "tapegrad/ops.hpp"
 
 namespace nn {
 
@@ -65,35 +67,61 @@ class Linear : public Module {
   bool labelled_ = false;
 };
 
-// The activations of the notes, each the op of the same name (ops.hpp).
-class Sigmoid : public Module {
+// Note [Activations from the op table]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// An activation is a row of the op table (ops.hpp) applied elementwise: every
+// row with one operand (arity 1), with the row's fixed parameter if it has one
+// (leaky_relu's alpha), and prelu, whose second operand is a learned Parameter
+// (the PReLU module). Nothing in nn lists them: a row added to the table is at
+// once a module (Elementwise), a name for parse_activation (and the CLI's
+// --act), a choice for MLP, and a unit of the scalar expansion (scalar.hpp).
+constexpr bool is_activation(ag::Op op) {
+  return ag::op_info(op).arity == 1 || op == ag::Op::prelu;
+}
+
+// One row of the op table with one operand, applied elementwise with its fixed
+// parameter (Note [Activations from the op table]). It prints as PyTorch names
+// the module: "ReLU()", "LeakyReLU(alpha=0.01)".
+class Elementwise : public Module {
  public:
-  ag::Tensor forward(ag::Tensor x) override { return ag::sigmoid(x); }
-  std::string describe() const override { return "Sigmoid()"; }
-};
-class Tanh : public Module {
- public:
-  ag::Tensor forward(ag::Tensor x) override { return ag::tanh(x); }
-  std::string describe() const override { return "Tanh()"; }
-};
-class ReLU : public Module {
- public:
-  ag::Tensor forward(ag::Tensor x) override { return ag::relu(x); }
-  std::string describe() const override { return "ReLU()"; }
-};
-class LeakyReLU : public Module {
- public:
-  explicit LeakyReLU(double alpha = 0.01) : alpha(alpha) {}
-  ag::Tensor forward(ag::Tensor x) override { return ag::leaky_relu(x, alpha); }
+  // With the row's default parameter (leaky_relu: 0.01); throws ag::Error for a row with two
+  // operands or a leaf.
+  explicit Elementwise(ag::Op op) : Elementwise(op, ag::op_info(op).default_param) {}
+  Elementwise(ag::Op op, double param);
+  ag::Tensor forward(ag::Tensor x) override { return ag::apply(op_, x, param_); }
   std::string describe() const override;
-  double alpha;
+  ag::Op op() const { return op_; }
+  double param() const { return param_; }  // the row's default for a row without one
+
+ private:
+  ag::Op op_;
+  double param_;
 };
-class ELU : public Module {
+
+// The activations of the notes under the names users write, as in torch.nn.
+class Sigmoid : public Elementwise {
  public:
-  explicit ELU(double alpha = 1.0) : alpha(alpha) {}
-  ag::Tensor forward(ag::Tensor x) override { return ag::elu(x, alpha); }
-  std::string describe() const override;
-  double alpha;
+  Sigmoid() : Elementwise(ag::Op::sigmoid) {}
+};
+class Tanh : public Elementwise {
+ public:
+  Tanh() : Elementwise(ag::Op::tanh) {}
+};
+class ReLU : public Elementwise {
+ public:
+  ReLU() : Elementwise(ag::Op::relu) {}
+};
+class LeakyReLU : public Elementwise {
+ public:
+  explicit LeakyReLU(double alpha = ag::op_info(ag::Op::leaky_relu).default_param)
+      : Elementwise(ag::Op::leaky_relu, alpha) {}
+  double alpha() const { return param(); }
+};
+class ELU : public Elementwise {
+ public:
+  explicit ELU(double alpha = ag::op_info(ag::Op::elu).default_param)
+      : Elementwise(ag::Op::elu, alpha) {}
+  double alpha() const { return param(); }
 };
 // PReLU: the negative slope is a learned parameter, one shared (features = 1)
 // or one per feature; "weight" of shape (features,), initialised to `init`.
@@ -146,10 +174,25 @@ class Sequential : public Module {
   std::size_t size_ = 0;
 };
 
-enum class Activation { none, sigmoid, tanh, relu, leaky_relu, prelu, elu };
-// "relu", "leaky_relu" ... "none"; throws ag::Error listing the known names.
+// Which activation follows a layer: a row of the op table that can act as one
+// (Note [Activations from the op table]), or none. It converts from the row,
+// so MLP({2, 16, 1}, ag::Op::relu) reads as it should.
+struct Activation {
+  static const Activation none;
+  constexpr Activation() = default;
+  constexpr Activation(ag::Op row) : op(row) {}  // implicit on purpose: the row is the choice
+  bool operator==(const Activation&) const = default;
+  std::optional<ag::Op> op;  // empty: none, the identity
+};
+inline constexpr Activation Activation::none{};
+
+// "relu", "leaky_relu", ... or "none"; throws ag::Error listing every known name.
 Activation parse_activation(std::string_view name);
 std::string_view activation_name(Activation a);
+// Every name parse_activation knows, "none" first, then the table's order: "none, ..., relu, ...".
+std::string activation_names();
+// The module of `a` after a layer of `features` units (PReLU learns one slope per unit); null
+// for none. Throws ag::Error for a row of the table that is not an activation.
 std::unique_ptr<Module> make_activation(Activation a, std::int64_t features);
 
 // A multi-layer perceptron: Linear layers of the given sizes with
