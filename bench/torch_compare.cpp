@@ -57,8 +57,8 @@ class TgSteps : public tc::Session {
  public:
   TgSteps(const tc::Spec& spec, std::uint64_t seed)
       : spec_(spec),
-        mlp_(spec.sizes, nn::Activation::relu,
-             spec.sigmoid_output ? nn::Activation::sigmoid : nn::Activation::none, seed),
+        mlp_(spec.sizes, ag::Op::relu,
+             spec.sigmoid_output ? ag::Op::sigmoid : nn::Activation::none, seed),
         opt_(make_optimizer(spec, mlp_)) {
     const nn::Dataset d = spec.name == "xor" ? nn::xor_data() : nn::moons(spec.rows, 0.1, seed + 1);
     rows_ = d.rows;
@@ -84,7 +84,7 @@ class TgSteps : public tc::Session {
   double eval() override {
     ag::NoGrad no_grad(tape_);
     tape_.reset();
-    Tensor out = mlp_(tape_, tape_.constant<float>(Shape{rows_, 2}, x_));
+    Tensor out = mlp_(tape_.constant<float>(Shape{rows_, 2}, x_));
     std::vector<std::int32_t> labels;
     for (float y : y_) labels.push_back(y > 0 ? 1 : 0);
     return nn::accuracy(out, labels,
@@ -94,7 +94,7 @@ class TgSteps : public tc::Session {
  private:
   Tensor step() {
     tape_.reset();
-    Tensor out = mlp_(tape_, tape_.constant<float>(Shape{rows_, 2}, x_));
+    Tensor out = mlp_(tape_.constant<float>(Shape{rows_, 2}, x_));
     Tensor y = tape_.constant<float>(Shape{rows_, 1}, y_);
     Tensor loss;
     if (spec_.loss == "bce") {
@@ -134,7 +134,7 @@ const nn::Dataset& fashion(nn::Split split) {
 class TgFashion : public tc::Session {
  public:
   TgFashion(const tc::Spec& spec, std::uint64_t seed)
-      : mlp_(spec.sizes, nn::Activation::relu, nn::Activation::none, seed),
+      : mlp_(spec.sizes, ag::Op::relu, nn::Activation::none, seed),
         opt_(mlp_.parameters(), nn::AdamOptions{.lr = spec.lr}),
         loader_(fashion(nn::Split::train), spec.rows, true, seed) {}
 
@@ -149,7 +149,7 @@ class TgFashion : public tc::Session {
     const nn::Dataset& test = fashion(nn::Split::test);
     ag::NoGrad no_grad(tape_);
     tape_.reset();
-    Tensor out = mlp_(tape_, test.inputs(tape_));
+    Tensor out = mlp_(test.inputs(tape_));
     return nn::accuracy(out, test.labels, nn::Scores::logits);
   }
 
@@ -160,7 +160,7 @@ class TgFashion : public tc::Session {
     long count = 0;
     for (const nn::Batch& b : loader_) {
       tape_.reset();
-      Tensor loss = nn::cross_entropy(mlp_(tape_, b.inputs(tape_)), b.y);
+      Tensor loss = nn::cross_entropy(mlp_(b.inputs(tape_)), b.y);
       opt_.zero_grad();
       tape_.backward(loss);
       opt_.step();

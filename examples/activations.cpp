@@ -96,9 +96,9 @@ std::unique_ptr<nn::Module> make_net(const std::string& name, const std::vector<
     return std::make_unique<nn::MLP>(s, nn::parse_activation(name), nn::Activation::none, seed);
   auto net = std::make_unique<nn::Sequential>();
   for (std::size_t i = 0; i + 2 < s.size(); ++i)
-    net->add(std::make_unique<nn::Maxout>(s[i], s[i + 1], 2, seed * 1000003ull + i));
-  net->add(
-      std::make_unique<nn::Linear>(s[s.size() - 2], s.back(), true, seed * 1000003ull + s.size()));
+    net->push_back(nn::Maxout(s[i], s[i + 1], 2, seed * 1000003ull + i));
+  net->push_back(
+      nn::Linear(nn::LinearOptions(s[s.size() - 2], s.back()).seed(seed * 1000003ull + s.size())));
   return net;
 }
 

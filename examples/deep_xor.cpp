@@ -21,7 +21,7 @@ struct Run {
 // BCE, GradientDescentOptimizer(0.1). nn::fit over the 4 points in one batch is that loop.
 Run train(nn::Activation hidden, std::uint64_t seed, std::size_t steps) {
   const nn::Dataset xor4 = nn::xor_data();
-  nn::MLP mlp({2, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 1}, hidden, nn::Activation::sigmoid);
+  nn::MLP mlp({2, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 1}, hidden, ag::Op::sigmoid);
   std::uint64_t layer_seed = seed * 1000;
   for (nn::Linear* l : mlp.linears()) {
     nn::init::uniform(l->weight, -1.0, 1.0, ++layer_seed);
@@ -55,7 +55,7 @@ int main(int argc, char** argv) {
       });
   return example::run([&] {
     if (opt.quick) seeds = std::min<std::size_t>(seeds, 3);
-    const nn::Activation acts[] = {nn::Activation::sigmoid, nn::Activation::relu};
+    const nn::Activation acts[] = {ag::Op::sigmoid, ag::Op::relu};
     fmt::print(
         "The lecture's deep XOR net: 11 Linear layers (W1 2x5, W2..W10 5x5, W11 5x1), weights\n"
         "U(-1, 1), biases 0, a sigmoid output, binary cross-entropy, gradient descent with\n"

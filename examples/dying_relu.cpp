@@ -36,7 +36,7 @@ struct Run {
 std::vector<double> silent_units(nn::MLP& net, const nn::Dataset& data) {
   ag::TensorTape tape;
   net.zero_grad();
-  tape.backward(nn::cross_entropy(net(tape, data.inputs(tape)), data.labels));
+  tape.backward(nn::cross_entropy(net(data.inputs(tape)), data.labels));
   std::vector<double> out;
   const auto linears = net.linears();
   for (std::size_t l = 0; l < kHidden; ++l) {

@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
     fmt::print("Fashion-MNIST: {} training and {} test images of 28 x 28, {} classes\n",
                train.rows, test.rows, train.classes);
 
-    nn::MLP model({784, 256, 128, 10}, nn::Activation::relu, nn::Activation::none, o.seed);
+    nn::MLP model({784, 256, 128, 10}, ag::Op::relu, nn::Activation::none, o.seed);
     nn::Adam adam(model.parameters(), {.lr = lr});
     nn::FitOptions fit;
     fit.epochs = epochs;
@@ -79,7 +79,7 @@ int main(int argc, char** argv) {
       for (const nn::Batch& b : loader) {
         tape.reset();
         ag::NoGrad no_grad(tape);
-        confusion.add(model(tape, b.inputs(tape)), b.y, nn::Scores::logits);
+        confusion.add(model(b.inputs(tape)), b.y, nn::Scores::logits);
       }
     }
     fmt::print("\nconfusion matrix of the test set:\n{}\n", confusion);
@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
     nn::save(model, checkpoint.string(),
              {.metadata = {{"epochs", std::to_string(epochs)},
                            {"test_accuracy", fmt::format("{}", last.test_accuracy)}}});
-    nn::MLP loaded({784, 256, 128, 10}, nn::Activation::relu, nn::Activation::none, o.seed + 1);
+    nn::MLP loaded({784, 256, 128, 10}, ag::Op::relu, nn::Activation::none, o.seed + 1);
     nn::load(loaded, checkpoint.string());
     const double reloaded = nn::evaluate(loaded, test, nn::LossKind::cross_entropy).accuracy;
     fmt::print("saved {} ({} bytes); loaded back: test accuracy {:.4f}\n", checkpoint.string(),

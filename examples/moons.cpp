@@ -15,7 +15,7 @@ int main(int argc, char** argv) {
   return example::run([&] {
     // micrograd: make_moons(n_samples=100, noise=0.1), labels y * 2 - 1 (the hinge loss's sign).
     const nn::Dataset moons = nn::moons(100, 0.1, o.seed);
-    nn::MLP model({2, 16, 16, 1}, nn::Activation::relu, nn::Activation::none, o.seed);
+    nn::MLP model({2, 16, 16, 1}, ag::Op::relu, nn::Activation::none, o.seed);
     // micrograd's Neuron starts from w ~ U(-1, 1) and b = 0, larger than PyTorch's
     // U(-1/sqrt(in), 1/sqrt(in)); with PyTorch's start, 100 steps are too few for some seeds.
     std::uint64_t layer_seed = o.seed;

@@ -126,7 +126,7 @@ int main(int argc, char** argv) {
       xs.push_back(float(x));
       ys.push_back(float(target(x) + 0.1 * rng.normal()));
     }
-    nn::MLP net({1, units, 1}, nn::Activation::relu, nn::Activation::none, opt.seed);
+    nn::MLP net({1, units, 1}, ag::Op::relu, nn::Activation::none, opt.seed);
     nn::Adam adam(net.parameters(), {.lr = 0.02});
     ag::TensorTape tape;
     const int steps = opt.quick ? 1500 : 3000;
@@ -135,7 +135,7 @@ int main(int argc, char** argv) {
       tape.reset();
       ag::Tensor x = tape.constant<float>(ag::Shape{n, 1}, xs);
       ag::Tensor y = tape.constant<float>(ag::Shape{n, 1}, ys);
-      ag::Tensor l = nn::mse_loss(net(tape, x), y);
+      ag::Tensor l = nn::mse_loss(net(x), y);
       adam.zero_grad();
       tape.backward(l);
       adam.step();
@@ -166,7 +166,7 @@ int main(int argc, char** argv) {
       tape.reset();
       std::vector<float> gx(grid.begin(), grid.end());
       const std::vector<double> net_fit =
-          net(tape, tape.constant<float>(ag::Shape{std::int64_t(gx.size()), 1}, gx)).values();
+          net(tape.constant<float>(ag::Shape{std::int64_t(gx.size()), 1}, gx)).values();
       double worst = 0;
       for (std::size_t i = 0; i < grid.size(); ++i)
         worst = std::max(worst, std::abs(net_fit[i] - fit[i]));

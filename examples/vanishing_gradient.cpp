@@ -14,8 +14,7 @@
 namespace {
 
 constexpr std::int64_t kWidth = 10;
-constexpr nn::Activation kActs[] = {nn::Activation::sigmoid, nn::Activation::tanh,
-                                    nn::Activation::relu};
+constexpr nn::Activation kActs[] = {ag::Op::sigmoid, ag::Op::tanh, ag::Op::relu};
 
 // ||dL/dW|| of layer 1 .. depth at every gradient-descent step (steps x depth).
 using Norms = std::vector<std::vector<double>>;

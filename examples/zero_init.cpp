@@ -41,7 +41,7 @@ Fit train(nn::MLP& mlp, const std::vector<float>& xs, std::size_t steps) {
   for (std::size_t step = 0; step <= steps; ++step) {
     tape.reset();
     ag::Tensor x = tape.constant<float>({n, 1}, xs), y = tape.constant<float>({n, 1}, ys);
-    ag::Tensor loss = nn::mse_loss(mlp(tape, x), y);
+    ag::Tensor loss = nn::mse_loss(mlp(x), y);
     mse = loss.item();
     if (step == steps) break;  // the last pass only measures
     sgd.zero_grad();
@@ -83,9 +83,9 @@ int main(int argc, char** argv) {
     std::vector<float> xs;
     for (int i = 0; i <= 40; ++i) xs.push_back(float(-1 + i / 20.0));
 
-    nn::MLP zero({1, kUnits, 1}, nn::Activation::sigmoid);
+    nn::MLP zero({1, kUnits, 1}, ag::Op::sigmoid);
     for (nn::Parameter* p : zero.parameters()) nn::init::zeros(*p);
-    nn::MLP random({1, kUnits, 1}, nn::Activation::sigmoid, nn::Activation::none, opt.seed);
+    nn::MLP random({1, kUnits, 1}, ag::Op::sigmoid, nn::Activation::none, opt.seed);
     const Fit fits[] = {train(zero, xs, steps), train(random, xs, steps)};
 
     fmt::print(

@@ -24,7 +24,7 @@ void train(nn::MLP& mlp, nn::Adam& opt, int steps) {
   ag::TensorTape tape;
   for (int i = 0; i < steps; ++i) {
     tape.reset();
-    ag::Tensor p = mlp(tape, tape.constant<float>(ag::Shape{4, 2}, x));
+    ag::Tensor p = mlp(tape.constant<float>(ag::Shape{4, 2}, x));
     ag::Tensor l = nn::mse_loss(p, tape.constant<float>(ag::Shape{4, 1}, y));
     opt.zero_grad();
     tape.backward(l);
@@ -43,8 +43,8 @@ int main(int argc, char** argv) {
   const std::vector<std::int64_t> sizes{2, 16, 16, 1};
   const std::vector<float> inputs{0, 0, 0, 1, 1, 0, 1, 1, -1.5f, 2.25f, 0.3f, -0.7f};
   const Variant variants[] = {
-      {"relu_sigmoid", nn::Activation::relu, nn::Activation::sigmoid},
-      {"tanh", nn::Activation::tanh, nn::Activation::none},
+      {"relu_sigmoid", ag::Op::relu, ag::Op::sigmoid},
+      {"tanh", ag::Op::tanh, nn::Activation::none},
   };
   try {
     std::vector<std::string> models;
@@ -60,7 +60,7 @@ int main(int argc, char** argv) {
       mlp.eval();
       ag::TensorTape tape;
       const std::int64_t n = std::int64_t(inputs.size()) / 2;
-      ag::Tensor out = mlp(tape, tape.constant<float>(ag::Shape{n, 2}, inputs));
+      ag::Tensor out = mlp(tape.constant<float>(ag::Shape{n, 2}, inputs));
       models.push_back(fmt::format(
           R"({{"name": "{}", "path": "{}", "sizes": [{}], "hidden": "{}", "output": "{}", )"
           R"("inputs": [{}], "outputs": [{}]}})",

@@ -13,7 +13,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string path = argv[1];
-  nn::MLP model({2, 512, 512, 1}, nn::Activation::relu);
+  nn::MLP model({2, 512, 512, 1}, ag::Op::relu);
   try {
     for (long k = std::atol(argv[2]);; ++k) {
       for (nn::Parameter* p : model.parameters())

@@ -329,14 +329,14 @@ TEST_CASE("tensor: with the mode off the same computations give nan and inf sile
 }
 
 TEST_CASE("inside an nn MLP the report names the module path of the op") {
-  nn::MLP mlp({2, 4, 4, 1}, nn::Activation::relu);
+  nn::MLP mlp({2, 4, 4, 1}, ag::Op::relu);
   for (auto& [name, p] : mlp.named_parameters())
     for (float& v : p->data()) v = name == "layers.2.weight" ? 3e38f : name == "layers.0.weight";
   TensorTape tape;
   AnomalyMode mode(tape);
   const std::vector<float> x{1, 1};
   const Anomaly a =
-      anomaly_of([&] { (void)mlp(tape, tape.constant(Shape{1, 2}, std::span<const float>(x))); });
+      anomaly_of([&] { (void)mlp(tape.constant(Shape{1, 2}, std::span<const float>(x))); });
   CHECK(a.op == "linear");
   CHECK(a.scope == "layers.2");
   CHECK(describe(a) ==

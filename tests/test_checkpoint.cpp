@@ -56,7 +56,7 @@ void train(nn::Module& model, nn::Optimizer& opt, int steps) {
   TensorTape tape;
   for (int i = 0; i < steps; ++i) {
     tape.reset();
-    Tensor p = model(tape, tape.constant<float>(Shape{4, 2}, x));
+    Tensor p = model(tape.constant<float>(Shape{4, 2}, x));
     Tensor l = nn::mse_loss(p, tape.constant<float>(Shape{4, 1}, y));
     opt.zero_grad();
     tape.backward(l);
@@ -108,10 +108,10 @@ std::string read_error(const std::string& path, const std::string& bytes) {
 TEST_CASE("a checkpoint round trip restores every parameter bit for bit, and the metadata") {
   TempDir tmp;
   const std::string path = tmp.path("model.safetensors");
-  nn::MLP saved({2, 16, 16, 1}, nn::Activation::relu, nn::Activation::sigmoid, 7);
+  nn::MLP saved({2, 16, 16, 1}, ag::Op::relu, ag::Op::sigmoid, 7);
   nn::save(saved, path, {.metadata = {{"epoch", "3"}, {"seed", "42"}, {"losses", "[0.5, 0.25]"}}});
 
-  nn::MLP loaded({2, 16, 16, 1}, nn::Activation::relu, nn::Activation::sigmoid, 8);
+  nn::MLP loaded({2, 16, 16, 1}, ag::Op::relu, ag::Op::sigmoid, 8);
   REQUIRE(snapshot(loaded) != snapshot(saved));
   nn::CheckpointExtras extras{.metadata = {{"stale", "x"}}};
   nn::load(loaded, path, &extras);
@@ -144,7 +144,7 @@ TEST_CASE("a checkpoint round trip restores every parameter bit for bit, and the
 
   // write_safetensors writes what read_safetensors read, and the result still loads.
   nn::write_safetensors(tmp.path("copy.safetensors"), file);
-  nn::MLP copy({2, 16, 16, 1}, nn::Activation::relu, nn::Activation::sigmoid, 9);
+  nn::MLP copy({2, 16, 16, 1}, ag::Op::relu, ag::Op::sigmoid, 9);
   nn::load(copy, tmp.path("copy.safetensors"));
   CHECK(snapshot(copy) == snapshot(saved));
   CHECK(tmp.files() == std::vector<std::string>{"copy.safetensors", "model.safetensors"});
@@ -156,19 +156,19 @@ TEST_CASE(
   const std::string path = tmp.path("resume.safetensors");
   auto run = [&](auto make_optimizer, const char* kind) {
     INFO(kind);
-    nn::MLP straight({2, 8, 1}, nn::Activation::tanh, nn::Activation::sigmoid, 3);
+    nn::MLP straight({2, 8, 1}, ag::Op::tanh, ag::Op::sigmoid, 3);
     auto opt = make_optimizer(straight);
     train(straight, *opt, 5);
     opt->set_lr(opt->lr() / 3);  // as a schedule would: the checkpoint keeps the rate
     train(straight, *opt, 5);
 
-    nn::MLP first({2, 8, 1}, nn::Activation::tanh, nn::Activation::sigmoid, 3);
+    nn::MLP first({2, 8, 1}, ag::Op::tanh, ag::Op::sigmoid, 3);
     auto opt1 = make_optimizer(first);
     train(first, *opt1, 5);
     opt1->set_lr(opt1->lr() / 3);
     nn::save(first, path, {.optimizer = opt1.get(), .metadata = {{"epoch", "5"}}});
 
-    nn::MLP second({2, 8, 1}, nn::Activation::tanh, nn::Activation::sigmoid, 99);
+    nn::MLP second({2, 8, 1}, ag::Op::tanh, ag::Op::sigmoid, 99);
     auto opt2 = make_optimizer(second);
     opt2->set_lr(123);
     nn::CheckpointExtras extras{.optimizer = opt2.get()};
@@ -181,7 +181,7 @@ TEST_CASE(
     CHECK(opt2->steps() == opt->steps());
 
     // Without the optimizer's state, the same resume drifts: the test can see a difference.
-    nn::MLP forgetful({2, 8, 1}, nn::Activation::tanh, nn::Activation::sigmoid, 99);
+    nn::MLP forgetful({2, 8, 1}, ag::Op::tanh, ag::Op::sigmoid, 99);
     auto fresh = make_optimizer(forgetful);
     nn::load(forgetful, path);
     train(forgetful, *fresh, 5);
@@ -208,7 +208,7 @@ TEST_CASE(
   run([](nn::Module& m) { return std::make_unique<nn::AdamW>(m.parameters()); }, "AdamW");
 
   // The layout: one 1-d tensor per buffer after the parameters, Adam's m's then v's.
-  nn::MLP model({2, 3, 1}, nn::Activation::relu);
+  nn::MLP model({2, 3, 1}, ag::Op::relu);
   nn::Adam adam(model.parameters());
   train(model, adam, 2);
   nn::save(model, path, {.optimizer = &adam});
@@ -225,9 +225,9 @@ TEST_CASE(
 TEST_CASE("a checkpoint that does not fit the model names every mismatch, and changes nothing") {
   TempDir tmp;
   const std::string path = tmp.path("model.safetensors");
-  nn::MLP small({2, 5, 1}, nn::Activation::relu);
+  nn::MLP small({2, 5, 1}, ag::Op::relu);
   nn::save(small, path);
-  nn::MLP model({2, 16, 1}, nn::Activation::relu, nn::Activation::none, 1);
+  nn::MLP model({2, 16, 1}, ag::Op::relu, nn::Activation::none, 1);
   const auto before = snapshot(model);
   CHECK_THROWS_WITH_AS(
       nn::load(model, path),
@@ -239,7 +239,7 @@ TEST_CASE("a checkpoint that does not fit the model names every mismatch, and ch
   CHECK(snapshot(model) == before);  // layers.2.bias matched, yet was not written
 
   // Missing, unexpected and wrong dtype, through a file edited with the safetensors layer.
-  nn::MLP mlp({2, 3, 1}, nn::Activation::relu);
+  nn::MLP mlp({2, 3, 1}, ag::Op::relu);
   nn::save(mlp, path);
   nn::SafetensorsFile file = nn::read_safetensors(path);
   file.tensors.erase("layers.2.bias");
@@ -257,7 +257,7 @@ TEST_CASE("a checkpoint that does not fit the model names every mismatch, and ch
 TEST_CASE("optimizer state must match the optimizer it is restored into") {
   TempDir tmp;
   const std::string path = tmp.path("opt.safetensors");
-  nn::MLP mlp({2, 3, 1}, nn::Activation::relu);
+  nn::MLP mlp({2, 3, 1}, ag::Op::relu);
   nn::Adam adam(mlp.parameters());
   nn::save(mlp, path);
   nn::CheckpointExtras extras{.optimizer = &adam};
@@ -299,7 +299,7 @@ TEST_CASE("optimizer state must match the optimizer it is restored into") {
 TEST_CASE("missing files, directories and malformed headers are clear errors") {
   TempDir tmp;
   const std::string path = tmp.path("bad.safetensors");
-  nn::MLP mlp({2, 3, 1}, nn::Activation::relu);
+  nn::MLP mlp({2, 3, 1}, ag::Op::relu);
   CHECK_THROWS_WITH_AS(
       nn::load(mlp, path),
       ("cannot read checkpoint \"" + path + "\": No such file or directory").c_str(), Error);
@@ -413,14 +413,14 @@ TEST_CASE("every truncation and every single flipped bit of a checkpoint is an e
   REQUIRE(memory >= 0);
   const std::string good = tmp.path("good.safetensors"),
                     path = fmt::format("/proc/self/fd/{}", memory);
-  nn::MLP mlp({2, 3, 1}, nn::Activation::relu);
+  nn::MLP mlp({2, 3, 1}, ag::Op::relu);
   nn::SGD sgd(mlp.parameters(), {.lr = 0.1});  // its metadata without buffers: fewer bits to flip
   train(mlp, sgd, 1);
   nn::save(mlp, good, {.optimizer = &sgd, .metadata = {{"epoch", "1"}}});
   const std::string bytes = read_bytes(good);
   std::uint64_t header_size = 0;
   std::memcpy(&header_size, bytes.data(), 8);
-  nn::MLP target({2, 3, 1}, nn::Activation::relu, nn::Activation::none, 5);
+  nn::MLP target({2, 3, 1}, ag::Op::relu, nn::Activation::none, 5);
   const auto before = snapshot(target);
 
   int errors = 0;
@@ -460,9 +460,9 @@ TEST_CASE("every truncation and every single flipped bit of a checkpoint is an e
 TEST_CASE("a failed save leaves the previous checkpoint intact and no temporary file") {
   TempDir tmp;
   const std::string path = tmp.path("model.safetensors");
-  nn::MLP old({2, 3, 1}, nn::Activation::relu, nn::Activation::none, 1);
+  nn::MLP old({2, 3, 1}, ag::Op::relu, nn::Activation::none, 1);
   nn::save(old, path);
-  nn::MLP big({2, 512, 512, 1}, nn::Activation::relu);  // ~1 MB
+  nn::MLP big({2, 512, 512, 1}, ag::Op::relu);  // ~1 MB
 
   // Into a directory that does not exist.
   const std::string nowhere = tmp.path("gone/model.safetensors");
@@ -495,7 +495,7 @@ TEST_CASE("a failed save leaves the previous checkpoint intact and no temporary 
   CHECK(WEXITSTATUS(status) == 0);
 
   CHECK(tmp.files() == std::vector<std::string>{"model.safetensors"});
-  nn::MLP reloaded({2, 3, 1}, nn::Activation::relu, nn::Activation::none, 2);
+  nn::MLP reloaded({2, 3, 1}, ag::Op::relu, nn::Activation::none, 2);
   nn::load(reloaded, path);
   CHECK(snapshot(reloaded) == snapshot(old));
 }
@@ -520,7 +520,7 @@ TEST_CASE("a save removes the temporary files of dead writers of the same file, 
   for (const std::string& name : kept) write_bytes(tmp.path(name), "x");
   write_bytes(tmp.path("model.safetensors.tmp-" + d + "-0"), "x");
   write_bytes(tmp.path("model.safetensors.tmp-" + d + "-12"), "x");
-  nn::MLP mlp({2, 3, 1}, nn::Activation::relu);
+  nn::MLP mlp({2, 3, 1}, ag::Op::relu);
   nn::save(mlp, path);
   std::vector<std::string> expected = kept;
   expected.push_back("model.safetensors");
@@ -531,7 +531,7 @@ TEST_CASE("a save removes the temporary files of dead writers of the same file, 
 // The version a checkpoint written by tests/checkpoint_saver holds: its metadata "version",
 // which every parameter must equal, else the file mixes two saves.
 long saved_version(const std::string& path) {
-  nn::MLP loaded({2, 512, 512, 1}, nn::Activation::relu, nn::Activation::none, 5);
+  nn::MLP loaded({2, 512, 512, 1}, ag::Op::relu, nn::Activation::none, 5);
   nn::CheckpointExtras extras;
   nn::load(loaded, path, &extras);
   const long version = std::stol(extras.metadata.at("version"));
@@ -635,7 +635,7 @@ TEST_CASE("a saving process killed at random moments leaves the last complete ch
   CHECK(new_versions > 0);
 
   // A save by another process (this one) removes the dead saver's temporary file.
-  nn::MLP model({2, 3, 1}, nn::Activation::relu);
+  nn::MLP model({2, 3, 1}, ag::Op::relu);
   nn::save(model, path);
   CHECK(tmp.files() == std::vector<std::string>{"model.safetensors"});
 }

@@ -35,7 +35,7 @@ std::filesystem::path scratch(const char* name) {
 
 TEST_CASE("fit trains micrograd's moons model to high accuracy and reports every epoch") {
   nn::Dataset data = nn::moons(100, 0.1, 1);
-  nn::MLP mlp({2, 16, 16, 1}, nn::Activation::relu, nn::Activation::none, 1);
+  nn::MLP mlp({2, 16, 16, 1}, ag::Op::relu, nn::Activation::none, 1);
   nn::SGD sgd(mlp.parameters(), {.lr = 0.1, .momentum = 0.9});
   std::FILE* log = std::tmpfile();
   nn::FitOptions options;
@@ -65,7 +65,7 @@ TEST_CASE("fit trains micrograd's moons model to high accuracy and reports every
 
 TEST_CASE("quiet prints nothing; a test set gets its accuracy; a schedule sets the rate") {
   nn::TrainTest split = nn::blobs(200, 3, 1.0, 4).split(0.25, 4);
-  nn::MLP mlp({2, 16, 3}, nn::Activation::relu, nn::Activation::none, 2);
+  nn::MLP mlp({2, 16, 3}, ag::Op::relu, nn::Activation::none, 2);
   nn::Adam adam(mlp.parameters(), {.lr = 0.01});
   std::FILE* log = std::tmpfile();
   nn::FitOptions options;
@@ -102,16 +102,16 @@ TEST_CASE("a run resumed from its checkpoint ends bit for bit where an uninterru
   std::filesystem::remove(a);
   std::filesystem::remove(b);
 
-  nn::MLP straight({2, 12, 3}, nn::Activation::tanh, nn::Activation::none, 7);
+  nn::MLP straight({2, 12, 3}, ag::Op::tanh, nn::Activation::none, 7);
   nn::Adam adam_a(straight.parameters(), {.lr = 0.02});
   nn::History whole = nn::fit(straight, adam_a, data, options(a, 6, false));
 
   {
-    nn::MLP first({2, 12, 3}, nn::Activation::tanh, nn::Activation::none, 7);
+    nn::MLP first({2, 12, 3}, ag::Op::tanh, nn::Activation::none, 7);
     nn::Adam adam_b(first.parameters(), {.lr = 0.02});
     nn::fit(first, adam_b, data, options(b, 3, false));  // "interrupted" after epoch 3
   }
-  nn::MLP again({2, 12, 3}, nn::Activation::tanh, nn::Activation::none, 99);  // other weights
+  nn::MLP again({2, 12, 3}, ag::Op::tanh, nn::Activation::none, 99);  // other weights
   nn::Adam adam_c(again.parameters(), {.lr = 0.02});
   nn::History resumed = nn::fit(again, adam_c, data, options(b, 6, true));
 
@@ -130,7 +130,7 @@ TEST_CASE("a run resumed from its checkpoint ends bit for bit where an uninterru
 }
 
 TEST_CASE("fit names what does not fit") {
-  nn::MLP three({2, 4, 3}, nn::Activation::relu);
+  nn::MLP three({2, 4, 3}, ag::Op::relu);
   nn::SGD sgd(three.parameters());
   nn::FitOptions options;
   options.loss = nn::LossKind::bce;
@@ -141,7 +141,7 @@ TEST_CASE("fit names what does not fit") {
                        Error);
   CHECK_THROWS_WITH_AS(nn::parse_loss("l1"),
                        "unknown loss 'l1': use one of bce, bce_logits, ce, mse, hinge", Error);
-  nn::MLP wide({3, 4, 1}, nn::Activation::relu);
+  nn::MLP wide({3, 4, 1}, ag::Op::relu);
   nn::SGD sgd2(wide.parameters());
   CHECK_THROWS_WITH_AS(nn::fit(wide, sgd2, nn::xor_data(), options),
                        doctest::Contains("linear: input (4, 2) has 2 features but weight (4, 3) "
@@ -152,7 +152,7 @@ TEST_CASE("fit names what does not fit") {
 TEST_CASE("check_finite stops a diverging run at the op, before a checkpoint is written") {
   const nn::Dataset data = nn::moons(100, 0.1, 1);
   auto run = [&](double lr, bool check, const std::string& checkpoint) {
-    nn::MLP mlp({2, 16, 16, 1}, nn::Activation::relu, nn::Activation::none, 1);
+    nn::MLP mlp({2, 16, 16, 1}, ag::Op::relu, nn::Activation::none, 1);
     nn::SGD sgd(mlp.parameters(), {.lr = lr});
     nn::FitOptions options;
     options.epochs = 5;

@@ -60,8 +60,8 @@ TEST_CASE("a binary map's class and shade follow the loss's rule") {
   nn::Linear line(2, 1);
   set_line(line);
   nn::Sequential with_sigmoid;
-  set_line(with_sigmoid.add(std::make_unique<nn::Linear>(2, 1)));
-  with_sigmoid.add(std::make_unique<nn::Sigmoid>());
+  set_line(with_sigmoid.push_back(std::make_unique<nn::Linear>(2, 1)));
+  with_sigmoid.push_back(nn::Sigmoid());
 
   SUBCASE("hinge: the score's sign decides; the shade is the score clipped to the margin") {
     const nn::plot::DecisionGrid g = nn::plot::decision_grid(line, data, nn::LossKind::hinge, 29);
@@ -179,7 +179,7 @@ TEST_CASE("decision_boundary draws a PNG with its grid and points files") {
   const fs::path dir = fs::temp_directory_path() / ("tapegrad-plot-" + std::to_string(::getpid()));
   fs::create_directories(dir);
   const nn::Dataset data = nn::blobs(60, 3, 1.0, 2);
-  nn::MLP mlp({2, 8, 3}, nn::Activation::relu);
+  nn::MLP mlp({2, 8, 3}, ag::Op::relu);
   const fs::path png =
       nn::plot::decision_boundary(dir / "map.png", mlp, data, nn::LossKind::cross_entropy,
                                   {.width = 400, .height = 300, .resolution = 20});

@@ -158,10 +158,10 @@ TEST_CASE("a highlighted TensorStepper frame") {
 }
 
 TEST_CASE("modules style: each nn module of an MLP is a cluster, nested as the modules nest") {
-  nn::MLP mlp({2, 5, 1}, nn::Activation::relu, nn::Activation::sigmoid, 7);
+  nn::MLP mlp({2, 5, 1}, ag::Op::relu, ag::Op::sigmoid, 7);
   TensorTape tape;
   Tensor x = detach(tape.input(Shape{4, 2}, {0, 0, 0, 1, 1, 0, 1, 1}, {}, DType::f32)).named("x");
-  Tensor p = mlp(tape, x).named("p");
+  Tensor p = mlp(x).named("p");
   const std::string dot = to_dot(tape, p.id(), {GraphStyle::modules});
   // "layers" (the Sequential) holds layers.0 (Linear), layers.1 (ReLU), layers.2 (Linear) and
   // layers.3 (Sigmoid); x is outside every module.
@@ -197,10 +197,10 @@ TEST_CASE("tensor graphs are deterministic") {
     return to_dot(m.tape, m.loss.id(), {style});
   };
   auto draw_modules = [] {
-    nn::MLP mlp({2, 3, 3, 1}, nn::Activation::tanh, nn::Activation::none, 3);
+    nn::MLP mlp({2, 3, 3, 1}, ag::Op::tanh, nn::Activation::none, 3);
     TensorTape tape;
     Tensor x = tape.input(Shape{4, 2}, {0, 0, 0, 1, 1, 0, 1, 1}, "x", DType::f32);
-    Tensor loss = mean(mlp(tape, x)).named("loss");
+    Tensor loss = mean(mlp(x)).named("loss");
     tape.backward(loss);
     return to_dot(tape, loss.id(), {GraphStyle::modules});
   };

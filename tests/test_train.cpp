@@ -174,14 +174,14 @@ TEST_CASE("learning-rate schedules: step, linear and cosine decay") {
 }
 
 TEST_CASE("a few lines train an MLP on XOR") {
-  nn::MLP mlp({2, 8, 1}, nn::Activation::tanh, nn::Activation::sigmoid, 3);
+  nn::MLP mlp({2, 8, 1}, ag::Op::tanh, ag::Op::sigmoid, 3);
   nn::Adam opt(mlp.parameters(), {.lr = 0.05});
   const std::vector<float> x{0, 0, 0, 1, 1, 0, 1, 1}, y{0, 1, 1, 0};
   TensorTape tape;
   double loss = 0;
   for (int step = 0; step < 300; ++step) {
     tape.reset();
-    Tensor p = mlp(tape, tape.constant<float>(Shape{4, 2}, x));
+    Tensor p = mlp(tape.constant<float>(Shape{4, 2}, x));
     Tensor l = nn::bce_loss(p, tape.constant<float>(Shape{4, 1}, y));
     opt.zero_grad();
     tape.backward(l);
@@ -192,7 +192,7 @@ TEST_CASE("a few lines train an MLP on XOR") {
 }
 
 TEST_CASE("dead units: ReLU units whose input is never positive, per layer") {
-  nn::MLP mlp({2, 4, 3, 1}, nn::Activation::relu);
+  nn::MLP mlp({2, 4, 3, 1}, ag::Op::relu);
   // Layer 0: units 0 and 2 get a large negative bias: dead for inputs in [0, 1].
   for (float& w : mlp.linears()[0]->weight.data()) w = 0.1f;
   auto b = mlp.linears()[0]->bias->data();
@@ -200,7 +200,7 @@ TEST_CASE("dead units: ReLU units whose input is never positive, per layer") {
   nn::DeadUnits dead;
   TensorTape tape;
   const std::vector<float> x{0, 0, 0, 1, 1, 0, 1, 1};
-  mlp(tape, tape.constant<float>(Shape{4, 2}, x));
+  mlp(tape.constant<float>(Shape{4, 2}, x));
   dead.observe(tape);
   auto f = dead.fractions();
   REQUIRE(f.size() == 2);
@@ -208,12 +208,12 @@ TEST_CASE("dead units: ReLU units whose input is never positive, per layer") {
   CHECK(f[0].second == 0.5);
   // A second batch with an input that revives nothing leaves the count as it is.
   tape.reset();
-  mlp(tape, tape.constant<float>(Shape{4, 2}, x));
+  mlp(tape.constant<float>(Shape{4, 2}, x));
   dead.observe(tape);
   CHECK(dead.fractions()[0].second == 0.5);
   // And backward confirms it: a dead unit's weights get no gradient.
   tape.reset();
-  Tensor out = mlp(tape, tape.constant<float>(Shape{4, 2}, x));
+  Tensor out = mlp(tape.constant<float>(Shape{4, 2}, x));
   mlp.zero_grad();
   tape.backward(sum(out));
   CHECK(mlp.linears()[0]->weight.grad()[0] == 0.0f);  // unit 0 is dead

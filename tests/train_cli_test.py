@@ -245,8 +245,8 @@ class TrainErrors(TrainCliTest):
     def test_bad_names(self):
         self.fails("train", "--data", "moons", "--layers", "2,1", "--loss", "l1",
                    message="unknown loss 'l1'")
-        self.fails("train", "--data", "moons", "--layers", "2,1", "--act", "gelu",
-                   message="unknown activation 'gelu'")
+        self.fails("train", "--data", "moons", "--layers", "2,1", "--act", "wobble",
+                   message="unknown activation 'wobble'")
         self.fails("train", "--data", "moons", "--layers", "2,x,1",
                    message="--layers 2,x,1: not a list")
         self.fails("train", "--data", "moons", "--layers", "2",

@@ -91,7 +91,7 @@ RecordedMlp record_mlp(ag::Tape& tape, const MlpExample& m) {
   if (m.loss != "mse" && m.loss != "bce")
     throw ag::Error(fmt::format("--loss {}: the losses of a page are mse and bce", m.loss));
   const bool bce = m.loss == "bce";
-  if (bce && output != nn::Activation::sigmoid)
+  if (bce && output != ag::Op::sigmoid)
     throw ag::Error(fmt::format("--loss bce takes probabilities: use --out sigmoid, not {}",
                                 m.out));
   const std::vector<double> x = parse_numbers(m.x, "--x", sizes.front(), "inputs");

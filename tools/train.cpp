@@ -405,7 +405,7 @@ int run_graph(const NnOptions& o) {
   constexpr std::int64_t kRows = 4;
   const std::vector<float> zeros(static_cast<std::size_t>(kRows * sizes.front()), 0.0f);
   ag::Tensor x = tape.constant(ag::Shape{kRows, sizes.front()}, std::span<const float>(zeros));
-  ag::Tensor y = mlp(tape, x);
+  ag::Tensor y = mlp(x);
   const ag::TensorGraphOptions options{.style = ag::GraphStyle::modules};
   if (o.output.empty()) {
     fmt::print("{}", ag::to_dot(tape, y.id(), options));
@@ -421,8 +421,8 @@ void add_model_options(CLI::App* sub, NnOptions& o) {
       ->type_name("SIZES")
       ->required();
   sub->add_option("--act", o.act,
-                  "The activation after each hidden layer: none, sigmoid, tanh, relu, "
-                  "leaky_relu, prelu, elu (default relu)")
+                  fmt::format("The activation after each hidden layer: {} (default relu)",
+                              nn::activation_names()))
       ->type_name("NAME");
   sub->add_option("--out", o.out,
                   "The activation after the last layer, e.g. sigmoid for --loss bce (default "

@@ -1,9 +1,10 @@
-// Linear, the activation modules, Maxout, Sequential and MLP.
+// Linear, the activation modules, Maxout, Sequential and MLP; the activations by name.
 
 #include "tapegrad/nn/layers.hpp"
 
 #include <fmt/format.h>
 
+#include <cctype>
 #include <cmath>
 
 #include "tapegrad/format.hpp"
@@ -11,11 +12,15 @@
 
 namespace nn {
 
-Linear::Linear(std::int64_t in, std::int64_t out, bool with_bias, std::uint64_t seed)
-    : weight(register_parameter("weight", ag::Shape{out, in})),
-      bias(with_bias ? &register_parameter("bias", ag::Shape{out}) : nullptr),
-      in_features(in),
-      out_features(out) {
+Linear::Linear(const LinearOptions& options)
+    : weight(register_parameter("weight",
+                                ag::Shape{options.out_features(), options.in_features()})),
+      bias(options.bias() ? &register_parameter("bias", ag::Shape{options.out_features()})
+                          : nullptr),
+      in_features(options.in_features()),
+      out_features(options.out_features()) {
+  const std::int64_t in = in_features, out = out_features;
+  const std::uint64_t seed = options.seed();
   if (in <= 0 || out <= 0)
     throw ag::Error(fmt::format("Linear({}, {}): sizes must be positive", in, out));
   // PyTorch's default: kaiming_uniform with a = sqrt(5), i.e. U(-1/sqrt(in), 1/sqrt(in)),
@@ -25,13 +30,14 @@ Linear::Linear(std::int64_t in, std::int64_t out, bool with_bias, std::uint64_t 
   if (bias) init::uniform(*bias, -bound, bound, seed ^ 0xb1a5b1a5ull);
 }
 
-ag::Tensor Linear::forward(ag::TensorTape& tape, ag::Tensor x) {
+ag::Tensor Linear::forward(ag::Tensor x) {
   if (!labelled_ || labelled_path_ != path()) {
     labelled_path_ = path();
     weight_label_ = label("weight");
     bias_label_ = label("bias");
     labelled_ = true;
   }
+  ag::TensorTape& tape = x.tape();
   ag::Tensor w = weight.on(tape, weight_label_);
   if (!bias) return ag::linear(x, w);
   return ag::linear(x, w, bias->on(tape, bias_label_));
@@ -42,10 +48,41 @@ std::string Linear::describe() const {
                      bias != nullptr);
 }
 
-std::string LeakyReLU::describe() const {
-  return fmt::format("LeakyReLU(alpha={})", ag::format_number(alpha));
+Elementwise::Elementwise(ag::Op op, double param) : op_(op), param_(param) {
+  if (ag::op_info(op).arity != 1)
+    throw ag::Error(fmt::format("Elementwise({}): an elementwise module applies a row of the op "
+                                "table with one operand, not {}",
+                                ag::op_info(op).name, ag::op_info(op).arity));
 }
-std::string ELU::describe() const { return fmt::format("ELU(alpha={})", ag::format_number(alpha)); }
+
+namespace {
+
+// PyTorch's name of the module of a row: each word of the row's name capitalised, with "lu"
+// (linear unit) in capitals, as torch.nn writes it: relu -> ReLU, leaky_relu -> LeakyReLU,
+// elu -> ELU, sigmoid -> Sigmoid.
+std::string module_name(std::string_view row) {
+  std::string name;
+  for (std::size_t start = 0; start <= row.size();) {
+    std::size_t end = row.find('_', start);
+    if (end == std::string_view::npos) end = row.size();
+    std::string word(row.substr(start, end - start));
+    if (!word.empty()) word[0] = char(std::toupper(static_cast<unsigned char>(word[0])));
+    if (word.ends_with("lu")) word.replace(word.size() - 2, 2, "LU");
+    name += word;
+    start = end + 1;
+  }
+  return name;
+}
+
+}  // namespace
+
+std::string Elementwise::describe() const {
+  const ag::OpInfo& info = ag::op_info(op_);
+  if (!info.has_param) return module_name(info.name) + "()";
+  // The name anomaly reports give the same parameter (anomaly.cpp).
+  const std::string_view param_name = op_ == ag::Op::pow_scalar ? "exponent" : "alpha";
+  return fmt::format("{}({}={})", module_name(info.name), param_name, ag::format_number(param_));
+}
 
 PReLU::PReLU(std::int64_t features, double init_value)
     : weight(register_parameter("weight", ag::Shape{features})) {
@@ -53,21 +90,22 @@ PReLU::PReLU(std::int64_t features, double init_value)
   init::constant(weight, init_value);
 }
 
-ag::Tensor PReLU::forward(ag::TensorTape& tape, ag::Tensor x) {
-  return ag::prelu(x, weight.on(tape, label("weight")));
+ag::Tensor PReLU::forward(ag::Tensor x) {
+  return ag::prelu(x, weight.on(x.tape(), label("weight")));
 }
 
 std::string PReLU::describe() const { return fmt::format("PReLU(features={})", weight.numel()); }
 
 Maxout::Maxout(std::int64_t in, std::int64_t out, std::int64_t pieces_, std::uint64_t seed)
-    : linear(register_module("linear", std::make_unique<Linear>(in, out * pieces_, true, seed))),
+    : linear(register_module(
+          "linear", std::make_unique<Linear>(LinearOptions(in, out * pieces_).seed(seed)))),
       out_features(out),
       pieces(pieces_) {
   if (pieces_ <= 0) throw ag::Error(fmt::format("Maxout: pieces must be positive, not {}", pieces_));
 }
 
-ag::Tensor Maxout::forward(ag::TensorTape& tape, ag::Tensor x) {
-  ag::Tensor z = linear(tape, x);  // (n, out * pieces): output j's pieces are adjacent
+ag::Tensor Maxout::forward(ag::Tensor x) {
+  ag::Tensor z = linear(x);  // (n, out * pieces): output j's pieces are adjacent
   return ag::amax(ag::reshape(z, {-1, out_features, pieces}), 2);
 }
 
@@ -75,8 +113,8 @@ std::string Maxout::describe() const {
   return fmt::format("Maxout(in={}, out={}, pieces={})", linear.in_features, out_features, pieces);
 }
 
-ag::Tensor Sequential::forward(ag::TensorTape& tape, ag::Tensor x) {
-  for (auto& [name, child] : children()) x = (*child)(tape, x);
+ag::Tensor Sequential::forward(ag::Tensor x) {
+  for (auto& [name, child] : children()) x = (*child)(x);
   return x;
 }
 
@@ -91,39 +129,42 @@ std::string Sequential::describe() const {
   return s + ")";
 }
 
-static constexpr std::pair<Activation, std::string_view> kActivations[] = {
-    {Activation::none, "none"},       {Activation::sigmoid, "sigmoid"},
-    {Activation::tanh, "tanh"},       {Activation::relu, "relu"},
-    {Activation::leaky_relu, "leaky_relu"}, {Activation::prelu, "prelu"},
-    {Activation::elu, "elu"},
-};
+namespace {
+
+// The rows of the op table that are activations, in the table's order.
+std::vector<ag::Op> activation_rows() {
+  std::vector<ag::Op> rows;
+  for (int row = 0; row < ag::kOpCount; ++row)
+    if (is_activation(static_cast<ag::Op>(row))) rows.push_back(static_cast<ag::Op>(row));
+  return rows;
+}
+
+}  // namespace
 
 Activation parse_activation(std::string_view name) {
-  std::string known;
-  for (auto [a, n] : kActivations) {
-    if (n == name) return a;
-    known += (known.empty() ? "" : ", ") + std::string(n);
-  }
-  throw ag::Error(fmt::format("unknown activation '{}': use one of {}", name, known));
+  if (name == "none") return Activation::none;
+  for (ag::Op op : activation_rows())
+    if (ag::op_info(op).name == name) return op;
+  throw ag::Error(fmt::format("unknown activation '{}': use one of {}", name, activation_names()));
+}
+
+std::string activation_names() {
+  std::string names = "none";
+  for (ag::Op op : activation_rows()) names += fmt::format(", {}", ag::op_info(op).name);
+  return names;
 }
 
 std::string_view activation_name(Activation a) {
-  for (auto [b, n] : kActivations)
-    if (a == b) return n;
-  return "?";
+  return a.op ? ag::op_info(*a.op).name : "none";
 }
 
 std::unique_ptr<Module> make_activation(Activation a, std::int64_t features) {
-  switch (a) {
-    case Activation::none: return nullptr;
-    case Activation::sigmoid: return std::make_unique<Sigmoid>();
-    case Activation::tanh: return std::make_unique<Tanh>();
-    case Activation::relu: return std::make_unique<ReLU>();
-    case Activation::leaky_relu: return std::make_unique<LeakyReLU>();
-    case Activation::prelu: return std::make_unique<PReLU>(features);
-    case Activation::elu: return std::make_unique<ELU>();
-  }
-  return nullptr;
+  if (!a.op) return nullptr;
+  if (!is_activation(*a.op))
+    throw ag::Error(fmt::format("{} is not an activation (Note [Activations from the op table])",
+                                ag::op_info(*a.op).name));
+  if (*a.op == ag::Op::prelu) return std::make_unique<PReLU>(features);
+  return std::make_unique<Elementwise>(*a.op);
 }
 
 MLP::MLP(std::vector<std::int64_t> sizes_, Activation hidden, Activation output,
@@ -133,10 +174,10 @@ MLP::MLP(std::vector<std::int64_t> sizes_, Activation hidden, Activation output,
     throw ag::Error(fmt::format("MLP needs at least an input and an output size, got {}",
                                 sizes.size()));
   for (std::size_t i = 0; i + 1 < sizes.size(); ++i) {
-    linears_.push_back(&layers.add(std::make_unique<Linear>(sizes[i], sizes[i + 1], true,
-                                                            seed * 1000003ull + i)));
+    linears_.push_back(&layers.push_back(
+        Linear(LinearOptions(sizes[i], sizes[i + 1]).seed(seed * 1000003ull + i))));
     const Activation act = i + 2 < sizes.size() ? hidden : output;
-    if (auto m = make_activation(act, sizes[i + 1])) layers.add(std::move(m));
+    if (auto m = make_activation(act, sizes[i + 1])) layers.push_back(std::move(m));
   }
 }
 

@@ -1,8 +1,12 @@
-// Losses as compositions of tape ops (every one of them gradient-checked).
+// Losses as compositions of tape ops (every one of them gradient-checked), and the
+// names of the loss kinds.
 
 #include "tapegrad/nn/loss.hpp"
 
 #include <fmt/format.h>
+
+#include <string>
+#include <utility>
 
 namespace nn {
 
@@ -43,6 +47,37 @@ ag::Tensor cross_entropy(ag::Tensor logits, std::span<const std::int32_t> labels
 ag::Tensor hinge_loss(ag::Tensor score, ag::Tensor y, Reduction r) {
   check_shapes(score, y, "hinge_loss");
   return reduce(ag::relu(1.0 - y * score), r);
+}
+
+namespace {
+
+constexpr std::pair<LossKind, std::string_view> kLosses[] = {
+    {LossKind::bce, "bce"},
+    {LossKind::bce_with_logits, "bce_logits"},
+    {LossKind::cross_entropy, "ce"},
+    {LossKind::mse, "mse"},
+    {LossKind::hinge, "hinge"},
+};
+
+}  // namespace
+
+LossKind parse_loss(std::string_view name) {
+  std::string known;
+  for (auto [kind, n] : kLosses) {
+    if (n == name) return kind;
+    known += (known.empty() ? "" : ", ") + std::string(n);
+  }
+  throw ag::Error(fmt::format("unknown loss '{}': use one of {}", name, known));
+}
+
+std::string_view loss_name(LossKind kind) {
+  for (auto [k, n] : kLosses)
+    if (k == kind) return n;
+  return "?";
+}
+
+Scores scores_of(LossKind loss) {
+  return loss == LossKind::bce || loss == LossKind::mse ? Scores::probabilities : Scores::logits;
 }
 
 }  // namespace nn

@@ -170,7 +170,7 @@ DecisionGrid decision_grid(Module& model, const Dataset& data, LossKind loss,
   const bool was_training = model.is_training();
   model.eval();
   const ag::Tensor out =
-      model(tape, tape.constant(ag::Shape{n, 2}, std::span<const float>(points)));
+      model(tape.constant(ag::Shape{n, 2}, std::span<const float>(points)));
   model.train(was_training);
 
   const std::int64_t cols = out.shape().rank() == 2 ? out.shape()[1] : 1;

@@ -10,15 +10,21 @@ namespace nn {
 
 namespace {
 
-// The activation module after a Linear, applied to one scalar.
+// The activation module after a Linear, applied to one scalar: the same row of the op table
+// (Note [Activations from the op table]) with the same parameter, so any row the table gains
+// expands too.
 ag::Value activate(const Module* m, ag::Value z) {
   if (m == nullptr) return z;
-  if (dynamic_cast<const Sigmoid*>(m)) return ag::sigmoid(z);
-  if (dynamic_cast<const Tanh*>(m)) return ag::tanh(z);
-  if (dynamic_cast<const ReLU*>(m)) return ag::relu(z);
-  if (auto* l = dynamic_cast<const LeakyReLU*>(m)) return ag::leaky_relu(z, l->alpha);
-  if (auto* e = dynamic_cast<const ELU*>(m)) return ag::elu(z, e->alpha);
-  throw ag::Error(fmt::format("expand: {} has no scalar form here", m->describe()));
+  const auto* activation = dynamic_cast<const Elementwise*>(m);
+  if (activation == nullptr)
+    throw ag::Error(fmt::format("expand: {} has no scalar form here", m->describe()));
+  return ag::dispatch(activation->op(), [&](auto rule) -> ag::Value {
+    using Rule = decltype(rule);
+    if constexpr (Rule::info.arity == 1)
+      return z.tape().record<Rule>(z, {}, activation->param());
+    else  // Elementwise's constructor refuses these rows
+      throw ag::Error(fmt::format("expand: {} is not a one-operand row", Rule::info.name));
+  });
 }
 
 // "11" for unit 1 from input 1, "10_3" once an index passes 9.

@@ -22,14 +22,6 @@ namespace nn {
 
 namespace {
 
-constexpr std::pair<LossKind, std::string_view> kLosses[] = {
-    {LossKind::bce, "bce"},
-    {LossKind::bce_with_logits, "bce_logits"},
-    {LossKind::cross_entropy, "ce"},
-    {LossKind::mse, "mse"},
-    {LossKind::hinge, "hinge"},
-};
-
 // The loss of a batch's outputs. Binary losses want one output column.
 ag::Tensor batch_loss(ag::TensorTape& tape, ag::Tensor out, const Batch& batch, LossKind kind) {
   if (kind != LossKind::cross_entropy && out.shape()[1] != 1)
@@ -120,25 +112,6 @@ class Progress {
 
 }  // namespace
 
-LossKind parse_loss(std::string_view name) {
-  std::string known;
-  for (auto [kind, n] : kLosses) {
-    if (n == name) return kind;
-    known += (known.empty() ? "" : ", ") + std::string(n);
-  }
-  throw ag::Error(fmt::format("unknown loss '{}': use one of {}", name, known));
-}
-
-std::string_view loss_name(LossKind kind) {
-  for (auto [k, n] : kLosses)
-    if (k == kind) return n;
-  return "?";
-}
-
-Scores scores_of(LossKind loss) {
-  return loss == LossKind::bce || loss == LossKind::mse ? Scores::probabilities : Scores::logits;
-}
-
 Evaluation evaluate(Module& model, const Dataset& data, LossKind loss, std::int64_t batch_size) {
   const bool was_training = model.is_training();
   model.eval();
@@ -148,7 +121,7 @@ Evaluation evaluate(Module& model, const Dataset& data, LossKind loss, std::int6
   for (const Batch& batch : loader) {
     tape.reset();
     ag::NoGrad no_grad(tape);
-    ag::Tensor out = model(tape, batch.inputs(tape));
+    ag::Tensor out = model(batch.inputs(tape));
     loss_sum += batch_loss(tape, out, batch, loss).item() * double(batch.rows);
     correct += accuracy(out, batch.y, scores_of(loss)) * double(batch.rows);
   }
@@ -195,7 +168,7 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
 
     for (const Batch& batch : loader) {
       tape.reset();
-      ag::Tensor out = model(tape, batch.inputs(tape));
+      ag::Tensor out = model(batch.inputs(tape));
       ag::Tensor loss = batch_loss(tape, out, batch, options.loss);
       const double data_loss = loss.item();
       if (options.l2 > 0) {

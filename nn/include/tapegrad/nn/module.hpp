@@ -49,14 +49,20 @@ class Module {
   Module() = default;
   Module(const Module&) = delete;  // parameters are referred to by address
   Module& operator=(const Module&) = delete;
+  // Moving keeps every address: parameters and children live on the heap, so references a
+  // derived module holds to them (Linear::weight) still point at what the new object owns.
+  // Sequential::push_back(nn::Linear(2, 16)) relies on it.
+  Module(Module&&) = default;
   virtual ~Module() = default;
 
-  virtual ag::Tensor forward(ag::TensorTape& tape, ag::Tensor x) = 0;
-  // forward(), with the nodes it records in a scope named by path() (Note [Scopes]).
-  ag::Tensor operator()(ag::TensorTape& tape, ag::Tensor x) {
-    if (path_.empty()) return forward(tape, x);
-    ag::TensorTape::Scope scope(tape, path_);
-    return forward(tape, x);
+  // Records the module on x's tape (a Tensor knows its tape, so no tape is passed).
+  virtual ag::Tensor forward(ag::Tensor x) = 0;
+  // `net(x)`, as in PyTorch: forward(), with the nodes it records in a scope named by path()
+  // (Note [Scopes]).
+  ag::Tensor operator()(ag::Tensor x) {
+    if (path_.empty()) return forward(x);
+    ag::TensorTape::Scope scope(x.tape(), path_);
+    return forward(x);
   }
   // How the module prints: "Linear(in=2, out=5, bias=true)".
   virtual std::string describe() const = 0;

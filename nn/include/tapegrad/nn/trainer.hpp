@@ -12,26 +12,12 @@
 
 #include "tapegrad/anomaly.hpp"  // FitOptions::check_finite throws ag::AnomalyError
 #include "tapegrad/nn/data.hpp"
+#include "tapegrad/nn/loss.hpp"  // FitOptions::loss
 #include "tapegrad/nn/metrics.hpp"
 #include "tapegrad/nn/module.hpp"
 #include "tapegrad/nn/optim.hpp"
 
 namespace nn {
-
-// What the model outputs and which loss it is trained with.
-enum class LossKind {
-  bce,              // probabilities (a sigmoid output), binary cross-entropy
-  bce_with_logits,  // one logit per row
-  cross_entropy,    // one logit per class
-  mse,              // probabilities or values against 0/1 targets
-  hinge,            // one score per row against -1/+1 targets (micrograd)
-};
-// "bce", "bce_logits", "ce", "mse", "hinge"; throws ag::Error listing them.
-LossKind parse_loss(std::string_view name);
-std::string_view loss_name(LossKind kind);
-// What a model trained with `loss` outputs, which decides its predictions (nn::predict):
-// probabilities for bce and mse, logits (or hinge scores) otherwise.
-Scores scores_of(LossKind loss);
 
 struct EpochStats {
   std::size_t epoch = 0;  // 1-based
