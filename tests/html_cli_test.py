@@ -50,13 +50,16 @@ class Page(CliTest):
         self.assertEqual(html.count("</script>"), 2)  # the data and the script
 
     def assertSameSteps(self, html, step_args):
-        """The page's steps are `tapegrad step`'s, line for line: as many forward steps as it
-        prints forward lines, and one backward step per step it prints, with the same text."""
+        """The page's steps are `tapegrad step`'s, line for line: one forward step for the
+        leaves ("x = -2", all at once) and one per op it prints ("q = x + y = 3"), and one
+        backward step per step it prints, with the same text."""
         forward, backward = step_transcript(self.ok("step", *step_args))
+        leaves = [line for line in forward if line.count(" = ") == 1]
+        ops = [[line] for line in forward if line.count(" = ") > 1]
         steps = page_data(html)["steps"]
-        self.assertEqual(len(steps), len(forward) + len(backward))
+        self.assertEqual(len(steps), (1 if leaves else 0) + len(ops) + len(backward))
         self.assertEqual([s["lines"] for s in steps if s["phase"] == "forward"],
-                         [[line] for line in forward])
+                         ([leaves] if leaves else []) + ops)
         self.assertEqual([(s["heading"], s["lines"]) for s in steps if s["phase"] == "backward"],
                          backward)
 
@@ -65,13 +68,14 @@ class Page(CliTest):
         self.assertSelfContained(html)
         self.assertSameSteps(html, [CS231N, *CS231N_INPUTS])
         data = page_data(html)
-        self.assertEqual(len(data["steps"]), 5 + 2)
+        self.assertEqual(len(data["steps"]), 1 + 2 + 2)
+        self.assertEqual(data["steps"][0]["heading"], "the inputs")
         self.assertEqual(data["gradients"], ["df/dx = -4", "df/dy = -4", "df/dz = 3"])
         self.assertIn("<title>q = x + y; f = q * z \u00b7 x=-2 y=5 z=-4</title>", html)
         # Every id a step names is an element of the SVG.
         ids = set(re.findall(r'<g id="([^"]+)" class="(?:node|edge)"', html))
         for step in data["steps"]:
-            self.assertLessEqual({step["node"], *step["edges"], *step["shows"]}, ids)
+            self.assertLessEqual({*step["nodes"], *step["edges"], *step["shows"]}, ids)
 
     def test_a_fork_named_constants_and_functions(self):
         program = "c = 3\na = x * x\nb = sigmoid(a) * c\nf = max(b, x) + tanh(a) * 0.5"
@@ -90,7 +94,7 @@ class Page(CliTest):
                          stdin="q = x + y; f = q * z")
         self.assertEqual(r.returncode, 0, r.stderr)
         with open(self.path("b.html"), encoding="utf-8") as f:
-            self.assertEqual(len(page_data(f.read())["steps"]), 7)
+            self.assertEqual(len(page_data(f.read())["steps"]), 5)
 
     def test_nothing_a_program_says_escapes_its_place(self):
         program = 'f = x * 2  # </script><script>alert("&")</script> <!--'
@@ -104,12 +108,18 @@ class Page(CliTest):
         self.assertLess(len(html.encode()), 1 << 20)
         data = page_data(html)
         phases = [s["phase"] for s in data["steps"]]
-        # Leaves: x1, x2, 6 weights and 3 biases; ops: per unit two products, two sums and the
-        # sigmoid (3 units), then y_hat - y and its square. The target 1 is a constant: no step.
-        self.assertEqual(phases.count("forward"), 11 + 3 * 5 + 2)
+        # Leaves: x1, x2, 6 weights and 3 biases, in one step; ops: per unit two products, two
+        # sums and the sigmoid (3 units), then ŷ - y and its square. The target 1 is a constant:
+        # no step.
+        self.assertEqual(phases.count("forward"), 1 + 3 * 5 + 2)
         self.assertEqual(phases.count("backward"), 3 * 5 + 2)
         self.assertEqual(phases, sorted(phases, reverse=True))  # forward, then backward
-        self.assertEqual(data["steps"][0]["lines"], ["x1 = 1"])
+        self.assertEqual(data["steps"][0]["lines"][:2], ["x1 = 1", "x2 = 0"])
+        self.assertEqual(len(data["steps"][0]["lines"]), 11)
+        # The prediction is ŷ, apart from the target y.
+        forward = [line for s in data["steps"] if s["phase"] == "forward" for line in s["lines"]]
+        self.assertTrue(forward[-3].startswith("ŷ = sigmoid(z2_1) = "), forward[-3])
+        self.assertTrue(forward[-2].startswith("t27 = ŷ - 1 = "), forward[-2])
         self.assertEqual(data["steps"][-1]["heading"][:8], "step 17:")
         self.assertIn("MLP 2-2-1, sigmoid hidden, sigmoid out, MSE loss; x = (1, 0), y = 1; seed 1",
                       html)

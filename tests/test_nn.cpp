@@ -193,7 +193,7 @@ TEST_CASE("the scalar expansion names nodes as the lecture does, and refuses lar
   CHECK(net.parameters[1].name() == "w1_12");  // to unit 1 from input 2
   CHECK(net.parameters[4].name() == "b1_1");
   CHECK(net.units[0][1].name() == "h1_2");
-  CHECK(net.outputs[0].name() == "y");
+  CHECK(net.outputs[0].name() == "ŷ");  // the prediction; y is the target
   CHECK(net.parameters.size() == 9);
   CHECK(!net.loss.valid());
   nn::MLP big({8, 16, 1}, ag::Op::relu);

@@ -19,10 +19,11 @@ namespace tapegrad {
 
 const char* const kHtmlHelp = R"(The page:
   One HTML file that needs nothing else: no network, and it opens from file:// too. It plays
-  the forward pass node by node (values appear on the edges), then the backward pass step by
-  step (gradients appear under them), with each step's chain rule beside the graph as
-  'tapegrad step' prints it. Buttons Next, Back, Play/Pause and Reset; keys right and left
-  arrow, space (play/pause) and Home (reset). With --mlp it is a small MLP's instead (at most
+  the forward pass, the inputs then node by node (values appear on the edges), then the
+  backward pass step by step (gradients appear under them), with each step's chain rule beside
+  the graph as 'tapegrad step' prints it. Buttons Next, Back, Play/Pause and Reset; keys right
+  and left arrow, space (play/pause) and Home (reset); the graph fits the window, and the
+  buttons - fit + (keys - 0 +) zoom it. With --mlp it is a small MLP's instead (at most
   64 weights, each its own node), with its loss on one example.
   tapegrad html 'q = x + y; f = q * z' x=-2 y=5 z=-4 -o cs231n.html
   tapegrad html --mlp 2,2,1 --act sigmoid --seed 1 -o mlp.html

@@ -60,7 +60,7 @@ std::string edge_id(NodeId node, int k) { return fmt::format("e{}_{}", node, k);
 
 struct PageStep {
   bool forward = true;
-  std::string node;                // the node to highlight; "" when it is not drawn
+  std::vector<std::string> nodes;  // the nodes to highlight: one, or every leaf at once
   std::vector<std::string> edges;  // the edges it writes: highlighted
   std::vector<std::string> shows;  // the edges whose value (forward) or gradient appears
   std::string heading;             // a backward step's "step 1: f = q * z"
@@ -68,8 +68,8 @@ struct PageStep {
 
   std::string json() const {
     return fmt::format(
-        R"({{"phase": "{}", "node": {}, "edges": {}, "shows": {}, "heading": {}, "lines": {}}})",
-        forward ? "forward" : "backward", json_string(node), json_strings(edges),
+        R"({{"phase": "{}", "nodes": {}, "edges": {}, "shows": {}, "heading": {}, "lines": {}}})",
+        forward ? "forward" : "backward", json_strings(nodes), json_strings(edges),
         json_strings(shows), json_string(heading), json_strings(lines));
   }
 };
@@ -115,7 +115,10 @@ std::string step_page(Tape& tape, Value output, const PageOptions& options) {
                             "follow step by step",
                             count, kMaxPageNodes));
 
-  std::vector<PageStep> steps;
+  // The forward pass: every leaf (input or named constant) in one first step, as a lecture
+  // writes the given values down before it computes, then one step per op.
+  std::vector<PageStep> steps(1);
+  steps[0].heading = "the inputs";
   std::vector<std::string> known;  // edges of unnamed constants: their values show from the start
   for (NodeId id = 0; id <= out; ++id) {
     if (!drawn[id]) continue;
@@ -124,17 +127,19 @@ std::string step_page(Tape& tape, Value output, const PageOptions& options) {
       known.insert(known.end(), edges_out[id].begin(), edges_out[id].end());
       continue;
     }
-    PageStep& s = steps.emplace_back();
-    s.node = node_id(id);
-    s.edges = s.shows = edges_out[id];
-    s.lines = {line};
+    PageStep& s = is_leaf(tape.op(id)) ? steps[0] : steps.emplace_back();
+    s.nodes.push_back(node_id(id));
+    s.edges.insert(s.edges.end(), edges_out[id].begin(), edges_out[id].end());
+    s.lines.push_back(line);
   }
+  for (PageStep& s : steps) s.shows = s.edges;
+  if (steps[0].nodes.empty()) steps.erase(steps.begin());  // a program of constants alone
 
   for (Stepper stepper = tape.stepper(output); stepper.next();) {
     const Step& step = stepper.step();
     PageStep& s = steps.emplace_back();
     s.forward = false;
-    s.node = node_id(step.node);
+    s.nodes = {node_id(step.node)};
     if (step.index == 0) s.shows.push_back("e_out");  // d(out)/d(out) = 1, where the pass starts
     for (int k = 0; k < step.arity; ++k) {
       s.edges.push_back(edge_id(step.node, k));

@@ -32,6 +32,11 @@ inline constexpr const char* kPageHtml = R"html(<!DOCTYPE html>
 <main>
   <section id="graph" aria-label="computation graph">
 {{svg}}  </section>
+  <div id="zoom" role="group" aria-label="zoom">
+    <button id="zoom-out" type="button" title="Smaller (-)">&#x2212;</button>
+    <button id="zoom-fit" type="button" title="The whole graph in view (0)">fit</button>
+    <button id="zoom-in" type="button" title="Larger (+)">+</button>
+  </div>
   <aside id="panel">
     <div id="phase"></div>
     <div id="now" aria-live="polite"></div>
@@ -41,7 +46,8 @@ inline constexpr const char* kPageHtml = R"html(<!DOCTYPE html>
       (<code>+=</code>).</p>
     <div id="log" aria-label="every step so far, as tapegrad step prints it"></div>
     <p class="keys"><kbd>&#x2192;</kbd> next &#xB7; <kbd>&#x2190;</kbd> back &#xB7;
-      <kbd>space</kbd> play/pause &#xB7; <kbd>Home</kbd> reset</p>
+      <kbd>space</kbd> play/pause &#xB7; <kbd>Home</kbd> reset &#xB7; <kbd>+</kbd> <kbd>-</kbd>
+      <kbd>0</kbd> zoom</p>
   </aside>
 </main>
 <script type="application/json" id="page-data">{{data}}</script>
@@ -81,9 +87,11 @@ button:disabled { opacity: 0.45; cursor: default; }
 button.primary { color: #fff; background: #2458a6; border-color: #2458a6; }
 button.primary:hover:enabled { background: #1d4a8c; }
 #counter { min-width: 8.5em; text-align: right; color: #56606b; font-variant-numeric: tabular-nums; }
-main { flex: 1; display: flex; min-height: 0; }
+main { flex: 1; display: flex; min-height: 0; position: relative; }
 #graph { flex: 1; min-width: 0; overflow: auto; padding: 24px; display: flex; background: #fff; }
 #graph svg { flex: none; margin: auto; }  /* centred while it fits, scrollable when not */
+#zoom { position: absolute; left: 12px; bottom: 12px; display: flex; gap: 4px; }
+#zoom button { min-width: 2.4em; padding: 3px 8px; background: rgba(255, 255, 255, 0.9); }
 #panel {
   flex: none; width: 430px; display: flex; flex-direction: column; min-height: 0;
   padding: 16px 18px 10px; gap: 10px; border-left: 1px solid #dde1e6; background: #f8f9fa;
@@ -131,6 +139,7 @@ kbd {
 #graph g.edge.current path { stroke: var(--step); stroke-width: var(--step-pen); }
 #graph g.edge.current polygon { stroke: var(--step); fill: var(--step); }
 
+@media (max-width: 1500px) { #panel { width: 360px; } }  /* more room for a wide graph */
 @media (max-width: 900px) {
   main { flex-direction: column; }
   #panel { width: auto; border-left: 0; border-top: 1px solid #dde1e6; }
@@ -158,18 +167,28 @@ inline constexpr const char* kPageScript = R"js('use strict';
     else if (fill === data.colours[1]) t.classList.add('grad');
   });
 
-  // Graphviz measures in points. A small graph is drawn as large as fits, up to 2 CSS pixels a
-  // point; a large one (an MLP) at no less than one, readable, and the current node is scrolled
-  // into view.
+  // Graphviz measures in points. The whole graph is drawn as large as fits, up to 2 CSS pixels a
+  // point, and no smaller than half a pixel (an MLP at 1280x800 fits at about 0.7; a larger one
+  // scrolls, and the current node is scrolled into view). The zoom buttons scale from there;
+  // "fit" (or 0) goes back to following the window.
   const box = svg.viewBox.baseVal;
-  function fit() {
+  let zoom = null;  // null: fit to the window
+  function fitted() {
     const room = Math.min((graph.clientWidth - 48) / box.width, (graph.clientHeight - 48) / box.height);
-    const scale = Math.max(1, Math.min(2, room));
+    return Math.max(0.5, Math.min(2, room));
+  }
+  function draw() {
+    const scale = zoom === null ? fitted() : zoom;
     svg.setAttribute('width', (box.width * scale).toFixed(1));
     svg.setAttribute('height', (box.height * scale).toFixed(1));
+    document.body.dataset.zoom = scale.toFixed(3);
   }
-  window.addEventListener('resize', fit);
-  fit();
+  function rezoom(factor) {
+    zoom = factor === null ? null : Math.max(0.25, Math.min(4, (zoom === null ? fitted() : zoom) * factor));
+    draw();
+  }
+  window.addEventListener('resize', draw);
+  draw();
 
   // Scrolls a large graph to centre `element` once it comes near an edge of the view.
   function reveal(element) {
@@ -238,19 +257,20 @@ inline constexpr const char* kPageScript = R"js('use strict';
       now.className = '';
       now.append(div('hint', steps.length === 0
           ? 'Nothing to step through.'
-          : 'Next (\u2192) runs the forward pass one node at a time; then the backward pass ' +
-            'applies the chain rule at each node, from the output back to the inputs.'));
+          : 'Next (\u2192) runs the forward pass: the inputs, then one node at a time; then the ' +
+            'backward pass applies the chain rule at each node, from the output back to the ' +
+            'inputs.'));
       byId('phase').textContent = 'start';
     } else {
       const s = steps[at - 1];
-      mark(s.node, 'current');
-      if (s.node && byId(s.node)) reveal(byId(s.node));
+      s.nodes.forEach(function (id) { mark(id, 'current'); });
+      if (s.nodes.length === 1 && byId(s.nodes[0])) reveal(byId(s.nodes[0]));
       s.edges.forEach(function (id) { mark(id, 'current'); });
       now.className = s.phase;
       now.append(div('heading', s.heading || 'forward'));
       s.lines.forEach(function (line) { now.append(div('line', line)); });
       byId('phase').textContent = s.phase === 'forward'
-          ? 'forward pass \u00b7 node ' + at + ' of ' + forwardSteps
+          ? 'forward pass \u00b7 step ' + at + ' of ' + forwardSteps
           : 'backward pass \u00b7 step ' + (at - forwardSteps) + ' of ' + (steps.length - forwardSteps);
     }
 
@@ -293,10 +313,14 @@ inline constexpr const char* kPageScript = R"js('use strict';
     end: function () { stop(); show(steps.length); },
     play: function () { if (timer === null && steps.length > 0) play(); else stop(); },
   };
-  ['next', 'back', 'reset', 'play'].forEach(function (name) {
+  actions['zoom-in'] = function () { rezoom(1.25); };
+  actions['zoom-out'] = function () { rezoom(0.8); };
+  actions['zoom-fit'] = function () { rezoom(null); };
+  ['next', 'back', 'reset', 'play', 'zoom-in', 'zoom-out', 'zoom-fit'].forEach(function (name) {
     byId(name).addEventListener('click', actions[name]);
   });
-  const keys = { ArrowRight: 'next', ArrowLeft: 'back', ' ': 'play', Home: 'reset', End: 'end' };
+  const keys = { ArrowRight: 'next', ArrowLeft: 'back', ' ': 'play', Home: 'reset', End: 'end',
+                 '+': 'zoom-in', '=': 'zoom-in', '-': 'zoom-out', '0': 'zoom-fit' };
   document.addEventListener('keydown', function (e) {
     if (e.ctrlKey || e.metaKey || e.altKey || !(e.key in keys)) return;
     e.preventDefault();  // no scrolling, and no click on a focused button as well

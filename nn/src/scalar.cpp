@@ -86,9 +86,9 @@ ScalarNet expand(MLP& mlp, ag::Tape& tape, std::span<const double> x, ScalarLoss
       for (std::size_t i = 1; i < ins; ++i) z = z + w[j * ins + i] * in[i];
       if (layer.bias) z = z + b[j];
       z.named(fmt::format("z{}_{}", l + 1, j + 1));
-      // The unit: h<l>_<j> after an activation; the net's output is y. A hidden
-      // layer without activation keeps its z name (the unit is z itself).
-      const std::string unit = last ? (outs == 1 ? std::string("y") : fmt::format("y{}", j + 1))
+      // The unit: h<l>_<j> after an activation; the net's output is the prediction ŷ (y is
+      // the target). A hidden layer without activation keeps its z name (the unit is z itself).
+      const std::string unit = last ? (outs == 1 ? std::string("ŷ") : fmt::format("ŷ{}", j + 1))
                                     : fmt::format("h{}_{}", l + 1, j + 1);
       ag::Value h = activate(after[l], z);
       if (after[l] != nullptr || last) h.named(unit);

@@ -43,7 +43,8 @@ function writePage(name, args) {
   return file;
 }
 
-// `tapegrad step`'s output as {forward: [line], backward: [{heading, lines}]}.
+// `tapegrad step`'s output as {forward: [line], backward: [{heading, lines}]}, and the page's
+// forward steps made from it: the leaves' lines ("x = -2") as one step, then each op's line.
 function stepTranscript(args) {
   const forward = [];
   const backward = [];
@@ -55,7 +56,9 @@ function stepTranscript(args) {
       backward.push({ heading: line.trim(), lines: [] });
     } else if (section === 'backward') backward.at(-1).lines.push(line.trim());
   }
-  return { forward, backward };
+  const isLeaf = (line) => line.split(' = ').length === 2;
+  const pageForward = [forward.filter(isLeaf), ...forward.filter((l) => !isLeaf(l)).map((l) => [l])];
+  return { forward: pageForward, backward };
 }
 
 async function open(file) {
@@ -133,7 +136,7 @@ test('CS231n: every step as tapegrad step prints it, the node it highlights, key
     async () => {
       const expected = stepTranscript(CS231N);
       const total = expected.forward.length + expected.backward.length;
-      assert.equal(total, 7);
+      assert.equal(total, 5);  // the inputs, q, f; then f's and q's chain rule
       const { page, errors } = await open(writePage('html-cs231n.html', CS231N));
 
       let s = await state(page);
@@ -145,10 +148,10 @@ test('CS231n: every step as tapegrad step prints it, the node it highlights, key
         await page.click('#next');
         s = await state(page);
         assert.equal(s.counter, `step ${i} / ${total}`);
-        assert.equal(s.nodes.length, 1, `step ${i}: one node highlighted`);
+        assert.equal(s.nodes.length, i === 1 ? 3 : 1, `step ${i}: the leaves, then one node`);
         if (i <= expected.forward.length) {
-          assert.deepEqual(s.lines, [expected.forward[i - 1]], `step ${i}`);
-          assert.equal(s.values.length, i, `step ${i}: each forward step shows one value`);
+          assert.deepEqual(s.lines, expected.forward[i - 1], `step ${i}`);
+          assert.equal(s.values.length, i + 2, `step ${i}: three leaves, then a value a step`);
           assert.deepEqual(s.grads, []);
         } else {
           const b = expected.backward[i - expected.forward.length - 1];
@@ -156,29 +159,29 @@ test('CS231n: every step as tapegrad step prints it, the node it highlights, key
           assert.deepEqual(s.lines, b.lines, `step ${i}`);
           assert.equal(s.values.length, 5);
         }
-        if (i === 6) await screenshot(page, 'html-cs231n.png');
+        if (i === 4) await screenshot(page, 'html-cs231n.png');
       }
       // Which node each step highlights: q's + at its forward step and at backward step 2, f's *
       // at backward step 1 with its two input edges, which by then carry -4 (dq) and 3 (dz).
       await page.keyboard.press('Home');
-      for (let i = 0; i < 4; ++i) await page.keyboard.press('ArrowRight');
+      for (let i = 0; i < 2; ++i) await page.keyboard.press('ArrowRight');
       s = await state(page);
-      assert.deepEqual([s.step, s.nodeText, s.lines], [4, '+q', ['q = x + y = 3']]);
+      assert.deepEqual([s.step, s.nodeText, s.lines], [2, '+q', ['q = x + y = 3']]);
       await page.keyboard.press('ArrowRight');
       await page.keyboard.press('ArrowRight');
       s = await state(page);
-      assert.deepEqual([s.step, s.nodeText, s.edges], [6, '*', ['e4_0', 'e4_1']]);
+      assert.deepEqual([s.step, s.nodeText, s.edges], [4, '*', ['e4_0', 'e4_1']]);
       assert.deepEqual(await page.evaluate(() => ['e4_0', 'e4_1', 'e_out'].map(
           (id) => document.querySelector(`#${id} text.grad`).textContent)), ['-4', '3', '1']);
       assert.deepEqual(s.grads.sort(), ['e4_0', 'e4_1', 'e_out']);
       await page.keyboard.press('ArrowRight');
       s = await state(page);
-      assert.deepEqual([s.step, s.nodeText, s.grads.length, s.nextDisabled], [7, '+q', 5, true]);
+      assert.deepEqual([s.step, s.nodeText, s.grads.length, s.nextDisabled], [5, '+q', 5, true]);
       assert.ok(await page.isVisible('text=df/dx = -4'), 'the gradients after the last step');
       await page.keyboard.press('ArrowRight');  // at the end: stays
-      assert.equal((await state(page)).step, 7);
+      assert.equal((await state(page)).step, 5);
       await page.keyboard.press('ArrowLeft');
-      assert.equal((await state(page)).step, 6);
+      assert.equal((await state(page)).step, 4);
 
       // Space plays and pauses; with Next focused it does not also click it.
       await page.click('#next');
@@ -196,27 +199,47 @@ test('CS231n: every step as tapegrad step prints it, the node it highlights, key
 
       await page.click('#reset');
       s = await state(page);
-      assert.deepEqual([s.step, s.counter, s.hint, s.backDisabled], [0, 'step 0 / 7', true, true]);
+      assert.deepEqual([s.step, s.counter, s.hint, s.backDisabled], [0, 'step 0 / 5', true, true]);
       assert.deepEqual([s.nodes, s.edges, s.values, s.grads], [[], [], [], []]);
       assert.deepEqual(errors, []);
     });
 
-test('the MLP: 45 steps, one node highlighted at each, the gradients at the end', async () => {
+test('the MLP: 35 steps, the leaves at once, then a node at each, fitting the window', async () => {
   const { page, errors } = await open(writePage('html-mlp.html', MLP));
   const data = await pageData(page);
   const total = data.steps.length;
-  assert.equal(total, 28 + 17);
+  assert.equal(total, 1 + 17 + 17);
   for (let i = 1; i <= total; ++i) {
     await page.keyboard.press('ArrowRight');
     const s = await state(page);
     const step = data.steps[i - 1];
     assert.equal(s.counter, `step ${i} / ${total}`);
-    assert.deepEqual(s.nodes, [step.node], `step ${i}`);
+    assert.deepEqual(s.nodes, step.nodes, `step ${i}`);
+    assert.equal(s.nodes.length, i === 1 ? 11 : 1, `step ${i}`);
     assert.deepEqual(s.lines, step.lines, `step ${i}`);
-    if (i === 35) await screenshot(page, 'html-mlp.png');
+    if (i === 25) await screenshot(page, 'html-mlp.png');
   }
   const s = await state(page);
   assert.equal(s.grads.length, await page.locator('g.edge text.grad').count());
+  // The whole graph fits the graph area at 1280x800 and at 1920x1080, at a readable scale; the
+  // zoom buttons scale it and "fit" brings it back.
+  const fits = () => page.evaluate(() => {
+    const graph = document.getElementById('graph');
+    const svg = graph.querySelector('svg').getBoundingClientRect();
+    return { zoom: Number(document.body.dataset.zoom),
+             fits: svg.width <= graph.clientWidth && svg.height <= graph.clientHeight };
+  });
+  let f = await fits();
+  assert.ok(f.fits && f.zoom >= 0.5, `1280x800: ${JSON.stringify(f)}`);
+  await page.setViewportSize({ width: 1920, height: 1080 });
+  f = await fits();
+  assert.ok(f.fits && f.zoom >= 0.5, `1920x1080: ${JSON.stringify(f)}`);
+  await page.click('#zoom-in');
+  const larger = await fits();
+  assert.ok(Math.abs(larger.zoom - 1.25 * f.zoom) < 1e-3, JSON.stringify([f, larger]));
+  await page.keyboard.press('0');
+  assert.equal((await fits()).zoom, f.zoom);
+  await page.setViewportSize({ width: 1280, height: 800 });
   assert.ok(await page.isVisible('text=/^dL\\/dw1_11 = /'));
   await page.click('#reset');
   const reset = await state(page);

@@ -15,7 +15,8 @@ namespace ag {
 // The graph is laid out once, after the whole pass, so it carries every label it will ever show
 // and nothing moves from one step to the next. Its SVG, rendered by Graphviz, goes into the page
 // as it is, with a stable id on every node and edge (GraphOptions::ids). The steps go in as JSON:
-// for each, the node to highlight, the edges it writes (highlighted too) and the edges whose
+// for each, the nodes to highlight (every leaf at once in the first forward step, as a lecture
+// writes the given values down before it computes; then one node a step), the edges it writes (highlighted too) and the edges whose
 // value (forward) or gradient (backward) appears from that step on, and its text. The page's
 // small script only moves classes: what is shown at step i is the same whichever way i was
 // reached. The text is what `tapegrad step` prints, from the same formatters: forward_line for a
@@ -31,8 +32,8 @@ struct PageOptions {
 inline constexpr std::size_t kMaxPageNodes = 400;
 
 // Steps through forward and backward from `output` and returns the page (UTF-8 HTML). The
-// forward steps are the nodes `output` depends on, in tape order, except unnamed constants,
-// whose values are on their edges from the start; the backward steps are a Stepper's. Call it
+// forward steps are the leaves `output` depends on, as one step, then its other nodes in tape
+// order; unnamed constants have no step: their values are on their edges from the start; the backward steps are a Stepper's. Call it
 // on a tape without an earlier backward: input gradients accumulate (Note [Gradient semantics]).
 // Afterwards the tape holds the gradients of the pass, as after tape.backward(output). Throws
 // ag::Error for a Value of another tape, or a graph of more than kMaxPageNodes nodes.
