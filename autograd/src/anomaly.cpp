@@ -11,7 +11,12 @@
 #include <iterator>
 #include <type_traits>
 
+#include "anomaly_index.hpp"
+#include "tensor_ops.hpp"
+
 namespace ag {
+
+using namespace anomaly_index;
 
 // ---- the one line ---------------------------------------------------------------------
 
@@ -74,11 +79,6 @@ std::string naming(std::string_view name, std::string_view scope) {
 std::string position(const Anomaly& a) {
   if (!a.tensor) return "";
   return a.shape.rank() == 0 ? " of shape ()" : " at " + element("", a.index, a.shape);
-}
-
-// An op's fixed parameter as an operand: "exponent = -1", "alpha = 0.01".
-AnomalyOperand param_operand(Op op, NodeId id, double param) {
-  return {op == Op::pow_scalar ? "exponent" : "alpha", id, {}, {}, {}, {param}};
 }
 
 bool is_leaf_name(std::string_view op) {
@@ -219,42 +219,7 @@ void Stepper::run_checked() {
   cursor_ = 0;
 }
 
-// ---- the tensor tape ----------------------------------------------------------------------
-
-namespace {
-
-bool is_leaf(TOp op) { return op == TOp::input || op == TOp::parameter || op == TOp::constant; }
-
-std::string op_name(const TensorTape& tape, NodeId id) {
-  const TOp op = tape.op(id);
-  return std::string(op == TOp::elementwise ? op_info(tape.elementwise_op(id)).name : top_name(op));
-}
-
-std::string scope_path(const TensorTape& tape, NodeId id) {
-  return std::string(tape.scope_name(tape.scope(id)));
-}
-
-// The first element that is NaN or infinite, or -1. The first pass only ORs a bit test (which
-// vectorizes); the second finds the element when there is one.
-template <class T>
-std::int64_t first_non_finite(std::span<const T> x) {
-  using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
-  constexpr U kExponent = sizeof(T) == 4 ? U(0x7f800000u) : U(0x7ff0000000000000ull);
-  U bad = 0;
-  for (const T v : x) bad |= U((std::bit_cast<U>(v) & kExponent) == kExponent);
-  if (!bad) return -1;
-  for (std::size_t i = 0; i < x.size(); ++i)
-    if (!std::isfinite(x[i])) return std::int64_t(i);
-  return -1;
-}
-
-// Of node id's elements (or gradient, when grad is set; -1 if it has none).
-std::int64_t first_non_finite(TensorTape& tape, NodeId id, bool grad) {
-  const Tensor t = tape.handle(id);
-  if (tape.dtype(id) == DType::f32)
-    return first_non_finite(grad ? t.grad<float>() : t.data<float>());
-  return first_non_finite(grad ? t.grad<double>() : t.data<double>());
-}
+namespace anomaly_index {
 
 std::vector<std::int64_t> unravel(const Shape& s, std::int64_t flat) {
   std::vector<std::int64_t> index(std::size_t(s.rank()));
@@ -302,7 +267,7 @@ std::vector<std::int64_t> without_axis(std::vector<std::int64_t> index, int out_
 
 // Node id's elements (or gradient) at `index` (-1: the whole axis), the first kAnomalyShown.
 AnomalyOperand tensor_operand(const TensorTape& tape, std::string role, NodeId id,
-                              std::vector<std::int64_t> index, bool grad = false) {
+                              std::vector<std::int64_t> index, bool grad) {
   AnomalyOperand o{std::move(role), id, tape.label(id), tape.shape(id), std::move(index), {}};
   std::vector<std::int64_t> at = o.index;
   for (std::int64_t& i : at) i = i < 0 ? 0 : i;
@@ -319,6 +284,47 @@ AnomalyOperand tensor_operand(const TensorTape& tape, std::string role, NodeId i
     if (axis < 0) break;
   }
   return o;
+}
+
+// An op's fixed parameter as an operand: "exponent = -1", "alpha = 0.01".
+AnomalyOperand param_operand(Op op, NodeId id, double param) {
+  return {op == Op::pow_scalar ? "exponent" : "alpha", id, {}, {}, {}, {param}};
+}
+
+}  // namespace anomaly_index
+
+// ---- the tensor tape ----------------------------------------------------------------------
+
+namespace {
+
+std::string op_name(const TensorTape& tape, NodeId id) {
+  return std::string(node_op_name(tape, id));
+}
+
+std::string scope_path(const TensorTape& tape, NodeId id) {
+  return std::string(tape.scope_name(tape.scope(id)));
+}
+
+// The first element that is NaN or infinite, or -1. The first pass only ORs a bit test (which
+// vectorizes); the second finds the element when there is one.
+template <class T>
+std::int64_t first_non_finite(std::span<const T> x) {
+  using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+  constexpr U kExponent = sizeof(T) == 4 ? U(0x7f800000u) : U(0x7ff0000000000000ull);
+  U bad = 0;
+  for (const T v : x) bad |= U((std::bit_cast<U>(v) & kExponent) == kExponent);
+  if (!bad) return -1;
+  for (std::size_t i = 0; i < x.size(); ++i)
+    if (!std::isfinite(x[i])) return std::int64_t(i);
+  return -1;
+}
+
+// Of node id's elements (or gradient, when grad is set; -1 if it has none).
+std::int64_t first_non_finite(TensorTape& tape, NodeId id, bool grad) {
+  const Tensor t = tape.handle(id);
+  if (tape.dtype(id) == DType::f32)
+    return first_non_finite(grad ? t.grad<float>() : t.data<float>());
+  return first_non_finite(grad ? t.grad<double>() : t.data<double>());
 }
 
 Anomaly tensor_anomaly(const TensorTape& tape, NodeId id, AnomalyKind kind) {
@@ -342,164 +348,6 @@ Anomaly tensor_given(const TensorTape& tape, NodeId id, std::int64_t flat, NodeI
   a.target_label = op_name(tape, user);
   a.target_scope = scope_path(tape, user);
   return a;
-}
-
-// What output element `out` of node id is computed from: each input's element, or the
-// rows and columns (whole axes) a product or reduction reads.
-std::vector<AnomalyOperand> forward_operands(const TensorTape& tape, NodeId id,
-                                             const std::vector<std::int64_t>& out) {
-  std::vector<AnomalyOperand> operands;
-  auto input = [&](int k, std::vector<std::int64_t> index) {
-    operands.push_back(
-        tensor_operand(tape, fmt::format("input {}", k), tape.input_of(id, k), std::move(index)));
-  };
-  const NodeId a = tape.input_of(id, 0);
-  const int rank = tape.shape(a).rank();
-  switch (tape.op(id)) {
-    case TOp::input:
-    case TOp::parameter:
-    case TOp::constant: break;
-    case TOp::elementwise:
-      for (int k = 0; k < tape.arity(id); ++k)
-        input(k, broadcast_index(out, tape.shape(tape.input_of(id, k))));
-      if (op_info(tape.elementwise_op(id)).has_param)
-        operands.push_back(param_operand(tape.elementwise_op(id), id, tape.param(id)));
-      break;
-    case TOp::matmul:  // out[i, j] = a[i, :] . b[:, j]
-      input(0, {out[0], -1});
-      input(1, {-1, out[1]});
-      break;
-    case TOp::linear:  // out[i, j] = x[i, :] . W[j, :] + b[j]
-      input(0, {out[0], -1});
-      input(1, {out[1], -1});
-      if (tape.arity(id) == 3) input(2, {out[1]});
-      break;
-    case TOp::transpose: {
-      std::vector<std::int64_t> index = out;
-      std::swap(index[index.size() - 1], index[index.size() - 2]);
-      input(0, index);
-      break;
-    }
-    case TOp::reshape: input(0, unravel(tape.shape(a), ravel(tape.shape(id), out))); break;
-    case TOp::sum:
-    case TOp::mean:
-    case TOp::amax:
-      if (tape.axis(id) == kAllAxes)
-        input(0, std::vector<std::int64_t>(std::size_t(rank), -1));
-      else
-        input(0, with_axis(out, rank, tape.axis(id)));
-      break;
-    case TOp::log_softmax:
-    case TOp::softmax: input(0, with_axis(out, rank, tape.axis(id))); break;
-    case TOp::pick: input(0, {out[0], -1}); break;
-  }
-  return operands;
-}
-
-// The chain rule of an elementwise node at one element, in the node's precision: the output
-// element that sends input k's element `target` its gradient (the first whose contribution is
-// non-finite, else the first), its upstream gradient, and the local derivative there.
-template <class T>
-void elementwise_chain(const TensorTape& tape, NodeId id, int k,
-                       const std::vector<std::int64_t>& target, Anomaly& a) {
-  const Shape& out = tape.shape(id);
-  const int arity = tape.arity(id);
-  std::vector<std::int64_t> chosen;
-  for (std::int64_t i = 0; i < out.numel(); ++i) {
-    const std::vector<std::int64_t> oi = unravel(out, i);
-    if (broadcast_index(oi, tape.shape(tape.input_of(id, k))) != target) continue;
-    const std::vector<std::int64_t> ia = broadcast_index(oi, tape.shape(tape.input_of(id, 0)));
-    const T va = T(tape.value(tape.input_of(id, 0), ravel(tape.shape(tape.input_of(id, 0)), ia)));
-    T vb = T(0);
-    if (arity == 2) {
-      const Shape& sb = tape.shape(tape.input_of(id, 1));
-      vb = T(tape.value(tape.input_of(id, 1), ravel(sb, broadcast_index(oi, sb))));
-    }
-    const T y = T(tape.value(id, i)), up = T(tape.grad(id, i)), p = T(tape.param(id));
-    const Local<T> l = dispatch(tape.elementwise_op(id), [&](auto rule) -> Local<T> {
-      using R = decltype(rule);
-      if constexpr (R::info.arity == 0) return {T(0), T(0)};
-      else return R::local(va, vb, y, p);
-    });
-    const T local = k == 0 ? l.da : l.db;
-    const bool bad = !std::isfinite(up * local);
-    if (chosen.empty() || bad) {
-      chosen = oi;
-      a.upstream = double(up);
-      a.local = double(local);
-      a.upstream_index = oi;
-      a.operands = forward_operands(tape, id, oi);
-    }
-    if (bad) return;
-  }
-}
-
-// What input k's gradient element `target` of node id was computed from: the upstream
-// gradient's rows and columns, and the inputs (or output) the backward rule reads.
-void backward_operands(const TensorTape& tape, NodeId id, int k,
-                       const std::vector<std::int64_t>& target, Anomaly& a) {
-  const TOp op = tape.op(id);
-  if (op == TOp::elementwise) {
-    if (tape.dtype(id) == DType::f32)
-      elementwise_chain<float>(tape, id, k, target, a);
-    else
-      elementwise_chain<double>(tape, id, k, target, a);
-    return;
-  }
-  auto upstream = [&](std::vector<std::int64_t> index) {
-    a.operands.push_back(tensor_operand(tape, "upstream", id, std::move(index), true));
-  };
-  auto input = [&](int j, std::vector<std::int64_t> index) {
-    a.operands.push_back(
-        tensor_operand(tape, fmt::format("input {}", j), tape.input_of(id, j), std::move(index)));
-  };
-  const int out_rank = tape.shape(id).rank();
-  switch (op) {
-    case TOp::matmul:  // da[i, p] = up[i, :] . b[p, :]; db[p, j] = a[:, p] . up[:, j]
-      if (k == 0) {
-        upstream({target[0], -1});
-        input(1, {target[1], -1});
-      } else {
-        input(0, {-1, target[0]});
-        upstream({-1, target[1]});
-      }
-      break;
-    case TOp::linear:  // dx[i, p] = up[i, :] . W[:, p]; dW[j, p] = up[:, j] . x[:, p]; db[j]
-      if (k == 0) {
-        upstream({target[0], -1});
-        input(1, {-1, target[1]});
-      } else if (k == 1) {
-        upstream({-1, target[0]});
-        input(0, {-1, target[1]});
-      } else {
-        upstream({-1, target[0]});
-      }
-      break;
-    case TOp::transpose: {
-      std::vector<std::int64_t> index = target;
-      std::swap(index[index.size() - 1], index[index.size() - 2]);
-      upstream(index);
-      break;
-    }
-    case TOp::reshape:
-      upstream(unravel(tape.shape(id), ravel(tape.shape(tape.input_of(id, 0)), target)));
-      break;
-    case TOp::sum:
-    case TOp::mean:
-    case TOp::amax:
-      upstream(tape.axis(id) == kAllAxes ? std::vector<std::int64_t>(std::size_t(out_rank), 0)
-                                         : without_axis(target, out_rank, tape.axis(id)));
-      break;
-    case TOp::log_softmax:
-    case TOp::softmax: {
-      const std::vector<std::int64_t> row = with_axis(target, out_rank, tape.axis(id));
-      upstream(row);
-      a.operands.push_back(tensor_operand(tape, "output", id, row));
-      break;
-    }
-    case TOp::pick: upstream({target[0]}); break;
-    default: break;
-  }
 }
 
 }  // namespace
@@ -545,7 +393,9 @@ void check_tensor_forward(TensorTape& tape, NodeId id) {
   a.shape = tape.shape(id);
   a.value = tape.value(id, bad);
   a.index = unravel(a.shape, bad);
-  a.operands = forward_operands(tape, id, a.index);
+  a.operands = dispatch(tape.op(id), [&](auto entry) {
+    return decltype(entry)::forward_operands(tape, id, a.index);
+  });
   throw AnomalyError(std::move(a));
 }
 
@@ -562,7 +412,7 @@ void check_tensor_backward(TensorTape& tape, NodeId id) {
     a.input = k;
     a.target = in;
     a.target_label = tape.label(in);
-    backward_operands(tape, id, k, a.index, a);
+    dispatch(tape.op(id), [&](auto entry) { decltype(entry)::backward_operands(tape, id, k, a.index, a); });
     throw AnomalyError(std::move(a));
   }
 }

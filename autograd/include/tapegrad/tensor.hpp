@@ -40,7 +40,13 @@ enum class TOp : std::uint8_t {
   softmax,
   pick,  // one entry per row, by class index (cross-entropy's gather)
 };
-std::string_view top_name(TOp op);
+std::string_view top_name(TOp op);  // "matmul"; "elementwise" (the rule has its own name)
+
+// Leaves hold given data and end backward (Note [Gradient semantics]); every other TOp is an op
+// with inputs. The op table (autograd/src/tensor_ops.hpp) checks its entries agree.
+constexpr bool is_leaf(TOp op) {
+  return op == TOp::input || op == TOp::parameter || op == TOp::constant;
+}
 
 // The most inputs a tensor node has (linear: x, W, b).
 inline constexpr int kMaxInputs = 3;
