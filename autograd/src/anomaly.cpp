@@ -1,6 +1,6 @@
-// Anomaly mode (Note [Anomaly mode], anomaly.hpp): the checks a tape runs while it is on, and
-// the report of what they found, for both tapes. Tensor reports use only the tape's public
-// accessors, so the node layout in tensor.cpp can change without touching this file.
+// Anomaly mode (Note [Anomaly mode], anomaly.hpp): the checks a tape calls out to while it is on,
+// and the report of what they found, for both tapes. Free functions over a const tape, reading
+// only its public accessors and the op tables' operand descriptions.
 
 #include "tapegrad/anomaly.hpp"
 
@@ -175,60 +175,44 @@ Anomaly scalar_op(const Tape& tape, NodeId id, AnomalyKind kind) {
 
 }  // namespace
 
-void Tape::forward_anomaly(NodeId id) const {
-  if (is_leaf(op(id))) throw AnomalyError(scalar_given(*this, id, std::nullopt));
+namespace detail {
+
+void scalar_forward_anomaly(const Tape& tape, NodeId id) {
+  if (is_leaf(tape.op(id))) throw AnomalyError(scalar_given(tape, id, std::nullopt));
   // An input that is already non-finite was given so: the op that reads it is not to blame.
-  for (int k = 0; k < arity(id); ++k)
-    if (!std::isfinite(value(input_of(id, k))))
-      throw AnomalyError(scalar_given(*this, input_of(id, k), id));
-  throw AnomalyError(scalar_op(*this, id, AnomalyKind::forward));
+  for (int k = 0; k < tape.arity(id); ++k)
+    if (!std::isfinite(tape.value(tape.input_of(id, k))))
+      throw AnomalyError(scalar_given(tape, tape.input_of(id, k), id));
+  throw AnomalyError(scalar_op(tape, id, AnomalyKind::forward));
 }
 
-void Tape::record_anomaly(Op op, double value, NodeId a, NodeId b, std::uint8_t flags) {
-  forward_anomaly(push(op, value, a, b, flags).id());
+void check_scalar_forward(const Tape& tape) {
+  for (NodeId id = 0; id < tape.size(); ++id)
+    if (tape.op(id) != Op::constant && !std::isfinite(tape.value(id)))
+      scalar_forward_anomaly(tape, id);
 }
 
-void Tape::check_forward() const {
-  for (NodeId id = 0; id < size(); ++id)
-    if (op(id) != Op::constant && !std::isfinite(value(id))) forward_anomaly(id);
-}
-
-void Tape::backward_anomaly(NodeId id) const {
-  for (int k = 0; k < arity(id); ++k) {
-    const NodeId in = input_of(id, k);
-    if (!needs_grad(in) || std::isfinite(grad(in))) continue;
-    Anomaly a = scalar_op(*this, id, AnomalyKind::backward);
-    a.value = grad(in);
+void scalar_backward_anomaly(const Tape& tape, NodeId id) {
+  for (int k = 0; k < tape.arity(id); ++k) {
+    const NodeId in = tape.input_of(id, k);
+    if (!tape.needs_grad(in) || std::isfinite(tape.grad(in))) continue;
+    Anomaly a = scalar_op(tape, id, AnomalyKind::backward);
+    a.value = tape.grad(in);
     a.input = k;
     a.target = in;
-    a.target_label = label(in);
-    a.upstream = grad(id);
-    a.local = local_grad(id, k);
+    a.target_label = tape.label(in);
+    a.upstream = tape.grad(id);
+    a.local = tape.local_grad(id, k);
     throw AnomalyError(std::move(a));
   }
   throw Error(fmt::format("anomaly: node {}: backward_anomaly found every gradient finite", id));
 }
 
-void Stepper::run_checked() {
-  Tape& tape = *tape_;
-  for (NodeId i = cursor_; i-- > 0;) {
-    if (!Tape::active(tape.nodes_[i])) continue;
-    propagate<false, true>(tape, i);
-    ++taken_;
-  }
-  cursor_ = 0;
-}
+}  // namespace detail
 
 namespace anomaly_index {
 
-std::vector<std::int64_t> unravel(const Shape& s, std::int64_t flat) {
-  std::vector<std::int64_t> index(std::size_t(s.rank()));
-  for (int i = s.rank() - 1; i >= 0; --i) {
-    index[std::size_t(i)] = s[i] ? flat % s[i] : 0;
-    flat = s[i] ? flat / s[i] : 0;
-  }
-  return index;
-}
+std::vector<std::int64_t> unravel(const Shape& s, std::int64_t flat) { return s.unravel(flat); }
 
 std::int64_t ravel(const Shape& s, const std::vector<std::int64_t>& index) {
   std::int64_t flat = 0;
@@ -269,6 +253,7 @@ std::vector<std::int64_t> without_axis(std::vector<std::int64_t> index, int out_
 AnomalyOperand tensor_operand(const TensorTape& tape, std::string role, NodeId id,
                               std::vector<std::int64_t> index, bool grad) {
   AnomalyOperand o{std::move(role), id, tape.label(id), tape.shape(id), std::move(index), {}};
+  if (o.shape.numel() == 0) return o;  // a mean of nothing reads no element
   std::vector<std::int64_t> at = o.index;
   for (std::int64_t& i : at) i = i < 0 ? 0 : i;
   while (o.values.size() < kAnomalyShown) {
@@ -320,11 +305,10 @@ std::int64_t first_non_finite(std::span<const T> x) {
 }
 
 // Of node id's elements (or gradient, when grad is set; -1 if it has none).
-std::int64_t first_non_finite(TensorTape& tape, NodeId id, bool grad) {
-  const Tensor t = tape.handle(id);
+std::int64_t first_non_finite(const TensorTape& tape, NodeId id, bool grad) {
   if (tape.dtype(id) == DType::f32)
-    return first_non_finite(grad ? t.grad<float>() : t.data<float>());
-  return first_non_finite(grad ? t.grad<double>() : t.data<double>());
+    return first_non_finite(grad ? tape.gradients<float>(id) : tape.elements<float>(id));
+  return first_non_finite(grad ? tape.gradients<double>(id) : tape.elements<double>(id));
 }
 
 Anomaly tensor_anomaly(const TensorTape& tape, NodeId id, AnomalyKind kind) {
@@ -352,27 +336,9 @@ Anomaly tensor_given(const TensorTape& tape, NodeId id, std::int64_t flat, NodeI
 
 }  // namespace
 
-void check_parameter(std::string_view name, const Shape& shape, std::span<const float> data,
-                     std::span<const float> grad) {
-  const std::int64_t bad = first_non_finite(data);
-  if (bad < 0) return;
-  Anomaly a;
-  a.kind = AnomalyKind::update;
-  a.tensor = true;
-  a.op = "optimizer step";
-  a.name = std::string(name);
-  a.dtype = DType::f32;
-  a.value = data[std::size_t(bad)];
-  a.shape = shape;
-  a.index = unravel(shape, bad);
-  if (std::size_t(bad) < grad.size())
-    a.operands.push_back({"gradient", 0, a.name, shape, a.index, {grad[std::size_t(bad)]}});
-  throw AnomalyError(std::move(a));
-}
-
 namespace detail {
 
-void check_tensor_forward(TensorTape& tape, NodeId id) {
+void check_tensor_forward(const TensorTape& tape, NodeId id) {
   if (is_leaf(tape.op(id))) return;  // a leaf is checked where an op reads it
   const int arity = tape.arity(id);
   for (int k = 0; k < arity; ++k) {
@@ -399,7 +365,7 @@ void check_tensor_forward(TensorTape& tape, NodeId id) {
   throw AnomalyError(std::move(a));
 }
 
-void check_tensor_backward(TensorTape& tape, NodeId id) {
+void check_tensor_backward(const TensorTape& tape, NodeId id) {
   for (int k = 0, arity = tape.arity(id); k < arity; ++k) {
     const NodeId in = tape.input_of(id, k);
     if (!tape.needs_grad(in)) continue;
@@ -412,7 +378,9 @@ void check_tensor_backward(TensorTape& tape, NodeId id) {
     a.input = k;
     a.target = in;
     a.target_label = tape.label(in);
-    dispatch(tape.op(id), [&](auto entry) { decltype(entry)::backward_operands(tape, id, k, a.index, a); });
+    dispatch(tape.op(id), [&](auto entry) {
+      decltype(entry)::backward_operands(tape, id, k, a.index, a);
+    });
     throw AnomalyError(std::move(a));
   }
 }

@@ -65,6 +65,30 @@ std::span<const T> Tensor::grad() const {
   return {static_cast<const T*>(n.grad), std::size_t(n.shape.numel())};
 }
 
+template <class T>
+std::span<const T> TensorTape::elements(NodeId id) const {
+  const auto& n = impl_->nodes[id];
+  if (n.dtype != dtype_of<T>())
+    throw Error(fmt::format("TensorTape::elements<{}>: node {} holds {}",
+                            dtype_name(dtype_of<T>()), id, dtype_name(n.dtype)));
+  return {static_cast<const T*>(n.data), std::size_t(n.shape.numel())};
+}
+
+template <class T>
+std::span<const T> TensorTape::gradients(NodeId id) const {
+  auto& n = impl_->nodes[id];
+  if (n.dtype != dtype_of<T>())
+    throw Error(fmt::format("TensorTape::gradients<{}>: node {} holds {}",
+                            dtype_name(dtype_of<T>()), id, dtype_name(n.dtype)));
+  if (n.grad == nullptr) return {};
+  Impl::zeroed(n);  // Note [Lazy gradients]
+  return {static_cast<const T*>(n.grad), std::size_t(n.shape.numel())};
+}
+
+template std::span<const float> TensorTape::elements<float>(NodeId) const;
+template std::span<const double> TensorTape::elements<double>(NodeId) const;
+template std::span<const float> TensorTape::gradients<float>(NodeId) const;
+template std::span<const double> TensorTape::gradients<double>(NodeId) const;
 template std::span<const float> Tensor::data<float>() const;
 template std::span<const double> Tensor::data<double>() const;
 template std::span<const float> Tensor::grad<float>() const;

@@ -192,6 +192,7 @@ class TensorTape {
 
   // Anomaly mode (Note [Anomaly mode], anomaly.hpp): while on, the first non-finite forward
   // value or gradient throws ag::AnomalyError naming the op, its module path and the elements.
+  // The tape only tests the flag; the checks are anomaly.cpp's free functions over the tape.
   bool check_finite() const { return check_finite_; }
   void set_check_finite(bool on) { check_finite_ = on; }
 
@@ -214,6 +215,10 @@ class TensorTape {
   double value(NodeId id, std::int64_t flat) const;
   double grad(NodeId id, std::int64_t flat) const;  // 0 when the node has no gradient
   double grad_norm(NodeId id) const;
+  // Every element (or gradient element: none when the node has no gradient) of node id, for
+  // code that watches the tape from outside (anomaly mode). T must match the dtype.
+  template <class T> std::span<const T> elements(NodeId id) const;
+  template <class T> std::span<const T> gradients(NodeId id) const;
 
   // Throws unless `t` is a live handle of this tape.
   void check(const Tensor& t, std::string_view what) const;
