@@ -717,7 +717,8 @@ void Reshape::backward_operands(const TensorTape& tape, NodeId id, int,
 
 // ---- sum and mean --------------------------------------------------------------------------
 // Over one axis (or all, with axis == kAllAxes): out[o, i] = scale * sum_l a[o, l, i], scale 1
-// for sum and 1/length for mean (kept in param); backward: da[o, l, i] += scale * dout[o, i].
+// for sum and 1/length for mean (kept in param: a mean over nothing is 0 * inf = NaN, as in
+// PyTorch, never a silent 0); backward: da[o, l, i] += scale * dout[o, i].
 
 namespace {
 
@@ -737,7 +738,7 @@ Tensor reduce_sum(Tensor a, int axis, bool keepdims, TOp op) {
                               Op::input, 0, ax);
   if (keepdims) impl.nodes[id].flags |= kKeepDims;
   const std::int64_t length = ax == kAllAxes ? in.numel() : in[ax];
-  impl.nodes[id].param = op == TOp::mean ? 1.0 / double(length ? length : 1) : 1.0;
+  impl.nodes[id].param = op == TOp::mean ? 1.0 / double(length) : 1.0;
   if (op == TOp::mean)
     tensor_ops::Mean::forward(impl, impl.nodes[id]);
   else
