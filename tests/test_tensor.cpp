@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <limits>
@@ -122,6 +123,20 @@ TEST_CASE("sum, mean and amax over all elements and over each axis, with keepdim
   CHECK(amax(t, 1).values() == std::vector<double>{5, 7});
   tape.backward(sum(amax(t, 1)));
   CHECK(t.grads() == std::vector<double>{0, 1, 0, 1, 0, 0});  // a tie goes to the first
+}
+
+TEST_CASE("every tensor op is named by the op table, and is_leaf picks the three leaves") {
+  std::vector<std::string_view> names;
+  for (int k = 0; k <= int(TOp::pick); ++k) {
+    const TOp op = TOp(k);
+    CAPTURE(k);
+    CHECK(!top_name(op).empty());
+    CHECK(std::find(names.begin(), names.end(), top_name(op)) == names.end());
+    names.push_back(top_name(op));
+    CHECK(is_leaf(op) == (op == TOp::input || op == TOp::parameter || op == TOp::constant));
+  }
+  CHECK(top_name(TOp::matmul) == "matmul");
+  CHECK(top_name(TOp::log_softmax) == "log_softmax");
 }
 
 TEST_CASE("NaN is never swallowed: amax propagates it, and the mean of nothing is NaN") {

@@ -221,7 +221,7 @@ std::int64_t ravel(const Shape& s, const std::vector<std::int64_t>& index) {
 }
 
 // The element of an input of shape `in` that output element `out` reads (Note [Broadcasting],
-// tensor.cpp): axes aligned on the right, an axis of length 1 repeats.
+// broadcast.hpp): axes aligned on the right, an axis of length 1 repeats.
 std::vector<std::int64_t> broadcast_index(const std::vector<std::int64_t>& out, const Shape& in) {
   std::vector<std::int64_t> index(std::size_t(in.rank()));
   const int shift = int(out.size()) - in.rank();

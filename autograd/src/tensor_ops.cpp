@@ -1092,7 +1092,8 @@ void Pick::forward(TensorTape::Impl& impl, Node& n) {
     using T = decltype(z);
     const T* src = static_cast<const T*>(a.data);
     T* out = static_cast<T*>(n.data);
-    for (std::int64_t i = 0, rows = a.shape[0]; i < rows; ++i) out[i] = src[i * a.shape[1] + idx[i]];
+    const std::int64_t classes = a.shape[1];
+    for (std::int64_t i = 0, rows = a.shape[0]; i < rows; ++i) out[i] = src[i * classes + idx[i]];
   });
 }
 

@@ -20,7 +20,8 @@ namespace ag {
 inline constexpr std::uint8_t kNeedsGrad = 1;  // gets a gradient in backward
 inline constexpr std::uint8_t kReached = 2;    // the latest backward passed it a gradient
 inline constexpr std::uint8_t kKeepDims = 4;   // reductions: the reduced axis stays, as 1
-inline constexpr std::uint8_t kGradValid = 8;  // the gradient buffer holds values (Note [Lazy gradients])
+// The gradient buffer holds values (Note [Lazy gradients]).
+inline constexpr std::uint8_t kGradValid = 8;
 inline constexpr NodeId kNoInput = std::numeric_limits<NodeId>::max();
 
 // Note [Tensor storage] (tensor.hpp): blocks never move; reset() rewinds.

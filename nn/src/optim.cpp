@@ -20,7 +20,8 @@ namespace nn {
 
 void check_parameter(std::string_view name, const Parameter& parameter) {
   const std::span<const float> data = parameter.data(), grad = parameter.grad();
-  const auto bad = std::find_if(data.begin(), data.end(), [](float x) { return !std::isfinite(x); });
+  const auto bad =
+      std::find_if(data.begin(), data.end(), [](float x) { return !std::isfinite(x); });
   if (bad == data.end()) return;
   const std::size_t flat = std::size_t(bad - data.begin());
   ag::Anomaly a;

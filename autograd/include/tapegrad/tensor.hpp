@@ -247,7 +247,7 @@ class TensorTape {
   std::string_view scope_name(std::uint16_t scope) const;
   std::uint16_t scope_parent(std::uint16_t scope) const;
 
-  struct Impl;  // node records, arena, kernels: tensor.cpp
+  struct Impl;  // node records and arena: autograd/src/tensor_storage.hpp
 
  private:
   friend class Tensor;
