@@ -61,7 +61,7 @@ inline constexpr double kLargest = 1e6;             // any value beyond: the cas
 inline constexpr double kProbabilityMargin = 1e-2;  // bce's p: in [this, 1 - this]
 
 // The flat index into `in` of the element that element `flat` of `out` is computed from when
-// `in` is broadcast to `out` (Note [Broadcasting] in tensor.cpp).
+// `in` is broadcast to `out` (Note [Broadcasting] in autograd/src/broadcast.hpp).
 inline std::int64_t source(const ag::Shape& out, const ag::Shape& in, std::int64_t flat) {
   std::int64_t index[ag::kMaxRank] = {};
   for (int j = out.rank() - 1; j >= 0; --j) {

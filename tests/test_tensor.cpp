@@ -4,8 +4,10 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <vector>
 
@@ -121,6 +123,58 @@ TEST_CASE("sum, mean and amax over all elements and over each axis, with keepdim
   CHECK(amax(t, 1).values() == std::vector<double>{5, 7});
   tape.backward(sum(amax(t, 1)));
   CHECK(t.grads() == std::vector<double>{0, 1, 0, 1, 0, 0});  // a tie goes to the first
+}
+
+TEST_CASE("every tensor op is named by the op table, and is_leaf picks the three leaves") {
+  std::vector<std::string_view> names;
+  for (int k = 0; k <= int(TOp::pick); ++k) {
+    const TOp op = TOp(k);
+    CAPTURE(k);
+    CHECK(!top_name(op).empty());
+    CHECK(std::find(names.begin(), names.end(), top_name(op)) == names.end());
+    names.push_back(top_name(op));
+    CHECK(is_leaf(op) == (op == TOp::input || op == TOp::parameter || op == TOp::constant));
+  }
+  CHECK(top_name(TOp::matmul) == "matmul");
+  CHECK(top_name(TOp::log_softmax) == "log_softmax");
+}
+
+TEST_CASE("NaN is never swallowed: amax propagates it, and the mean of nothing is NaN") {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  for (DType dtype : {DType::f64, DType::f32}) {
+    CAPTURE(dtype_name(dtype));
+    TensorTape tape;
+    // As torch.amax: a NaN anywhere in the reduced slice is the result, wherever it stands
+    // (after a larger number, or first); a slice without NaN keeps its maximum.
+    Tensor t = tape.input(Shape{3, 3}, {3, nan, 1, nan, 2, 5, 5, 7, 7}, "t", dtype);
+    const std::vector<double> m = amax(t, 1).values();
+    CHECK(std::isnan(m[0]));
+    CHECK(std::isnan(m[1]));
+    CHECK(m[2] == 7);
+    CHECK(std::isnan(amax(t, 0).values()[0]));
+    // The gradient goes to the NaN's index, as torch.max(t, dim) names it.
+    tape.backward(sum(amax(t, 1)));
+    CHECK(t.grads() == std::vector<double>{0, 1, 0, 1, 0, 0, 0, 1, 0});
+  }
+  TensorTape tape;
+  // mean = sum / count, and 0 / 0 is NaN (PyTorch: torch.empty(0).mean() is nan).
+  Tensor empty = tape.input(Shape{0}, {}, "empty");
+  CHECK(std::isnan(mean(empty).item()));
+  CHECK(sum(empty).item() == 0);
+  Tensor rows = tape.input(Shape{2, 0}, {}, "rows");
+  const std::vector<double> per_row = mean(rows, 1).values();
+  REQUIRE(per_row.size() == 2);
+  CHECK(std::isnan(per_row[0]));
+  CHECK(std::isnan(per_row[1]));
+  CHECK(mean(rows, 0).numel() == 0);
+  // Backward through a mean of nothing reaches no element and stays quiet.
+  tape.backward(mean(empty));
+  CHECK(empty.grads().empty());
+  // Anomaly mode names it: the forward of mean produced nan.
+  TensorTape checked;
+  checked.set_check_finite(true);
+  Tensor none = checked.input(Shape{0}, {}, "none");
+  CHECK_THROWS_WITH_AS(mean(none), doctest::Contains("forward of mean"), AnomalyError);
 }
 
 TEST_CASE("log_softmax and softmax over each axis, stable for large logits") {

@@ -22,6 +22,7 @@
 #include "tapegrad/format.hpp"
 #include "look.hpp"
 #include "markup.hpp"
+#include "tensor_ops.hpp"
 
 namespace ag {
 namespace {
@@ -351,30 +352,6 @@ GraphModel scalar_model(const Tape& tape, NodeId output, const GraphOptions& opt
 // The lecture's point, that at a fork the gradients add, reads from the Σ: the test "a fork on a
 // tensor tape shows the total, marked" checks it equals the sum of what the branches pass back.
 
-bool is_tensor_leaf(TOp op) {
-  return op == TOp::input || op == TOp::parameter || op == TOp::constant;
-}
-
-std::string tensor_symbol(const TensorTape& tape, NodeId id) {
-  switch (tape.op(id)) {
-    case TOp::elementwise: return std::string(op_info(tape.elementwise_op(id)).symbol);
-    case TOp::matmul: return "@";
-    case TOp::linear: return "linear";
-    case TOp::transpose: return "ᵀ";
-    case TOp::reshape: return "reshape";
-    case TOp::sum: return "Σ";
-    case TOp::mean: return "mean";
-    case TOp::amax: return "max";
-    case TOp::log_softmax: return "log_softmax";
-    case TOp::softmax: return "softmax";
-    case TOp::pick: return "pick";
-    case TOp::input:
-    case TOp::parameter:
-    case TOp::constant: break;
-  }
-  return "";
-}
-
 class TensorModel {
  public:
   TensorModel(const TensorTape& tape, NodeId output, const TensorGraphOptions& options)
@@ -398,16 +375,16 @@ class TensorModel {
       const TOp op = tape.op(id);
       const std::string shape = tape.shape(id).str();
       node.id = id;
-      node.kind = op == TOp::constant          ? NodeKind::constant
-                  : is_tensor_leaf(op)          ? NodeKind::input
-                                                : NodeKind::op;
+      node.kind = op == TOp::constant ? NodeKind::constant
+                  : is_leaf(op)       ? NodeKind::input
+                                      : NodeKind::op;
       // Leaves: "x (4, 2)", "layers.0.weight (5, 2)"; an unnamed constant by its values.
       std::string values = format_values(tape, id, max_values_);
       if (op == TOp::constant && tape.name(id).empty() && !values.empty())
         node.box = values;
       else
         node.box = fmt::format("{} {}", tape.label(id), shape);
-      node.symbol = tensor_symbol(tape, id);
+      node.symbol = std::string(node_symbol(tape, id));
       if (id != output) node.name = tape.name(id);
       node.shape = shape;
       node.label = tape.label(id);
@@ -415,7 +392,7 @@ class TensorModel {
       if (tape.reached(id)) node.grad = grad_text(id);
       node.highlighted = progress.highlighted(id);
       node.scope = tape.scope(id);
-      const bool processed = !is_tensor_leaf(op) && progress.processed(id, tape.reached(id));
+      const bool processed = !is_leaf(op) && progress.processed(id, tape.reached(id));
       for (int k = 0; k < tape.arity(id); ++k) {
         const NodeId src = tape.input_of(id, k);
         EdgeModel& edge = node.inputs.emplace_back();

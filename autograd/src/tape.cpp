@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "tapegrad/anomaly.hpp"
 #include "tapegrad/format.hpp"
 #include "tapegrad/tape.hpp"
 
@@ -111,6 +112,28 @@ Stepper::Stepper(Tape& tape, Value output)
   cursor_ = output.id() + 1;
   step_.tape = &tape;
   step_.output = output.id();
+}
+
+// ---- anomaly mode: the branch that calls out (Note [Anomaly mode], anomaly.hpp) ----------
+
+void Tape::forward_anomaly(NodeId id) const { detail::scalar_forward_anomaly(*this, id); }
+
+void Tape::record_anomaly(Op op, double value, NodeId a, NodeId b, std::uint8_t flags) {
+  forward_anomaly(push(op, value, a, b, flags).id());
+}
+
+void Tape::check_forward() const { detail::check_scalar_forward(*this); }
+
+void Tape::backward_anomaly(NodeId id) const { detail::scalar_backward_anomaly(*this, id); }
+
+void Stepper::run_checked() {
+  Tape& tape = *tape_;
+  for (NodeId i = cursor_; i-- > 0;) {
+    if (!Tape::active(tape.nodes_[i])) continue;
+    propagate<false, true>(tape, i);
+    ++taken_;
+  }
+  cursor_ = 0;
 }
 
 }  // namespace ag

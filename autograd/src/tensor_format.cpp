@@ -6,38 +6,12 @@
 #include <cmath>
 
 #include "tapegrad/format.hpp"
+#include "tensor_ops.hpp"
 
 namespace ag {
 
 std::string expression(const TensorTape& tape, NodeId id) {
-  const TOp op = tape.op(id);
-  auto in = [&](int k) { return tape.label(tape.input_of(id, k)); };
-  const std::string axis = fmt::format("axis={}", tape.axis(id));
-  switch (op) {
-    case TOp::input:
-    case TOp::parameter:
-    case TOp::constant: return tape.label(id);
-    case TOp::elementwise: {
-      const Op e = tape.elementwise_op(id);
-      return op_expression(e, in(0), op_info(e).arity == 2 ? in(1) : std::string(),
-                           tape.param(id));
-    }
-    case TOp::matmul: return fmt::format("{} @ {}", in(0), in(1));
-    case TOp::linear:
-      if (tape.arity(id) == 3) return fmt::format("linear({}, {}, {})", in(0), in(1), in(2));
-      return fmt::format("linear({}, {})", in(0), in(1));
-    case TOp::transpose: return fmt::format("transpose({})", in(0));
-    case TOp::reshape: return fmt::format("reshape({}, {})", in(0), tape.shape(id).str());
-    case TOp::sum:
-    case TOp::mean:
-      if (tape.axis(id) == kAllAxes) return fmt::format("{}({})", top_name(op), in(0));
-      return fmt::format("{}({}, {})", top_name(op), in(0), axis);
-    case TOp::amax:
-    case TOp::log_softmax:
-    case TOp::softmax: return fmt::format("{}({}, {})", top_name(op), in(0), axis);
-    case TOp::pick: return fmt::format("pick({}, labels)", in(0));
-  }
-  return "?";
+  return dispatch(tape.op(id), [&](auto entry) { return decltype(entry)::expression(tape, id); });
 }
 
 std::string format_nested(const Shape& shape,
@@ -70,7 +44,7 @@ std::string forward_line(const TensorTape& tape, NodeId id) {
   const TOp op = tape.op(id);
   if (op == TOp::constant && tape.name(id).empty()) return {};
   std::string line = tape.label(id);
-  if (op != TOp::input && op != TOp::parameter && op != TOp::constant)
+  if (!is_leaf(op))
     line += " = " + expression(tape, id);
   line += ": " + tape.shape(id).str();
   if (std::string v = format_values(tape, id); !v.empty()) line += " = " + v;

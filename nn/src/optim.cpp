@@ -1,17 +1,42 @@
-// SGD, Adam and AdamW as torch.optim computes them, and learning-rate schedules.
+// SGD, Adam and AdamW as torch.optim computes them, learning-rate schedules, and anomaly
+// mode's check that a step left every parameter finite.
 
 #include "tapegrad/nn/optim.hpp"
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
+#include <string>
+
+#include "tapegrad/anomaly.hpp"
 
 #if defined(__SSE2__)
 #include <immintrin.h>
 #endif
 
 namespace nn {
+
+void check_parameter(std::string_view name, const Parameter& parameter) {
+  const std::span<const float> data = parameter.data(), grad = parameter.grad();
+  const auto bad =
+      std::find_if(data.begin(), data.end(), [](float x) { return !std::isfinite(x); });
+  if (bad == data.end()) return;
+  const std::size_t flat = std::size_t(bad - data.begin());
+  ag::Anomaly a;
+  a.kind = ag::AnomalyKind::update;
+  a.tensor = true;
+  a.op = "optimizer step";
+  a.name = std::string(name);
+  a.dtype = ag::DType::f32;
+  a.value = *bad;
+  a.shape = parameter.shape();
+  a.index = a.shape.unravel(std::int64_t(flat));
+  if (flat < grad.size())
+    a.operands.push_back({"gradient", 0, a.name, a.shape, a.index, {grad[flat]}});
+  throw ag::AnomalyError(std::move(a));
+}
 
 Optimizer::Optimizer(std::vector<Parameter*> params, double lr) : params_(std::move(params)), lr_(lr) {
   for (Parameter* p : params_)

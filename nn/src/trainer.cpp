@@ -183,7 +183,7 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
       tape.backward(loss);
       optimizer.step();
       for (const auto& [name, p] : checked)
-        ag::check_parameter(name, p->shape(), std::as_const(*p).data(), std::as_const(*p).grad());
+        check_parameter(name, *p);
 
       loss_sum += data_loss * double(batch.rows);
       correct += accuracy(out, batch.y, scores_of(options.loss)) * double(batch.rows);

@@ -35,7 +35,8 @@ namespace ag {
 // The first non-finite number found throws an AnomalyError. It throws rather than warning and
 // going on because every later number depends on it: PyTorch's detect_anomaly raises too, and
 // a training loop must stop before an optimizer step writes the poison into the weights (so
-// nn::fit also checks the parameters after each step when FitOptions::check_finite is set).
+// nn::fit also checks the parameters after each step when FitOptions::check_finite is set:
+// nn::check_parameter, beside the optimizers).
 // Checking allocates nothing, so a warm training step in anomaly mode still allocates nothing
 // (tests/test_alloc.cpp); only a report does.
 //
@@ -50,7 +51,7 @@ enum class AnomalyKind : std::uint8_t {
              // parameter), or a node recorded while the mode was off
   forward,   // an op's forward value
   backward,  // the gradient an op's backward step passed to one of its inputs
-  update,    // an optimizer step made a parameter non-finite (nn::fit with check_finite)
+  update,    // an optimizer step made a parameter non-finite (nn::check_parameter, from nn::fit)
 };
 
 // One operand of the op at the offending element: an input, the upstream gradient (backward)
@@ -135,17 +136,19 @@ class AnomalyMode {
   bool was_;
 };
 
-// Throws an AnomalyError of kind update when `data` (a parameter named `name`, of `shape`)
-// holds a non-finite element, quoting its gradient there. nn::fit calls it after each
-// optimizer step in anomaly mode, so poisoned weights are never used or saved.
-void check_parameter(std::string_view name, const Shape& shape, std::span<const float> data,
-                     std::span<const float> grad);
-
 namespace detail {
-// The tensor tape's checks (Note [Anomaly mode]), called by tensor.cpp when the mode is on:
-// after node `id` is recorded, and after its backward step. Throw AnomalyError.
-void check_tensor_forward(TensorTape& tape, NodeId id);
-void check_tensor_backward(TensorTape& tape, NodeId id);
+// The checks and reports of anomaly mode (Note [Anomaly mode]), free functions that watch a tape
+// from outside: the tapes only test their flag and call out to these. Each throws AnomalyError.
+// The scalar tape: node id's forward value is non-finite (a leaf's: it was given so; an op's:
+// blamed on the op unless one of its inputs already is); the backward step of node id gave an
+// input a non-finite gradient; Tape::check_forward's pass over a whole recording.
+[[noreturn, gnu::cold]] void scalar_forward_anomaly(const Tape& tape, NodeId id);
+[[noreturn, gnu::cold]] void scalar_backward_anomaly(const Tape& tape, NodeId id);
+void check_scalar_forward(const Tape& tape);
+// The tensor tape: after node `id` is recorded, and after its backward step. The operands a
+// report quotes come from the op table's entries (autograd/src/tensor_ops.hpp).
+void check_tensor_forward(const TensorTape& tape, NodeId id);
+void check_tensor_backward(const TensorTape& tape, NodeId id);
 }  // namespace detail
 
 }  // namespace ag

@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "tapegrad/error.hpp"
 
@@ -62,6 +63,16 @@ class Shape {
     std::string s = "(";
     for (int i = 0; i < rank_; ++i) s += (i ? ", " : "") + std::to_string(dims_[i]);
     return s + (rank_ == 1 ? ",)" : ")");
+  }
+
+  // The index (one entry per axis) of the element at row-major position `flat`.
+  std::vector<std::int64_t> unravel(std::int64_t flat) const {
+    std::vector<std::int64_t> index(std::size_t(rank_), 0);
+    for (int i = rank_ - 1; i >= 0; --i) {
+      index[std::size_t(i)] = dims_[i] ? flat % dims_[i] : 0;
+      flat = dims_[i] ? flat / dims_[i] : 0;
+    }
+    return index;
   }
 
   // Resolves a possibly negative axis (-1 is the last); throws naming the op.

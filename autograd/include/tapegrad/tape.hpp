@@ -202,9 +202,8 @@ class Tape {
   friend class Value;
 
   [[noreturn, gnu::cold]] static void value_failed(const Value& v);
-  // Anomaly mode's reports (anomaly.cpp): node id's forward value is non-finite (a leaf's: it was
-  // given so; an op's: blamed on the op unless one of its inputs already is); the backward step
-  // of node id gave one of its inputs a non-finite gradient.
+  // Anomaly mode's calls out, behind the check_finite_ branch: the reports are free functions
+  // over the tape (detail::scalar_forward_anomaly and ..._backward_anomaly, anomaly.hpp).
   [[noreturn, gnu::cold]] void forward_anomaly(NodeId id) const;
   // Pushes an op whose value is not finite (so that the report names its node) and reports it.
   [[noreturn, gnu::cold]] void record_anomaly(Op op, double value, NodeId a, NodeId b,

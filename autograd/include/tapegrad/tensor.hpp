@@ -40,7 +40,13 @@ enum class TOp : std::uint8_t {
   softmax,
   pick,  // one entry per row, by class index (cross-entropy's gather)
 };
-std::string_view top_name(TOp op);
+std::string_view top_name(TOp op);  // "matmul"; "elementwise" (the rule has its own name)
+
+// Leaves hold given data and end backward (Note [Gradient semantics]); every other TOp is an op
+// with inputs. The op table (autograd/src/tensor_ops.hpp) checks its entries agree.
+constexpr bool is_leaf(TOp op) {
+  return op == TOp::input || op == TOp::parameter || op == TOp::constant;
+}
 
 // The most inputs a tensor node has (linear: x, W, b).
 inline constexpr int kMaxInputs = 3;
@@ -186,6 +192,7 @@ class TensorTape {
 
   // Anomaly mode (Note [Anomaly mode], anomaly.hpp): while on, the first non-finite forward
   // value or gradient throws ag::AnomalyError naming the op, its module path and the elements.
+  // The tape only tests the flag; the checks are anomaly.cpp's free functions over the tape.
   bool check_finite() const { return check_finite_; }
   void set_check_finite(bool on) { check_finite_ = on; }
 
@@ -208,6 +215,10 @@ class TensorTape {
   double value(NodeId id, std::int64_t flat) const;
   double grad(NodeId id, std::int64_t flat) const;  // 0 when the node has no gradient
   double grad_norm(NodeId id) const;
+  // Every element (or gradient element: none when the node has no gradient) of node id, for
+  // code that watches the tape from outside (anomaly mode). T must match the dtype.
+  template <class T> std::span<const T> elements(NodeId id) const;
+  template <class T> std::span<const T> gradients(NodeId id) const;
 
   // Throws unless `t` is a live handle of this tape.
   void check(const Tensor& t, std::string_view what) const;
@@ -236,7 +247,7 @@ class TensorTape {
   std::string_view scope_name(std::uint16_t scope) const;
   std::uint16_t scope_parent(std::uint16_t scope) const;
 
-  struct Impl;  // node records, arena, kernels: tensor.cpp
+  struct Impl;  // node records and arena: autograd/src/tensor_storage.hpp
 
  private:
   friend class Tensor;

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <string_view>
 #include <vector>
 
 #include "tapegrad/nn/module.hpp"
@@ -35,6 +36,12 @@ class Optimizer {
   double lr_;
   std::size_t steps_ = 0;
 };
+
+// Anomaly mode after an optimizer step (Note [Anomaly mode], tapegrad/anomaly.hpp): throws an
+// ag::AnomalyError of kind update when parameter `name` holds a non-finite element, quoting its
+// gradient there. nn::fit calls it after each step when FitOptions::check_finite is set, so
+// poisoned weights are never used or saved.
+void check_parameter(std::string_view name, const Parameter& parameter);
 
 struct SGDOptions {
   double lr = 0.01;

@@ -1,0 +1,369 @@
+// The product kernels (internal): tiny plain loops, small packed SSE2/AVX2 kernels chosen at run
+// time, and BLAS for large products; plus linear's bias loops. Included by the op entries.
+
+#pragma once
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define TAPEGRAD_AVX2 1
+#endif
+
+namespace ag::kernels {
+
+// Below this many multiply-adds a plain loop beats a BLAS call's overhead
+// (about 80 ns for a 4x5 by 5x5 sgemm on this machine).
+constexpr std::int64_t kBlasThreshold = 32 * 32 * 32;
+// Below this many, the plain loops; from here to kBlasThreshold, the packed kernel (Note [Small
+// gemm]). A 4x5 by 5x5 product is faster unpacked; 100x16 by 16x16 takes half the instructions
+// packed.
+constexpr std::int64_t kPackThreshold = 1024;
+
+// Note [Small gemm]
+// ~~~~~~~~~~~~~~~~~
+// From kPackThreshold to kBlasThreshold multiply-adds the product runs here. op(B) is packed
+// once per call into a k x np buffer (np: n rounded up to whole blocks of W columns, zero
+// padded), so every operand layout (plain or transposed) meets the same kernel: a block of 4
+// rows by W columns of C (W = 8 floats or 4 doubles; 4 or 2 when n is that narrow) held in
+// eight (or fewer) 16-byte vector registers, updated with a(i, p) times a contiguous row of the
+// packed B for each p. The vectors are GCC's vector extension at the baseline's width (SSE2),
+// which every x86-64 has: a wider generic vector is emulated through memory on a target without
+// it, and runtime dispatch (target_clones) is not worth its complexity at these sizes. Each
+// element of C still sums its k products in order p = 0, 1, ..., as the plain loops do.
+template <class T>
+using Vec [[gnu::vector_size(16)]] = T;
+template <class T>
+inline constexpr int kVecLen = int(16 / sizeof(T));
+
+template <class T, int R, int NV, bool TA>
+[[gnu::always_inline]] inline void small_block(std::int64_t lda, std::int64_t i0, std::int64_t n,
+                                               std::int64_t k, std::int64_t np, const T* A,
+                                               const T* pb, T beta, T* C) {
+  static_assert((R == 1 || R == 4) && (NV == 1 || NV == 2));
+  using V = Vec<T>;
+  constexpr int L = kVecLen<T>, W = NV * L;
+  auto a = [&](std::int64_t p, int r) { return TA ? A[p * lda + i0 + r] : A[(i0 + r) * lda + p]; };
+  for (std::int64_t j0 = 0; j0 < np; j0 += W) {
+    // Named accumulators, so that they stay in registers.
+    V c00{}, c01{}, c10{}, c11{}, c20{}, c21{}, c30{}, c31{};
+    const T* row = pb + j0;
+    for (std::int64_t p = 0; p < k; ++p, row += np) {
+      V b0, b1{};
+      std::memcpy(&b0, row, sizeof b0);
+      if constexpr (NV == 2) std::memcpy(&b1, row + L, sizeof b1);
+      const T a0 = a(p, 0);
+      c00 += a0 * b0;
+      if constexpr (NV == 2) c01 += a0 * b1;
+      if constexpr (R == 4) {
+        const T a1 = a(p, 1), a2 = a(p, 2), a3 = a(p, 3);
+        c10 += a1 * b0;
+        c20 += a2 * b0;
+        c30 += a3 * b0;
+        if constexpr (NV == 2) {
+          c11 += a1 * b1;
+          c21 += a2 * b1;
+          c31 += a3 * b1;
+        }
+      }
+    }
+    auto store = [&](V v, int r, int q) {
+      const std::int64_t j = j0 + q * L, w = std::min<std::int64_t>(L, n - j);
+      T* c = C + (i0 + r) * n + j;
+      if (w == L) {  // a whole vector: one load and store
+        if (beta != T(0)) {
+          V old;
+          std::memcpy(&old, c, sizeof old);
+          v += old;
+        }
+        std::memcpy(c, &v, sizeof v);
+      } else {
+        for (std::int64_t e = 0; e < w; ++e) c[e] = beta == T(0) ? v[e] : c[e] + v[e];
+      }
+    };
+    store(c00, 0, 0);
+    if constexpr (NV == 2) store(c01, 0, 1);
+    if constexpr (R == 4) {
+      store(c10, 1, 0), store(c20, 2, 0), store(c30, 3, 0);
+      if constexpr (NV == 2) store(c11, 1, 1), store(c21, 2, 1), store(c31, 3, 1);
+    }
+  }
+}
+
+template <class T, int NV, bool TA>
+void small_rows(std::int64_t m, std::int64_t n, std::int64_t k, std::int64_t np, const T* A,
+                const T* pb, T beta, T* C) {
+  const std::int64_t lda = TA ? m : k;
+  std::int64_t i = 0;
+  for (; i + 4 <= m; i += 4) small_block<T, 4, NV, TA>(lda, i, n, k, np, A, pb, beta, C);
+  for (; i < m; ++i) small_block<T, 1, NV, TA>(lda, i, n, k, np, A, pb, beta, C);
+}
+
+#ifdef TAPEGRAD_AVX2
+// Note [Wide small gemm]
+// ~~~~~~~~~~~~~~~~~~~~~~
+// The same blocking as Note [Small gemm] in 32-byte AVX2 registers with fused multiply-adds,
+// for CPUs that have both (checked once, at the first product: `__builtin_cpu_supports`). A
+// block of 4 rows by 2 vectors (16 floats or 8 doubles) of C lives in eight ymm registers; each
+// step over p loads two vectors of the packed B, broadcasts four elements of A and issues eight
+// FMAs: 14 instructions for 64 float multiply-adds, against 36 for 32 in the SSE2 kernel. The
+// portable kernel stays for other CPUs and when TAPEGRAD_SIMD=sse2 is set in the environment
+// (the test suite runs the tensor tests both ways). Each element of C still sums its products
+// in order p = 0, 1, ..., but every step rounds once (a fused multiply-add) instead of twice, so
+// the two kernels agree to rounding, not bit for bit; each is deterministic.
+template <class T>
+struct Avx;
+template <>
+struct Avx<float> {
+  using V = __m256;
+  static constexpr int L = 8;
+  [[gnu::target("avx2,fma"), gnu::always_inline]] static V zero() { return _mm256_setzero_ps(); }
+  [[gnu::target("avx2,fma"), gnu::always_inline]] static V load(const float* p) {
+    return _mm256_loadu_ps(p);
+  }
+  [[gnu::target("avx2,fma"), gnu::always_inline]] static void store(float* p, V v) {
+    _mm256_storeu_ps(p, v);
+  }
+  [[gnu::target("avx2,fma"), gnu::always_inline]] static V splat(float a) {
+    return _mm256_set1_ps(a);
+  }
+  [[gnu::target("avx2,fma"), gnu::always_inline]] static V add(V a, V b) {
+    return _mm256_add_ps(a, b);
+  }
+  [[gnu::target("avx2,fma"), gnu::always_inline]] static V fma(V a, V b, V c) {
+    return _mm256_fmadd_ps(a, b, c);
+  }
+};
+template <>
+struct Avx<double> {
+  using V = __m256d;
+  static constexpr int L = 4;
+  [[gnu::target("avx2,fma"), gnu::always_inline]] static V zero() { return _mm256_setzero_pd(); }
+  [[gnu::target("avx2,fma"), gnu::always_inline]] static V load(const double* p) {
+    return _mm256_loadu_pd(p);
+  }
+  [[gnu::target("avx2,fma"), gnu::always_inline]] static void store(double* p, V v) {
+    _mm256_storeu_pd(p, v);
+  }
+  [[gnu::target("avx2,fma"), gnu::always_inline]] static V splat(double a) {
+    return _mm256_set1_pd(a);
+  }
+  [[gnu::target("avx2,fma"), gnu::always_inline]] static V add(V a, V b) {
+    return _mm256_add_pd(a, b);
+  }
+  [[gnu::target("avx2,fma"), gnu::always_inline]] static V fma(V a, V b, V c) {
+    return _mm256_fmadd_pd(a, b, c);
+  }
+};
+
+// Writes the first w lanes of v to c (w <= L), or adds them to c unless beta is 0.
+template <class T>
+[[gnu::target("avx2,fma"), gnu::always_inline]] inline void wide_store(typename Avx<T>::V v, T* c,
+                                                                       std::int64_t w, T beta) {
+  using O = Avx<T>;
+  if (w == O::L) {  // a whole vector: one load and store
+    O::store(c, beta != T(0) ? O::add(v, O::load(c)) : v);
+  } else if (w > 0) {
+    alignas(32) T lanes[O::L];
+    O::store(lanes, v);
+    for (std::int64_t e = 0; e < w; ++e) c[e] = beta == T(0) ? lanes[e] : c[e] + lanes[e];
+  }
+}
+
+template <class T, int R, int NV, bool TA>
+[[gnu::target("avx2,fma"), gnu::always_inline]] inline void wide_block(
+    std::int64_t lda, std::int64_t i0, std::int64_t n, std::int64_t k, std::int64_t np, const T* A,
+    const T* pb, T beta, T* C) {
+  static_assert((R == 1 || R == 4) && (NV == 1 || NV == 2));
+  using O = Avx<T>;
+  using V = typename O::V;
+  constexpr int L = O::L, W = NV * L;
+  auto a = [&](std::int64_t p, int r) { return TA ? A[p * lda + i0 + r] : A[(i0 + r) * lda + p]; };
+  for (std::int64_t j0 = 0; j0 < np; j0 += W) {
+    V c00 = O::zero(), c01 = O::zero(), c10 = O::zero(), c11 = O::zero();
+    V c20 = O::zero(), c21 = O::zero(), c30 = O::zero(), c31 = O::zero();
+    const T* row = pb + j0;
+    for (std::int64_t p = 0; p < k; ++p, row += np) {
+      const V b0 = O::load(row);
+      const V b1 = NV == 2 ? O::load(row + L) : O::zero();
+      const V a0 = O::splat(a(p, 0));
+      c00 = O::fma(a0, b0, c00);
+      if constexpr (NV == 2) c01 = O::fma(a0, b1, c01);
+      if constexpr (R == 4) {
+        const V a1 = O::splat(a(p, 1)), a2 = O::splat(a(p, 2)), a3 = O::splat(a(p, 3));
+        c10 = O::fma(a1, b0, c10);
+        c20 = O::fma(a2, b0, c20);
+        c30 = O::fma(a3, b0, c30);
+        if constexpr (NV == 2) {
+          c11 = O::fma(a1, b1, c11);
+          c21 = O::fma(a2, b1, c21);
+          c31 = O::fma(a3, b1, c31);
+        }
+      }
+    }
+    // (No lambda here: a lambda would not inherit the target attribute.)
+    const std::int64_t w0 = std::min<std::int64_t>(L, n - j0),
+                       w1 = std::min<std::int64_t>(L, n - j0 - L);
+    T* c = C + i0 * n + j0;
+    wide_store<T>(c00, c, w0, beta);
+    if constexpr (NV == 2) wide_store<T>(c01, c + L, w1, beta);
+    if constexpr (R == 4) {
+      wide_store<T>(c10, c + n, w0, beta);
+      wide_store<T>(c20, c + 2 * n, w0, beta);
+      wide_store<T>(c30, c + 3 * n, w0, beta);
+      if constexpr (NV == 2) {
+        wide_store<T>(c11, c + n + L, w1, beta);
+        wide_store<T>(c21, c + 2 * n + L, w1, beta);
+        wide_store<T>(c31, c + 3 * n + L, w1, beta);
+      }
+    }
+  }
+}
+
+template <class T, int NV, bool TA>
+[[gnu::target("avx2,fma")]] void wide_rows(std::int64_t m, std::int64_t n, std::int64_t k,
+                                           std::int64_t np, const T* A, const T* pb, T beta, T* C) {
+  const std::int64_t lda = TA ? m : k;
+  std::int64_t i = 0;
+  for (; i + 4 <= m; i += 4) wide_block<T, 4, NV, TA>(lda, i, n, k, np, A, pb, beta, C);
+  for (; i < m; ++i) wide_block<T, 1, NV, TA>(lda, i, n, k, np, A, pb, beta, C);
+}
+
+// Whether the AVX2 kernel runs: the CPU has AVX2 and FMA, and TAPEGRAD_SIMD is not "sse2".
+inline bool use_avx2() {
+  static const bool yes = [] {
+    const char* simd = std::getenv("TAPEGRAD_SIMD");
+    if (simd != nullptr && std::string_view(simd) == "sse2") return false;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return yes;
+}
+#endif
+
+// The padded width of op(B)'s rows in the packed buffer: whole blocks of the kernel's width.
+template <class T>
+std::int64_t small_padded(std::int64_t n, bool wide) {
+  const std::int64_t l = wide ? 32 / std::int64_t(sizeof(T)) : kVecLen<T>;
+  const std::int64_t w = n <= l ? l : 2 * l;
+  return (n + w - 1) / w * w;
+}
+
+// C = op(A) op(B) + beta C through a packed kernel; pb holds at least k * np elements, np as
+// small_padded gives it for `wide`.
+template <class T>
+void small_gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* A,
+                const T* B, T beta, T* C, T* pb, bool wide) {
+  const std::int64_t np = small_padded<T>(n, wide), ldb = tb ? k : n;
+  for (std::int64_t p = 0; p < k; ++p) {  // op(B) (k x n) row by row into pb (k x np)
+    T* row = pb + p * np;
+    if (tb)
+      for (std::int64_t j = 0; j < n; ++j) row[j] = B[j * ldb + p];
+    else
+      std::memcpy(row, B + p * ldb, std::size_t(n) * sizeof(T));
+    for (std::int64_t j = n; j < np; ++j) row[j] = T(0);
+  }
+#ifdef TAPEGRAD_AVX2
+  if (wide) {
+    const bool two = n > Avx<T>::L;
+    if (ta)
+      two ? wide_rows<T, 2, true>(m, n, k, np, A, pb, beta, C)
+          : wide_rows<T, 1, true>(m, n, k, np, A, pb, beta, C);
+    else
+      two ? wide_rows<T, 2, false>(m, n, k, np, A, pb, beta, C)
+          : wide_rows<T, 1, false>(m, n, k, np, A, pb, beta, C);
+    return;
+  }
+#endif
+  const bool two = n > kVecLen<T>;
+  if (ta)
+    two ? small_rows<T, 2, true>(m, n, k, np, A, pb, beta, C)
+        : small_rows<T, 1, true>(m, n, k, np, A, pb, beta, C);
+  else
+    two ? small_rows<T, 2, false>(m, n, k, np, A, pb, beta, C)
+        : small_rows<T, 1, false>(m, n, k, np, A, pb, beta, C);
+}
+
+// C (m x n, row-major, leading dimension n) = op(A) op(B) + beta C, where
+// op(A) is m x k and op(B) is k x n; ta/tb mean A/B are stored transposed.
+template <class T>
+void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* A,
+          const T* B, T beta, T* C) {
+  const std::int64_t lda = ta ? m : k, ldb = tb ? k : n;
+  if (m * n * k >= kBlasThreshold) {
+    const auto TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
+    if constexpr (std::is_same_v<T, float>)
+      cblas_sgemm(CblasRowMajor, TA, TB, int(m), int(n), int(k), 1.0f, A, int(lda), B, int(ldb),
+                  beta, C, int(n));
+    else
+      cblas_dgemm(CblasRowMajor, TA, TB, int(m), int(n), int(k), 1.0, A, int(lda), B, int(ldb),
+                  beta, C, int(n));
+    return;
+  }
+  if (m * n * k < kPackThreshold) {
+    // Tiny products (the lecture's 4x5 by 5x5): packing would cost as much as the product.
+    if (beta == T(0)) std::fill(C, C + m * n, T(0));
+    if (!tb) {
+      // Row i of C accumulates a[i, p] times row p of B: contiguous, vectorizable.
+      for (std::int64_t i = 0; i < m; ++i) {
+        T* c = C + i * n;
+        for (std::int64_t p = 0; p < k; ++p) {
+          const T a = ta ? A[p * lda + i] : A[i * lda + p];
+          const T* b = B + p * ldb;
+          for (std::int64_t j = 0; j < n; ++j) c[j] += a * b[j];
+        }
+      }
+    } else {
+      // B stored transposed: C[i, j] is a dot product of two contiguous rows.
+      for (std::int64_t i = 0; i < m; ++i)
+        for (std::int64_t j = 0; j < n; ++j) {
+          T s = 0;
+          const T* b = B + j * ldb;
+          if (!ta) {
+            const T* a = A + i * lda;
+            for (std::int64_t p = 0; p < k; ++p) s += a[p] * b[p];
+          } else {
+            for (std::int64_t p = 0; p < k; ++p) s += A[p * lda + i] * b[p];
+          }
+          C[i * n + j] += s;
+        }
+    }
+    return;
+  }
+  // The packed op(B) (Note [Small gemm]): a buffer per thread that only grows, so a warm
+  // training step allocates nothing.
+  thread_local std::vector<T> packed;
+#ifdef TAPEGRAD_AVX2
+  const bool wide = use_avx2();
+#else
+  const bool wide = false;
+#endif
+  const std::size_t need = std::size_t(k * small_padded<T>(n, wide));
+  if (packed.size() < need) packed.resize(need);
+  small_gemm<T>(ta, tb, m, n, k, A, B, beta, C, packed.data(), wide);
+}
+
+// Every row of y (rows x cols) += b (cols): linear's bias. `__restrict` (the two never overlap:
+// they are different nodes' buffers) lets GCC vectorize the inner loop without a runtime check.
+template <class T>
+void add_to_rows(T* __restrict y, const T* __restrict b, std::int64_t rows, std::int64_t cols) {
+  for (std::int64_t i = 0; i < rows; ++i)
+    for (std::int64_t j = 0; j < cols; ++j) y[i * cols + j] += b[j];
+}
+
+// out (cols) += the sum of the rows of x (rows x cols): the bias's gradient.
+template <class T>
+void add_rows_into(T* __restrict out, const T* __restrict x, std::int64_t rows,
+                   std::int64_t cols) {
+  for (std::int64_t i = 0; i < rows; ++i)
+    for (std::int64_t j = 0; j < cols; ++j) out[j] += x[i * cols + j];
+}
+
+}  // namespace ag::kernels

@@ -1,0 +1,1141 @@
+// The tensor op entries (Note [The tensor op table], tensor_ops.hpp): for each op, its
+// user-facing function, forward, backward, formatted text and anomaly operands, side by side.
+
+#include "tensor_ops.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "tapegrad/format.hpp"
+#include "anomaly_index.hpp"
+#include "broadcast.hpp"
+#include "product_kernels.hpp"
+
+namespace ag {
+
+using namespace anomaly_index;
+
+// The table's leaf flags and is_leaf(TOp) (tensor.hpp, used on the hot path) say the same.
+static_assert([] {
+  for (int k = 0; k <= int(TOp::pick); ++k)
+    if (top_info(TOp(k)).leaf != is_leaf(TOp(k))) return false;
+  return true;
+}());
+
+std::string_view top_name(TOp op) { return top_info(op).name; }
+
+std::string_view node_op_name(const TensorTape& tape, NodeId id) {
+  const TOp op = tape.op(id);
+  return op == TOp::elementwise ? op_info(tape.elementwise_op(id)).name : top_info(op).name;
+}
+
+std::string_view node_symbol(const TensorTape& tape, NodeId id) {
+  const TOp op = tape.op(id);
+  return op == TOp::elementwise ? op_info(tape.elementwise_op(id)).symbol : top_info(op).symbol;
+}
+
+// ---- recording helpers ------------------------------------------------------------
+
+namespace {
+
+// The tape and checked node of an operand.
+struct Operand {
+  TensorTape* tape;
+  NodeId id;
+};
+
+// t.tape() throws for an empty or stale handle (it names the "Tensor"), so t needs no second
+// check naming the op; check_same names the op for the other operand.
+Operand operand(const Tensor& t, std::string_view) { return {&t.tape(), t.id()}; }
+
+// b is live, on a's tape, and of a's dtype. Reads the nodes directly: the Tensor accessors are
+// exported functions, which even this file calls through the PLT.
+void check_same(const Operand& a, const Tensor& b, std::string_view op) {
+  a.tape->check(b, op);
+  const auto& nodes = Recorder::impl(*a.tape).nodes;
+  const DType da = nodes[a.id].dtype, db = nodes[b.id()].dtype;
+  if (da != db)
+    throw Error(fmt::format("{}: dtype mismatch: {} and {}", op, dtype_name(da), dtype_name(db)));
+}
+
+// An axis split as (outer, length, inner): element (o, l, i) is at
+// (o * length + l) * inner + i. Reductions and softmax walk it.
+struct AxisSplit {
+  std::int64_t outer = 1, length = 1, inner = 1;
+  AxisSplit(const Shape& s, int axis) {
+    for (int i = 0; i < axis; ++i) outer *= s[i];
+    length = s[axis];
+    for (int i = axis + 1; i < s.rank(); ++i) inner *= s[i];
+  }
+};
+
+Shape reduced_shape(const Shape& s, int axis, bool keepdims) {
+  std::int64_t dims[kMaxRank];
+  int r = 0;
+  for (int i = 0; i < s.rank(); ++i) {
+    if (i != axis) dims[r++] = s[i];
+    else if (keepdims) dims[r++] = 1;
+  }
+  return Shape(std::span<const std::int64_t>(dims, std::size_t(r)));
+}
+
+std::string label_of_input(const TensorTape& tape, NodeId id, int k) {
+  return tape.label(tape.input_of(id, k));
+}
+
+// The anomaly operand "input k" at `index`.
+AnomalyOperand input_operand(const TensorTape& tape, NodeId id, int k,
+                             std::vector<std::int64_t> index) {
+  return tensor_operand(tape, fmt::format("input {}", k), tape.input_of(id, k), std::move(index));
+}
+
+// The anomaly operand "upstream": node id's own gradient at `index`.
+void add_upstream(const TensorTape& tape, NodeId id, std::vector<std::int64_t> index,
+                  Anomaly& report) {
+  report.operands.push_back(tensor_operand(tape, "upstream", id, std::move(index), true));
+}
+
+}  // namespace
+
+// ---- leaves: input, parameter, constant ------------------------------------------------
+// Recorded by TensorTape::input, ::parameter, ::constant and the creation functions
+// (tensor_tape.cpp). Nothing to compute forward, nothing to pass back: their gradient is where
+// backward stops (Note [Gradient semantics]).
+
+namespace tensor_ops {
+
+void Input::forward(TensorTape::Impl&, Node&) {}
+void Input::backward(TensorTape::Impl&, Node&) {}
+std::string Input::expression(const TensorTape& tape, NodeId id) { return tape.label(id); }
+std::vector<AnomalyOperand> Input::forward_operands(const TensorTape&, NodeId,
+                                                    const ElementIndex&) {
+  return {};
+}
+void Input::backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&) {}
+
+void Parameter::forward(TensorTape::Impl&, Node&) {}
+void Parameter::backward(TensorTape::Impl&, Node&) {}
+std::string Parameter::expression(const TensorTape& tape, NodeId id) { return tape.label(id); }
+std::vector<AnomalyOperand> Parameter::forward_operands(const TensorTape&, NodeId,
+                                                        const ElementIndex&) {
+  return {};
+}
+void Parameter::backward_operands(const TensorTape&, NodeId, int, const ElementIndex&,
+                                  Anomaly&) {}
+
+void Constant::forward(TensorTape::Impl&, Node&) {}
+void Constant::backward(TensorTape::Impl&, Node&) {}
+std::string Constant::expression(const TensorTape& tape, NodeId id) { return tape.label(id); }
+std::vector<AnomalyOperand> Constant::forward_operands(const TensorTape&, NodeId,
+                                                       const ElementIndex&) {
+  return {};
+}
+void Constant::backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&) {
+}
+
+}  // namespace tensor_ops
+
+// ---- elementwise: the op table's rules (ops.hpp) over arrays -----------------------------
+// out = R::forward(a, b, param) per element, broadcasting as NumPy (Note [Broadcasting]);
+// da += up * R::local(...).da, db += up * R::local(...).db through the same walk.
+
+namespace {
+
+template <class R>
+void elementwise_forward(TensorTape::Impl& impl, Node& n) {
+  with_dtype(n.dtype, [&](auto z) {
+    using T = decltype(z);
+    const Node& a = impl.nodes[n.in[0]];
+    const T* pa = static_cast<const T*>(a.data);
+    T* out = static_cast<T*>(n.data);
+    const T p = T(n.param);
+    if constexpr (R::info.arity == 1) {
+      for (std::int64_t i = 0, e = n.shape.numel(); i < e; ++i)
+        out[i] = R::forward(pa[i], T(0), p);
+    } else {
+      const Node& b = impl.nodes[n.in[1]];
+      const T* pb = static_cast<const T*>(b.data);
+      for_each_broadcast(n.shape, a.shape, b.shape,
+                         [&](std::int64_t i, std::int64_t ia, std::int64_t ib) {
+                           out[i] = R::forward(pa[ia], pb[ib], p);
+                         });
+    }
+  });
+}
+
+template <class R>
+Tensor unary(Tensor a, double param = R::info.default_param) {
+  const Operand x = operand(a, R::info.name);
+  TensorTape& tape = *x.tape;
+  auto& impl = Recorder::impl(tape);
+  const DType dt = impl.nodes[x.id].dtype;
+  const Shape shape = impl.nodes[x.id].shape;
+  const NodeId id = impl.push(TOp::elementwise, dt, shape, Recorder::grad_for(tape, {x.id}), x.id,
+                              0, R::info.op, param);
+  elementwise_forward<R>(impl, impl.nodes[id]);
+  return Recorder::make(tape, id);
+}
+
+template <class R>
+Tensor binary(Tensor a, Tensor b, double param = 0) {
+  const Operand x = operand(a, R::info.name);
+  check_same(x, b, R::info.name);
+  TensorTape& tape = *x.tape;
+  auto& impl = Recorder::impl(tape);
+  const DType dt = impl.nodes[x.id].dtype;
+  const Shape sa = impl.nodes[x.id].shape, sb = impl.nodes[b.id()].shape;
+  const Shape shape = sa == sb ? sa : broadcast_shapes(sa, sb, R::info.name);
+  const NodeId id = impl.push(TOp::elementwise, dt, shape,
+                              Recorder::grad_for(tape, {x.id, b.id()}), x.id, b.id(), R::info.op,
+                              param);
+  elementwise_forward<R>(impl, impl.nodes[id]);
+  return Recorder::make(tape, id);
+}
+
+// d(out)/d(a) and d(out)/d(b) of an elementwise node, accumulated through the
+// broadcast walk (Note [Broadcasting]).
+template <class R, class T>
+void elementwise_backward(Node& n, Node& a, Node* b) {
+  const T* up = static_cast<const T*>(n.grad);
+  const T* y = static_cast<const T*>(n.data);
+  const T* pa = static_cast<const T*>(a.data);
+  T* ga = static_cast<T*>(a.grad);
+  const T p = T(n.param);
+  if constexpr (R::info.arity == 1) {
+    const std::int64_t e = n.shape.numel();
+    if (TensorTape::Impl::first_write(a))  // Note [Lazy gradients]
+      for (std::int64_t i = 0; i < e; ++i) ga[i] = up[i] * R::local(pa[i], T(0), y[i], p).da;
+    else
+      for (std::int64_t i = 0; i < e; ++i) ga[i] += up[i] * R::local(pa[i], T(0), y[i], p).da;
+  } else {
+    TensorTape::Impl::zeroed(a);
+    TensorTape::Impl::zeroed(*b);
+    const T* pb = static_cast<const T*>(b->data);
+    T* gb = static_cast<T*>(b->grad);
+    for_each_broadcast(n.shape, a.shape, b->shape,
+                       [&](std::int64_t i, std::int64_t ia, std::int64_t ib) {
+                         const Local<T> l = R::local(pa[ia], pb[ib], y[i], p);
+                         if (ga) ga[ia] += up[i] * l.da;
+                         if (gb) gb[ib] += up[i] * l.db;
+                       });
+  }
+}
+
+// The chain rule of an elementwise node at one element, in the node's precision: the output
+// element that sends input k's element `target` its gradient (the first whose contribution is
+// non-finite, else the first), its upstream gradient, and the local derivative there.
+template <class T>
+void elementwise_chain(const TensorTape& tape, NodeId id, int k,
+                       const std::vector<std::int64_t>& target, Anomaly& a) {
+  const Shape& out = tape.shape(id);
+  const int arity = tape.arity(id);
+  std::vector<std::int64_t> chosen;
+  for (std::int64_t i = 0; i < out.numel(); ++i) {
+    const std::vector<std::int64_t> oi = unravel(out, i);
+    if (broadcast_index(oi, tape.shape(tape.input_of(id, k))) != target) continue;
+    const std::vector<std::int64_t> ia = broadcast_index(oi, tape.shape(tape.input_of(id, 0)));
+    const T va = T(tape.value(tape.input_of(id, 0), ravel(tape.shape(tape.input_of(id, 0)), ia)));
+    T vb = T(0);
+    if (arity == 2) {
+      const Shape& sb = tape.shape(tape.input_of(id, 1));
+      vb = T(tape.value(tape.input_of(id, 1), ravel(sb, broadcast_index(oi, sb))));
+    }
+    const T y = T(tape.value(id, i)), up = T(tape.grad(id, i)), p = T(tape.param(id));
+    const Local<T> l = dispatch(tape.elementwise_op(id), [&](auto rule) -> Local<T> {
+      using R = decltype(rule);
+      if constexpr (R::info.arity == 0) return {T(0), T(0)};
+      else return R::local(va, vb, y, p);
+    });
+    const T local = k == 0 ? l.da : l.db;
+    const bool bad = !std::isfinite(up * local);
+    if (chosen.empty() || bad) {
+      chosen = oi;
+      a.upstream = double(up);
+      a.local = double(local);
+      a.upstream_index = oi;
+      a.operands = tensor_ops::Elementwise::forward_operands(tape, id, oi);
+    }
+    if (bad) return;
+  }
+}
+
+}  // namespace
+
+namespace tensor_ops {
+
+void Elementwise::forward(TensorTape::Impl& impl, Node& n) {
+  dispatch(n.elem, [&](auto rule) {
+    using R = decltype(rule);
+    if constexpr (R::info.arity > 0) elementwise_forward<R>(impl, n);
+  });
+}
+
+void Elementwise::backward(TensorTape::Impl& impl, Node& n) {
+  Node& a = impl.nodes[n.in[0]];
+  Node* b = op_info(n.elem).arity == 2 ? &impl.nodes[n.in[1]] : nullptr;
+  with_dtype(n.dtype, [&](auto z) {
+    using T = decltype(z);
+    dispatch(n.elem, [&](auto rule) {
+      using R = decltype(rule);
+      if constexpr (R::info.arity > 0) elementwise_backward<R, T>(n, a, b);
+    });
+  });
+}
+
+std::string Elementwise::expression(const TensorTape& tape, NodeId id) {
+  const Op e = tape.elementwise_op(id);
+  return op_expression(e, label_of_input(tape, id, 0),
+                       op_info(e).arity == 2 ? label_of_input(tape, id, 1) : std::string(),
+                       tape.param(id));
+}
+
+// out[i] reads each input's element at i, broadcast; and the fixed parameter, if any.
+std::vector<AnomalyOperand> Elementwise::forward_operands(const TensorTape& tape, NodeId id,
+                                                          const ElementIndex& out) {
+  std::vector<AnomalyOperand> operands;
+  for (int k = 0; k < tape.arity(id); ++k)
+    operands.push_back(
+        input_operand(tape, id, k, broadcast_index(out, tape.shape(tape.input_of(id, k)))));
+  if (op_info(tape.elementwise_op(id)).has_param)
+    operands.push_back(param_operand(tape.elementwise_op(id), id, tape.param(id)));
+  return operands;
+}
+
+void Elementwise::backward_operands(const TensorTape& tape, NodeId id, int k,
+                                    const ElementIndex& target, Anomaly& report) {
+  if (tape.dtype(id) == DType::f32)
+    elementwise_chain<float>(tape, id, k, target, report);
+  else
+    elementwise_chain<double>(tape, id, k, target, report);
+}
+
+}  // namespace tensor_ops
+
+static Tensor scalar_like(const Tensor& like, double value) {
+  return full(like.tape(), Shape{}, value, {like.dtype(), false, {}});
+}
+
+Tensor operator+(Tensor a, Tensor b) { return binary<rules::Add>(a, b); }
+Tensor operator-(Tensor a, Tensor b) { return binary<rules::Sub>(a, b); }
+Tensor operator*(Tensor a, Tensor b) { return binary<rules::Mul>(a, b); }
+Tensor operator/(Tensor a, Tensor b) { return binary<rules::Div>(a, b); }
+Tensor operator+(Tensor a, double b) { return a + scalar_like(a, b); }
+Tensor operator-(Tensor a, double b) { return a - scalar_like(a, b); }
+Tensor operator*(Tensor a, double b) { return a * scalar_like(a, b); }
+Tensor operator/(Tensor a, double b) { return a / scalar_like(a, b); }
+Tensor operator+(double a, Tensor b) { return scalar_like(b, a) + b; }
+Tensor operator-(double a, Tensor b) { return scalar_like(b, a) - b; }
+Tensor operator*(double a, Tensor b) { return scalar_like(b, a) * b; }
+Tensor operator/(double a, Tensor b) { return scalar_like(b, a) / b; }
+Tensor operator-(Tensor a) { return unary<rules::Neg>(a); }
+Tensor pow(Tensor a, double p) { return unary<rules::PowScalar>(a, p); }
+Tensor pow(Tensor a, Tensor b) { return binary<rules::Pow>(a, b); }
+Tensor exp(Tensor a) { return unary<rules::Exp>(a); }
+Tensor log(Tensor a) { return unary<rules::Log>(a); }
+Tensor sqrt(Tensor a) { return unary<rules::Sqrt>(a); }
+Tensor abs(Tensor a) { return unary<rules::Abs>(a); }
+Tensor sigmoid(Tensor a) { return unary<rules::Sigmoid>(a); }
+Tensor tanh(Tensor a) { return unary<rules::Tanh>(a); }
+Tensor relu(Tensor a) { return unary<rules::Relu>(a); }
+Tensor softplus(Tensor a) { return unary<rules::Softplus>(a); }
+Tensor leaky_relu(Tensor a, double alpha) { return unary<rules::LeakyRelu>(a, alpha); }
+Tensor elu(Tensor a, double alpha) { return unary<rules::Elu>(a, alpha); }
+Tensor max(Tensor a, Tensor b) { return binary<rules::Max>(a, b); }
+Tensor max(Tensor a, double b) { return max(a, scalar_like(a, b)); }
+Tensor bce(Tensor p, Tensor y) { return binary<rules::Bce>(p, y); }
+
+Tensor apply(Op op, Tensor a) { return apply(op, a, op_info(op).default_param); }
+
+Tensor apply(Op op, Tensor a, double param) {
+  return dispatch(op, [&](auto rule) -> Tensor {
+    using R = decltype(rule);
+    if constexpr (R::info.arity == 1)
+      return unary<R>(a, param);
+    else
+      throw Error(fmt::format("apply: {} takes {} tensor operands, not 1", R::info.name,
+                              R::info.arity));
+  });
+}
+
+Tensor apply(Op op, Tensor a, Tensor b) {
+  if (op == Op::prelu) return prelu(a, b);
+  return dispatch(op, [&](auto rule) -> Tensor {
+    using R = decltype(rule);
+    if constexpr (R::info.arity == 2)
+      return binary<R>(a, b);
+    else
+      throw Error(fmt::format("apply: {} takes {} tensor operands, not 2", R::info.name,
+                              R::info.arity));
+  });
+}
+
+Tensor prelu(Tensor a, Tensor alpha) {
+  const Shape& sa = alpha.shape();
+  const Shape& sx = a.shape();
+  const bool one = sa.numel() == 1 && sa.rank() <= 1;
+  const bool per_feature = sa.rank() == 1 && sx.rank() >= 1 && sa[0] == sx[sx.rank() - 1];
+  if (!one && !per_feature)
+    throw Error(fmt::format("prelu: alpha of shape {} fits neither one slope () nor one per "
+                            "feature ({},) for input {}",
+                            sa.str(), sx.rank() ? sx[sx.rank() - 1] : 1, sx.str()));
+  return binary<rules::Prelu>(a, alpha);
+}
+// ---- matmul -----------------------------------------------------------------------
+// C = A B; dA += dC B^T, dB += A^T dC (transposes passed to gemm as flags).
+
+Tensor matmul(Tensor a, Tensor b) {
+  const Operand x = operand(a, "matmul");
+  check_same(x, b, "matmul");
+  auto& impl = Recorder::impl(*x.tape);
+  const Shape sa = impl.nodes[x.id].shape, sb = impl.nodes[b.id()].shape;
+  const DType dt = impl.nodes[x.id].dtype;
+  if (sa.rank() != 2 || sb.rank() != 2)
+    throw Error(fmt::format("matmul: {} x {}: both operands must be 2-D", sa.str(), sb.str()));
+  if (sa[1] != sb[0])
+    throw Error(fmt::format("matmul: {} x {}: inner dimensions {} and {} differ", sa.str(),
+                            sb.str(), sa[1], sb[0]));
+  TensorTape& tape = *x.tape;
+  const NodeId id = impl.push(TOp::matmul, dt, Shape{sa[0], sb[1]},
+                              Recorder::grad_for(tape, {x.id, b.id()}), x.id, b.id());
+  tensor_ops::Matmul::forward(impl, impl.nodes[id]);
+  return Recorder::make(tape, id);
+}
+
+namespace tensor_ops {
+
+void Matmul::forward(TensorTape::Impl& impl, Node& n) {
+  const Node& a = impl.nodes[n.in[0]];
+  const Node& b = impl.nodes[n.in[1]];
+  with_dtype(n.dtype, [&](auto z) {
+    using T = decltype(z);
+    kernels::gemm<T>(false, false, a.shape[0], b.shape[1], a.shape[1],
+                     static_cast<const T*>(a.data), static_cast<const T*>(b.data), T(0),
+                     static_cast<T*>(n.data));
+  });
+}
+
+void Matmul::backward(TensorTape::Impl& impl, Node& n) {
+  Node& a = impl.nodes[n.in[0]];
+  Node& b = impl.nodes[n.in[1]];
+  with_dtype(n.dtype, [&](auto z) {
+    using T = decltype(z);
+    // Note [Lazy gradients]: a product assigns (beta 0) a gradient that nothing wrote yet.
+    const auto beta = [](Node& in) { return TensorTape::Impl::first_write(in) ? T(0) : T(1); };
+    const T* up = static_cast<const T*>(n.grad);
+    const std::int64_t m = a.shape[0], k = a.shape[1], cols = b.shape[1];
+    if (T* ga = static_cast<T*>(a.grad))
+      kernels::gemm<T>(false, true, m, k, cols, up, static_cast<const T*>(b.data), beta(a), ga);
+    if (b.grad)  // after a's: in x @ x, a and b are one node, and the second call adds
+      kernels::gemm<T>(true, false, k, cols, m, static_cast<const T*>(a.data), up, beta(b),
+                       static_cast<T*>(b.grad));
+  });
+}
+
+std::string Matmul::expression(const TensorTape& tape, NodeId id) {
+  return fmt::format("{} @ {}", label_of_input(tape, id, 0), label_of_input(tape, id, 1));
+}
+
+// out[i, j] = a[i, :] . b[:, j]
+std::vector<AnomalyOperand> Matmul::forward_operands(const TensorTape& tape, NodeId id,
+                                                     const ElementIndex& out) {
+  return {input_operand(tape, id, 0, {out[0], -1}), input_operand(tape, id, 1, {-1, out[1]})};
+}
+
+// da[i, p] = up[i, :] . b[p, :]; db[p, j] = a[:, p] . up[:, j]
+void Matmul::backward_operands(const TensorTape& tape, NodeId id, int k,
+                               const ElementIndex& target, Anomaly& report) {
+  if (k == 0) {
+    add_upstream(tape, id, {target[0], -1}, report);
+    report.operands.push_back(input_operand(tape, id, 1, {target[1], -1}));
+  } else {
+    report.operands.push_back(input_operand(tape, id, 0, {-1, target[0]}));
+    add_upstream(tape, id, {-1, target[1]}, report);
+  }
+}
+
+}  // namespace tensor_ops
+
+// ---- linear ---------------------------------------------------------------------
+// y = x W^T + b, with W stored (out, in) as PyTorch stores it: one node where
+// transpose, matmul and add would record three. dx += dy W; dW += dy^T x;
+// db += the column sums of dy.
+
+Tensor linear(Tensor x, Tensor weight, Tensor bias) {
+  const Operand op = operand(x, "linear");
+  check_same(op, weight, "linear");
+  auto& impl = Recorder::impl(*op.tape);
+  const Shape sx = impl.nodes[op.id].shape, sw = impl.nodes[weight.id()].shape;
+  const DType dt = impl.nodes[op.id].dtype;
+  if (sx.rank() != 2 || sw.rank() != 2)
+    throw Error(fmt::format("linear: input {} and weight {} must both be 2-D", sx.str(), sw.str()));
+  if (sx[1] != sw[1])
+    throw Error(fmt::format("linear: input {} has {} features but weight {} expects {}", sx.str(),
+                            sx[1], sw.str(), sw[1]));
+  const bool has_bias = !bias.empty();
+  if (has_bias) {
+    check_same(op, bias, "linear");
+    if (!(impl.nodes[bias.id()].shape == Shape{sw[0]}))
+      throw Error(fmt::format("linear: bias {} does not match weight {}: expected ({},)",
+                              bias.shape().str(), sw.str(), sw[0]));
+  }
+  TensorTape& tape = *op.tape;
+  const bool grad = has_bias ? Recorder::grad_for(tape, {op.id, weight.id(), bias.id()})
+                             : Recorder::grad_for(tape, {op.id, weight.id()});
+  const NodeId id =
+      impl.push(TOp::linear, dt, Shape{sx[0], sw[0]}, grad, op.id, weight.id());
+  impl.nodes[id].in[2] = has_bias ? bias.id() : kNoInput;
+  tensor_ops::Linear::forward(impl, impl.nodes[id]);
+  return Recorder::make(tape, id);
+}
+
+namespace tensor_ops {
+
+void Linear::forward(TensorTape::Impl& impl, Node& n) {
+  const Node& x = impl.nodes[n.in[0]];
+  const Node& w = impl.nodes[n.in[1]];
+  with_dtype(n.dtype, [&](auto z) {
+    using T = decltype(z);
+    T* y = static_cast<T*>(n.data);
+    kernels::gemm<T>(false, true, x.shape[0], w.shape[0], x.shape[1],
+                     static_cast<const T*>(x.data), static_cast<const T*>(w.data), T(0), y);
+    if (n.in[2] != kNoInput)
+      kernels::add_to_rows(y, static_cast<const T*>(impl.nodes[n.in[2]].data), x.shape[0],
+                           w.shape[0]);
+  });
+}
+
+void Linear::backward(TensorTape::Impl& impl, Node& n) {
+  Node& a = impl.nodes[n.in[0]];
+  Node& w = impl.nodes[n.in[1]];
+  with_dtype(n.dtype, [&](auto z) {
+    using T = decltype(z);
+    // Note [Lazy gradients]: a product assigns (beta 0) a gradient that nothing wrote yet.
+    const auto beta = [](Node& in) { return TensorTape::Impl::first_write(in) ? T(0) : T(1); };
+    const T* up = static_cast<const T*>(n.grad);
+    const std::int64_t rows = n.shape[0], outs = n.shape[1], ins = a.shape[1];
+    if (T* ga = static_cast<T*>(a.grad))
+      kernels::gemm<T>(false, false, rows, ins, outs, up, static_cast<const T*>(w.data), beta(a),
+                       ga);
+    if (w.grad)
+      kernels::gemm<T>(true, false, outs, ins, rows, up, static_cast<const T*>(a.data), beta(w),
+                       static_cast<T*>(w.grad));
+    if (n.in[2] != kNoInput) {
+      Node& bias = impl.nodes[n.in[2]];
+      TensorTape::Impl::zeroed(bias);
+      if (T* gb = static_cast<T*>(bias.grad)) kernels::add_rows_into(gb, up, rows, outs);
+    }
+  });
+}
+
+std::string Linear::expression(const TensorTape& tape, NodeId id) {
+  if (tape.arity(id) == 3)
+    return fmt::format("linear({}, {}, {})", label_of_input(tape, id, 0),
+                       label_of_input(tape, id, 1), label_of_input(tape, id, 2));
+  return fmt::format("linear({}, {})", label_of_input(tape, id, 0), label_of_input(tape, id, 1));
+}
+
+// out[i, j] = x[i, :] . W[j, :] + b[j]
+std::vector<AnomalyOperand> Linear::forward_operands(const TensorTape& tape, NodeId id,
+                                                     const ElementIndex& out) {
+  std::vector<AnomalyOperand> operands{input_operand(tape, id, 0, {out[0], -1}),
+                                       input_operand(tape, id, 1, {out[1], -1})};
+  if (tape.arity(id) == 3) operands.push_back(input_operand(tape, id, 2, {out[1]}));
+  return operands;
+}
+
+// dx[i, p] = up[i, :] . W[:, p]; dW[j, p] = up[:, j] . x[:, p]; db[j] = sum of up[:, j]
+void Linear::backward_operands(const TensorTape& tape, NodeId id, int k,
+                               const ElementIndex& target, Anomaly& report) {
+  if (k == 0) {
+    add_upstream(tape, id, {target[0], -1}, report);
+    report.operands.push_back(input_operand(tape, id, 1, {-1, target[1]}));
+  } else if (k == 1) {
+    add_upstream(tape, id, {-1, target[0]}, report);
+    report.operands.push_back(input_operand(tape, id, 0, {-1, target[1]}));
+  } else {
+    add_upstream(tape, id, {-1, target[0]}, report);
+  }
+}
+
+}  // namespace tensor_ops
+
+// ---- transpose -------------------------------------------------------------------------
+// Swaps the last two axes: out[..., j, i] = a[..., i, j]. Backward swaps back.
+
+Tensor transpose(Tensor a) {
+  const Operand x = operand(a, "transpose");
+  Shape shape = a.shape();
+  if (shape.rank() < 2)
+    throw Error(fmt::format("transpose: shape {} has fewer than 2 axes", shape.str()));
+  const int r = shape.rank();
+  std::swap(shape[r - 1], shape[r - 2]);
+  TensorTape& tape = *x.tape;
+  auto& impl = Recorder::impl(tape);
+  const NodeId id =
+      impl.push(TOp::transpose, a.dtype(), shape, Recorder::grad_for(tape, {x.id}), x.id);
+  tensor_ops::Transpose::forward(impl, impl.nodes[id]);
+  return Recorder::make(tape, id);
+}
+
+namespace tensor_ops {
+
+void Transpose::forward(TensorTape::Impl& impl, Node& n) {
+  const int r = n.shape.rank();
+  const std::int64_t rows = n.shape[r - 1], cols = n.shape[r - 2], plane = rows * cols;
+  const std::int64_t batch = plane != 0 ? n.shape.numel() / plane : 0;
+  with_dtype(n.dtype, [&](auto z) {
+    using T = decltype(z);
+    const T* in = static_cast<const T*>(impl.nodes[n.in[0]].data);
+    T* out = static_cast<T*>(n.data);
+    for (std::int64_t g = 0; g < batch; ++g)
+      for (std::int64_t i = 0; i < rows; ++i)
+        for (std::int64_t j = 0; j < cols; ++j)
+          out[g * rows * cols + j * rows + i] = in[g * rows * cols + i * cols + j];
+  });
+}
+
+void Transpose::backward(TensorTape::Impl& impl, Node& n) {
+  Node& a = impl.nodes[n.in[0]];
+  TensorTape::Impl::zeroed(a);
+  const int r = n.shape.rank();
+  const std::int64_t rows = n.shape[r - 1], cols = n.shape[r - 2];
+  const std::int64_t plane = rows * cols, batch = plane != 0 ? n.shape.numel() / plane : 0;
+  with_dtype(n.dtype, [&](auto z) {
+    using T = decltype(z);
+    const T* up = static_cast<const T*>(n.grad);
+    T* ga = static_cast<T*>(a.grad);
+    for (std::int64_t g = 0; g < batch; ++g)
+      for (std::int64_t i = 0; i < rows; ++i)
+        for (std::int64_t j = 0; j < cols; ++j)
+          ga[g * rows * cols + i * cols + j] += up[g * rows * cols + j * rows + i];
+  });
+}
+
+std::string Transpose::expression(const TensorTape& tape, NodeId id) {
+  return fmt::format("transpose({})", label_of_input(tape, id, 0));
+}
+
+std::vector<AnomalyOperand> Transpose::forward_operands(const TensorTape& tape, NodeId id,
+                                                        const ElementIndex& out) {
+  ElementIndex index = out;
+  std::swap(index[index.size() - 1], index[index.size() - 2]);
+  return {input_operand(tape, id, 0, index)};
+}
+
+void Transpose::backward_operands(const TensorTape& tape, NodeId id, int,
+                                  const ElementIndex& target, Anomaly& report) {
+  ElementIndex index = target;
+  std::swap(index[index.size() - 1], index[index.size() - 2]);
+  add_upstream(tape, id, index, report);
+}
+
+}  // namespace tensor_ops
+
+// ---- reshape ------------------------------------------------------------------------
+// The same elements under another shape. The output shares the input's data
+// (no copy); it has a gradient of its own, added back to the input's.
+
+Tensor reshape(Tensor a, const Shape& shape) {
+  const Operand x = operand(a, "reshape");
+  if (shape.numel() != a.numel())
+    throw Error(fmt::format("reshape: cannot view shape {} ({} elements) as {} ({} elements)",
+                            a.shape().str(), a.numel(), shape.str(), shape.numel()));
+  TensorTape& tape = *x.tape;
+  auto& impl = Recorder::impl(tape);
+  const bool grad = Recorder::grad_for(tape, {x.id});
+  const NodeId id = impl.push(TOp::reshape, a.dtype(), Shape{}, grad, x.id);
+  // push allocated one element for shape (): the data pointer is replaced by the
+  // input's, and the gradient needs the full size.
+  Node& n = impl.nodes[id];
+  n.shape = shape;
+  if (grad)  // not zeroed: Note [Lazy gradients]
+    n.grad = impl.arena.allocate(std::size_t(shape.numel()) * dtype_size(n.dtype));
+  tensor_ops::Reshape::forward(impl, n);
+  return Recorder::make(tape, id);
+}
+
+Tensor reshape(Tensor a, std::initializer_list<std::int64_t> dims) {
+  std::int64_t resolved[kMaxRank];
+  if (dims.size() > kMaxRank) return reshape(a, Shape(dims));  // Shape names the error
+  int infer = -1, i = 0;
+  std::int64_t known = 1;
+  for (std::int64_t d : dims) {
+    if (d == -1) {
+      if (infer >= 0) throw Error("reshape: only one dimension can be -1");
+      infer = i;
+    } else {
+      known *= d;
+    }
+    resolved[i++] = d;
+  }
+  if (infer >= 0) {
+    if (known == 0 || a.numel() % known != 0)
+      throw Error(fmt::format("reshape: cannot view shape {} ({} elements) with a -1 dimension "
+                              "and the others multiplying to {}",
+                              a.shape().str(), a.numel(), known));
+    resolved[infer] = a.numel() / known;
+  }
+  return reshape(a, Shape(std::span<const std::int64_t>(resolved, dims.size())));
+}
+
+namespace tensor_ops {
+
+void Reshape::forward(TensorTape::Impl& impl, Node& n) { n.data = impl.nodes[n.in[0]].data; }
+
+void Reshape::backward(TensorTape::Impl& impl, Node& n) {
+  Node& a = impl.nodes[n.in[0]];
+  TensorTape::Impl::zeroed(a);
+  with_dtype(n.dtype, [&](auto z) {
+    using T = decltype(z);
+    const T* up = static_cast<const T*>(n.grad);
+    T* ga = static_cast<T*>(a.grad);
+    for (std::int64_t i = 0, e = n.shape.numel(); i < e; ++i) ga[i] += up[i];
+  });
+}
+
+std::string Reshape::expression(const TensorTape& tape, NodeId id) {
+  return fmt::format("reshape({}, {})", label_of_input(tape, id, 0), tape.shape(id).str());
+}
+
+std::vector<AnomalyOperand> Reshape::forward_operands(const TensorTape& tape, NodeId id,
+                                                      const ElementIndex& out) {
+  const Shape& in = tape.shape(tape.input_of(id, 0));
+  return {input_operand(tape, id, 0, unravel(in, ravel(tape.shape(id), out)))};
+}
+
+void Reshape::backward_operands(const TensorTape& tape, NodeId id, int,
+                                const ElementIndex& target, Anomaly& report) {
+  add_upstream(tape, id, unravel(tape.shape(id), ravel(tape.shape(tape.input_of(id, 0)), target)),
+               report);
+}
+
+}  // namespace tensor_ops
+
+// ---- sum and mean --------------------------------------------------------------------------
+// Over one axis (or all, with axis == kAllAxes): out[o, i] = scale * sum_l a[o, l, i], scale 1
+// for sum and 1/length for mean (kept in param: a mean over nothing is 0 * inf = NaN, as in
+// PyTorch, never a silent 0); backward: da[o, l, i] += scale * dout[o, i].
+
+namespace {
+
+Tensor reduce_sum(Tensor a, int axis, bool keepdims, TOp op) {
+  const std::string_view what = top_name(op);
+  const Operand x = operand(a, what);
+  const Shape in = a.shape();
+  int ax = kAllAxes;
+  Shape shape;
+  if (axis != kAllAxes) {
+    ax = in.axis(axis, what);
+    shape = reduced_shape(in, ax, keepdims);
+  }
+  TensorTape& tape = *x.tape;
+  auto& impl = Recorder::impl(tape);
+  const NodeId id = impl.push(op, a.dtype(), shape, Recorder::grad_for(tape, {x.id}), x.id, 0,
+                              Op::input, 0, ax);
+  if (keepdims) impl.nodes[id].flags |= kKeepDims;
+  const std::int64_t length = ax == kAllAxes ? in.numel() : in[ax];
+  impl.nodes[id].param = op == TOp::mean ? 1.0 / double(length) : 1.0;
+  if (op == TOp::mean)
+    tensor_ops::Mean::forward(impl, impl.nodes[id]);
+  else
+    tensor_ops::Sum::forward(impl, impl.nodes[id]);
+  return Recorder::make(tape, id);
+}
+
+AxisSplit reduction_split(const Node& n, const Shape& in) {
+  return n.axis == kAllAxes ? AxisSplit(Shape{1, in.numel(), 1}, 1) : AxisSplit(in, n.axis);
+}
+
+void reduce_forward(TensorTape::Impl& impl, Node& n) {
+  const Node& a = impl.nodes[n.in[0]];
+  const AxisSplit split = reduction_split(n, a.shape);
+  const double scale = n.param;
+  with_dtype(n.dtype, [&](auto z) {
+    using T = decltype(z);
+    const T* src = static_cast<const T*>(a.data);
+    T* out = static_cast<T*>(n.data);
+    for (std::int64_t o = 0; o < split.outer; ++o)
+      for (std::int64_t i = 0; i < split.inner; ++i) {
+        double s = 0;  // accumulate in double: float sums of many terms drift
+        for (std::int64_t l = 0; l < split.length; ++l)
+          s += double(src[(o * split.length + l) * split.inner + i]);
+        out[o * split.inner + i] = T(s * scale);
+      }
+  });
+}
+
+void reduce_backward(TensorTape::Impl& impl, Node& n) {
+  Node& a = impl.nodes[n.in[0]];
+  TensorTape::Impl::zeroed(a);
+  const AxisSplit split = reduction_split(n, a.shape);
+  with_dtype(n.dtype, [&](auto z) {
+    using T = decltype(z);
+    const T* up = static_cast<const T*>(n.grad);
+    T* ga = static_cast<T*>(a.grad);
+    const T scale = T(n.param);
+    for (std::int64_t o = 0; o < split.outer; ++o)
+      for (std::int64_t l = 0; l < split.length; ++l)
+        for (std::int64_t i = 0; i < split.inner; ++i)
+          ga[(o * split.length + l) * split.inner + i] += scale * up[o * split.inner + i];
+  });
+}
+
+// "sum(x)", "mean(x, axis=1)", "amax(x, axis=0)"
+std::string reduction_expression(const TensorTape& tape, NodeId id, bool all_allowed) {
+  const std::string_view name = top_name(tape.op(id));
+  if (all_allowed && tape.axis(id) == kAllAxes)
+    return fmt::format("{}({})", name, label_of_input(tape, id, 0));
+  return fmt::format("{}({}, axis={})", name, label_of_input(tape, id, 0), tape.axis(id));
+}
+
+// out[o, i] reads the whole reduced axis (every element, for a reduction over all).
+std::vector<AnomalyOperand> reduction_operands(const TensorTape& tape, NodeId id,
+                                               const ElementIndex& out) {
+  const int rank = tape.shape(tape.input_of(id, 0)).rank();
+  if (tape.axis(id) == kAllAxes)
+    return {input_operand(tape, id, 0, ElementIndex(std::size_t(rank), -1))};
+  return {input_operand(tape, id, 0, with_axis(out, rank, tape.axis(id)))};
+}
+
+// da[o, l, i] comes from up[o, i].
+void reduction_backward_operands(const TensorTape& tape, NodeId id, const ElementIndex& target,
+                                 Anomaly& report) {
+  const int out_rank = tape.shape(id).rank();
+  add_upstream(tape, id,
+               tape.axis(id) == kAllAxes ? ElementIndex(std::size_t(out_rank), 0)
+                                         : without_axis(target, out_rank, tape.axis(id)),
+               report);
+}
+
+}  // namespace
+
+Tensor sum(Tensor a) { return reduce_sum(a, kAllAxes, false, TOp::sum); }
+Tensor sum(Tensor a, int axis, bool keepdims) { return reduce_sum(a, axis, keepdims, TOp::sum); }
+Tensor mean(Tensor a) { return reduce_sum(a, kAllAxes, false, TOp::mean); }
+Tensor mean(Tensor a, int axis, bool keepdims) {
+  return reduce_sum(a, axis, keepdims, TOp::mean);
+}
+
+namespace tensor_ops {
+
+void Sum::forward(TensorTape::Impl& impl, Node& n) { reduce_forward(impl, n); }
+void Sum::backward(TensorTape::Impl& impl, Node& n) { reduce_backward(impl, n); }
+std::string Sum::expression(const TensorTape& tape, NodeId id) {
+  return reduction_expression(tape, id, true);
+}
+std::vector<AnomalyOperand> Sum::forward_operands(const TensorTape& tape, NodeId id,
+                                                  const ElementIndex& out) {
+  return reduction_operands(tape, id, out);
+}
+void Sum::backward_operands(const TensorTape& tape, NodeId id, int, const ElementIndex& target,
+                            Anomaly& report) {
+  reduction_backward_operands(tape, id, target, report);
+}
+
+void Mean::forward(TensorTape::Impl& impl, Node& n) { reduce_forward(impl, n); }
+void Mean::backward(TensorTape::Impl& impl, Node& n) { reduce_backward(impl, n); }
+std::string Mean::expression(const TensorTape& tape, NodeId id) {
+  return reduction_expression(tape, id, true);
+}
+std::vector<AnomalyOperand> Mean::forward_operands(const TensorTape& tape, NodeId id,
+                                                   const ElementIndex& out) {
+  return reduction_operands(tape, id, out);
+}
+void Mean::backward_operands(const TensorTape& tape, NodeId id, int, const ElementIndex& target,
+                             Anomaly& report) {
+  reduction_backward_operands(tape, id, target, report);
+}
+
+}  // namespace tensor_ops
+
+// ---- amax ----------------------------------------------------------------------------
+// out[o, i] = max_l a[o, l, i]; the index of the (first) maximum is kept in the arena (aux),
+// and backward sends the whole gradient there. A NaN in the slice is the maximum, as in PyTorch
+// (NaN propagates; its gradient goes to the first NaN's index, as torch.max(dim) picks it).
+
+Tensor amax(Tensor a, int axis, bool keepdims) {
+  const Operand x = operand(a, "amax");
+  const Shape in = a.shape();
+  const int ax = in.axis(axis, "amax");
+  if (in[ax] == 0) throw Error(fmt::format("amax: axis {} of shape {} is empty", axis, in.str()));
+  TensorTape& tape = *x.tape;
+  auto& impl = Recorder::impl(tape);
+  const Shape shape = reduced_shape(in, ax, keepdims);
+  const NodeId id = impl.push(TOp::amax, a.dtype(), shape, Recorder::grad_for(tape, {x.id}), x.id,
+                              0, Op::input, 0, ax);
+  impl.nodes[id].aux = impl.arena.allocate(std::size_t(shape.numel()) * sizeof(std::int32_t));
+  if (keepdims) impl.nodes[id].flags |= kKeepDims;
+  tensor_ops::Amax::forward(impl, impl.nodes[id]);
+  return Recorder::make(tape, id);
+}
+
+namespace tensor_ops {
+
+void Amax::forward(TensorTape::Impl& impl, Node& n) {
+  const Node& a = impl.nodes[n.in[0]];
+  const AxisSplit split(a.shape, n.axis);
+  auto* arg = static_cast<std::int32_t*>(n.aux);
+  with_dtype(n.dtype, [&](auto z) {
+    using T = decltype(z);
+    const T* src = static_cast<const T*>(a.data);
+    T* out = static_cast<T*>(n.data);
+    for (std::int64_t o = 0; o < split.outer; ++o)
+      for (std::int64_t i = 0; i < split.inner; ++i) {
+        std::int64_t best = 0;
+        T m = src[o * split.length * split.inner + i];
+        for (std::int64_t l = 1; l < split.length; ++l) {
+          const T v = src[(o * split.length + l) * split.inner + i];
+          if (v > m || (std::isnan(v) && !std::isnan(m))) m = v, best = l;
+        }
+        out[o * split.inner + i] = m;
+        arg[o * split.inner + i] = std::int32_t(best);
+      }
+  });
+}
+
+void Amax::backward(TensorTape::Impl& impl, Node& n) {
+  Node& a = impl.nodes[n.in[0]];
+  TensorTape::Impl::zeroed(a);
+  const AxisSplit split(a.shape, n.axis);
+  const auto* arg = static_cast<const std::int32_t*>(n.aux);
+  with_dtype(n.dtype, [&](auto z) {
+    using T = decltype(z);
+    const T* up = static_cast<const T*>(n.grad);
+    T* ga = static_cast<T*>(a.grad);
+    for (std::int64_t o = 0; o < split.outer; ++o)
+      for (std::int64_t i = 0; i < split.inner; ++i)
+        ga[(o * split.length + arg[o * split.inner + i]) * split.inner + i] +=
+            up[o * split.inner + i];
+  });
+}
+
+std::string Amax::expression(const TensorTape& tape, NodeId id) {
+  return reduction_expression(tape, id, false);
+}
+std::vector<AnomalyOperand> Amax::forward_operands(const TensorTape& tape, NodeId id,
+                                                   const ElementIndex& out) {
+  return reduction_operands(tape, id, out);
+}
+void Amax::backward_operands(const TensorTape& tape, NodeId id, int, const ElementIndex& target,
+                             Anomaly& report) {
+  reduction_backward_operands(tape, id, target, report);
+}
+
+}  // namespace tensor_ops
+
+// ---- softmax and log_softmax ------------------------------------------------------------
+// log_softmax(a) = a - m - log sum exp(a - m), m the max along the axis (stable).
+// backward: da = dy - softmax * sum(dy). softmax: y = exp(a - m) / sum;
+// backward: da = y * (dy - sum(dy * y)).
+
+namespace {
+
+Tensor softmax_op(Tensor a, int axis, TOp op) {
+  const std::string_view what = top_name(op);
+  const Operand x = operand(a, what);
+  const Shape in = a.shape();
+  const int ax = in.axis(axis, what);
+  TensorTape& tape = *x.tape;
+  auto& impl = Recorder::impl(tape);
+  const NodeId id =
+      impl.push(op, a.dtype(), in, Recorder::grad_for(tape, {x.id}), x.id, 0, Op::input, 0, ax);
+  if (op == TOp::log_softmax)
+    tensor_ops::LogSoftmax::forward(impl, impl.nodes[id]);
+  else
+    tensor_ops::Softmax::forward(impl, impl.nodes[id]);
+  return Recorder::make(tape, id);
+}
+
+template <bool kLog>
+void softmax_forward(TensorTape::Impl& impl, Node& n) {
+  const Node& a = impl.nodes[n.in[0]];
+  const AxisSplit split(a.shape, n.axis);
+  with_dtype(n.dtype, [&](auto z) {
+    using T = decltype(z);
+    const T* src = static_cast<const T*>(a.data);
+    T* out = static_cast<T*>(n.data);
+    for (std::int64_t o = 0; o < split.outer; ++o)
+      for (std::int64_t i = 0; i < split.inner; ++i) {
+        auto at = [&](std::int64_t l) { return (o * split.length + l) * split.inner + i; };
+        T m = -std::numeric_limits<T>::infinity();
+        for (std::int64_t l = 0; l < split.length; ++l) m = std::max(m, src[at(l)]);
+        if (!std::isfinite(m)) m = 0;  // all -inf (or inf): let the arithmetic say so
+        double s = 0;
+        for (std::int64_t l = 0; l < split.length; ++l) s += std::exp(double(src[at(l)] - m));
+        if constexpr (kLog) {
+          const T log_s = T(std::log(s));
+          for (std::int64_t l = 0; l < split.length; ++l) out[at(l)] = src[at(l)] - m - log_s;
+        } else {
+          for (std::int64_t l = 0; l < split.length; ++l)
+            out[at(l)] = T(std::exp(double(src[at(l)] - m)) / s);
+        }
+      }
+  });
+}
+
+template <bool kLog>
+void softmax_backward(TensorTape::Impl& impl, Node& n) {
+  Node& a = impl.nodes[n.in[0]];
+  TensorTape::Impl::zeroed(a);
+  const AxisSplit split(a.shape, n.axis);
+  with_dtype(n.dtype, [&](auto z) {
+    using T = decltype(z);
+    const T* up = static_cast<const T*>(n.grad);
+    const T* y = static_cast<const T*>(n.data);
+    T* ga = static_cast<T*>(a.grad);
+    for (std::int64_t o = 0; o < split.outer; ++o)
+      for (std::int64_t i = 0; i < split.inner; ++i) {
+        auto at = [&](std::int64_t l) { return (o * split.length + l) * split.inner + i; };
+        double s = 0;
+        if constexpr (kLog) {
+          for (std::int64_t l = 0; l < split.length; ++l) s += double(up[at(l)]);
+          for (std::int64_t l = 0; l < split.length; ++l)
+            ga[at(l)] += up[at(l)] - T(std::exp(double(y[at(l)])) * s);
+        } else {
+          for (std::int64_t l = 0; l < split.length; ++l) s += double(up[at(l)] * y[at(l)]);
+          for (std::int64_t l = 0; l < split.length; ++l)
+            ga[at(l)] += y[at(l)] * (up[at(l)] - T(s));
+        }
+      }
+  });
+}
+
+// out[..., l, ...] reads its whole row along the axis.
+std::vector<AnomalyOperand> softmax_operands(const TensorTape& tape, NodeId id,
+                                             const ElementIndex& out) {
+  const int rank = tape.shape(tape.input_of(id, 0)).rank();
+  return {input_operand(tape, id, 0, with_axis(out, rank, tape.axis(id)))};
+}
+
+// da's row comes from the upstream row and the output row (the backward reads y).
+void softmax_backward_operands(const TensorTape& tape, NodeId id, const ElementIndex& target,
+                               Anomaly& report) {
+  const ElementIndex row = with_axis(target, tape.shape(id).rank(), tape.axis(id));
+  add_upstream(tape, id, row, report);
+  report.operands.push_back(tensor_operand(tape, "output", id, row));
+}
+
+}  // namespace
+
+Tensor log_softmax(Tensor a, int axis) { return softmax_op(a, axis, TOp::log_softmax); }
+Tensor softmax(Tensor a, int axis) { return softmax_op(a, axis, TOp::softmax); }
+
+namespace tensor_ops {
+
+void LogSoftmax::forward(TensorTape::Impl& impl, Node& n) { softmax_forward<true>(impl, n); }
+void LogSoftmax::backward(TensorTape::Impl& impl, Node& n) { softmax_backward<true>(impl, n); }
+std::string LogSoftmax::expression(const TensorTape& tape, NodeId id) {
+  return reduction_expression(tape, id, false);
+}
+std::vector<AnomalyOperand> LogSoftmax::forward_operands(const TensorTape& tape, NodeId id,
+                                                         const ElementIndex& out) {
+  return softmax_operands(tape, id, out);
+}
+void LogSoftmax::backward_operands(const TensorTape& tape, NodeId id, int,
+                                   const ElementIndex& target, Anomaly& report) {
+  softmax_backward_operands(tape, id, target, report);
+}
+
+void Softmax::forward(TensorTape::Impl& impl, Node& n) { softmax_forward<false>(impl, n); }
+void Softmax::backward(TensorTape::Impl& impl, Node& n) { softmax_backward<false>(impl, n); }
+std::string Softmax::expression(const TensorTape& tape, NodeId id) {
+  return reduction_expression(tape, id, false);
+}
+std::vector<AnomalyOperand> Softmax::forward_operands(const TensorTape& tape, NodeId id,
+                                                      const ElementIndex& out) {
+  return softmax_operands(tape, id, out);
+}
+void Softmax::backward_operands(const TensorTape& tape, NodeId id, int,
+                                const ElementIndex& target, Anomaly& report) {
+  softmax_backward_operands(tape, id, target, report);
+}
+
+}  // namespace tensor_ops
+
+// ---- pick ---------------------------------------------------------------------------
+// out[i] = a[i, index[i]], the class indices kept in the arena (aux);
+// backward: da[i, index[i]] += dout[i].
+
+Tensor pick(Tensor a, std::span<const std::int32_t> index) {
+  const Operand x = operand(a, "pick");
+  const Shape in = a.shape();
+  if (in.rank() != 2)
+    throw Error(fmt::format("pick: the scores must be 2-D (rows, classes), not {}", in.str()));
+  if (std::int64_t(index.size()) != in[0])
+    throw Error(fmt::format("pick: {} class indices for {} rows (shape {})", index.size(), in[0],
+                            in.str()));
+  for (std::size_t i = 0; i < index.size(); ++i)
+    if (index[i] < 0 || index[i] >= in[1])
+      throw Error(fmt::format("pick: class index {} in row {} is out of range for {} classes",
+                              index[i], i, in[1]));
+  TensorTape& tape = *x.tape;
+  auto& impl = Recorder::impl(tape);
+  const NodeId id =
+      impl.push(TOp::pick, a.dtype(), Shape{in[0]}, Recorder::grad_for(tape, {x.id}), x.id);
+  auto* idx = static_cast<std::int32_t*>(impl.arena.allocate(index.size() * sizeof(std::int32_t)));
+  std::copy(index.begin(), index.end(), idx);
+  impl.nodes[id].aux = idx;
+  tensor_ops::Pick::forward(impl, impl.nodes[id]);
+  return Recorder::make(tape, id);
+}
+
+namespace tensor_ops {
+
+void Pick::forward(TensorTape::Impl& impl, Node& n) {
+  const Node& a = impl.nodes[n.in[0]];
+  const auto* idx = static_cast<const std::int32_t*>(n.aux);
+  with_dtype(n.dtype, [&](auto z) {
+    using T = decltype(z);
+    const T* src = static_cast<const T*>(a.data);
+    T* out = static_cast<T*>(n.data);
+    const std::int64_t classes = a.shape[1];
+    for (std::int64_t i = 0, rows = a.shape[0]; i < rows; ++i) out[i] = src[i * classes + idx[i]];
+  });
+}
+
+void Pick::backward(TensorTape::Impl& impl, Node& n) {
+  Node& a = impl.nodes[n.in[0]];
+  TensorTape::Impl::zeroed(a);
+  const auto* idx = static_cast<const std::int32_t*>(n.aux);
+  with_dtype(n.dtype, [&](auto z) {
+    using T = decltype(z);
+    const T* up = static_cast<const T*>(n.grad);
+    T* ga = static_cast<T*>(a.grad);
+    const std::int64_t classes = a.shape[1];
+    for (std::int64_t i = 0, rows = n.shape[0]; i < rows; ++i) ga[i * classes + idx[i]] += up[i];
+  });
+}
+
+std::string Pick::expression(const TensorTape& tape, NodeId id) {
+  return fmt::format("pick({}, labels)", label_of_input(tape, id, 0));
+}
+
+// out[i] reads row i (the class index is not on the tape).
+std::vector<AnomalyOperand> Pick::forward_operands(const TensorTape& tape, NodeId id,
+                                                   const ElementIndex& out) {
+  return {input_operand(tape, id, 0, {out[0], -1})};
+}
+
+void Pick::backward_operands(const TensorTape& tape, NodeId id, int, const ElementIndex& target,
+                             Anomaly& report) {
+  add_upstream(tape, id, {target[0]}, report);
+}
+
+}  // namespace tensor_ops
+
+// The same data, as a constant: no gradient flows back through it.
+Tensor detach(Tensor a) {
+  const Operand x = operand(a, "detach");
+  TensorTape& tape = *x.tape;
+  auto& impl = Recorder::impl(tape);
+  const NodeId id = impl.push(TOp::constant, a.dtype(), Shape{}, false);
+  impl.nodes[id].shape = a.shape();
+  impl.nodes[id].data = impl.nodes[x.id].data;  // shares the elements: no copy
+  return Recorder::make(tape, id);
+}
+
+}  // namespace ag

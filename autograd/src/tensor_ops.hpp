@@ -1,0 +1,264 @@
+// The tensor op table (internal): one entry per TOp, structural ops and leaves included, and the
+// one `dispatch` over them. Graph export, formatting, anomaly mode and the stepper read it.
+
+#pragma once
+
+#include <concepts>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tapegrad/anomaly.hpp"
+#include "tapegrad/tensor.hpp"
+#include "tensor_storage.hpp"
+
+namespace ag {
+
+// Note [The tensor op table]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~
+// Every TOp is one `struct` in namespace ag::tensor_ops, declared below and defined, all of it
+// side by side, in tensor_ops.cpp (one section per op, its user-facing function first):
+//  - `info`: name (as the user calls it), lecture symbol (graphs; "" for leaves), leaf or not;
+//  - `arity(node)`: how many inputs the node reads (linear: 2 or 3, with or without a bias);
+//  - `forward(impl, node)`: fills the node's elements from its inputs. The user-facing function
+//    checks the operands, works out the shape and appends the node (Impl::push), then calls it;
+//  - `backward(impl, node)`: adds each input's vector-Jacobian product into its gradient
+//    (Note [Lazy gradients]: assign only where Impl::first_write says nothing wrote it yet);
+//  - `expression(tape, id)`: the text tensor_format.cpp writes ("a @ b", "sum(x, axis=1)");
+//  - `forward_operands(tape, id, out)`: for anomaly mode, which elements of which inputs output
+//    element `out` reads (-1 in an index: a whole axis, the row of a product);
+//  - `backward_operands(tape, id, k, target, report)`: which upstream (and input or output)
+//    elements input k's gradient element `target` came from.
+// The concept TensorOpEntry requires all of them, and `dispatch` is one switch with a case per
+// TOp and no `default:`: a missing case is a -Wswitch error, an incomplete entry a constraint
+// failure, so neither compiles. Leaves (input, parameter, constant) are entries too, with
+// nothing to compute; `elementwise` defers to its rule in ops.hpp.
+//
+// The node record (Impl::Node) stays as small as it is: inputs (kMaxInputs), an axis, a double
+// `param`, and `aux`, a pointer into the arena. An op whose parameters outgrow those fields
+// (slice's start, stop and step; a permutation) allocates a struct of them in the arena at
+// recording time and keeps it in `aux`, as amax keeps its argmax and pick its class indices.
+//
+// Adding an op (cat, slice, gather, amin, argmax, where, ...):
+//  1. a TOp in tensor.hpp (and its user-facing declaration there);
+//  2. its entry struct below and a `case` in dispatch;
+//  3. its section in tensor_ops.cpp: the user-facing function, then the entry's members;
+//  4. tests: a gradient check against central differences in tests/test_tensor.cpp.
+// Nothing else: graph.cpp, tensor_format.cpp, anomaly.cpp and the stepper read the entry. An op
+// with more than kMaxInputs inputs (cat of many) raises kMaxInputs or keeps its input ids in the
+// arena through `aux`, with `arity` reading them there.
+
+struct TOpInfo {
+  TOp op;
+  std::string_view name;    // as the user calls it: "matmul"
+  std::string_view symbol;  // as the lecture draws it: "@"; "" for a leaf
+  bool leaf = false;        // no inputs, nothing to compute: input, parameter, constant
+};
+
+using ElementIndex = std::vector<std::int64_t>;
+
+template <class E>
+concept TensorOpEntry = requires(TensorTape::Impl& impl, Node& node, const Node& cnode,
+                                 const TensorTape& tape, NodeId id, int k,
+                                 const ElementIndex& index, Anomaly& report) {
+  { E::info } -> std::convertible_to<TOpInfo>;
+  { E::arity(cnode) } -> std::same_as<int>;
+  { E::forward(impl, node) } -> std::same_as<void>;
+  { E::backward(impl, node) } -> std::same_as<void>;
+  { E::expression(tape, id) } -> std::same_as<std::string>;
+  { E::forward_operands(tape, id, index) } -> std::same_as<std::vector<AnomalyOperand>>;
+  { E::backward_operands(tape, id, k, index, report) } -> std::same_as<void>;
+};
+
+namespace tensor_ops {
+
+// The members every entry declares; each entry's definitions are in tensor_ops.cpp.
+struct Input {
+  static constexpr TOpInfo info{TOp::input, "input", "", true};
+  static int arity(const Node&) { return 0; }
+  static void forward(TensorTape::Impl&, Node&);
+  static void backward(TensorTape::Impl&, Node&);
+  static std::string expression(const TensorTape& tape, NodeId id);
+  static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
+                                                      const ElementIndex&);
+  static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+};
+struct Parameter {
+  static constexpr TOpInfo info{TOp::parameter, "parameter", "", true};
+  static int arity(const Node&) { return 0; }
+  static void forward(TensorTape::Impl&, Node&);
+  static void backward(TensorTape::Impl&, Node&);
+  static std::string expression(const TensorTape& tape, NodeId id);
+  static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
+                                                      const ElementIndex&);
+  static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+};
+struct Constant {
+  static constexpr TOpInfo info{TOp::constant, "constant", "", true};
+  static int arity(const Node&) { return 0; }
+  static void forward(TensorTape::Impl&, Node&);
+  static void backward(TensorTape::Impl&, Node&);
+  static std::string expression(const TensorTape& tape, NodeId id);
+  static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
+                                                      const ElementIndex&);
+  static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+};
+// One row of ops.hpp's table over arrays; its name and symbol are the row's (node_name).
+struct Elementwise {
+  static constexpr TOpInfo info{TOp::elementwise, "elementwise", ""};
+  static int arity(const Node& n) { return op_info(n.elem).arity; }
+  static void forward(TensorTape::Impl&, Node&);
+  static void backward(TensorTape::Impl&, Node&);
+  static std::string expression(const TensorTape& tape, NodeId id);
+  static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
+                                                      const ElementIndex&);
+  static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+};
+struct Matmul {
+  static constexpr TOpInfo info{TOp::matmul, "matmul", "@"};
+  static int arity(const Node&) { return 2; }
+  static void forward(TensorTape::Impl&, Node&);
+  static void backward(TensorTape::Impl&, Node&);
+  static std::string expression(const TensorTape& tape, NodeId id);
+  static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
+                                                      const ElementIndex&);
+  static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+};
+struct Linear {
+  static constexpr TOpInfo info{TOp::linear, "linear", "linear"};
+  static int arity(const Node& n) { return n.in[2] == kNoInput ? 2 : 3; }
+  static void forward(TensorTape::Impl&, Node&);
+  static void backward(TensorTape::Impl&, Node&);
+  static std::string expression(const TensorTape& tape, NodeId id);
+  static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
+                                                      const ElementIndex&);
+  static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+};
+struct Transpose {
+  static constexpr TOpInfo info{TOp::transpose, "transpose", "ᵀ"};
+  static int arity(const Node&) { return 1; }
+  static void forward(TensorTape::Impl&, Node&);
+  static void backward(TensorTape::Impl&, Node&);
+  static std::string expression(const TensorTape& tape, NodeId id);
+  static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
+                                                      const ElementIndex&);
+  static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+};
+struct Reshape {
+  static constexpr TOpInfo info{TOp::reshape, "reshape", "reshape"};
+  static int arity(const Node&) { return 1; }
+  static void forward(TensorTape::Impl&, Node&);
+  static void backward(TensorTape::Impl&, Node&);
+  static std::string expression(const TensorTape& tape, NodeId id);
+  static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
+                                                      const ElementIndex&);
+  static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+};
+struct Sum {
+  static constexpr TOpInfo info{TOp::sum, "sum", "Σ"};
+  static int arity(const Node&) { return 1; }
+  static void forward(TensorTape::Impl&, Node&);
+  static void backward(TensorTape::Impl&, Node&);
+  static std::string expression(const TensorTape& tape, NodeId id);
+  static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
+                                                      const ElementIndex&);
+  static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+};
+struct Mean {
+  static constexpr TOpInfo info{TOp::mean, "mean", "mean"};
+  static int arity(const Node&) { return 1; }
+  static void forward(TensorTape::Impl&, Node&);
+  static void backward(TensorTape::Impl&, Node&);
+  static std::string expression(const TensorTape& tape, NodeId id);
+  static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
+                                                      const ElementIndex&);
+  static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+};
+struct Amax {
+  static constexpr TOpInfo info{TOp::amax, "amax", "max"};
+  static int arity(const Node&) { return 1; }
+  static void forward(TensorTape::Impl&, Node&);
+  static void backward(TensorTape::Impl&, Node&);
+  static std::string expression(const TensorTape& tape, NodeId id);
+  static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
+                                                      const ElementIndex&);
+  static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+};
+struct LogSoftmax {
+  static constexpr TOpInfo info{TOp::log_softmax, "log_softmax", "log_softmax"};
+  static int arity(const Node&) { return 1; }
+  static void forward(TensorTape::Impl&, Node&);
+  static void backward(TensorTape::Impl&, Node&);
+  static std::string expression(const TensorTape& tape, NodeId id);
+  static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
+                                                      const ElementIndex&);
+  static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+};
+struct Softmax {
+  static constexpr TOpInfo info{TOp::softmax, "softmax", "softmax"};
+  static int arity(const Node&) { return 1; }
+  static void forward(TensorTape::Impl&, Node&);
+  static void backward(TensorTape::Impl&, Node&);
+  static std::string expression(const TensorTape& tape, NodeId id);
+  static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
+                                                      const ElementIndex&);
+  static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+};
+struct Pick {
+  static constexpr TOpInfo info{TOp::pick, "pick", "pick"};
+  static int arity(const Node&) { return 1; }
+  static void forward(TensorTape::Impl&, Node&);
+  static void backward(TensorTape::Impl&, Node&);
+  static std::string expression(const TensorTape& tape, NodeId id);
+  static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
+                                                      const ElementIndex&);
+  static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+};
+
+// Names E in dispatch only if it is a complete entry.
+template <TensorOpEntry E>
+constexpr E entry() {
+  return E{};
+}
+
+}  // namespace tensor_ops
+
+// Calls f(Entry{}) with the entry of `op`: the one switch over the tensor op table.
+template <class F>
+[[gnu::always_inline]] constexpr decltype(auto) dispatch(TOp op, F&& f) {
+  using namespace tensor_ops;
+  switch (op) {
+    case TOp::input: return f(entry<Input>());
+    case TOp::parameter: return f(entry<Parameter>());
+    case TOp::constant: return f(entry<Constant>());
+    case TOp::elementwise: return f(entry<Elementwise>());
+    case TOp::matmul: return f(entry<Matmul>());
+    case TOp::linear: return f(entry<Linear>());
+    case TOp::transpose: return f(entry<Transpose>());
+    case TOp::reshape: return f(entry<Reshape>());
+    case TOp::sum: return f(entry<Sum>());
+    case TOp::mean: return f(entry<Mean>());
+    case TOp::amax: return f(entry<Amax>());
+    case TOp::log_softmax: return f(entry<LogSoftmax>());
+    case TOp::softmax: return f(entry<Softmax>());
+    case TOp::pick: return f(entry<Pick>());
+  }
+  return f(entry<Input>());  // unreachable for a valid TOp; keeps -Wreturn-type quiet
+}
+
+constexpr const TOpInfo& top_info(TOp op) {
+  return dispatch(op, [](auto e) -> const TOpInfo& { return decltype(e)::info; });
+}
+
+// How many inputs node n reads.
+inline int arity_of(const Node& n) {
+  return dispatch(n.op, [&](auto e) { return decltype(e)::arity(n); });
+}
+
+// The name and lecture symbol of node id: its entry's, or for an elementwise node its rule's
+// (ops.hpp), so a graph draws "σ" and a report says "sigmoid".
+std::string_view node_op_name(const TensorTape& tape, NodeId id);
+std::string_view node_symbol(const TensorTape& tape, NodeId id);
+
+}  // namespace ag

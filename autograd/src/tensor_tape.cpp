@@ -1,0 +1,472 @@
+// The tensor tape: handles, creation of leaves, read access to the node records, scopes, and
+// the stepper that runs backward through the op table (Note [The tensor op table]).
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "tapegrad/anomaly.hpp"
+#include "tapegrad/format.hpp"
+#include "tapegrad/random.hpp"
+#include "tapegrad/tensor.hpp"
+#include "tensor_ops.hpp"
+#include "tensor_storage.hpp"
+
+namespace ag {
+
+// ---- handles ------------------------------------------------------------------
+
+TensorTape::TensorTape() : impl_(std::make_unique<Impl>()) {}
+TensorTape::~TensorTape() = default;
+
+void TensorTape::check_failed(const Tensor& t, std::string_view what) const {
+  if (t.tape_ == nullptr) throw Error(std::string(what) + ": an empty Tensor (default-constructed)");
+  if (t.tape_ != this) throw Error(std::string(what) + ": the operands belong to different tapes");
+  throw Error(std::string(what) +
+              ": this Tensor was recorded before its tape was reset; record it again");
+}
+
+void TensorTape::tensor_failed(const Tensor& t) {
+  if (t.tape_ == nullptr) throw Error("an empty Tensor (default-constructed) was used");
+  t.tape_->check_failed(t, "Tensor");
+}
+
+const Shape& Tensor::shape() const { return tape().shape(id_); }
+DType Tensor::dtype() const { return tape().dtype(id_); }
+bool Tensor::requires_grad() const { return tape().needs_grad(id_); }
+std::string_view Tensor::name() const { return tape().name(id_); }
+Tensor Tensor::named(std::string_view name) const {
+  tape().set_name(id_, name);
+  return *this;
+}
+
+template <class T>
+std::span<const T> Tensor::data() const {
+  TensorTape& t = tape();
+  auto& n = t.impl_->nodes[id_];
+  if (n.dtype != dtype_of<T>())
+    throw Error(fmt::format("Tensor::data<{}>: the tensor holds {}", dtype_name(dtype_of<T>()),
+                            dtype_name(n.dtype)));
+  return {static_cast<const T*>(n.data), std::size_t(n.shape.numel())};
+}
+
+template <class T>
+std::span<const T> Tensor::grad() const {
+  TensorTape& t = tape();
+  auto& n = t.impl_->nodes[id_];
+  if (n.dtype != dtype_of<T>())
+    throw Error(fmt::format("Tensor::grad<{}>: the tensor holds {}", dtype_name(dtype_of<T>()),
+                            dtype_name(n.dtype)));
+  if (n.grad == nullptr) return {};
+  TensorTape::Impl::zeroed(n);
+  return {static_cast<const T*>(n.grad), std::size_t(n.shape.numel())};
+}
+
+template <class T>
+std::span<const T> TensorTape::elements(NodeId id) const {
+  const auto& n = impl_->nodes[id];
+  if (n.dtype != dtype_of<T>())
+    throw Error(fmt::format("TensorTape::elements<{}>: node {} holds {}",
+                            dtype_name(dtype_of<T>()), id, dtype_name(n.dtype)));
+  return {static_cast<const T*>(n.data), std::size_t(n.shape.numel())};
+}
+
+template <class T>
+std::span<const T> TensorTape::gradients(NodeId id) const {
+  auto& n = impl_->nodes[id];
+  if (n.dtype != dtype_of<T>())
+    throw Error(fmt::format("TensorTape::gradients<{}>: node {} holds {}",
+                            dtype_name(dtype_of<T>()), id, dtype_name(n.dtype)));
+  if (n.grad == nullptr) return {};
+  Impl::zeroed(n);  // Note [Lazy gradients]
+  return {static_cast<const T*>(n.grad), std::size_t(n.shape.numel())};
+}
+
+template std::span<const float> TensorTape::elements<float>(NodeId) const;
+template std::span<const double> TensorTape::elements<double>(NodeId) const;
+template std::span<const float> TensorTape::gradients<float>(NodeId) const;
+template std::span<const double> TensorTape::gradients<double>(NodeId) const;
+template std::span<const float> Tensor::data<float>() const;
+template std::span<const double> Tensor::data<double>() const;
+template std::span<const float> Tensor::grad<float>() const;
+template std::span<const double> Tensor::grad<double>() const;
+
+double Tensor::item() const {
+  if (numel() != 1)
+    throw Error(fmt::format("item: the tensor has shape {}, not a single element", shape().str()));
+  return value(0);
+}
+double Tensor::value(std::int64_t flat) const { return tape().value(id_, flat); }
+double Tensor::grad_at(std::int64_t flat) const { return tape().grad(id_, flat); }
+
+std::vector<double> Tensor::values() const {
+  std::vector<double> v(static_cast<std::size_t>(numel()));
+  for (std::int64_t i = 0; i < numel(); ++i) v[std::size_t(i)] = value(i);
+  return v;
+}
+std::vector<double> Tensor::grads() const {
+  std::vector<double> v(static_cast<std::size_t>(numel()));
+  for (std::int64_t i = 0; i < numel(); ++i) v[std::size_t(i)] = grad_at(i);
+  return v;
+}
+
+// ---- tape accessors -----------------------------------------------------------
+
+std::size_t TensorTape::size() const { return impl_->nodes.size(); }
+TOp TensorTape::op(NodeId id) const { return impl_->nodes[id].op; }
+Op TensorTape::elementwise_op(NodeId id) const { return impl_->nodes[id].elem; }
+const Shape& TensorTape::shape(NodeId id) const { return impl_->nodes[id].shape; }
+DType TensorTape::dtype(NodeId id) const { return impl_->nodes[id].dtype; }
+NodeId TensorTape::input_of(NodeId id, int k) const { return impl_->nodes[id].in[k]; }
+bool TensorTape::needs_grad(NodeId id) const { return impl_->nodes[id].flags & kNeedsGrad; }
+bool TensorTape::reached(NodeId id) const { return impl_->nodes[id].flags & kReached; }
+double TensorTape::param(NodeId id) const { return impl_->nodes[id].param; }
+int TensorTape::axis(NodeId id) const { return impl_->nodes[id].axis; }
+
+int TensorTape::arity(NodeId id) const { return arity_of(impl_->nodes[id]); }
+
+std::string_view TensorTape::name(NodeId id) const {
+  const auto& n = impl_->nodes[id];
+  return std::string_view(impl_->names).substr(n.name_offset, n.name_length);
+}
+
+std::string TensorTape::label(NodeId id) const {
+  if (std::string_view n = name(id); !n.empty()) return std::string(n);
+  if (op(id) == TOp::constant && shape(id).numel() == 1) return format_number(value(id, 0));
+  return fmt::format("t{}", id);
+}
+
+void TensorTape::set_name(NodeId id, std::string_view name) {
+  if (name.size() > std::numeric_limits<std::uint16_t>::max())
+    throw Error(fmt::format("a node name of {} characters is too long", name.size()));
+  auto& n = impl_->nodes.at(id);
+  n.name_offset = static_cast<std::uint32_t>(impl_->names.size());
+  n.name_length = static_cast<std::uint16_t>(name.size());
+  impl_->names.append(name);
+}
+
+std::uint16_t TensorTape::scope(NodeId id) const { return impl_->nodes[id].scope; }
+std::size_t TensorTape::scope_count() const { return impl_->scopes.size(); }
+std::string_view TensorTape::scope_name(std::uint16_t scope) const {
+  const auto& s = impl_->scopes.at(scope);
+  return std::string_view(impl_->names).substr(s.name_offset, s.name_length);
+}
+std::uint16_t TensorTape::scope_parent(std::uint16_t scope) const {
+  return impl_->scopes.at(scope).parent;
+}
+
+TensorTape::Scope::Scope(TensorTape& tape, std::string_view name)
+    : tape_(tape), previous_(tape.impl_->current_scope) {
+  auto& impl = *tape.impl_;
+  if (impl.scopes.size() >= std::numeric_limits<std::uint16_t>::max())
+    throw Error("the tensor tape has too many scopes (65535)");
+  if (name.size() > std::numeric_limits<std::uint16_t>::max())
+    throw Error(fmt::format("a scope name of {} characters is too long", name.size()));
+  impl.scopes.push_back({static_cast<std::uint32_t>(impl.names.size()),
+                         static_cast<std::uint16_t>(name.size()), previous_});
+  impl.names.append(name);
+  impl.current_scope = static_cast<std::uint16_t>(impl.scopes.size() - 1);
+}
+
+TensorTape::Scope::~Scope() { tape_.impl_->current_scope = previous_; }
+
+Tensor TensorTape::handle(NodeId id) {
+  if (id >= impl_->nodes.size())
+    throw Error(fmt::format("node {} does not exist: the tape has {} nodes", id, size()));
+  return Tensor(this, id, generation_);
+}
+
+double TensorTape::value(NodeId id, std::int64_t flat) const {
+  auto& n = impl_->nodes[id];
+  if (flat < 0 || flat >= n.shape.numel())
+    throw Error(fmt::format("element {} is out of range for shape {}", flat, n.shape.str()));
+  return with_dtype(n.dtype, [&](auto t) -> double {
+    return Impl::data<decltype(t)>(n)[flat];
+  });
+}
+
+double TensorTape::grad(NodeId id, std::int64_t flat) const {
+  auto& n = impl_->nodes[id];
+  if (flat < 0 || flat >= n.shape.numel())
+    throw Error(fmt::format("element {} is out of range for shape {}", flat, n.shape.str()));
+  if (n.grad == nullptr) return 0.0;
+  Impl::zeroed(n);
+  return with_dtype(n.dtype, [&](auto t) -> double {
+    return Impl::grad<decltype(t)>(n)[flat];
+  });
+}
+
+double TensorTape::grad_norm(NodeId id) const {
+  auto& n = impl_->nodes[id];
+  if (n.grad == nullptr) return 0.0;
+  Impl::zeroed(n);
+  return with_dtype(n.dtype, [&](auto t) {
+    const auto* g = Impl::grad<decltype(t)>(n);
+    double s = 0;
+    for (std::int64_t i = 0, e = n.shape.numel(); i < e; ++i) s += double(g[i]) * double(g[i]);
+    return std::sqrt(s);
+  });
+}
+
+void TensorTape::zero_grad() {
+  for (auto& n : impl_->nodes) {
+    if (n.grad == nullptr) continue;
+    if (is_leaf(n.op))
+      std::memset(n.grad, 0, std::size_t(n.shape.numel()) * dtype_size(n.dtype));
+    else  // Note [Lazy gradients]
+      n.flags &= static_cast<std::uint8_t>(~kGradValid);
+  }
+}
+
+void TensorTape::reset() {
+  impl_->nodes.clear();
+  impl_->names.clear();
+  impl_->scopes.resize(1);
+  impl_->current_scope = 0;
+  impl_->arena.reset();
+  impl_->dirty = false;
+  ++generation_;
+}
+
+// ---- leaves ---------------------------------------------------------------------
+
+void check_length(const Shape& shape, std::size_t length, std::string_view what) {
+  if (std::int64_t(length) != shape.numel())
+    throw Error(fmt::format("{}: {} values given for shape {}, which holds {}", what, length,
+                            shape.str(), shape.numel()));
+}
+
+template <class T>
+Tensor TensorTape::input(const Shape& shape, std::span<const T> data, std::string_view name) {
+  check_length(shape, data.size(), "input");
+  const NodeId id = impl_->push(TOp::input, dtype_of<T>(), shape, true);
+  std::copy(data.begin(), data.end(), Impl::data<T>(impl_->nodes[id]));
+  if (!name.empty()) set_name(id, name);
+  return Tensor(this, id, generation_);
+}
+
+Tensor TensorTape::input(const Shape& shape, std::initializer_list<double> data,
+                         std::string_view name, DType dtype) {
+  check_length(shape, data.size(), "input");
+  Tensor t = leaf(shape, {dtype, true, name});
+  with_dtype(dtype, [&](auto z) {
+    using T = decltype(z);
+    std::transform(data.begin(), data.end(), Impl::data<T>(impl_->nodes[t.id_]),
+                   [](double x) { return T(x); });
+  });
+  return t;
+}
+
+template <class T>
+Tensor TensorTape::constant(const Shape& shape, std::span<const T> data) {
+  check_length(shape, data.size(), "constant");
+  const NodeId id = impl_->push(TOp::constant, dtype_of<T>(), shape, false);
+  std::copy(data.begin(), data.end(), Impl::data<T>(impl_->nodes[id]));
+  return Tensor(this, id, generation_);
+}
+
+template <class T>
+Tensor TensorTape::parameter(const Shape& shape, T* data, T* grad, std::string_view name) {
+  if (data == nullptr || grad == nullptr)
+    throw Error("parameter: the data and gradient pointers must not be null");
+  Impl::Node n{};
+  n.data = data;
+  n.grad = grad;
+  n.shape = shape;
+  n.op = TOp::parameter;
+  n.dtype = dtype_of<T>();
+  n.flags = grad_enabled_ ? kNeedsGrad | kGradValid : 0;
+  n.scope = impl_->current_scope;
+  if (!grad_enabled_) n.grad = nullptr;
+  impl_->nodes.push_back(n);
+  const NodeId id = static_cast<NodeId>(impl_->nodes.size() - 1);
+  if (!name.empty()) set_name(id, name);
+  return Tensor(this, id, generation_);
+}
+
+template Tensor TensorTape::input<float>(const Shape&, std::span<const float>, std::string_view);
+template Tensor TensorTape::input<double>(const Shape&, std::span<const double>, std::string_view);
+template Tensor TensorTape::constant<float>(const Shape&, std::span<const float>);
+template Tensor TensorTape::constant<double>(const Shape&, std::span<const double>);
+template Tensor TensorTape::parameter<float>(const Shape&, float*, float*, std::string_view);
+template Tensor TensorTape::parameter<double>(const Shape&, double*, double*, std::string_view);
+
+Tensor TensorTape::leaf(const Shape& shape, const TensorOptions& options) {
+  const bool grad = options.requires_grad && grad_enabled_;
+  const NodeId id = impl_->push(grad ? TOp::input : TOp::constant, options.dtype, shape, grad);
+  std::memset(impl_->nodes[id].data, 0, std::size_t(shape.numel()) * dtype_size(options.dtype));
+  if (!options.name.empty()) set_name(id, options.name);
+  return Tensor(this, id, generation_);
+}
+
+// Fills a fresh leaf element by element with f(i).
+template <class F>
+static Tensor filled(TensorTape& tape, const Shape& shape, const TensorOptions& options, F f);
+
+Tensor zeros(TensorTape& tape, const Shape& shape, const TensorOptions& options) {
+  return tape.leaf(shape, options);
+}
+Tensor ones(TensorTape& tape, const Shape& shape, const TensorOptions& options) {
+  return full(tape, shape, 1.0, options);
+}
+Tensor full(TensorTape& tape, const Shape& shape, double value, const TensorOptions& options) {
+  return filled(tape, shape, options, [&](std::int64_t) { return value; });
+}
+Tensor arange(TensorTape& tape, double start, double stop, double step,
+              const TensorOptions& options) {
+  if (step == 0 || !std::isfinite(start) || !std::isfinite(stop) || !std::isfinite(step))
+    throw Error(fmt::format("arange({}, {}, {}): the step must be non-zero and all finite", start,
+                            stop, step));
+  const double count = std::ceil((stop - start) / step);
+  const std::int64_t n = count > 0 ? std::int64_t(count) : 0;
+  return filled(tape, Shape{n}, options, [&](std::int64_t i) { return start + double(i) * step; });
+}
+Tensor uniform(TensorTape& tape, const Shape& shape, double low, double high, std::uint64_t seed,
+               const TensorOptions& options) {
+  Rng rng(seed);
+  return filled(tape, shape, options, [&](std::int64_t) { return rng.uniform(low, high); });
+}
+Tensor normal(TensorTape& tape, const Shape& shape, double mean, double stddev,
+              std::uint64_t seed, const TensorOptions& options) {
+  Rng rng(seed);
+  return filled(tape, shape, options, [&](std::int64_t) { return rng.normal(mean, stddev); });
+}
+
+
+template <class F>
+static Tensor filled(TensorTape& tape, const Shape& shape, const TensorOptions& options, F f) {
+  Tensor t = tape.leaf(shape, options);
+  void* data = Recorder::impl(tape).nodes[t.id()].data;
+  with_dtype(options.dtype, [&](auto z) {
+    using T = decltype(z);
+    T* p = static_cast<T*>(data);
+    for (std::int64_t i = 0, n = shape.numel(); i < n; ++i) p[i] = T(f(i));
+  });
+  return t;
+}
+
+// ---- the stepper ------------------------------------------------------------------------
+
+TensorStepper::TensorStepper(TensorTape& tape, Tensor output, bool detailed,
+                             std::span<const double> seed)
+    : tape_(&tape), generation_(tape.generation()), cursor_(0), detailed_(detailed) {
+  tape.check(output, "backward");
+  auto& impl = *tape.impl_;
+  const Shape& shape = impl.nodes[output.id()].shape;
+  const double one = 1.0;
+  if (seed.empty()) {
+    if (shape.numel() != 1)
+      throw Error(fmt::format("backward: the output has shape {}; backward needs a "
+                              "single-element output, or a seed gradient of that shape",
+                              shape.str()));
+    seed = std::span<const double>(&one, 1);
+  }
+  check_length(shape, seed.size(), "backward: the seed gradient");
+  // Note [Gradient semantics] (tape.hpp): intermediate gradients restart from
+  // zero; inputs and parameters keep what they accumulated. A fresh recording is
+  // already in that state (Impl::dirty): a training step skips this sweep.
+  if (impl.dirty) {
+    for (Node& n : impl.nodes) {
+      n.flags &= static_cast<std::uint8_t>(~kReached);
+      if (!is_leaf(n.op)) n.flags &= static_cast<std::uint8_t>(~kGradValid);  // Note [Lazy gradients]
+    }
+  }
+  impl.dirty = true;
+  Node& out = impl.nodes[output.id()];
+  if (out.flags & kNeedsGrad) {
+    out.flags |= kReached;
+    TensorTape::Impl::zeroed(out);
+    with_dtype(out.dtype, [&](auto z) {
+      using T = decltype(z);
+      T* g = static_cast<T*>(out.grad);
+      for (std::size_t i = 0; i < seed.size(); ++i) g[i] += T(seed[i]);  // d out / d out
+    });
+  }
+  cursor_ = output.id() + 1;
+  step_.tape = &tape;
+  step_.output = output.id();
+}
+
+bool TensorStepper::next() {
+  if (tape_->generation() != generation_)
+    throw Error("TensorStepper: the tape was reset during backward");
+  auto& impl = *tape_->impl_;
+  while (cursor_ > 0) {
+    const NodeId id = --cursor_;
+    Node& n = impl.nodes[id];
+    if ((n.flags & (kNeedsGrad | kReached)) != (kNeedsGrad | kReached) || is_leaf(n.op)) continue;
+    const int arity = arity_of(n);
+    step_.node = id;
+    step_.arity = arity;
+    step_.upstream_norm = detailed_ ? tape_->grad_norm(id) : std::nan("");
+    // A detailed step keeps each input's gradient from before, to measure
+    // the contribution as the difference.
+    std::size_t offsets[kMaxInputs] = {};
+    if (detailed_) {
+      impl.scratch.clear();
+      for (int k = 0; k < arity; ++k) {
+        offsets[k] = impl.scratch.size();
+        for (std::int64_t i = 0, e = impl.nodes[n.in[k]].shape.numel(); i < e; ++i)
+          impl.scratch.push_back(tape_->grad(n.in[k], i));
+      }
+    }
+    for (int k = 0; k < arity; ++k) {
+      Node& in = impl.nodes[n.in[k]];
+      TensorInputStep& s = step_.inputs[k];
+      s.id = n.in[k];
+      s.needs_grad = in.flags & kNeedsGrad;
+      s.accumulated = in.flags & kReached;
+    }
+    dispatch(n.op, [&](auto entry) { decltype(entry)::backward(impl, n); });
+    for (int k = 0; k < arity; ++k) {
+      Node& in = impl.nodes[n.in[k]];
+      TensorInputStep& s = step_.inputs[k];
+      if (s.needs_grad) in.flags |= kReached;
+      s.contribution_norm = std::nan("");
+      s.grad_norm = std::nan("");
+      if (detailed_) {
+        double sq = 0;
+        for (std::int64_t i = 0, e = in.shape.numel(); i < e; ++i) {
+          const double d = tape_->grad(n.in[k], i) - impl.scratch[offsets[k] + std::size_t(i)];
+          sq += d * d;
+        }
+        s.contribution_norm = std::sqrt(sq);
+        s.grad_norm = tape_->grad_norm(n.in[k]);
+      }
+    }
+    step_.index = taken_++;
+    if (tape_->check_finite_) [[unlikely]] detail::check_tensor_backward(*tape_, id);
+    return true;
+  }
+  return false;
+}
+
+void TensorTape::backward(Tensor output) { backward(output, {}); }
+
+void TensorTape::backward(Tensor output, std::span<const double> seed) {
+  TensorStepper(*this, output, false, seed).run();
+}
+
+// The steps of next() until done, minus the TensorStep records nobody reads in backward().
+void TensorStepper::run() {
+  if (tape_->generation() != generation_)
+    throw Error("TensorStepper: the tape was reset during backward");
+  auto& impl = *tape_->impl_;
+  for (NodeId id = cursor_; id-- > 0;) {
+    Node& n = impl.nodes[id];
+    if ((n.flags & (kNeedsGrad | kReached)) != (kNeedsGrad | kReached) || is_leaf(n.op)) continue;
+    dispatch(n.op, [&](auto entry) { decltype(entry)::backward(impl, n); });
+    for (int k = 0, arity = arity_of(n); k < arity; ++k) {
+      Node& in = impl.nodes[n.in[k]];
+      if (in.flags & kNeedsGrad) in.flags |= kReached;
+    }
+    ++taken_;
+    if (tape_->check_finite_) [[unlikely]] detail::check_tensor_backward(*tape_, id);
+  }
+  cursor_ = 0;
+}
+
+}  // namespace ag
