@@ -10,7 +10,7 @@
 #include <numeric>
 #include <vector>
 
-#include <tapegrad/autograd.hpp>
+#include <tapegrad/core.hpp>
 #include <tapegrad/gradcheck.hpp>
 
 using namespace ag;
