@@ -568,9 +568,11 @@ void for_each_broadcast(const Shape& out, const Shape& a, const Shape& b, F&& f)
   }
 }
 
+#if TAPEGRAD_HAVE_BLAS
 // Below this many multiply-adds a plain loop beats a BLAS call's overhead
 // (about 80 ns for a 4x5 by 5x5 sgemm on this machine).
 constexpr std::int64_t kBlasThreshold = 32 * 32 * 32;
+#endif
 
 // Note [Products without BLAS]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~
