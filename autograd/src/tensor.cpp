@@ -579,9 +579,11 @@ constexpr std::int64_t kBlasThreshold = 32 * 32 * 32;
 // The core builds without BLAS (-Dblas=disabled, and the WebAssembly playground, which has
 // none): TAPEGRAD_HAVE_BLAS is 0 and products of every size from kPackThreshold up go through
 // the packed kernel (Note [Small gemm]), which is correct for any shape; it only loses speed
-// against BLAS's cache blocking on wide layers. The x86-only code (the AVX2 kernel and
-// __builtin_cpu_supports) is compiled on x86-64 alone; other targets get the portable
-// vector-extension kernel, which emscripten turns into WebAssembly SIMD.
+// against BLAS's cache blocking on wide layers (128x784 by 784x256 floats, measured on a busy
+// machine: about 52 GFLOP/s in the AVX2 kernel, 21 in the SSE2 one, 60 to 70 in OpenBLAS). The
+// x86-only code (the AVX2 kernel and __builtin_cpu_supports) is compiled on x86-64 alone; other
+// targets get the portable vector-extension kernel, which emscripten turns into WebAssembly SIMD.
+
 // Below this many, the plain loops; from here to kBlasThreshold, the packed kernel (Note [Small
 // gemm]). A 4x5 by 5x5 product is faster unpacked; 100x16 by 16x16 takes half the instructions
 // packed.
