@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the built library into a scratch DESTDIR and builds the README's program against it
-# exactly as a user would (g++ -std=c++20 prog.cpp $(pkg-config --cflags --libs tapegrad)).
+# exactly as a user would (g++ -std=c++20 prog.cpp $(pkg-config --cflags --libs tapegrad)), then
+# against the core alone (pkg-config tapegrad-core).
 set -euo pipefail
 build=$1 program=$2
 tmp=$(mktemp -d)
@@ -26,5 +27,18 @@ if g++ -std=c++20 -M "$program" $flags | grep -q "$(cd "$(dirname "$0")/.." && p
   echo "FAIL: the program compiled against the source tree, not the installed headers"
   exit 1
 fi
-echo "installed library: README program printed '$out'"
+# The same program on the core alone (tapegrad-core.pc): fmt is all it needs, no Graphviz.
+sed 's|<tapegrad/autograd.hpp>|<tapegrad/core.hpp>|' "$program" >"$tmp/core_prog.cpp"
+core_flags=$(pkg-config --define-variable=prefix="$tmp/root$prefix" --cflags --libs tapegrad-core)
+g++ -std=c++20 "$tmp/core_prog.cpp" $core_flags -o "$tmp/core_prog"
+if ldd "$tmp/core_prog" | grep -q -e cgraph -e gvc; then
+  echo "FAIL: a program on tapegrad-core links Graphviz"
+  exit 1
+fi
+core_out=$(LD_LIBRARY_PATH=$libdir "$tmp/core_prog")
+if [ "$core_out" != "$expected" ]; then
+  echo "FAIL: the installed core printed '$core_out', expected '$expected'"
+  exit 1
+fi
+echo "installed library: README program printed '$out', on tapegrad-core too"
 echo "1 passed, 0 failed"

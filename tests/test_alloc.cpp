@@ -7,7 +7,7 @@
 #include <cmath>
 #include <vector>
 
-#include <tapegrad/autograd.hpp>
+#include <tapegrad/core.hpp>
 
 #include "count_allocations.hpp"
 

@@ -220,6 +220,29 @@ TEST_CASE("render_graph: SVG and PNG in-process, DOT as text") {
                        doctest::Contains("unknown graph format \"jpg\""), Error);
 }
 
+TEST_CASE("the renderer transcribes a graph model, the tape's or one written by hand") {
+  Cs231n c;
+  c.tape.backward(c.f);
+  const GraphModel model = graph_model(c.tape, c.f.id());
+  CHECK(to_dot(model) == to_dot(c.tape, c.f.id()));
+  CHECK(render_graph(model, "svg") == render_graph(c.tape, c.f.id(), "svg"));
+
+  // As the playground builds one: an attribute the defaults do not declare is declared by use.
+  GraphModel by_hand;
+  by_hand.nodes = {{"a", {{"shape", "box"}}}, {"b", {{"label", "<i>b</i>", true}}, 0}};
+  by_hand.edges = {{"a", "b", {}}, {"a", "b", {{"color", "red"}}}};
+  by_hand.subgraphs = {{"cluster_0", {{"label", "module"}}}};
+  const std::string dot = to_dot(by_hand);
+  CHECK(dot.find("subgraph cluster_0 {") != std::string::npos);
+  CHECK(dot.find("label=<<i>b</i>>") != std::string::npos);
+  const std::size_t first = dot.find("a -> b");
+  REQUIRE(first != std::string::npos);
+  CHECK(dot.find("a -> b", first + 1) != std::string::npos);  // two edges, not one
+  CHECK(dot.find("color=red") != std::string::npos);
+  by_hand.edges.push_back({"a", "c", {}});
+  CHECK_THROWS_WITH_AS(to_dot(by_hand), doctest::Contains("a -> c names a node"), Error);
+}
+
 TEST_CASE("ids: every node and edge of the SVG has a stable id, both edges of x * x too") {
   Cs231n c;
   c.tape.backward(c.f);

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include <tapegrad/autograd.hpp>
+#include <tapegrad/core.hpp>
 #include <tapegrad/gradcheck.hpp>
 
 using namespace ag;

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include <tapegrad/autograd.hpp>
+#include <tapegrad/core.hpp>
 
 using namespace ag;
 

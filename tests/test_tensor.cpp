@@ -11,7 +11,7 @@
 #include <numeric>
 #include <vector>
 
-#include <tapegrad/autograd.hpp>
+#include <tapegrad/core.hpp>
 #include <tapegrad/gradcheck.hpp>
 
 using namespace ag;
@@ -495,6 +495,81 @@ TEST_CASE("the packed small-matrix kernel: every layout, ragged rows and columns
         CHECK(double(got[std::size_t(i * n + j)]) == doctest::Approx(s).epsilon(1e-5));
       }
   }
+}
+
+// The largest error of `got` (rows x cols) against sum_p x(i, p) y(p, j) in double, relative to
+// sum_p |x(i, p) y(p, j)|: the scale of the rounding error of any order of summation.
+template <class T, class X, class Y>
+double product_error(std::span<const T> got, std::int64_t rows, std::int64_t cols,
+                     std::int64_t inner, X x, Y y) {
+  double worst = 0;
+  for (std::int64_t i = 0; i < rows; ++i)
+    for (std::int64_t j = 0; j < cols; ++j) {
+      double sum = 0, scale = 0;
+      for (std::int64_t p = 0; p < inner; ++p) {
+        sum += x(i, p) * y(p, j);
+        scale += std::abs(x(i, p) * y(p, j));
+      }
+      worst = std::max(worst, std::abs(double(got[std::size_t(i * cols + j)]) - sum) / scale);
+    }
+  return worst;
+}
+
+template <class T>
+void check_large_products(double tolerance) {
+  // Beyond kBlasThreshold (32768 multiply-adds): BLAS when the build has it, else the packed
+  // kernel (Note [Products without BLAS]). Forward C = op(A) op(B) in every layout; backward of
+  // sum(C * G) gives dA = G op(B)^T and dB = op(A)^T G, the other two layouts of the kernel.
+  for (const auto& mkn :
+       {std::array<std::int64_t, 3>{67, 129, 45}, {128, 196, 33}, {9, 300, 130}, {200, 40, 70}})
+    for (const bool ta : {false, true})
+      for (const bool tb : {false, true}) {
+        const std::int64_t m = mkn[0], k = mkn[1], n = mkn[2];
+        std::vector<T> a(std::size_t(m * k)), b(std::size_t(k * n)), g(std::size_t(m * n));
+        for (std::size_t i = 0; i < a.size(); ++i) a[i] = T(std::sin(0.7 * double(i)));
+        for (std::size_t i = 0; i < b.size(); ++i) b[i] = T(std::cos(0.3 * double(i)));
+        for (std::size_t i = 0; i < g.size(); ++i) g[i] = T(std::sin(1.3 * double(i) + 0.5));
+        // op(A) is m x k: stored (m, k), or (k, m) and transposed on the tape; so for op(B).
+        auto op_a = [&](std::int64_t i, std::int64_t p) {
+          return double(a[std::size_t(ta ? p * m + i : i * k + p)]);
+        };
+        auto op_b = [&](std::int64_t p, std::int64_t j) {
+          return double(b[std::size_t(tb ? j * k + p : p * n + j)]);
+        };
+        auto at_g = [&](std::int64_t i, std::int64_t j) {
+          return double(g[std::size_t(i * n + j)]);
+        };
+
+        TensorTape tape;
+        Tensor ta_leaf = tape.input<T>(ta ? Shape{k, m} : Shape{m, k}, a, "A");
+        Tensor tb_leaf = tape.input<T>(tb ? Shape{n, k} : Shape{k, n}, b, "B");
+        Tensor c = matmul(ta ? transpose(ta_leaf) : ta_leaf, tb ? transpose(tb_leaf) : tb_leaf);
+        tape.backward(sum(c * tape.constant<T>(Shape{m, n}, g)));
+        INFO(m, "x", k, " by ", k, "x", n, ta ? ", A transposed" : "", tb ? ", B transposed" : "");
+        CHECK(product_error<T>(c.data<T>(), m, n, k, op_a, op_b) < tolerance);
+        if (ta)  // dA[p, i] = sum_j op(B)[p, j] G[i, j]
+          CHECK(product_error<T>(ta_leaf.grad<T>(), k, m, n, op_b,
+                                 [&](std::int64_t j, std::int64_t i) { return at_g(i, j); }) <
+                tolerance);
+        else  // dA[i, p] = sum_j G[i, j] op(B)[p, j]
+          CHECK(product_error<T>(ta_leaf.grad<T>(), m, k, n, at_g,
+                                 [&](std::int64_t j, std::int64_t p) { return op_b(p, j); }) <
+                tolerance);
+        if (tb)  // dB[j, p] = sum_i G[i, j] op(A)[i, p]
+          CHECK(product_error<T>(
+                    tb_leaf.grad<T>(), n, k, m,
+                    [&](std::int64_t j, std::int64_t i) { return at_g(i, j); }, op_a) < tolerance);
+        else  // dB[p, j] = sum_i op(A)[i, p] G[i, j]
+          CHECK(product_error<T>(
+                    tb_leaf.grad<T>(), k, n, m,
+                    [&](std::int64_t p, std::int64_t i) { return op_a(i, p); }, at_g) < tolerance);
+      }
+}
+
+TEST_CASE("large products, with BLAS or without: every layout against a product in double") {
+  // The bound is a few units of rounding times the length of the sums (k up to 300).
+  SUBCASE("float32") { check_large_products<float>(3e-5); }
+  SUBCASE("float64") { check_large_products<double>(1e-13); }
 }
 
 TEST_CASE("linear: x W^T + b in one node, as torch.nn.functional.linear") {

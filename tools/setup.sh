@@ -2,9 +2,10 @@
 # Installs the Debian packages tapegrad needs (only the missing ones), then
 # configures and builds into build/. With an argument it goes on:
 #   tools/setup.sh demo   runs the main demo
-#   tools/setup.sh test   runs every test, then the suite again under ASan+UBSan (build-asan/),
-#                         then the CLI tests with tapegrad under valgrind's memcheck, then
-#                         each fuzz target for a minute (build-fuzz/, fuzz/README.md)
+#   tools/setup.sh test   runs every test, then the core's tests in a build without BLAS and
+#                         Graphviz (build-core/), then the suite again under ASan+UBSan
+#                         (build-asan/), then the CLI tests with tapegrad under valgrind's
+#                         memcheck, then each fuzz target for a minute (build-fuzz/, fuzz/README.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -74,6 +75,11 @@ case "${1:-build}" in
     fi
     meson test -C build --print-errorlogs || status=1
     count build
+    # The core alone, as the WebAssembly playground compiles it: no BLAS and no Graphviz
+    # (build-core/). Its tests run every product through the packed kernel, wide ones too.
+    configure build-core -Dblas=disabled -Dgraphviz=disabled
+    meson test -C build-core --print-errorlogs || status=1
+    count build-core
     configure build-asan --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
       meson test -C build-asan --print-errorlogs || status=1

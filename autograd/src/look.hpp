@@ -1,4 +1,4 @@
-// The lecture style's look, shared by the graphs (graph.cpp) and the step-through page
+// The lecture style's look, shared by the graph model (graph_model.cpp) and the step-through page
 // (page.cpp), whose stylesheet highlights and reveals parts of such a graph's SVG.
 
 #pragma once

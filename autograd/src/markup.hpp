@@ -1,5 +1,5 @@
-// Escaping text for markup, shared by the graphs (HTML-like Graphviz labels, graph.cpp) and the
-// step-through page (page.cpp).
+// Escaping text for markup, shared by the graph model (HTML-like Graphviz labels,
+// graph_model.cpp) and the step-through page (page.cpp).
 
 #pragma once
 

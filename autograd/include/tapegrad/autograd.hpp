@@ -1,15 +1,8 @@
-// tapegrad's autograd library in one include: the tape, scalar Values and their
-// ops, the step-through backward and its lecture-style formatting.
+// tapegrad's autograd library in one include: the core (core.hpp: the tape, scalar Values and
+// their ops, the step-through backward and its lecture-style formatting), graphs and the page.
 
 #pragma once
 
-#include "tapegrad/anomaly.hpp"
-#include "tapegrad/error.hpp"
-#include "tapegrad/format.hpp"
+#include "tapegrad/core.hpp"
 #include "tapegrad/graph.hpp"
-#include "tapegrad/ops.hpp"
 #include "tapegrad/page.hpp"
-#include "tapegrad/random.hpp"
-#include "tapegrad/tape.hpp"
-#include "tapegrad/tensor.hpp"
-#include "tapegrad/value.hpp"

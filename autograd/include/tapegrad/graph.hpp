@@ -1,39 +1,21 @@
 // Computation graphs of a tape (scalar or tensor) as Graphviz DOT, built with cgraph, and
-// rendered to SVG or PNG in-process with gvc.
+// rendered to SVG or PNG in-process with gvc: the native renderer of graph_model.hpp's model.
 
 #pragma once
 
 #include <string>
 #include <string_view>
 
+#include "tapegrad/graph_model.hpp"
 #include "tapegrad/tape.hpp"
 #include "tapegrad/tensor.hpp"
 
 namespace ag {
 
-enum class GraphStyle {
-  lecture,  // op nodes as circles with their symbol, inputs as named boxes, constants as small
-            // grey boxes; each edge labelled with its forward value (green) over the gradient
-            // flowing back along it (red); the output ends in a box named after it
-  values,   // micrograd's look: records "name | data | grad" joined by op nodes
-  modules,  // tensor tapes only: the lecture look with each nn module a cluster labelled with
-            // its path ("layers.0"), nested as the modules nest (Note [Scopes], tensor.hpp).
-            // A scalar tape has no modules: asking for this style there is an ag::Error
-};
-
-struct GraphOptions {
-  GraphStyle style = GraphStyle::lecture;
-  // When set, draws the state during this step of a Stepper on the same output: gradients only
-  // where the pass has already been (edges into nodes processed up to and including this step),
-  // and the step's node with the edges it writes (its input edges) highlighted. Pass
-  // &stepper.step() after each stepper.next() to get the frames of a backward pass.
-  const Step* step = nullptr;
-  // Lecture style: gives every node and edge an id that SVG output keeps (Graphviz's `id`), so
-  // a script or stylesheet can find them: node i is "n<i>", the edge into input k of node i is
-  // "e<i>_<k>", the output's box is "n_out" and the edge into it "e_out". The step-through
-  // page (page.hpp) relies on these names.
-  bool ids = false;
-};
+// A graph model (Note [The graph model]) as DOT text, or rendered as render_graph below says.
+// Calls are serialized, as for every function here.
+std::string to_dot(const GraphModel& model);
+std::string render_graph(const GraphModel& model, std::string_view format);
 
 // The graph of every node `output` depends on, as DOT text. Deterministic: the same tape gives
 // byte-identical text (nodes are named n<tape index>, inputs keep their order). Gradients are
@@ -70,18 +52,8 @@ void write_graph(const Tape& tape, NodeId output, const std::string& path,
 // edge. At a fork, every edge out of the source shows the source's gradient marked "Σ": the sum
 // of the contributions of its edges processed so far, which is the whole gradient once the pass
 // has gone past all of them. A leaf's gradient is what it holds, so it includes earlier passes
-// unless they were zeroed (Note [Gradient semantics]). Note [Tensor edge gradients], graph.cpp.
-struct TensorGraphOptions {
-  GraphStyle style = GraphStyle::lecture;
-  // As GraphOptions::step: &stepper.step() after each TensorStepper::next() draws the frames of
-  // a backward pass.
-  const TensorStep* step = nullptr;
-  // A tensor of at most this many elements is shown by its values, a larger one by its shape
-  // (edges) or its gradient's norm. The modules style, an overview, shows the values of
-  // single-element tensors only (the loss), whatever this says.
-  int max_values = 6;
-};
-
+// unless they were zeroed (Note [Gradient semantics]). Note [Tensor edge gradients],
+// graph_model.cpp.
 std::string to_dot(const TensorTape& tape, NodeId output, const TensorGraphOptions& options = {});
 std::string render_graph(const TensorTape& tape, NodeId output, std::string_view format,
                          const TensorGraphOptions& options = {});

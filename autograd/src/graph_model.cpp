@@ -1,0 +1,522 @@
+// The graph model of a tape (scalar or tensor): which nodes a drawing shows, the texts on them
+// and on their edges, and how each looks, as data a renderer transcribes (graph_model.hpp).
+
+#include "tapegrad/graph_model.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tapegrad/error.hpp"
+#include "tapegrad/format.hpp"
+#include "look.hpp"
+#include "markup.hpp"
+#include "tensor_ops.hpp"
+
+namespace ag {
+namespace {
+
+// ---- Label text ---------------------------------------------------------------------------------
+
+// A user's name in a plain label: Graphviz reads backslash escapes (\n, \N...) there.
+std::string escape_plain(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+// Text inside an HTML-like label: escape_html, markup.hpp.
+
+// Text of several lines inside an HTML-like label.
+std::string html_lines(std::string_view s) {
+  std::string out;
+  for (std::size_t start = 0;;) {
+    const std::size_t end = s.find('\n', start);
+    out += escape_html(s.substr(start, end - start));
+    if (end == std::string_view::npos) return out;
+    out += "<br/>";
+    start = end + 1;
+  }
+}
+
+// ---- The look: look.hpp ------------------------------------------------------------------------
+
+using namespace look;
+
+// ---- What a graph shows -------------------------------------------------------------------------
+
+// Note [What a graph shows]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~
+// Nodes: every node the output depends on, found by one walk down the tape from the output (an
+// input always has a lower id, Note [The tape invariant]), created in increasing id order and
+// named n<id>, so the DOT text depends on the tape alone.
+// Gradients: an edge dst <- src (input k of dst) carries what the stepper passed back along it
+// when it processed dst. It is shown once dst has been processed by the latest pass: dst was
+// reached, and, when drawing during a Step, dst is at or above that step's node (the stepper
+// goes down the tape). Constants, and nodes computed from constants only, never get one (Note
+// [Gradient semantics]). On a scalar tape that is the contribution d(out)/d(dst) * d(dst)/d(src);
+// on a tensor tape see Note [Tensor edge gradients].
+//
+// Note [One builder for both tapes]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// GraphBuilder draws a GraphText: the drawn nodes with their texts already written (a box's
+// label, an op's symbol, name and shape, the value and gradient on each edge). A scalar tape and
+// a tensor tape each fill one (scalar_text, TensorText): what differs between them is how
+// numbers become text and what an edge's gradient is; everything Graphviz sees is decided once,
+// in the builder, which writes it down as the GraphModel (Note [The graph model]).
+
+enum class NodeKind { input, constant, op };
+
+struct EdgeText {
+  NodeId from = 0;
+  std::string value;                // the source's forward value: "3", "[1, 2]", "(4, 5)"
+  std::optional<std::string> grad;  // what flowed back along it, once the pass has been there
+};
+
+struct NodeText {
+  NodeId id = 0;
+  NodeKind kind = NodeKind::op;
+  std::string box;     // leaves: the text in the lecture's box
+  std::string symbol;  // ops: as the lecture draws it
+  std::string name;    // ops: written under the symbol ("" for none, and for the output)
+  std::string shape;   // tensor ops: written under the name; "" on a scalar tape
+  // The values style's record "label | data value | grad grad"; grad is the node's gradient as
+  // the engine holds it now (complete once all its consumers are processed, the sum so far
+  // during a step), none where the pass has not been.
+  std::string label;
+  std::string value;
+  std::optional<std::string> grad;
+  std::vector<EdgeText> inputs;
+  bool highlighted = false;  // the node of the step being drawn
+  std::uint16_t scope = 0;   // Note [Scopes]; 0 outside any module
+};
+
+struct ScopeText {
+  std::string name;
+  std::uint16_t parent;
+};
+
+struct GraphText {
+  GraphStyle style = GraphStyle::lecture;
+  std::vector<NodeText> nodes;    // the drawn nodes, by increasing id
+  std::string output_box;         // the output's name, in the box the graph ends with
+  EdgeText output;                // the output's value and gradient, on the edge into that box
+  std::vector<ScopeText> scopes;  // the modules style: the tape's scopes, [0] outside any
+  bool ids = false;               // GraphOptions::ids
+};
+
+// The checks and the walk both tapes share.
+template <class TapeT, class StepT>
+std::vector<bool> nodes_to_draw(const TapeT& tape, NodeId output, const StepT* step) {
+  if (output >= tape.size())
+    throw Error(
+        fmt::format("graph: node {} does not exist: the tape has {} nodes", output, tape.size()));
+  if (step != nullptr) {
+    if (step->tape != &tape) throw Error("graph: the step belongs to another tape");
+    if (step->output != output)
+      throw Error(fmt::format("graph: the step is from a backward pass from node {}, not {}",
+                              step->output, output));
+  }
+  std::vector<bool> drawn(output + 1, false);
+  drawn[output] = true;
+  for (NodeId id = output + 1; id-- > 0;) {
+    if (!drawn[id]) continue;
+    for (int k = 0; k < tape.arity(id); ++k) drawn[tape.input_of(id, k)] = true;
+  }
+  return drawn;
+}
+
+// How far the pass drawn has gone (Note [What a graph shows]).
+template <class StepT>
+struct Progress {
+  const StepT* step;
+  // A step has been taken (a Step before the first next() has arity 0).
+  bool stepping() const { return step != nullptr && step->arity > 0; }
+  bool highlighted(NodeId id) const { return stepping() && step->node == id; }
+  // Whether the pass has passed the gradient of `id`, an op node it reached, to its inputs.
+  bool processed(NodeId id, bool reached) const {
+    if (!reached) return false;
+    if (step == nullptr) return true;
+    return stepping() && id >= step->node;
+  }
+};
+
+GraphText scalar_text(const Tape& tape, NodeId output, const GraphOptions& options) {
+  if (options.style == GraphStyle::modules)
+    throw Error(
+        "graph: the modules style draws the nn modules of a tensor tape; a scalar tape has "
+        "none: use the lecture or values style");
+  const std::vector<bool> drawn = nodes_to_draw(tape, output, options.step);
+  const Progress<Step> progress{options.step};
+  GraphText model;
+  model.style = options.style;
+  model.ids = options.ids;
+  for (NodeId id = 0; id <= output; ++id) {
+    if (!drawn[id]) continue;
+    NodeText& node = model.nodes.emplace_back();
+    const Op op = tape.op(id);
+    node.id = id;
+    node.kind = op == Op::input ? NodeKind::input
+                : op == Op::constant ? NodeKind::constant
+                                     : NodeKind::op;
+    node.box = op == Op::constant ? format_number(tape.value(id)) : tape.label(id);
+    node.symbol = op_info(op).symbol;
+    if (id != output) node.name = tape.name(id);
+    node.label = tape.label(id);
+    node.value = format_number(tape.value(id));
+    if (tape.reached(id)) node.grad = format_number(tape.grad(id));
+    node.highlighted = progress.highlighted(id);
+    const bool processed = !is_leaf(op) && progress.processed(id, tape.reached(id));
+    for (int k = 0; k < tape.arity(id); ++k) {
+      const NodeId src = tape.input_of(id, k);
+      EdgeText& edge = node.inputs.emplace_back();
+      edge.from = src;
+      edge.value = format_number(tape.value(src));
+      if (processed && tape.needs_grad(src))
+        edge.grad = format_number(tape.grad(id) * tape.local_grad(id, k));
+    }
+  }
+  model.output_box = tape.label(output);
+  model.output.from = output;
+  model.output.value = format_number(tape.value(output));
+  if (tape.reached(output)) model.output.grad = format_number(tape.grad(output));
+  return model;
+}
+
+// Note [Tensor edge gradients]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// A scalar edge's gradient is one product, recomputed from what the tape keeps. A tensor edge's
+// contribution is a vector-Jacobian product that backward adds straight into the source's
+// gradient and does not keep; recomputing it would mean running the op's backward again into a
+// scratch buffer, which the tensor tape does not offer. So a tensor edge shows the source's
+// gradient as the tape holds it, which is honest as long as it says which it is:
+//  - a source that feeds one edge of the graph gets everything from that edge: its gradient IS
+//    the edge's contribution (intermediate gradients restart from zero each pass);
+//  - a source that feeds several edges (a fork, or x * x) holds the sum of the contributions of
+//    the edges processed so far: each processed edge shows it marked "Σ", which is the full
+//    gradient once the pass has gone past every edge out of the source;
+//  - a leaf's gradient accumulates across passes (Note [Gradient semantics]): it equals this
+//    pass's contribution when it was zeroed before, as a training step does.
+// The lecture's point, that at a fork the gradients add, reads from the Σ: the test "a fork on a
+// tensor tape shows the total, marked" checks it equals the sum of what the branches pass back.
+
+class TensorText {
+ public:
+  TensorText(const TensorTape& tape, NodeId output, const TensorGraphOptions& options)
+      : tape_(tape),
+        // The modules style is the overview: shapes and norms, and a value only where it is
+        // one number (the loss).
+        max_values_(options.style == GraphStyle::modules ? std::min(options.max_values, 1)
+                                                         : std::max(options.max_values, 0)) {
+    const std::vector<bool> drawn = nodes_to_draw(tape, output, options.step);
+    const Progress<TensorStep> progress{options.step};
+    // Edges out of each node: more than one makes a fork (Note [Tensor edge gradients]).
+    std::vector<int> uses(output + 1, 0);
+    for (NodeId id = 0; id <= output; ++id)
+      if (drawn[id])
+        for (int k = 0; k < tape.arity(id); ++k) ++uses[tape.input_of(id, k)];
+
+    model_.style = options.style;
+    for (NodeId id = 0; id <= output; ++id) {
+      if (!drawn[id]) continue;
+      NodeText& node = model_.nodes.emplace_back();
+      const TOp op = tape.op(id);
+      const std::string shape = tape.shape(id).str();
+      node.id = id;
+      node.kind = op == TOp::constant          ? NodeKind::constant
+                  : is_leaf(op)          ? NodeKind::input
+                                                : NodeKind::op;
+      // Leaves: "x (4, 2)", "layers.0.weight (5, 2)"; an unnamed constant by its values.
+      std::string values = format_values(tape, id, max_values_);
+      if (op == TOp::constant && tape.name(id).empty() && !values.empty())
+        node.box = values;
+      else
+        node.box = fmt::format("{} {}", tape.label(id), shape);
+      node.symbol = std::string(node_symbol(tape, id));
+      if (id != output) node.name = tape.name(id);
+      node.shape = shape;
+      node.label = tape.label(id);
+      node.value = value_text(id);
+      if (tape.reached(id)) node.grad = grad_text(id);
+      node.highlighted = progress.highlighted(id);
+      node.scope = tape.scope(id);
+      const bool processed = !is_leaf(op) && progress.processed(id, tape.reached(id));
+      for (int k = 0; k < tape.arity(id); ++k) {
+        const NodeId src = tape.input_of(id, k);
+        EdgeText& edge = node.inputs.emplace_back();
+        edge.from = src;
+        edge.value = value_text(src);
+        if (processed && tape.needs_grad(src))
+          edge.grad = uses[src] > 1 ? "Σ " + grad_text(src) : grad_text(src);
+      }
+    }
+    model_.output_box = tape.label(output);
+    model_.output.from = output;
+    model_.output.value = value_text(output);
+    if (tape.reached(output)) model_.output.grad = grad_text(output);
+    if (options.style == GraphStyle::modules)
+      for (std::size_t s = 0; s < tape.scope_count(); ++s) {
+        const auto scope = static_cast<std::uint16_t>(s);
+        model_.scopes.push_back({std::string(tape.scope_name(scope)), tape.scope_parent(scope)});
+      }
+  }
+
+  GraphText take() { return std::move(model_); }
+
+ private:
+  bool small(NodeId id) const { return tape_.shape(id).numel() <= max_values_; }
+
+  // The values when small, else the shape.
+  std::string value_text(NodeId id) const {
+    return small(id) ? rows_on_lines(format_values(tape_, id, max_values_))
+                     : tape_.shape(id).str();
+  }
+  // The gradient's values when small, else its norm.
+  std::string grad_text(NodeId id) const {
+    if (small(id))
+      return rows_on_lines(
+          format_nested(tape_.shape(id), [&](std::int64_t i) { return tape_.grad(id, i); }));
+    return "|g| " + format_number(tape_.grad_norm(id));
+  }
+  // A matrix row by row, as NumPy prints it, so that a batch of 4 makes a label 4 lines tall
+  // instead of one line as wide as four: in the left-to-right layout an edge label's width is
+  // what stretches the graph.
+  static std::string rows_on_lines(std::string text) {
+    for (std::size_t at = text.find("], "); at != std::string::npos; at = text.find("], ", at))
+      text.replace(at, 3, "],\n");
+    return text;
+  }
+
+  const TensorTape& tape_;
+  std::int64_t max_values_;
+  GraphText model_;
+};
+
+// ---- Drawing ------------------------------------------------------------------------------------
+
+class GraphBuilder {
+ public:
+  explicit GraphBuilder(const GraphText& text) : text_(text) {}
+
+  GraphModel build() && {
+    if (text_.style == GraphStyle::values)
+      build_values();
+    else
+      build_lecture();
+    return std::move(graph_);
+  }
+
+ private:
+  // Attributes are added with their name, in the order Graphviz should see them.
+  static void set(GraphAttributes& attributes, const char* name, std::string value) {
+    attributes.push_back({name, std::move(value), false});
+  }
+  static void set_html(GraphAttributes& attributes, const char* name, std::string html) {
+    attributes.push_back({name, std::move(html), true});
+  }
+
+  GraphNode& node(std::string name, int subgraph = -1) {
+    return graph_.nodes.emplace_back(GraphNode{std::move(name), {}, subgraph});
+  }
+  GraphEdge& edge(std::string tail, std::string head) {
+    return graph_.edges.emplace_back(GraphEdge{std::move(tail), std::move(head), {}});
+  }
+
+  static void highlight(GraphAttributes& attributes) {
+    set(attributes, "color", kStepColour);
+    set(attributes, "penwidth", kStepPen);
+  }
+
+  void declare_common() {
+    set(graph_.graph_attributes, "rankdir", "LR");
+    set(graph_.node_attributes, "fontname", kFont);
+    set(graph_.edge_attributes, "fontname", kFont);
+    set(graph_.edge_attributes, "arrowsize", "0.7");
+  }
+
+  // The forward value in green over the gradient in red, as on the slides; the value alone until
+  // the gradient is known.
+  static std::string edge_label(const EdgeText& e) {
+    std::string label =
+        fmt::format(R"(<font color="{}">{}</font>)", kValueColour, html_lines(e.value));
+    if (e.grad)
+      label += fmt::format(R"(<br/><font color="{}">{}</font>)", kGradColour, html_lines(*e.grad));
+    return label;
+  }
+
+  // The subgraph a node of `scope` goes in: none (-1, the graph itself), or its module's cluster
+  // inside its parent's (the modules style). Clusters are made when their first node is, so a
+  // module none of whose nodes are drawn has none; their order is the tape's (Note [Subgraph
+  // order], graph.cpp).
+  int subgraph_of(std::uint16_t scope) {
+    if (scope == 0 || scope >= text_.scopes.size()) return -1;
+    if (clusters_.empty()) clusters_.assign(text_.scopes.size(), -1);
+    if (clusters_[scope] >= 0) return clusters_[scope];
+    const ScopeText& s = text_.scopes[scope];
+    const int parent = subgraph_of(s.parent < scope ? s.parent : std::uint16_t{0});
+    GraphSubgraph& cluster = graph_.subgraphs.emplace_back();
+    cluster.name = fmt::format("cluster_{}", scope);
+    cluster.parent = parent;
+    set(cluster.attributes, "label", escape_plain(s.name));
+    set(cluster.attributes, "style", "rounded,dashed");
+    set(cluster.attributes, "color", kClusterColour);
+    set(cluster.attributes, "fontcolor", kNameColour);
+    return clusters_[scope] = int(graph_.subgraphs.size()) - 1;
+  }
+
+  void build_lecture() {
+    declare_common();
+    GraphAttributes& graph = graph_.graph_attributes;
+    GraphAttributes& nodes = graph_.node_attributes;
+    GraphAttributes& edges = graph_.edge_attributes;
+    set(graph, "nodesep", "0.4");
+    set(graph, "ranksep", "0.6");
+    if (!text_.scopes.empty()) {
+      // The modules' clusters: a dashed frame with the module's path at its top left.
+      set(graph, "label", "");
+      set(graph, "labeljust", "l");
+      set(graph, "fontname", kFont);
+      set(graph, "fontsize", "11");
+      set(graph, "fontcolor", "black");
+      set(graph, "style", "");
+      set(graph, "color", "black");
+    }
+    set(nodes, "shape", "circle");
+    set(nodes, "label", "\\N");
+    set(nodes, "fontsize", "14");
+    set(nodes, "fontcolor", "black");
+    set(nodes, "color", "black");
+    set(nodes, "penwidth", "1");
+    set(nodes, "width", "0.5");
+    set(nodes, "height", "0.5");
+    set(edges, "label", "");
+    set(edges, "fontsize", "12");
+    set(edges, "color", "black");
+    set(edges, "penwidth", "1");
+    if (text_.ids) {
+      set(nodes, "id", "");
+      set(edges, "id", "");
+    }
+
+    for (const NodeText& m : text_.nodes) {
+      const std::string name = fmt::format("n{}", m.id);
+      const int subgraph = subgraph_of(m.scope);
+      GraphAttributes& n = node(name, subgraph).attributes;
+      if (text_.ids) set(n, "id", name);
+      if (m.kind == NodeKind::input) {
+        set(n, "shape", "box");
+        set(n, "label", escape_plain(m.box));
+      } else if (m.kind == NodeKind::constant) {
+        set(n, "shape", "box");
+        set(n, "label", escape_plain(m.box));
+        set(n, "fontsize", "10");
+        set(n, "fontcolor", kConstantColour);
+        set(n, "color", kConstantColour);
+        set(n, "width", "0.3");
+        set(n, "height", "0.3");
+      } else {
+        // A named intermediate carries its name under the symbol (the output's is on its box):
+        // inside the node, where an xlabel would drift next to some other edge. A tensor's
+        // shape goes under both.
+        if (m.name.empty() && m.shape.empty()) {
+          set(n, "label", m.symbol);
+        } else {
+          std::string label = escape_html(m.symbol);
+          if (!m.name.empty())
+            label += fmt::format(R"(<br/><font point-size="11" color="{}">{}</font>)", kNameColour,
+                                 escape_html(m.name));
+          if (!m.shape.empty())
+            label += fmt::format(R"(<br/><font point-size="10" color="{}">{}</font>)",
+                                 kConstantColour, escape_html(m.shape));
+          set_html(n, "label", label);
+        }
+        if (m.highlighted) highlight(n);
+      }
+      for (std::size_t k = 0; k < m.inputs.size(); ++k) {
+        GraphAttributes& e = edge(fmt::format("n{}", m.inputs[k].from), name).attributes;
+        set_html(e, "label", edge_label(m.inputs[k]));
+        if (m.highlighted) highlight(e);
+        if (text_.ids) set(e, "id", fmt::format("e{}_{}", m.id, k));
+      }
+    }
+
+    // The output's own value and gradient (1 once backward has started) on an edge to a box
+    // named after it, as the slides end with "f".
+    GraphAttributes& out = node("out").attributes;
+    set(out, "shape", "box");
+    set(out, "label", escape_plain(text_.output_box));
+    GraphAttributes& e = edge(fmt::format("n{}", text_.output.from), "out").attributes;
+    set_html(e, "label", edge_label(text_.output));
+    if (text_.ids) {
+      set(out, "id", "n_out");
+      set(e, "id", "e_out");
+    }
+  }
+
+  // micrograd's record "name | data | grad", drawn as an HTML-like table: Graphviz 2.42 leaks
+  // the field text of shape=record labels at every layout.
+  static std::string value_table(const NodeText& m) {
+    const std::string look =
+        m.highlighted ? fmt::format(R"( color="{}" bgcolor="{}")", kStepColour, kStepFill) : "";
+    return fmt::format(R"(<table border="0" cellborder="1" cellspacing="0" cellpadding="4"{}><tr>)"
+                       R"(<td>{}</td><td>data {}</td><td>grad {}</td></tr></table>)",
+                       look, escape_html(m.label), html_lines(m.value),
+                       m.grad ? html_lines(*m.grad) : "");
+  }
+
+  void build_values() {
+    declare_common();
+    GraphAttributes& nodes = graph_.node_attributes;
+    GraphAttributes& edges = graph_.edge_attributes;
+    set(nodes, "shape", "plain");
+    set(nodes, "label", "\\N");
+    set(nodes, "fontsize", "12");
+    set(nodes, "width", "0.4");
+    set(nodes, "height", "0.4");
+    set(nodes, "color", "black");
+    set(nodes, "penwidth", "1");
+    set(edges, "color", "black");
+    set(edges, "penwidth", "1");
+
+    for (const NodeText& m : text_.nodes) {
+      const std::string record = fmt::format("n{}", m.id);
+      set_html(node(record).attributes, "label", value_table(m));
+      if (m.kind != NodeKind::op) continue;
+
+      const std::string op_name = fmt::format("n{}_op", m.id);
+      GraphAttributes& op_node = node(op_name).attributes;
+      set(op_node, "shape", "circle");
+      set(op_node, "label", m.symbol);
+      for (const EdgeText& in : m.inputs) {
+        GraphAttributes& e = edge(fmt::format("n{}", in.from), op_name).attributes;
+        if (m.highlighted) highlight(e);
+      }
+      edge(op_name, record);
+      if (m.highlighted) highlight(op_node);
+    }
+  }
+
+  const GraphText& text_;
+  GraphModel graph_;
+  std::vector<int> clusters_;  // by scope, the subgraph's index once made; -1 before
+};
+
+}  // namespace
+
+GraphModel graph_model(const Tape& tape, NodeId output, const GraphOptions& options) {
+  return GraphBuilder(scalar_text(tape, output, options)).build();
+}
+
+GraphModel graph_model(const TensorTape& tape, NodeId output, const TensorGraphOptions& options) {
+  return GraphBuilder(TensorText(tape, output, options).take()).build();
+}
+
+}  // namespace ag

@@ -1,0 +1,148 @@
+// The graph model (core, no Graphviz): the lecture circuit's nodes and edges in creation order,
+// its labels, the highlighted step, stable ids, and nn-style scopes as nested clusters.
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <string>
+#include <tapegrad/graph_model.hpp>
+#include <tapegrad/tensor.hpp>
+#include <tapegrad/value.hpp>
+#include <vector>
+
+using namespace ag;
+
+namespace {
+
+// The CS231n circuit f = (x + y) z at x = -2, y = 5, z = -4, with q = x + y named.
+struct Cs231n {
+  Tape tape;
+  Value x = tape.input(-2.0, "x");
+  Value y = tape.input(5.0, "y");
+  Value z = tape.input(-4.0, "z");
+  Value q = (x + y).named("q");
+  Value f = (q * z).named("f");
+};
+
+// The value of attribute `name` in `attributes`, or "(none)".
+std::string attribute(const GraphAttributes& attributes, const std::string& name) {
+  const auto found = std::find_if(attributes.begin(), attributes.end(),
+                                  [&](const GraphAttribute& a) { return a.name == name; });
+  return found == attributes.end() ? "(none)" : found->value;
+}
+
+const GraphNode& node(const GraphModel& model, const std::string& name) {
+  const auto found = std::find_if(model.nodes.begin(), model.nodes.end(),
+                                  [&](const GraphNode& n) { return n.name == name; });
+  REQUIRE(found != model.nodes.end());
+  return *found;
+}
+
+std::vector<std::string> node_names(const GraphModel& model) {
+  std::vector<std::string> names;
+  for (const GraphNode& n : model.nodes) names.push_back(n.name);
+  return names;
+}
+
+std::vector<std::string> edge_ends(const GraphModel& model) {
+  std::vector<std::string> ends;
+  for (const GraphEdge& e : model.edges) ends.push_back(e.tail + "->" + e.head);
+  return ends;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "the lecture circuit's model: nodes by tape index, edges in input order, the output box") {
+  Cs231n c;
+  c.tape.backward(c.f);
+  const GraphModel model = graph_model(c.tape, c.f.id());
+
+  CHECK(node_names(model) == std::vector<std::string>{"n0", "n1", "n2", "n3", "n4", "out"});
+  CHECK(edge_ends(model) ==
+        std::vector<std::string>{"n0->n3", "n1->n3", "n3->n4", "n2->n4", "n4->out"});
+  CHECK(model.subgraphs.empty());
+  CHECK(attribute(model.graph_attributes, "rankdir") == "LR");
+  CHECK(attribute(model.node_attributes, "shape") == "circle");
+
+  // Inputs are named boxes; q = x + y is a circle with its symbol over its name.
+  CHECK(attribute(node(model, "n0").attributes, "shape") == "box");
+  CHECK(attribute(node(model, "n0").attributes, "label") == "x");
+  CHECK(attribute(node(model, "n3").attributes, "shape") == "(none)");  // the default circle
+  CHECK(attribute(node(model, "n3").attributes, "label").starts_with("+<br/>"));
+
+  // The edge z -> f carries z = -4 over df/dz = q = 3, as an HTML-like label.
+  const GraphEdge& z_to_f = model.edges[3];
+  REQUIRE(z_to_f.attributes.size() == 1);
+  CHECK(z_to_f.attributes[0].html);
+  CHECK(z_to_f.attributes[0].value ==
+        R"(<font color="darkgreen">-4</font><br/><font color="darkred">3</font>)");
+  // The output's box says f; its edge carries f = -12 and df/df = 1.
+  CHECK(attribute(node(model, "out").attributes, "label") == "f");
+  CHECK(attribute(model.edges[4].attributes, "label") ==
+        R"(<font color="darkgreen">-12</font><br/><font color="darkred">1</font>)");
+}
+
+TEST_CASE("a step's node and the edges it writes are highlighted; ids name nodes and edges") {
+  Cs231n c;
+  Stepper stepper = c.tape.stepper(c.f);
+  REQUIRE(stepper.next());  // f = q * z: q and z receive their gradients
+  const GraphModel model =
+      graph_model(c.tape, c.f.id(), {GraphStyle::lecture, &stepper.step(), true});
+
+  CHECK(attribute(node(model, "n4").attributes, "color") == "orangered");
+  CHECK(attribute(node(model, "n3").attributes, "color") == "(none)");
+  CHECK(attribute(model.edges[2].attributes, "color") == "orangered");  // q -> f
+  CHECK(attribute(model.edges[0].attributes, "color") == "(none)");     // x -> q, not yet
+  // Not yet processed: x -> q shows the value alone.
+  CHECK(attribute(model.edges[0].attributes, "label") == R"(<font color="darkgreen">-2</font>)");
+
+  CHECK(attribute(node(model, "n2").attributes, "id") == "n2");
+  CHECK(attribute(node(model, "out").attributes, "id") == "n_out");
+  CHECK(attribute(model.edges[3].attributes, "id") == "e4_1");
+  CHECK(attribute(model.edges[4].attributes, "id") == "e_out");
+}
+
+TEST_CASE("values style: a record per node and an op node per op") {
+  Cs231n c;
+  const GraphModel model = graph_model(c.tape, c.f.id(), {GraphStyle::values});
+  CHECK(node_names(model) ==
+        std::vector<std::string>{"n0", "n1", "n2", "n3", "n3_op", "n4", "n4_op"});
+  CHECK(edge_ends(model) == std::vector<std::string>{"n0->n3_op", "n1->n3_op", "n3_op->n3",
+                                                     "n3->n4_op", "n2->n4_op", "n4_op->n4"});
+  CHECK(attribute(node(model, "n4_op").attributes, "label") == "*");
+}
+
+TEST_CASE("modules style: scopes become clusters made on first use, parents first") {
+  TensorTape tape;
+  Tensor x = tape.input({2}, {1.0, -2.0}, "x");
+  Tensor out;
+  {
+    TensorTape::Scope outer(tape, "net");
+    Tensor a = relu(x);
+    {
+      TensorTape::Scope unused(tape, "net.dead");
+      Tensor dead = x * x;  // the output does not depend on it: no cluster
+      (void)dead;
+    }
+    TensorTape::Scope inner(tape, "net.inner");
+    Tensor b = a * a;
+    out = sum(b);
+  }
+  const GraphModel model = graph_model(tape, out.id(), {GraphStyle::modules});
+
+  REQUIRE(model.subgraphs.size() == 2);
+  CHECK(model.subgraphs[0].name == "cluster_1");
+  CHECK(model.subgraphs[0].parent == -1);
+  CHECK(attribute(model.subgraphs[0].attributes, "label") == "net");
+  CHECK(model.subgraphs[1].name == "cluster_3");
+  CHECK(model.subgraphs[1].parent == 0);
+  CHECK(attribute(model.subgraphs[1].attributes, "label") == "net.inner");
+  CHECK(node(model, "n0").subgraph == -1);  // x, outside any module
+  CHECK(node(model, "n1").subgraph == 0);   // relu
+  CHECK(node(model, "out").subgraph == -1);
+
+  Tape scalar;
+  Value v = scalar.input(1.0, "v");
+  CHECK_THROWS_AS(graph_model(scalar, v.id(), {GraphStyle::modules}), Error);
+}
