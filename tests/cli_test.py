@@ -329,7 +329,8 @@ class CheckFinite(CliTest):
         self.assertEqual(self.ok("grad", "y = log(x)", "x=0"), "y = -inf\ndy/dx = inf\n")
         self.assertEqual(self.ok("grad", "h = sqrt(x); y = h * 3", "x=0"),
                          "y = 0\ndy/dx = inf\n")
-        self.assertEqual(self.ok("grad", "y = relu(x)", "x=nan"), "y = 0\ndy/dx = 0\n")
+        # NaN is never swallowed (ops.hpp, Note [Kink policy]); relu'(NaN) = 1 as in PyTorch
+        self.assertEqual(self.ok("grad", "y = relu(x)", "x=nan"), "y = nan\ndy/dx = 1\n")
 
     def test_finite_programs_are_unchanged(self):
         self.assertEqual(self.ok("grad", "--check-finite", CS231N, *CS231N_INPUTS),

@@ -78,7 +78,7 @@ std::string position(const Anomaly& a) {
 
 // An op's fixed parameter as an operand: "exponent = -1", "alpha = 0.01".
 AnomalyOperand param_operand(Op op, NodeId id, double param) {
-  return {op == Op::pow_scalar ? "exponent" : "alpha", id, {}, {}, {}, {param}};
+  return {std::string(op_info(op).param_name), id, {}, {}, {}, {param}};
 }
 
 bool is_leaf_name(std::string_view op) {
