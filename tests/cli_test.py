@@ -329,7 +329,8 @@ class CheckFinite(CliTest):
         self.assertEqual(self.ok("grad", "y = log(x)", "x=0"), "y = -inf\ndy/dx = inf\n")
         self.assertEqual(self.ok("grad", "h = sqrt(x); y = h * 3", "x=0"),
                          "y = 0\ndy/dx = inf\n")
-        self.assertEqual(self.ok("grad", "y = relu(x)", "x=nan"), "y = 0\ndy/dx = 0\n")
+        # NaN is never swallowed (ops.hpp, Note [Kink policy]); relu'(NaN) = 1 as in PyTorch
+        self.assertEqual(self.ok("grad", "y = relu(x)", "x=nan"), "y = nan\ndy/dx = 1\n")
 
     def test_finite_programs_are_unchanged(self):
         self.assertEqual(self.ok("grad", "--check-finite", CS231N, *CS231N_INPUTS),
@@ -350,6 +351,29 @@ class Help(CliTest):
         self.assertIn("--json", self.ok("grad", "--help"))
         for command in ["grad", "step", "dot"]:
             self.assertIn("--check-finite", self.ok(command, "--help"))
+
+    def test_the_function_list_is_the_op_tables_and_the_readme_has_it(self):
+        # --help lists one function a line, signature then what it computes, read from the op
+        # table; the README's list of functions must name the same ones.
+        out = self.ok("grad", "--help")
+        signatures = re.findall(r"^    ([a-z_]+\([^)]*\))  ", out, re.MULTILINE)
+        names = [s.split("(")[0] for s in signatures]
+        for new in ["gelu", "gelu_tanh", "silu", "min", "clamp_min", "clamp_max", "leaky_relu"]:
+            self.assertIn(new, names)
+        self.assertIn("clamp_min(x, lo)", signatures)
+        readme = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "README.md")
+        with open(readme, encoding="utf-8") as f:
+            text = " ".join(f.read().split())
+        listed = re.search(r"and the functions `([^`]*)`", text).group(1)
+        self.assertEqual(listed.split(" ")[0], "exp")
+        for signature in signatures:
+            with self.subTest(signature=signature):
+                if "," in signature:  # written out: max(a, b), leaky_relu(x[, alpha])
+                    self.assertIn(signature, listed)
+                else:  # by name: exp, gelu
+                    self.assertIn(signature.split("(")[0], listed.split(" "))
+        self.assertEqual(self.ok("grad", "f = clamp_min(x, 0) + min(x, 1) + gelu(x)", "x=-1",
+                                 "--json").count("grad"), 1)
 
 
 def main():

@@ -230,6 +230,12 @@ TEST_CASE("every function records its op and matches the ag API") {
       {"elu(x, 0.5)", [](Value x, Value) { return elu(x, 0.5); }},
       {"prelu(x, y)", [](Value x, Value y) { return prelu(x, y); }},
       {"max(x, y)", [](Value x, Value y) { return max(x, y); }},
+      {"gelu(x)", [](Value x, Value) { return gelu(x); }},
+      {"gelu_tanh(x)", [](Value x, Value) { return gelu_tanh(x); }},
+      {"silu(x)", [](Value x, Value) { return silu(x); }},
+      {"min(x, y)", [](Value x, Value y) { return min(x, y); }},
+      {"clamp_min(x, 0.5)", [](Value x, Value) { return clamp_min(x, 0.5); }},
+      {"clamp_max(x, -1)", [](Value x, Value) { return clamp_max(x, -1.0); }},
       {"pow(x, y)", [](Value x, Value y) { return pow(x, y); }},
       {"pow(x, 3)", [](Value x, Value) { return pow(x, 3.0); }},
       {"x ^ y", [](Value x, Value y) { return pow(x, y); }},
@@ -383,6 +389,8 @@ TEST_CASE("every syntax and naming error, with its position") {
       {"f = elu(x, (a + 1))", 1, 12,
        "elu's alpha must be a number, as in elu(x, 0.1); for a slope that is learned, use "
        "prelu(x, a)"},
+      {"f = clamp_min(x)", 1, 5, "clamp_min takes 2 arguments, as in clamp_min(x, lo); got 1"},
+      {"f = clamp_max(x, y)", 1, 18, "clamp_max's hi must be a number, as in clamp_max(x, 0.1)"},
       {"q = x * 2\nf = x", 1, 1, "q is assigned but never used"},
       {"a = x\na = 2 * x\nf = a", 1, 1, "a is assigned but never used"},
       {"x * 2\nf = x", 1, 1,
@@ -406,8 +414,9 @@ TEST_CASE("every syntax and naming error, with its position") {
   CHECK(unknown.message() ==
         "unknown function 'sin'; the functions are exp(x), log(x), sqrt(x), abs(x), "
         "sigmoid(x), tanh(x), relu(x), softplus(x), leaky_relu(x[, alpha]), elu(x[, alpha]), "
-        "prelu(x, a), max(a, b), pow(a, b)");
-  CHECK(tapegrad::functions().size() == 13);
+        "prelu(x, a), max(a, b), pow(a, b), gelu(x), gelu_tanh(x), silu(x), min(a, b), "
+        "clamp_min(x, lo), clamp_max(x, hi)");
+  CHECK(tapegrad::functions().size() == 19);
 }
 
 TEST_CASE("NAME=VALUE arguments: each input once, as a number, and nothing else") {

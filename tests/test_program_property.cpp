@@ -299,6 +299,7 @@ class ProgramGenerator {
       }
       return call(f, {any(d)});
     }
+    if (c < 0.92) return from_table(d);
     // pow in its three spellings, with a number exponent (pow_scalar) or one on the tape.
     static const char* kPow[] = {"^", "**", "pow"};
     const std::string spelling = pick(kPow);
@@ -317,6 +318,29 @@ class ProgramGenerator {
     if (p < 0.65) return pow_of(literal(true), any(d));  // 2 ^ x: a constant base on the tape
     Expr base = positive(d);
     return pow_of(std::move(base), any(d));
+  }
+
+  // Any function of the language, read from the op table, so a row added there is generated
+  // here without a line of this file: its operands, and its fixed number when it takes one (or
+  // now and then not, where it may be left out). Those with a domain (log, sqrt) and pow keep
+  // their own branches above.
+  Expr from_table(int d) {
+    std::vector<const tapegrad::FunctionInfo*> callable;
+    for (const tapegrad::FunctionInfo& f : tapegrad::functions())
+      if (f.op != Op::log && f.op != Op::sqrt && f.op != Op::pow &&
+          (f.op != Op::prelu || options_.prelu))
+        callable.push_back(&f);
+    const tapegrad::FunctionInfo& f = *pick(callable);
+    const OpInfo& info = op_info(f.op);
+    std::vector<Expr> args;
+    for (int k = 0; k < info.arity; ++k) args.push_back(any(d));
+    if (info.has_param && (!info.param_optional || chance() < 0.5)) {
+      static const std::pair<const char*, double> kParams[] = {
+          {"0.2", 0.2}, {"-0.2", -0.2}, {"1.5", 1.5}, {"0.01", 0.01}, {"-1", -1}, {"0", 0}};
+      const auto& [spelling, param] = pick(kParams);
+      args.push_back(number(spelling, param));
+    }
+    return call(std::string(f.name), std::move(args));
   }
 
   // The name a statement binds: a new one, one whose binding has been read, or an input's.
@@ -377,6 +401,26 @@ class ProgramGenerator {
 
 // ---- evaluation ---------------------------------------------------------------------------
 
+// Any row of the op table on a Value or a Tensor, by its code.
+Value apply_row(Op op, Value a, double param) {
+  return dispatch(op, [&](auto rule) -> Value {
+    using R = decltype(rule);
+    if constexpr (R::info.arity == 1) return a.tape().record<R>(a, {}, param);
+    FAIL("not a unary row: ", R::info.name);
+    return a;
+  });
+}
+Value apply_row(Op op, Value a, Value b) {
+  return dispatch(op, [&](auto rule) -> Value {
+    using R = decltype(rule);
+    if constexpr (R::info.arity == 2) return a.tape().record<R>(a, b);
+    FAIL("not a binary row: ", R::info.name);
+    return a;
+  });
+}
+Tensor apply_row(Op op, Tensor a, double param) { return apply(op, a, param); }
+Tensor apply_row(Op op, Tensor a, Tensor b) { return apply(op, a, b); }
+
 // Records a generated program's tree directly through the ag API, on a Tape (V = Value) or a
 // TensorTape (V = Tensor): the inputs first, in `order`, then the statements, as
 // Program::record does from the text. Returns the output; `inputs` receives the inputs.
@@ -426,10 +470,16 @@ V evaluate(const Generated& g, const std::vector<std::string>& order, Input&& in
         if (f == "leaky_relu")
           return e.args.size() == 2 ? leaky_relu(a, e.args[1].number) : leaky_relu(a);
         if (f == "elu") return e.args.size() == 2 ? elu(a, e.args[1].number) : elu(a);
-        V b = arg(1);
-        if (f == "prelu") return prelu(a, b);
-        REQUIRE(f == "max");
-        return max(a, b);
+        if (f == "prelu" || f == "max") {
+          V b = arg(1);
+          return f == "prelu" ? prelu(a, b) : max(a, b);
+        }
+        // Every other function, by its row of the op table (ProgramGenerator::from_table).
+        const std::optional<Op> op = find_op(f);
+        REQUIRE(op);
+        const OpInfo& info = op_info(*op);
+        if (info.arity == 2) return apply_row(*op, a, arg(1));
+        return apply_row(*op, a, e.args.size() == 2 ? e.args[1].number : info.default_param);
       }
     }
     FAIL("unknown expression kind");

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include <tapegrad/autograd.hpp>
@@ -35,6 +36,24 @@ TEST_CASE("MSE, BCE, BCE with logits, cross-entropy and hinge against hand-compu
   CHECK(nn::hinge_loss(score, sign).item() == doctest::Approx((0 + 0.5 + 2) / 3));
   CHECK_THROWS_WITH_AS(nn::mse_loss(p, score),
                        "mse_loss: prediction (2,) and target (3,) must have the same shape", Error);
+}
+
+TEST_CASE("a NaN score makes the hinge loss NaN, as PyTorch's, in float32 and float64") {
+  // relu(1 - y s) swallowed the NaN (relu(NaN) was 0): a diverged model reported a finite loss.
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  TensorTape tape;
+  for (DType dtype : {DType::f32, DType::f64}) {
+    Tensor score = tape.input(Shape{3}, {2.0, nan, -1.0}, "score", dtype);
+    Tensor sign = tape.input(Shape{3}, {1, -1, 1}, "sign", dtype);
+    Tensor loss = nn::hinge_loss(score, sign);
+    CHECK(std::isnan(loss.item()));
+    tape.backward(loss);
+    // PyTorch's gradients: relu'(NaN) = 1, so d/ds = -y/3 at the NaN score as everywhere else
+    // above the margin (torch gives [-0, 1/3, -1/3])
+    CHECK(score.grad_at(0) == 0.0);
+    CHECK(score.grad_at(1) == doctest::Approx(1.0 / 3));
+    CHECK(score.grad_at(2) == doctest::Approx(-1.0 / 3));
+  }
 }
 
 TEST_CASE("BCE is clamped at log = -100 like PyTorch's, and BCE with logits never overflows") {

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <limits>
 
@@ -70,38 +71,27 @@ std::string report(std::string_view source, std::size_t offset, const std::strin
 
 // ---- the function table -------------------------------------------------------------------------
 
-enum class Fn : std::uint8_t {
-  exp,
-  log,
-  sqrt,
-  abs,
-  sigmoid,
-  tanh,
-  relu,
-  softplus,
-  leaky_relu,
-  elu,
-  prelu,
-  max,
-  pow,
-};
+// Every row of the op table with a signature (Note [The op table]), in table order: the table
+// says each function's name, operands, fixed number and whether it may be left out.
+constexpr std::size_t kFunctionCount = [] {
+  std::size_t n = 0;
+  for (int i = 0; i < ag::kOpCount; ++i)
+    n += !ag::op_info(static_cast<ag::Op>(i)).signature.empty();
+  return n;
+}();
 
-// In the order of Fn.
-constexpr FunctionInfo kFunctions[] = {
-    {"exp", 1, 1, "exp(x)"},
-    {"log", 1, 1, "log(x)"},
-    {"sqrt", 1, 1, "sqrt(x)"},
-    {"abs", 1, 1, "abs(x)"},
-    {"sigmoid", 1, 1, "sigmoid(x)"},
-    {"tanh", 1, 1, "tanh(x)"},
-    {"relu", 1, 1, "relu(x)"},
-    {"softplus", 1, 1, "softplus(x)"},
-    {"leaky_relu", 1, 2, "leaky_relu(x[, alpha])"},
-    {"elu", 1, 2, "elu(x[, alpha])"},
-    {"prelu", 2, 2, "prelu(x, a)"},
-    {"max", 2, 2, "max(a, b)"},
-    {"pow", 2, 2, "pow(a, b)"},
-};
+constexpr std::array<FunctionInfo, kFunctionCount> kFunctions = [] {
+  std::array<FunctionInfo, kFunctionCount> functions{};
+  std::size_t n = 0;
+  for (int i = 0; i < ag::kOpCount; ++i) {
+    const ag::OpInfo& op = ag::op_info(static_cast<ag::Op>(i));
+    if (op.signature.empty()) continue;
+    const int params = op.has_param ? 1 : 0;
+    functions[n++] = {op.name, op.arity + (op.param_optional ? 0 : params), op.arity + params,
+                      op.signature, op.op, op.help};
+  }
+  return functions;
+}();
 
 int find_function(std::string_view name) {
   for (std::size_t i = 0; i < std::size(kFunctions); ++i)
@@ -453,13 +443,13 @@ void Parser::close_call(const Pending& call) {
     fail(call.offset,
          fmt::format("{} takes {}, as in {}; got {}", f.name, expected, f.signature, args));
   }
-  const auto fn = static_cast<Fn>(call.function);
-  if ((fn == Fn::leaky_relu || fn == Fn::elu) && args == 2 &&
-      operands_.back().kind != Kind::literal)
+  const ag::OpInfo& op = ag::op_info(f.op);
+  if (op.has_param && args > op.arity && operands_.back().kind != Kind::literal)
     fail(operands_.back().offset,
-         fmt::format("{}'s alpha must be a number, as in {}(x, 0.1); for a slope that is "
-                     "learned, use prelu(x, a)",
-                     f.name, f.name));
+         fmt::format("{}'s {} must be a number, as in {}(x, 0.1){}", f.name, op.param_name,
+                     f.name,
+                     op.param_name == "alpha" ? "; for a slope that is learned, use prelu(x, a)"
+                                              : ""));
   operands_.resize(operands_.size() - call.args);
   operands_.push_back({Kind::computed, call.offset});
   program_.code_.push_back({Program::Code::call, false, call.function, call.args, 0});
@@ -721,25 +711,22 @@ Program::Recorded Program::record(ag::Tape& tape, std::span<const double> input_
     const Operand* args = stack.data() + stack.size() - ins.arg;
     const ag::Value x = node(args[0]);
     ag::Value r;
-    switch (static_cast<Fn>(ins.function)) {
-      case Fn::exp: r = ag::exp(x); break;
-      case Fn::log: r = ag::log(x); break;
-      case Fn::sqrt: r = ag::sqrt(x); break;
-      case Fn::abs: r = ag::abs(x); break;
-      case Fn::sigmoid: r = ag::sigmoid(x); break;
-      case Fn::tanh: r = ag::tanh(x); break;
-      case Fn::relu: r = ag::relu(x); break;
-      case Fn::softplus: r = ag::softplus(x); break;
-      // The parser made sure an alpha is a literal.
-      case Fn::leaky_relu:
-        r = ins.arg == 2 ? ag::leaky_relu(x, args[1].number) : ag::leaky_relu(x);
-        break;
-      case Fn::elu: r = ins.arg == 2 ? ag::elu(x, args[1].number) : ag::elu(x); break;
-      case Fn::prelu: r = ag::prelu(x, node(args[1])); break;
-      case Fn::max: r = ag::max(x, node(args[1])); break;
-      case Fn::pow:
-        r = args[1].literal ? ag::pow(x, args[1].number) : ag::pow(x, args[1].value);
-        break;
+    const ag::Op op = kFunctions[ins.function].op;
+    if (op == ag::Op::pow && args[1].literal) {
+      r = ag::pow(x, args[1].number);  // a number exponent records pow_scalar, as `^` does
+    } else {
+      r = ag::dispatch(op, [&](auto rule) -> ag::Value {
+        using R = decltype(rule);
+        if constexpr (R::info.arity == 2) {
+          return tape.record<R>(x, node(args[1]));
+        } else if constexpr (R::info.has_param) {  // the parser made sure it is a literal
+          return ins.arg == 2 ? tape.record<R>(x, {}, args[1].number) : tape.record<R>(x);
+        } else if constexpr (R::info.arity == 1) {
+          return tape.record<R>(x);
+        } else {
+          throw ag::Error(fmt::format("{} is a leaf, not a function", R::info.name));
+        }
+      });
     }
     stack.resize(stack.size() - ins.arg);
     stack.push_back({r, 0, false});

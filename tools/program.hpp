@@ -63,12 +63,15 @@ class ProgramError : public ag::Error {
   std::string message_;
 };
 
-// The functions a program can call, with how they are written.
+// The functions a program can call, with how they are written: the op table's rows that have a
+// signature, in table order.
 struct FunctionInfo {
   std::string_view name;
   int min_args;
   int max_args;
   std::string_view signature;  // "leaky_relu(x[, alpha])"
+  ag::Op op;                   // the op table's row (Note [The op table])
+  std::string_view help;       // "x for x > 0, else 0"
 };
 std::span<const FunctionInfo> functions();
 

@@ -64,16 +64,17 @@ using tapegrad::check_graph_path;
 
 constexpr int kBadInput = 2;  // DESIGN.md: every error a user can cause exits with 2
 
-constexpr const char* kLanguageHelp = R"(The program:
+constexpr const char* kLanguageIntro = R"(The program:
   Statements separated by ';' or newlines; '#' starts a comment. 'name = expr' binds a name;
   binding it again is allowed (the graph calls later versions x', x'', x''', x'4, ...). The
   last statement is the output; it may be a bare expression, then named 'out'. 'y = x' makes
   y another name for x's node. Every other name is an input and needs NAME=VALUE.
   Numbers: 2, -0.5, .5, 1e-3. Operators, loosest first: + -, * /, unary -, then ^ (or **),
   right-associative and tighter than unary minus as in Python (-x^2 is -(x^2)).
-  Functions: exp log sqrt abs sigmoid tanh relu softplus (one argument), leaky_relu(x[, alpha])
-  and elu(x[, alpha]) with alpha a number, prelu(x, a), max(a, b), pow(a, b).
   A program starting with '-' goes after '--': tapegrad grad -- '-x^2' x=3
+  Functions (a fixed number such as alpha must be written as a number):)";
+
+constexpr const char* kLanguageExamples = R"(
 
 Example (CS231n's circuit):
   tapegrad grad 'q = x + y; f = q * z' x=-2 y=5 z=-4
@@ -81,6 +82,14 @@ Example (CS231n's circuit):
   tapegrad dot -f circuit.txt x=-2 y=5 z=-4 -o circuit.png
 
 Exit status: 0 on success, 2 on bad input (with one message on stderr; no file is written).)";
+
+// The language help, its list of functions read from the op table: one line per function.
+std::string language_help() {
+  std::string help = kLanguageIntro;
+  for (const tapegrad::FunctionInfo& f : tapegrad::functions())
+    help += fmt::format("\n    {:<24}{}", f.signature, f.help);
+  return help + kLanguageExamples;
+}
 
 struct Options {
   std::vector<std::string> args;  // PROGRAM NAME=VALUE..., or only NAME=VALUE... with -f
@@ -314,7 +323,7 @@ CLI::App* add_command(CLI::App& app, const char* name, const char* description, 
                 "Anomaly mode: stop at the first op whose value or gradient is NaN or infinite, "
                 "naming it, its inputs' values and the input its gradient went to (exit code 2, "
                 "nothing printed or written)");
-  sub->footer(kLanguageHelp);
+  sub->footer(language_help());
   return sub;
 }
 
@@ -334,7 +343,7 @@ int main(int argc, char** argv) {
       "tapegrad: reverse-mode automatic differentiation of a small program of scalar statements,\n"
       "shown the way the lecture draws backprop; and training an MLP (train) and drawing it (graph)."};
   app.require_subcommand(1);
-  app.footer(kLanguageHelp);
+  app.footer(language_help());
   Options o;
   CLI::App* grad = add_command(app, "grad", "Print the output's value and its gradients", o);
   grad->add_flag("--json", o.json,
@@ -357,7 +366,7 @@ int main(int argc, char** argv) {
   html->add_option("-o,--output", o.output, "The page to write (.html)")->type_name("FILE");
   tapegrad::MlpExample mlp;
   tapegrad::add_mlp_options(html, mlp);
-  html->footer(std::string(kLanguageHelp) + "\n\n" + tapegrad::kHtmlHelp);
+  html->footer(language_help() + "\n\n" + tapegrad::kHtmlHelp);
   const tapegrad::NnCommands nn_commands = tapegrad::add_nn_commands(app);
 
   try {

@@ -273,7 +273,7 @@ AnomalyOperand tensor_operand(const TensorTape& tape, std::string role, NodeId i
 
 // An op's fixed parameter as an operand: "exponent = -1", "alpha = 0.01".
 AnomalyOperand param_operand(Op op, NodeId id, double param) {
-  return {op == Op::pow_scalar ? "exponent" : "alpha", id, {}, {}, {}, {param}};
+  return {std::string(op_info(op).param_name), id, {}, {}, {}, {param}};
 }
 
 }  // namespace anomaly_index

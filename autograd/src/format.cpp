@@ -21,10 +21,10 @@ std::string op_expression(Op op, std::string_view a, std::string_view b, double 
     case Op::pow: return fmt::format("{} {} {}", a, info.symbol, b);
     case Op::neg: return fmt::format("-{}", a);
     case Op::pow_scalar: return fmt::format("{} ^ {}", a, format_number(param));
-    case Op::leaky_relu:
-    case Op::elu: return fmt::format("{}({}, {})", info.name, a, format_number(param));
     default: break;
   }
+  // leaky_relu(x, 0.01), clamp_min(x, -1): every other row with a fixed number
+  if (info.has_param) return fmt::format("{}({}, {})", info.name, a, format_number(param));
   if (info.arity == 2) return fmt::format("{}({}, {})", info.name, a, b);
   return fmt::format("{}({})", info.name, a);
 }

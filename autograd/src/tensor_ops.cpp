@@ -342,10 +342,18 @@ Tensor sigmoid(Tensor a) { return unary<rules::Sigmoid>(a); }
 Tensor tanh(Tensor a) { return unary<rules::Tanh>(a); }
 Tensor relu(Tensor a) { return unary<rules::Relu>(a); }
 Tensor softplus(Tensor a) { return unary<rules::Softplus>(a); }
+Tensor gelu(Tensor a) { return unary<rules::Gelu>(a); }
+Tensor gelu_tanh(Tensor a) { return unary<rules::GeluTanh>(a); }
+Tensor silu(Tensor a) { return unary<rules::Silu>(a); }
 Tensor leaky_relu(Tensor a, double alpha) { return unary<rules::LeakyRelu>(a, alpha); }
 Tensor elu(Tensor a, double alpha) { return unary<rules::Elu>(a, alpha); }
 Tensor max(Tensor a, Tensor b) { return binary<rules::Max>(a, b); }
 Tensor max(Tensor a, double b) { return max(a, scalar_like(a, b)); }
+Tensor min(Tensor a, Tensor b) { return binary<rules::Min>(a, b); }
+Tensor min(Tensor a, double b) { return min(a, scalar_like(a, b)); }
+Tensor clamp_min(Tensor a, double lo) { return unary<rules::ClampMin>(a, lo); }
+Tensor clamp_max(Tensor a, double hi) { return unary<rules::ClampMax>(a, hi); }
+Tensor clamp(Tensor a, double lo, double hi) { return clamp_max(clamp_min(a, lo), hi); }
 Tensor bce(Tensor p, Tensor y) { return binary<rules::Bce>(p, y); }
 
 Tensor apply(Op op, Tensor a) { return apply(op, a, op_info(op).default_param); }

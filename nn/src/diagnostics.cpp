@@ -14,10 +14,7 @@ std::vector<double> layer_grad_norms(MLP& mlp) {
 
 namespace {
 
-bool is_rectifier(ag::Op op) {
-  return op == ag::Op::relu || op == ag::Op::leaky_relu || op == ag::Op::prelu ||
-         op == ag::Op::elu;
-}
+bool is_rectifier(ag::Op op) { return ag::op_info(op).rectifier; }
 
 template <class T>
 void mark_alive(std::span<const T> x, std::int64_t units, std::vector<char>& alive) {

@@ -328,12 +328,21 @@ Tensor sigmoid(Tensor a);
 Tensor tanh(Tensor a);
 Tensor relu(Tensor a);
 Tensor softplus(Tensor a);
+Tensor gelu(Tensor a);
+Tensor gelu_tanh(Tensor a);  // gelu(x, approximate='tanh') in PyTorch's spelling
+Tensor silu(Tensor a);
 Tensor leaky_relu(Tensor a, double alpha = 0.01);
 Tensor elu(Tensor a, double alpha = 1.0);
 // alpha of shape () for one learnable slope, or (F,) for one per feature (last axis).
 Tensor prelu(Tensor a, Tensor alpha);
 Tensor max(Tensor a, Tensor b);  // elementwise (maxout); a tie splits the gradient
 Tensor max(Tensor a, double b);
+Tensor min(Tensor a, Tensor b);  // elementwise; a tie splits the gradient
+Tensor min(Tensor a, double b);
+// clamp(x, lo, hi) = clamp_max(clamp_min(x, lo), hi), torch.clamp's value and gradient.
+Tensor clamp_min(Tensor a, double lo);
+Tensor clamp_max(Tensor a, double hi);
+Tensor clamp(Tensor a, double lo, double hi);
 // Binary cross-entropy per element, -(y log p + (1 - y) log(1 - p)), with
 // PyTorch's clamps, so a saturated p gives a finite gradient (ops.hpp's Bce).
 Tensor bce(Tensor p, Tensor y);

@@ -51,6 +51,10 @@ inline Value sigmoid(Value a) { return a.tape().record<rules::Sigmoid>(a); }
 inline Value tanh(Value a) { return a.tape().record<rules::Tanh>(a); }
 inline Value relu(Value a) { return a.tape().record<rules::Relu>(a); }
 inline Value softplus(Value a) { return a.tape().record<rules::Softplus>(a); }
+inline Value gelu(Value a) { return a.tape().record<rules::Gelu>(a); }
+// gelu(x, approximate='tanh') in PyTorch's spelling
+inline Value gelu_tanh(Value a) { return a.tape().record<rules::GeluTanh>(a); }
+inline Value silu(Value a) { return a.tape().record<rules::Silu>(a); }
 inline Value leaky_relu(Value a, double alpha = 0.01) {
   return a.tape().record<rules::LeakyRelu>(a, {}, alpha);
 }
@@ -62,6 +66,13 @@ inline Value prelu(Value a, double alpha) { return prelu(a, detail::lift(a, alph
 inline Value max(Value a, Value b) { return a.tape().record<rules::Max>(a, b); }
 inline Value max(Value a, double b) { return max(a, detail::lift(a, b)); }
 inline Value max(double a, Value b) { return max(detail::lift(b, a), b); }
+inline Value min(Value a, Value b) { return a.tape().record<rules::Min>(a, b); }
+inline Value min(Value a, double b) { return min(a, detail::lift(a, b)); }
+inline Value min(double a, Value b) { return min(detail::lift(b, a), b); }
+// clamp(x, lo, hi) = clamp_max(clamp_min(x, lo), hi), torch.clamp's value and gradient.
+inline Value clamp_min(Value a, double lo) { return a.tape().record<rules::ClampMin>(a, {}, lo); }
+inline Value clamp_max(Value a, double hi) { return a.tape().record<rules::ClampMax>(a, {}, hi); }
+inline Value clamp(Value a, double lo, double hi) { return clamp_max(clamp_min(a, lo), hi); }
 
 // Binary cross-entropy of a probability p against a target y (ops.hpp's Bce).
 inline Value bce(Value p, Value y) { return p.tape().record<rules::Bce>(p, y); }

@@ -1,0 +1,159 @@
+// For torch_ops_test.py: every elementwise row of the op table, evaluated with its gradients on
+// both tapes at points on both sides of its kinks and at NaN, printed as JSON for PyTorch to redo.
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <exception>
+#include <limits>
+#include <optional>
+#include <string>
+#include <tapegrad/autograd.hpp>
+#include <vector>
+
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// One function at a set of points: `inputs[k]` holds operand k at every point, so a tensor tape
+// evaluates a case as one op over vectors. Structural ops (cat, stack, slice, ...) fit the same
+// record: a name, the inputs (for them with shapes), and what each tape computed; give them a
+// `tensor_only` case and torch_ops_test.py a line that redoes them.
+struct Case {
+  std::string op;
+  std::optional<double> param;
+  std::vector<std::vector<double>> inputs;
+};
+
+struct Result {
+  std::vector<double> value;
+  std::vector<std::vector<double>> grad;  // d value[i] / d inputs[k][i]
+};
+
+// A JSON number, with Python's json spellings for what JSON lacks: NaN, Infinity, -Infinity.
+std::string number(double x) {
+  if (std::isnan(x)) return "NaN";
+  if (std::isinf(x)) return x > 0 ? "Infinity" : "-Infinity";
+  return fmt::format("{}", x);  // shortest round-trip form
+}
+
+std::string numbers(const std::vector<double>& xs) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < xs.size(); ++i) s += (i ? ", " : "") + number(xs[i]);
+  return s + "]";
+}
+
+std::string result_json(const Result& r) {
+  std::string grads = "[";
+  for (std::size_t k = 0; k < r.grad.size(); ++k) grads += (k ? ", " : "") + numbers(r.grad[k]);
+  return fmt::format("{{\"value\": {}, \"grad\": {}]}}", numbers(r.value), grads);
+}
+
+// The scalar tape, one tape per point: the row recorded as Program::record and value.hpp do.
+Result scalar_tape(ag::Op op, const Case& c) {
+  const std::size_t n = c.inputs[0].size();
+  Result r{{}, std::vector<std::vector<double>>(c.inputs.size())};
+  for (std::size_t i = 0; i < n; ++i) {
+    ag::Tape tape;
+    std::vector<ag::Value> x;
+    for (const auto& operand : c.inputs) x.push_back(tape.input(operand[i], "x"));
+    const ag::Value y = ag::dispatch(op, [&](auto rule) -> ag::Value {
+      using R = decltype(rule);
+      if constexpr (R::info.arity == 2)
+        return tape.record<R>(x[0], x[1]);
+      else if constexpr (R::info.arity == 1)
+        return tape.record<R>(x[0], {}, c.param.value_or(R::info.default_param));
+      else
+        return x[0];
+    });
+    tape.backward(y);
+    r.value.push_back(y.value());
+    for (std::size_t k = 0; k < x.size(); ++k) r.grad[k].push_back(x[k].grad());
+  }
+  return r;
+}
+
+// The tensor tape in float64, all points at once: the tensor kernels over vectors.
+Result tensor_tape(ag::Op op, const Case& c) {
+  ag::TensorTape tape;
+  const ag::Shape shape{static_cast<std::int64_t>(c.inputs[0].size())};
+  std::vector<ag::Tensor> x;
+  for (const auto& operand : c.inputs)
+    x.push_back(tape.input(shape, std::span<const double>(operand), "x"));
+  const ag::Tensor y = x.size() == 2
+                           ? ag::apply(op, x[0], x[1])
+                           : ag::apply(op, x[0], c.param.value_or(ag::op_info(op).default_param));
+  tape.backward(ag::sum(y));
+  Result r{y.values(), {}};
+  for (const ag::Tensor& t : x) r.grad.push_back(t.grads());
+  return r;
+}
+
+// Test points, both sides of 0 (every kink of the table but clamp's is at 0), 0 itself, far on
+// both tails, and NaN; those of a clamp are around its bound too.
+std::vector<Case> cases_for(const ag::OpInfo& info, std::span<const double> test_points) {
+  std::vector<double> points(test_points.begin(), test_points.end());
+  for (double p : {-30.0, -1.0, -0.01, 0.0, 0.01, 1.0, 30.0}) points.push_back(p);
+  std::vector<std::optional<double>> params{std::nullopt};
+  if (info.has_param) {
+    const double other =
+        info.op == ag::Op::pow_scalar ? 0.5 : (info.param_name == "alpha" ? 0.2 : -1);
+    params = {info.default_param, other};
+    if (info.op == ag::Op::pow_scalar) params.push_back(-1.0);
+  }
+  std::vector<Case> cases;
+  for (const std::optional<double>& param : params) {
+    std::vector<double> xs = points;
+    if (param && info.op != ag::Op::pow_scalar)
+      for (double d : {-0.01, 0.0, 0.01}) xs.push_back(*param + d);  // around a clamp's bound
+    std::sort(xs.begin(), xs.end());
+    xs.erase(std::unique(xs.begin(), xs.end()), xs.end());
+    xs.push_back(kNaN);
+    Case c{std::string(info.name), param, {}};
+    if (info.arity == 1) {
+      c.inputs = {xs};
+    } else {
+      // The second operand: fixed values, the first operand itself (max's and min's tie), NaN.
+      std::vector<double> a, b;
+      for (double x : xs)
+        for (double other : {-0.5, 0.25, 0.3, 1.0, x, kNaN}) a.push_back(x), b.push_back(other);
+      c.inputs = {a, b};
+    }
+    cases.push_back(std::move(c));
+  }
+  return cases;
+}
+
+}  // namespace
+
+int main() {
+  try {
+    std::string out = "{\"cases\": [";
+    bool first = true;
+    for (int i = 0; i < ag::kOpCount; ++i) {
+      const auto op = static_cast<ag::Op>(i);
+      ag::dispatch(op, [&](auto rule) {
+        using R = decltype(rule);
+        if constexpr (R::info.arity > 0) {
+          for (const Case& c : cases_for(R::info, R::test_points)) {
+            std::string inputs = "[";
+            for (std::size_t k = 0; k < c.inputs.size(); ++k)
+              inputs += (k ? ", " : "") + numbers(c.inputs[k]);
+            out += fmt::format(
+                "{}\n  {{\"op\": \"{}\", \"param\": {}, \"inputs\": {}], \"tapes\": "
+                "{{\"scalar\": {}, \"tensor\": {}}}}}",
+                first ? "" : ",", c.op, c.param ? number(*c.param) : "null", inputs,
+                result_json(scalar_tape(op, c)), result_json(tensor_tape(op, c)));
+            first = false;
+          }
+        }
+      });
+    }
+    std::puts((out + "\n]}").c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "torch_ops_export: %s\n", e.what());
+    return 1;
+  }
+}
