@@ -179,14 +179,17 @@ TEST_CASE("Sequential::push_back takes a module by value or by unique_ptr, named
                        "Sequential::push_back: a null module", Error);
 }
 
-TEST_CASE("the activations are the op table's one-operand rows, and prelu") {
+TEST_CASE("the activations are the op table's rows marked as such, prelu among them") {
   const std::vector<Op> rows = elementwise_activation_rows();
   // The lecture's five are among them; binary rows and leaves are not.
   for (Op op : {Op::sigmoid, Op::tanh, Op::relu, Op::leaky_relu, Op::elu, Op::softplus})
     CHECK(std::find(rows.begin(), rows.end(), op) != rows.end());
   CHECK(nn::is_activation(Op::prelu));
-  for (Op op : {Op::input, Op::constant, Op::add, Op::mul, Op::max, Op::bce, Op::pow})
+  for (Op op : {Op::input, Op::constant, Op::add, Op::mul, Op::max, Op::bce, Op::pow, Op::neg,
+                Op::exp, Op::log, Op::sqrt, Op::abs, Op::pow_scalar, Op::clamp_min})
     CHECK(!nn::is_activation(op));
+  for (Op op : {Op::gelu, Op::gelu_tanh, Op::silu})
+    CHECK(std::find(rows.begin(), rows.end(), op) != rows.end());
 
   const std::string known = nn::activation_names();
   CHECK(known.starts_with("none, "));

@@ -110,6 +110,9 @@ struct OpInfo {
   // A rectified unit (x for x > 0, something flatter otherwise): the units a dead-unit count
   // makes sense for (nn/src/diagnostics.cpp).
   bool rectifier = false;
+  // An activation function: nn offers it as a module, by name to MLP and to --act (Note
+  // [Activations from the op table], nn/include/tapegrad/nn/layers.hpp).
+  bool activation = false;
 };
 
 template <class T>
@@ -209,7 +212,8 @@ struct Abs {
 
 struct Sigmoid {
   static constexpr OpInfo info{.op = Op::sigmoid, .name = "sigmoid", .symbol = "σ", .arity = 1,
-                               .signature = "sigmoid(x)", .help = "1 / (1 + e^-x)"};
+                               .signature = "sigmoid(x)", .help = "1 / (1 + e^-x)",
+                               .activation = true};
   static constexpr double test_points[] = {-3, 0, 0.5, 4};
   // Stable on both tails: exp is only taken of a non-positive number.
   template <class T> static T forward(T a, T, T) {
@@ -223,7 +227,8 @@ struct Sigmoid {
 
 struct Tanh {
   static constexpr OpInfo info{.op = Op::tanh, .name = "tanh", .symbol = "tanh", .arity = 1,
-                               .signature = "tanh(x)", .help = "hyperbolic tangent"};
+                               .signature = "tanh(x)", .help = "hyperbolic tangent",
+                               .activation = true};
   static constexpr double test_points[] = {-2, 0, 0.5, 3};
   template <class T> static T forward(T a, T, T) { return std::tanh(a); }
   // d(tanh a)/da = 1 - tanh^2
@@ -233,7 +238,8 @@ struct Tanh {
 struct Relu {
   static constexpr OpInfo info{.op = Op::relu, .name = "relu", .symbol = "relu", .arity = 1,
                                .signature = "relu(x)", .help = "x for x > 0, else 0",
-                               .rectifier = true};
+                               .rectifier = true,
+                               .activation = true};
   static constexpr double test_points[] = {-1.5, -0.01, 0.01, 2};
   // Written as the x <= 0 test, not x > 0, so that NaN (unordered) takes the x branch and
   // stays NaN; both forms compile to one compare and a blend (Note [Kink policy]).
@@ -247,7 +253,8 @@ struct Relu {
 
 struct Softplus {
   static constexpr OpInfo info{.op = Op::softplus, .name = "softplus", .symbol = "softplus",
-                               .arity = 1, .signature = "softplus(x)", .help = "log(1 + e^x)"};
+                               .arity = 1, .signature = "softplus(x)", .help = "log(1 + e^x)",
+                               .activation = true};
   static constexpr double test_points[] = {-3, 0, 0.5, 4};
   // log(1 + e^a) = max(a, 0) + log1p(e^-|a|): no overflow for large |a|
   template <class T> static T forward(T a, T, T) {
@@ -266,7 +273,8 @@ struct LeakyRelu {
                                .signature = "leaky_relu(x[, alpha])",
                                .help = "x for x > 0, else alpha x; alpha a number, 0.01 if "
                                        "left out",
-                               .rectifier = true};
+                               .rectifier = true,
+                               .activation = true};
   static constexpr double test_points[] = {-1.5, -0.01, 0.01, 2};
   // NaN fails a > 0 and gives alpha NaN = NaN
   template <class T> static T forward(T a, T, T alpha) { return a > T(0) ? a : alpha * a; }
@@ -281,7 +289,8 @@ struct Elu {
                                .has_param = true, .default_param = 1.0, .param_name = "alpha",
                                .param_optional = true, .signature = "elu(x[, alpha])",
                                .help = "x for x > 0, else alpha (e^x - 1); alpha 1 if left out",
-                               .rectifier = true};
+                               .rectifier = true,
+                               .activation = true};
   static constexpr double test_points[] = {-30, -1.5, -0.01, 0.01, 2};
   // a for a > 0, alpha (e^a - 1) otherwise; NaN fails a > 0 and expm1(NaN) is NaN
   template <class T> static T forward(T a, T, T alpha) {
@@ -299,7 +308,8 @@ struct Prelu {
   static constexpr OpInfo info{.op = Op::prelu, .name = "prelu", .symbol = "prelu", .arity = 2,
                                .signature = "prelu(x, a)",
                                .help = "x for x > 0, else a x, with the slope a on the tape",
-                               .rectifier = true};
+                               .rectifier = true,
+                               .activation = true};
   static constexpr double test_points[] = {-1.5, -0.01, 0.01, 2};
   // a for a > 0, alpha a otherwise; alpha (the second input) is learned. NaN gives alpha NaN.
   template <class T> static T forward(T a, T alpha, T) { return a > T(0) ? a : alpha * a; }
@@ -402,7 +412,8 @@ struct PowScalar {
 // 1 + erf(x/√2) cancels to 0 (x < -8.3).
 struct Gelu {
   static constexpr OpInfo info{.op = Op::gelu, .name = "gelu", .symbol = "gelu", .arity = 1,
-                               .signature = "gelu(x)", .help = "x Φ(x), Φ the normal CDF"};
+                               .signature = "gelu(x)", .help = "x Φ(x), Φ the normal CDF",
+                               .activation = true};
   static constexpr double test_points[] = {-3, -0.5, 0, 0.7, 2.5};
   template <class T> static T cdf(T a) {
     return T(0.5) * std::erfc(-a * T(std::numbers::sqrt2 / 2));
@@ -422,25 +433,30 @@ struct Gelu {
 struct GeluTanh {
   static constexpr OpInfo info{.op = Op::gelu_tanh, .name = "gelu_tanh", .symbol = "gelu_tanh",
                                .arity = 1, .signature = "gelu_tanh(x)",
-                               .help = "x/2 (1 + tanh(√(2/π) (x + 0.044715 x^3)))"};
+                               .help = "x/2 (1 + tanh(√(2/π) (x + 0.044715 x^3)))",
+                               .activation = true};
   static constexpr double test_points[] = {-3, -0.5, 0, 0.7, 2.5};
   static constexpr double kBeta = std::numbers::sqrt2 * std::numbers::inv_sqrtpi;  // √(2/π)
   static constexpr double kKappa = 0.044715;
+  // (1 + tanh u)/2 = σ(2u): the same function, but σ keeps its digits on the left tail, where
+  // 1 + tanh u cancels (float32 loses 3 of its 7 digits at x = -3).
+  template <class T> static T u(T a) { return T(kBeta) * (a + T(kKappa) * a * a * a); }
   template <class T> static T forward(T a, T, T) {
-    return T(0.5) * a * (T(1) + std::tanh(T(kBeta) * (a + T(kKappa) * a * a * a)));
+    return a * Sigmoid::forward(T(2) * u(a), T(0), T(0));
   }
-  // With t = tanh(u), u = β (x + κ x^3): (1 + t)/2 + x/2 (1 - t^2) β (1 + 3κ x^2)
+  // With s = σ(2u), u = β (x + κ x^3): s + x 2 s (1 - s) β (1 + 3κ x^2)
   template <class T> static Local<T> local(T a, T, T, T) {
-    const T t = std::tanh(T(kBeta) * (a + T(kKappa) * a * a * a));
+    const T s = Sigmoid::forward(T(2) * u(a), T(0), T(0));
     const T du = T(kBeta) * (T(1) + T(3 * kKappa) * a * a);
-    return {T(0.5) * (T(1) + t) + T(0.5) * a * (T(1) - t * t) * du, T(0)};
+    return {s + T(2) * a * s * (T(1) - s) * du, T(0)};
   }
 };
 
 // SiLU (swish), x σ(x).
 struct Silu {
   static constexpr OpInfo info{.op = Op::silu, .name = "silu", .symbol = "silu", .arity = 1,
-                               .signature = "silu(x)", .help = "x sigmoid(x)"};
+                               .signature = "silu(x)", .help = "x sigmoid(x)",
+                               .activation = true};
   static constexpr double test_points[] = {-3, -0.5, 0, 0.7, 4};
   template <class T> static T forward(T a, T, T) { return a * Sigmoid::forward(a, T(0), T(0)); }
   // d(x σ(x))/dx = σ + x σ (1 - σ) = σ (1 + x (1 - σ))

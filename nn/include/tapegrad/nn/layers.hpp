@@ -69,15 +69,13 @@ class Linear : public Module {
 
 // Note [Activations from the op table]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
-// An activation is a row of the op table (ops.hpp) applied elementwise: every
-// row with one operand (arity 1), with the row's fixed parameter if it has one
-// (leaky_relu's alpha), and prelu, whose second operand is a learned Parameter
-// (the PReLU module). Nothing in nn lists them: a row added to the table is at
-// once a module (Elementwise), a name for parse_activation (and the CLI's
-// --act), a choice for MLP, and a unit of the scalar expansion (scalar.hpp).
-constexpr bool is_activation(ag::Op op) {
-  return ag::op_info(op).arity == 1 || op == ag::Op::prelu;
-}
+// An activation is a row of the op table (ops.hpp) that the table marks as one
+// (OpInfo::activation), applied elementwise: with the row's fixed parameter if it
+// has one (leaky_relu's alpha), and prelu, whose second operand is a learned
+// Parameter (the PReLU module). Nothing in nn lists them: a row marked in the
+// table is at once a module (Elementwise), a name for parse_activation (and the
+// CLI's --act), a choice for MLP, and a unit of the scalar expansion (scalar.hpp).
+constexpr bool is_activation(ag::Op op) { return ag::op_info(op).activation; }
 
 // One row of the op table with one operand, applied elementwise with its fixed
 // parameter (Note [Activations from the op table]). It prints as PyTorch names
