@@ -5,6 +5,9 @@ import json
 import math
 import os
 import re
+import resource
+import stat
+import subprocess
 import sys
 import unittest
 
@@ -335,6 +338,112 @@ class CheckFinite(CliTest):
     def test_finite_programs_are_unchanged(self):
         self.assertEqual(self.ok("grad", "--check-finite", CS231N, *CS231N_INPUTS),
                          "f = -12\ndf/dx = -4\ndf/dy = -4\ndf/dz = 3\n")
+
+
+def run_to_full(*args):
+    """Runs tapegrad with standard output on /dev/full, where every write fails."""
+    with open("/dev/full", "w") as full:
+        return subprocess.run([*wrapper.WRAPPER, TAPEGRAD, *args], stdout=full,
+                              stderr=subprocess.PIPE, text=True,
+                              timeout=60 * wrapper.TIMEOUT_SCALE)
+
+
+def limit_file_size(size):
+    """A preexec_fn for `ulimit -f`: writes past `size` bytes fail (SIGXFSZ, or EFBIG)."""
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+
+class Hostile(CliTest):
+    """Issue 12: input and targets that once hung, filled the memory, replaced a device or lost
+    output without an error."""
+
+    def test_inputs_that_never_end_or_block_are_refused(self):
+        self.fails("grad", "-f", "/dev/zero", "x=1",
+                   message="error: cannot read /dev/zero: it is a character device, not a "
+                   "regular file")
+        os.mkfifo(self.path("fifo"))  # nobody writes to it: reading would wait forever
+        self.fails("grad", "-f", "fifo", "x=1",
+                   message="error: cannot read fifo: it is a FIFO, not a regular file")
+        self.fails("grad", "-f", ".", "x=1", message="error: cannot read .: Is a directory")
+
+    def test_a_program_over_the_limit_is_refused_at_the_limit(self):
+        with open(self.path("sparse.txt"), "w") as f:
+            f.truncate(2 << 30)  # 2 GiB without disk space: once 4.2 GB of memory and 45 s
+        self.fails("grad", "-f", "sparse.txt", "x=1",
+                   message="error: cannot read sparse.txt: it is larger than the 16777216-byte "
+                   "(16 MiB) limit")
+        self.fails("grad", "-f", "-", "x=1", stdin="x" * ((16 << 20) + 1),
+                   message="error: cannot read standard input: it is larger than the "
+                   "16777216-byte (16 MiB) limit")
+
+    def test_only_regular_writable_files_are_replaced(self):
+        os.mkfifo(self.path("fifo.dot"))
+        self.fails("dot", CS231N, *CS231N_INPUTS, "-o", "fifo.dot",
+                   message='error: cannot write graph "fifo.dot": it is a FIFO, and only a '
+                   "regular file is replaced")
+        try:  # a device node, as root (the CI) can make one; --save /dev/null once replaced it
+            os.mknod(self.path("null.svg"), 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+            self.fails("step", CS231N, *CS231N_INPUTS, "-o", "null.svg",
+                       message='error: cannot write graph "null.svg": it is a character '
+                       "device, and only a regular file is replaced")
+            self.assertTrue(stat.S_ISCHR(os.stat(self.path("null.svg")).st_mode))
+        except PermissionError:
+            pass
+        with open(self.path("kept.svg"), "w") as f:
+            f.write("read-only")
+        os.chmod(self.path("kept.svg"), 0o444)  # root would replace it but for the mode check
+        self.fails("dot", CS231N, *CS231N_INPUTS, "-o", "kept.svg",
+                   message='error: cannot write graph "kept.svg": it is write-protected')
+        with open(self.path("kept.svg")) as f:
+            self.assertEqual(f.read(), "read-only")
+
+    def test_an_output_is_never_an_input(self):
+        with open(self.path("program.dot"), "w") as f:
+            f.write(CS231N)
+        for command in ["dot", "step"]:
+            self.fails(command, "-f", "program.dot", *CS231N_INPUTS, "-o", "program.dot",
+                       message="error: -o program.dot: it is an input of this run "
+                       "(program.dot); give another file")
+        with open(self.path("program.dot")) as f:
+            self.assertEqual(f.read(), CS231N)
+
+    def test_lost_standard_output_is_an_error(self):
+        for args in [["grad", CS231N], ["grad", "--json", CS231N], ["dot", CS231N],
+                     ["step", CS231N]]:
+            with self.subTest(args=args):
+                r = run_to_full(*args, *CS231N_INPUTS)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertEqual(r.stderr, "error: cannot write to standard output: No space "
+                                 "left on device\n")
+
+    def test_frames_go_only_into_a_new_or_empty_directory(self):
+        os.mkdir(self.path("used"))
+        with open(self.path("used", "step-009.svg"), "w") as f:
+            f.write("an older run's frame")
+        self.fails("step", CS231N, *CS231N_INPUTS, "--frames", "used",
+                   message="error: --frames used: the directory is not empty; frames go into a "
+                   "new or empty directory")
+        self.assertEqual(os.listdir(self.path("used")), ["step-009.svg"])
+        os.mkdir(self.path("empty"))
+        self.assertIn("2 frames written to empty\n",
+                      self.ok("step", "f = x * y", "x=1", "y=2", "--frames", "empty"))
+        self.assertEqual(sorted(os.listdir(self.path("empty"))), ["step-000.svg", "step-001.svg"])
+
+    def test_a_frame_that_fails_leaves_no_frame_and_no_directory(self):
+        # Under `ulimit -f` the third frame cannot be written: SIGXFSZ once killed the process
+        # silently; now the write fails with EFBIG and the frames written so far are removed.
+        program = "; ".join(f"v{i} = x * {i}" for i in range(40)) + "; f = " + " + ".join(
+            f"v{i}" for i in range(40))
+        with open(self.path("program.txt"), "w") as f:
+            f.write(program)
+        before = sorted(os.listdir(self.dir))
+        r = subprocess.run([*wrapper.WRAPPER, TAPEGRAD, "step", "-f", "program.txt", "x=1",
+                            "--frames", "new/frames"], cwd=self.dir, capture_output=True,
+                           text=True, preexec_fn=limit_file_size(20000), timeout=60)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertRegex(r.stderr, r"^error: cannot write graph \"new/frames\.tmp-\d+/"
+                         r"step-\d+\.svg\": File too large\n$")
+        self.assertEqual(sorted(os.listdir(self.dir)), before)
 
 
 class Help(CliTest):

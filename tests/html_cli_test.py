@@ -172,12 +172,21 @@ class Errors(CliTest):
         # /proc takes no new files, not even from root: the atomic writer's own error.
         self.one_line("html", CS231N, *CS231N_INPUTS, "-o", "/proc/p.html",
                       message='error: cannot write page "/proc/p.html": ')
+        os.mkfifo(self.path("fifo.html"))  # replaced by a file, once
+        self.one_line("html", CS231N, *CS231N_INPUTS, "-o", "fifo.html",
+                      message='error: cannot write page "fifo.html": it is a FIFO, and only a '
+                      "regular file is replaced")
 
     def test_mlp_errors(self):
         cases = [
             (["--mlp", "2"], "--mlp 2: not a list of at least two positive sizes"),
             (["--mlp", "2,x,1"], "--mlp 2,x,1: not a list"),
             (["--mlp", "2,8,8,1"], "the MLP has 88 weights; a scalar graph of more than 64"),
+            # Sizes are checked before the MLP is built: this one was std::bad_alloc, exit 1.
+            (["--mlp", "2,999999999,1"], "error: --mlp 2,999999999,1: more than 100000000 "
+                                         "parameters, the most an MLP may have"),
+            (["--mlp", "2,9999999,1"], "error: --mlp 2,9999999,1: the MLP has 29999997 weights; "
+                                       "a scalar graph of more than 64 is too large to read"),
             (["--mlp", "2,2,1", "--act", "swish"], "unknown activation 'swish'"),
             (["--mlp", "2,2,1", "--act", "prelu"], "has no scalar form"),
             (["--mlp", "2,2,1", "--loss", "hinge"], "--loss hinge: the losses of a page are mse "

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <span>
 #include <string>
 #include <tapegrad/autograd.hpp>
@@ -401,6 +403,100 @@ TEST_CASE("parse_safetensors checks bytes in memory as read_safetensors checks a
                                    "the data section, which has 8 bytes (file bytes {}..{}; "
                                    "truncated or corrupt file)",
                                    8 + far.size(), 16 + far.size())
+                           .c_str(),
+                       Error);
+}
+
+TEST_CASE("a hostile header is refused by its depth and size before it is built") {
+  // Note [Header limits]: 100 MB of '[' once built arrays until memory ran out, and 200,000
+  // entries took minutes in ordered_json's linear key search.
+  auto parse = [](const std::string& header) {
+    const std::string bytes = file_of(header, "");
+    return nn::parse_safetensors(std::as_bytes(std::span(bytes)), "upload");
+  };
+  CHECK_THROWS_WITH_AS(parse(std::string(10'000'000, '[')),
+                       "upload: the JSON header nests deeper than 3 levels, the most a "
+                       "safetensors header has",
+                       Error);
+  CHECK_THROWS_WITH_AS(parse(R"({"a":{"b":{"c":{"d":1}}}})"),
+                       "upload: the JSON header nests deeper than 3 levels, the most a "
+                       "safetensors header has",
+                       Error);
+  auto entries = [](int n) {
+    std::string header = "{";
+    for (int i = 0; i < n; ++i)
+      header += fmt::format(R"({}"t{}":{{"dtype":"F32","shape":[0],"data_offsets":[0,0]}})",
+                            i ? "," : "", i);
+    return header + "}";
+  };
+  CHECK_THROWS_WITH_AS(parse(entries(100'001)),
+                       "upload: the JSON header has more than 100000 entries", Error);
+  CHECK(parse(entries(20'000)).tensors.size() == 20'000);  // linear: well under a second
+  std::string values = R"({"a":{"dtype":"F32","shape":[)";
+  for (int i = 0; i < 2'000'000; ++i) values += "1,";
+  values += R"(1],"data_offsets":[0,0]}})";
+  CHECK_THROWS_WITH_AS(parse(values), "upload: the JSON header holds more than 2000000 values",
+                       Error);
+}
+
+TEST_CASE("optimizer metadata is validated, and tapegrad's files must carry their checksum") {
+  TempDir tmp;
+  const std::string path = tmp.path("m.safetensors");
+  nn::MLP mlp({2, 3, 1}, ag::Op::relu);
+  auto load_adam = [&](double lr, std::size_t steps) {
+    nn::Adam writer(mlp.parameters(), {.lr = 0.01});
+    writer.set_lr(lr);
+    writer.set_steps(steps);
+    nn::save(mlp, path, {&writer, {}});  // a valid checksum over invalid numbers
+    nn::Adam reader(mlp.parameters(), {.lr = 0.01});
+    nn::CheckpointExtras extras{&reader, {}};
+    nn::load(mlp, path, &extras);
+    return std::pair(reader.lr(), reader.steps());
+  };
+  CHECK(load_adam(0.5, 7) == std::pair(0.5, std::size_t{7}));
+  CHECK_THROWS_WITH_AS(
+      load_adam(std::numeric_limits<double>::infinity(), 7),
+      (path + ": metadata tapegrad.optimizer.lr is \"inf\", not a learning rate").c_str(), Error);
+  CHECK_THROWS_WITH_AS(
+      load_adam(std::nan(""), 7),
+      (path + ": metadata tapegrad.optimizer.lr is \"nan\", not a learning rate").c_str(), Error);
+  CHECK_THROWS_WITH_AS(
+      load_adam(0.5, std::numeric_limits<std::size_t>::max()),
+      (path + ": metadata tapegrad.optimizer.steps is \"18446744073709551615\", not a "
+              "step count (at most 9007199254740992)")
+          .c_str(),
+      Error);
+
+  // Without its checksum key, a file with tapegrad metadata is refused; one from another tool
+  // (no tapegrad metadata) loads, marked unchecked.
+  const std::string h = R"({"__metadata__":{"tapegrad.optimizer":"SGD"}})";
+  CHECK(read_error(path, file_of(h, "")) ==
+        path +
+            ": it has tapegrad metadata but no \"tapegrad.crc32\" checksum, which tapegrad "
+            "always writes (damaged or edited file)");
+  write_bytes(path, file_of(R"({"__metadata__":{"format":"pt"}})", ""));
+  CHECK_FALSE(nn::read_safetensors(path).checksummed);
+  nn::save(mlp, path);
+  CHECK(nn::read_safetensors(path).checksummed);
+}
+
+TEST_CASE("a checkpoint is read within its limit, and only from a regular file") {
+  CHECK_THROWS_WITH_AS(nn::read_safetensors("/dev/zero"),
+                       "cannot read checkpoint \"/dev/zero\": it is a character device, not a "
+                       "regular file",
+                       Error);
+  TempDir tmp;
+  const std::string fifo = tmp.path("fifo");
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  CHECK_THROWS_WITH_AS(
+      nn::read_safetensors(fifo),  // at once: nobody will ever write to it
+      ("cannot read checkpoint \"" + fifo + "\": it is a FIFO, not a regular file").c_str(), Error);
+  const std::string sparse = tmp.path("sparse.safetensors");
+  std::ofstream{sparse}.close();
+  fs::resize_file(sparse, (std::uintmax_t{2} << 30) + 1);  // sparse: no disk space used
+  CHECK_THROWS_WITH_AS(nn::read_safetensors(sparse),
+                       ("cannot read checkpoint \"" + sparse +
+                        "\": it is larger than the 2147483648-byte (2 GiB) limit")
                            .c_str(),
                        Error);
 }

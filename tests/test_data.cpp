@@ -483,6 +483,16 @@ TEST_CASE("load_csv: each malformed file names the file, the line, the column an
   const std::string missing = temp().path + "/missing.csv";
   CHECK(error_of([&] { nn::load_csv(missing); }) ==
         missing + ": cannot open: No such file or directory");
+  // Note [Bounded reads]: /dev/zero once filled the memory; a file over 1 GiB is refused by
+  // its size (a sparse one, taking no disk space), before a byte is read.
+  CHECK(error_of([] { nn::load_csv("/dev/zero"); }) ==
+        "/dev/zero: cannot read: it is a character device, not a regular file");
+  const std::string big = temp().path + "/big.csv";
+  std::ofstream{big}.close();
+  std::filesystem::resize_file(big, (std::uintmax_t{1} << 30) + 1);
+  CHECK(error_of([&] { nn::load_csv(big); }) ==
+        big + ": cannot read: it is larger than the 1073741824-byte (1 GiB) limit");
+  std::filesystem::remove(big);
 }
 
 // ---- IDX ------------------------------------------------------------------------
@@ -621,6 +631,9 @@ TEST_CASE("load_idx: wrong magic, truncation and lying headers, each at its byte
         missing + ": cannot open: No such file or directory");
   CHECK(error_of([&] { nn::load_idx(temp().path); }) ==
         temp().path + ": cannot read: Is a directory");
+  // Note [Bounded reads]: /dev/zero never ends; it once filled the memory.
+  CHECK(error_of([] { nn::load_idx("/dev/zero"); }) ==
+        "/dev/zero: cannot read: it is a character device, not a regular file");
 }
 
 TEST_CASE("parse_csv and parse_idx read bytes in memory, named in their errors as given") {

@@ -4,8 +4,12 @@
 # message on stderr, no file left behind). Usage: train_cli_test.py PATH/TO/tapegrad
 import json
 import os
+import resource
+import stat
 import struct
+import subprocess
 import sys
+import zlib
 
 import runner  # tests/runner.py: the closing "N passed, M failed" line
 import wrapper  # tests/wrapper.py: tapegrad inside $TAPEGRAD_WRAPPER (valgrind), if set
@@ -303,6 +307,146 @@ class TrainErrors(TrainCliTest):
     def test_save_into_a_missing_directory(self):
         self.fails("train", *SMALL, "--save", "nodir/m.safetensors",
                    message="nodir is not a directory")
+
+
+def rewrite_metadata(path, changes):
+    """Rewrites a checkpoint's __metadata__ with `changes` and a checksum that matches again
+    (Note [Checkpoint format]: the CRC-32 of the compact header without its key, then the
+    data), so that only the changed values are wrong."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    data = raw[8 + n:]
+    meta = header["__metadata__"]
+    del meta["tapegrad.crc32"]
+    meta.update(changes)
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False)
+    meta["tapegrad.crc32"] = f"{zlib.crc32(text.encode() + data):08x}"
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False)
+    text += " " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text.encode() + data)
+
+
+class Hostile(TrainCliTest):
+    """Issue 12: targets that must not be replaced, checkpoints that lie, runs that fail
+    halfway, output that is lost, sizes too large for memory."""
+
+    def test_save_replaces_only_a_regular_writable_file_that_is_no_input(self):
+        os.mkfifo(self.path("fifo"))
+        self.fails("train", *SMALL, "--save", "fifo",
+                   message='error: cannot write checkpoint "fifo": it is a FIFO, and only a '
+                   "regular file is replaced")
+        try:  # as root (the CI): a copy of /dev/null, which --save once replaced with a file
+            os.mknod(self.path("null"), 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+            self.fails("train", *SMALL, "--save", "null",
+                       message='error: cannot write checkpoint "null": it is a character '
+                       "device, and only a regular file is replaced")
+        except PermissionError:
+            pass
+        self.write("kept.safetensors", "read-only")
+        os.chmod(self.path("kept.safetensors"), 0o444)
+        self.fails("train", *SMALL, "--save", "kept.safetensors",
+                   message='error: cannot write checkpoint "kept.safetensors": it is '
+                   "write-protected")
+        self.write("d.csv", "a,b,label\n" + "".join(f"{i % 3},{i % 5},{i % 2}\n"
+                                                      for i in range(20)))
+        self.fails("train", "--data", "csv:d.csv", "--layers", "2,1", "--loss", "bce_logits",
+                   "--save", "d.csv",
+                   message="error: --save d.csv: it is an input of this run (d.csv); give "
+                   "another file")
+        with open(self.path("d.csv")) as f:
+            self.assertTrue(f.read().startswith("a,b,label\n"))
+
+    def test_inputs_that_never_end_are_refused(self):
+        self.fails("train", "--data", "csv:/dev/zero", "--layers", "2,1",
+                   message="error: /dev/zero: cannot read: it is a character device, not a "
+                   "regular file")
+        os.mkfifo(self.path("fifo"))  # graph once waited forever for a writer
+        self.fails("graph", "fifo", "--layers", "2,8,1",
+                   message='error: cannot read checkpoint "fifo": it is a FIFO, not a regular '
+                   "file")
+
+    def test_checkpoint_numbers_are_checked(self):
+        self.lines(*SMALL, "--epochs", "2", "--save", "m.safetensors")
+        for key, value, message in [
+                ("tapegrad.optimizer.lr", "inf",
+                 'metadata tapegrad.optimizer.lr is "inf", not a learning rate'),
+                ("tapegrad.optimizer.steps", "18446744073709551615",
+                 'metadata tapegrad.optimizer.steps is "18446744073709551615", not a step count '
+                 "(at most 9007199254740992)")]:
+            with self.subTest(key=key):
+                self.lines(*SMALL, "--epochs", "2", "--save", "bad.safetensors")
+                rewrite_metadata(self.path("bad.safetensors"), {key: value})
+                self.fails("train", *SMALL, "--epochs", "4", "--resume", "bad.safetensors",
+                           message=f"error: bad.safetensors: {message}")
+        # A tapegrad file without its checksum key is damaged, not "from another tool".
+        with open(self.path("m.safetensors"), "rb") as f:
+            raw = f.read()
+        n = struct.unpack("<Q", raw[:8])[0]
+        text = raw[8:8 + n].decode()
+        crc = json.loads(text)["__metadata__"]["tapegrad.crc32"]
+        text = text.replace(f',"tapegrad.crc32":"{crc}"', "")
+        text += " " * (n - len(text))
+        with open(self.path("m.safetensors"), "wb") as f:
+            f.write(raw[:8] + text.encode() + raw[8 + n:])
+        self.fails("graph", "m.safetensors", "--layers", "2,8,1",
+                   message='error: m.safetensors: it has tapegrad metadata but no '
+                   '"tapegrad.crc32" checksum, which tapegrad always writes')
+
+    def test_resume_says_which_learning_rate_wins(self):
+        self.lines(*SMALL, "--epochs", "2", "--lr", "0.02", "--save", "m.safetensors")
+        self.fails("train", *SMALL, "--epochs", "3", "--lr", "0.5", "--resume", "m.safetensors",
+                   message="error: --lr 0.5: m.safetensors resumes with its own learning rate "
+                   "0.02; leave out --lr, or give that one")
+        out = self.ok("train", *SMALL, "--epochs", "3", "--resume", "m.safetensors")
+        self.assertIn("resuming from m.safetensors with learning rate 0.02 (the checkpoint's)\n",
+                      out)
+        self.ok("train", *SMALL, "--epochs", "4", "--lr", "0.02", "--resume", "m.safetensors")
+
+    def test_a_failed_resume_writes_nothing_and_names_its_file(self):
+        self.lines(*SMALL, "--epochs", "2", "--save", "bad.safetensors")
+        rewrite_metadata(self.path("bad.safetensors"), {"fit.history": "not numbers\n"})
+        self.fails("train", *SMALL, "--epochs", "4", "--resume", "bad.safetensors",
+                   "--save", "new.safetensors",
+                   message="error: bad.safetensors: the training history in its metadata is "
+                   "malformed (epoch 1)")
+
+    def test_lost_standard_output_is_an_error(self):
+        self.lines(*SMALL, "--epochs", "2", "--save", "m.safetensors")
+        for args in [["train", *SMALL, "--epochs", "2", "--json"],
+                     ["train", *SMALL, "--epochs", "2"],
+                     ["graph", "m.safetensors", "--layers", "2,8,1"]]:
+            with self.subTest(args=args):
+                with open("/dev/full", "w") as full:
+                    r = subprocess.run([*wrapper.WRAPPER, TAPEGRAD, *args], cwd=self.dir,
+                                       stdout=full, stderr=subprocess.PIPE, text=True,
+                                       timeout=120 * wrapper.TIMEOUT_SCALE)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertEqual(r.stderr, "error: cannot write to standard output: No space "
+                                 "left on device\n")
+
+    def test_a_file_size_limit_is_a_message(self):
+        # Under `ulimit -f`, SIGXFSZ once killed the save silently, leaving a *.tmp-* file.
+        def small_files():
+            resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        r = subprocess.run([*wrapper.WRAPPER, TAPEGRAD, "train", *SMALL[:2], "--layers",
+                            "2,64,64,1", *SMALL[4:], "--epochs", "2", "--save", "m.safetensors"],
+                           cwd=self.dir, capture_output=True, text=True, preexec_fn=small_files,
+                           timeout=120 * wrapper.TIMEOUT_SCALE)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertEqual(r.stderr, 'error: cannot write checkpoint "m.safetensors": File too '
+                         "large\n")
+        self.assertEqual(os.listdir(self.dir), [])
+
+    def test_sizes_too_large_for_memory_are_refused_before_building(self):
+        self.fails("train", *SMALL[:2], "--layers", "2,100000,100000,2", "--epochs", "1",
+                   message="error: --layers 2,100000,100000,2: more than 100000000 parameters, "
+                   "the most an MLP may have")
+        self.lines(*SMALL, "--epochs", "1", "--save", "m.safetensors")
+        self.fails("graph", "m.safetensors", "--layers", "999999999,8,1",
+                   message="error: --layers 999999999,8,1: more than 100000000 parameters")
 
 
 class CheckFinite(TrainCliTest):

@@ -102,6 +102,13 @@ RecordedMlp record_mlp(ag::Tape& tape, const MlpExample& m) {
       if (target < 0 || target > 1)
         throw ag::Error(fmt::format("--y {}: a target of bce is a probability, in [0, 1]", m.y));
 
+  std::int64_t weights = 0;  // nn::expand's limit, checked before the MLP is built
+  for (std::size_t i = 1; i < sizes.size(); ++i) weights += sizes[i - 1] * sizes[i];
+  if (weights > nn::kMaxScalarWeights)
+    throw ag::Error(
+        fmt::format("--mlp {}: the MLP has {} weights; a scalar graph of more than {} "
+                    "is too large to read",
+                    m.sizes, weights, nn::kMaxScalarWeights));
   nn::MLP mlp(sizes, hidden, output, m.seed);
   const nn::ScalarNet net =
       nn::expand(mlp, tape, x, bce ? nn::ScalarLoss::bce : nn::ScalarLoss::mse, y);

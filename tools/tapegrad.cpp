@@ -4,18 +4,19 @@
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <iostream>
 #include <iterator>
-#include <sstream>
+#include <new>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,7 +34,7 @@ namespace tapegrad {
 // Checks that `path` ends in one of `extensions` (any case) and can be written before
 // anything is computed or written, so a bad name costs nothing and leaves nothing behind.
 void check_output_path(const std::string& path, std::initializer_list<std::string_view> extensions,
-                       std::string_view formats) {
+                       std::string_view formats, std::string_view what) {
   const std::filesystem::path p(path);
   const std::string ext = p.extension().string();
   std::string lower = ext;  // ag::write_graph takes any case: .SVG too
@@ -49,10 +50,29 @@ void check_output_path(const std::string& path, std::initializer_list<std::strin
     throw ag::Error(fmt::format("cannot write {}: {} is not a directory", path, dir.string()));
   if (std::filesystem::is_directory(p, ec))
     throw ag::Error(fmt::format("cannot write {}: it is a directory", path));
+  ag::check_replaceable(path, what);  // Note [What a write replaces]
 }
 
 void check_graph_path(const std::string& path) {
-  check_output_path(path, {".dot", ".svg", ".png"}, "the graph formats are .dot, .svg and .png");
+  check_output_path(path, {".dot", ".svg", ".png"}, "the graph formats are .dot, .svg and .png",
+                    "graph");
+}
+
+void check_not_input(const std::string& output, std::string_view option,
+                     std::initializer_list<std::string_view> inputs) {
+  for (std::string_view input : inputs) {
+    std::error_code ec;
+    if (!input.empty() && input != "-" && std::filesystem::equivalent(output, input, ec))
+      throw ag::Error(fmt::format("{} {}: it is an input of this run ({}); give another file",
+                                  option, output, input));
+  }
+}
+
+void check_standard_output() {
+  errno = 0;
+  if (std::fflush(stdout) != 0 || std::ferror(stdout))
+    throw ag::Error(fmt::format("cannot write to standard output: {}",
+                                errno != 0 ? std::strerror(errno) : "a write failed"));
 }
 
 }  // namespace tapegrad
@@ -101,18 +121,9 @@ struct Options {
   bool check_finite = false;
 };
 
+// The program in a file, or on standard input for "-", within the program's size limit.
 std::string read_source(const std::string& file) {
-  std::ostringstream text;
-  if (file == "-") {
-    text << std::cin.rdbuf();
-    if (std::cin.bad()) throw ag::Error("cannot read the program from standard input");
-    return text.str();
-  }
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw ag::Error(fmt::format("cannot read {}: {}", file, std::strerror(errno)));
-  text << in.rdbuf();
-  if (in.bad()) throw ag::Error(fmt::format("cannot read {}", file));
-  return text.str();
+  return ag::read_file(file, tapegrad::kMaxProgramBytes, "");
 }
 
 struct Loaded {
@@ -181,17 +192,70 @@ int run_grad(const Options& o) {
   return 0;
 }
 
+// Note [Frames are written whole]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// `step --frames DIR` writes its frames into a new directory beside DIR and renames it to DIR
+// once the last frame is written, so DIR holds one run's frames or none: a failed run leaves
+// nothing, and a shorter run cannot leave an older run's frames beside its own. DIR must be
+// absent or empty (rename replaces only an empty directory, and we never delete what we did not
+// create); missing parents are created, and removed again if the run fails.
+class FramesDirectory {
+ public:
+  explicit FramesDirectory(const std::string& dir) : target_(without_trailing_slashes(dir)) {
+    auto fail = [&](std::string_view why) {
+      return ag::Error(fmt::format("--frames {}: {}", dir, why));
+    };
+    std::error_code ec;
+    if (fs::exists(target_, ec)) {
+      if (!fs::is_directory(target_, ec)) throw fail("a file has that name");
+      if (!fs::is_empty(target_, ec))
+        throw fail("the directory is not empty; frames go into a new or empty directory");
+    }
+    // The first missing ancestor is ours to remove if the run fails.
+    for (fs::path p = target_.parent_path(); !p.empty() && !fs::exists(p, ec); p = p.parent_path())
+      first_created_ = p;
+    temporary_ = fs::path(fmt::format("{}.tmp-{}", target_.string(), ::getpid()));
+    if (!fs::create_directories(temporary_, ec) || ec)
+      throw fail(fmt::format("cannot create {}: {}", temporary_.string(),
+                             ec ? ec.message() : "it exists"));
+  }
+  FramesDirectory(const FramesDirectory&) = delete;
+  FramesDirectory& operator=(const FramesDirectory&) = delete;
+  ~FramesDirectory() {
+    if (committed_) return;
+    std::error_code ec;
+    fs::remove_all(first_created_.empty() ? temporary_ : first_created_, ec);
+  }
+
+  // Where the frames are written until commit().
+  const fs::path& path() const { return temporary_; }
+
+  void commit() {
+    if (::rename(temporary_.c_str(), target_.c_str()) != 0)
+      throw ag::Error(fmt::format("--frames {}: cannot rename {} to it: {}", target_.string(),
+                                  temporary_.string(), std::strerror(errno)));
+    committed_ = true;
+  }
+
+ private:
+  static fs::path without_trailing_slashes(std::string dir) {
+    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    return dir;
+  }
+
+  fs::path target_, temporary_, first_created_;
+  bool committed_ = false;
+};
+
 int run_step(const Options& o) {
   const Loaded in = load(o);
   if (o.check_finite) check_finite(in);
-  if (!o.output.empty()) check_graph_path(o.output);
-  if (!o.frames.empty()) {
-    std::error_code ec;
-    fs::create_directories(o.frames, ec);
-    if (ec || !fs::is_directory(o.frames))
-      throw ag::Error(fmt::format("cannot create the frames directory {}: {}", o.frames,
-                                  ec ? ec.message() : "a file has that name"));
+  if (!o.output.empty()) {
+    check_graph_path(o.output);
+    tapegrad::check_not_input(o.output, "-o", {o.file});
   }
+  std::optional<FramesDirectory> frames_dir;
+  if (!o.frames.empty()) frames_dir.emplace(o.frames);
   ag::Tape tape;
   const auto r = in.program.record(tape, in.values);
   const ag::NodeId out = r.output.id();
@@ -204,7 +268,7 @@ int run_step(const Options& o) {
   // Frames are numbered with enough digits for every step, so they sort by name.
   const int width = std::max(3, static_cast<int>(fmt::format("{}", tape.size()).size()));
   auto frame = [&](std::size_t i) {
-    return (fs::path(o.frames) / fmt::format("step-{:0{}}.svg", i, width)).string();
+    return (frames_dir->path() / fmt::format("step-{:0{}}.svg", i, width)).string();
   };
   ag::GraphOptions options = graph_options(o);
   if (!o.frames.empty()) ag::write_graph(tape, out, frame(0), options);
@@ -232,19 +296,22 @@ int run_step(const Options& o) {
 
   fmt::print("gradients\n");
   print_gradients(tape, r, "  ");
-  if (!o.frames.empty())
+  if (!o.output.empty()) ag::write_graph(tape, out, o.output, graph_options(o));
+  if (frames_dir) {
+    frames_dir->commit();
     fmt::print("{} frames written to {}\n", steps + 1, fs::path(o.frames).string());
-  if (!o.output.empty()) {
-    ag::write_graph(tape, out, o.output, graph_options(o));
-    fmt::print("graph written to {}\n", o.output);
   }
+  if (!o.output.empty()) fmt::print("graph written to {}\n", o.output);
   return 0;
 }
 
 int run_dot(const Options& o) {
   const Loaded in = load(o);
   if (o.check_finite) check_finite(in);
-  if (!o.output.empty()) check_graph_path(o.output);
+  if (!o.output.empty()) {
+    check_graph_path(o.output);
+    tapegrad::check_not_input(o.output, "-o", {o.file});
+  }
   ag::Tape tape;
   const auto r = in.program.record(tape, in.values);
   tape.backward(r.output);
@@ -291,7 +358,8 @@ std::string page_title(const Options& o) {
 // The step-through page of the program, or of --mlp's net, written to -o.
 int run_html(const Options& o, const tapegrad::MlpExample& mlp) {
   if (o.output.empty()) throw ag::Error("no page to write: give -o PAGE.html");
-  tapegrad::check_output_path(o.output, {".html", ".htm"}, "a page is written as .html");
+  tapegrad::check_output_path(o.output, {".html", ".htm"}, "a page is written as .html", "page");
+  tapegrad::check_not_input(o.output, "-o", {o.file});
   ag::Tape tape;
   ag::Value output;
   std::string title;
@@ -339,6 +407,9 @@ void add_graph_options(CLI::App* sub, Options& o, const char* output_help) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Past `ulimit -f` a write fails with EFBIG, and is reported and cleaned up like any other
+  // failed write, instead of SIGXFSZ killing the process with a temporary file left behind.
+  std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{
       "tapegrad: reverse-mode automatic differentiation of a small program of scalar statements,\n"
       "shown the way the lecture draws backprop; and training an MLP (train) and drawing it (graph)."};
@@ -382,15 +453,28 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (grad->parsed()) return run_grad(o);
-    if (step->parsed()) return run_step(o);
-    if (html->parsed()) return run_html(o, mlp);
-    if (nn_commands.train->parsed() || nn_commands.graph->parsed())
-      return tapegrad::run_nn_command(nn_commands);
-    return run_dot(o);
+    int status = 0;
+    if (grad->parsed())
+      status = run_grad(o);
+    else if (step->parsed())
+      status = run_step(o);
+    else if (html->parsed())
+      status = run_html(o, mlp);
+    else if (nn_commands.train->parsed() || nn_commands.graph->parsed())
+      status = tapegrad::run_nn_command(nn_commands);
+    else
+      status = run_dot(o);
+    tapegrad::check_standard_output();
+    return status;
   } catch (const ag::Error& e) {
     std::fflush(stdout);
     fmt::print(stderr, "error: {}\n", e.what());
+    return kBadInput;
+  } catch (const std::bad_alloc&) {
+    // Sizes are checked before anything large is built; what still runs out is an input too big
+    // for this machine's memory, which is the user's to change.
+    std::fflush(stdout);
+    fmt::print(stderr, "error: out of memory\n");
     return kBadInput;
   } catch (const std::exception& e) {
     std::fflush(stdout);

@@ -21,6 +21,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <tapegrad/file.hpp>
 #include <tapegrad/graph.hpp>
 #include <tapegrad/nn/checkpoint.hpp>
 #include <tapegrad/nn/data.hpp>
@@ -56,6 +57,7 @@ struct NnOptions {
   // graph
   std::string checkpoint;
   std::string output;
+  bool lr_given = false;  // --lr on the command line, not its default
 };
 
 namespace {
@@ -94,6 +96,13 @@ std::vector<std::int64_t> parse_layers(const std::string& text, std::string_view
     at = end + 1;
   }
   if (sizes.size() < 2) throw bad();
+  // Sizes are checked before anything is built: an MLP too large for memory is a message.
+  std::int64_t parameters = 0;
+  for (std::size_t i = 1; i < sizes.size() && parameters <= kMaxMlpParameters; ++i)
+    parameters += sizes[i - 1] * sizes[i] + sizes[i];  // at most 10^18 + 10^9: no overflow
+  if (parameters > kMaxMlpParameters)
+    throw ag::Error(fmt::format("{} {}: more than {} parameters, the most an MLP may have", option,
+                                text, kMaxMlpParameters));
   return sizes;
 }
 
@@ -105,6 +114,7 @@ std::string layers_str(const std::vector<std::int64_t>& sizes) {
 
 struct Data {
   std::string name;
+  std::string file;  // the CSV file read, if any: an input no output may replace
   nn::Dataset train, test;
   bool has_test = false;
 };
@@ -151,7 +161,7 @@ Data load_data(const std::string& spec, std::uint64_t seed) {
     }
     if (file.empty()) throw ag::Error(fmt::format("--data {}: no file name after csv:", spec));
     all = nn::load_csv(file, co);
-    d.name = file;
+    d.name = d.file = file;
     csv = true;
   } else {
     throw ag::Error(
@@ -213,7 +223,8 @@ void initialize(nn::MLP& mlp, const std::string& how, std::uint64_t seed) {
   }
 }
 
-// Throws unless `path` can be written: its directory exists and it is not a directory.
+// Throws unless `path` can be written: its directory exists and it is not a directory, nor
+// anything else a checkpoint may not replace (Note [What a write replaces]).
 void check_writable(const std::string& path, std::string_view option) {
   const fs::path p(path);
   std::error_code ec;
@@ -221,6 +232,7 @@ void check_writable(const std::string& path, std::string_view option) {
   if (!dir.empty() && !fs::is_directory(dir, ec))
     throw ag::Error(fmt::format("{} {}: {} is not a directory", option, path, dir.string()));
   if (fs::is_directory(p, ec)) throw ag::Error(fmt::format("{} {}: it is a directory", option, path));
+  ag::check_replaceable(path, "checkpoint");
 }
 
 // ---- --plot: the history as a data file and two PNGs drawn by gnuplot ----
@@ -302,6 +314,8 @@ int run_train(const NnOptions& o) {
   }
 
   const Data d = load_data(o.data, o.seed);
+  if (!o.save.empty()) check_not_input(o.save, "--save", {d.file});
+  if (!o.resume.empty() && o.save.empty()) check_not_input(o.resume, "--resume", {d.file});
   check_shapes(sizes, d, loss);
 
   nn::MLP mlp(sizes, hidden, output, o.seed);
@@ -319,18 +333,25 @@ int run_train(const NnOptions& o) {
   fo.out = stdout;
   if (o.json) fo.progress = nn::FitOptions::Progress::quiet;
 
+  double resumed_lr = 0;
   if (!o.resume.empty()) {
     // All checks before anything is written: a checkpoint that does not fit --layers (or
     // --opt) is nn::load's error, and the model is reloaded from it by fit.
     nn::CheckpointExtras extras{optimizer.get(), {}};
     nn::load(mlp, o.resume, &extras);
-    fo.checkpoint = o.resume;
+    nn::decode_history(extras.metadata["fit.history"], o.resume);  // checked before output too
+    // The checkpoint's learning rate wins, as the rest of its state does (the run continues as
+    // if never interrupted); a different --lr is refused rather than silently ignored.
+    resumed_lr = optimizer->lr();
+    if (o.lr_given && o.lr != resumed_lr)
+      throw ag::Error(fmt::format(
+          "--lr {}: {} resumes with its own learning rate {}; leave out --lr, or give that one",
+          o.lr, o.resume, resumed_lr));
+    // fit reads --resume and writes --save (or --resume again): nothing is written before the
+    // old checkpoint has loaded whole, and its errors name it.
     fo.resume = true;
-    std::error_code ec;
-    if (!o.save.empty() && !fs::equivalent(o.save, o.resume, ec)) {
-      nn::write_safetensors(o.save, nn::read_safetensors(o.resume));  // atomic
-      fo.checkpoint = o.save;
-    }
+    fo.resume_from = o.resume;
+    fo.checkpoint = o.save.empty() ? o.resume : o.save;
   } else if (!o.save.empty()) {
     fo.checkpoint = o.save;
   }
@@ -342,7 +363,7 @@ int run_train(const NnOptions& o) {
                  e.epoch, json_number(e.loss), json_number(e.train_accuracy),
                  e.test_accuracy < 0 ? "null" : json_number(e.test_accuracy), json_number(e.lr),
                  json_number(e.seconds), json_array(e.grad_norms), json_array(e.dead_fraction));
-      std::fflush(stdout);
+      check_standard_output();  // output that is lost stops the run
     };
   } else {
     fmt::print("{}: {} training rows{}, {} features, {} classes; MLP {} ({} parameters)\n", d.name,
@@ -352,7 +373,10 @@ int run_train(const NnOptions& o) {
                  for (nn::Parameter* p : mlp.parameters()) n += p->numel();
                  return n;
                }());
-    std::fflush(stdout);
+    if (!o.resume.empty())
+      fmt::print("resuming from {} with learning rate {} (the checkpoint's)\n", o.resume,
+                 resumed_lr);
+    check_standard_output();  // before training: output that is lost stops the run
   }
 
   const auto t0 = std::chrono::steady_clock::now();
@@ -388,7 +412,8 @@ int run_train(const NnOptions& o) {
     fmt::print("mean |dL/dW| per layer (last epoch): {:.4g}\n", fmt::join(last.grad_norms, ", "));
   if (!last.dead_fraction.empty())
     fmt::print("dead units per layer (last epoch): {:.3f}\n", fmt::join(last.dead_fraction, ", "));
-  if (!fo.checkpoint.empty()) fmt::print("checkpoint written to {}\n", fo.checkpoint);
+  if (!fo.checkpoint.empty() && history.epochs.size() > history.resumed_from)
+    fmt::print("checkpoint written to {}\n", fo.checkpoint);
   for (const fs::path& p : plots) fmt::print("wrote {}\n", p.string());
   return 0;
 }
@@ -397,9 +422,17 @@ int run_graph(const NnOptions& o) {
   const std::vector<std::int64_t> sizes = parse_layers(o.layers, "--layers");
   const nn::Activation hidden = nn::parse_activation(o.act);
   const nn::Activation output = nn::parse_activation(o.out);
-  if (!o.output.empty()) check_graph_path(o.output);
+  if (!o.output.empty()) {
+    check_graph_path(o.output);
+    check_not_input(o.output, "-o", {o.checkpoint});
+  }
+  // The file is read and checked before the model is built, which its sizes must fit.
+  const nn::SafetensorsFile file = nn::read_safetensors(o.checkpoint);
   nn::MLP mlp(sizes, hidden, output);
-  nn::load(mlp, o.checkpoint);
+  nn::load(mlp, file, o.checkpoint);
+  if (!file.checksummed)
+    fmt::print(stderr, "warning: {} has no checksum (not written by tapegrad): loaded unchecked\n",
+               o.checkpoint);
   mlp.eval();
   ag::TensorTape tape;
   constexpr std::int64_t kRows = 4;
@@ -510,6 +543,7 @@ NnCommands add_nn_commands(CLI::App& app) {
 }
 
 int run_nn_command(const NnCommands& c) {
+  c.options->lr_given = c.train->count("--lr") > 0;
   if (c.train->parsed()) return run_train(*c.options);
   return run_graph(*c.options);
 }

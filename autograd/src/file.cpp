@@ -1,4 +1,4 @@
-// Atomic file writes: temporary file, fsync, rename, fsync of the directory.
+// Atomic file writes (temporary file, fsync, rename, fsync of the directory) and bounded reads.
 
 #include "tapegrad/file.hpp"
 
@@ -6,10 +6,13 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstdint>
 #include <string_view>
 #include <system_error>
 
@@ -91,7 +94,102 @@ void sync_directory(const std::string& path) {
   ::close(fd);
 }
 
+// What a file that is not regular is, for messages.
+std::string_view file_kind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
+}
+
+// "16777216-byte (16 MiB)": a limit as bytes and in the largest binary unit that divides it.
+std::string limit_text(std::size_t limit) {
+  constexpr std::string_view kUnits[] = {"KiB", "MiB", "GiB"};
+  std::string unit;
+  std::size_t scaled = limit;
+  for (std::string_view u : kUnits) {
+    if (scaled == 0 || scaled % 1024 != 0) break;
+    scaled /= 1024;
+    unit = fmt::format(" ({} {})", scaled, u);
+  }
+  return fmt::format("{}-byte{}", limit, unit);
+}
+
 }  // namespace
+
+ReadError::ReadError(std::string file, std::string why, bool could_open, std::string_view what)
+    : Error(what.empty() ? fmt::format("cannot read {}: {}", file, why)
+                         : fmt::format("cannot read {} \"{}\": {}", what, file, why)),
+      path(std::move(file)),
+      reason(std::move(why)),
+      opened(could_open) {}
+
+std::string read_file(const std::string& path, std::size_t limit, std::string_view what) {
+  const bool standard_input = path == "-";
+  auto fail = [&](std::string reason, bool opened = true) {
+    return ReadError(standard_input ? "standard input" : path, std::move(reason), opened, what);
+  };
+  auto too_large = [&] {
+    return fail(fmt::format("it is larger than the {} limit", limit_text(limit)));
+  };
+  // O_NONBLOCK: opening a FIFO does not wait for a writer; it is refused just below.
+  const int fd = standard_input
+                     ? STDIN_FILENO
+                     : ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) throw fail(errno_text(errno), false);
+  struct Closer {
+    int fd;
+    bool owned;
+    ~Closer() {
+      if (owned) ::close(fd);
+    }
+  } closer{fd, !standard_input};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw fail(errno_text(errno));
+  if (!standard_input) {
+    if (S_ISDIR(st.st_mode)) throw fail(errno_text(EISDIR));
+    if (!S_ISREG(st.st_mode))
+      throw fail(fmt::format("it is {}, not a regular file", file_kind(st.st_mode)));
+    if (static_cast<std::uint64_t>(st.st_size) > limit) throw too_large();
+  }
+  // A regular file's size is known (one byte more sees a file that grew); a stream grows.
+  const bool sized = S_ISREG(st.st_mode) && static_cast<std::uint64_t>(st.st_size) <= limit;
+  std::string bytes(sized ? static_cast<std::size_t>(st.st_size) + 1
+                          : std::min<std::size_t>(limit + 1, std::size_t{1} << 16),
+                    '\0');
+  std::size_t done = 0;
+  for (;;) {
+    if (done == bytes.size()) {
+      if (done > limit) throw too_large();
+      bytes.resize(std::min(limit + 1, 2 * bytes.size()));
+    }
+    const ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
+    if (n > 0)
+      done += static_cast<std::size_t>(n);
+    else if (n == 0)
+      break;
+    else if (errno != EINTR)
+      throw fail(errno_text(errno));
+  }
+  if (done > limit) throw too_large();
+  bytes.resize(done);
+  return bytes;
+}
+
+void check_replaceable(const std::string& path, std::string_view what) {
+  auto fail = [&](std::string_view why) {
+    return Error(fmt::format("cannot write {} \"{}\": {}", what, path, why));
+  };
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return;  // absent (or unreachable: the write will say)
+  if (S_ISDIR(st.st_mode)) throw fail(errno_text(EISDIR));  // what rename() would say
+  if (!S_ISREG(st.st_mode))
+    throw fail(fmt::format("it is {}, and only a regular file is replaced", file_kind(st.st_mode)));
+  if ((st.st_mode & (S_IWUSR | S_IWGRP | S_IWOTH)) == 0 || ::access(path.c_str(), W_OK) != 0)
+    throw fail("it is write-protected");
+}
 
 void write_file_atomically(const std::string& path,
                            std::span<const std::span<const std::byte>> pieces,
@@ -99,6 +197,7 @@ void write_file_atomically(const std::string& path,
   auto fail = [&](int err) {
     return Error(fmt::format("cannot write {} \"{}\": {}", what, path, errno_text(err)));
   };
+  check_replaceable(path, what);
   remove_stale_temporaries(path);
   std::string temporary;
   const int fd = create_temporary(path, temporary);

@@ -5,21 +5,20 @@
 
 #include "tapegrad/file.hpp"
 
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <bit>
 #include <cerrno>
 #include <charconv>
+#include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <span>
 #include <system_error>
+#include <unordered_set>
 #include <utility>
 
 namespace nn {
@@ -79,39 +78,9 @@ std::span<const std::byte> as_bytes(std::string_view s) {
 
 // ---- Files --------------------------------------------------------------------------------------
 
-std::string errno_text(int err) { return std::generic_category().message(err); }
-
-std::vector<std::byte> read_all(const std::string& path) {
-  auto fail = [&](int err) {
-    return ag::Error(fmt::format("cannot read checkpoint \"{}\": {}", path, errno_text(err)));
-  };
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw fail(errno);
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
-    const int err = S_ISDIR(st.st_mode) ? EISDIR : errno;
-    ::close(fd);
-    throw fail(err);
-  }
-  std::vector<std::byte> bytes(S_ISREG(st.st_mode) ? static_cast<std::size_t>(st.st_size) : 0);
-  std::size_t done = 0;
-  for (;;) {
-    if (done == bytes.size()) bytes.resize(std::max<std::size_t>(2 * bytes.size(), 4096));
-    const ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
-    if (n > 0) {
-      done += static_cast<std::size_t>(n);
-    } else if (n == 0) {
-      break;
-    } else if (errno != EINTR) {
-      const int err = errno;
-      ::close(fd);
-      throw fail(err);
-    }
-  }
-  ::close(fd);
-  bytes.resize(done);
-  return bytes;
-}
+// A checkpoint is read whole (Note [Bounded reads]): 2 GiB holds a 500 M-parameter model, or
+// the largest MLP --layers allows with Adam's two buffers.
+constexpr std::size_t kMaxCheckpointBytes = std::size_t{2} << 30;
 
 // ---- Writing ------------------------------------------------------------------------------------
 
@@ -178,31 +147,116 @@ void write_tensors(const std::string& path, const std::vector<TensorView>& tenso
 
 // ---- Reading ------------------------------------------------------------------------------------
 
-// Rejects a duplicated key in any object of the header: JSON parsers disagree on which copy
-// wins, so a file with one is ambiguous.
-class DuplicateKeyCheck {
+// Note [Header limits]
+// ~~~~~~~~~~~~~~~~~~~~
+// A header is at most kMaxHeader bytes, but bytes are not the cost: nlohmann's ordered_json
+// finds a key by a linear search, so building 200,000 entries took minutes, and 100 MB of '['
+// builds a hundred million arrays. The header is therefore built by HeaderBuilder, which appends
+// without searching (duplicates are found through a hash set per object, so parsing is linear)
+// and refuses, before building more, a header nested deeper than a safetensors header is
+// (header, entry, shape: 3 levels), with more than kMaxHeaderEntries tensors, or holding more
+// than kMaxHeaderValues values in all.
+constexpr std::size_t kMaxHeaderDepth = 3;
+constexpr std::size_t kMaxHeaderEntries = 100'000;   // an MLP of 16,000 layers, with Adam
+constexpr std::size_t kMaxHeaderValues = 2'000'000;  // 100,000 tensors of rank 14
+
+// Builds the header for Json::sax_parse within Note [Header limits]. A duplicated key in any
+// object is recorded: JSON parsers disagree on which copy wins, so a file with one is ambiguous.
+class HeaderBuilder {
  public:
-  bool operator()(int, nlohmann::json::parse_event_t event, Json& parsed) {
-    using Event = nlohmann::json::parse_event_t;
-    if (event == Event::object_start) keys_.emplace_back();
-    if (event == Event::object_end && !keys_.empty()) keys_.pop_back();
-    if (event == Event::key && !keys_.empty()) {
-      const std::string& key = parsed.get_ref<const std::string&>();
-      if (!keys_.back().insert(key).second) duplicate = key;
-    }
+  using number_integer_t = Json::number_integer_t;
+  using number_unsigned_t = Json::number_unsigned_t;
+  using number_float_t = Json::number_float_t;
+  using string_t = Json::string_t;
+  using binary_t = Json::binary_t;
+
+  bool null() { return add(nullptr) != nullptr; }
+  bool boolean(bool b) { return add(b) != nullptr; }
+  bool number_integer(number_integer_t n) { return add(n) != nullptr; }
+  bool number_unsigned(number_unsigned_t n) { return add(n) != nullptr; }
+  bool number_float(number_float_t x, const string_t&) { return add(x) != nullptr; }
+  bool string(string_t& s) { return add(std::move(s)) != nullptr; }
+  bool binary(binary_t&) { return refuse("the JSON header holds binary data"); }
+  bool start_object(std::size_t) { return open(Json::object()); }
+  bool start_array(std::size_t) { return open(Json::array()); }
+  bool end_object() { return close(); }
+  bool end_array() { return close(); }
+  bool key(string_t& k) {
+    if (open_.size() == 1 && ++entries_ > kMaxHeaderEntries)
+      return refuse(fmt::format("the JSON header has more than {} entries", kMaxHeaderEntries));
+    if (!open_.back().keys.insert(k).second && duplicate.empty()) duplicate = k;
+    key_ = std::move(k);
     return true;
   }
-  std::string duplicate;
+  bool parse_error(std::size_t position, const std::string&, const nlohmann::json::exception& e) {
+    error_byte = position;
+    error = e.what();
+    syntax_error = e.id / 100 == 1;  // 1xx: parse_error; 4xx (a number out of range): no position
+    return false;
+  }
+  bool refuse(std::string why) {
+    refusal = std::move(why);
+    return false;
+  }
+
+  Json root;
+  std::string duplicate, refusal, error;
+  std::size_t error_byte = 0;
+  bool syntax_error = false;
 
  private:
-  std::vector<std::set<std::string>> keys_;
+  struct Open {
+    Json* value;
+    std::unordered_set<std::string> keys;
+  };
+
+  // Appends `v` to the innermost open array or object (under the last key), or makes it the
+  // root; nullptr once the header holds too many values.
+  Json* add(Json&& v) {
+    if (++values_ > kMaxHeaderValues) {
+      refuse(fmt::format("the JSON header holds more than {} values", kMaxHeaderValues));
+      return nullptr;
+    }
+    if (open_.empty()) {
+      root = std::move(v);
+      return &root;
+    }
+    Json& parent = *open_.back().value;
+    if (parent.is_array()) {
+      auto& array = parent.get_ref<Json::array_t&>();
+      array.push_back(std::move(v));
+      return &array.back();
+    }
+    auto& object = parent.get_ref<Json::object_t&>();
+    object.emplace_back(std::move(key_), std::move(v));  // the vector's: no search for the key
+    return &object.back().second;
+  }
+  bool open(Json&& v) {
+    if (open_.size() == kMaxHeaderDepth)
+      return refuse(
+          fmt::format("the JSON header nests deeper than {} levels, the most a "
+                      "safetensors header has",
+                      kMaxHeaderDepth));
+    Json* added = add(std::move(v));
+    if (added) open_.push_back({added, {}});
+    return added != nullptr;
+  }
+  bool close() {
+    open_.pop_back();
+    return true;
+  }
+
+  // The open arrays and objects, outermost first. A pointer stays valid while its value is
+  // open: only the innermost open value grows.
+  std::vector<Open> open_;
+  std::string key_;
+  std::size_t values_ = 0, entries_ = 0;
 };
 
 // nlohmann's "[json.exception.parse_error.101] parse error at line 1, column 9: syntax error
 // ..." (or "[json.exception.out_of_range.406] number overflow ...") without the parts our
 // message gives in its own words.
-std::string parse_reason(const nlohmann::json::exception& e) {
-  std::string_view what = e.what();
+std::string parse_reason(std::string_view what) {
   if (what.starts_with("[json.exception.")) what.remove_prefix(what.find("] ") + 2);
   const std::size_t at = what.find("parse error");
   const std::size_t colon = at == std::string_view::npos ? at : what.find(": ", at);
@@ -253,7 +307,8 @@ std::vector<float> StoredTensor::floats() const {
 }
 
 SafetensorsFile read_safetensors(const std::string& path) {
-  return parse_safetensors(read_all(path), path);
+  const std::string bytes = ag::read_file(path, kMaxCheckpointBytes, "checkpoint");
+  return parse_safetensors(std::as_bytes(std::span(bytes.data(), bytes.size())), path);
 }
 
 SafetensorsFile parse_safetensors(std::span<const std::byte> bytes, const std::string& file_name) {
@@ -284,20 +339,19 @@ SafetensorsFile parse_safetensors(std::span<const std::byte> bytes, const std::s
   if (const std::size_t nul = text.find('\0'); nul != std::string_view::npos)
     throw fail(fmt::format("the JSON header (bytes 8..{}) has a NUL byte at byte {}", data_start,
                            8 + nul));
-  Json header;
-  DuplicateKeyCheck duplicates;
-  try {
-    header = Json::parse(text, std::ref(duplicates));
-  } catch (const nlohmann::json::parse_error& e) {
+  HeaderBuilder builder;
+  const bool parsed = Json::sax_parse(text, &builder);
+  if (!builder.refusal.empty()) throw fail(builder.refusal);
+  if (!parsed && builder.syntax_error)
     throw fail(fmt::format("the JSON header (bytes 8..{}) is not valid at byte {}: {}", data_start,
-                           8 + (e.byte > 0 ? e.byte - 1 : 0), parse_reason(e)));
-  } catch (const nlohmann::json::exception& e) {
-    // A number beyond a double's range (1e400) is reported without a position.
+                           8 + (builder.error_byte > 0 ? builder.error_byte - 1 : 0),
+                           parse_reason(builder.error)));
+  if (!parsed)  // a number beyond a double's range (1e400) is reported without a position
     throw fail(fmt::format("the JSON header (bytes 8..{}) is not valid: {}", data_start,
-                           parse_reason(e)));
-  }
-  if (!duplicates.duplicate.empty())
-    throw fail(fmt::format("the JSON header has the key \"{}\" twice", duplicates.duplicate));
+                           parse_reason(builder.error)));
+  if (!builder.duplicate.empty())
+    throw fail(fmt::format("the JSON header has the key \"{}\" twice", builder.duplicate));
+  Json& header = builder.root;
   if (!header.is_object()) throw fail("the JSON header is not an object");
 
   SafetensorsFile file;
@@ -393,6 +447,14 @@ SafetensorsFile parse_safetensors(std::span<const std::byte> bytes, const std::s
     if (near_crc_key(key))
       throw fail(fmt::format("metadata key \"{}\" looks like a damaged \"{}\" (corrupt file)", key,
                              kCrcKey));
+  const bool tapegrad_metadata =
+      std::any_of(file.metadata.begin(), file.metadata.end(),
+                  [](const auto& entry) { return entry.first.starts_with("tapegrad."); });
+  if (tapegrad_metadata && !file.metadata.contains(std::string(kCrcKey)))
+    throw fail(
+        fmt::format("it has tapegrad metadata but no \"{}\" checksum, which tapegrad "
+                    "always writes (damaged or edited file)",
+                    kCrcKey));
   if (auto it = file.metadata.find(std::string(kCrcKey)); it != file.metadata.end()) {
     header[kMetadataKey].erase(std::string(kCrcKey));
     const std::uint32_t crc =
@@ -402,6 +464,7 @@ SafetensorsFile parse_safetensors(std::span<const std::byte> bytes, const std::s
           fmt::format("the checksum does not match: \"{}\" says {}, the header and data "
                       "give {:08x} (corrupt file)",
                       kCrcKey, it->second, crc));
+    file.checksummed = true;
   }
 
   for (auto& [name, t] : file.tensors) {
@@ -482,7 +545,11 @@ void save(Module& module, const std::string& path, const CheckpointExtras& extra
 }
 
 void load(Module& module, const std::string& path, CheckpointExtras* extras) {
-  const SafetensorsFile file = read_safetensors(path);
+  load(module, read_safetensors(path), path, extras);
+}
+
+void load(Module& module, const SafetensorsFile& file, const std::string& path,
+          CheckpointExtras* extras) {
   std::vector<std::string> problems;
   auto check = [&](const std::string& name, const std::string& owner, const char* model_dtype,
                    const std::vector<std::int64_t>& shape) -> const StoredTensor* {
@@ -530,10 +597,13 @@ void load(Module& module, const std::string& path, CheckpointExtras* extras) {
     } else if (file_kind != kind) {
       problems.push_back(fmt::format("the file holds {} state, not {}", file_kind, kind));
     } else {
-      if (!parse_number(meta(kStepsKey), steps))
-        problems.push_back(
-            fmt::format("metadata {} is \"{}\", not a step count", kStepsKey, meta(kStepsKey)));
-      if (!parse_number(meta(kLrKey), lr) || !(lr >= 0))
+      // Steps count up from 0 one at a time, and Adam's bias correction raises its betas to
+      // steps + 1: a count no run reaches, or one that wraps, would make NaN weights.
+      constexpr std::size_t kMaxSteps = std::size_t{1} << 53;
+      if (!parse_number(meta(kStepsKey), steps) || steps > kMaxSteps)
+        problems.push_back(fmt::format("metadata {} is \"{}\", not a step count (at most {})",
+                                       kStepsKey, meta(kStepsKey), kMaxSteps));
+      if (!parse_number(meta(kLrKey), lr) || !std::isfinite(lr) || !(lr >= 0))
         problems.push_back(
             fmt::format("metadata {} is \"{}\", not a learning rate", kLrKey, meta(kLrKey)));
       const std::vector<std::vector<float>*> state = opt->state();
@@ -552,8 +622,12 @@ void load(Module& module, const std::string& path, CheckpointExtras* extras) {
   }
 
   if (!problems.empty()) {
+    constexpr std::size_t kShown = 10;  // a file of another model would list every tensor
     std::string all;
-    for (const std::string& p : problems) all += (all.empty() ? "" : "; ") + p;
+    for (std::size_t i = 0; i < std::min(problems.size(), kShown); ++i)
+      all += (all.empty() ? "" : "; ") + problems[i];
+    if (problems.size() > kShown)
+      all += fmt::format("; and {} more problems", problems.size() - kShown);
     throw ag::Error(fmt::format("{}: {}", path, all));
   }
 

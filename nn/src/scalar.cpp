@@ -38,10 +38,11 @@ ScalarNet expand(MLP& mlp, ag::Tape& tape, std::span<const double> x, ScalarLoss
                  std::span<const double> y) {
   std::int64_t weights = 0;
   for (const Linear* l : mlp.linears()) weights += l->weight.numel();
-  if (weights > 64)
-    throw ag::Error(fmt::format("expand: the MLP has {} weights; a scalar graph of more than 64 "
-                                "is too large to read",
-                                weights));
+  if (weights > kMaxScalarWeights)
+    throw ag::Error(
+        fmt::format("expand: the MLP has {} weights; a scalar graph of more than {} "
+                    "is too large to read",
+                    weights, kMaxScalarWeights));
   if (std::int64_t(x.size()) != mlp.sizes.front())
     throw ag::Error(fmt::format("expand: {} input values for an MLP with {} inputs", x.size(),
                                 mlp.sizes.front()));

@@ -56,23 +56,6 @@ std::string encode_history(const std::vector<EpochStats>& epochs) {
   return s;
 }
 
-std::vector<EpochStats> decode_history(const std::string& text, const std::string& path) {
-  std::vector<EpochStats> out;
-  std::istringstream lines(text);
-  std::string line;
-  while (std::getline(lines, line)) {
-    std::istringstream fields(line);
-    EpochStats e;
-    e.epoch = out.size() + 1;
-    if (!(fields >> e.loss >> e.train_accuracy >> e.test_accuracy >> e.seconds >> e.lr))
-      throw ag::Error(fmt::format("{}: the training history in its metadata is malformed "
-                                  "(epoch {})",
-                                  path, e.epoch));
-    out.push_back(e);
-  }
-  return out;
-}
-
 // The bar on a terminal ("\r" rewrites the line), or one line per epoch.
 class Progress {
  public:
@@ -112,6 +95,32 @@ class Progress {
 
 }  // namespace
 
+std::vector<EpochStats> decode_history(const std::string& text, const std::string& path) {
+  std::vector<EpochStats> out;
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::istringstream fields(line);
+    EpochStats e;
+    e.epoch = out.size() + 1;
+    // Read back, not trusted: an accuracy is a fraction (a test accuracy -1 without a test set),
+    // a time and a learning rate finite and not negative; the loss may be anything a run had.
+    const bool read = static_cast<bool>(fields >> e.loss >> e.train_accuracy >> e.test_accuracy >>
+                                        e.seconds >> e.lr) &&
+                      (fields >> std::ws).eof();
+    const auto fraction = [](double x) { return x >= 0 && x <= 1; };
+    if (!read || !fraction(e.train_accuracy) ||
+        !(fraction(e.test_accuracy) || e.test_accuracy == -1) || !std::isfinite(e.seconds) ||
+        e.seconds < 0 || !std::isfinite(e.lr) || e.lr < 0)
+      throw ag::Error(
+          fmt::format("{}: the training history in its metadata is malformed "
+                      "(epoch {})",
+                      path, e.epoch));
+    out.push_back(e);
+  }
+  return out;
+}
+
 Evaluation evaluate(Module& model, const Dataset& data, LossKind loss, std::int64_t batch_size) {
   const bool was_training = model.is_training();
   model.eval();
@@ -138,11 +147,12 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
   const std::vector<Linear*> linears = linear_layers(model);
 
   std::size_t start = 0;
-  if (options.resume && !options.checkpoint.empty() &&
-      std::filesystem::exists(options.checkpoint)) {
+  const std::string& source =
+      options.resume_from.empty() ? options.checkpoint : options.resume_from;
+  if (options.resume && !source.empty() && std::filesystem::exists(source)) {
     CheckpointExtras extras{&optimizer, {}};
-    load(model, options.checkpoint, &extras);
-    history.epochs = decode_history(extras.metadata["fit.history"], options.checkpoint);
+    load(model, source, &extras);
+    history.epochs = decode_history(extras.metadata["fit.history"], source);
     start = history.resumed_from = history.epochs.size();
   }
 

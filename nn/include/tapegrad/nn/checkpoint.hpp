@@ -33,7 +33,11 @@ namespace nn {
 // - "format" is "pt", as PyTorch's safetensors files say. "tapegrad.crc32" is the CRC-32 of the
 //   JSON header written without that key, followed by the data section: safetensors has no
 //   checksum of its own, and without one a flipped bit in a weight would load silently. Files
-//   without it (written by other tools) load unchecked.
+//   without it (written by other tools) load unchecked (SafetensorsFile::checksummed is false),
+//   unless they have "tapegrad.*" metadata: tapegrad wrote them, so a missing checksum is
+//   damage, and they are refused.
+// - The optimizer's metadata is validated, not trusted: a learning rate must be a finite
+//   number >= 0 and a step count at most 2^53.
 // - The caller's metadata (epoch, RNG seed, loss history, ...) is stored as given; the keys
 //   "format" and "tapegrad.*" are reserved.
 
@@ -72,7 +76,15 @@ struct StoredTensor {
 struct SafetensorsFile {
   std::map<std::string, StoredTensor> tensors;
   std::map<std::string, std::string> metadata;  // "__metadata__", all keys
+  // The file had a "tapegrad.crc32" that matched; a file without one (from another tool) is
+  // read unchecked, and tools say so.
+  bool checksummed = false;
 };
+
+// load() from a file already read and checked by read_safetensors, which `path` names: a tool
+// reads the file before it builds a model that must fit it.
+void load(Module& module, const SafetensorsFile& file, const std::string& path,
+          CheckpointExtras* extras = nullptr);
 
 // Reads and validates a whole file: header length against the file size, JSON syntax, every
 // entry's dtype, shape and offsets (inside the data section, not overlapping, covering it), and

@@ -31,9 +31,10 @@ enum class ScalarLoss { none, mse, bce };
 
 // Records `mlp` on the example `x` (and, with a loss, the target `y`) on a
 // scalar tape. The MLP may use any activation that is an Elementwise module
-// (sigmoid, tanh, relu, leaky_relu, elu, every one-operand row of the op
-// table); anything else (PReLU, Maxout, other modules) is an ag::Error.
-// A net with more than 64 weights is refused: the point is to draw it.
+// (the op table's activation rows: sigmoid, tanh, relu, leaky_relu, elu...);
+// anything else (PReLU, Maxout, other modules) is an ag::Error.
+// A net with more than kMaxScalarWeights weights is refused: the point is to draw it.
+inline constexpr std::int64_t kMaxScalarWeights = 64;
 ScalarNet expand(MLP& mlp, ag::Tape& tape, std::span<const double> x,
                  ScalarLoss loss = ScalarLoss::none, std::span<const double> y = {});
 

@@ -51,6 +51,9 @@ struct FitOptions {
   std::string checkpoint = {};
   // Continue from `checkpoint` if it exists: the result equals an uninterrupted run's.
   bool resume = false;
+  // With `resume`, read this checkpoint instead of `checkpoint`, which is then only written:
+  // resuming into a new file writes nothing until the old one has loaded whole.
+  std::string resume_from = {};
   std::function<void(const EpochStats&)> on_epoch = {};
 };
 
@@ -58,6 +61,11 @@ struct History {
   std::vector<EpochStats> epochs;
   std::size_t resumed_from = 0;  // epochs loaded from the checkpoint
 };
+
+// The epochs a checkpoint written by fit() holds, from its metadata "fit.history"; every number
+// is checked, and a malformed history is an ag::Error naming `path`. fit() reads it on resume;
+// a tool may check it first, before it prints or writes anything.
+std::vector<EpochStats> decode_history(const std::string& text, const std::string& path);
 
 // Trains `model` on `train`; returns every epoch's statistics (those loaded
 // from a checkpoint included).
