@@ -446,6 +446,40 @@ class Hostile(CliTest):
         self.assertEqual(sorted(os.listdir(self.dir)), before)
 
 
+class Messages(CliTest):
+    """Messages say what happened, and never put raw control characters on the terminal."""
+
+    def test_an_unknown_command_is_named_and_the_commands_listed(self):
+        r = run("frob", cwd=self.dir)
+        self.assertEqual(r.returncode, 2)
+        self.assertEqual(r.stderr, "error: unknown command 'frob'; the commands are grad, step, "
+                                   "dot, html, train, graph (tapegrad --help)\n")
+        self.assertIn("\\x1b[2J", self.fails("\x1b[2J", message="unknown command"))
+
+    def test_a_nul_byte_no_longer_cuts_the_message_short(self):
+        with open(os.path.join(self.dir, "nul.txt"), "wb") as f:
+            f.write(b"f = x \0 2\n")
+        err = self.fails("grad", "-f", "nul.txt", "x=1",
+                         message="error: line 1, column 7: unexpected character '\\x00'\n")
+        self.assertEqual(err.splitlines()[1:], ["  f = x \\x00 2", "        ^"])
+
+    def test_control_characters_are_escaped(self):
+        err = self.fails("grad", "f = x \x1b[2J", "x=1",
+                         message="unexpected character '\\x1b'")
+        self.assertNotIn("\x1b", err)
+        self.assertNotIn("\x07", self.fails("grad", CS231N, "x=\x07", "y=1", "z=1",
+                                            message="x=\\x07: '\\x07' is not a number"))
+
+    def test_underflow_is_named_not_called_out_of_range(self):
+        self.fails("grad", "f = x * 1e-400", "x=1",
+                   message="the number '1e-400' underflows: it is nearer 0 than the smallest "
+                           "double (about 4.9e-324); write 0 if 0 is meant")
+        self.fails("grad", CS231N, "x=1e-999", "y=1", "z=1",
+                   message="error: x=1e-999: '1e-999' underflows")
+        self.fails("grad", CS231N, "x=1e999", "y=1", "z=1",
+                   message="error: x=1e999: '1e999' is out of range")
+
+
 class Help(CliTest):
     def test_each_subcommand_explains_the_language(self):
         for command in ["grad", "step", "dot"]:

@@ -397,6 +397,19 @@ TEST_CASE("parse_safetensors checks bytes in memory as read_safetensors checks a
       parse(file_of(R"({"a":{"dtype":"F32","shape":[268435456],"data_offsets":[0,8]}})",
                     std::string(8, 'x'))),
       "upload: tensor \"a\": shape [268435456] is larger than the file", Error);
+  // After a 0 the element count stays 0 whatever follows: a dimension past 2^63 - 1 is refused
+  // on its own, not kept as a negative int64 and printed as (0, -9223372036854775808).
+  const auto empty_of = [](std::string_view dims) {
+    return fmt::format(R"({{"a":{{"dtype":"F32","shape":[{}],"data_offsets":[0,0]}}}})", dims);
+  };
+  CHECK_THROWS_WITH_AS(
+      parse(file_of(empty_of("0,9223372036854775808"), "")),
+      "upload: tensor \"a\": shape [0,9223372036854775808]: dimension 9223372036854775808 is "
+      "larger than 2^63 - 1",
+      Error);
+  CHECK(parse(file_of(empty_of("0,9223372036854775807"), "")).tensors.at("a").shape ==
+        std::vector<std::int64_t>{0, 9223372036854775807});
+  CHECK(nn::shape_str({0, 3}) == "(0, 3)");
   const std::string far = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,1073741824]}})";
   CHECK_THROWS_WITH_AS(parse(file_of(far, std::string(8, 'x'))),
                        fmt::format("upload: tensor \"a\": data_offsets [0, 1073741824] run past "

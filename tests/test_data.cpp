@@ -745,3 +745,45 @@ TEST_CASE("confusion matrix: counts, recall, precision, and its table") {
   CHECK(error_of([&] { m.add(probs, binary, nn::Scores::logits); }) ==
         "ConfusionMatrix::add: one binary score per row for 3 classes");
 }
+
+TEST_CASE("load_csv: a byte-order mark is not part of the first column's name") {
+  // Excel's "CSV UTF-8" starts with EF BB BF; the label column is then found by its name.
+  const std::string p = write("bom.csv", "\xEF\xBB\xBFlabel,a\n1,0.5\n0,2\n");
+  const nn::Dataset d = nn::load_csv(p, {.label_name = "label"});
+  CHECK(d.labels == std::vector<std::int32_t>{1, 0});
+  CHECK(d.feature_names == std::vector<std::string>{"a"});
+  const nn::Dataset first_feature = nn::load_csv(p, {.label_index = 0});
+  CHECK(nn::load_csv(write("bom2.csv", "\xEF\xBB\xBFx,label\n1,0\n"), {}).feature_names ==
+        std::vector<std::string>{"x"});
+  CHECK(first_feature.labels == d.labels);
+}
+
+TEST_CASE("load_csv: numeric labels compare as numbers, as pandas reads them") {
+  // 1, 1.0 and 01 are one number: one class, named "1"; -0 and 0 are one class too.
+  const std::string p = write("spellings.csv", "x,y\n1,1\n2,1.0\n3,01\n4,2\n5,+2\n6,-0\n7,0\n");
+  const nn::Dataset d = nn::load_csv(p, {.map_labels = true});
+  CHECK(d.classes == 3);
+  CHECK(d.class_names == std::vector<std::string>{"0", "1", "2"});
+  CHECK(d.labels == std::vector<std::int32_t>{1, 1, 1, 2, 2, 0, 0});
+  // A label that is not a number makes them all texts: "1" and "1.0" differ as texts.
+  const std::string mixed = write("mixed.csv", "x,y\n1,1\n2,1.0\n3,a\n");
+  const nn::Dataset m = nn::load_csv(mixed, {.map_labels = true});
+  CHECK(m.class_names == std::vector<std::string>{"1", "1.0", "a"});
+  // NaN is no number to compare: such labels are texts.
+  CHECK(nn::load_csv(write("nan.csv", "x,y\n1,nan\n2,1\n"), {.map_labels = true}).class_names ==
+        std::vector<std::string>{"1", "nan"});
+}
+
+TEST_CASE("load_idx: a gzip file cut inside its header is truncated, not empty") {
+  const Bytes whole = gzip(idx({3}, {1, 2, 3}));
+  const std::string cut = write("cut10.idx.gz", Bytes(whole.begin(), whole.begin() + 10));
+  CHECK(error_of([&] { nn::load_idx(cut); }) ==
+        cut +
+            ": truncated gzip data: the stream ends before its first byte (expected an IDX "
+            "header)");
+  const std::string nothing = write("nothing.idx.gz", gzip({}));
+  CHECK(error_of([&] { nn::load_idx(nothing); }) ==
+        nothing + ": the gzip data inflates to nothing (expected an IDX header)");
+  const std::string empty = write("empty.idx", Bytes{});
+  CHECK(error_of([&] { nn::load_idx(empty); }) == empty + ": empty file (expected an IDX header)");
+}

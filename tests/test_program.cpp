@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <string>
 #include <tapegrad/autograd.hpp>
@@ -375,6 +376,9 @@ TEST_CASE("every syntax and naming error, with its position") {
       {"f = x $ 2", 1, 7, "unexpected character '$'"},
       {"f = 2e", 1, 5, "malformed number '2e': an exponent needs digits, as in 1e-3"},
       {"f = 1e999", 1, 5, "the number '1e999' is out of range"},
+      {"f = 1e-400", 1, 5,
+       "the number '1e-400' underflows: it is nearer 0 than the smallest double (about "
+       "4.9e-324); write 0 if 0 is meant"},
       {"f = exp", 1, 5, "'exp' is a function: call it, as in exp(x)"},
       {"exp = x", 1, 1, "'exp' is a function; it cannot be assigned"},
       {"f = exp(x, 2)", 1, 5, "exp takes 1 argument, as in exp(x); got 2"},
@@ -432,6 +436,13 @@ TEST_CASE("NAME=VALUE arguments: each input once, as a number, and nothing else"
   CHECK(input_error(cs231n, {"x=1", "y=", "z=3"}) == "y=: '' is not a number");
   CHECK(input_error(cs231n, {"x=1", "y=2 ", "z=3"}) == "y=2 : '2 ' is not a number");
   CHECK(input_error(cs231n, {"x=1", "x=2"}) == "x is given twice: x=1 and x=2");
+  // Underflow is not "not a number", nor is it silently 0; overflow is out of range.
+  CHECK(input_error(cs231n, {"x=1e-999", "y=2", "z=3"}) ==
+        "x=1e-999: '1e-999' underflows: it is nearer 0 than the smallest double (about "
+        "4.9e-324); write 0 if 0 is meant");
+  CHECK(input_error(cs231n, {"x=-1e999", "y=2", "z=3"}) == "x=-1e999: '-1e999' is out of range");
+  CHECK(Program(cs231n).input_values(std::vector<std::string>{"x=4.9e-324", "y=0", "z=0"})[0] ==
+        std::numeric_limits<double>::denorm_min());  // a subnormal is a number
   CHECK(input_error(cs231n, {"x"}) == "'x' is not NAME=VALUE (an input and its value, as in x=-2)");
   CHECK(input_error(cs231n, {"=3"}) ==
         "'=3' is not NAME=VALUE (an input and its value, as in x=-2)");
@@ -522,4 +533,24 @@ TEST_CASE("a 1 MB program of many statements") {
   const ProgramError e = parse_error(source + "g = v0 +\n");
   CHECK(e.line() == lines + 2);
   CHECK(e.column() == 9);
+}
+
+TEST_CASE("control characters in a program are shown escaped, and the caret still points") {
+  // A NUL used to end what() inside the quotes: "unexpected character '".
+  const ProgramError nul = parse_error(std::string_view("f = x \0 2", 9));
+  CHECK(nul.message() == std::string("unexpected character '\0'", 24));
+  CHECK(std::string(nul.what()) ==
+        "line 1, column 7: unexpected character '\\x00'\n"
+        "  f = x \\x00 2\n"
+        "        ^");
+  // An escape sequence would reach the terminal; the caret counts its four columns.
+  const ProgramError esc = parse_error("f = \x1b[2J + $");
+  CHECK(std::string(esc.what()) ==
+        "line 1, column 5: unexpected character '\\x1b'\n"
+        "  f = \\x1b[2J + $\n"
+        "      ^");
+  const ProgramError after = parse_error("g = 1 # \x07\nf = \x7f x $");
+  CHECK(std::string(after.what())
+            .ends_with("  f = \\x7f x $\n"
+                       "      ^"));
 }

@@ -600,3 +600,23 @@ TEST_CASE("linear: x W^T + b in one node, as torch.nn.functional.linear") {
         "dL/dW (3, 2) = dL/dy (1, 3) · dy/dW   |contribution| = 3.873\n"
         "dL/db (3,) = dL/dy (1, 3) · dy/db   |contribution| = 1.732");
 }
+
+TEST_CASE("one shape printer: Shape::str, fmt's {} and shape_str agree, as NumPy prints") {
+  CHECK(Shape{4, 3}.str() == "(4, 3)");
+  CHECK(fmt::format("{}", Shape{5}) == "(5,)");
+  CHECK(fmt::format("{:>8}", Shape{}) == "      ()");
+  const std::vector<std::int64_t> empty{0, 3};
+  CHECK(shape_str(empty) == "(0, 3)");
+  CHECK(fmt::format("{}", Shape{0, 3}) == shape_str(empty));
+}
+
+TEST_CASE("messages are printable: control characters escaped once, when an Error is made") {
+  CHECK(printable("plain text, with\ttab and\nnewline") == "plain text, with\ttab and\nnewline");
+  CHECK(printable(std::string_view("a\0b\x1b[2J\x7f", 8)) == "a\\x00b\\x1b[2J\\x7f");
+  CHECK(printable("caf\xc3\xa9") == "caf\xc3\xa9");  // UTF-8 passes as it is
+  // A NUL no longer cuts what() short; the escape sequence no longer reaches the terminal.
+  const Error e(std::string("name '\x1b[2J\0' here", 17));
+  CHECK(std::string(e.what()) == "name '\\x1b[2J\\x00' here");
+  CHECK_THROWS_WITH_AS(fail("{}: shape {} has {} elements", "t\x1b", Shape{2, 0}, 0),
+                       "t\\x1b: shape (2, 0) has 0 elements", Error);
+}

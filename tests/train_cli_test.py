@@ -280,6 +280,37 @@ class TrainErrors(TrainCliTest):
         self.fails("train", "--data", "csv:missing.csv", "--layers", "2,1",
                    message="missing.csv")
 
+    def test_huge_seeds_and_epochs_are_refused_not_clamped(self):
+        self.fails("train", "--data", "xor", "--layers", "2,2", "--seed", "18446744073709551616",
+                   message="--seed: 18446744073709551616 is too large for a seed (seeds are "
+                           "below 2^64 = 18446744073709551616)")
+        self.fails("train", "--data", "xor", "--layers", "2,2", "--epochs", "1e20",
+                   message="--epochs: '1e20' is not an integer")
+        self.fails("train", "--data", "xor", "--layers", "2,2", "--epochs",
+                   "9223372036854775808", message="--epochs: 9223372036854775808 is out of range")
+        self.fails("train", "--data", "xor", "--layers", "2,2", "--batch", "1e3",
+                   message="--batch: '1e3' is not an integer")
+        self.fails("html", "--mlp", "2,2,1", "--seed", "99999999999999999999", "-o", "p.html",
+                   message="--seed: 99999999999999999999 is too large for a seed")
+        # The largest seed still trains.
+        self.lines("--data", "xor", "--layers", "2,2", "--epochs", "1", "--seed",
+                   "18446744073709551615")
+
+    def test_csv_byte_order_mark_and_numeric_labels(self):
+        # Excel's BOM is not part of the label column's name; 1, 1.0 and 01 are one class.
+        with open(self.path("bom.csv"), "wb") as f:
+            f.write(b"\xef\xbb\xbflabel,a,b\n" +
+                    b"".join(f"{l},{i},{i % 3}\n".encode()
+                             for i, l in enumerate(["0", "1", "1.0", "01", "0.0", "00"] * 4)))
+        out = self.ok("train", "--data", "csv:bom.csv:label", "--layers", "2,2", "--epochs", "1")
+        self.assertIn("2 classes", out)
+
+    def test_names_are_echoed_escaped(self):
+        self.write("esc.csv", "\x1b[2J,label\n1,0\n2,1\n")
+        err = self.fails("train", "--data", "csv:esc.csv:nosuch", "--layers", "1,2",
+                         message="no column named 'nosuch' (the columns are \\x1b[2J, label)")
+        self.assertNotIn("\x1b", err)
+
     def test_checkpoint_that_does_not_fit(self):
         self.lines(*SMALL, "--epochs", "2", "--save", "m.safetensors")
         with open(self.path("m.safetensors"), "rb") as f:

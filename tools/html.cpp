@@ -13,7 +13,7 @@
 #include <tapegrad/nn/layers.hpp>
 #include <tapegrad/nn/scalar.hpp>
 
-#include "train.hpp"
+#include "cli_options.hpp"
 
 namespace tapegrad {
 

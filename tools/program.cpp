@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <cmath>
+#include <cstdlib>
 #include <limits>
 
 namespace tapegrad {
@@ -56,12 +58,29 @@ Location locate(std::string_view source, std::size_t offset) {
   std::string caret(prefix.size(), ' ');
   for (std::size_t i = from; i < std::min(offset, end); ++i) {
     if (is_continuation(source[i])) continue;
-    caret += source[i] == '\t' ? '\t' : ' ';
+    // A control character is shown as \xNN (Note [Messages are printable]): four columns.
+    const auto byte = static_cast<unsigned char>(source[i]);
+    if (source[i] == '\t')
+      caret += '\t';
+    else
+      caret.append(byte < 0x20 || byte == 0x7f ? 4 : 1, ' ');
   }
   caret += '^';
   std::string excerpt =
       fmt::format("  {}{}{}\n  {}", prefix, source.substr(from, to - from), suffix, caret);
   return {line, column, std::move(excerpt)};
+}
+
+// Why from_chars refused `number` as out of range: "'1e999' is out of range" when it is too
+// large for a double; when too small, that it underflows, rather than the 0 strtod would give
+// with only errno to say so: a value silently 0 is one a user would never find.
+std::string out_of_range(std::string_view number) {
+  const double nearest = std::strtod(std::string(number).c_str(), nullptr);
+  if (std::isinf(nearest)) return fmt::format("'{}' is out of range", number);  // tests pin it
+  return fmt::format(
+      "'{}' underflows: it is nearer 0 than the smallest double (about 4.9e-324); "
+      "write 0 if 0 is meant",
+      number);
 }
 
 std::string report(std::string_view source, std::size_t offset, const std::string& message) {
@@ -186,7 +205,7 @@ std::vector<Token> lex(std::string_view src) {
       const auto [end, error] = std::from_chars(src.data() + i, src.data() + j, value);
       if (error == std::errc::result_out_of_range)
         throw ProgramError(src, i,
-                           fmt::format("the number '{}' is out of range", src.substr(i, j - i)));
+                           fmt::format("the number {}", out_of_range(src.substr(i, j - i))));
       if (error != std::errc() || end != src.data() + j)
         throw ProgramError(src, i, fmt::format("malformed number '{}'", src.substr(i, j - i)));
       push(Tok::number, i, j - i, value);
@@ -640,6 +659,8 @@ std::vector<double> Program::input_values(std::span<const std::string> assignmen
     given[i] = &a;
     double value = 0;
     const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (error == std::errc::result_out_of_range && end == text.data() + text.size())
+      throw ag::Error(fmt::format("{}: {}", a, out_of_range(text)));
     if (text.empty() || error != std::errc() || end != text.data() + text.size())
       throw ag::Error(fmt::format("{}: '{}' is not a number", a, text));
     values[i] = value;

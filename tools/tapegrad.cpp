@@ -25,57 +25,10 @@
 #include <tapegrad/graph.hpp>
 #include <tapegrad/page.hpp>
 
+#include "cli_options.hpp"
 #include "html.hpp"
 #include "program.hpp"
 #include "train.hpp"
-
-namespace tapegrad {
-
-// Checks that `path` ends in one of `extensions` (any case) and can be written before
-// anything is computed or written, so a bad name costs nothing and leaves nothing behind.
-void check_output_path(const std::string& path, std::initializer_list<std::string_view> extensions,
-                       std::string_view formats, std::string_view what) {
-  const std::filesystem::path p(path);
-  const std::string ext = p.extension().string();
-  std::string lower = ext;  // ag::write_graph takes any case: .SVG too
-  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (std::find(extensions.begin(), extensions.end(), lower) == extensions.end())
-    throw ag::Error(fmt::format("cannot write {}: {}; {}", path,
-                                ext.empty() ? std::string("it has no extension")
-                                            : fmt::format("unknown extension '{}'", ext),
-                                formats));
-  const std::filesystem::path dir = p.parent_path();
-  std::error_code ec;
-  if (!dir.empty() && !std::filesystem::is_directory(dir, ec))
-    throw ag::Error(fmt::format("cannot write {}: {} is not a directory", path, dir.string()));
-  if (std::filesystem::is_directory(p, ec))
-    throw ag::Error(fmt::format("cannot write {}: it is a directory", path));
-  ag::check_replaceable(path, what);  // Note [What a write replaces]
-}
-
-void check_graph_path(const std::string& path) {
-  check_output_path(path, {".dot", ".svg", ".png"}, "the graph formats are .dot, .svg and .png",
-                    "graph");
-}
-
-void check_not_input(const std::string& output, std::string_view option,
-                     std::initializer_list<std::string_view> inputs) {
-  for (std::string_view input : inputs) {
-    std::error_code ec;
-    if (!input.empty() && input != "-" && std::filesystem::equivalent(output, input, ec))
-      throw ag::Error(fmt::format("{} {}: it is an input of this run ({}); give another file",
-                                  option, output, input));
-  }
-}
-
-void check_standard_output() {
-  errno = 0;
-  if (std::fflush(stdout) != 0 || std::ferror(stdout))
-    throw ag::Error(fmt::format("cannot write to standard output: {}",
-                                errno != 0 ? std::strerror(errno) : "a write failed"));
-}
-
-}  // namespace tapegrad
 
 namespace {
 
@@ -163,10 +116,6 @@ ag::GraphOptions graph_options(const Options& o) {
   return {.style = o.style == "values" ? ag::GraphStyle::values : ag::GraphStyle::lecture};
 }
 
-// JSON has no NaN or infinity: they become null. fmt's {} is the shortest text that reads
-// back as the same double.
-std::string json_number(double x) { return std::isfinite(x) ? fmt::format("{}", x) : "null"; }
-
 void print_gradients(const ag::Tape& tape, const tapegrad::Program::Recorded& r,
                      std::string_view indent) {
   for (const ag::Value& input : r.inputs)
@@ -180,11 +129,12 @@ int run_grad(const Options& o) {
   const auto r = in.program.record(tape, in.values);
   tape.backward(r.output);
   if (o.json) {
-    std::string grads;
+    // Inputs in program order (Note [The command line's JSON]).
+    tapegrad::Json grads = tapegrad::Json::object();
     for (std::size_t i = 0; i < r.inputs.size(); ++i)
-      fmt::format_to(std::back_inserter(grads), "{}\"{}\": {}", i == 0 ? "" : ", ",
-                     in.program.inputs()[i], json_number(r.inputs[i].grad()));
-    fmt::print("{{\"value\": {}, \"grad\": {{{}}}}}\n", json_number(r.output.value()), grads);
+      grads[in.program.inputs()[i]] = r.inputs[i].grad();
+    const tapegrad::Json doc = {{"value", r.output.value()}, {"grad", std::move(grads)}};
+    fmt::print("{}\n", tapegrad::json_text(doc));
     return 0;
   }
   fmt::print("{} = {}\n", tape.label(r.output.id()), r.output.value());
@@ -299,9 +249,9 @@ int run_step(const Options& o) {
   if (!o.output.empty()) ag::write_graph(tape, out, o.output, graph_options(o));
   if (frames_dir) {
     frames_dir->commit();
-    fmt::print("{} frames written to {}\n", steps + 1, fs::path(o.frames).string());
+    fmt::print("{} frames written to {}\n", steps + 1, ag::printable(o.frames));
   }
-  if (!o.output.empty()) fmt::print("graph written to {}\n", o.output);
+  if (!o.output.empty()) fmt::print("graph written to {}\n", ag::printable(o.output));
   return 0;
 }
 
@@ -320,7 +270,7 @@ int run_dot(const Options& o) {
     return 0;
   }
   ag::write_graph(tape, r.output.id(), o.output, graph_options(o));
-  fmt::print("graph written to {}\n", o.output);
+  fmt::print("graph written to {}\n", ag::printable(o.output));
   return 0;
 }
 
@@ -375,7 +325,7 @@ int run_html(const Options& o, const tapegrad::MlpExample& mlp) {
     title = page_title(o);
   }
   ag::write_file_atomically(o.output, ag::step_page(tape, output, {.title = title}), "page");
-  fmt::print("page written to {}\n", o.output);
+  fmt::print("page written to {}\n", ag::printable(o.output));
   return 0;
 }
 
@@ -440,13 +390,26 @@ int main(int argc, char** argv) {
   html->footer(language_help() + "\n\n" + tapegrad::kHtmlHelp);
   const tapegrad::NnCommands nn_commands = tapegrad::add_nn_commands(app);
 
+  // CLI11 calls `tapegrad frob` "A subcommand is required": say which word is not a command,
+  // and list the commands.
+  if (argc > 1 && argv[1][0] != '-') {
+    std::vector<std::string> commands;
+    for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
+      commands.push_back(sub->get_name());
+    if (std::find(commands.begin(), commands.end(), argv[1]) == commands.end()) {
+      fmt::print(stderr, "error: unknown command '{}'; the commands are {} (tapegrad --help)\n",
+                 ag::printable(argv[1]), fmt::join(commands, ", "));
+      return kBadInput;
+    }
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     // train and graph say what is wrong in one line, as for every other error they report.
     if (e.get_exit_code() != 0 &&
         (nn_commands.train->parsed() || nn_commands.graph->parsed() || html->parsed())) {
-      fmt::print(stderr, "error: {}\n", e.what());
+      fmt::print(stderr, "error: {}\n", ag::printable(e.what()));
       return kBadInput;
     }
     return app.exit(e) == 0 ? 0 : kBadInput;  // --help is a success; a usage error is not
@@ -478,7 +441,7 @@ int main(int argc, char** argv) {
     return kBadInput;
   } catch (const std::exception& e) {
     std::fflush(stdout);
-    fmt::print(stderr, "error: {}\n", e.what());
+    fmt::print(stderr, "error: {}\n", ag::printable(e.what()));
     return 1;
   }
 }

@@ -34,6 +34,8 @@
 #include <tapegrad/tensor.hpp>
 #include <vector>
 
+#include "cli_options.hpp"
+
 namespace tapegrad {
 
 struct NnOptions {
@@ -66,47 +68,6 @@ namespace fs = std::filesystem;
 
 constexpr const char* kDataSets =
     "xor, moons, circles, spirals, blobs, fashion-mnist, csv:FILE[:LABEL_COLUMN]";
-
-std::string json_number(double x) { return std::isfinite(x) ? fmt::format("{}", x) : "null"; }
-
-std::string json_array(const std::vector<double>& xs) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < xs.size(); ++i) s += (i ? ", " : "") + json_number(xs[i]);
-  return s + "]";
-}
-
-}  // namespace
-
-std::vector<std::int64_t> parse_layers(const std::string& text, std::string_view option) {
-  std::vector<std::int64_t> sizes;
-  const auto bad = [&] {
-    return ag::Error(fmt::format(
-        "{} {}: not a list of at least two positive sizes like 2,16,16,1", option, text));
-  };
-  std::size_t at = 0;
-  while (at <= text.size()) {
-    std::size_t end = text.find(',', at);
-    if (end == std::string::npos) end = text.size();
-    const std::string part = text.substr(at, end - at);
-    if (part.empty() || part.size() > 9 ||
-        part.find_first_not_of("0123456789") != std::string::npos)
-      throw bad();
-    sizes.push_back(std::stoll(part));
-    if (sizes.back() < 1) throw bad();
-    at = end + 1;
-  }
-  if (sizes.size() < 2) throw bad();
-  // Sizes are checked before anything is built: an MLP too large for memory is a message.
-  std::int64_t parameters = 0;
-  for (std::size_t i = 1; i < sizes.size() && parameters <= kMaxMlpParameters; ++i)
-    parameters += sizes[i - 1] * sizes[i] + sizes[i];  // at most 10^18 + 10^9: no overflow
-  if (parameters > kMaxMlpParameters)
-    throw ag::Error(fmt::format("{} {}: more than {} parameters, the most an MLP may have", option,
-                                text, kMaxMlpParameters));
-  return sizes;
-}
-
-namespace {
 
 std::string layers_str(const std::vector<std::int64_t>& sizes) {
   return fmt::format("{}", fmt::join(sizes, ","));
@@ -358,24 +319,31 @@ int run_train(const NnOptions& o) {
 
   if (o.json) {
     fo.on_epoch = [](const nn::EpochStats& e) {
-      fmt::print("{{\"epoch\": {}, \"loss\": {}, \"train_accuracy\": {}, \"test_accuracy\": {}, "
-                 "\"lr\": {}, \"seconds\": {}, \"grad_norms\": {}, \"dead_fraction\": {}}}\n",
-                 e.epoch, json_number(e.loss), json_number(e.train_accuracy),
-                 e.test_accuracy < 0 ? "null" : json_number(e.test_accuracy), json_number(e.lr),
-                 json_number(e.seconds), json_array(e.grad_norms), json_array(e.dead_fraction));
+      // Note [The command line's JSON]: NaN is null, doubles read back exact.
+      const Json test_accuracy = e.test_accuracy < 0 ? Json() : Json(e.test_accuracy);
+      const Json line = {{"epoch", e.epoch},
+                         {"loss", e.loss},
+                         {"train_accuracy", e.train_accuracy},
+                         {"test_accuracy", test_accuracy},
+                         {"lr", e.lr},
+                         {"seconds", e.seconds},
+                         {"grad_norms", e.grad_norms},
+                         {"dead_fraction", e.dead_fraction}};
+      fmt::print("{}\n", json_text(line));
       check_standard_output();  // output that is lost stops the run
     };
   } else {
-    fmt::print("{}: {} training rows{}, {} features, {} classes; MLP {} ({} parameters)\n", d.name,
-               d.train.rows, d.has_test ? fmt::format(", {} test rows", d.test.rows) : "",
-               d.train.cols, d.train.classes, layers_str(sizes), [&] {
+    fmt::print("{}: {} training rows{}, {} features, {} classes; MLP {} ({} parameters)\n",
+               ag::printable(d.name), d.train.rows,
+               d.has_test ? fmt::format(", {} test rows", d.test.rows) : "", d.train.cols,
+               d.train.classes, layers_str(sizes), [&] {
                  std::int64_t n = 0;
                  for (nn::Parameter* p : mlp.parameters()) n += p->numel();
                  return n;
                }());
     if (!o.resume.empty())
-      fmt::print("resuming from {} with learning rate {} (the checkpoint's)\n", o.resume,
-                 resumed_lr);
+      fmt::print("resuming from {} with learning rate {} (the checkpoint's)\n",
+                 ag::printable(o.resume), resumed_lr);
     check_standard_output();  // before training: output that is lost stops the run
   }
 
@@ -398,11 +366,14 @@ int run_train(const NnOptions& o) {
                                 layers_str(sizes), o.act, o.out, o.loss, history.epochs.size())}));
   }
   if (o.json) {
-    fmt::print("{{\"train_accuracy\": {}, \"test_accuracy\": {}, \"loss\": {}, \"seconds\": {}, "
-               "\"epochs\": {}, \"grad_norms\": {}, \"dead_fraction\": {}}}\n",
-               json_number(train_accuracy), json_number(test_accuracy), json_number(last.loss),
-               json_number(seconds), history.epochs.size(), json_array(last.grad_norms),
-               json_array(last.dead_fraction));
+    const Json summary = {{"train_accuracy", train_accuracy},
+                          {"test_accuracy", test_accuracy},
+                          {"loss", last.loss},
+                          {"seconds", seconds},
+                          {"epochs", history.epochs.size()},
+                          {"grad_norms", last.grad_norms},
+                          {"dead_fraction", last.dead_fraction}};
+    fmt::print("{}\n", json_text(summary));
     return 0;
   }
   fmt::print("train accuracy {:.4f}", train_accuracy);
@@ -413,8 +384,8 @@ int run_train(const NnOptions& o) {
   if (!last.dead_fraction.empty())
     fmt::print("dead units per layer (last epoch): {:.3f}\n", fmt::join(last.dead_fraction, ", "));
   if (!fo.checkpoint.empty() && history.epochs.size() > history.resumed_from)
-    fmt::print("checkpoint written to {}\n", fo.checkpoint);
-  for (const fs::path& p : plots) fmt::print("wrote {}\n", p.string());
+    fmt::print("checkpoint written to {}\n", ag::printable(fo.checkpoint));
+  for (const fs::path& p : plots) fmt::print("wrote {}\n", ag::printable(p.string()));
   return 0;
 }
 
@@ -432,7 +403,7 @@ int run_graph(const NnOptions& o) {
   nn::load(mlp, file, o.checkpoint);
   if (!file.checksummed)
     fmt::print(stderr, "warning: {} has no checksum (not written by tapegrad): loaded unchecked\n",
-               o.checkpoint);
+               ag::printable(o.checkpoint));
   mlp.eval();
   ag::TensorTape tape;
   constexpr std::int64_t kRows = 4;
@@ -445,7 +416,7 @@ int run_graph(const NnOptions& o) {
     return 0;
   }
   ag::write_graph(tape, y.id(), o.output, options);
-  fmt::print("graph written to {}\n", o.output);
+  fmt::print("graph written to {}\n", ag::printable(o.output));
   return 0;
 }
 
@@ -464,16 +435,6 @@ void add_model_options(CLI::App* sub, NnOptions& o) {
 }
 
 }  // namespace
-
-CLI::Validator seed_validator() {
-  return CLI::Validator(
-      [](const std::string& text) {
-        return text.find_first_not_of("0123456789") == std::string::npos && !text.empty()
-                   ? std::string()
-                   : fmt::format("'{}' is not a seed, a non-negative integer", text);
-      },
-      "", "SEED");
-}
 
 NnCommands add_nn_commands(CLI::App& app) {
   NnCommands c;
@@ -495,8 +456,11 @@ NnCommands add_nn_commands(CLI::App& app) {
       ->check(CLI::IsMember({"sgd", "adam"}));
   c.train->add_option("--lr", o.lr, "The learning rate (default 0.01)")->type_name("RATE");
   c.train->add_option("--epochs", o.epochs, "Epochs in all, resumed ones included (default 100)")
-      ->type_name("N");
-  c.train->add_option("--batch", o.batch, "Rows per batch (default 32)")->type_name("B");
+      ->type_name("N")
+      ->check(integer_validator());
+  c.train->add_option("--batch", o.batch, "Rows per batch (default 32)")
+      ->type_name("B")
+      ->check(integer_validator());
   c.train->add_option("--seed", o.seed, "Seeds the data, the split, the weights and the "
                                         "shuffling (default 0)")
       ->type_name("S")

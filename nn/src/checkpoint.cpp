@@ -14,6 +14,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <span>
@@ -291,11 +292,7 @@ std::size_t dtype_size(std::string_view dtype) {
   return 0;
 }
 
-std::string shape_str(const std::vector<std::int64_t>& shape) {
-  std::string s = "(";
-  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + (shape.size() == 1 ? ",)" : ")");
-}
+std::string shape_str(const std::vector<std::int64_t>& shape) { return ag::shape_str(shape); }
 
 std::int64_t StoredTensor::numel() const { return numel_of(shape); }
 
@@ -394,6 +391,11 @@ SafetensorsFile parse_safetensors(std::span<const std::byte> bytes, const std::s
     std::uint64_t count = 1;
     for (const Json& d : entry["shape"]) {
       const std::uint64_t dim = d.get<std::uint64_t>();
+      // Checked apart from the count: after a 0 the count stays 0 whatever follows, and a
+      // dimension past 2^63 - 1 would be a negative int64 in the shape ("(0, -9223...)").
+      if (dim > std::uint64_t(std::numeric_limits<std::int64_t>::max()))
+        throw bad(fmt::format("shape {}: dimension {} is larger than 2^63 - 1",
+                              entry["shape"].dump(), dim));
       if (dim != 0 && count > bytes.size() / dim)
         throw bad(fmt::format("shape {} is larger than the file", entry["shape"].dump()));
       count *= dim;

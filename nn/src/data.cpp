@@ -30,10 +30,7 @@ namespace nn {
 
 namespace {
 
-template <class... Args>
-[[noreturn]] void fail(fmt::format_string<Args...> format, Args&&... args) {
-  throw ag::Error(fmt::format(format, std::forward<Args>(args)...));
-}
+using ag::fail;
 
 std::size_t sz(std::int64_t n) { return static_cast<std::size_t>(n); }
 
@@ -483,6 +480,8 @@ Dataset load_csv(const std::string& path, const CsvOptions& options) {
 }
 
 Dataset parse_csv(std::string_view text, const std::string& name, const CsvOptions& options) {
+  // A UTF-8 byte-order mark (Excel writes one) is not part of the first column's name.
+  if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);
   CsvReader reader{name, options, {}};
   std::vector<std::string_view> fields;
   std::vector<std::string> label_texts;  // per row, when map_labels
@@ -552,29 +551,39 @@ Dataset parse_csv(std::string_view text, const std::string& name, const CsvOptio
   d.cols = std::int64_t(ncols) - 1;
 
   if (options.map_labels) {
-    std::vector<std::string> distinct = label_texts;
-    std::sort(distinct.begin(), distinct.end());
-    distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
-    // Numbers sort as numbers ("2" before "10"), anything else as text.
-    std::vector<double> values(distinct.size());
+    // Note [Numeric labels]: when every label reads as a finite number the labels are numbers,
+    // as pandas reads such a column and torch holds it: 1, 1.0 and 01 are one class, named by
+    // the number ("1"), and classes are numbered in numeric order (2 before 10). Otherwise
+    // they are texts, numbered in sorted order.
+    std::vector<double> values(label_texts.size());
     bool numeric = true;
-    for (std::size_t i = 0; i < distinct.size() && numeric; ++i) {
-      std::string_view s = distinct[i];
+    for (std::size_t i = 0; i < label_texts.size() && numeric; ++i) {
+      std::string_view s = label_texts[i];
+      if (s.starts_with('+')) s.remove_prefix(1);
       const auto [e, ec] = std::from_chars(s.data(), s.data() + s.size(), values[i]);
-      numeric = ec == std::errc() && e == s.data() + s.size();
+      numeric = ec == std::errc() && e == s.data() + s.size() && std::isfinite(values[i]);
     }
+    std::vector<std::string> distinct;
     if (numeric) {
-      std::vector<std::pair<double, std::string>> by_value;
-      for (std::size_t i = 0; i < distinct.size(); ++i)
-        by_value.emplace_back(values[i], distinct[i]);
-      std::sort(by_value.begin(), by_value.end());
-      for (std::size_t i = 0; i < distinct.size(); ++i) distinct[i] = by_value[i].second;
+      std::vector<double> sorted = values;
+      std::sort(sorted.begin(), sorted.end());
+      sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());  // -0 == 0
+      if (std::int64_t(sorted.size()) > kMaxClasses)
+        fail("{}: {} distinct labels, more than {} classes", name, sorted.size(), kMaxClasses);
+      for (const double v : sorted) distinct.push_back(fmt::format("{}", v == 0 ? 0.0 : v));
+      for (const double v : values)
+        d.labels.push_back(
+            std::int32_t(std::lower_bound(sorted.begin(), sorted.end(), v) - sorted.begin()));
+    } else {
+      distinct = label_texts;
+      std::sort(distinct.begin(), distinct.end());
+      distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+      if (std::int64_t(distinct.size()) > kMaxClasses)
+        fail("{}: {} distinct labels, more than {} classes", name, distinct.size(), kMaxClasses);
+      std::map<std::string, std::int32_t, std::less<>> index;
+      for (std::size_t i = 0; i < distinct.size(); ++i) index[distinct[i]] = std::int32_t(i);
+      for (const std::string& t : label_texts) d.labels.push_back(index.find(t)->second);
     }
-    if (std::int64_t(distinct.size()) > kMaxClasses)
-      fail("{}: {} distinct labels, more than {} classes", name, distinct.size(), kMaxClasses);
-    std::map<std::string, std::int32_t, std::less<>> index;
-    for (std::size_t i = 0; i < distinct.size(); ++i) index[distinct[i]] = std::int32_t(i);
-    for (const std::string& t : label_texts) d.labels.push_back(index.find(t)->second);
     d.classes = std::int64_t(distinct.size());
     d.class_names = std::move(distinct);
   } else {
@@ -690,11 +699,6 @@ std::string_view idx_type_name(unsigned char t) {
   }
 }
 
-std::string dims_text(std::span<const std::int64_t> dims) {
-  return dims.size() == 1 ? fmt::format("({},)", dims[0])
-                          : fmt::format("({})", fmt::join(dims, ", "));
-}
-
 // Deflate expands at most 1032:1, so a gzip file of c bytes holds at most about
 // 1032 c: a header promising more cannot be honest, and is not allocated up front.
 constexpr std::int64_t kMaxDeflateRatio = 1032;
@@ -710,6 +714,11 @@ IdxArray parse_idx(std::span<const std::byte> bytes, const std::string& name) {
   IdxReader in(bytes, name);
   unsigned char magic[4];
   const std::int64_t got = in.read(magic, 4);
+  // A gzip file that inflates to nothing is not empty: it was cut short, or compressed nothing.
+  if (got == 0 && in.gzip())
+    fail("{}: {} (expected an IDX header)", name,
+         in.ended_early() ? "truncated gzip data: the stream ends before its first byte"
+                          : "the gzip data inflates to nothing");
   if (got == 0) fail("{}: empty file (expected an IDX header)", name);
   if (got < 4)
     fail("{}: truncated at byte {}{}: an IDX file starts with a 4-byte magic number", name, got,
@@ -743,8 +752,8 @@ IdxArray parse_idx(std::span<const std::byte> bytes, const std::string& name) {
   }
   const std::int64_t header = 4 + 4 * std::int64_t(ndim);
   const std::string declared =
-      overflow ? fmt::format("{} (more than 2^63 bytes)", dims_text(out.dims))
-               : fmt::format("{} = {} bytes of data", dims_text(out.dims), total);
+      overflow ? fmt::format("{} (more than 2^63 bytes)", ag::shape_str(out.dims))
+               : fmt::format("{} = {} bytes of data", ag::shape_str(out.dims), total);
 
   // Note: nothing below allocates more than the file can hold.
   if (!in.gzip()) {
@@ -803,10 +812,11 @@ Dataset load_mnist(const std::string& images_path, const std::string& labels_pat
   IdxArray images = load_idx(images_path);
   if (images.dims.size() != 3)
     fail("{}: expected images of 3 dimensions (n, rows, cols), found {}", images_path,
-         dims_text(images.dims));
+         ag::shape_str(images.dims));
   const IdxArray labels = load_idx(labels_path);
   if (labels.dims.size() != 1)
-    fail("{}: expected labels of 1 dimension (n,), found {}", labels_path, dims_text(labels.dims));
+    fail("{}: expected labels of 1 dimension (n,), found {}", labels_path,
+         ag::shape_str(labels.dims));
   if (images.dims[0] != labels.dims[0])
     fail("{} holds {} images but {} holds {} labels", images_path, images.dims[0], labels_path,
          labels.dims[0]);

@@ -9,10 +9,7 @@ namespace nn {
 
 namespace {
 
-template <class... Args>
-[[noreturn]] void fail(fmt::format_string<Args...> format, Args&&... args) {
-  throw ag::Error(fmt::format(format, std::forward<Args>(args)...));
-}
+using ag::fail;
 
 // A confusion matrix holds classes^2 counts; more classes than this is a mistake.
 constexpr std::int64_t kMaxMatrixClasses = 4096;

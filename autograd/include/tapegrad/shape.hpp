@@ -3,6 +3,8 @@
 
 #pragma once
 
+#include <fmt/format.h>
+
 #include <array>
 #include <cstdint>
 #include <initializer_list>
@@ -27,6 +29,14 @@ constexpr DType dtype_of() {
 }
 
 inline constexpr int kMaxRank = 6;
+
+// The one shape printer: "(4, 3)", "(5,)" and "()" as NumPy and PyTorch print them, for a
+// Shape and for the dimensions a file declares before they become one (IDX, safetensors).
+inline std::string shape_str(std::span<const std::int64_t> dims) {
+  std::string s = "(";
+  for (std::size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
+  return s + (dims.size() == 1 ? ",)" : ")");
+}
 
 class Shape {
  public:
@@ -58,12 +68,8 @@ class Shape {
     return true;
   }
 
-  // "(4, 3)", "(5,)" and "()" as NumPy and PyTorch print them.
-  std::string str() const {
-    std::string s = "(";
-    for (int i = 0; i < rank_; ++i) s += (i ? ", " : "") + std::to_string(dims_[i]);
-    return s + (rank_ == 1 ? ",)" : ")");
-  }
+  // "(4, 3)", "(5,)" and "()" as NumPy and PyTorch print them (shape_str).
+  std::string str() const;
 
   // The index (one entry per axis) of the element at row-major position `flat`.
   std::vector<std::int64_t> unravel(std::int64_t flat) const {
@@ -89,6 +95,8 @@ class Shape {
   int rank_ = 0;
 };
 
+inline std::string Shape::str() const { return shape_str(dims()); }
+
 // NumPy broadcasting: align on the right; each pair of dimensions must be equal
 // or one of them 1. Throws naming the op and both shapes.
 inline Shape broadcast_shapes(const Shape& a, const Shape& b, std::string_view op) {
@@ -108,3 +116,12 @@ inline Shape broadcast_shapes(const Shape& a, const Shape& b, std::string_view o
 }
 
 }  // namespace ag
+
+// fmt::format("{}", shape) is shape.str(): "(4, 3)".
+template <>
+struct fmt::formatter<ag::Shape> : fmt::formatter<std::string_view> {
+  template <class Context>
+  auto format(const ag::Shape& shape, Context& ctx) const {
+    return fmt::formatter<std::string_view>::format(shape.str(), ctx);
+  }
+};

@@ -166,11 +166,14 @@ struct CsvOptions {
   std::int64_t label_index = -1;
   char delimiter = ',';
   // false: labels must be class indices, integers from 0 (classes = the
-  // largest + 1). true: the distinct label texts are sorted (as numbers when
-  // all are numbers) and numbered from 0, and kept in class_names.
+  // largest + 1). true: the distinct labels are sorted and numbered from 0, and
+  // kept in class_names. When every label is a number they compare as numbers,
+  // as in pandas and torch: 1, 1.0 and 01 are one class, named "1", and 2 comes
+  // before 10 (Note [Numeric labels]); otherwise as texts.
   bool map_labels = false;
 };
-// Every other column must hold finite numbers. Blank lines are skipped;
+// Every other column must hold finite numbers. Blank lines are skipped, and so
+// is a UTF-8 byte-order mark at the start;
 // fields may be quoted with "" (a quoted field cannot span lines). Errors name
 // a column by its header name, or without a header by its index from 0.
 Dataset load_csv(const std::string& path, const CsvOptions& options = {});

@@ -1,0 +1,168 @@
+// The command line's shared helpers (tools/cli_options.hpp): output path checks, standard
+// output, layer sizes, the validators of integer options, and the JSON writer.
+
+#include "cli_options.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <tapegrad/error.hpp>
+#include <tapegrad/file.hpp>
+
+namespace tapegrad {
+
+void check_output_path(const std::string& path, std::initializer_list<std::string_view> extensions,
+                       std::string_view formats, std::string_view what) {
+  const std::filesystem::path p(path);
+  const std::string ext = p.extension().string();
+  std::string lower = ext;  // ag::write_graph takes any case: .SVG too
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (std::find(extensions.begin(), extensions.end(), lower) == extensions.end())
+    throw ag::Error(fmt::format("cannot write {}: {}; {}", path,
+                                ext.empty() ? std::string("it has no extension")
+                                            : fmt::format("unknown extension '{}'", ext),
+                                formats));
+  const std::filesystem::path dir = p.parent_path();
+  std::error_code ec;
+  if (!dir.empty() && !std::filesystem::is_directory(dir, ec))
+    throw ag::Error(fmt::format("cannot write {}: {} is not a directory", path, dir.string()));
+  if (std::filesystem::is_directory(p, ec))
+    throw ag::Error(fmt::format("cannot write {}: it is a directory", path));
+  ag::check_replaceable(path, what);  // Note [What a write replaces]
+}
+
+void check_graph_path(const std::string& path) {
+  check_output_path(path, {".dot", ".svg", ".png"}, "the graph formats are .dot, .svg and .png",
+                    "graph");
+}
+
+void check_not_input(const std::string& output, std::string_view option,
+                     std::initializer_list<std::string_view> inputs) {
+  for (std::string_view input : inputs) {
+    std::error_code ec;
+    if (!input.empty() && input != "-" && std::filesystem::equivalent(output, input, ec))
+      throw ag::Error(fmt::format("{} {}: it is an input of this run ({}); give another file",
+                                  option, output, input));
+  }
+}
+
+void check_standard_output() {
+  errno = 0;
+  if (std::fflush(stdout) != 0 || std::ferror(stdout))
+    throw ag::Error(fmt::format("cannot write to standard output: {}",
+                                errno != 0 ? std::strerror(errno) : "a write failed"));
+}
+
+std::vector<std::int64_t> parse_layers(const std::string& text, std::string_view option) {
+  std::vector<std::int64_t> sizes;
+  const auto bad = [&] {
+    return ag::Error(fmt::format("{} {}: not a list of at least two positive sizes like 2,16,16,1",
+                                 option, text));
+  };
+  std::size_t at = 0;
+  while (at <= text.size()) {
+    std::size_t end = text.find(',', at);
+    if (end == std::string::npos) end = text.size();
+    const std::string part = text.substr(at, end - at);
+    if (part.empty() || part.size() > 9 ||
+        part.find_first_not_of("0123456789") != std::string::npos)
+      throw bad();
+    sizes.push_back(std::stoll(part));
+    if (sizes.back() < 1) throw bad();
+    at = end + 1;
+  }
+  if (sizes.size() < 2) throw bad();
+  // Sizes are checked before anything is built: an MLP too large for memory is a message.
+  std::int64_t parameters = 0;
+  for (std::size_t i = 1; i < sizes.size() && parameters <= kMaxMlpParameters; ++i)
+    parameters += sizes[i - 1] * sizes[i] + sizes[i];  // at most 10^18 + 10^9: no overflow
+  if (parameters > kMaxMlpParameters)
+    throw ag::Error(fmt::format("{} {}: more than {} parameters, the most an MLP may have", option,
+                                text, kMaxMlpParameters));
+  return sizes;
+}
+
+namespace {
+
+// True if all of `text` is one integer of type T (from_chars: digits, '-' for a signed T).
+template <class T>
+bool whole_integer(std::string_view text) {
+  T value{};
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  return !text.empty() && error == std::errc() && end == text.data() + text.size();
+}
+
+}  // namespace
+
+CLI::Validator seed_validator() {
+  return CLI::Validator(
+      [](const std::string& text) {
+        if (text.find_first_not_of("0123456789") != std::string::npos || text.empty())
+          return fmt::format("'{}' is not a seed, a non-negative integer", ag::printable(text));
+        if (!whole_integer<std::uint64_t>(text))
+          return fmt::format(
+              "{} is too large for a seed (seeds are below 2^64 = 18446744073709551616)", text);
+        return std::string();
+      },
+      "", "SEED");
+}
+
+CLI::Validator integer_validator() {
+  return CLI::Validator(
+      [](const std::string& text) {
+        if (whole_integer<std::int64_t>(text)) return std::string();
+        const std::string_view digits =
+            std::string_view(text).substr(text.starts_with('-') ? 1 : 0);
+        if (!digits.empty() && digits.find_first_not_of("0123456789") == std::string::npos)
+          return fmt::format("{} is out of range (beyond \u00b19223372036854775807, 2^63 - 1)",
+                             text);
+        return fmt::format("'{}' is not an integer (digits only, as in 100)", ag::printable(text));
+      },
+      "", "N");
+}
+
+namespace {
+
+void append_json(std::string& out, const Json& value) {
+  if (value.is_object()) {
+    out += '{';
+    const char* separator = "";
+    for (const auto& [key, item] : value.items()) {
+      out += separator;
+      out += Json(key).dump();
+      out += ": ";
+      append_json(out, item);
+      separator = ", ";
+    }
+    out += '}';
+  } else if (value.is_array()) {
+    out += '[';
+    for (std::size_t i = 0; i < value.size(); ++i) {
+      if (i > 0) out += ", ";
+      append_json(out, value[i]);
+    }
+    out += ']';
+  } else if (value.is_number_float()) {
+    const double x = value.get<double>();
+    out += std::isfinite(x) ? fmt::format("{}", x) : "null";  // Note [The command line's JSON]
+  } else {
+    out += value.dump();  // strings, integers, booleans and null as nlohmann writes them
+  }
+}
+
+}  // namespace
+
+std::string json_text(const Json& value) {
+  std::string out;
+  append_json(out, value);
+  return out;
+}
+
+}  // namespace tapegrad
