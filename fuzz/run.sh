@@ -19,6 +19,8 @@ mkdir -p "$out/findings"
 # parser's limits.
 limits=(-rss_limit_mb=2048 -malloc_limit_mb=256 -timeout=10)
 declare -A max_len=([graph]=16384 [safetensors]=65536)
+# libFuzzer grows its inputs slowly (about 200 bytes in a minute): these try long ones at once.
+declare -A len_control=([graph]=0 [safetensors]=0)
 # A target fed the seeds and tokens of another.
 declare -A seeds_of=([graph]=program)
 
@@ -31,7 +33,7 @@ run_one() {
   # leaks are theirs (fuzz/lsan.supp).
   if LSAN_OPTIONS=suppressions=fuzz/lsan.supp "$build/fuzz/fuzz_$t" "$out/corpus/$t" \
       "fuzz/corpus/$seeds" "${dict[@]}" "${limits[@]}" \
-      -max_len="${max_len[$t]:-4096}" \
+      -max_len="${max_len[$t]:-4096}" -len_control="${len_control[$t]:-100}" \
       -max_total_time="$seconds" -print_final_stats=1 -artifact_prefix="$out/findings/$t-" \
       >"$log" 2>&1; then
     local runs
