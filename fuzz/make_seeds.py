@@ -31,6 +31,8 @@ PROGRAMS = {
     "deep_calls": "f = " + "relu(" * 30 + "x" + ")" * 30 + "\n",
     "long_name": "f = " + "v" * 200 + " * 2\n",
     "fork": "a = x * y\nb = a + a\nf = b * a + sigmoid(a)\n",
+    # x feeds every op: its graph draws copies of x (Note [Long edges]); once minutes of layout.
+    "sum_of_x": "f = " + "+".join(["x"] * 70) + "\n",
     "kinks": "f = relu(x - x) + abs(0 * x) + max(x, x) + leaky_relu(x - x, 0.2)\n",
     "domain": "f = log(x - x) + sqrt(-1 * y) + pow(y, 0.5) + 1 / (x - x)\n",
     # Malformed: each stops at a different error.

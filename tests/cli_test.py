@@ -480,6 +480,67 @@ class Messages(CliTest):
                    message="error: x=1e999: '1e999' is out of range")
 
 
+class LargeGraphs(CliTest):
+    """Issue 12, items 2 and 5: graphs whose layout took minutes, gigabytes or crashed Graphviz
+    (Note [Long edges] and Note [The drawing budget], autograd/)."""
+
+    BUDGET = "past the drawing budget of 1000 nodes and 1000 edges"
+
+    def sum_of_x(self, terms):
+        name = f"sum{terms}.txt"
+        with open(self.path(name), "w") as f:
+            f.write("f = " + "+".join(["x"] * terms))
+        return name
+
+    def test_a_value_used_by_every_op_is_drawn_from_copies(self):
+        # 70 terms once took over 60 s to lay out, 100 terms over 900 s. Each use of x more than
+        # 2 ranks from it is drawn from a copy of x: 67 of them for 70 terms (none for n1, n2).
+        self.ok("dot", "-f", self.sum_of_x(70), "x=1", "-o", "g.svg")
+        with open(self.path("g.svg")) as f:
+            svg = f.read()
+        copies = re.findall(r"<title>n0_copy(\d+)</title>", svg)
+        self.assertEqual(sorted(map(int, copies)), list(range(1, 68)))
+        # 501 terms (1,000 edges) is the largest such sum within the budget.
+        out = self.ok("step", "-f", self.sum_of_x(501), "x=1", "-o", "g501.svg")
+        self.assertTrue(out.endswith("graph written to g501.svg\n"))
+        text = self.ok("dot", "-f", self.sum_of_x(501), "x=1")
+        self.assertEqual(text.count("n0_copy"), 2 * 498)  # each copy: its node, its edge
+
+    def test_past_the_budget_nothing_is_drawn_printed_or_written(self):
+        # 3,000 terms crashed Graphviz under a 4 GB limit; 1,000 took 3.2 GB.
+        program = self.sum_of_x(3000)
+        message = "error: graph: 3000 nodes and 5998 edges are " + self.BUDGET
+        self.fails("dot", "-f", program, "x=1", message=message)
+        for output in ("g.svg", "g.dot", "g.png"):
+            self.fails("dot", "-f", program, "x=1", "-o", output, message=message)
+        self.fails("dot", "-f", program, "x=1", "--style", "values", message=message)
+        self.fails("step", "-f", program, "x=1", "-o", "g.svg", message=message)
+        self.fails("step", "-f", program, "x=1", "--frames", "frames", message=message)
+        # The step page has a tighter limit of its own, checked first.
+        self.fails("html", "-f", program, "x=1", "-o", "page.html",
+                   message="error: page: the graph has 3000 nodes; one of more than 400")
+        # Without a graph to draw, the program runs as before.
+        self.assertEqual(self.ok("grad", "-f", program, "x=1"), "f = 3000\ndf/dx = 3000\n")
+        # One term past the largest sum within it: 1,002 edges.
+        self.fails("dot", "-f", self.sum_of_x(502), "x=1",
+                   message="error: graph: 502 nodes and 1002 edges are " + self.BUDGET)
+
+    def test_the_dot_text_of_a_2mb_program_is_refused_in_proportion_to_it(self):
+        # Item 5: 2 MB once took 1.67 GB and 84 s to print as DOT. It is refused after one walk
+        # down the tape, before any text is built.
+        lines = ["v0 = x"]
+        size = 7
+        while size < (2 << 20):
+            i = len(lines)
+            lines.append(f"v{i} = v{i - 1} * 0.99 + x / 4")
+            size += len(lines[-1]) + 1
+        with open(self.path("big.txt"), "w") as f:
+            f.write("\n".join(lines))
+        err = self.fails("dot", "-f", "big.txt", "x=0.5", message=self.BUDGET)
+        self.assertRegex(err, r"error: graph: \d+ nodes and \d+ edges are past")
+        self.assertGreater(int(re.search(r"graph: (\d+) nodes", err).group(1)), 100000)
+
+
 class Help(CliTest):
     def test_each_subcommand_explains_the_language(self):
         for command in ["grad", "step", "dot"]:

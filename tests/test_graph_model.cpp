@@ -146,3 +146,94 @@ TEST_CASE("modules style: scopes become clusters made on first use, parents firs
   Value v = scalar.input(1.0, "v");
   CHECK_THROWS_AS(graph_model(scalar, v.id(), {GraphStyle::modules}), Error);
 }
+
+namespace {
+
+// x + x + ... + x: x feeds every op of a chain (issue 12, item 2).
+Value sum_of_x(Tape& tape, int terms) {
+  const Value x = tape.input(1.0, "x");
+  Value sum = x;
+  for (int i = 1; i < terms; ++i) sum = sum + x;
+  return sum;
+}
+
+std::size_t count_copies(const GraphModel& model) {
+  return static_cast<std::size_t>(
+      std::count_if(model.nodes.begin(), model.nodes.end(),
+                    [](const GraphNode& n) { return n.name.find("_copy") != std::string::npos; }));
+}
+
+}  // namespace
+
+TEST_CASE("a small drawing has no copies, whatever its edges span") {
+  // 31 terms draw 60 edges and the output's: within kPlainDrawingEdges (64), so x -> n30
+  // spans 30 ranks and stays.
+  Tape tape;
+  const Value f = sum_of_x(tape, 31);
+  const GraphModel model = graph_model(tape, f.id());
+  CHECK(model.edges.size() == 61);
+  CHECK(count_copies(model) == 0);
+  CHECK(model.edges[59].tail == "n0");  // into n30
+}
+
+TEST_CASE("past 64 edges, an edge spanning more than 2 ranks starts at a copy of its source") {
+  // 70 terms once took over 60 s to lay out: x had an edge into each of 69 ranks.
+  Tape tape;
+  const Value f = sum_of_x(tape, 70);
+  tape.backward(f);
+  const GraphModel model = graph_model(tape, f.id(), {.ids = true});
+  // n1 = x + x and n2 = n1 + x are next to x; n3 ... n69 get copies n0_copy1 ... n0_copy67.
+  CHECK(count_copies(model) == 67);
+  CHECK(model.edges[0].tail == "n0");
+  CHECK(model.edges[1].tail == "n0");
+  CHECK(model.edges[3].tail == "n0");                           // into n2
+  CHECK(model.edges[5].tail == "n0_copy1");                     // into n3
+  CHECK(attribute(model.edges[5].attributes, "id") == "e3_1");  // the edge keeps its id
+  const GraphNode& copy = node(model, "n0_copy67");
+  CHECK(attribute(copy.attributes, "label") == "x");
+  CHECK(attribute(copy.attributes, "shape") == "box");
+  CHECK(attribute(copy.attributes, "style") == "dashed");
+  CHECK(attribute(copy.attributes, "id") == "(none)");  // ids stay unique
+  CHECK(attribute(node(model, "n0").attributes, "id") == "n0");
+  // Every op's edges now come from at most 2 ranks back: n_k from n_{k-1} and a copy.
+  for (const GraphEdge& e : model.edges)
+    if (e.tail.starts_with("n") && e.tail.find("_copy") == std::string::npos && e.tail != "n0" &&
+        e.head != "out")
+      CHECK(std::stoi(e.head.substr(1)) - std::stoi(e.tail.substr(1)) == 1);
+
+  // The values style gets copies as well (op nodes double its ranks).
+  CHECK(count_copies(graph_model(tape, f.id(), {GraphStyle::values})) > 60);
+}
+
+TEST_CASE("the drawing budget: 1000 nodes and 1000 edges, refused before any text is built") {
+  Tape within;
+  const Value f = sum_of_x(within, 501);  // 501 nodes, 1000 edges
+  CHECK_NOTHROW(check_drawing_budget(within, f.id()));
+  CHECK(graph_model(within, f.id()).edges.size() == 1001);  // and the output's
+
+  Tape past;
+  const Value g = sum_of_x(past, 502);  // 1002 edges
+  CHECK_THROWS_WITH_AS(check_drawing_budget(past, g.id()),
+                       "graph: 502 nodes and 1002 edges are past the drawing budget of 1000 "
+                       "nodes and 1000 edges (Graphviz would take too long to lay them out, and "
+                       "nobody could read them): draw a smaller program",
+                       Error);
+  CHECK_THROWS_AS(graph_model(past, g.id()), Error);
+  CHECK_THROWS_AS(graph_model(past, g.id(), {GraphStyle::values}), Error);
+
+  // Distinct inputs count as nodes: 601 summed make 1201 nodes.
+  Tape wide;
+  Value sum = wide.input(0.0, "x0");
+  for (int i = 1; i <= 600; ++i) sum = sum + wide.input(1.0, "x");
+  CHECK_THROWS_WITH_AS(check_drawing_budget(wide, sum.id()),
+                       doctest::Contains("1201 nodes and 1200 edges are past"), Error);
+  // Only what the output depends on counts.
+  CHECK_NOTHROW(check_drawing_budget(wide, 10));
+
+  TensorTape tensors;
+  Tensor t = tensors.input({1}, {1.0}, "t");
+  Tensor total = t;
+  for (int i = 1; i < 502; ++i) total = total + t;
+  CHECK_THROWS_AS(check_drawing_budget(tensors, total.id()), Error);
+  CHECK_THROWS_AS(graph_model(tensors, total.id()), Error);
+}

@@ -5,7 +5,7 @@
 #   tools/setup.sh test   runs every test, then the core's tests in a build without BLAS and
 #                         Graphviz (build-core/), then the suite again under ASan+UBSan
 #                         (build-asan/), then the CLI tests with tapegrad under valgrind's
-#                         memcheck, then each fuzz target for a minute (build-fuzz/, fuzz/README.md)
+#                         memcheck, then each fuzz target for 40 s (build-fuzz/, fuzz/README.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -89,9 +89,9 @@ case "${1:-build}" in
     meson test -C build --setup valgrind --print-errorlogs cli train_cli || status=1
     count build valgrind
     # The fuzz targets (fuzz/README.md), clang++ with ASan and UBSan in build-fuzz/: each runs
-    # TAPEGRAD_FUZZ_SECONDS (60; 0 skips them) and counts as one test, failed on a finding.
-    fuzz_targets=(program csv idx safetensors)
-    if [ "${TAPEGRAD_FUZZ_SECONDS:-60}" != 0 ]; then
+    # TAPEGRAD_FUZZ_SECONDS (40; 0 skips them) and counts as one test, failed on a finding.
+    fuzz_targets=(program graph csv idx safetensors)
+    if [ "${TAPEGRAD_FUZZ_SECONDS:-40}" != 0 ]; then
       if [ ! -f build-fuzz/build.ninja ]; then
         quietly env CXX=clang++ meson setup build-fuzz -Dfuzz=true -Dtests=disabled \
           --buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false \

@@ -209,6 +209,8 @@ int run_step(const Options& o) {
   ag::Tape tape;
   const auto r = in.program.record(tape, in.values);
   const ag::NodeId out = r.output.id();
+  // A graph past the budget is refused before the steps are printed, not after.
+  if (!o.output.empty() || frames_dir) ag::check_drawing_budget(tape, out);
 
   fmt::print("forward\n");
   for (ag::NodeId id = 0; id < tape.size(); ++id)

@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -113,6 +115,32 @@ struct GraphText {
   bool ids = false;               // GraphOptions::ids
 };
 
+// The walk both tapes share: which nodes are drawn, by id, once the drawing is known to be
+// within the budget (Note [The drawing budget], graph_model.hpp). Counting costs one pass down
+// the tape, so a refusal never builds any text.
+template <class TapeT>
+std::vector<bool> nodes_within_budget(const TapeT& tape, NodeId output) {
+  if (output >= tape.size())
+    throw Error(
+        fmt::format("graph: node {} does not exist: the tape has {} nodes", output, tape.size()));
+  std::vector<bool> drawn(output + 1, false);
+  drawn[output] = true;
+  std::size_t nodes = 0, edges = 0;
+  for (NodeId id = output + 1; id-- > 0;) {
+    if (!drawn[id]) continue;
+    ++nodes;
+    edges += static_cast<std::size_t>(tape.arity(id));
+    for (int k = 0; k < tape.arity(id); ++k) drawn[tape.input_of(id, k)] = true;
+  }
+  if (nodes > kMaxDrawnNodes || edges > kMaxDrawnEdges)
+    throw Error(fmt::format(
+        "graph: {} nodes and {} edges are past the drawing budget of {} nodes and {} edges "
+        "(Graphviz would take too long to lay them out, and nobody could read them): draw a "
+        "smaller program",
+        nodes, edges, kMaxDrawnNodes, kMaxDrawnEdges));
+  return drawn;
+}
+
 // The checks and the walk both tapes share.
 template <class TapeT, class StepT>
 std::vector<bool> nodes_to_draw(const TapeT& tape, NodeId output, const StepT* step) {
@@ -125,13 +153,7 @@ std::vector<bool> nodes_to_draw(const TapeT& tape, NodeId output, const StepT* s
       throw Error(fmt::format("graph: the step is from a backward pass from node {}, not {}",
                               step->output, output));
   }
-  std::vector<bool> drawn(output + 1, false);
-  drawn[output] = true;
-  for (NodeId id = output + 1; id-- > 0;) {
-    if (!drawn[id]) continue;
-    for (int k = 0; k < tape.arity(id); ++k) drawn[tape.input_of(id, k)] = true;
-  }
-  return drawn;
+  return nodes_within_budget(tape, output);
 }
 
 // How far the pass drawn has gone (Note [What a graph shows]).
@@ -300,6 +322,87 @@ class TensorText {
   GraphText model_;
 };
 
+// ---- Long edges ---------------------------------------------------------------------------------
+
+// Note [Long edges]
+// ~~~~~~~~~~~~~~~~~
+// dot puts nodes in ranks (columns, with rankdir=LR) and routes an edge that spans several ranks
+// through a chain of invisible nodes, one per rank it crosses, and its label is one more (dot
+// doubles the ranks of a graph with edge labels). A value used all along a computation, x in
+// x + x + ... + x, has an edge into every rank, so the invisible nodes grow with the square of
+// the program and crossing minimisation among them faster still: 70 terms took 22 s to lay
+// out, 3,000 crashed Graphviz. So an edge that would span more than kLongestEdge ranks starts
+// instead at a copy of its source, drawn dashed right before its destination, which then has
+// a neighbour to rank beside. Ranks are estimated as dot's first ranking does, by the longest
+// path from a source (a source next to its nearest use); dot then minimises the edges' total
+// length, which this ranking bounds by kLongestEdge per edge, so the invisible nodes grow
+// linearly with the edges. Measured at the drawing budget, edges of 3 ranks each already take
+// 2.3 s to lay out, and of 6 ranks 19 s, hence 2. A drawing of at most kPlainDrawingEdges edges
+// is small enough to lay out as it is (x + x + ... + x with 32 terms, its worst, in under a
+// second), and is drawn unchanged: every lecture example, every golden file. A copy has no id
+// (GraphOptions::ids): the edge keeps its own, the source its node.
+constexpr int kLongestEdge = 2;
+constexpr std::size_t kPlainDrawingEdges = 64;
+
+void copy_sources_of_long_edges(GraphModel& graph) {
+  if (graph.edges.size() <= kPlainDrawingEdges) return;
+  const std::size_t n = graph.nodes.size();
+  std::unordered_map<std::string_view, std::size_t> index;
+  for (std::size_t i = 0; i < n; ++i) index.emplace(graph.nodes[i].name, i);
+  struct Ends {
+    std::size_t tail, head;
+  };
+  std::vector<Ends> ends;
+  std::vector<std::vector<std::size_t>> out_edges(n);
+  std::vector<std::size_t> in_degree(n, 0);
+  for (const GraphEdge& e : graph.edges) {
+    const auto tail = index.find(e.tail), head = index.find(e.head);
+    // The renderer reports an edge to a node that does not exist; here it has no rank.
+    const Ends end{tail == index.end() ? n : tail->second, head == index.end() ? n : head->second};
+    if (end.tail < n && end.head < n) {
+      out_edges[end.tail].push_back(ends.size());
+      ++in_degree[end.head];
+    }
+    ends.push_back(end);
+  }
+  const std::vector<std::size_t> sources_in_degree = in_degree;
+  // Longest path from a source, in topological order (Kahn's).
+  std::vector<int> rank(n, 0);
+  std::vector<std::size_t> ready;
+  for (std::size_t i = 0; i < n; ++i)
+    if (in_degree[i] == 0) ready.push_back(i);
+  while (!ready.empty()) {
+    const std::size_t i = ready.back();
+    ready.pop_back();
+    for (std::size_t e : out_edges[i]) {
+      const std::size_t head = ends[e].head;
+      rank[head] = std::max(rank[head], rank[i] + 1);
+      if (--in_degree[head] == 0) ready.push_back(head);
+    }
+  }
+  // A source (an input, a constant) has no path to it: dot ranks it next to its nearest use,
+  // where ranking it first would copy it for every use and leave it alone in the first rank.
+  for (std::size_t i = 0; i < n; ++i) {
+    if (sources_in_degree[i] != 0 || out_edges[i].empty()) continue;
+    int nearest = rank[ends[out_edges[i].front()].head];
+    for (std::size_t e : out_edges[i]) nearest = std::min(nearest, rank[ends[e].head]);
+    rank[i] = nearest - 1;
+  }
+  std::vector<int> copies(n, 0);
+  for (std::size_t e = 0; e < ends.size(); ++e) {
+    const auto [tail, head] = ends[e];
+    if (tail >= n || head >= n || rank[head] - rank[tail] <= kLongestEdge) continue;
+    GraphNode copy;
+    copy.name = fmt::format("{}_copy{}", graph.nodes[tail].name, ++copies[tail]);
+    copy.subgraph = graph.nodes[head].subgraph;
+    for (const GraphAttribute& a : graph.nodes[tail].attributes)
+      if (a.name != "id" && a.name != "style") copy.attributes.push_back(a);
+    copy.attributes.push_back({"style", "dashed", false});
+    graph.edges[e].tail = copy.name;
+    graph.nodes.push_back(std::move(copy));  // the index, views of names, is not used again
+  }
+}
+
 // ---- Drawing ------------------------------------------------------------------------------------
 
 class GraphBuilder {
@@ -311,6 +414,7 @@ class GraphBuilder {
       build_values();
     else
       build_lecture();
+    copy_sources_of_long_edges(graph_);
     return std::move(graph_);
   }
 
@@ -510,6 +614,12 @@ class GraphBuilder {
 };
 
 }  // namespace
+
+void check_drawing_budget(const Tape& tape, NodeId output) { nodes_within_budget(tape, output); }
+
+void check_drawing_budget(const TensorTape& tape, NodeId output) {
+  nodes_within_budget(tape, output);
+}
 
 GraphModel graph_model(const Tape& tape, NodeId output, const GraphOptions& options) {
   return GraphBuilder(scalar_text(tape, output, options)).build();

@@ -3,6 +3,7 @@
 
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -98,10 +99,31 @@ struct GraphModel {
   std::vector<GraphSubgraph> subgraphs;
 };
 
+// Note [The drawing budget]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~
+// Graphviz's dot layout is not linear in the size of a graph, and a drawing nobody can read is
+// no use in a lecture, so a graph is drawn only within a budget: at most kMaxDrawnNodes nodes
+// of the tape and kMaxDrawnEdges edges between them (the output's box and its edge, and the
+// copies of Note [Long edges], graph_model.cpp, are not counted). Past it, graph_model throws
+// an ag::Error saying so, after one walk down the tape and before any text is made: a refusal
+// costs time and memory in proportion to the tape, never to a drawing. Every front end (DOT
+// text, SVG and PNG files, step frames, the step page, the playground) builds its graph here
+// and gets the same budget. At the budget the slowest layouts measured (a chain with a
+// constant at every link; sums of products of distinct inputs) take about 1 s.
+inline constexpr std::size_t kMaxDrawnNodes = 1000;
+inline constexpr std::size_t kMaxDrawnEdges = 1000;
+
+// Throws the ag::Error of Note [The drawing budget] when the graph of `output` is past it, or
+// `output` does not exist; does nothing else. For front ends that must refuse before they
+// print or write anything.
+void check_drawing_budget(const Tape& tape, NodeId output);
+void check_drawing_budget(const TensorTape& tape, NodeId output);
+
 // The graph of every node `output` depends on. Deterministic: the same tape gives the same model
 // (nodes are named n<tape index>, inputs keep their order). Gradients are shown where the latest
 // backward reached (Tape::reached); graph.hpp says what each style shows. Throws ag::Error for a
-// node that does not exist, a step from another tape or output, or the modules style.
+// node that does not exist, a step from another tape or output, the modules style, or a graph
+// past the drawing budget (Note [The drawing budget]).
 GraphModel graph_model(const Tape& tape, NodeId output, const GraphOptions& options = {});
 GraphModel graph_model(const TensorTape& tape, NodeId output,
                        const TensorGraphOptions& options = {});
