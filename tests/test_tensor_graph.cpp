@@ -250,9 +250,9 @@ TEST_CASE("amin, amax over all, argmax, where and batched matmul drawn with thei
   TensorTape tape;
   Tensor x = tape.input(Shape{2, 2, 3}, {1, 2, 3, 4, 5, 6, 6, 5, 4, 3, 2, 1}, "x");
   Tensor w = tape.input(Shape{3, 2}, {1, 0, 0, 1, 1, 1}, "w");
-  Tensor p = matmul(x, w).named("p");                             // (2, 2, 2)
-  Tensor c = argmax(p, 2, true).named("c");                       // (2, 2, 1), a constant
-  Tensor s = where(c, p, amin(p, 2, true)).named("s");            // (2, 2, 2)
+  Tensor p = matmul(x, w).named("p");                   // (2, 2, 2)
+  Tensor c = argmax(p, 2, true).named("c");             // (2, 2, 1), a constant
+  Tensor s = where(c, p, amin(p, 2, true)).named("s");  // (2, 2, 2)
   Tensor hi = amax(s), lo = amin(s);
   Tensor loss = (hi + lo).named("loss");
   tape.backward(loss);
@@ -263,9 +263,8 @@ TEST_CASE("amin, amax over all, argmax, where and batched matmul drawn with thei
         t.name().empty()
             ? ""
             : fmt::format("<font point-size=\"11\" color=\"gray25\">{}</font><br/>", t.name());
-    return fmt::format(
-        "{}\t[label=<{}<br/>{}<font point-size=\"10\" color=\"gray40\">{}</font>>];", node(t.id()),
-        symbol, name, shape);
+    return fmt::format("{}\t[label=<{}<br/>{}<font point-size=\"10\" color=\"gray40\">{}</font>>];",
+                       node(t.id()), symbol, name, shape);
   };
   CHECK(contains(dot, op_node(p, "@", "(2, 2, 2)")));
   CHECK(contains(dot, op_node(c, "argmax", "(2, 2, 1)")));

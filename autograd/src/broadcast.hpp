@@ -68,8 +68,7 @@ void for_each_broadcast(const Shape& out, const Shape& a, const Shape& b, F&& f)
 // The same walk for three inputs (where's condition and its two branches): f(i, ic, ia, ib).
 // One odometer over every axis; Note [Broadcasting] holds for it as for the two-input walk.
 template <class F>
-void for_each_broadcast3(const Shape& out, const Shape& c, const Shape& a, const Shape& b,
-                         F&& f) {
+void for_each_broadcast3(const Shape& out, const Shape& c, const Shape& a, const Shape& b, F&& f) {
   const std::int64_t n = out.numel();
   if (c == out && a == out && b == out) {
     for (std::int64_t i = 0; i < n; ++i) f(i, i, i, i);

@@ -414,9 +414,10 @@ Tensor matmul(Tensor a, Tensor b) {
   if (sa.rank() < 2 || sb.rank() < 2)
     throw Error(fmt::format("matmul: {} x {}: both operands must be 2-D", sa.str(), sb.str()));
   if (sa.rank() > 3 || sb.rank() > 3 || (batched_b && sa.rank() != 3))
-    throw Error(fmt::format("matmul: {} x {}: the operands must be 2-D, or 3-D batches as "
-                            "(B, m, k) x (B, k, n) or (B, m, k) x (k, n)",
-                            sa.str(), sb.str()));
+    throw Error(
+        fmt::format("matmul: {} x {}: the operands must be 2-D, or 3-D batches as "
+                    "(B, m, k) x (B, k, n) or (B, m, k) x (k, n)",
+                    sa.str(), sb.str()));
   const int ra = sa.rank(), rb = sb.rank();
   if (sa[ra - 1] != sb[rb - 2])
     throw Error(fmt::format("matmul: {} x {}: inner dimensions {} and {} differ", sa.str(),
@@ -426,8 +427,8 @@ Tensor matmul(Tensor a, Tensor b) {
                             sa[0], sb[0]));
   const Shape shape = ra == 3 ? Shape{sa[0], sa[1], sb[rb - 1]} : Shape{sa[0], sb[1]};
   TensorTape& tape = *x.tape;
-  const NodeId id = impl.push(TOp::matmul, dt, shape, Recorder::grad_for(tape, {x.id, b.id()}),
-                              x.id, b.id());
+  const NodeId id =
+      impl.push(TOp::matmul, dt, shape, Recorder::grad_for(tape, {x.id, b.id()}), x.id, b.id());
   tensor_ops::Matmul::forward(impl, impl.nodes[id]);
   return Recorder::make(tape, id);
 }
@@ -1192,8 +1193,8 @@ std::vector<AnomalyOperand> Where::forward_operands(const TensorTape& tape, Node
 
 // Branch k's element `target` gets the upstream of the output elements it was chosen for: the
 // first whose upstream is not finite, else the first; with the condition there.
-void Where::backward_operands(const TensorTape& tape, NodeId id, int k,
-                              const ElementIndex& target, Anomaly& report) {
+void Where::backward_operands(const TensorTape& tape, NodeId id, int k, const ElementIndex& target,
+                              Anomaly& report) {
   const Shape& out = tape.shape(id);
   const NodeId cond = tape.input_of(id, 0);
   ElementIndex chosen;
