@@ -344,3 +344,76 @@ TEST_CASE("inside an nn MLP the report names the module path of the op") {
         "(1, 4), input 1 = [3e+38, 3e+38, 3e+38, 3e+38] at layers.2.weight[0, :] of (4, 4), "
         "input 2 = 0 at layers.2.bias[0] of (4,)) produced inf at [0, 0] of (1, 4)");
 }
+
+// ---- reduceops: amin, amax over all, argmax, where, batched products -------------------------
+
+TEST_CASE("amin backward: a NaN minimum sends NaN to its row, reported at amin; where reads") {
+  // amin and where make nothing non-finite from finite numbers forward; amin's backward does
+  // when a NaN is the minimum (torch's 0/0), and where is where a given NaN is first read.
+  TensorTape tape;
+  Tensor x = tape.input(Shape{2, 3}, {1, 2, 3, 4, -1, 6}, "x");
+  Tensor l = log(x).named("l");  // nan at [1, 1], recorded before the mode is on
+  Tensor loss = sum(amin(l, 1));
+  tape.set_check_finite(true);
+  const Anomaly a = anomaly_of([&] { tape.backward(loss); });
+  CHECK(a.kind == AnomalyKind::backward);
+  CHECK(a.op == "amin");
+  CHECK(a.target == l.id());
+  CHECK(a.index == Index{1, 0});
+  CHECK(describe(a) ==
+        "anomaly: backward of amin (node 2, upstream = 1 at t2[1] of (2,)) produced gradient nan "
+        "for l (node 1) at [1, 0] of (2, 3)");
+  Tensor c = tape.input(Shape{3}, {0, 1, 0}, "c");
+  Tensor z = tape.input(Shape{2, 3}, {0, 0, 0, 0, kNaN, 0}, "z");
+  const Anomaly w = anomaly_of([&] { (void)where(c, x, z); });
+  CHECK(w.kind == AnomalyKind::given);
+  CHECK(w.node == z.id());
+  CHECK(w.index == Index{1, 1});
+  CHECK(describe(w) ==
+        "anomaly: input z (node 5) is nan at [1, 1] of (2, 3) as given, before any op (used by "
+        "where, node 6)");
+  // argmax of a row with a NaN is an index, finite: nothing to report (torch.argmax gives 1).
+  CHECK(argmax(l, 1).values() == std::vector<double>{2, 1});
+}
+
+TEST_CASE("amax over all backward: a NaN maximum sends NaN to every element, named there") {
+  TensorTape tape;
+  Tensor x = tape.input(Shape{2, 2}, {1, 2, 3, 4}, "x");
+  Tensor s = sqrt(x - 3.5).named("s");  // nan at [0, 0], [0, 1], [1, 0]
+  Tensor m = amax(s).named("m");
+  tape.set_check_finite(true);
+  const Anomaly a = anomaly_of([&] { tape.backward(m); });
+  CHECK(a.kind == AnomalyKind::backward);
+  CHECK(a.op == "amax");
+  CHECK(a.target == s.id());
+  CHECK(a.index == Index{0, 0});
+  CHECK(describe(a) ==
+        "anomaly: backward of amax (node 4 'm', upstream = 1 at m of shape ()) produced gradient "
+        "nan for s (node 3) at [0, 0] of (2, 2)");
+}
+
+TEST_CASE("batched matmul and 3-D linear: the batch, row and column that overflowed") {
+  TensorTape tape;
+  tape.set_check_finite(true);
+  Tensor a = tape.input(Shape{2, 1, 2}, {1, 1, 1e20, 1e20}, "a", DType::f32);
+  Tensor b = tape.input(Shape{2, 2, 1}, {1, 1, 1e20, 1}, "b", DType::f32);
+  const Anomaly m = anomaly_of([&] { (void)matmul(a, b); });
+  CHECK(m.op == "matmul");
+  CHECK(m.index == Index{1, 0, 0});
+  REQUIRE(m.operands.size() == 2);
+  CHECK(m.operands[0].index == Index{1, 0, -1});
+  CHECK(m.operands[1].index == Index{1, -1, 0});
+  CHECK(describe(m) ==
+        "anomaly: forward of matmul (node 2, input 0 = [1e+20, 1e+20] at a[1, 0, :] of (2, 1, 2), "
+        "input 1 = [1e+20, 1] at b[1, :, 0] of (2, 2, 1)) produced inf at [1, 0, 0] of (2, 1, 1)");
+  Tensor w = tape.input(Shape{2, 2}, {1, 1, 1e20, 1}, "W", DType::f32);
+  const Anomaly l = anomaly_of([&] { (void)linear(a, w); });
+  CHECK(l.op == "linear");
+  CHECK(l.index == Index{1, 0, 1});
+  REQUIRE(l.operands.size() == 2);
+  CHECK(l.operands[0].index == Index{1, 0, -1});
+  CHECK(l.operands[1].index == Index{1, -1});
+  CHECK(describe(l) ==
+        "anomaly: forward of linear (node 4, input 0 = [1e+20, 1e+20] at a[1, 0, :] of (2, 1, 2), "
+        "input 1 = [1e+20, 1] at W[1, :] of (2, 2)) produced inf at [1, 0, 1] of (2, 1, 2)");
+}

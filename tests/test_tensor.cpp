@@ -127,7 +127,7 @@ TEST_CASE("sum, mean and amax over all elements and over each axis, with keepdim
 
 TEST_CASE("every tensor op is named by the op table, and is_leaf picks the three leaves") {
   std::vector<std::string_view> names;
-  for (int k = 0; k <= int(TOp::pick); ++k) {
+  for (int k = 0; k <= int(kLastTOp); ++k) {
     const TOp op = TOp(k);
     CAPTURE(k);
     CHECK(!top_name(op).empty());
@@ -619,4 +619,153 @@ TEST_CASE("messages are printable: control characters escaped once, when an Erro
   CHECK(std::string(e.what()) == "name '\\x1b[2J\\x00' here");
   CHECK_THROWS_WITH_AS(fail("{}: shape {} has {} elements", "t\x1b", Shape{2, 0}, 0),
                        "t\\x1b: shape (2, 0) has 0 elements", Error);
+}
+
+// ---- amax and amin over everything, amin over an axis, argmax, where, batched
+// products ---------------------------------------------------------------------------------
+
+TEST_CASE("amax and amin over all elements, amin over each axis, with keepdims") {
+  const Shape s{2, 3, 4};
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return amax(x[0]); }, {arg(s)},
+             "amax over all");
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return amin(x[0]); }, {arg(s)},
+             "amin over all");
+  for (int axis : {0, 1, 2, -1})
+    for (bool keep : {false, true})
+      check_grad([&](TensorTape&, std::span<const Tensor> x) { return amin(x[0], axis, keep); },
+                 {arg(s)}, fmt::format("amin axis {} keepdims {}", axis, keep));
+  TensorTape tape;
+  Tensor t = tape.input(Shape{2, 3}, {1, 5, 2, 7, 0, 7}, "t");
+  CHECK(amax(t).shape() == Shape{});
+  CHECK(amax(t).item() == 7);
+  CHECK(amin(t).item() == 0);
+  CHECK(amin(t, 1).values() == std::vector<double>{1, 0});
+  CHECK(amin(t, 0, true).shape() == Shape{1, 3});
+  CHECK(expression(tape, amin(t, 1).id()) == "amin(t, axis=1)");
+  CHECK(expression(tape, amax(t).id()) == "amax(t)");
+}
+
+TEST_CASE("amax and amin split a tie's gradient evenly, as torch.amax and torch.amin") {
+  // Note [Ties in amax and amin]: torch.amax(t) of [[1, 7], [7, 0]] sends 1/2 to each 7;
+  // amax(t, axis) keeps torch.max(t, dim)'s first index (the test above asserts it).
+  TensorTape tape;
+  Tensor t = tape.input(Shape{2, 3}, {7, 0, 7, 3, 0, 0}, "t");
+  tape.backward(amax(t));
+  CHECK(t.grads() == std::vector<double>{0.5, 0, 0.5, 0, 0, 0});
+  tape.zero_grad();
+  tape.backward(sum(amin(t, 1)));  // row 0: one minimum; row 1: two
+  CHECK(t.grads() == std::vector<double>{0, 1, 0, 0, 0.5, 0.5});
+  tape.zero_grad();
+  tape.backward(amin(t));  // three zeros share it
+  const double third = 1.0 / 3.0;
+  CHECK(t.grads() == std::vector<double>{0, third, 0, 0, third, third});
+}
+
+TEST_CASE("amin and amax over all propagate NaN, and so does their gradient, as in torch") {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  for (DType dtype : {DType::f64, DType::f32}) {
+    CAPTURE(dtype_name(dtype));
+    TensorTape tape;
+    Tensor t = tape.input(Shape{2, 3}, {3, nan, 1, 5, 2, 7}, "t", dtype);
+    CHECK(std::isnan(amax(t).item()));
+    CHECK(std::isnan(amin(t).item()));
+    const std::vector<double> m = amin(t, 1).values();
+    CHECK(std::isnan(m[0]));
+    CHECK(m[1] == 2);
+    // A NaN result equals no element: torch's gradient (grad * mask / count) is 0/0 = NaN over
+    // the whole slice; the slice without NaN is untouched.
+    tape.backward(sum(amin(t, 1)));
+    const std::vector<double> g = t.grads();
+    CHECK(std::all_of(g.begin(), g.begin() + 3, [](double v) { return std::isnan(v); }));
+    CHECK(std::vector<double>(g.begin() + 3, g.end()) == std::vector<double>{0, 1, 0});
+  }
+}
+
+TEST_CASE("argmax: the first maximum's index as a value, NaN the maximum, no gradient") {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  for (DType dtype : {DType::f64, DType::f32}) {
+    CAPTURE(dtype_name(dtype));
+    TensorTape tape;
+    Tensor t = tape.input(Shape{3, 3}, {1, 5, 5, nan, 2, nan, 4, 0, 4}, "t", dtype);
+    CHECK(argmax(t, 1).values() == std::vector<double>{1, 0, 0});  // ties: the first
+    CHECK(argmax(t, 0).values() == std::vector<double>{1, 0, 1});
+    CHECK(argmax(t, -1, true).shape() == Shape{3, 1});
+    CHECK(argmax(t).item() == 3);  // the flat index of the first NaN
+    CHECK(argmax(t).dtype() == dtype);
+    CHECK(!argmax(t).requires_grad());
+    CHECK(expression(tape, argmax(t, 0).id()) == "argmax(t, axis=0)");
+    // A constant in a graph: the loss's gradient reaches t only through the product.
+    Tensor loss = sum(t * argmax(t, 0, true));
+    tape.backward(loss);
+    CHECK(t.grads()[1] == 0);
+    CHECK(t.grads()[3] == 1);
+  }
+  TensorTape tape;
+  CHECK_THROWS_WITH_AS(argmax(zeros(tape, Shape{0})), "argmax: shape (0,) has no elements", Error);
+  CHECK_THROWS_WITH_AS(amin(zeros(tape, Shape{2, 0}), 1), "amin: axis 1 of shape (2, 0) is empty",
+                       Error);
+}
+
+TEST_CASE("where: broadcasting all three, the gradient to the chosen branch only") {
+  // cond of (2, 1), a of (3,), b of (2, 3): every input broadcast in its own way.
+  const auto chosen = [](TensorTape& tape, std::span<const Tensor> x) {
+    Tensor cond = tape.input(Shape{2, 1}, {1, 0}, "cond");
+    return where(cond, x[0], x[1]) * x[1];
+  };
+  check_grad(chosen, {arg(Shape{3}), arg(Shape{2, 3}, 0.1)}, "where, broadcast");
+  check_grad(
+      [](TensorTape& tape, std::span<const Tensor> x) {
+        Tensor cond = tape.input(Shape{2, 3}, {1, 0, 0, 2, -1, 0}, "cond");
+        return where(cond, x[0], x[1]);
+      },
+      {arg(Shape{2, 3}), arg(Shape{})}, "where, b a scalar");
+  TensorTape tape;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  Tensor cond = tape.input(Shape{4}, {1, 0, nan, -2}, "c");
+  Tensor a = tape.input(Shape{4}, {1, 2, 3, 4}, "a");
+  Tensor b = tape.input(Shape{1}, {10}, "b");
+  Tensor y = where(cond, a, b);
+  CHECK(y.values() == std::vector<double>{1, 10, 3, 4});  // NaN is nonzero: it chooses a
+  CHECK(expression(tape, y.id()) == "where(c, a, b)");
+  tape.backward(sum(y * 2.0));
+  CHECK(a.grads() == std::vector<double>{2, 0, 2, 2});
+  CHECK(b.grads() == std::vector<double>{2});  // summed back to its shape
+  CHECK(cond.grads() == std::vector<double>{0, 0, 0, 0});
+  Tensor f = zeros(tape, Shape{4}, {DType::f32});
+  CHECK_THROWS_WITH_AS(where(cond, a, f), "where: dtype mismatch: float64 and float32", Error);
+  CHECK_THROWS_WITH_AS(where(cond, a, zeros(tape, Shape{3}, {DType::f64})),
+                       doctest::Contains("where: shapes (4,) and (3,) do not broadcast"), Error);
+}
+
+TEST_CASE("batched matmul: (B, m, k) x (B, k, n) and (B, m, k) x (k, n), as torch.matmul") {
+  const auto product = [](TensorTape&, std::span<const Tensor> x) { return matmul(x[0], x[1]); };
+  check_grad(product, {arg(Shape{2, 3, 4}), arg(Shape{2, 4, 5}, 0.1)}, "batch by batch");
+  check_grad(product, {arg(Shape{2, 3, 4}), arg(Shape{4, 5}, 0.1)}, "batch by matrix");
+  check_grad(product, {arg(Shape{2, 40, 33}), arg(Shape{2, 33, 30}, 0.1)}, "batches by BLAS");
+  check_grad(product, {arg(Shape{3, 20, 33}), arg(Shape{33, 30}, 0.1)}, "batch by BLAS matrix");
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return matmul(x[0], x[0]); },
+             {arg(Shape{2, 3, 3})}, "a batch times itself");
+  TensorTape tape;
+  // Batch 1 is the product of the second matrices only.
+  Tensor a = tape.input(Shape{2, 1, 2}, {1, 2, 3, 4}, "a");
+  Tensor b = tape.input(Shape{2, 2, 1}, {1, 1, 10, 100}, "b");
+  CHECK(matmul(a, b).shape() == Shape{2, 1, 1});
+  CHECK(matmul(a, b).values() == std::vector<double>{3, 430});
+  CHECK_THROWS_WITH_AS(matmul(a, zeros(tape, Shape{3, 2, 1}, {DType::f64})),
+                       "matmul: (2, 1, 2) x (3, 2, 1): batch sizes 2 and 3 differ", Error);
+  CHECK_THROWS_WITH_AS(matmul(zeros(tape, Shape{1, 2}, {DType::f64}), b),
+                       doctest::Contains("(B, m, k) x (B, k, n) or (B, m, k) x (k, n)"), Error);
+}
+
+TEST_CASE("linear on (N, L, in): the leading axes are rows, as torch.nn.functional.linear") {
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return linear(x[0], x[1], x[2]); },
+             {arg(Shape{2, 3, 4}), arg(Shape{5, 4}, 0.1), arg(Shape{5}, 0.2)}, "linear, 3-D");
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return linear(x[0], x[1]); },
+             {arg(Shape{2, 20, 30}), arg(Shape{35, 30}, 0.1)}, "linear, 3-D through BLAS");
+  TensorTape tape;
+  Tensor x = tape.input(Shape{2, 1, 2}, {1, 2, 3, 4}, "x");
+  Tensor w = tape.input(Shape{1, 2}, {1, 10}, "W");
+  Tensor y = linear(x, w);
+  CHECK(y.shape() == Shape{2, 1, 1});
+  CHECK(y.values() == std::vector<double>{21, 43});
 }

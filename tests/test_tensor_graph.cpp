@@ -243,3 +243,37 @@ TEST_CASE("tensor graphs: max_values, the values style, rendering and files") {
                        doctest::Contains("unknown graph format \".txt\""), Error);
   fs::remove_all(dir);
 }
+
+// ---- reduceops: each new op drawn with its symbol ---------------------------------------------
+
+TEST_CASE("amin, amax over all, argmax, where and batched matmul drawn with their symbols") {
+  TensorTape tape;
+  Tensor x = tape.input(Shape{2, 2, 3}, {1, 2, 3, 4, 5, 6, 6, 5, 4, 3, 2, 1}, "x");
+  Tensor w = tape.input(Shape{3, 2}, {1, 0, 0, 1, 1, 1}, "w");
+  Tensor p = matmul(x, w).named("p");                   // (2, 2, 2)
+  Tensor c = argmax(p, 2, true).named("c");             // (2, 2, 1), a constant
+  Tensor s = where(c, p, amin(p, 2, true)).named("s");  // (2, 2, 2)
+  Tensor hi = amax(s), lo = amin(s);
+  Tensor loss = (hi + lo).named("loss");
+  tape.backward(loss);
+  const std::string dot = to_dot(tape, loss.id());
+  // The symbol, then the name if any, then the shape.
+  const auto op_node = [&](const Tensor& t, const std::string& symbol, const std::string& shape) {
+    const std::string name =
+        t.name().empty()
+            ? ""
+            : fmt::format("<font point-size=\"11\" color=\"gray25\">{}</font><br/>", t.name());
+    return fmt::format("{}\t[label=<{}<br/>{}<font point-size=\"10\" color=\"gray40\">{}</font>>];",
+                       node(t.id()), symbol, name, shape);
+  };
+  CHECK(contains(dot, op_node(p, "@", "(2, 2, 2)")));
+  CHECK(contains(dot, op_node(c, "argmax", "(2, 2, 1)")));
+  CHECK(contains(dot, op_node(s, "where", "(2, 2, 2)")));
+  CHECK(contains(dot, op_node(tape.handle(s.id() - 1), "min", "(2, 2, 1)")));
+  CHECK(contains(dot, op_node(hi, "max", "()")));
+  CHECK(contains(dot, op_node(lo, "min", "()")));
+  // where's three inputs are three edges into it; argmax passes no gradient back to p.
+  CHECK(contains(dot, node(c.id()) + " -> " + node(s.id())));
+  CHECK(contains(dot, node(p.id()) + " -> " + node(s.id())));
+  CHECK(contains(dot, node(s.id() - 1) + " -> " + node(s.id())));
+}

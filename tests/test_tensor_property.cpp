@@ -78,9 +78,9 @@ void sample(Rng& rng, std::vector<TensorArg>& args) {
 // Records a random graph on the inputs' tape: elementwise rows of the op table (through
 // ag::apply and the named functions) with broadcasting, matmul, linear, transpose, reshape,
 // sum, mean and amax over everything or one axis with and without keepdims, softmax,
-// log_softmax, pick, and nn's losses. Every choice comes from the seed and none from the input
-// values, so the same seed records the same graph at every point the central differences
-// evaluate. Domains are kept by construction, as in the program generator.
+// log_softmax, pick, nn's losses, amin, where and batched matmul. Every choice comes from the
+// seed and none from the input values, so the same seed records the same graph at every point
+// the central differences evaluate. Domains are kept by construction, as in the program generator.
 class GraphBuilder {
  public:
   GraphBuilder(std::uint64_t seed, std::span<const Tensor> inputs)
@@ -218,7 +218,41 @@ class GraphBuilder {
     if (c < 0.8) return reduce_step();
     if (c < 0.86) return softmax_step();
     if (c < 0.89) return pick_step();
+    if (c < 0.93) return reduceops_step();
     return loss_step();
+  }
+
+  // reduceops: amin over an axis or everything, amax over everything, where, batched matmul.
+  // argmax is left out: it has no gradient, and its value jumps where an input's order does.
+  void reduceops_step() {
+    const Tensor a = operand();
+    switch (rng_.below(4)) {
+      case 0: {
+        if (a.rank() == 0 || chance() < 0.3) return push(chance() < 0.5 ? amin(a) : amax(a));
+        const int axis = int(rng_.below(std::uint64_t(2 * a.rank()))) - a.rank();
+        return push(amin(a, axis, chance() < 0.5));
+      }
+      case 1: {
+        // cond is a constant of 0s and 1s from the seed, broadcasting with both branches.
+        const Tensor b = partner(a);
+        const Shape both = broadcast_shapes(a.shape(), b.shape(), "where");
+        const Shape cs = fitting(both);
+        std::vector<double> cond(std::size_t(cs.numel()));
+        for (double& v : cond) v = chance() < 0.5 ? 1 : 0;
+        return push(where(constant(cs, std::move(cond)), a, b));
+      }
+      default: {
+        // (B, m, k) @ (B, k, n) or @ (k, n): a batch of B = 2 when m is even, else of 1.
+        const Tensor m = matrix(a);
+        const std::int64_t rows = m.shape()[0], k = m.shape()[1];
+        const std::int64_t batch = rows % 2 == 0 ? 2 : 1;
+        const Tensor x = reshape(m, Shape{batch, rows / batch, k});
+        const std::int64_t max_cols = std::max<std::int64_t>(1, max_elements_ / rows);
+        if (chance() < 0.5) return push(matmul(x, matrix_with(k, max_cols)));
+        const Tensor w = matrix_with(batch * k, max_cols);
+        return push(matmul(x, reshape(w, Shape{batch, k, w.shape()[1]})));
+      }
+    }
   }
 
   void unary_step() {
@@ -437,18 +471,23 @@ Point inspect(const TensorTape& tape) {
         p.check.elementwise(op, tape.value(a, property::source(shape, tape.shape(a), i)),
                             binary ? tape.value(b, property::source(shape, tape.shape(b), i)) : 0.0,
                             tape.param(id));
-    } else if (tape.op(id) == TOp::amax) {
-      // The maximum along the axis and the runner-up below it; elements equal to the maximum
-      // (a broadcast axis) are a tie that must stay one.
+    } else if (tape.op(id) == TOp::amax || tape.op(id) == TOp::amin) {
+      // The maximum along the axis (or over all) and the runner-up below it; elements equal to
+      // the maximum (a broadcast axis) are a tie that must stay one. amin: the same, negated.
       const NodeId a = tape.input_of(id, 0);
       const Shape& in = tape.shape(a);
       const int axis = tape.axis(id);
+      const double sign = tape.op(id) == TOp::amin ? -1 : 1;
       std::int64_t inner = 1;
-      for (int j = axis + 1; j < in.rank(); ++j) inner *= in[j];
-      const std::int64_t length = in[axis], outer = in.numel() / (length * inner);
+      if (axis != kAllAxes)
+        for (int j = axis + 1; j < in.rank(); ++j) inner *= in[j];
+      const std::int64_t length = axis == kAllAxes ? in.numel() : in[axis];
+      const std::int64_t outer = in.numel() / (length * inner);
       for (std::int64_t o = 0; o < outer; ++o)
         for (std::int64_t i = 0; i < inner; ++i) {
-          auto at = [&](std::int64_t l) { return tape.value(a, (o * length + l) * inner + i); };
+          auto at = [&](std::int64_t l) {
+            return sign * tape.value(a, (o * length + l) * inner + i);
+          };
           double best = at(0), second = -INFINITY;
           std::int64_t arg = 0, ties = 1;
           for (std::int64_t l = 1; l < length; ++l) {

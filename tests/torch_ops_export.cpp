@@ -1,5 +1,6 @@
 // For torch_ops_test.py: every elementwise row of the op table, evaluated with its gradients on
-// both tapes at points on both sides of its kinks and at NaN, printed as JSON for PyTorch to redo.
+// both tapes at points on both sides of its kinks and at NaN, and the structural tensor ops on
+// tensors with ties and NaN, printed as JSON for PyTorch to redo.
 
 #include <fmt/format.h>
 
@@ -7,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <exception>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <string>
@@ -126,6 +128,127 @@ std::vector<Case> cases_for(const ag::OpInfo& info, std::span<const double> test
   return cases;
 }
 
+// ---- structural tensor ops (reduceops: amax, amin, argmax, where, batched products) -------
+// One op on whole tensors: the inputs with their shapes, the tensor tape's value and shape, and
+// each input's gradient of sum(y * seed) for a seed of distinct weights (so a gradient sent to
+// the wrong element shows). `graded` lists the inputs torch differentiates (not where's cond).
+struct Structural {
+  std::string op;
+  int axis;  // -99: none (over all elements)
+  bool keepdims;
+  std::vector<ag::Shape> shapes;
+  std::vector<std::vector<double>> inputs;
+  std::vector<int> graded;
+  std::function<ag::Tensor(std::span<const ag::Tensor>)> f;
+};
+
+std::string shape_json(const ag::Shape& s) {
+  std::string out = "[";
+  for (int i = 0; i < s.rank(); ++i) out += fmt::format("{}{}", i ? ", " : "", s[i]);
+  return out + "]";
+}
+
+std::string structural_json(const Structural& c) {
+  ag::TensorTape tape;
+  std::vector<ag::Tensor> x;
+  for (std::size_t k = 0; k < c.inputs.size(); ++k)
+    x.push_back(tape.input(c.shapes[k], std::span<const double>(c.inputs[k]), "x"));
+  const ag::Tensor y = c.f(x);
+  std::vector<double> seed;
+  for (std::int64_t i = 0; i < y.numel(); ++i) seed.push_back(0.5 + 0.25 * double(i));
+  std::string grads = "[";
+  if (y.requires_grad()) tape.backward(y, seed);
+  for (std::size_t k = 0; k < x.size(); ++k) grads += (k ? ", " : "") + numbers(x[k].grads());
+  std::string shapes = "[", inputs = "[", graded = "[";
+  for (std::size_t k = 0; k < x.size(); ++k) {
+    shapes += (k ? ", " : "") + shape_json(c.shapes[k]);
+    inputs += (k ? ", " : "") + numbers(c.inputs[k]);
+  }
+  for (std::size_t k = 0; k < c.graded.size(); ++k)
+    graded += fmt::format("{}{}", k ? ", " : "", c.graded[k]);
+  return fmt::format(
+      "\n  {{\"op\": \"{}\", \"axis\": {}, \"keepdims\": {}, \"shapes\": {}], \"inputs\": {}], "
+      "\"graded\": {}], \"seed\": {}, \"value\": {}, \"shape\": {}, \"grad\": {}]}}",
+      c.op, c.axis == -99 ? "null" : fmt::format("{}", c.axis), c.keepdims, shapes, inputs, graded,
+      numbers(seed), numbers(y.values()), shape_json(y.shape()), grads);
+}
+
+std::vector<Structural> structural_cases() {
+  using ag::Shape;
+  using ag::Tensor;
+  using Args = std::span<const Tensor>;
+  // Ties within rows, columns and the whole tensor; a NaN in one row and one column.
+  const std::vector<double> ties{3, 1, 3, 0, 2, 2, 0, 5, 1, 5, 5, 1,
+                                 0, 4, 4, 4, 0, 0, 4, 1, 2, 3, 0, 4};
+  std::vector<double> with_nan = ties;
+  with_nan[5] = kNaN;
+  std::vector<double> distinct;
+  for (int i = 0; i < 60; ++i)
+    distinct.push_back(0.37 * double(i % 7) - 0.93 + 0.05 * double(i / 7));
+  auto first = [&](std::size_t n) {
+    return std::vector<double>(distinct.begin(), distinct.begin() + long(n));
+  };
+  std::vector<Structural> cases;
+  for (const auto& data : {ties, with_nan}) {
+    const Shape s{2, 3, 4};
+    cases.push_back({"amax", -99, false, {s}, {data}, {0}, [](Args x) { return ag::amax(x[0]); }});
+    cases.push_back({"amin", -99, false, {s}, {data}, {0}, [](Args x) { return ag::amin(x[0]); }});
+    cases.push_back(
+        {"argmax", -99, false, {s}, {data}, {}, [](Args x) { return ag::argmax(x[0]); }});
+    for (int axis : {0, 1, 2, -1})
+      for (bool keep : {false, true}) {
+        cases.push_back({"amax_axis", axis, keep, {s}, {data}, {0}, [=](Args x) {
+                           return ag::amax(x[0], axis, keep);
+                         }});
+        cases.push_back({"amin", axis, keep, {s}, {data}, {0}, [=](Args x) {
+                           return ag::amin(x[0], axis, keep);
+                         }});
+        cases.push_back({"argmax", axis, keep, {s}, {data}, {}, [=](Args x) {
+                           return ag::argmax(x[0], axis, keep);
+                         }});
+      }
+  }
+  // where: cond (2, 1, 4) with zeros, nonzeros and a NaN; a (3, 1); b (2, 3, 4).
+  const auto where = [](Args x) { return ag::where(x[0], x[1], x[2]); };
+  cases.push_back({"where",
+                   -99,
+                   false,
+                   {Shape{2, 1, 4}, Shape{3, 1}, Shape{2, 3, 4}},
+                   {{1, 0, -2, kNaN, 0, 0, 3, 0}, first(3), first(24)},
+                   {1, 2},
+                   where});
+  cases.push_back({"where",
+                   -99,
+                   false,
+                   {Shape{3}, Shape{}, Shape{2, 3}},
+                   {{0, 1, 0}, {7}, first(6)},
+                   {1, 2},
+                   where});
+  const auto matmul = [](Args x) { return ag::matmul(x[0], x[1]); };
+  cases.push_back({"matmul",
+                   -99,
+                   false,
+                   {Shape{2, 3, 4}, Shape{2, 4, 5}},
+                   {first(24), first(40)},
+                   {0, 1},
+                   matmul});
+  cases.push_back({"matmul",
+                   -99,
+                   false,
+                   {Shape{3, 2, 4}, Shape{4, 5}},
+                   {first(24), first(20)},
+                   {0, 1},
+                   matmul});
+  cases.push_back({"linear",
+                   -99,
+                   false,
+                   {Shape{2, 3, 4}, Shape{5, 4}, Shape{5}},
+                   {first(24), first(20), first(5)},
+                   {0, 1, 2},
+                   [](Args x) { return ag::linear(x[0], x[1], x[2]); }});
+  return cases;
+}
+
 }  // namespace
 
 int main() {
@@ -150,6 +273,12 @@ int main() {
           }
         }
       });
+    }
+    out += "\n], \"structural\": [";
+    first = true;
+    for (const Structural& c : structural_cases()) {
+      out += (first ? "" : ",") + structural_json(c);
+      first = false;
     }
     std::puts((out + "\n]}").c_str());
   } catch (const std::exception& e) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 # Every elementwise row of the op table against PyTorch in float64: values and gradients on both
-# tapes, at points on both sides of every kink, far on the tails and at NaN.
+# tapes, at points on both sides of every kink, far on the tails and at NaN; and the structural
+# tensor ops (amax, amin, argmax, where, batched matmul, N-d linear) on tensors with ties and NaN.
 # Usage: /usr/bin/python3 torch_ops_test.py PATH/TO/torch_ops_export
 import json
 import math
@@ -146,6 +147,65 @@ class TorchOps(unittest.TestCase):
                     with self.subTest(op=case["op"]):
                         self.assertTrue(math.isnan(case["tapes"]["scalar"]["value"][i]))
                         self.assertTrue(math.isnan(case["tapes"]["tensor"]["value"][i]))
+
+
+# The structural ops as PyTorch computes them: name -> f(operands, axis, keepdims), axis None
+# for a reduction over all elements. amax_axis is ag::amax(a, axis): torch.max(a, dim)'s values,
+# whose gradient goes to the first maximum (Note [Ties in amax and amin]); the others are
+# torch.amax/amin, which split a tie evenly.
+def over(f_all, f_axis):
+    return lambda x, axis, keep: f_all(x[0]) if axis is None else f_axis(x[0], axis, keep)
+
+
+STRUCTURAL = {
+    "amax": over(torch.amax, lambda a, d, k: torch.amax(a, d, k)),
+    "amax_axis": lambda x, axis, keep: torch.max(x[0], axis, keep).values,
+    "amin": over(torch.amin, lambda a, d, k: torch.amin(a, d, k)),
+    "argmax": over(torch.argmax, lambda a, d, k: torch.argmax(a, d, k)),
+    "where": lambda x, axis, keep: torch.where(x[0] != 0, x[1], x[2]),
+    "matmul": lambda x, axis, keep: torch.matmul(x[0], x[1]),
+    "linear": lambda x, axis, keep: F.linear(x[0], x[1], x[2]),
+}
+
+
+class TorchStructuralOps(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        out = subprocess.run([EXPORT], capture_output=True, text=True, timeout=120)
+        if out.returncode != 0:
+            raise RuntimeError(f"torch_ops_export failed: {out.stderr}")
+        cls.cases = json.loads(out.stdout)["structural"]
+
+    def test_every_structural_op_has_a_torch_counterpart(self):
+        self.assertEqual({c["op"] for c in self.cases}, STRUCTURAL.keys())
+        self.assertGreater(len(self.cases), 50)
+        self.assertTrue(any(math.isnan(v) for c in self.cases for v in c["inputs"][0]))
+
+    def test_values_shapes_and_gradients_match_torch(self):
+        for case in self.cases:
+            where = f"{case['op']} axis={case['axis']} keepdims={case['keepdims']} " \
+                    f"shapes={case['shapes']} inputs[0]={case['inputs'][0][:6]}..."
+            with self.subTest(where=where):
+                ts = [torch.tensor(v, dtype=torch.float64).reshape(s)
+                      for v, s in zip(case["inputs"], case["shapes"])]
+                for k in case["graded"]:
+                    ts[k].requires_grad_(True)
+                y = STRUCTURAL[case["op"]](ts, case["axis"], case["keepdims"])
+                self.assertEqual(list(y.shape), case["shape"], where)
+                theirs = y.detach().double().reshape(-1).tolist()
+                self.assertEqual(len(theirs), len(case["value"]), where)
+                for ours, t in zip(case["value"], theirs):
+                    self.assertTrue(close(ours, t),
+                                    f"{where}: value {case['value']}, torch {theirs}")
+                if not case["graded"]:
+                    continue
+                seed = torch.tensor(case["seed"], dtype=torch.float64).reshape(y.shape)
+                y.backward(seed)
+                for k in case["graded"]:
+                    g = ts[k].grad.reshape(-1).tolist()
+                    for ours, t in zip(case["grad"][k], g):
+                        self.assertTrue(close(ours, t),
+                                        f"{where}: grad {k} {case['grad'][k]}, torch {g}")
 
 
 def main():

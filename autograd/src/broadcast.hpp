@@ -65,4 +65,37 @@ void for_each_broadcast(const Shape& out, const Shape& a, const Shape& b, F&& f)
   }
 }
 
+// The same walk for three inputs (where's condition and its two branches): f(i, ic, ia, ib).
+// One odometer over every axis; Note [Broadcasting] holds for it as for the two-input walk.
+template <class F>
+void for_each_broadcast3(const Shape& out, const Shape& c, const Shape& a, const Shape& b, F&& f) {
+  const std::int64_t n = out.numel();
+  if (c == out && a == out && b == out) {
+    for (std::int64_t i = 0; i < n; ++i) f(i, i, i, i);
+    return;
+  }
+  const int rank = out.rank();
+  const Shape* inputs[3] = {&c, &a, &b};
+  std::int64_t strides[3][kMaxRank] = {};  // 0 where an input repeats
+  for (int k = 0; k < 3; ++k) {
+    std::int64_t stride = 1;
+    for (int axis = rank - 1; axis >= 0; --axis) {
+      const int ik = inputs[k]->rank() - rank + axis;
+      if (ik < 0) continue;
+      strides[k][axis] = (*inputs[k])[ik] == 1 ? 0 : stride;
+      stride *= (*inputs[k])[ik];
+    }
+  }
+  std::int64_t counter[kMaxRank] = {}, base[3] = {};
+  for (std::int64_t i = 0; i < n; ++i) {
+    f(i, base[0], base[1], base[2]);
+    for (int axis = rank - 1; axis >= 0; --axis) {
+      for (int k = 0; k < 3; ++k) base[k] += strides[k][axis];
+      if (++counter[axis] < out[axis]) break;
+      for (int k = 0; k < 3; ++k) base[k] -= strides[k][axis] * out[axis];
+      counter[axis] = 0;
+    }
+  }
+}
+
 }  // namespace ag

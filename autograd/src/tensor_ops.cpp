@@ -21,7 +21,7 @@ using namespace anomaly_index;
 
 // The table's leaf flags and is_leaf(TOp) (tensor.hpp, used on the hot path) say the same.
 static_assert([] {
-  for (int k = 0; k <= int(TOp::pick); ++k)
+  for (int k = 0; k <= int(kLastTOp); ++k)
     if (top_info(TOp(k)).leaf != is_leaf(TOp(k))) return false;
   return true;
 }());
@@ -394,6 +394,14 @@ Tensor prelu(Tensor a, Tensor alpha) {
 }
 // ---- matmul -----------------------------------------------------------------------
 // C = A B; dA += dC B^T, dB += A^T dC (transposes passed to gemm as flags).
+//
+// Note [Batched products]
+// ~~~~~~~~~~~~~~~~~~~~~~~
+// As torch.matmul, a 3-D operand is a batch of matrices. (B, m, k) @ (B, k, n) runs one gemm per
+// batch. (B, m, k) @ (k, n) is one gemm of B*m rows, the batch laid end to end in row-major
+// order: no loop, and dB = A^T dC sums over every batch in that gemm's inner dimension. linear
+// treats all leading axes of x as rows the same way. A 2-D product is the single-batch case of
+// the same code, so it pays one branch and no copy.
 
 Tensor matmul(Tensor a, Tensor b) {
   const Operand x = operand(a, "matmul");
@@ -401,28 +409,60 @@ Tensor matmul(Tensor a, Tensor b) {
   auto& impl = Recorder::impl(*x.tape);
   const Shape sa = impl.nodes[x.id].shape, sb = impl.nodes[b.id()].shape;
   const DType dt = impl.nodes[x.id].dtype;
-  if (sa.rank() != 2 || sb.rank() != 2)
+  const bool batched_b = sb.rank() == 3;
+  // A vector operand keeps the message it always had (tests and users match it).
+  if (sa.rank() < 2 || sb.rank() < 2)
     throw Error(fmt::format("matmul: {} x {}: both operands must be 2-D", sa.str(), sb.str()));
-  if (sa[1] != sb[0])
+  if (sa.rank() > 3 || sb.rank() > 3 || (batched_b && sa.rank() != 3))
+    throw Error(
+        fmt::format("matmul: {} x {}: the operands must be 2-D, or 3-D batches as "
+                    "(B, m, k) x (B, k, n) or (B, m, k) x (k, n)",
+                    sa.str(), sb.str()));
+  const int ra = sa.rank(), rb = sb.rank();
+  if (sa[ra - 1] != sb[rb - 2])
     throw Error(fmt::format("matmul: {} x {}: inner dimensions {} and {} differ", sa.str(),
-                            sb.str(), sa[1], sb[0]));
+                            sb.str(), sa[ra - 1], sb[rb - 2]));
+  if (batched_b && sa[0] != sb[0])
+    throw Error(fmt::format("matmul: {} x {}: batch sizes {} and {} differ", sa.str(), sb.str(),
+                            sa[0], sb[0]));
+  const Shape shape = ra == 3 ? Shape{sa[0], sa[1], sb[rb - 1]} : Shape{sa[0], sb[1]};
   TensorTape& tape = *x.tape;
-  const NodeId id = impl.push(TOp::matmul, dt, Shape{sa[0], sb[1]},
-                              Recorder::grad_for(tape, {x.id, b.id()}), x.id, b.id());
+  const NodeId id =
+      impl.push(TOp::matmul, dt, shape, Recorder::grad_for(tape, {x.id, b.id()}), x.id, b.id());
   tensor_ops::Matmul::forward(impl, impl.nodes[id]);
   return Recorder::make(tape, id);
 }
 
 namespace tensor_ops {
 
+namespace {
+
+// The product as `batches` gemms of (rows, inner) x (inner, cols) (Note [Batched products]).
+struct ProductShape {
+  std::int64_t batches, rows, inner, cols;
+};
+
+ProductShape product_shape(const Node& a, const Node& b) {
+  const int ra = a.shape.rank(), rb = b.shape.rank();
+  const std::int64_t batches = rb == 3 ? b.shape[0] : 1;
+  const std::int64_t rows = a.shape[ra - 2] * (ra == 3 && rb == 2 ? a.shape[0] : 1);
+  return {batches, rows, a.shape[ra - 1], b.shape[rb - 1]};
+}
+
+}  // namespace
+
 void Matmul::forward(TensorTape::Impl& impl, Node& n) {
   const Node& a = impl.nodes[n.in[0]];
   const Node& b = impl.nodes[n.in[1]];
+  const ProductShape p = product_shape(a, b);
   with_dtype(n.dtype, [&](auto z) {
     using T = decltype(z);
-    kernels::gemm<T>(false, false, a.shape[0], b.shape[1], a.shape[1],
-                     static_cast<const T*>(a.data), static_cast<const T*>(b.data), T(0),
-                     static_cast<T*>(n.data));
+    const T* pa = static_cast<const T*>(a.data);
+    const T* pb = static_cast<const T*>(b.data);
+    T* out = static_cast<T*>(n.data);
+    for (std::int64_t g = 0; g < p.batches; ++g)
+      kernels::gemm<T>(false, false, p.rows, p.cols, p.inner, pa + g * p.rows * p.inner,
+                       pb + g * p.inner * p.cols, T(0), out + g * p.rows * p.cols);
   });
 }
 
@@ -434,12 +474,22 @@ void Matmul::backward(TensorTape::Impl& impl, Node& n) {
     // Note [Lazy gradients]: a product assigns (beta 0) a gradient that nothing wrote yet.
     const auto beta = [](Node& in) { return TensorTape::Impl::first_write(in) ? T(0) : T(1); };
     const T* up = static_cast<const T*>(n.grad);
-    const std::int64_t m = a.shape[0], k = a.shape[1], cols = b.shape[1];
-    if (T* ga = static_cast<T*>(a.grad))
-      kernels::gemm<T>(false, true, m, k, cols, up, static_cast<const T*>(b.data), beta(a), ga);
-    if (b.grad)  // after a's: in x @ x, a and b are one node, and the second call adds
-      kernels::gemm<T>(true, false, k, cols, m, static_cast<const T*>(a.data), up, beta(b),
-                       static_cast<T*>(b.grad));
+    const ProductShape p = product_shape(a, b);
+    const std::int64_t m = p.rows, k = p.inner, cols = p.cols;
+    const T* pa = static_cast<const T*>(a.data);
+    const T* pb = static_cast<const T*>(b.data);
+    if (T* ga = static_cast<T*>(a.grad)) {
+      const T beta_a = beta(a);  // once: every batch's block is written for the first time
+      for (std::int64_t g = 0; g < p.batches; ++g)
+        kernels::gemm<T>(false, true, m, k, cols, up + g * m * cols, pb + g * k * cols, beta_a,
+                         ga + g * m * k);
+    }
+    if (T* gb = static_cast<T*>(b.grad)) {  // after a's: in x @ x, the second call adds
+      const T beta_b = beta(b);
+      for (std::int64_t g = 0; g < p.batches; ++g)
+        kernels::gemm<T>(true, false, k, cols, m, pa + g * m * k, up + g * m * cols, beta_b,
+                         gb + g * k * cols);
+    }
   });
 }
 
@@ -447,21 +497,37 @@ std::string Matmul::expression(const TensorTape& tape, NodeId id) {
   return fmt::format("{} @ {}", label_of_input(tape, id, 0), label_of_input(tape, id, 1));
 }
 
-// out[i, j] = a[i, :] . b[:, j]
+// out[g, i, j] = a[g, i, :] . b[g, :, j] (no g for a 2-D operand; Note [Batched products]).
 std::vector<AnomalyOperand> Matmul::forward_operands(const TensorTape& tape, NodeId id,
                                                      const ElementIndex& out) {
-  return {input_operand(tape, id, 0, {out[0], -1}), input_operand(tape, id, 1, {-1, out[1]})};
+  const bool batched_b = tape.shape(tape.input_of(id, 1)).rank() == 3;
+  const std::size_t r = out.size();
+  ElementIndex row(out.begin(), out.end()), column{-1, out[r - 1]};
+  row[r - 1] = -1;
+  if (batched_b) column.insert(column.begin(), out[0]);
+  return {input_operand(tape, id, 0, row), input_operand(tape, id, 1, column)};
 }
 
-// da[i, p] = up[i, :] . b[p, :]; db[p, j] = a[:, p] . up[:, j]
+// da[g, i, p] = up[g, i, :] . b[g, p, :]; db[g, p, j] = a[g, :, p] . up[g, :, j]. A 2-D b shared
+// by the batch gets db[p, j] from every batch: a[:, :, p] . up[:, :, j].
 void Matmul::backward_operands(const TensorTape& tape, NodeId id, int k,
                                const ElementIndex& target, Anomaly& report) {
+  const int out_rank = tape.shape(id).rank();
+  const bool batched_b = tape.shape(tape.input_of(id, 1)).rank() == 3;
+  const std::size_t t = target.size();
   if (k == 0) {
-    add_upstream(tape, id, {target[0], -1}, report);
-    report.operands.push_back(input_operand(tape, id, 1, {target[1], -1}));
+    ElementIndex up(target.begin(), target.end()), row{target[t - 1], -1};
+    up[t - 1] = -1;
+    if (batched_b) row.insert(row.begin(), target[0]);
+    add_upstream(tape, id, up, report);
+    report.operands.push_back(input_operand(tape, id, 1, row));
   } else {
-    report.operands.push_back(input_operand(tape, id, 0, {-1, target[0]}));
-    add_upstream(tape, id, {-1, target[1]}, report);
+    ElementIndex column(std::size_t(out_rank), -1), up(std::size_t(out_rank), -1);
+    column[std::size_t(out_rank) - 1] = target[t - 2];
+    up[std::size_t(out_rank) - 1] = target[t - 1];
+    if (batched_b) column[0] = up[0] = target[0];
+    report.operands.push_back(input_operand(tape, id, 0, column));
+    add_upstream(tape, id, up, report);
   }
 }
 
@@ -478,11 +544,13 @@ Tensor linear(Tensor x, Tensor weight, Tensor bias) {
   auto& impl = Recorder::impl(*op.tape);
   const Shape sx = impl.nodes[op.id].shape, sw = impl.nodes[weight.id()].shape;
   const DType dt = impl.nodes[op.id].dtype;
-  if (sx.rank() != 2 || sw.rank() != 2)
-    throw Error(fmt::format("linear: input {} and weight {} must both be 2-D", sx.str(), sw.str()));
-  if (sx[1] != sw[1])
+  if (sx.rank() < 2 || sw.rank() != 2)
+    throw Error(fmt::format("linear: input {} must have 2 or more axes and weight {} 2", sx.str(),
+                            sw.str()));
+  const int last = sx.rank() - 1;
+  if (sx[last] != sw[1])
     throw Error(fmt::format("linear: input {} has {} features but weight {} expects {}", sx.str(),
-                            sx[1], sw.str(), sw[1]));
+                            sx[last], sw.str(), sw[1]));
   const bool has_bias = !bias.empty();
   if (has_bias) {
     check_same(op, bias, "linear");
@@ -493,12 +561,24 @@ Tensor linear(Tensor x, Tensor weight, Tensor bias) {
   TensorTape& tape = *op.tape;
   const bool grad = has_bias ? Recorder::grad_for(tape, {op.id, weight.id(), bias.id()})
                              : Recorder::grad_for(tape, {op.id, weight.id()});
-  const NodeId id =
-      impl.push(TOp::linear, dt, Shape{sx[0], sw[0]}, grad, op.id, weight.id());
+  Shape shape = sx;  // the leading axes are rows (Note [Batched products])
+  shape[last] = sw[0];
+  const NodeId id = impl.push(TOp::linear, dt, shape, grad, op.id, weight.id());
   impl.nodes[id].in[2] = has_bias ? bias.id() : kNoInput;
   tensor_ops::Linear::forward(impl, impl.nodes[id]);
   return Recorder::make(tape, id);
 }
+
+namespace {
+
+// The rows of a linear's x or y: the product of every axis but the last.
+std::int64_t leading_rows(const Shape& s) {
+  std::int64_t rows = 1;
+  for (int i = 0; i + 1 < s.rank(); ++i) rows *= s[i];
+  return rows;
+}
+
+}  // namespace
 
 namespace tensor_ops {
 
@@ -508,11 +588,11 @@ void Linear::forward(TensorTape::Impl& impl, Node& n) {
   with_dtype(n.dtype, [&](auto z) {
     using T = decltype(z);
     T* y = static_cast<T*>(n.data);
-    kernels::gemm<T>(false, true, x.shape[0], w.shape[0], x.shape[1],
-                     static_cast<const T*>(x.data), static_cast<const T*>(w.data), T(0), y);
+    const std::int64_t rows = leading_rows(x.shape);
+    kernels::gemm<T>(false, true, rows, w.shape[0], w.shape[1], static_cast<const T*>(x.data),
+                     static_cast<const T*>(w.data), T(0), y);
     if (n.in[2] != kNoInput)
-      kernels::add_to_rows(y, static_cast<const T*>(impl.nodes[n.in[2]].data), x.shape[0],
-                           w.shape[0]);
+      kernels::add_to_rows(y, static_cast<const T*>(impl.nodes[n.in[2]].data), rows, w.shape[0]);
   });
 }
 
@@ -524,7 +604,7 @@ void Linear::backward(TensorTape::Impl& impl, Node& n) {
     // Note [Lazy gradients]: a product assigns (beta 0) a gradient that nothing wrote yet.
     const auto beta = [](Node& in) { return TensorTape::Impl::first_write(in) ? T(0) : T(1); };
     const T* up = static_cast<const T*>(n.grad);
-    const std::int64_t rows = n.shape[0], outs = n.shape[1], ins = a.shape[1];
+    const std::int64_t rows = leading_rows(n.shape), outs = w.shape[0], ins = w.shape[1];
     if (T* ga = static_cast<T*>(a.grad))
       kernels::gemm<T>(false, false, rows, ins, outs, up, static_cast<const T*>(w.data), beta(a),
                        ga);
@@ -546,26 +626,37 @@ std::string Linear::expression(const TensorTape& tape, NodeId id) {
   return fmt::format("linear({}, {})", label_of_input(tape, id, 0), label_of_input(tape, id, 1));
 }
 
-// out[i, j] = x[i, :] . W[j, :] + b[j]
+// out[..., j] = x[..., :] . W[j, :] + b[j]
 std::vector<AnomalyOperand> Linear::forward_operands(const TensorTape& tape, NodeId id,
                                                      const ElementIndex& out) {
-  std::vector<AnomalyOperand> operands{input_operand(tape, id, 0, {out[0], -1}),
-                                       input_operand(tape, id, 1, {out[1], -1})};
-  if (tape.arity(id) == 3) operands.push_back(input_operand(tape, id, 2, {out[1]}));
+  const std::int64_t j = out.back();
+  ElementIndex row = out;
+  row.back() = -1;
+  std::vector<AnomalyOperand> operands{input_operand(tape, id, 0, row),
+                                       input_operand(tape, id, 1, {j, -1})};
+  if (tape.arity(id) == 3) operands.push_back(input_operand(tape, id, 2, {j}));
   return operands;
 }
 
-// dx[i, p] = up[i, :] . W[:, p]; dW[j, p] = up[:, j] . x[:, p]; db[j] = sum of up[:, j]
+// dx[..., p] = up[..., :] . W[:, p]; dW[j, p] = up[..., j] . x[..., p] over every row;
+// db[j] = sum of up[..., j]
 void Linear::backward_operands(const TensorTape& tape, NodeId id, int k,
                                const ElementIndex& target, Anomaly& report) {
+  const std::size_t rank = std::size_t(tape.shape(id).rank());
+  ElementIndex every_row(rank, -1);  // the column target[0] of up, or of x, over all rows
   if (k == 0) {
-    add_upstream(tape, id, {target[0], -1}, report);
-    report.operands.push_back(input_operand(tape, id, 1, {-1, target[1]}));
+    ElementIndex row = target;
+    row.back() = -1;
+    add_upstream(tape, id, row, report);
+    report.operands.push_back(input_operand(tape, id, 1, {-1, target.back()}));
   } else if (k == 1) {
-    add_upstream(tape, id, {-1, target[0]}, report);
-    report.operands.push_back(input_operand(tape, id, 0, {-1, target[1]}));
+    every_row.back() = target[0];
+    add_upstream(tape, id, every_row, report);
+    every_row.back() = target[1];
+    report.operands.push_back(input_operand(tape, id, 0, every_row));
   } else {
-    add_upstream(tape, id, {-1, target[0]}, report);
+    every_row.back() = target[0];
+    add_upstream(tape, id, every_row, report);
   }
 }
 
@@ -860,32 +951,60 @@ void Mean::backward_operands(const TensorTape& tape, NodeId id, int, const Eleme
 
 }  // namespace tensor_ops
 
-// ---- amax ----------------------------------------------------------------------------
-// out[o, i] = max_l a[o, l, i]; the index of the (first) maximum is kept in the arena (aux),
-// and backward sends the whole gradient there. A NaN in the slice is the maximum, as in PyTorch
-// (NaN propagates; its gradient goes to the first NaN's index, as torch.max(dim) picks it).
+// ---- amax, amin and argmax ----------------------------------------------------------------
+// Over one axis (or all, axis == kAllAxes): out[o, i] = max_l a[o, l, i] (min for amin). A NaN
+// in the slice is its result, as in PyTorch, and argmax names the first NaN.
+//
+// Note [Ties in amax and amin]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// torch.amax and torch.amin split the gradient evenly among the elements equal to the result:
+// da[o, l, i] += dout[o, i] / count where a[o, l, i] == out[o, i], count of them in the slice;
+// a NaN result equals nothing, and torch's 0/0 sends NaN to the whole slice: so do we. The
+// older amax(a, axis) keeps torch.max(a, dim)'s rule instead: the whole gradient to the first
+// maximum (the first NaN), whose index its node keeps in the arena (aux); nn::Maxout and its
+// tests were built on it. So a node with aux sends to one index and a node without splits:
+// amax(a), amin(a) and amin(a, axis) split as torch.amax/amin do.
 
-Tensor amax(Tensor a, int axis, bool keepdims) {
-  const Operand x = operand(a, "amax");
+namespace {
+
+// v replaces m as the running extreme: larger (smaller), or the first NaN.
+template <bool kMax, class T>
+bool beats(T v, T m) {
+  return (kMax ? v > m : v < m) || (std::isnan(v) && !std::isnan(m));
+}
+
+Tensor extreme(Tensor a, int axis, bool keepdims, TOp op, bool first_index) {
+  const std::string_view what = top_name(op);
+  const Operand x = operand(a, what);
   const Shape in = a.shape();
-  const int ax = in.axis(axis, "amax");
-  if (in[ax] == 0) throw Error(fmt::format("amax: axis {} of shape {} is empty", axis, in.str()));
+  int ax = kAllAxes;
+  Shape shape;
+  if (axis == kAllAxes) {
+    if (in.numel() == 0) throw Error(fmt::format("{}: shape {} has no elements", what, in.str()));
+  } else {
+    ax = in.axis(axis, what);
+    if (in[ax] == 0)
+      throw Error(fmt::format("{}: axis {} of shape {} is empty", what, axis, in.str()));
+    shape = reduced_shape(in, ax, keepdims);
+  }
   TensorTape& tape = *x.tape;
   auto& impl = Recorder::impl(tape);
-  const Shape shape = reduced_shape(in, ax, keepdims);
-  const NodeId id = impl.push(TOp::amax, a.dtype(), shape, Recorder::grad_for(tape, {x.id}), x.id,
-                              0, Op::input, 0, ax);
-  impl.nodes[id].aux = impl.arena.allocate(std::size_t(shape.numel()) * sizeof(std::int32_t));
+  // argmax's result is an index: a constant, whatever its input.
+  const bool grad = op != TOp::argmax && Recorder::grad_for(tape, {x.id});
+  const NodeId id = impl.push(op, a.dtype(), shape, grad, x.id, 0, Op::input, 0, ax);
+  if (first_index)
+    impl.nodes[id].aux = impl.arena.allocate(std::size_t(shape.numel()) * sizeof(std::int32_t));
   if (keepdims) impl.nodes[id].flags |= kKeepDims;
-  tensor_ops::Amax::forward(impl, impl.nodes[id]);
+  dispatch(op, [&](auto entry) { decltype(entry)::forward(impl, impl.nodes[id]); });
   return Recorder::make(tape, id);
 }
 
-namespace tensor_ops {
-
-void Amax::forward(TensorTape::Impl& impl, Node& n) {
+// Fills the node with each slice's extreme (argmax: its index, as a value) and, when the node
+// keeps them (aux), the index of each.
+template <bool kMax, bool kIndexAsValue>
+void extreme_forward(TensorTape::Impl& impl, Node& n) {
   const Node& a = impl.nodes[n.in[0]];
-  const AxisSplit split(a.shape, n.axis);
+  const AxisSplit split = reduction_split(n, a.shape);
   auto* arg = static_cast<std::int32_t*>(n.aux);
   with_dtype(n.dtype, [&](auto z) {
     using T = decltype(z);
@@ -897,32 +1016,64 @@ void Amax::forward(TensorTape::Impl& impl, Node& n) {
         T m = src[o * split.length * split.inner + i];
         for (std::int64_t l = 1; l < split.length; ++l) {
           const T v = src[(o * split.length + l) * split.inner + i];
-          if (v > m || (std::isnan(v) && !std::isnan(m))) m = v, best = l;
+          if (beats<kMax>(v, m)) m = v, best = l;
         }
-        out[o * split.inner + i] = m;
-        arg[o * split.inner + i] = std::int32_t(best);
+        out[o * split.inner + i] = kIndexAsValue ? T(best) : m;
+        if (arg) arg[o * split.inner + i] = std::int32_t(best);
       }
   });
 }
 
-void Amax::backward(TensorTape::Impl& impl, Node& n) {
+// Note [Ties in amax and amin]: to the kept index, or split among the ties.
+void extreme_backward(TensorTape::Impl& impl, Node& n) {
   Node& a = impl.nodes[n.in[0]];
   TensorTape::Impl::zeroed(a);
-  const AxisSplit split(a.shape, n.axis);
+  const AxisSplit split = reduction_split(n, a.shape);
   const auto* arg = static_cast<const std::int32_t*>(n.aux);
   with_dtype(n.dtype, [&](auto z) {
     using T = decltype(z);
     const T* up = static_cast<const T*>(n.grad);
+    const T* src = static_cast<const T*>(a.data);
+    const T* y = static_cast<const T*>(n.data);
     T* ga = static_cast<T*>(a.grad);
     for (std::int64_t o = 0; o < split.outer; ++o)
-      for (std::int64_t i = 0; i < split.inner; ++i)
-        ga[(o * split.length + arg[o * split.inner + i]) * split.inner + i] +=
-            up[o * split.inner + i];
+      for (std::int64_t i = 0; i < split.inner; ++i) {
+        const std::int64_t j = o * split.inner + i;
+        auto at = [&](std::int64_t l) { return (o * split.length + l) * split.inner + i; };
+        if (arg) {
+          ga[at(arg[j])] += up[j];
+          continue;
+        }
+        std::int64_t count = 0;
+        for (std::int64_t l = 0; l < split.length; ++l) count += src[at(l)] == y[j];
+        const T share = count ? up[j] / T(count) : std::numeric_limits<T>::quiet_NaN();
+        for (std::int64_t l = 0; l < split.length; ++l)
+          if (count == 0 || src[at(l)] == y[j]) ga[at(l)] += share;
+      }
   });
 }
 
+}  // namespace
+
+Tensor amax(Tensor a, int axis, bool keepdims) {
+  return extreme(a, axis, keepdims, TOp::amax, true);
+}
+Tensor amax(Tensor a) { return extreme(a, kAllAxes, false, TOp::amax, false); }
+Tensor amin(Tensor a) { return extreme(a, kAllAxes, false, TOp::amin, false); }
+Tensor amin(Tensor a, int axis, bool keepdims) {
+  return extreme(a, axis, keepdims, TOp::amin, false);
+}
+Tensor argmax(Tensor a) { return extreme(a, kAllAxes, false, TOp::argmax, false); }
+Tensor argmax(Tensor a, int axis, bool keepdims) {
+  return extreme(a, axis, keepdims, TOp::argmax, false);
+}
+
+namespace tensor_ops {
+
+void Amax::forward(TensorTape::Impl& impl, Node& n) { extreme_forward<true, false>(impl, n); }
+void Amax::backward(TensorTape::Impl& impl, Node& n) { extreme_backward(impl, n); }
 std::string Amax::expression(const TensorTape& tape, NodeId id) {
-  return reduction_expression(tape, id, false);
+  return reduction_expression(tape, id, true);
 }
 std::vector<AnomalyOperand> Amax::forward_operands(const TensorTape& tape, NodeId id,
                                                    const ElementIndex& out) {
@@ -931,6 +1082,134 @@ std::vector<AnomalyOperand> Amax::forward_operands(const TensorTape& tape, NodeI
 void Amax::backward_operands(const TensorTape& tape, NodeId id, int, const ElementIndex& target,
                              Anomaly& report) {
   reduction_backward_operands(tape, id, target, report);
+}
+
+void Amin::forward(TensorTape::Impl& impl, Node& n) { extreme_forward<false, false>(impl, n); }
+void Amin::backward(TensorTape::Impl& impl, Node& n) { extreme_backward(impl, n); }
+std::string Amin::expression(const TensorTape& tape, NodeId id) {
+  return reduction_expression(tape, id, true);
+}
+std::vector<AnomalyOperand> Amin::forward_operands(const TensorTape& tape, NodeId id,
+                                                   const ElementIndex& out) {
+  return reduction_operands(tape, id, out);
+}
+void Amin::backward_operands(const TensorTape& tape, NodeId id, int, const ElementIndex& target,
+                             Anomaly& report) {
+  reduction_backward_operands(tape, id, target, report);
+}
+
+// The result is a constant (no gradient): backward never reaches this node.
+void Argmax::forward(TensorTape::Impl& impl, Node& n) { extreme_forward<true, true>(impl, n); }
+void Argmax::backward(TensorTape::Impl&, Node&) {}
+std::string Argmax::expression(const TensorTape& tape, NodeId id) {
+  return reduction_expression(tape, id, true);
+}
+std::vector<AnomalyOperand> Argmax::forward_operands(const TensorTape& tape, NodeId id,
+                                                     const ElementIndex& out) {
+  return reduction_operands(tape, id, out);
+}
+void Argmax::backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&) {}
+
+}  // namespace tensor_ops
+
+// ---- where ----------------------------------------------------------------------------------
+// out[i] = cond[i] != 0 ? a[i] : b[i], all three broadcast (Note [Broadcasting]);
+// da[i] += dout[i] where cond chose a, db[i] += dout[i] elsewhere; cond gets nothing.
+
+Tensor where(Tensor cond, Tensor a, Tensor b) {
+  const Operand c = operand(cond, "where");
+  check_same(c, a, "where");
+  check_same(c, b, "where");
+  TensorTape& tape = *c.tape;
+  auto& impl = Recorder::impl(tape);
+  const Shape sc = impl.nodes[c.id].shape, sa = impl.nodes[a.id()].shape,
+              sb = impl.nodes[b.id()].shape;
+  const Shape shape = broadcast_shapes(broadcast_shapes(sc, sa, "where"), sb, "where");
+  const NodeId id = impl.push(TOp::where, impl.nodes[c.id].dtype, shape,
+                              Recorder::grad_for(tape, {a.id(), b.id()}), c.id, a.id());
+  impl.nodes[id].in[2] = b.id();
+  tensor_ops::Where::forward(impl, impl.nodes[id]);
+  return Recorder::make(tape, id);
+}
+
+namespace tensor_ops {
+
+void Where::forward(TensorTape::Impl& impl, Node& n) {
+  const Node& c = impl.nodes[n.in[0]];
+  const Node& a = impl.nodes[n.in[1]];
+  const Node& b = impl.nodes[n.in[2]];
+  with_dtype(n.dtype, [&](auto z) {
+    using T = decltype(z);
+    const T* pc = static_cast<const T*>(c.data);
+    const T* pa = static_cast<const T*>(a.data);
+    const T* pb = static_cast<const T*>(b.data);
+    T* out = static_cast<T*>(n.data);
+    for_each_broadcast3(n.shape, c.shape, a.shape, b.shape,
+                        [&](std::int64_t i, std::int64_t ic, std::int64_t ia, std::int64_t ib) {
+                          out[i] = pc[ic] != T(0) ? pa[ia] : pb[ib];
+                        });
+  });
+}
+
+void Where::backward(TensorTape::Impl& impl, Node& n) {
+  Node& c = impl.nodes[n.in[0]];
+  Node& a = impl.nodes[n.in[1]];
+  Node& b = impl.nodes[n.in[2]];
+  // A cond that needs a gradient (an input) is marked reached: its zeros must be valid.
+  TensorTape::Impl::zeroed(c);
+  TensorTape::Impl::zeroed(a);
+  TensorTape::Impl::zeroed(b);
+  with_dtype(n.dtype, [&](auto z) {
+    using T = decltype(z);
+    const T* up = static_cast<const T*>(n.grad);
+    const T* pc = static_cast<const T*>(c.data);
+    T* ga = static_cast<T*>(a.grad);
+    T* gb = static_cast<T*>(b.grad);
+    for_each_broadcast3(n.shape, c.shape, a.shape, b.shape,
+                        [&](std::int64_t i, std::int64_t ic, std::int64_t ia, std::int64_t ib) {
+                          if (pc[ic] != T(0)) {
+                            if (ga) ga[ia] += up[i];
+                          } else if (gb) {
+                            gb[ib] += up[i];
+                          }
+                        });
+  });
+}
+
+std::string Where::expression(const TensorTape& tape, NodeId id) {
+  return fmt::format("where({}, {}, {})", label_of_input(tape, id, 0), label_of_input(tape, id, 1),
+                     label_of_input(tape, id, 2));
+}
+
+// out[i] reads each input's element at i, broadcast.
+std::vector<AnomalyOperand> Where::forward_operands(const TensorTape& tape, NodeId id,
+                                                    const ElementIndex& out) {
+  std::vector<AnomalyOperand> operands;
+  for (int k = 0; k < 3; ++k)
+    operands.push_back(
+        input_operand(tape, id, k, broadcast_index(out, tape.shape(tape.input_of(id, k)))));
+  return operands;
+}
+
+// Branch k's element `target` gets the upstream of the output elements it was chosen for: the
+// first whose upstream is not finite, else the first; with the condition there.
+void Where::backward_operands(const TensorTape& tape, NodeId id, int k, const ElementIndex& target,
+                              Anomaly& report) {
+  const Shape& out = tape.shape(id);
+  const NodeId cond = tape.input_of(id, 0);
+  ElementIndex chosen;
+  for (std::int64_t i = 0; i < out.numel(); ++i) {
+    const ElementIndex oi = unravel(out, i);
+    if (k == 0 || broadcast_index(oi, tape.shape(tape.input_of(id, k))) != target) continue;
+    const Shape& sc = tape.shape(cond);
+    const bool picks_a = tape.value(cond, ravel(sc, broadcast_index(oi, sc))) != 0;
+    if (picks_a != (k == 1)) continue;
+    if (chosen.empty() || !std::isfinite(tape.grad(id, i))) chosen = oi;
+    if (!std::isfinite(tape.grad(id, i))) break;
+  }
+  if (chosen.empty()) return;  // never chosen: its gradient is 0
+  add_upstream(tape, id, chosen, report);
+  report.operands.push_back(input_operand(tape, id, 0, broadcast_index(chosen, tape.shape(cond))));
 }
 
 }  // namespace tensor_ops

@@ -215,6 +215,37 @@ struct Pick {
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
 };
+// reduceops: reductions by comparison, and selection.
+struct Amin {
+  static constexpr TOpInfo info{TOp::amin, "amin", "min"};
+  static int arity(const Node&) { return 1; }
+  static void forward(TensorTape::Impl&, Node&);
+  static void backward(TensorTape::Impl&, Node&);
+  static std::string expression(const TensorTape& tape, NodeId id);
+  static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
+                                                      const ElementIndex&);
+  static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+};
+struct Argmax {
+  static constexpr TOpInfo info{TOp::argmax, "argmax", "argmax"};
+  static int arity(const Node&) { return 1; }
+  static void forward(TensorTape::Impl&, Node&);
+  static void backward(TensorTape::Impl&, Node&);
+  static std::string expression(const TensorTape& tape, NodeId id);
+  static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
+                                                      const ElementIndex&);
+  static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+};
+struct Where {
+  static constexpr TOpInfo info{TOp::where, "where", "where"};
+  static int arity(const Node&) { return 3; }
+  static void forward(TensorTape::Impl&, Node&);
+  static void backward(TensorTape::Impl&, Node&);
+  static std::string expression(const TensorTape& tape, NodeId id);
+  static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
+                                                      const ElementIndex&);
+  static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+};
 
 // Names E in dispatch only if it is a complete entry.
 template <TensorOpEntry E>
@@ -243,6 +274,9 @@ template <class F>
     case TOp::log_softmax: return f(entry<LogSoftmax>());
     case TOp::softmax: return f(entry<Softmax>());
     case TOp::pick: return f(entry<Pick>());
+    case TOp::amin: return f(entry<Amin>());
+    case TOp::argmax: return f(entry<Argmax>());
+    case TOp::where: return f(entry<Where>());
   }
   return f(entry<Input>());  // unreachable for a valid TOp; keeps -Wreturn-type quiet
 }

@@ -83,7 +83,7 @@ struct TensorTape::Impl {
   struct Node {
     void* data;
     void* grad;  // null when the node gets no gradient
-    void* aux;   // amax: argmax per output element; pick: the class indices (int32)
+    void* aux;   // amax over an axis: argmax per output element; pick: class indices (int32)
     double param;
     Shape shape;
     NodeId in[kMaxInputs];

@@ -39,7 +39,12 @@ enum class TOp : std::uint8_t {
   log_softmax,
   softmax,
   pick,  // one entry per row, by class index (cross-entropy's gather)
+  // reduceops: reductions by comparison, and selection
+  amin,    // min over all elements or an axis
+  argmax,  // index of the first maximum: a constant, no gradient
+  where,   // where(cond, a, b): a where cond is nonzero, else b
 };
+inline constexpr TOp kLastTOp = TOp::where;  // loops over every TOp stop here
 std::string_view top_name(TOp op);  // "matmul"; "elementwise" (the rule has its own name)
 
 // Leaves hold given data and end backward (Note [Gradient semantics]); every other TOp is an op
@@ -48,7 +53,7 @@ constexpr bool is_leaf(TOp op) {
   return op == TOp::input || op == TOp::parameter || op == TOp::constant;
 }
 
-// The most inputs a tensor node has (linear: x, W, b).
+// The most inputs a tensor node has (linear: x, W, b; where: cond, a, b).
 inline constexpr int kMaxInputs = 3;
 
 // TensorTape::axis of a reduction over all elements.
@@ -355,9 +360,11 @@ Tensor apply(Op op, Tensor a, double param);
 Tensor apply(Op op, Tensor a, Tensor b);  // binary rows
 
 // ---- linear algebra, shape and reductions -----------------------------------
-Tensor matmul(Tensor a, Tensor b);  // (m, k) x (k, n) -> (m, n), through BLAS when large
-// x (n, in), weight (out, in), bias (out,) or an empty Tensor: x W^T + b, as
-// torch.nn.functional.linear, in one node.
+// (m, k) x (k, n) -> (m, n), through BLAS when large; batched as torch.matmul:
+// (B, m, k) x (B, k, n) -> (B, m, n) one product per batch, (B, m, k) x (k, n) -> (B, m, n).
+Tensor matmul(Tensor a, Tensor b);
+// x (n, in) or (..., in), weight (out, in), bias (out,) or an empty Tensor: x W^T + b, as
+// torch.nn.functional.linear (leading axes of x are rows), in one node.
 Tensor linear(Tensor x, Tensor weight, Tensor bias = {});
 Tensor transpose(Tensor a);         // swaps the last two axes
 Tensor reshape(Tensor a, std::initializer_list<std::int64_t> dims);  // one dim may be -1
@@ -366,7 +373,20 @@ Tensor sum(Tensor a);  // over all elements: shape ()
 Tensor sum(Tensor a, int axis, bool keepdims = false);
 Tensor mean(Tensor a);
 Tensor mean(Tensor a, int axis, bool keepdims = false);
-Tensor amax(Tensor a, int axis, bool keepdims = false);  // max over an axis; ties: first index
+// Note [Ties in amax and amin] (tensor_ops.cpp): amax(a, axis) sends the gradient to the first
+// maximum (torch.max(a, dim)'s rule); amax(a), amin(a) and amin(a, axis) split it evenly among
+// the tied elements, as torch.amax and torch.amin do. A NaN in a slice is its result.
+Tensor amax(Tensor a, int axis, bool keepdims = false);
+Tensor amax(Tensor a);  // over all elements: shape ()
+Tensor amin(Tensor a);
+Tensor amin(Tensor a, int axis, bool keepdims = false);
+// The index of the first maximum (a NaN counts as the maximum, as in torch.argmax), as a value of
+// a's dtype in a constant: nothing flows back. Over all elements: the flat row-major index.
+Tensor argmax(Tensor a);
+Tensor argmax(Tensor a, int axis, bool keepdims = false);
+// a where cond is nonzero (NaN included), else b; all three broadcast as NumPy. cond gets no
+// gradient; a and b get the upstream gradient where they were chosen, summed to their shapes.
+Tensor where(Tensor cond, Tensor a, Tensor b);
 Tensor log_softmax(Tensor a, int axis = -1);
 Tensor softmax(Tensor a, int axis = -1);
 // out[i] = a[i, index[i]] for a of shape (n, c): picks one class score per row.
