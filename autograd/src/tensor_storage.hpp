@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,8 @@ inline constexpr std::uint8_t kReached = 2;    // the latest backward passed it 
 inline constexpr std::uint8_t kKeepDims = 4;   // reductions: the reduced axis stays, as 1
 // The gradient buffer holds values (Note [Lazy gradients]).
 inline constexpr std::uint8_t kGradValid = 8;
+// The node's inputs are in the arena, not in `in` (Note [Many inputs]).
+inline constexpr std::uint8_t kManyInputs = 16;
 inline constexpr NodeId kNoInput = std::numeric_limits<NodeId>::max();
 
 // Note [Tensor storage] (tensor.hpp): blocks never move; reset() rewinds.
@@ -83,7 +86,7 @@ struct TensorTape::Impl {
   struct Node {
     void* data;
     void* grad;  // null when the node gets no gradient
-    void* aux;   // amax: argmax per output element; pick: the class indices (int32)
+    void* aux;   // amax: argmax per output element; pick: the class indices (int32); cat: inputs
     double param;
     Shape shape;
     NodeId in[kMaxInputs];
@@ -170,6 +173,27 @@ struct TensorTape::Impl {
 
 using Node = TensorTape::Impl::Node;
 
+// Note [Many inputs]
+// ~~~~~~~~~~~~~~~~~~
+// A node keeps up to kMaxInputs input ids in `in`. An op with any number of inputs (cat, stack)
+// sets kManyInputs and keeps them in the arena instead, through `aux`: a NodeId array whose
+// first entry is the count (store_inputs writes it). Everyone who walks a node's inputs (the
+// stepper, graphs, formatting, anomaly mode) goes through input_id and the entry's arity, so an
+// op's arity is not bounded by the record's size.
+inline NodeId input_id(const Node& n, int k) {
+  if (n.flags & kManyInputs) [[unlikely]]
+    return static_cast<const NodeId*>(n.aux)[k + 1];
+  return n.in[k];
+}
+inline int stored_input_count(const Node& n) { return int(static_cast<const NodeId*>(n.aux)[0]); }
+inline void store_inputs(TensorTape::Impl& impl, Node& n, std::span<const NodeId> ids) {
+  auto* stored = static_cast<NodeId*>(impl.arena.allocate((ids.size() + 1) * sizeof(NodeId)));
+  stored[0] = NodeId(ids.size());
+  std::copy(ids.begin(), ids.end(), stored + 1);
+  n.aux = stored;
+  n.flags |= kManyInputs;
+}
+
 // Access for the free functions that record nodes (the op entries, the creation functions).
 struct Recorder {
   static TensorTape::Impl& impl(TensorTape& t) { return *t.impl_; }
@@ -179,6 +203,9 @@ struct Recorder {
     return Tensor(&t, id, t.generation());
   }
   static bool grad_for(TensorTape& t, std::initializer_list<NodeId> inputs) {
+    return grad_for(t, std::span<const NodeId>(inputs.begin(), inputs.size()));
+  }
+  static bool grad_for(TensorTape& t, std::span<const NodeId> inputs) {
     if (!t.grad_enabled()) return false;
     for (NodeId i : inputs)
       if (t.needs_grad(i)) return true;

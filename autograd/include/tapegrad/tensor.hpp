@@ -48,7 +48,8 @@ constexpr bool is_leaf(TOp op) {
   return op == TOp::input || op == TOp::parameter || op == TOp::constant;
 }
 
-// The most inputs a tensor node has (linear: x, W, b).
+// The most inputs a tensor node keeps in its record (linear: x, W, b); an op with more (cat,
+// stack) keeps them in the tape's arena (Note [Many inputs], tensor_storage.hpp).
 inline constexpr int kMaxInputs = 3;
 
 // TensorTape::axis of a reduction over all elements.
@@ -116,7 +117,7 @@ struct TensorStep {
   NodeId node;
   double upstream_norm;
   int arity;
-  std::array<TensorInputStep, kMaxInputs> inputs;
+  std::vector<TensorInputStep> inputs;  // `arity` of them: any number (cat of many)
   std::size_t index;
 };
 
@@ -143,6 +144,7 @@ class TensorStepper {
   std::size_t taken_ = 0;
   bool detailed_;
   TensorStep step_{};
+  std::vector<std::size_t> offsets_;  // where each input's gradient before the step is in scratch
 };
 
 // Note [Tensor storage]
