@@ -216,6 +216,59 @@ struct Pick {
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
 };
 
+// ---- shape ops: joining, slicing and indexing along an axis ----
+// cat and stack keep their inputs in the arena (Note [Many inputs], tensor_storage.hpp).
+struct Cat {
+  static constexpr TOpInfo info{TOp::cat, "cat", "cat"};
+  static int arity(const Node& n) { return stored_input_count(n); }
+  static void forward(TensorTape::Impl&, Node&);
+  static void backward(TensorTape::Impl&, Node&);
+  static std::string expression(const TensorTape& tape, NodeId id);
+  static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
+                                                      const ElementIndex&);
+  static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+};
+struct Stack {
+  static constexpr TOpInfo info{TOp::stack, "stack", "stack"};
+  static int arity(const Node& n) { return stored_input_count(n); }
+  static void forward(TensorTape::Impl&, Node&);
+  static void backward(TensorTape::Impl&, Node&);
+  static std::string expression(const TensorTape& tape, NodeId id);
+  static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
+                                                      const ElementIndex&);
+  static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+};
+struct Slice {
+  static constexpr TOpInfo info{TOp::slice, "slice", "[:]"};
+  static int arity(const Node&) { return 1; }
+  static void forward(TensorTape::Impl&, Node&);
+  static void backward(TensorTape::Impl&, Node&);
+  static std::string expression(const TensorTape& tape, NodeId id);
+  static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
+                                                      const ElementIndex&);
+  static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+};
+struct IndexSelect {
+  static constexpr TOpInfo info{TOp::index_select, "index_select", "index_select"};
+  static int arity(const Node&) { return 1; }
+  static void forward(TensorTape::Impl&, Node&);
+  static void backward(TensorTape::Impl&, Node&);
+  static std::string expression(const TensorTape& tape, NodeId id);
+  static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
+                                                      const ElementIndex&);
+  static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+};
+struct Gather {
+  static constexpr TOpInfo info{TOp::gather, "gather", "gather"};
+  static int arity(const Node&) { return 1; }
+  static void forward(TensorTape::Impl&, Node&);
+  static void backward(TensorTape::Impl&, Node&);
+  static std::string expression(const TensorTape& tape, NodeId id);
+  static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
+                                                      const ElementIndex&);
+  static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+};
+
 // Names E in dispatch only if it is a complete entry.
 template <TensorOpEntry E>
 constexpr E entry() {
@@ -243,6 +296,11 @@ template <class F>
     case TOp::log_softmax: return f(entry<LogSoftmax>());
     case TOp::softmax: return f(entry<Softmax>());
     case TOp::pick: return f(entry<Pick>());
+    case TOp::cat: return f(entry<Cat>());
+    case TOp::stack: return f(entry<Stack>());
+    case TOp::slice: return f(entry<Slice>());
+    case TOp::index_select: return f(entry<IndexSelect>());
+    case TOp::gather: return f(entry<Gather>());
   }
   return f(entry<Input>());  // unreachable for a valid TOp; keeps -Wreturn-type quiet
 }

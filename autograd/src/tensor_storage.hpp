@@ -177,7 +177,7 @@ using Node = TensorTape::Impl::Node;
 // ~~~~~~~~~~~~~~~~~~
 // A node keeps up to kMaxInputs input ids in `in`. An op with any number of inputs (cat, stack)
 // sets kManyInputs and keeps them in the arena instead, through `aux`: a NodeId array whose
-// first entry is the count (store_inputs writes it). Everyone who walks a node's inputs (the
+// first entry is the count (store_inputs makes room for them). Everyone who walks a node's inputs (the
 // stepper, graphs, formatting, anomaly mode) goes through input_id and the entry's arity, so an
 // op's arity is not bounded by the record's size.
 inline NodeId input_id(const Node& n, int k) {
@@ -186,17 +186,21 @@ inline NodeId input_id(const Node& n, int k) {
   return n.in[k];
 }
 inline int stored_input_count(const Node& n) { return int(static_cast<const NodeId*>(n.aux)[0]); }
-inline void store_inputs(TensorTape::Impl& impl, Node& n, std::span<const NodeId> ids) {
-  auto* stored = static_cast<NodeId*>(impl.arena.allocate((ids.size() + 1) * sizeof(NodeId)));
-  stored[0] = NodeId(ids.size());
-  std::copy(ids.begin(), ids.end(), stored + 1);
+// Room for node n's `count` input ids in the arena, for the caller to fill.
+inline NodeId* store_inputs(TensorTape::Impl& impl, Node& n, std::size_t count) {
+  auto* stored = static_cast<NodeId*>(impl.arena.allocate((count + 1) * sizeof(NodeId)));
+  stored[0] = NodeId(count);
   n.aux = stored;
   n.flags |= kManyInputs;
+  return stored + 1;
 }
 
 // Access for the free functions that record nodes (the op entries, the creation functions).
 struct Recorder {
   static TensorTape::Impl& impl(TensorTape& t) { return *t.impl_; }
+  // A node's record, for the read-only members of an entry (expression, anomaly operands) that
+  // need what the op keeps in the arena (aux): a slice's range, a gather's indices.
+  static const Node& node(const TensorTape& t, NodeId id) { return t.impl_->nodes[id]; }
   // Every op ends here: the place of anomaly mode's forward check (Note [Anomaly mode]).
   static Tensor make(TensorTape& t, NodeId id) {
     if (t.check_finite_) [[unlikely]] detail::check_tensor_forward(t, id);
