@@ -46,8 +46,10 @@ namespace ag {
 //  3. its section in tensor_ops.cpp: the user-facing function, then the entry's members;
 //  4. tests: a gradient check against central differences in tests/test_tensor.cpp.
 // Nothing else: graph.cpp, tensor_format.cpp, anomaly.cpp and the stepper read the entry. An op
-// with more than kMaxInputs inputs (cat of many) raises kMaxInputs or keeps its input ids in the
-// arena through `aux`, with `arity` reading them there.
+// with more than kMaxInputs inputs (cat, stack) keeps its input ids in the arena (store_inputs,
+// Note [Many inputs] in tensor_storage.hpp), `arity` reading their count there; everything that
+// walks inputs goes through input_id. The read-only members (expression, the anomaly operands)
+// reach what an op keeps in `aux` through Recorder::node(tape, id).
 
 struct TOpInfo {
   TOp op;
