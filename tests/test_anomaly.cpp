@@ -8,10 +8,9 @@
 #include <functional>
 #include <limits>
 #include <string>
-#include <vector>
-
 #include <tapegrad/autograd.hpp>
 #include <tapegrad/nn.hpp>
+#include <vector>
 
 using namespace ag;
 
@@ -353,15 +352,23 @@ TEST_CASE("shape ops forward: a NaN they are given is found where the op reads i
   tape.set_check_finite(true);
   Tensor x = tape.input(Shape{2, 2}, {1, 2, kNaN, 4}, "x");
   Tensor w = tape.input(Shape{2, 2}, {5, 6, 7, 8}, "w");
-  CHECK(message_of([&] { (void)cat({w, x}, 0); }) ==
+  CHECK(message_of([&] {
+          (void)cat({w, x}, 0);
+        }) ==
         "anomaly: input x (node 0) is nan at [1, 0] of (2, 2) as given, before any op (used by "
         "cat, node 2)");
   const std::vector<std::int64_t> rows{1}, index{1, 0, 0, 1};
   const std::vector<std::pair<std::string, std::function<void()>>> ops{
-      {"stack", [&] { (void)stack({w, x, w, w}, 1); }},
+      {"stack",
+       [&] {
+         (void)stack({w, x, w, w}, 1);
+       }},
       {"slice", [&] { (void)slice(x, 0, 1, 2); }},
       {"index_select", [&] { (void)index_select(x, 0, rows); }},
-      {"gather", [&] { (void)gather(x, 0, index, Shape{2, 2}); }},
+      {"gather",
+       [&] {
+         (void)gather(x, 0, index, Shape{2, 2});
+       }},
       {"transpose", [&] { (void)transpose(x, 0, 1); }}};
   for (const auto& [name, f] : ops) {
     CAPTURE(name);
@@ -396,10 +403,10 @@ TEST_CASE("shape ops backward: a NaN upstream element is traced to the input ele
   struct Case {
     std::string op;
     Tensor out;
-    std::int64_t bad;    // the seed's NaN, flat in out
-    Tensor input;        // the input it reaches
-    Index at;            // there
-    Index upstream;      // the upstream element reported
+    std::int64_t bad;  // the seed's NaN, flat in out
+    Tensor input;      // the input it reaches
+    Index at;          // there
+    Index upstream;    // the upstream element reported
   };
   TensorTape t;
   t.set_check_finite(true);
@@ -408,14 +415,13 @@ TEST_CASE("shape ops backward: a NaN upstream element is traced to the input ele
   Tensor q = t.input(Shape{2}, {3, 4}, "q");
   Tensor m = t.input(Shape{2, 3}, {1, 2, 3, 4, 5, 6}, "m");
   const std::vector<std::int64_t> cols{2, 0, 2}, index{0, 0, 2, 1};
-  const std::vector<Case> cases{
-      {"stack", stack({p, q}, 0), 2, q, {0}, {1, 0}},
-      {"slice", slice(v, 0, 1, 6, 2), 2, v, {5}, {2}},
-      // m[1, 2] gets up[1, 0] and up[1, 2]: the report names the NaN one.
-      {"index_select", index_select(m, 1, cols), 5, m, {1, 2}, {1, 2}},
-      // m[0, 0] gets up[0, 0] and up[0, 1]; the NaN is at [0, 1].
-      {"gather", gather(m, 1, index, Shape{2, 2}), 1, m, {0, 0}, {0, 1}},
-      {"transpose", transpose(m, 0, 1), 4, m, {0, 2}, {2, 0}}};
+  const std::vector<Case> cases{{"stack", stack({p, q}, 0), 2, q, {0}, {1, 0}},
+                                {"slice", slice(v, 0, 1, 6, 2), 2, v, {5}, {2}},
+                                // m[1, 2] gets up[1, 0] and up[1, 2]: the report names the NaN one.
+                                {"index_select", index_select(m, 1, cols), 5, m, {1, 2}, {1, 2}},
+                                // m[0, 0] gets up[0, 0] and up[0, 1]; the NaN is at [0, 1].
+                                {"gather", gather(m, 1, index, Shape{2, 2}), 1, m, {0, 0}, {0, 1}},
+                                {"transpose", transpose(m, 0, 1), 4, m, {0, 2}, {2, 0}}};
   for (const Case& k : cases) {
     CAPTURE(k.op);
     std::vector<double> seed(std::size_t(k.out.numel()), 1.0);

@@ -608,20 +608,26 @@ TEST_CASE("cat and stack: gradients, any number of inputs, an input joined twice
     check_grad([axis](TensorTape&, std::span<const Tensor> x) { return cat(x, axis); },
                {arg(Shape{2, 3}), arg(Shape{2, 3}, 0.1), arg(Shape{2, 3}, 0.2)},
                fmt::format("cat along axis {}", axis));
-  check_grad([](TensorTape&, std::span<const Tensor> x) { return cat({x[0], x[1], x[0]}, 1); },
-             {arg(Shape{2, 1, 3}), arg(Shape{2, 4, 3}, 0.3)}, "cat of lengths 1, 4, 1; x twice");
+  check_grad(
+      [](TensorTape&, std::span<const Tensor> x) {
+        return cat({x[0], x[1], x[0]}, 1);
+      },
+      {arg(Shape{2, 1, 3}), arg(Shape{2, 4, 3}, 0.3)}, "cat of lengths 1, 4, 1; x twice");
   // More inputs than a node record holds (kMaxInputs): they live in the arena.
   check_grad([](TensorTape&, std::span<const Tensor> x) { return cat(x, 0) * 2.0; },
              {arg(Shape{1, 2}), arg(Shape{2, 2}, 0.1), arg(Shape{3, 2}, 0.2), arg(Shape{1, 2}, 0.3),
               arg(Shape{2, 2}, 0.4)},
              "cat of five");
   for (int axis : {0, 1, 2, -1, -3})
-    check_grad([axis](TensorTape&, std::span<const Tensor> x) { return stack(x, axis); },
-               {arg(Shape{2, 3}), arg(Shape{2, 3}, 0.1), arg(Shape{2, 3}, 0.2),
-                arg(Shape{2, 3}, 0.3)},
-               fmt::format("stack of four along axis {}", axis));
-  check_grad([](TensorTape&, std::span<const Tensor> x) { return stack({x[0], x[0]}, 1); },
-             {arg(Shape{3})}, "stack of x with itself");
+    check_grad(
+        [axis](TensorTape&, std::span<const Tensor> x) { return stack(x, axis); },
+        {arg(Shape{2, 3}), arg(Shape{2, 3}, 0.1), arg(Shape{2, 3}, 0.2), arg(Shape{2, 3}, 0.3)},
+        fmt::format("stack of four along axis {}", axis));
+  check_grad(
+      [](TensorTape&, std::span<const Tensor> x) {
+        return stack({x[0], x[0]}, 1);
+      },
+      {arg(Shape{3})}, "stack of x with itself");
 
   TensorTape tape;
   Tensor a = tape.input(Shape{2, 2}, {1, 2, 3, 4}, "a");
@@ -657,11 +663,11 @@ TEST_CASE("slice: Python's start:stop:step, negative bounds and clamping") {
   TensorTape tape;
   Tensor v = tape.input(Shape{6}, {0, 1, 2, 3, 4, 5}, "v");
   CHECK(slice(v, 0, 1, 4).values() == std::vector<double>{1, 2, 3});
-  CHECK(slice(v, 0, -2, 100).values() == std::vector<double>{4, 5});      // v[-2:100]
-  CHECK(slice(v, 0, -100, 2).values() == std::vector<double>{0, 1});      // v[-100:2]
-  CHECK(slice(v, 0, 0, 6, 4).values() == std::vector<double>{0, 4});      // v[0:6:4]
-  CHECK(slice(v, 0, 1, -1, 2).values() == std::vector<double>{1, 3});     // v[1:-1:2]
-  CHECK(slice(v, 0, 4, 2).shape() == Shape{0});                           // v[4:2] is empty
+  CHECK(slice(v, 0, -2, 100).values() == std::vector<double>{4, 5});   // v[-2:100]
+  CHECK(slice(v, 0, -100, 2).values() == std::vector<double>{0, 1});   // v[-100:2]
+  CHECK(slice(v, 0, 0, 6, 4).values() == std::vector<double>{0, 4});   // v[0:6:4]
+  CHECK(slice(v, 0, 1, -1, 2).values() == std::vector<double>{1, 3});  // v[1:-1:2]
+  CHECK(slice(v, 0, 4, 2).shape() == Shape{0});                        // v[4:2] is empty
   CHECK(slice(v, 0, 7, 9).shape() == Shape{0});
   Tensor m = tape.input(Shape{2, 3}, {1, 2, 3, 4, 5, 6}, "m");
   CHECK(slice(m, 1, 1, 3).values() == std::vector<double>{2, 3, 5, 6});

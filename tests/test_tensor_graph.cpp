@@ -259,8 +259,12 @@ TEST_CASE("shape ops are drawn with their symbols, cat with an edge per input ho
   Tensor loss = sum(gathered).named("loss");
   tape.backward(loss);
   const std::string dot = to_dot(tape, loss.id());
-  for (const auto& [t, symbol] : {std::pair{joined, "cat"}, {stacked, "stack"}, {sliced, "[:]"},
-                                  {selected, "index_select"}, {swapped, "ᵀ"}, {gathered, "gather"}}) {
+  for (const auto& [t, symbol] : {std::pair{joined, "cat"},
+                                  {stacked, "stack"},
+                                  {sliced, "[:]"},
+                                  {selected, "index_select"},
+                                  {swapped, "ᵀ"},
+                                  {gathered, "gather"}}) {
     CAPTURE(symbol);
     CHECK(contains(dot, fmt::format("{}\t[label=<{}<br/>", node(t.id()), symbol)));
   }

@@ -380,7 +380,8 @@ class GraphBuilder {
         // an empty tensor would leave the later steps (amax, pick, matmul) nothing to work on
         return push(slice(a, axis, start, stop, 1 + std::int64_t(rng_.below(3))));
       }
-      case 3: return push(index_select(a, axis, index_in(1 + std::int64_t(rng_.below(4)))));
+      case 3:
+        return push(index_select(a, axis, index_in(1 + std::int64_t(rng_.below(4)))));
       case 4: {  // gather: an index no longer than a off the axis, 1 to 3 long on it
         Shape index_shape = s;
         for (int d = 0; d < s.rank(); ++d)

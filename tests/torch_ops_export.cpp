@@ -127,7 +127,6 @@ std::vector<Case> cases_for(const ag::OpInfo& info, std::span<const double> test
   return cases;
 }
 
-
 // ---- shape ops ---------------------------------------------------------------------------------
 // Each case records one shape op on the tensor tape in float64 and runs backward with a seed of
 // its output's shape, so every output element sends a different gradient. It prints the inputs,
@@ -167,9 +166,11 @@ std::string shape_case_json(const ShapeCase& c) {
   if (y.numel() > 0) tape.backward(y, seed);  // an empty slice sends nothing back (an empty
   // seed would mean "the output's single element")
   std::string grads = "[";
-  for (std::size_t k = 0; k < inputs.size(); ++k) grads += (k ? ", " : "") + numbers(inputs[k].grads());
+  for (std::size_t k = 0; k < inputs.size(); ++k)
+    grads += (k ? ", " : "") + numbers(inputs[k].grads());
   std::string uses = "[";
-  for (std::size_t k = 0; k < c.uses.size(); ++k) uses += fmt::format("{}{}", k ? ", " : "", c.uses[k]);
+  for (std::size_t k = 0; k < c.uses.size(); ++k)
+    uses += fmt::format("{}{}", k ? ", " : "", c.uses[k]);
   return fmt::format(
       "{{\"op\": \"{}\", \"args\": {}, \"inputs\": {}], \"uses\": {}], \"seed\": {}, "
       "\"value\": {{\"shape\": {}, \"data\": {}}}, \"grads\": {}]}}",
@@ -182,49 +183,71 @@ std::vector<ShapeCase> shape_cases() {
   using ag::Tensor;
   using Operands = std::span<const Tensor>;
   std::vector<ShapeCase> cases{
-      {"cat", R"({"axis": 1})", {Shape{2, 1, 3}, Shape{2, 4, 3}}, {0, 1, 0},
+      {"cat",
+       R"({"axis": 1})",
+       {Shape{2, 1, 3}, Shape{2, 4, 3}},
+       {0, 1, 0},
        [](Operands x) { return ag::cat(x, 1); }},
-      {"cat", R"({"axis": -1})", {Shape{2, 2}, Shape{2, 1}, Shape{2, 3}, Shape{2, 1}, Shape{2, 2}},
-       {0, 1, 2, 3, 4}, [](Operands x) { return ag::cat(x, -1); }},
-      {"stack", R"({"axis": 0})", {Shape{3}, Shape{3}}, {0, 1, 1},
+      {"cat",
+       R"({"axis": -1})",
+       {Shape{2, 2}, Shape{2, 1}, Shape{2, 3}, Shape{2, 1}, Shape{2, 2}},
+       {0, 1, 2, 3, 4},
+       [](Operands x) { return ag::cat(x, -1); }},
+      {"stack",
+       R"({"axis": 0})",
+       {Shape{3}, Shape{3}},
+       {0, 1, 1},
        [](Operands x) { return ag::stack(x, 0); }},
-      {"stack", R"({"axis": -1})", {Shape{2, 3}, Shape{2, 3}, Shape{2, 3}, Shape{2, 3}},
-       {0, 1, 2, 3}, [](Operands x) { return ag::stack(x, -1); }},
-      {"reshape", R"({"dims": [-1, 4]})", {Shape{2, 3, 4}}, {0},
+      {"stack",
+       R"({"axis": -1})",
+       {Shape{2, 3}, Shape{2, 3}, Shape{2, 3}, Shape{2, 3}},
+       {0, 1, 2, 3},
+       [](Operands x) { return ag::stack(x, -1); }},
+      {"reshape",
+       R"({"dims": [-1, 4]})",
+       {Shape{2, 3, 4}},
+       {0},
        [](Operands x) {
          const std::vector<std::int64_t> dims{-1, 4};
          return ag::reshape(x[0], dims);
        }},
   };
   for (auto [d0, d1] : {std::pair{0, 2}, {-1, 1}, {1, 0}})
-    cases.push_back({"transpose", fmt::format(R"({{"dim0": {}, "dim1": {}}})", d0, d1),
-                     {Shape{2, 3, 4}}, {0},
+    cases.push_back({"transpose",
+                     fmt::format(R"({{"dim0": {}, "dim1": {}}})", d0, d1),
+                     {Shape{2, 3, 4}},
+                     {0},
                      [d0, d1](Operands x) { return ag::transpose(x[0], d0, d1); }});
   // Python's slices: negative bounds, clamped bounds, steps, an empty range.
-  const std::int64_t slices[][4] = {{1, 1, 3, 1},   {0, -3, 100, 2}, {-1, -100, 2, 1},
-                                    {1, 0, 4, 3},   {0, 2, 1, 1},    {2, -4, -1, 2}};
+  const std::int64_t slices[][4] = {{1, 1, 3, 1}, {0, -3, 100, 2}, {-1, -100, 2, 1},
+                                    {1, 0, 4, 3}, {0, 2, 1, 1},    {2, -4, -1, 2}};
   for (const auto& [axis, start, stop, step] : slices)
     cases.push_back({"slice",
                      fmt::format(R"({{"axis": {}, "start": {}, "stop": {}, "step": {}}})", axis,
                                  start, stop, step),
-                     {Shape{3, 4, 5}}, {0},
+                     {Shape{3, 4, 5}},
+                     {0},
                      [=](Operands x) { return ag::slice(x[0], int(axis), start, stop, step); }});
   for (int axis : {0, 1, -1})
-    cases.push_back({"index_select", fmt::format(R"({{"axis": {}, "index": [2, 0, 2, 1]}})", axis),
-                     {Shape{3, 4, 3}}, {0}, [axis](Operands x) {
+    cases.push_back({"index_select",
+                     fmt::format(R"({{"axis": {}, "index": [2, 0, 2, 1]}})", axis),
+                     {Shape{3, 4, 3}},
+                     {0},
+                     [axis](Operands x) {
                        const std::vector<std::int64_t> index{2, 0, 2, 1};
                        return ag::index_select(x[0], axis, index);
                      }});
   for (int axis : {0, 1, 2})
-    cases.push_back(
-        {"gather",
-         fmt::format(R"({{"axis": {}, "index": [0, 2, 2, 1, 0, 0, 1, 2, 2, 0, 1, 1], )"
-                     R"("index_shape": [2, 3, 2]}})",
-                     axis),
-         {Shape{3, 4, 3}}, {0}, [axis](Operands x) {
-           const std::vector<std::int64_t> index{0, 2, 2, 1, 0, 0, 1, 2, 2, 0, 1, 1};
-           return ag::gather(x[0], axis, index, ag::Shape{2, 3, 2});
-         }});
+    cases.push_back({"gather",
+                     fmt::format(R"({{"axis": {}, "index": [0, 2, 2, 1, 0, 0, 1, 2, 2, 0, 1, 1], )"
+                                 R"("index_shape": [2, 3, 2]}})",
+                                 axis),
+                     {Shape{3, 4, 3}},
+                     {0},
+                     [axis](Operands x) {
+                       const std::vector<std::int64_t> index{0, 2, 2, 1, 0, 0, 1, 2, 2, 0, 1, 1};
+                       return ag::gather(x[0], axis, index, ag::Shape{2, 3, 2});
+                     }});
   return cases;
 }
 

@@ -666,8 +666,7 @@ std::string Transpose::expression(const TensorTape& tape, NodeId id) {
   const int rank = tape.shape(id).rank();
   if (axes.first == rank - 2 && axes.second == rank - 1)
     return fmt::format("transpose({})", label_of_input(tape, id, 0));
-  return fmt::format("transpose({}, {}, {})", label_of_input(tape, id, 0), axes.first,
-                     axes.second);
+  return fmt::format("transpose({}, {}, {})", label_of_input(tape, id, 0), axes.first, axes.second);
 }
 
 std::vector<AnomalyOperand> Transpose::forward_operands(const TensorTape& tape, NodeId id,
@@ -1243,9 +1242,10 @@ Tensor join(std::span<const Tensor> tensors, int axis, TOp op) {
   } else {
     ax = axis < 0 ? axis + s0.rank() + 1 : axis;
     if (ax < 0 || ax > s0.rank())
-      throw Error(fmt::format("stack: axis {} is out of range for tensors of shape {} (a new axis "
-                              "goes in [{}, {}])",
-                              axis, s0.str(), -s0.rank() - 1, s0.rank()));
+      throw Error(
+          fmt::format("stack: axis {} is out of range for tensors of shape {} (a new axis "
+                      "goes in [{}, {}])",
+                      axis, s0.str(), -s0.rank() - 1, s0.rank()));
   }
   std::int64_t length = 0;
   bool grad = false;
@@ -1253,29 +1253,33 @@ Tensor join(std::span<const Tensor> tensors, int axis, TOp op) {
     check_same(first, tensors[k], what);
     const Shape& sk = impl.nodes[tensors[k].id()].shape;
     if (op == TOp::stack && !(sk == s0))
-      throw Error(fmt::format("stack: tensor {} of shape {} differs from tensor 0 of shape {} "
-                              "(stacking along axis {} needs one shape)",
-                              k, sk.str(), s0.str(), axis));
+      throw Error(
+          fmt::format("stack: tensor {} of shape {} differs from tensor 0 of shape {} "
+                      "(stacking along axis {} needs one shape)",
+                      k, sk.str(), s0.str(), axis));
     if (op == TOp::cat) {
       bool fits = sk.rank() == s0.rank();
       for (int d = 0; fits && d < s0.rank(); ++d) fits = d == ax || sk[d] == s0[d];
       if (!fits)
-        throw Error(fmt::format("cat: tensor {} of shape {} does not fit tensor 0 of shape {} "
-                                "along axis {}: the other axes must agree",
-                                k, sk.str(), s0.str(), axis));
+        throw Error(
+            fmt::format("cat: tensor {} of shape {} does not fit tensor 0 of shape {} "
+                        "along axis {}: the other axes must agree",
+                        k, sk.str(), s0.str(), axis));
     }
     length += op == TOp::cat ? sk[ax] : 1;
     grad = grad || Recorder::grad_for(tape, {tensors[k].id()});
   }
   std::int64_t dims[kMaxRank + 1];
   for (int d = 0, r = 0; d <= s0.rank(); ++d) {
-    if (op == TOp::stack) dims[d] = d == ax ? length : s0[r++];
-    else if (d < s0.rank()) dims[d] = d == ax ? length : s0[d];
+    if (op == TOp::stack)
+      dims[d] = d == ax ? length : s0[r++];
+    else if (d < s0.rank())
+      dims[d] = d == ax ? length : s0[d];
   }
   const int rank = op == TOp::stack ? s0.rank() + 1 : s0.rank();
   const Shape shape(std::span<const std::int64_t>(dims, std::size_t(rank)));  // names rank > 6
-  const NodeId id = impl.push(op, impl.nodes[first.id].dtype, shape, grad, first.id, 0, Op::input,
-                              0, ax);
+  const NodeId id =
+      impl.push(op, impl.nodes[first.id].dtype, shape, grad, first.id, 0, Op::input, 0, ax);
   NodeId* inputs = store_inputs(impl, impl.nodes[id], tensors.size());
   for (std::size_t k = 0; k < tensors.size(); ++k) inputs[k] = tensors[k].id();
   tensor_ops::Cat::forward(impl, impl.nodes[id]);  // one forward for both: joined_length differs
@@ -1365,9 +1369,7 @@ Tensor cat(std::span<const Tensor> tensors, int axis) { return join(tensors, axi
 Tensor cat(std::initializer_list<Tensor> tensors, int axis) {
   return join(std::span(tensors.begin(), tensors.size()), axis, TOp::cat);
 }
-Tensor stack(std::span<const Tensor> tensors, int axis) {
-  return join(tensors, axis, TOp::stack);
-}
+Tensor stack(std::span<const Tensor> tensors, int axis) { return join(tensors, axis, TOp::stack); }
 Tensor stack(std::initializer_list<Tensor> tensors, int axis) {
   return join(std::span(tensors.begin(), tensors.size()), axis, TOp::stack);
 }
@@ -1397,8 +1399,8 @@ std::vector<AnomalyOperand> Stack::forward_operands(const TensorTape& tape, Node
                                                     const ElementIndex& out) {
   return join_operands(tape, id, out);
 }
-void Stack::backward_operands(const TensorTape& tape, NodeId id, int k,
-                              const ElementIndex& target, Anomaly& report) {
+void Stack::backward_operands(const TensorTape& tape, NodeId id, int k, const ElementIndex& target,
+                              Anomaly& report) {
   join_backward_operands(tape, id, k, target, report);
 }
 
@@ -1434,8 +1436,8 @@ Tensor slice(Tensor a, int axis, std::int64_t start, std::int64_t stop, std::int
   shape[ax] = range.stop > range.start ? (range.stop - range.start + step - 1) / step : 0;
   TensorTape& tape = *x.tape;
   auto& impl = Recorder::impl(tape);
-  const NodeId id = impl.push(TOp::slice, a.dtype(), shape, Recorder::grad_for(tape, {x.id}),
-                              x.id, 0, Op::input, 0, ax);
+  const NodeId id = impl.push(TOp::slice, a.dtype(), shape, Recorder::grad_for(tape, {x.id}), x.id,
+                              0, Op::input, 0, ax);
   void* aux = impl.arena.allocate(sizeof(SliceRange));
   std::memcpy(aux, &range, sizeof range);
   impl.nodes[id].aux = aux;
@@ -1547,15 +1549,16 @@ Tensor index_select(Tensor a, int axis, std::span<const std::int64_t> index) {
   const int ax = in.axis(axis, "index_select");
   for (std::size_t j = 0; j < index.size(); ++j)
     if (index[j] < 0 || index[j] >= in[ax])
-      throw Error(fmt::format("index_select: index {} at position {} is out of range for axis {} "
-                              "of length {} (shape {})",
-                              index[j], j, axis, in[ax], in.str()));
+      throw Error(
+          fmt::format("index_select: index {} at position {} is out of range for axis {} "
+                      "of length {} (shape {})",
+                      index[j], j, axis, in[ax], in.str()));
   Shape shape = in;
   shape[ax] = std::int64_t(index.size());
   TensorTape& tape = *x.tape;
   auto& impl = Recorder::impl(tape);
-  const NodeId id = impl.push(TOp::index_select, a.dtype(), shape,
-                              Recorder::grad_for(tape, {x.id}), x.id, 0, Op::input, 0, ax);
+  const NodeId id = impl.push(TOp::index_select, a.dtype(), shape, Recorder::grad_for(tape, {x.id}),
+                              x.id, 0, Op::input, 0, ax);
   impl.nodes[id].aux = copy_index(impl, index);
   tensor_ops::IndexSelect::forward(impl, impl.nodes[id]);
   return Recorder::make(tape, id);
@@ -1653,14 +1656,16 @@ Tensor gather(Tensor a, int axis, std::span<const std::int64_t> index, const Sha
   const Shape in = a.shape();
   const int ax = in.axis(axis, "gather");
   if (index_shape.rank() != in.rank())
-    throw Error(fmt::format("gather: an index of shape {} for a tensor of shape {}: the ranks "
-                            "must agree",
-                            index_shape.str(), in.str()));
+    throw Error(
+        fmt::format("gather: an index of shape {} for a tensor of shape {}: the ranks "
+                    "must agree",
+                    index_shape.str(), in.str()));
   for (int d = 0; d < in.rank(); ++d)
     if (d != ax && index_shape[d] > in[d])
-      throw Error(fmt::format("gather: an index of shape {} is longer than the tensor's shape {} "
-                              "on axis {} (gathering along axis {})",
-                              index_shape.str(), in.str(), d, axis));
+      throw Error(
+          fmt::format("gather: an index of shape {} is longer than the tensor's shape {} "
+                      "on axis {} (gathering along axis {})",
+                      index_shape.str(), in.str(), d, axis));
   if (std::int64_t(index.size()) != index_shape.numel())
     throw Error(fmt::format("gather: {} indices for an index of shape {} ({} elements)",
                             index.size(), index_shape.str(), index_shape.numel()));
@@ -1668,15 +1673,17 @@ Tensor gather(Tensor a, int axis, std::span<const std::int64_t> index, const Sha
     if (index[p] < 0 || index[p] >= in[ax]) {
       const std::vector<std::int64_t> at = unravel(index_shape, std::int64_t(p));
       std::string where;
-      for (std::size_t d = 0; d < at.size(); ++d) where += fmt::format("{}{}", d ? ", " : "", at[d]);
-      throw Error(fmt::format("gather: index {} at [{}] is out of range for axis {} of length {} "
-                              "(shape {})",
-                              index[p], where, axis, in[ax], in.str()));
+      for (std::size_t d = 0; d < at.size(); ++d)
+        where += fmt::format("{}{}", d ? ", " : "", at[d]);
+      throw Error(
+          fmt::format("gather: index {} at [{}] is out of range for axis {} of length {} "
+                      "(shape {})",
+                      index[p], where, axis, in[ax], in.str()));
     }
   TensorTape& tape = *x.tape;
   auto& impl = Recorder::impl(tape);
-  const NodeId id = impl.push(TOp::gather, a.dtype(), index_shape,
-                              Recorder::grad_for(tape, {x.id}), x.id, 0, Op::input, 0, ax);
+  const NodeId id = impl.push(TOp::gather, a.dtype(), index_shape, Recorder::grad_for(tape, {x.id}),
+                              x.id, 0, Op::input, 0, ax);
   impl.nodes[id].aux = copy_index(impl, index);
   tensor_ops::Gather::forward(impl, impl.nodes[id]);
   return Recorder::make(tape, id);

@@ -177,9 +177,9 @@ using Node = TensorTape::Impl::Node;
 // ~~~~~~~~~~~~~~~~~~
 // A node keeps up to kMaxInputs input ids in `in`. An op with any number of inputs (cat, stack)
 // sets kManyInputs and keeps them in the arena instead, through `aux`: a NodeId array whose
-// first entry is the count (store_inputs makes room for them). Everyone who walks a node's inputs (the
-// stepper, graphs, formatting, anomaly mode) goes through input_id and the entry's arity, so an
-// op's arity is not bounded by the record's size.
+// first entry is the count (store_inputs makes room for them). Everyone who walks a node's inputs
+// (the stepper, graphs, formatting, anomaly mode) goes through input_id and the entry's arity, so
+// an op's arity is not bounded by the record's size.
 inline NodeId input_id(const Node& n, int k) {
   if (n.flags & kManyInputs) [[unlikely]]
     return static_cast<const NodeId*>(n.aux)[k + 1];
