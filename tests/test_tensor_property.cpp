@@ -348,7 +348,7 @@ class GraphBuilder {
   // cat, stack, slice, index_select, gather, or transpose of any two axes, along a random axis
   // of `a` (rank >= 1; no step records an empty tensor).
   void select_step(const Tensor& a) {
-    const Shape& s = a.shape();
+    const Shape s = a.shape();  // a copy: recording nodes may move the tape's records
     const int axis = int(rng_.below(std::uint64_t(s.rank())));
     const std::int64_t length = s[axis];
     const auto index_in = [&](std::int64_t count) {
