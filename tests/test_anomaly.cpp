@@ -5,12 +5,12 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <string>
-#include <vector>
-
 #include <tapegrad/autograd.hpp>
 #include <tapegrad/nn.hpp>
+#include <vector>
 
 using namespace ag;
 
@@ -345,7 +345,7 @@ TEST_CASE("inside an nn MLP the report names the module path of the op") {
         "input 2 = 0 at layers.2.bias[0] of (4,)) produced inf at [0, 0] of (1, 4)");
 }
 
-// ---- reduceops: amin, amax over all, argmax, where, batched products -------------------------
+// ---- amin, amax over all, argmax, where, batched products -------------------------
 
 TEST_CASE("amin backward: a NaN minimum sends NaN to its row, reported at amin; where reads") {
   // amin and where make nothing non-finite from finite numbers forward; amin's backward does
@@ -416,4 +416,97 @@ TEST_CASE("batched matmul and 3-D linear: the batch, row and column that overflo
   CHECK(describe(l) ==
         "anomaly: forward of linear (node 4, input 0 = [1e+20, 1e+20] at a[1, 0, :] of (2, 1, 2), "
         "input 1 = [1e+20, 1] at W[1, :] of (2, 2)) produced inf at [1, 0, 1] of (2, 1, 2)");
+}
+
+// ---- shape ops: cat, stack, slice, index_select, gather, transpose ------------------------------
+
+TEST_CASE("shape ops forward: a NaN they are given is found where the op reads it") {
+  TensorTape tape;
+  tape.set_check_finite(true);
+  Tensor x = tape.input(Shape{2, 2}, {1, 2, kNaN, 4}, "x");
+  Tensor w = tape.input(Shape{2, 2}, {5, 6, 7, 8}, "w");
+  CHECK(message_of([&] {
+          (void)cat({w, x}, 0);
+        }) ==
+        "anomaly: input x (node 0) is nan at [1, 0] of (2, 2) as given, before any op (used by "
+        "cat, node 2)");
+  const std::vector<std::int64_t> rows{1}, index{1, 0, 0, 1};
+  const std::vector<std::pair<std::string, std::function<void()>>> ops{
+      {"stack",
+       [&] {
+         (void)stack({w, x, w, w}, 1);
+       }},
+      {"slice", [&] { (void)slice(x, 0, 1, 2); }},
+      {"index_select", [&] { (void)index_select(x, 0, rows); }},
+      {"gather",
+       [&] {
+         (void)gather(x, 0, index, Shape{2, 2});
+       }},
+      {"transpose", [&] { (void)transpose(x, 0, 1); }}};
+  for (const auto& [name, f] : ops) {
+    CAPTURE(name);
+    const Anomaly a = anomaly_of(f);
+    CHECK(a.kind == AnomalyKind::given);
+    CHECK(a.node == x.id());
+    CHECK(a.index == Index{1, 0});
+    CHECK(a.target_label == name);
+  }
+}
+
+TEST_CASE("shape ops backward: a NaN upstream element is traced to the input element it reaches") {
+  TensorTape tape;
+  tape.set_check_finite(true);
+  Tensor a = tape.input(Shape{2, 2}, {1, 2, 3, 4}, "a");
+  Tensor b = tape.input(Shape{2, 1}, {5, 6}, "b");
+  Tensor y = cat({a, b}, 1).named("y");
+  // y[1, 2] is b[1, 0].
+  const Anomaly c = anomaly_of([&] { tape.backward(y, std::vector<double>{1, 1, 1, 1, 1, kNaN}); });
+  CHECK(c.kind == AnomalyKind::backward);
+  CHECK(c.op == "cat");
+  CHECK(c.input == 1);
+  CHECK(c.target == b.id());
+  CHECK(c.index == Index{1, 0});
+  REQUIRE(c.operands.size() == 1);
+  CHECK(c.operands[0].role == "upstream");
+  CHECK(c.operands[0].index == Index{1, 2});
+  CHECK(describe(c) ==
+        "anomaly: backward of cat (node 2 'y', upstream = nan at y[1, 2] of (2, 3)) produced "
+        "gradient nan for b (node 1) at [1, 0] of (2, 1)");
+
+  struct Case {
+    std::string op;
+    Tensor out;
+    std::int64_t bad;  // the seed's NaN, flat in out
+    Tensor input;      // the input it reaches
+    Index at;          // there
+    Index upstream;    // the upstream element reported
+  };
+  TensorTape t;
+  t.set_check_finite(true);
+  Tensor v = t.input(Shape{6}, {0, 1, 2, 3, 4, 5}, "v");
+  Tensor p = t.input(Shape{2}, {1, 2}, "p");
+  Tensor q = t.input(Shape{2}, {3, 4}, "q");
+  Tensor m = t.input(Shape{2, 3}, {1, 2, 3, 4, 5, 6}, "m");
+  const std::vector<std::int64_t> cols{2, 0, 2}, index{0, 0, 2, 1};
+  const std::vector<Case> cases{{"stack", stack({p, q}, 0), 2, q, {0}, {1, 0}},
+                                {"slice", slice(v, 0, 1, 6, 2), 2, v, {5}, {2}},
+                                // m[1, 2] gets up[1, 0] and up[1, 2]: the report names the NaN one.
+                                {"index_select", index_select(m, 1, cols), 5, m, {1, 2}, {1, 2}},
+                                // m[0, 0] gets up[0, 0] and up[0, 1]; the NaN is at [0, 1].
+                                {"gather", gather(m, 1, index, Shape{2, 2}), 1, m, {0, 0}, {0, 1}},
+                                {"transpose", transpose(m, 0, 1), 4, m, {0, 2}, {2, 0}}};
+  for (const Case& k : cases) {
+    CAPTURE(k.op);
+    std::vector<double> seed(std::size_t(k.out.numel()), 1.0);
+    seed[std::size_t(k.bad)] = kNaN;
+    t.zero_grad();
+    const Anomaly r = anomaly_of([&] { t.backward(k.out, seed); });
+    CHECK(r.op == k.op);
+    CHECK(r.target == k.input.id());
+    CHECK(r.index == k.at);
+    REQUIRE(!r.operands.empty());
+    CHECK(r.operands[0].role == "upstream");
+    CHECK(r.operands[0].index == k.upstream);
+    CHECK(std::isnan(r.operands[0].values.at(0)));
+  }
 }

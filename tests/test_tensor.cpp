@@ -769,3 +769,212 @@ TEST_CASE("linear on (N, L, in): the leading axes are rows, as torch.nn.function
   CHECK(y.shape() == Shape{2, 1, 1});
   CHECK(y.values() == std::vector<double>{21, 43});
 }
+
+// ---- shape ops: cat, stack, slice, index_select, gather, transpose of any two axes ----------
+
+TEST_CASE("cat and stack: gradients, any number of inputs, an input joined twice") {
+  for (int axis : {0, 1, -1})
+    check_grad([axis](TensorTape&, std::span<const Tensor> x) { return cat(x, axis); },
+               {arg(Shape{2, 3}), arg(Shape{2, 3}, 0.1), arg(Shape{2, 3}, 0.2)},
+               fmt::format("cat along axis {}", axis));
+  check_grad(
+      [](TensorTape&, std::span<const Tensor> x) {
+        return cat({x[0], x[1], x[0]}, 1);
+      },
+      {arg(Shape{2, 1, 3}), arg(Shape{2, 4, 3}, 0.3)}, "cat of lengths 1, 4, 1; x twice");
+  // More inputs than a node record holds (kMaxInputs): they live in the arena.
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return cat(x, 0) * 2.0; },
+             {arg(Shape{1, 2}), arg(Shape{2, 2}, 0.1), arg(Shape{3, 2}, 0.2), arg(Shape{1, 2}, 0.3),
+              arg(Shape{2, 2}, 0.4)},
+             "cat of five");
+  for (int axis : {0, 1, 2, -1, -3})
+    check_grad(
+        [axis](TensorTape&, std::span<const Tensor> x) { return stack(x, axis); },
+        {arg(Shape{2, 3}), arg(Shape{2, 3}, 0.1), arg(Shape{2, 3}, 0.2), arg(Shape{2, 3}, 0.3)},
+        fmt::format("stack of four along axis {}", axis));
+  check_grad(
+      [](TensorTape&, std::span<const Tensor> x) {
+        return stack({x[0], x[0]}, 1);
+      },
+      {arg(Shape{3})}, "stack of x with itself");
+
+  TensorTape tape;
+  Tensor a = tape.input(Shape{2, 2}, {1, 2, 3, 4}, "a");
+  Tensor b = tape.input(Shape{2, 1}, {5, 6}, "b");
+  CHECK(cat({a, b}, 1).values() == std::vector<double>{1, 2, 5, 3, 4, 6});
+  CHECK(cat({a, b}, 1).shape() == Shape{2, 3});
+  CHECK(stack({a, a}, 1).shape() == Shape{2, 2, 2});
+  CHECK(stack({a, a}, 1).values() == std::vector<double>{1, 2, 1, 2, 3, 4, 3, 4});
+  CHECK(stack({a, a}, -1).values() == std::vector<double>{1, 1, 2, 2, 3, 3, 4, 4});
+  std::vector<Tensor> many;
+  for (int k = 0; k < 7; ++k) many.push_back(a * double(k));
+  Tensor joined = cat(many, 0).named("joined");
+  CHECK(joined.shape() == Shape{14, 2});
+  CHECK(joined.value(27) == 4 * 6);  // the last element: a[1, 1] * 6
+  tape.backward(sum(joined));
+  CHECK(a.grads() == std::vector<double>{21, 21, 21, 21});  // 0 + 1 + ... + 6
+  // The stepper reports every input of a 7-input node.
+  TensorTape steps;
+  Tensor x = steps.input(Shape{2}, {1, 2}, "x");
+  std::vector<Tensor> copies(7, x);
+  Tensor s = sum(cat(copies, 0));
+  TensorStepper stepper = steps.stepper(s);
+  REQUIRE(stepper.next());  // the sum
+  REQUIRE(stepper.next());  // the cat
+  CHECK(stepper.step().arity == 7);
+  REQUIRE(stepper.step().inputs.size() == 7);
+  for (const TensorInputStep& in : stepper.step().inputs) CHECK(in.id == x.id());
+  CHECK(stepper.step().inputs[6].grad_norm == doctest::Approx(7 * std::sqrt(2.0)));
+  CHECK(expression(steps, s.id() - 1) == "cat([x, x, x, x, x, x, x], axis=0)");
+}
+
+TEST_CASE("slice: Python's start:stop:step, negative bounds and clamping") {
+  TensorTape tape;
+  Tensor v = tape.input(Shape{6}, {0, 1, 2, 3, 4, 5}, "v");
+  CHECK(slice(v, 0, 1, 4).values() == std::vector<double>{1, 2, 3});
+  CHECK(slice(v, 0, -2, 100).values() == std::vector<double>{4, 5});   // v[-2:100]
+  CHECK(slice(v, 0, -100, 2).values() == std::vector<double>{0, 1});   // v[-100:2]
+  CHECK(slice(v, 0, 0, 6, 4).values() == std::vector<double>{0, 4});   // v[0:6:4]
+  CHECK(slice(v, 0, 1, -1, 2).values() == std::vector<double>{1, 3});  // v[1:-1:2]
+  CHECK(slice(v, 0, 4, 2).shape() == Shape{0});                        // v[4:2] is empty
+  CHECK(slice(v, 0, 7, 9).shape() == Shape{0});
+  Tensor m = tape.input(Shape{2, 3}, {1, 2, 3, 4, 5, 6}, "m");
+  CHECK(slice(m, 1, 1, 3).values() == std::vector<double>{2, 3, 5, 6});
+  CHECK(expression(tape, slice(m, 1, -2, 3).id()) == "m[:, 1:3]");
+  CHECK(expression(tape, slice(m, 0, 0, 2, 2).id()) == "m[0:2:2]");
+  CHECK_THROWS_WITH_AS((void)slice(m, 1, 0, 3, 0), "slice: step must be positive, not 0", Error);
+  CHECK_THROWS_WITH_AS((void)slice(m, 2, 0, 3), "slice: axis 2 is out of range for shape (2, 3)",
+                       Error);
+  for (int axis : {0, 1, 2, -1})
+    check_grad([axis](TensorTape&, std::span<const Tensor> x) { return slice(x[0], axis, 1, -1); },
+               {arg(Shape{3, 4, 5})}, fmt::format("slice 1:-1 along axis {}", axis));
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return slice(x[0], 1, -7, 100, 3); },
+             {arg(Shape{2, 7})}, "slice -7:100:3, clamped");
+  check_grad(
+      [](TensorTape&, std::span<const Tensor> x) {
+        return slice(x[0], 0, 0, 2) * slice(x[0], 0, 1, 3);  // overlapping slices of one input
+      },
+      {arg(Shape{3, 2})}, "overlapping slices");
+}
+
+TEST_CASE("index_select and gather: repeated indices accumulate their gradients") {
+  TensorTape tape;
+  Tensor m = tape.input(Shape{2, 3}, {1, 2, 3, 4, 5, 6}, "m");
+  const std::vector<std::int64_t> cols{2, 0, 2};
+  Tensor picked = index_select(m, 1, cols);
+  CHECK(picked.values() == std::vector<double>{3, 1, 3, 6, 4, 6});
+  const std::vector<std::int64_t> rows{1, 1};
+  CHECK(index_select(m, 0, rows).values() == std::vector<double>{4, 5, 6, 4, 5, 6});
+  tape.backward(sum(picked));
+  CHECK(m.grads() == std::vector<double>{1, 0, 2, 1, 0, 2});
+  CHECK(expression(tape, picked.id()) == "index_select(m, axis=1, [2, 0, 2])");
+
+  TensorTape g;
+  Tensor a = g.input(Shape{2, 3}, {1, 2, 3, 4, 5, 6}, "a");
+  // torch.gather(a, 1, [[0, 0], [2, 1]]) = [[1, 1], [6, 5]]
+  const std::vector<std::int64_t> index{0, 0, 2, 1};
+  Tensor out = gather(a, 1, index, Shape{2, 2});
+  CHECK(out.values() == std::vector<double>{1, 1, 6, 5});
+  // Along axis 0, an index shorter than a on axis 1: out[i][j] = a[index[i][j]][j].
+  const std::vector<std::int64_t> down{1, 0, 1, 1};
+  CHECK(gather(a, 0, down, Shape{2, 2}).values() == std::vector<double>{4, 2, 4, 5});
+  g.backward(sum(out));
+  CHECK(a.grads() == std::vector<double>{2, 0, 0, 0, 1, 1});
+  CHECK(expression(g, out.id()) == "gather(a, axis=1, [0, 0, 2, 1])");
+
+  for (int axis : {0, 1, 2})
+    check_grad(
+        [axis](TensorTape&, std::span<const Tensor> x) {
+          const std::vector<std::int64_t> idx{1, 0, 1, 1, 2};
+          return index_select(x[0], axis, idx);
+        },
+        {arg(Shape{3, 4, 3})}, fmt::format("index_select along axis {}", axis));
+  for (int axis : {0, 1, -1})
+    check_grad(
+        [axis](TensorTape&, std::span<const Tensor> x) {
+          const std::vector<std::int64_t> idx{0, 2, 2, 1, 0, 0, 1, 2, 2, 0, 1, 1};
+          return gather(x[0], axis, idx, Shape{2, 3, 2});
+        },
+        {arg(Shape{3, 4, 3})}, fmt::format("gather along axis {}", axis));
+}
+
+TEST_CASE("transpose of any two axes, and reshape's -1 from a span of dimensions") {
+  TensorTape tape;
+  const std::vector<double> data = values(Shape{2, 3, 4});
+  Tensor t = tape.input(Shape{2, 3, 4}, std::span<const double>(data), "t");
+  Tensor swapped = transpose(t, 0, 2);
+  CHECK(swapped.shape() == Shape{4, 3, 2});
+  CHECK(swapped.value(1) == t.value(12));  // out[0, 0, 1] = t[1, 0, 0]
+  CHECK(transpose(t, -1, 0).values() == swapped.values());
+  CHECK(transpose(t, 1, 1).values() == t.values());
+  CHECK(transpose(t).values() == transpose(t, -2, -1).values());
+  CHECK(expression(tape, swapped.id()) == "transpose(t, 0, 2)");
+  CHECK(expression(tape, transpose(t, 2, 1).id()) == "transpose(t)");
+  CHECK_THROWS_WITH_AS((void)transpose(t, 0, 3),
+                       "transpose: axis 3 is out of range for shape (2, 3, 4)", Error);
+  for (auto [d0, d1] : {std::pair{0, 2}, {0, 1}, {1, 2}, {-1, -3}, {2, 2}})
+    check_grad([d0, d1](TensorTape&, std::span<const Tensor> x) { return transpose(x[0], d0, d1); },
+               {arg(Shape{2, 3, 4})}, fmt::format("transpose({}, {})", d0, d1));
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return transpose(x[0], 1, 3); },
+             {arg(Shape{2, 2, 3, 2, 2})}, "transpose of two middle axes of a rank-5 tensor");
+
+  const std::vector<std::int64_t> dims{-1, 4};
+  CHECK(reshape(t, dims).shape() == Shape{6, 4});
+  CHECK(reshape(t, Shape{4, 6}.dims()).shape() == Shape{4, 6});
+  CHECK(reshape(t, {2, -1}).shape() == Shape{2, 12});
+  const std::vector<std::int64_t> two{-1, -1};
+  CHECK_THROWS_WITH_AS((void)reshape(t, two), "reshape: only one dimension can be -1", Error);
+  const std::vector<std::int64_t> odd{5, -1};
+  CHECK_THROWS_WITH_AS((void)reshape(t, odd),
+                       "reshape: cannot view shape (2, 3, 4) (24 elements) with a -1 dimension "
+                       "and the others multiplying to 5",
+                       Error);
+  check_grad(
+      [](TensorTape&, std::span<const Tensor> x) {
+        const std::vector<std::int64_t> d{3, -1};
+        return reshape(x[0], d) * 2.0;
+      },
+      {arg(Shape{2, 3})}, "reshape with -1 from a span");
+}
+
+TEST_CASE("shape op errors name both shapes, the axis, the index and its position") {
+  TensorTape tape;
+  Tensor a = tape.input(Shape{2, 3}, {1, 2, 3, 4, 5, 6}, "a");
+  Tensor b = tape.input(Shape{2, 4}, {1, 2, 3, 4, 5, 6, 7, 8}, "b");
+  CHECK_THROWS_WITH_AS((void)cat({a, b}, 0),
+                       "cat: tensor 1 of shape (2, 4) does not fit tensor 0 of shape (2, 3) along "
+                       "axis 0: the other axes must agree",
+                       Error);
+  CHECK(cat({a, b}, 1).shape() == Shape{2, 7});
+  CHECK_THROWS_WITH_AS((void)stack({a, b}, 1),
+                       "stack: tensor 1 of shape (2, 4) differs from tensor 0 of shape (2, 3) "
+                       "(stacking along axis 1 needs one shape)",
+                       Error);
+  CHECK_THROWS_WITH_AS((void)stack({a, a}, 3),
+                       "stack: axis 3 is out of range for tensors of shape (2, 3) (a new axis "
+                       "goes in [-3, 2])",
+                       Error);
+  CHECK_THROWS_WITH_AS((void)cat(std::span<const Tensor>{}, 0), "cat: no tensors to join", Error);
+  Tensor f = tape.input(Shape{2, 3}, {1, 2, 3, 4, 5, 6}, "f", DType::f32);
+  CHECK_THROWS_WITH_AS((void)cat({a, f}, 0), "cat: dtype mismatch: float64 and float32", Error);
+  const std::vector<std::int64_t> bad{0, 3, 1};
+  CHECK_THROWS_WITH_AS((void)index_select(a, -1, bad),
+                       "index_select: index 3 at position 1 is out of range for axis -1 of length "
+                       "3 (shape (2, 3))",
+                       Error);
+  const std::vector<std::int64_t> gbad{0, 1, -1, 0};
+  CHECK_THROWS_WITH_AS((void)gather(a, 0, gbad, Shape{2, 2}),
+                       "gather: index -1 at [1, 0] is out of range for axis 0 of length 2 (shape "
+                       "(2, 3))",
+                       Error);
+  CHECK_THROWS_WITH_AS((void)gather(a, 0, gbad, Shape{4}),
+                       "gather: an index of shape (4,) for a tensor of shape (2, 3): the ranks "
+                       "must agree",
+                       Error);
+  CHECK_THROWS_WITH_AS((void)gather(a, 0, gbad, Shape{1, 4}),
+                       "gather: an index of shape (1, 4) is longer than the tensor's shape (2, 3) "
+                       "on axis 1 (gathering along axis 0)",
+                       Error);
+  CHECK_THROWS_WITH_AS((void)gather(a, 0, gbad, Shape{1, 3}),
+                       "gather: 4 indices for an index of shape (1, 3) (3 elements)", Error);
+}

@@ -244,7 +244,7 @@ TEST_CASE("tensor graphs: max_values, the values style, rendering and files") {
   fs::remove_all(dir);
 }
 
-// ---- reduceops: each new op drawn with its symbol ---------------------------------------------
+// ---- amin, argmax, where, batched products: each drawn with its symbol ---------------------------------------------
 
 TEST_CASE("amin, amax over all, argmax, where and batched matmul drawn with their symbols") {
   TensorTape tape;
@@ -276,4 +276,33 @@ TEST_CASE("amin, amax over all, argmax, where and batched matmul drawn with thei
   CHECK(contains(dot, node(c.id()) + " -> " + node(s.id())));
   CHECK(contains(dot, node(p.id()) + " -> " + node(s.id())));
   CHECK(contains(dot, node(s.id() - 1) + " -> " + node(s.id())));
+}
+
+TEST_CASE("shape ops are drawn with their symbols, cat with an edge per input however many") {
+  TensorTape tape;
+  Tensor x = tape.input(Shape{2, 3}, {1, 2, 3, 4, 5, 6}, "x");
+  Tensor w = tape.input(Shape{1, 3}, {7, 8, 9}, "w");
+  // Five inputs, x twice: more than a node record holds (Note [Many inputs]).
+  Tensor joined = cat({x, w, x, w, w}, 0).named("joined");
+  Tensor stacked = stack({joined, joined}, 0).named("stacked");
+  Tensor sliced = slice(stacked, 1, 1, -1, 2).named("sliced");
+  const std::vector<std::int64_t> cols{2, 2, 0}, index{0, 2, 1, 1};
+  Tensor selected = index_select(sliced, 2, cols).named("selected");
+  Tensor swapped = transpose(selected, 0, 2).named("swapped");
+  Tensor gathered = gather(swapped, 1, index, Shape{1, 4, 1}).named("gathered");
+  Tensor loss = sum(gathered).named("loss");
+  tape.backward(loss);
+  const std::string dot = to_dot(tape, loss.id());
+  for (const auto& [t, symbol] : {std::pair{joined, "cat"},
+                                  {stacked, "stack"},
+                                  {sliced, "[:]"},
+                                  {selected, "index_select"},
+                                  {swapped, "ᵀ"},
+                                  {gathered, "gather"}}) {
+    CAPTURE(symbol);
+    CHECK(contains(dot, fmt::format("{}\t[label=<{}<br/>", node(t.id()), symbol)));
+  }
+  CHECK(golden::count(dot, "-> " + node(joined.id()) + "\t") == 5);
+  CHECK(golden::count(dot, node(x.id()) + " -> " + node(joined.id()) + "\t") == 2);
+  CHECK(golden::count(dot, "-> " + node(stacked.id()) + "\t") == 2);
 }

@@ -76,11 +76,12 @@ void sample(Rng& rng, std::vector<TensorArg>& args) {
 }
 
 // Records a random graph on the inputs' tape: elementwise rows of the op table (through
-// ag::apply and the named functions) with broadcasting, matmul, linear, transpose, reshape,
-// sum, mean and amax over everything or one axis with and without keepdims, softmax,
-// log_softmax, pick, nn's losses, amin, where and batched matmul. Every choice comes from the
-// seed and none from the input values, so the same seed records the same graph at every point
-// the central differences evaluate. Domains are kept by construction, as in the program generator.
+// ag::apply and the named functions) with broadcasting, matmul (batched too), linear, transpose,
+// reshape, sum, mean, amax and amin over everything or one axis with and without keepdims,
+// where, softmax, log_softmax, pick, the shape ops (cat, stack, slice, index_select, gather,
+// transpose of any two axes) and nn's losses. Every choice comes from the seed and none from the
+// input values, so the same seed records the same graph at every point the central differences
+// evaluate. Domains are kept by construction, as in the program generator.
 class GraphBuilder {
  public:
   GraphBuilder(std::uint64_t seed, std::span<const Tensor> inputs)
@@ -218,13 +219,13 @@ class GraphBuilder {
     if (c < 0.8) return reduce_step();
     if (c < 0.86) return softmax_step();
     if (c < 0.89) return pick_step();
-    if (c < 0.93) return reduceops_step();
+    if (c < 0.93) return comparison_step();
     return loss_step();
   }
 
-  // reduceops: amin over an axis or everything, amax over everything, where, batched matmul.
+  // amin over an axis or everything, amax over everything, where, batched matmul.
   // argmax is left out: it has no gradient, and its value jumps where an input's order does.
-  void reduceops_step() {
+  void comparison_step() {
     const Tensor a = operand();
     switch (rng_.below(4)) {
       case 0: {
@@ -359,6 +360,7 @@ class GraphBuilder {
 
   void shape_step() {
     const Tensor a = operand();
+    if (a.rank() >= 1 && chance() < 0.5) return select_step(a);
     if (a.rank() >= 2 && chance() < 0.4) return push(transpose(a));
     // A random factorisation of the element count into 0 to 3 axes.
     const std::int64_t n = a.numel();
@@ -375,6 +377,67 @@ class GraphBuilder {
     if (rank > 0) dims[rank - 1] = left;
     if (rank == 2 && chance() < 0.5) return push(reshape(a, {dims[0], -1}));
     push(reshape(a, Shape(std::span<const std::int64_t>(dims, std::size_t(rank)))));
+  }
+
+  // cat, stack, slice, index_select, gather, or transpose of any two axes, along a random axis
+  // of `a` (rank >= 1; no step records an empty tensor).
+  void select_step(const Tensor& a) {
+    const Shape s = a.shape();  // a copy: recording nodes may move the tape's records
+    const int axis = int(rng_.below(std::uint64_t(s.rank())));
+    const std::int64_t length = s[axis];
+    const auto index_in = [&](std::int64_t count) {
+      std::vector<std::int64_t> index(static_cast<std::size_t>(count));
+      for (std::int64_t& i : index) i = std::int64_t(rng_.below(std::uint64_t(length)));
+      return index;
+    };
+    switch (rng_.below(6)) {
+      case 0: {  // cat with a itself, another tensor or a constant fitting off the axis
+        Shape other = s;
+        other[axis] = 1 + std::int64_t(rng_.below(2));
+        Tensor b = chance() < 0.3 ? a : partner_of_shape(other);
+        return push(chance() < 0.5 ? cat({a, b}, axis - (chance() < 0.5 ? s.rank() : 0))
+                                   : cat({b, a, a, b}, axis));
+      }
+      case 1: {  // stack along a new axis, anywhere in [0, rank]
+        const int at = int(rng_.below(std::uint64_t(s.rank()) + 1));
+        return push(stack({a, partner_of_shape(s), a}, at));
+      }
+      case 2: {  // Python's slice: bounds in [-length - 1, length + 1], step 1 to 3
+        const auto bound = [&] {
+          return std::int64_t(rng_.below(std::uint64_t(2 * length + 3))) - length - 1;
+        };
+        const auto clamped = [&](std::int64_t v) {
+          return std::clamp<std::int64_t>(v < 0 ? v + length : v, 0, length);
+        };
+        std::int64_t start = bound(), stop = bound();
+        if (clamped(stop) <= clamped(start)) start = -1, stop = length + 1;  // the last element:
+        // an empty tensor would leave the later steps (amax, pick, matmul) nothing to work on
+        return push(slice(a, axis, start, stop, 1 + std::int64_t(rng_.below(3))));
+      }
+      case 3:
+        return push(index_select(a, axis, index_in(1 + std::int64_t(rng_.below(4)))));
+      case 4: {  // gather: an index no longer than a off the axis, 1 to 3 long on it
+        Shape index_shape = s;
+        for (int d = 0; d < s.rank(); ++d)
+          index_shape[d] = d == axis ? 1 + std::int64_t(rng_.below(3))
+                                     : 1 + std::int64_t(rng_.below(std::uint64_t(s[d])));
+        return push(gather(a, axis, index_in(index_shape.numel()), index_shape));
+      }
+      default: {
+        const int other = int(rng_.below(std::uint64_t(s.rank())));
+        return push(transpose(a, axis, other - (chance() < 0.5 ? s.rank() : 0)));
+      }
+    }
+  }
+
+  // A tensor of shape s: one recorded so far, or a constant.
+  Tensor partner_of_shape(const Shape& s) {
+    for (Entry& e : live_)
+      if (e.t.shape() == s && chance() < 0.5) {
+        e.used = true;
+        return e.t;
+      }
+    return constant(s, -2, 2);
   }
 
   void reduce_step() {

@@ -1,6 +1,8 @@
 // For torch_ops_test.py: every elementwise row of the op table, evaluated with its gradients on
 // both tapes at points on both sides of its kinks and at NaN, and the structural tensor ops on
 // tensors with ties and NaN, printed as JSON for PyTorch to redo.
+// both tapes at points on both sides of its kinks and at NaN, and the tensor shape ops, printed as
+// JSON for PyTorch to redo.
 
 #include <fmt/format.h>
 
@@ -20,9 +22,8 @@ namespace {
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 // One function at a set of points: `inputs[k]` holds operand k at every point, so a tensor tape
-// evaluates a case as one op over vectors. Structural ops (cat, stack, slice, ...) fit the same
-// record: a name, the inputs (for them with shapes), and what each tape computed; give them a
-// `tensor_only` case and torch_ops_test.py a line that redoes them.
+// evaluates a case as one op over vectors. Shape ops (cat, stack, slice, ...) have records of
+// their own, with shapes: ShapeCase below.
 struct Case {
   std::string op;
   std::optional<double> param;
@@ -128,7 +129,7 @@ std::vector<Case> cases_for(const ag::OpInfo& info, std::span<const double> test
   return cases;
 }
 
-// ---- structural tensor ops (reduceops: amax, amin, argmax, where, batched products) -------
+// ---- structural tensor ops (amax, amin, argmax, where, batched products) -------
 // One op on whole tensors: the inputs with their shapes, the tensor tape's value and shape, and
 // each input's gradient of sum(y * seed) for a seed of distinct weights (so a gradient sent to
 // the wrong element shows). `graded` lists the inputs torch differentiates (not where's cond).
@@ -249,6 +250,130 @@ std::vector<Structural> structural_cases() {
   return cases;
 }
 
+// ---- shape ops ---------------------------------------------------------------------------------
+// Each case records one shape op on the tensor tape in float64 and runs backward with a seed of
+// its output's shape, so every output element sends a different gradient. It prints the inputs,
+// which input each operand is (`uses`: an input joined twice), the op's arguments, the value and
+// each input's gradient, for torch_ops_test.py's SHAPE_OPS to redo.
+struct ShapeCase {
+  std::string op;
+  std::string args;  // a JSON object: the op's arguments as torch names them
+  std::vector<ag::Shape> shapes;
+  std::vector<int> uses;  // operand k is input uses[k]
+  std::function<ag::Tensor(std::span<const ag::Tensor>)> record;
+};
+
+std::string dims_json(const ag::Shape& s) {
+  std::string text = "[";
+  for (int d = 0; d < s.rank(); ++d) text += fmt::format("{}{}", d ? ", " : "", s[d]);
+  return text + "]";
+}
+
+std::string shape_case_json(const ShapeCase& c) {
+  ag::TensorTape tape;
+  std::vector<ag::Tensor> inputs, operands;
+  std::string inputs_json = "[";
+  for (std::size_t k = 0; k < c.shapes.size(); ++k) {
+    std::vector<double> data(std::size_t(c.shapes[k].numel()));
+    for (std::size_t i = 0; i < data.size(); ++i)
+      data[i] = 0.37 * double((i + 3 * k) % 7) - 0.9 + 0.05 * double(i / 7) + double(k);
+    if (c.op == "cat" && k == 0 && !data.empty()) data.back() = kNaN;  // NaN is copied, not lost
+    inputs.push_back(tape.input(c.shapes[k], std::span<const double>(data), "x"));
+    inputs_json += fmt::format("{}{{\"shape\": {}, \"data\": {}}}", k ? ", " : "",
+                               dims_json(c.shapes[k]), numbers(data));
+  }
+  for (int use : c.uses) operands.push_back(inputs[std::size_t(use)]);
+  const ag::Tensor y = c.record(operands);
+  std::vector<double> seed(std::size_t(y.numel()));
+  for (std::size_t i = 0; i < seed.size(); ++i) seed[i] = 1.0 + 0.5 * double(i % 5);
+  if (y.numel() > 0) tape.backward(y, seed);  // an empty slice sends nothing back (an empty
+  // seed would mean "the output's single element")
+  std::string grads = "[";
+  for (std::size_t k = 0; k < inputs.size(); ++k)
+    grads += (k ? ", " : "") + numbers(inputs[k].grads());
+  std::string uses = "[";
+  for (std::size_t k = 0; k < c.uses.size(); ++k)
+    uses += fmt::format("{}{}", k ? ", " : "", c.uses[k]);
+  return fmt::format(
+      "{{\"op\": \"{}\", \"args\": {}, \"inputs\": {}], \"uses\": {}], \"seed\": {}, "
+      "\"value\": {{\"shape\": {}, \"data\": {}}}, \"grads\": {}]}}",
+      c.op, c.args, inputs_json, uses, numbers(seed), dims_json(y.shape()), numbers(y.values()),
+      grads);
+}
+
+std::vector<ShapeCase> shape_cases() {
+  using ag::Shape;
+  using ag::Tensor;
+  using Operands = std::span<const Tensor>;
+  std::vector<ShapeCase> cases{
+      {"cat",
+       R"({"axis": 1})",
+       {Shape{2, 1, 3}, Shape{2, 4, 3}},
+       {0, 1, 0},
+       [](Operands x) { return ag::cat(x, 1); }},
+      {"cat",
+       R"({"axis": -1})",
+       {Shape{2, 2}, Shape{2, 1}, Shape{2, 3}, Shape{2, 1}, Shape{2, 2}},
+       {0, 1, 2, 3, 4},
+       [](Operands x) { return ag::cat(x, -1); }},
+      {"stack",
+       R"({"axis": 0})",
+       {Shape{3}, Shape{3}},
+       {0, 1, 1},
+       [](Operands x) { return ag::stack(x, 0); }},
+      {"stack",
+       R"({"axis": -1})",
+       {Shape{2, 3}, Shape{2, 3}, Shape{2, 3}, Shape{2, 3}},
+       {0, 1, 2, 3},
+       [](Operands x) { return ag::stack(x, -1); }},
+      {"reshape",
+       R"({"dims": [-1, 4]})",
+       {Shape{2, 3, 4}},
+       {0},
+       [](Operands x) {
+         const std::vector<std::int64_t> dims{-1, 4};
+         return ag::reshape(x[0], dims);
+       }},
+  };
+  for (auto [d0, d1] : {std::pair{0, 2}, {-1, 1}, {1, 0}})
+    cases.push_back({"transpose",
+                     fmt::format(R"({{"dim0": {}, "dim1": {}}})", d0, d1),
+                     {Shape{2, 3, 4}},
+                     {0},
+                     [d0, d1](Operands x) { return ag::transpose(x[0], d0, d1); }});
+  // Python's slices: negative bounds, clamped bounds, steps, an empty range.
+  const std::int64_t slices[][4] = {{1, 1, 3, 1}, {0, -3, 100, 2}, {-1, -100, 2, 1},
+                                    {1, 0, 4, 3}, {0, 2, 1, 1},    {2, -4, -1, 2}};
+  for (const auto& [axis, start, stop, step] : slices)
+    cases.push_back({"slice",
+                     fmt::format(R"({{"axis": {}, "start": {}, "stop": {}, "step": {}}})", axis,
+                                 start, stop, step),
+                     {Shape{3, 4, 5}},
+                     {0},
+                     [=](Operands x) { return ag::slice(x[0], int(axis), start, stop, step); }});
+  for (int axis : {0, 1, -1})
+    cases.push_back({"index_select",
+                     fmt::format(R"({{"axis": {}, "index": [2, 0, 2, 1]}})", axis),
+                     {Shape{3, 4, 3}},
+                     {0},
+                     [axis](Operands x) {
+                       const std::vector<std::int64_t> index{2, 0, 2, 1};
+                       return ag::index_select(x[0], axis, index);
+                     }});
+  for (int axis : {0, 1, 2})
+    cases.push_back({"gather",
+                     fmt::format(R"({{"axis": {}, "index": [0, 2, 2, 1, 0, 0, 1, 2, 2, 0, 1, 1], )"
+                                 R"("index_shape": [2, 3, 2]}})",
+                                 axis),
+                     {Shape{3, 4, 3}},
+                     {0},
+                     [axis](Operands x) {
+                       const std::vector<std::int64_t> index{0, 2, 2, 1, 0, 0, 1, 2, 2, 0, 1, 1};
+                       return ag::gather(x[0], axis, index, ag::Shape{2, 3, 2});
+                     }});
+  return cases;
+}
+
 }  // namespace
 
 int main() {
@@ -278,6 +403,12 @@ int main() {
     first = true;
     for (const Structural& c : structural_cases()) {
       out += (first ? "" : ",") + structural_json(c);
+      first = false;
+    }
+    out += "\n], \"shape_ops\": [";
+    first = true;
+    for (const ShapeCase& c : shape_cases()) {
+      out += (first ? "\n  " : ",\n  ") + shape_case_json(c);
       first = false;
     }
     std::puts((out + "\n]}").c_str());

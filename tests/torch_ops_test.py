@@ -2,6 +2,8 @@
 # Every elementwise row of the op table against PyTorch in float64: values and gradients on both
 # tapes, at points on both sides of every kink, far on the tails and at NaN; and the structural
 # tensor ops (amax, amin, argmax, where, batched matmul, N-d linear) on tensors with ties and NaN.
+# tapes, at points on both sides of every kink, far on the tails and at NaN; and the tensor shape
+# ops (cat, stack, slice, index_select, gather, transpose, reshape), values and gradients.
 # Usage: /usr/bin/python3 torch_ops_test.py PATH/TO/torch_ops_export
 import json
 import math
@@ -101,13 +103,34 @@ def torch_at(op, x, param):
     return y.item(), [0.0 if t.grad is None else t.grad.item() for t in ts]
 
 
+# The tensor shape ops as PyTorch computes them: name -> f(operands, args).
+def python_slice(x, a):
+    index = [slice(None)] * x.dim()
+    index[a["axis"]] = slice(a["start"], a["stop"], a["step"])
+    return x[tuple(index)]
+
+
+SHAPE_OPS = {
+    "cat": lambda xs, a: torch.cat(xs, a["axis"]),
+    "stack": lambda xs, a: torch.stack(xs, a["axis"]),
+    "slice": lambda xs, a: python_slice(xs[0], a),
+    "index_select": lambda xs, a: torch.index_select(xs[0], a["axis"], torch.tensor(a["index"])),
+    "gather": lambda xs, a: torch.gather(
+        xs[0], a["axis"], torch.tensor(a["index"]).reshape(a["index_shape"])),
+    "transpose": lambda xs, a: torch.transpose(xs[0], a["dim0"], a["dim1"]),
+    "reshape": lambda xs, a: xs[0].reshape(a["dims"]),
+}
+
+
 class TorchOps(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         out = subprocess.run([EXPORT], capture_output=True, text=True, timeout=120)
         if out.returncode != 0:
             raise RuntimeError(f"torch_ops_export failed: {out.stderr}")
-        cls.cases = json.loads(out.stdout)["cases"]
+        exported = json.loads(out.stdout)
+        cls.cases = exported["cases"]
+        cls.shape_cases = exported["shape_ops"]
 
     def test_every_row_has_a_torch_counterpart(self):
         rows = {c["op"] for c in self.cases}
@@ -137,6 +160,27 @@ class TorchOps(unittest.TestCase):
                                             f"{where}: grad {k} {ours}, torch {grad[k]}")
                     checked += 1
         self.assertGreater(checked, 1000)
+
+    def test_shape_ops_match_torch(self):
+        # Values and gradients (backward with a seed of the output's shape) of each shape op;
+        # an input used twice gets both gradients, as in torch.
+        for case in self.shape_cases:
+            op, args = case["op"], case["args"]
+            with self.subTest(op=op, args=args):
+                xs = [torch.tensor(i["data"], dtype=torch.float64).reshape(i["shape"])
+                      .requires_grad_() for i in case["inputs"]]
+                y = SHAPE_OPS[op]([xs[k] for k in case["uses"]], args)
+                y.backward(torch.tensor(case["seed"], dtype=torch.float64).reshape(y.shape))
+                self.assertEqual(list(y.shape), case["value"]["shape"])
+                for ours, theirs in zip(case["value"]["data"], y.detach().flatten().tolist()):
+                    self.assertTrue(close(ours, theirs), f"{op} {args}: value {ours}, torch {theirs}")
+                for k, x in enumerate(xs):
+                    theirs = ([0.0] * x.numel() if x.grad is None  # an empty slice's input
+                              else x.grad.flatten().tolist())
+                    self.assertEqual(len(case["grads"][k]), len(theirs))
+                    for a, b in zip(case["grads"][k], theirs):
+                        self.assertTrue(close(a, b), f"{op} {args}: grad {k} {a}, torch {b}")
+        self.assertEqual(sorted({c["op"] for c in self.shape_cases}), sorted(SHAPE_OPS))
 
     def test_nan_is_never_swallowed(self):
         # Every row's value at a NaN operand is NaN, as in PyTorch (the comparison above checks

@@ -663,19 +663,65 @@ void Linear::backward_operands(const TensorTape& tape, NodeId id, int k,
 }  // namespace tensor_ops
 
 // ---- transpose -------------------------------------------------------------------------
-// Swaps the last two axes: out[..., j, i] = a[..., i, j]. Backward swaps back.
+// Swaps two axes d0 < d1: with a of shape (outer, n0, middle, n1, inner),
+// out[o, j, m, i, c] = a[o, i, m, j, c]. Backward swaps back. transpose(a) swaps the last two.
+// The two axes are kept in the arena (aux).
+
+namespace {
+
+struct SwappedAxes {
+  std::int32_t first, second;  // first <= second
+};
+
+const SwappedAxes& swapped_axes(const void* aux) { return *static_cast<const SwappedAxes*>(aux); }
+
+// Calls f(input offset, output offset) for every element of a transpose of input shape `in`.
+template <class F>
+void for_each_swapped(const Shape& in, const SwappedAxes& axes, F&& f) {
+  if (axes.first == axes.second) {  // an axis swapped with itself: every element stays
+    for (std::int64_t p = 0, e = in.numel(); p < e; ++p) f(p, p);
+    return;
+  }
+  std::int64_t outer = 1, middle = 1, inner = 1;
+  for (int d = 0; d < axes.first; ++d) outer *= in[d];
+  for (int d = axes.first + 1; d < axes.second; ++d) middle *= in[d];
+  for (int d = axes.second + 1; d < in.rank(); ++d) inner *= in[d];
+  const std::int64_t n0 = in[axes.first], n1 = in[axes.second];
+  for (std::int64_t o = 0; o < outer; ++o)
+    for (std::int64_t i = 0; i < n0; ++i)
+      for (std::int64_t m = 0; m < middle; ++m)
+        for (std::int64_t j = 0; j < n1; ++j)
+          for (std::int64_t c = 0; c < inner; ++c)
+            f((((o * n0 + i) * middle + m) * n1 + j) * inner + c,
+              (((o * n1 + j) * middle + m) * n0 + i) * inner + c);
+}
+
+ElementIndex swap_index(ElementIndex index, const SwappedAxes& axes) {
+  std::swap(index[std::size_t(axes.first)], index[std::size_t(axes.second)]);
+  return index;
+}
+
+}  // namespace
 
 Tensor transpose(Tensor a) {
+  if (a.rank() < 2)
+    throw Error(fmt::format("transpose: shape {} has fewer than 2 axes", a.shape().str()));
+  return transpose(a, -2, -1);
+}
+
+Tensor transpose(Tensor a, int dim0, int dim1) {
   const Operand x = operand(a, "transpose");
   Shape shape = a.shape();
-  if (shape.rank() < 2)
-    throw Error(fmt::format("transpose: shape {} has fewer than 2 axes", shape.str()));
-  const int r = shape.rank();
-  std::swap(shape[r - 1], shape[r - 2]);
+  const int d0 = shape.axis(dim0, "transpose"), d1 = shape.axis(dim1, "transpose");
+  std::swap(shape[d0], shape[d1]);
   TensorTape& tape = *x.tape;
   auto& impl = Recorder::impl(tape);
   const NodeId id =
       impl.push(TOp::transpose, a.dtype(), shape, Recorder::grad_for(tape, {x.id}), x.id);
+  const SwappedAxes axes{std::min(d0, d1), std::max(d0, d1)};
+  void* aux = impl.arena.allocate(sizeof axes);
+  std::memcpy(aux, &axes, sizeof axes);
+  impl.nodes[id].aux = aux;
   tensor_ops::Transpose::forward(impl, impl.nodes[id]);
   return Recorder::make(tape, id);
 }
@@ -683,53 +729,45 @@ Tensor transpose(Tensor a) {
 namespace tensor_ops {
 
 void Transpose::forward(TensorTape::Impl& impl, Node& n) {
-  const int r = n.shape.rank();
-  const std::int64_t rows = n.shape[r - 1], cols = n.shape[r - 2], plane = rows * cols;
-  const std::int64_t batch = plane != 0 ? n.shape.numel() / plane : 0;
+  const Node& a = impl.nodes[n.in[0]];
   with_dtype(n.dtype, [&](auto z) {
     using T = decltype(z);
-    const T* in = static_cast<const T*>(impl.nodes[n.in[0]].data);
+    const T* in = static_cast<const T*>(a.data);
     T* out = static_cast<T*>(n.data);
-    for (std::int64_t g = 0; g < batch; ++g)
-      for (std::int64_t i = 0; i < rows; ++i)
-        for (std::int64_t j = 0; j < cols; ++j)
-          out[g * rows * cols + j * rows + i] = in[g * rows * cols + i * cols + j];
+    for_each_swapped(a.shape, swapped_axes(n.aux),
+                     [&](std::int64_t from, std::int64_t to) { out[to] = in[from]; });
   });
 }
 
 void Transpose::backward(TensorTape::Impl& impl, Node& n) {
   Node& a = impl.nodes[n.in[0]];
   TensorTape::Impl::zeroed(a);
-  const int r = n.shape.rank();
-  const std::int64_t rows = n.shape[r - 1], cols = n.shape[r - 2];
-  const std::int64_t plane = rows * cols, batch = plane != 0 ? n.shape.numel() / plane : 0;
   with_dtype(n.dtype, [&](auto z) {
     using T = decltype(z);
     const T* up = static_cast<const T*>(n.grad);
     T* ga = static_cast<T*>(a.grad);
-    for (std::int64_t g = 0; g < batch; ++g)
-      for (std::int64_t i = 0; i < rows; ++i)
-        for (std::int64_t j = 0; j < cols; ++j)
-          ga[g * rows * cols + i * cols + j] += up[g * rows * cols + j * rows + i];
+    for_each_swapped(a.shape, swapped_axes(n.aux),
+                     [&](std::int64_t from, std::int64_t to) { ga[from] += up[to]; });
   });
 }
 
+// "transpose(x)" for the last two axes, else "transpose(x, 0, 2)".
 std::string Transpose::expression(const TensorTape& tape, NodeId id) {
-  return fmt::format("transpose({})", label_of_input(tape, id, 0));
+  const SwappedAxes& axes = swapped_axes(Recorder::node(tape, id).aux);
+  const int rank = tape.shape(id).rank();
+  if (axes.first == rank - 2 && axes.second == rank - 1)
+    return fmt::format("transpose({})", label_of_input(tape, id, 0));
+  return fmt::format("transpose({}, {}, {})", label_of_input(tape, id, 0), axes.first, axes.second);
 }
 
 std::vector<AnomalyOperand> Transpose::forward_operands(const TensorTape& tape, NodeId id,
                                                         const ElementIndex& out) {
-  ElementIndex index = out;
-  std::swap(index[index.size() - 1], index[index.size() - 2]);
-  return {input_operand(tape, id, 0, index)};
+  return {input_operand(tape, id, 0, swap_index(out, swapped_axes(Recorder::node(tape, id).aux)))};
 }
 
 void Transpose::backward_operands(const TensorTape& tape, NodeId id, int,
                                   const ElementIndex& target, Anomaly& report) {
-  ElementIndex index = target;
-  std::swap(index[index.size() - 1], index[index.size() - 2]);
-  add_upstream(tape, id, index, report);
+  add_upstream(tape, id, swap_index(target, swapped_axes(Recorder::node(tape, id).aux)), report);
 }
 
 }  // namespace tensor_ops
@@ -757,7 +795,8 @@ Tensor reshape(Tensor a, const Shape& shape) {
   return Recorder::make(tape, id);
 }
 
-Tensor reshape(Tensor a, std::initializer_list<std::int64_t> dims) {
+// The one rule of every reshape form: at most one dimension may be -1, inferred from the others.
+Tensor reshape(Tensor a, std::span<const std::int64_t> dims) {
   std::int64_t resolved[kMaxRank];
   if (dims.size() > kMaxRank) return reshape(a, Shape(dims));  // Shape names the error
   int infer = -1, i = 0;
@@ -779,6 +818,10 @@ Tensor reshape(Tensor a, std::initializer_list<std::int64_t> dims) {
     resolved[infer] = a.numel() / known;
   }
   return reshape(a, Shape(std::span<const std::int64_t>(resolved, dims.size())));
+}
+
+Tensor reshape(Tensor a, std::initializer_list<std::int64_t> dims) {
+  return reshape(a, std::span<const std::int64_t>(dims.begin(), dims.size()));
 }
 
 namespace tensor_ops {
@@ -1424,5 +1467,563 @@ Tensor detach(Tensor a) {
   impl.nodes[id].data = impl.nodes[x.id].data;  // shares the elements: no copy
   return Recorder::make(tape, id);
 }
+
+// ---- shape ops: joining, slicing and indexing along an axis ---------------------------------
+// Each copies elements (no arithmetic): forward reads a[source(p)] into out[p], and backward adds
+// up[p] into da[source(p)]. A source read twice (stack([x, x]), a repeated index) so gets both
+// gradients, as in PyTorch.
+
+namespace {
+
+// "[a, b, c]": the labels of a joining node's inputs.
+std::string input_labels(const TensorTape& tape, NodeId id) {
+  std::string text = "[";
+  for (int k = 0, arity = tape.arity(id); k < arity; ++k)
+    text += (k ? ", " : "") + label_of_input(tape, id, k);
+  return text + "]";
+}
+
+// The upstream element among `candidates` whose gradient is non-finite (the one that made the
+// input's gradient so), else the first: for a gradient gathered from several output elements.
+void add_worst_upstream(const TensorTape& tape, NodeId id,
+                        const std::vector<ElementIndex>& candidates, Anomaly& report) {
+  if (candidates.empty()) return;
+  const Shape& out = tape.shape(id);
+  for (const ElementIndex& c : candidates)
+    if (!std::isfinite(tape.grad(id, ravel(out, c)))) return add_upstream(tape, id, c, report);
+  add_upstream(tape, id, candidates.front(), report);
+}
+
+}  // namespace
+
+// ---- cat and stack ----------------------------------------------------------------------------
+// out = the inputs side by side along the axis: input k fills lengths [offset_k, offset_k + L_k)
+// of it, L_k its length along the axis (cat) or 1 (stack, whose axis is new). Backward hands each
+// input its part of the upstream gradient. The input ids are in the arena (Note [Many inputs]).
+
+namespace {
+
+// How much of the output's axis input `in` fills.
+std::int64_t joined_length(const Node& n, const Node& in) {
+  return n.op == TOp::stack ? 1 : in.shape[n.axis];
+}
+
+Tensor join(std::span<const Tensor> tensors, int axis, TOp op) {
+  const std::string_view what = top_name(op);
+  if (tensors.empty()) throw Error(fmt::format("{}: no tensors to join", what));
+  const Operand first = operand(tensors[0], what);
+  TensorTape& tape = *first.tape;
+  auto& impl = Recorder::impl(tape);
+  const Shape s0 = impl.nodes[first.id].shape;
+  int ax = 0;
+  if (op == TOp::cat) {
+    ax = s0.axis(axis, what);
+  } else {
+    ax = axis < 0 ? axis + s0.rank() + 1 : axis;
+    if (ax < 0 || ax > s0.rank())
+      throw Error(
+          fmt::format("stack: axis {} is out of range for tensors of shape {} (a new axis "
+                      "goes in [{}, {}])",
+                      axis, s0.str(), -s0.rank() - 1, s0.rank()));
+  }
+  std::int64_t length = 0;
+  bool grad = false;
+  for (std::size_t k = 0; k < tensors.size(); ++k) {
+    check_same(first, tensors[k], what);
+    const Shape& sk = impl.nodes[tensors[k].id()].shape;
+    if (op == TOp::stack && !(sk == s0))
+      throw Error(
+          fmt::format("stack: tensor {} of shape {} differs from tensor 0 of shape {} "
+                      "(stacking along axis {} needs one shape)",
+                      k, sk.str(), s0.str(), axis));
+    if (op == TOp::cat) {
+      bool fits = sk.rank() == s0.rank();
+      for (int d = 0; fits && d < s0.rank(); ++d) fits = d == ax || sk[d] == s0[d];
+      if (!fits)
+        throw Error(
+            fmt::format("cat: tensor {} of shape {} does not fit tensor 0 of shape {} "
+                        "along axis {}: the other axes must agree",
+                        k, sk.str(), s0.str(), axis));
+    }
+    length += op == TOp::cat ? sk[ax] : 1;
+    grad = grad || Recorder::grad_for(tape, {tensors[k].id()});
+  }
+  std::int64_t dims[kMaxRank + 1];
+  for (int d = 0, r = 0; d <= s0.rank(); ++d) {
+    if (op == TOp::stack)
+      dims[d] = d == ax ? length : s0[r++];
+    else if (d < s0.rank())
+      dims[d] = d == ax ? length : s0[d];
+  }
+  const int rank = op == TOp::stack ? s0.rank() + 1 : s0.rank();
+  const Shape shape(std::span<const std::int64_t>(dims, std::size_t(rank)));  // names rank > 6
+  const NodeId id =
+      impl.push(op, impl.nodes[first.id].dtype, shape, grad, first.id, 0, Op::input, 0, ax);
+  NodeId* inputs = store_inputs(impl, impl.nodes[id], tensors.size());
+  for (std::size_t k = 0; k < tensors.size(); ++k) inputs[k] = tensors[k].id();
+  tensor_ops::Cat::forward(impl, impl.nodes[id]);  // one forward for both: joined_length differs
+  return Recorder::make(tape, id);
+}
+
+void join_forward(TensorTape::Impl& impl, Node& n) {
+  const AxisSplit split(n.shape, n.axis);
+  const std::size_t size = dtype_size(n.dtype);
+  auto* out = static_cast<std::byte*>(n.data);
+  std::int64_t offset = 0;
+  for (int k = 0, arity = stored_input_count(n); k < arity; ++k) {
+    const Node& in = impl.nodes[input_id(n, k)];
+    const std::int64_t length = joined_length(n, in), chunk = length * split.inner;
+    const auto* src = static_cast<const std::byte*>(in.data);
+    for (std::int64_t o = 0; o < split.outer; ++o)
+      std::memcpy(out + std::size_t((o * split.length + offset) * split.inner) * size,
+                  src + std::size_t(o * chunk) * size, std::size_t(chunk) * size);
+    offset += length;
+  }
+}
+
+void join_backward(TensorTape::Impl& impl, Node& n) {
+  const AxisSplit split(n.shape, n.axis);
+  with_dtype(n.dtype, [&](auto z) {
+    using T = decltype(z);
+    const T* up = static_cast<const T*>(n.grad);
+    std::int64_t offset = 0;
+    for (int k = 0, arity = stored_input_count(n); k < arity; ++k) {
+      Node& in = impl.nodes[input_id(n, k)];
+      const std::int64_t length = joined_length(n, in), chunk = length * split.inner;
+      if (in.grad != nullptr) {
+        TensorTape::Impl::zeroed(in);  // accumulates: an input may be joined twice
+        T* g = static_cast<T*>(in.grad);
+        for (std::int64_t o = 0; o < split.outer; ++o)
+          for (std::int64_t j = 0; j < chunk; ++j)
+            g[o * chunk + j] += up[(o * split.length + offset) * split.inner + j];
+      }
+      offset += length;
+    }
+  });
+}
+
+// Where input k starts along the output's axis.
+std::int64_t join_offset(const TensorTape& tape, NodeId id, int k) {
+  std::int64_t offset = 0;
+  const int ax = tape.axis(id);
+  for (int j = 0; j < k; ++j)
+    offset += tape.op(id) == TOp::stack ? 1 : tape.shape(tape.input_of(id, j))[ax];
+  return offset;
+}
+
+// out[..., l, ...] is input k's element at l - offset_k along the axis (cat), or its element
+// without the axis, k = l (stack).
+std::vector<AnomalyOperand> join_operands(const TensorTape& tape, NodeId id,
+                                          const ElementIndex& out) {
+  const int ax = tape.axis(id);
+  ElementIndex index = out;
+  if (tape.op(id) == TOp::stack) {
+    index.erase(index.begin() + ax);
+    return {input_operand(tape, id, int(out[std::size_t(ax)]), index)};
+  }
+  for (int k = 0, arity = tape.arity(id); k < arity; ++k) {
+    const std::int64_t offset = join_offset(tape, id, k);
+    if (out[std::size_t(ax)] < offset + tape.shape(tape.input_of(id, k))[ax]) {
+      index[std::size_t(ax)] -= offset;
+      return {input_operand(tape, id, k, index)};
+    }
+  }
+  return {};
+}
+
+void join_backward_operands(const TensorTape& tape, NodeId id, int k, const ElementIndex& target,
+                            Anomaly& report) {
+  const int ax = tape.axis(id);
+  ElementIndex index = target;
+  if (tape.op(id) == TOp::stack)
+    index.insert(index.begin() + ax, k);
+  else
+    index[std::size_t(ax)] += join_offset(tape, id, k);
+  add_upstream(tape, id, index, report);
+}
+
+}  // namespace
+
+Tensor cat(std::span<const Tensor> tensors, int axis) { return join(tensors, axis, TOp::cat); }
+Tensor cat(std::initializer_list<Tensor> tensors, int axis) {
+  return join(std::span(tensors.begin(), tensors.size()), axis, TOp::cat);
+}
+Tensor stack(std::span<const Tensor> tensors, int axis) { return join(tensors, axis, TOp::stack); }
+Tensor stack(std::initializer_list<Tensor> tensors, int axis) {
+  return join(std::span(tensors.begin(), tensors.size()), axis, TOp::stack);
+}
+
+namespace tensor_ops {
+
+void Cat::forward(TensorTape::Impl& impl, Node& n) { join_forward(impl, n); }
+void Cat::backward(TensorTape::Impl& impl, Node& n) { join_backward(impl, n); }
+std::string Cat::expression(const TensorTape& tape, NodeId id) {
+  return fmt::format("cat({}, axis={})", input_labels(tape, id), tape.axis(id));
+}
+std::vector<AnomalyOperand> Cat::forward_operands(const TensorTape& tape, NodeId id,
+                                                  const ElementIndex& out) {
+  return join_operands(tape, id, out);
+}
+void Cat::backward_operands(const TensorTape& tape, NodeId id, int k, const ElementIndex& target,
+                            Anomaly& report) {
+  join_backward_operands(tape, id, k, target, report);
+}
+
+void Stack::forward(TensorTape::Impl& impl, Node& n) { join_forward(impl, n); }
+void Stack::backward(TensorTape::Impl& impl, Node& n) { join_backward(impl, n); }
+std::string Stack::expression(const TensorTape& tape, NodeId id) {
+  return fmt::format("stack({}, axis={})", input_labels(tape, id), tape.axis(id));
+}
+std::vector<AnomalyOperand> Stack::forward_operands(const TensorTape& tape, NodeId id,
+                                                    const ElementIndex& out) {
+  return join_operands(tape, id, out);
+}
+void Stack::backward_operands(const TensorTape& tape, NodeId id, int k, const ElementIndex& target,
+                              Anomaly& report) {
+  join_backward_operands(tape, id, k, target, report);
+}
+
+}  // namespace tensor_ops
+
+// ---- slice ------------------------------------------------------------------------------------
+// out[o, j, i] = a[o, start + j * step, i]; backward: da[o, start + j * step, i] += dout[o, j, i].
+// start, stop (clamped, as Python leaves them) and step are kept in the arena (aux).
+
+namespace {
+
+struct SliceRange {
+  std::int64_t start, stop, step;
+};
+
+const SliceRange& slice_range(const void* aux) { return *static_cast<const SliceRange*>(aux); }
+
+}  // namespace
+
+Tensor slice(Tensor a, int axis, std::int64_t start, std::int64_t stop, std::int64_t step) {
+  const Operand x = operand(a, "slice");
+  const Shape in = a.shape();
+  const int ax = in.axis(axis, "slice");
+  if (step <= 0) throw Error(fmt::format("slice: step must be positive, not {}", step));
+  const std::int64_t length = in[ax];
+  // Python's rule: a negative bound counts from the end; both are clamped to [0, length].
+  const auto bound = [&](std::int64_t v) {
+    if (v < 0) v = v < -length ? 0 : v + length;
+    return std::min(v, length);
+  };
+  const SliceRange range{bound(start), bound(stop), step};
+  Shape shape = in;
+  shape[ax] = range.stop > range.start ? (range.stop - range.start + step - 1) / step : 0;
+  TensorTape& tape = *x.tape;
+  auto& impl = Recorder::impl(tape);
+  const NodeId id = impl.push(TOp::slice, a.dtype(), shape, Recorder::grad_for(tape, {x.id}), x.id,
+                              0, Op::input, 0, ax);
+  void* aux = impl.arena.allocate(sizeof(SliceRange));
+  std::memcpy(aux, &range, sizeof range);
+  impl.nodes[id].aux = aux;
+  tensor_ops::Slice::forward(impl, impl.nodes[id]);
+  return Recorder::make(tape, id);
+}
+
+namespace tensor_ops {
+
+void Slice::forward(TensorTape::Impl& impl, Node& n) {
+  const Node& a = impl.nodes[n.in[0]];
+  const AxisSplit split(a.shape, n.axis);
+  const SliceRange& r = slice_range(n.aux);
+  const std::int64_t count = n.shape[n.axis];
+  with_dtype(n.dtype, [&](auto z) {
+    using T = decltype(z);
+    const T* src = static_cast<const T*>(a.data);
+    T* out = static_cast<T*>(n.data);
+    for (std::int64_t o = 0; o < split.outer; ++o)
+      for (std::int64_t j = 0; j < count; ++j)
+        for (std::int64_t i = 0; i < split.inner; ++i)
+          out[(o * count + j) * split.inner + i] =
+              src[(o * split.length + r.start + j * r.step) * split.inner + i];
+  });
+}
+
+void Slice::backward(TensorTape::Impl& impl, Node& n) {
+  Node& a = impl.nodes[n.in[0]];
+  TensorTape::Impl::zeroed(a);
+  const AxisSplit split(a.shape, n.axis);
+  const SliceRange& r = slice_range(n.aux);
+  const std::int64_t count = n.shape[n.axis];
+  with_dtype(n.dtype, [&](auto z) {
+    using T = decltype(z);
+    const T* up = static_cast<const T*>(n.grad);
+    T* ga = static_cast<T*>(a.grad);
+    for (std::int64_t o = 0; o < split.outer; ++o)
+      for (std::int64_t j = 0; j < count; ++j)
+        for (std::int64_t i = 0; i < split.inner; ++i)
+          ga[(o * split.length + r.start + j * r.step) * split.inner + i] +=
+              up[(o * count + j) * split.inner + i];
+  });
+}
+
+// As Python writes it: "x[:, 1:5:2]" (the axes after the sliced one left out).
+std::string Slice::expression(const TensorTape& tape, NodeId id) {
+  const SliceRange& r = slice_range(Recorder::node(tape, id).aux);
+  std::string text = label_of_input(tape, id, 0) + "[";
+  for (int d = 0; d < tape.axis(id); ++d) text += ":, ";
+  text += fmt::format("{}:{}", r.start, r.stop);
+  if (r.step != 1) text += fmt::format(":{}", r.step);
+  return text + "]";
+}
+
+std::vector<AnomalyOperand> Slice::forward_operands(const TensorTape& tape, NodeId id,
+                                                    const ElementIndex& out) {
+  const SliceRange& r = slice_range(Recorder::node(tape, id).aux);
+  ElementIndex index = out;
+  const auto ax = std::size_t(tape.axis(id));
+  index[ax] = r.start + index[ax] * r.step;
+  return {input_operand(tape, id, 0, index)};
+}
+
+// da at l came from up at (l - start) / step, if l is one of the slice's.
+void Slice::backward_operands(const TensorTape& tape, NodeId id, int, const ElementIndex& target,
+                              Anomaly& report) {
+  const SliceRange& r = slice_range(Recorder::node(tape, id).aux);
+  const auto ax = std::size_t(tape.axis(id));
+  const std::int64_t l = target[ax] - r.start;
+  if (l < 0 || l % r.step != 0 || l / r.step >= tape.shape(id)[int(ax)]) return;
+  ElementIndex index = target;
+  index[ax] = l / r.step;
+  add_upstream(tape, id, index, report);
+}
+
+}  // namespace tensor_ops
+
+// ---- index_select -----------------------------------------------------------------------------
+// out[o, j, i] = a[o, index[j], i]; backward: da[o, index[j], i] += dout[o, j, i], so a repeated
+// index gets every gradient sent to it. The indices are kept in the arena (aux).
+
+namespace {
+
+const std::int64_t* stored_index(const TensorTape& tape, NodeId id) {
+  return static_cast<const std::int64_t*>(Recorder::node(tape, id).aux);
+}
+
+std::int64_t* copy_index(TensorTape::Impl& impl, std::span<const std::int64_t> index) {
+  auto* stored = static_cast<std::int64_t*>(
+      impl.arena.allocate(std::max<std::size_t>(index.size(), 1) * sizeof(std::int64_t)));
+  std::copy(index.begin(), index.end(), stored);
+  return stored;
+}
+
+// "[2, 0, 2]", the first few of them.
+std::string index_text(const std::int64_t* index, std::int64_t count) {
+  constexpr std::int64_t kShown = 6;
+  std::string text = "[";
+  for (std::int64_t j = 0; j < std::min(count, kShown); ++j)
+    text += fmt::format("{}{}", j ? ", " : "", index[j]);
+  return text + (count > kShown ? ", ...]" : "]");
+}
+
+}  // namespace
+
+Tensor index_select(Tensor a, int axis, std::span<const std::int64_t> index) {
+  const Operand x = operand(a, "index_select");
+  const Shape in = a.shape();
+  const int ax = in.axis(axis, "index_select");
+  for (std::size_t j = 0; j < index.size(); ++j)
+    if (index[j] < 0 || index[j] >= in[ax])
+      throw Error(
+          fmt::format("index_select: index {} at position {} is out of range for axis {} "
+                      "of length {} (shape {})",
+                      index[j], j, axis, in[ax], in.str()));
+  Shape shape = in;
+  shape[ax] = std::int64_t(index.size());
+  TensorTape& tape = *x.tape;
+  auto& impl = Recorder::impl(tape);
+  const NodeId id = impl.push(TOp::index_select, a.dtype(), shape, Recorder::grad_for(tape, {x.id}),
+                              x.id, 0, Op::input, 0, ax);
+  impl.nodes[id].aux = copy_index(impl, index);
+  tensor_ops::IndexSelect::forward(impl, impl.nodes[id]);
+  return Recorder::make(tape, id);
+}
+
+namespace tensor_ops {
+
+void IndexSelect::forward(TensorTape::Impl& impl, Node& n) {
+  const Node& a = impl.nodes[n.in[0]];
+  const AxisSplit split(a.shape, n.axis);
+  const auto* index = static_cast<const std::int64_t*>(n.aux);
+  const std::int64_t count = n.shape[n.axis];
+  with_dtype(n.dtype, [&](auto z) {
+    using T = decltype(z);
+    const T* src = static_cast<const T*>(a.data);
+    T* out = static_cast<T*>(n.data);
+    for (std::int64_t o = 0; o < split.outer; ++o)
+      for (std::int64_t j = 0; j < count; ++j)
+        for (std::int64_t i = 0; i < split.inner; ++i)
+          out[(o * count + j) * split.inner + i] =
+              src[(o * split.length + index[j]) * split.inner + i];
+  });
+}
+
+void IndexSelect::backward(TensorTape::Impl& impl, Node& n) {
+  Node& a = impl.nodes[n.in[0]];
+  TensorTape::Impl::zeroed(a);
+  const AxisSplit split(a.shape, n.axis);
+  const auto* index = static_cast<const std::int64_t*>(n.aux);
+  const std::int64_t count = n.shape[n.axis];
+  with_dtype(n.dtype, [&](auto z) {
+    using T = decltype(z);
+    const T* up = static_cast<const T*>(n.grad);
+    T* ga = static_cast<T*>(a.grad);
+    for (std::int64_t o = 0; o < split.outer; ++o)
+      for (std::int64_t j = 0; j < count; ++j)
+        for (std::int64_t i = 0; i < split.inner; ++i)
+          ga[(o * split.length + index[j]) * split.inner + i] +=
+              up[(o * count + j) * split.inner + i];
+  });
+}
+
+std::string IndexSelect::expression(const TensorTape& tape, NodeId id) {
+  return fmt::format("index_select({}, axis={}, {})", label_of_input(tape, id, 0), tape.axis(id),
+                     index_text(stored_index(tape, id), tape.shape(id)[tape.axis(id)]));
+}
+
+std::vector<AnomalyOperand> IndexSelect::forward_operands(const TensorTape& tape, NodeId id,
+                                                          const ElementIndex& out) {
+  ElementIndex index = out;
+  const auto ax = std::size_t(tape.axis(id));
+  index[ax] = stored_index(tape, id)[index[ax]];
+  return {input_operand(tape, id, 0, index)};
+}
+
+// da at l came from every j with index[j] == l: the one whose upstream is non-finite.
+void IndexSelect::backward_operands(const TensorTape& tape, NodeId id, int,
+                                    const ElementIndex& target, Anomaly& report) {
+  const auto ax = std::size_t(tape.axis(id));
+  const std::int64_t* index = stored_index(tape, id);
+  std::vector<ElementIndex> candidates;
+  for (std::int64_t j = 0, count = tape.shape(id)[int(ax)]; j < count; ++j)
+    if (index[j] == target[ax]) {
+      candidates.push_back(target);
+      candidates.back()[ax] = j;
+    }
+  add_worst_upstream(tape, id, candidates, report);
+}
+
+}  // namespace tensor_ops
+
+// ---- gather -------------------------------------------------------------------------------------
+// out[p] = a[p with the axis's entry replaced by index[p]] (out has the index's shape);
+// backward: da[that element] += dout[p], scatter-adding: repeated indices accumulate.
+
+namespace {
+
+// The flat position in a (of shape `in`) that out element p reads.
+std::int64_t gather_source(const Shape& in, const Shape& out, int axis, const std::int64_t* index,
+                           std::int64_t p) {
+  std::int64_t source = 0, stride = 1, rest = p;
+  for (int d = out.rank() - 1; d >= 0; --d) {
+    const std::int64_t coordinate = rest % out[d];
+    rest /= out[d];
+    source += (d == axis ? index[p] : coordinate) * stride;
+    stride *= in[d];
+  }
+  return source;
+}
+
+}  // namespace
+
+Tensor gather(Tensor a, int axis, std::span<const std::int64_t> index, const Shape& index_shape) {
+  const Operand x = operand(a, "gather");
+  const Shape in = a.shape();
+  const int ax = in.axis(axis, "gather");
+  if (index_shape.rank() != in.rank())
+    throw Error(
+        fmt::format("gather: an index of shape {} for a tensor of shape {}: the ranks "
+                    "must agree",
+                    index_shape.str(), in.str()));
+  for (int d = 0; d < in.rank(); ++d)
+    if (d != ax && index_shape[d] > in[d])
+      throw Error(
+          fmt::format("gather: an index of shape {} is longer than the tensor's shape {} "
+                      "on axis {} (gathering along axis {})",
+                      index_shape.str(), in.str(), d, axis));
+  if (std::int64_t(index.size()) != index_shape.numel())
+    throw Error(fmt::format("gather: {} indices for an index of shape {} ({} elements)",
+                            index.size(), index_shape.str(), index_shape.numel()));
+  for (std::size_t p = 0; p < index.size(); ++p)
+    if (index[p] < 0 || index[p] >= in[ax]) {
+      const std::vector<std::int64_t> at = unravel(index_shape, std::int64_t(p));
+      std::string where;
+      for (std::size_t d = 0; d < at.size(); ++d)
+        where += fmt::format("{}{}", d ? ", " : "", at[d]);
+      throw Error(
+          fmt::format("gather: index {} at [{}] is out of range for axis {} of length {} "
+                      "(shape {})",
+                      index[p], where, axis, in[ax], in.str()));
+    }
+  TensorTape& tape = *x.tape;
+  auto& impl = Recorder::impl(tape);
+  const NodeId id = impl.push(TOp::gather, a.dtype(), index_shape, Recorder::grad_for(tape, {x.id}),
+                              x.id, 0, Op::input, 0, ax);
+  impl.nodes[id].aux = copy_index(impl, index);
+  tensor_ops::Gather::forward(impl, impl.nodes[id]);
+  return Recorder::make(tape, id);
+}
+
+namespace tensor_ops {
+
+void Gather::forward(TensorTape::Impl& impl, Node& n) {
+  const Node& a = impl.nodes[n.in[0]];
+  const auto* index = static_cast<const std::int64_t*>(n.aux);
+  with_dtype(n.dtype, [&](auto z) {
+    using T = decltype(z);
+    const T* src = static_cast<const T*>(a.data);
+    T* out = static_cast<T*>(n.data);
+    for (std::int64_t p = 0, e = n.shape.numel(); p < e; ++p)
+      out[p] = src[gather_source(a.shape, n.shape, n.axis, index, p)];
+  });
+}
+
+void Gather::backward(TensorTape::Impl& impl, Node& n) {
+  Node& a = impl.nodes[n.in[0]];
+  TensorTape::Impl::zeroed(a);
+  const auto* index = static_cast<const std::int64_t*>(n.aux);
+  with_dtype(n.dtype, [&](auto z) {
+    using T = decltype(z);
+    const T* up = static_cast<const T*>(n.grad);
+    T* ga = static_cast<T*>(a.grad);
+    for (std::int64_t p = 0, e = n.shape.numel(); p < e; ++p)
+      ga[gather_source(a.shape, n.shape, n.axis, index, p)] += up[p];
+  });
+}
+
+std::string Gather::expression(const TensorTape& tape, NodeId id) {
+  return fmt::format("gather({}, axis={}, {})", label_of_input(tape, id, 0), tape.axis(id),
+                     index_text(stored_index(tape, id), tape.shape(id).numel()));
+}
+
+std::vector<AnomalyOperand> Gather::forward_operands(const TensorTape& tape, NodeId id,
+                                                     const ElementIndex& out) {
+  ElementIndex index = out;
+  const auto ax = std::size_t(tape.axis(id));
+  index[ax] = stored_index(tape, id)[ravel(tape.shape(id), out)];
+  return {input_operand(tape, id, 0, index)};
+}
+
+// da at target came from every p that agrees with it off the axis and whose index is target's.
+void Gather::backward_operands(const TensorTape& tape, NodeId id, int, const ElementIndex& target,
+                               Anomaly& report) {
+  const auto ax = std::size_t(tape.axis(id));
+  const std::int64_t* index = stored_index(tape, id);
+  const Shape& out = tape.shape(id);
+  std::vector<ElementIndex> candidates;
+  for (std::int64_t p = 0, e = out.numel(); p < e; ++p) {
+    ElementIndex at = unravel(out, p);
+    bool same = index[p] == target[ax];
+    for (std::size_t d = 0; same && d < at.size(); ++d) same = d == ax || at[d] == target[d];
+    if (same) candidates.push_back(std::move(at));
+  }
+  add_worst_upstream(tape, id, candidates, report);
+}
+
+}  // namespace tensor_ops
 
 }  // namespace ag

@@ -46,8 +46,10 @@ namespace ag {
 //  3. its section in tensor_ops.cpp: the user-facing function, then the entry's members;
 //  4. tests: a gradient check against central differences in tests/test_tensor.cpp.
 // Nothing else: graph.cpp, tensor_format.cpp, anomaly.cpp and the stepper read the entry. An op
-// with more than kMaxInputs inputs (cat of many) raises kMaxInputs or keeps its input ids in the
-// arena through `aux`, with `arity` reading them there.
+// with more than kMaxInputs inputs (cat, stack) keeps its input ids in the arena (store_inputs,
+// Note [Many inputs] in tensor_storage.hpp), `arity` reading their count there; everything that
+// walks inputs goes through input_id. The read-only members (expression, the anomaly operands)
+// reach what an op keeps in `aux` through Recorder::node(tape, id).
 
 struct TOpInfo {
   TOp op;
@@ -215,7 +217,7 @@ struct Pick {
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
 };
-// reduceops: reductions by comparison, and selection.
+// ---- reductions by comparison, and selection ----
 struct Amin {
   static constexpr TOpInfo info{TOp::amin, "amin", "min"};
   static int arity(const Node&) { return 1; }
@@ -239,6 +241,59 @@ struct Argmax {
 struct Where {
   static constexpr TOpInfo info{TOp::where, "where", "where"};
   static int arity(const Node&) { return 3; }
+  static void forward(TensorTape::Impl&, Node&);
+  static void backward(TensorTape::Impl&, Node&);
+  static std::string expression(const TensorTape& tape, NodeId id);
+  static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
+                                                      const ElementIndex&);
+  static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+};
+
+// ---- shape ops: joining, slicing and indexing along an axis ----
+// cat and stack keep their inputs in the arena (Note [Many inputs], tensor_storage.hpp).
+struct Cat {
+  static constexpr TOpInfo info{TOp::cat, "cat", "cat"};
+  static int arity(const Node& n) { return stored_input_count(n); }
+  static void forward(TensorTape::Impl&, Node&);
+  static void backward(TensorTape::Impl&, Node&);
+  static std::string expression(const TensorTape& tape, NodeId id);
+  static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
+                                                      const ElementIndex&);
+  static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+};
+struct Stack {
+  static constexpr TOpInfo info{TOp::stack, "stack", "stack"};
+  static int arity(const Node& n) { return stored_input_count(n); }
+  static void forward(TensorTape::Impl&, Node&);
+  static void backward(TensorTape::Impl&, Node&);
+  static std::string expression(const TensorTape& tape, NodeId id);
+  static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
+                                                      const ElementIndex&);
+  static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+};
+struct Slice {
+  static constexpr TOpInfo info{TOp::slice, "slice", "[:]"};
+  static int arity(const Node&) { return 1; }
+  static void forward(TensorTape::Impl&, Node&);
+  static void backward(TensorTape::Impl&, Node&);
+  static std::string expression(const TensorTape& tape, NodeId id);
+  static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
+                                                      const ElementIndex&);
+  static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+};
+struct IndexSelect {
+  static constexpr TOpInfo info{TOp::index_select, "index_select", "index_select"};
+  static int arity(const Node&) { return 1; }
+  static void forward(TensorTape::Impl&, Node&);
+  static void backward(TensorTape::Impl&, Node&);
+  static std::string expression(const TensorTape& tape, NodeId id);
+  static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
+                                                      const ElementIndex&);
+  static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+};
+struct Gather {
+  static constexpr TOpInfo info{TOp::gather, "gather", "gather"};
+  static int arity(const Node&) { return 1; }
   static void forward(TensorTape::Impl&, Node&);
   static void backward(TensorTape::Impl&, Node&);
   static std::string expression(const TensorTape& tape, NodeId id);
@@ -277,6 +332,11 @@ template <class F>
     case TOp::amin: return f(entry<Amin>());
     case TOp::argmax: return f(entry<Argmax>());
     case TOp::where: return f(entry<Where>());
+    case TOp::cat: return f(entry<Cat>());
+    case TOp::stack: return f(entry<Stack>());
+    case TOp::slice: return f(entry<Slice>());
+    case TOp::index_select: return f(entry<IndexSelect>());
+    case TOp::gather: return f(entry<Gather>());
   }
   return f(entry<Input>());  // unreachable for a valid TOp; keeps -Wreturn-type quiet
 }

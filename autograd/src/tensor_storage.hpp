@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,8 @@ inline constexpr std::uint8_t kReached = 2;    // the latest backward passed it 
 inline constexpr std::uint8_t kKeepDims = 4;   // reductions: the reduced axis stays, as 1
 // The gradient buffer holds values (Note [Lazy gradients]).
 inline constexpr std::uint8_t kGradValid = 8;
+// The node's inputs are in the arena, not in `in` (Note [Many inputs]).
+inline constexpr std::uint8_t kManyInputs = 16;
 inline constexpr NodeId kNoInput = std::numeric_limits<NodeId>::max();
 
 // Note [Tensor storage] (tensor.hpp): blocks never move; reset() rewinds.
@@ -83,7 +86,8 @@ struct TensorTape::Impl {
   struct Node {
     void* data;
     void* grad;  // null when the node gets no gradient
-    void* aux;   // amax over an axis: argmax per output element; pick: class indices (int32)
+    void* aux;   // amax over an axis: argmax per output element; pick: class indices (int32);
+                 // cat, stack: their inputs (Note [Many inputs]); slice, gather: their parameters
     double param;
     Shape shape;
     NodeId in[kMaxInputs];
@@ -170,15 +174,43 @@ struct TensorTape::Impl {
 
 using Node = TensorTape::Impl::Node;
 
+// Note [Many inputs]
+// ~~~~~~~~~~~~~~~~~~
+// A node keeps up to kMaxInputs input ids in `in`. An op with any number of inputs (cat, stack)
+// sets kManyInputs and keeps them in the arena instead, through `aux`: a NodeId array whose
+// first entry is the count (store_inputs makes room for them). Everyone who walks a node's inputs
+// (the stepper, graphs, formatting, anomaly mode) goes through input_id and the entry's arity, so
+// an op's arity is not bounded by the record's size.
+inline NodeId input_id(const Node& n, int k) {
+  if (n.flags & kManyInputs) [[unlikely]]
+    return static_cast<const NodeId*>(n.aux)[k + 1];
+  return n.in[k];
+}
+inline int stored_input_count(const Node& n) { return int(static_cast<const NodeId*>(n.aux)[0]); }
+// Room for node n's `count` input ids in the arena, for the caller to fill.
+inline NodeId* store_inputs(TensorTape::Impl& impl, Node& n, std::size_t count) {
+  auto* stored = static_cast<NodeId*>(impl.arena.allocate((count + 1) * sizeof(NodeId)));
+  stored[0] = NodeId(count);
+  n.aux = stored;
+  n.flags |= kManyInputs;
+  return stored + 1;
+}
+
 // Access for the free functions that record nodes (the op entries, the creation functions).
 struct Recorder {
   static TensorTape::Impl& impl(TensorTape& t) { return *t.impl_; }
+  // A node's record, for the read-only members of an entry (expression, anomaly operands) that
+  // need what the op keeps in the arena (aux): a slice's range, a gather's indices.
+  static const Node& node(const TensorTape& t, NodeId id) { return t.impl_->nodes[id]; }
   // Every op ends here: the place of anomaly mode's forward check (Note [Anomaly mode]).
   static Tensor make(TensorTape& t, NodeId id) {
     if (t.check_finite_) [[unlikely]] detail::check_tensor_forward(t, id);
     return Tensor(&t, id, t.generation());
   }
   static bool grad_for(TensorTape& t, std::initializer_list<NodeId> inputs) {
+    return grad_for(t, std::span<const NodeId>(inputs.begin(), inputs.size()));
+  }
+  static bool grad_for(TensorTape& t, std::span<const NodeId> inputs) {
     if (!t.grad_enabled()) return false;
     for (NodeId i : inputs)
       if (t.needs_grad(i)) return true;

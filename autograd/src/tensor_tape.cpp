@@ -120,7 +120,7 @@ TOp TensorTape::op(NodeId id) const { return impl_->nodes[id].op; }
 Op TensorTape::elementwise_op(NodeId id) const { return impl_->nodes[id].elem; }
 const Shape& TensorTape::shape(NodeId id) const { return impl_->nodes[id].shape; }
 DType TensorTape::dtype(NodeId id) const { return impl_->nodes[id].dtype; }
-NodeId TensorTape::input_of(NodeId id, int k) const { return impl_->nodes[id].in[k]; }
+NodeId TensorTape::input_of(NodeId id, int k) const { return input_id(impl_->nodes[id], k); }
 bool TensorTape::needs_grad(NodeId id) const { return impl_->nodes[id].flags & kNeedsGrad; }
 bool TensorTape::reached(NodeId id) const { return impl_->nodes[id].flags & kReached; }
 double TensorTape::param(NodeId id) const { return impl_->nodes[id].param; }
@@ -404,37 +404,41 @@ bool TensorStepper::next() {
     step_.upstream_norm = detailed_ ? tape_->grad_norm(id) : std::nan("");
     // A detailed step keeps each input's gradient from before, to measure
     // the contribution as the difference.
-    std::size_t offsets[kMaxInputs] = {};
+    // Any number of inputs (Note [Many inputs]): the vectors keep their capacity across steps.
+    step_.inputs.resize(std::size_t(arity));
+    offsets_.resize(std::size_t(arity));
     if (detailed_) {
       impl.scratch.clear();
       for (int k = 0; k < arity; ++k) {
-        offsets[k] = impl.scratch.size();
-        for (std::int64_t i = 0, e = impl.nodes[n.in[k]].shape.numel(); i < e; ++i)
-          impl.scratch.push_back(tape_->grad(n.in[k], i));
+        offsets_[std::size_t(k)] = impl.scratch.size();
+        const NodeId in = input_id(n, k);
+        for (std::int64_t i = 0, e = impl.nodes[in].shape.numel(); i < e; ++i)
+          impl.scratch.push_back(tape_->grad(in, i));
       }
     }
     for (int k = 0; k < arity; ++k) {
-      Node& in = impl.nodes[n.in[k]];
-      TensorInputStep& s = step_.inputs[k];
-      s.id = n.in[k];
+      Node& in = impl.nodes[input_id(n, k)];
+      TensorInputStep& s = step_.inputs[std::size_t(k)];
+      s.id = input_id(n, k);
       s.needs_grad = in.flags & kNeedsGrad;
       s.accumulated = in.flags & kReached;
     }
     dispatch(n.op, [&](auto entry) { decltype(entry)::backward(impl, n); });
     for (int k = 0; k < arity; ++k) {
-      Node& in = impl.nodes[n.in[k]];
-      TensorInputStep& s = step_.inputs[k];
+      Node& in = impl.nodes[input_id(n, k)];
+      TensorInputStep& s = step_.inputs[std::size_t(k)];
       if (s.needs_grad) in.flags |= kReached;
       s.contribution_norm = std::nan("");
       s.grad_norm = std::nan("");
       if (detailed_) {
         double sq = 0;
         for (std::int64_t i = 0, e = in.shape.numel(); i < e; ++i) {
-          const double d = tape_->grad(n.in[k], i) - impl.scratch[offsets[k] + std::size_t(i)];
+          const double d =
+              tape_->grad(s.id, i) - impl.scratch[offsets_[std::size_t(k)] + std::size_t(i)];
           sq += d * d;
         }
         s.contribution_norm = std::sqrt(sq);
-        s.grad_norm = tape_->grad_norm(n.in[k]);
+        s.grad_norm = tape_->grad_norm(s.id);
       }
     }
     step_.index = taken_++;
@@ -460,7 +464,7 @@ void TensorStepper::run() {
     if ((n.flags & (kNeedsGrad | kReached)) != (kNeedsGrad | kReached) || is_leaf(n.op)) continue;
     dispatch(n.op, [&](auto entry) { decltype(entry)::backward(impl, n); });
     for (int k = 0, arity = arity_of(n); k < arity; ++k) {
-      Node& in = impl.nodes[n.in[k]];
+      Node& in = impl.nodes[input_id(n, k)];
       if (in.flags & kNeedsGrad) in.flags |= kReached;
     }
     ++taken_;

@@ -39,12 +39,18 @@ enum class TOp : std::uint8_t {
   log_softmax,
   softmax,
   pick,  // one entry per row, by class index (cross-entropy's gather)
-  // reduceops: reductions by comparison, and selection
+  // ---- reductions by comparison, and selection ----
   amin,    // min over all elements or an axis
   argmax,  // index of the first maximum: a constant, no gradient
   where,   // where(cond, a, b): a where cond is nonzero, else b
+  // ---- shape ops: joining, slicing and indexing along an axis ----
+  cat,           // any number of inputs, joined along an existing axis
+  stack,         // any number of inputs of one shape, joined along a new axis
+  slice,         // start:stop:step along an axis
+  index_select,  // whole slices along an axis, by index
+  gather,        // one element along an axis per index element, as torch.gather
 };
-inline constexpr TOp kLastTOp = TOp::where;  // loops over every TOp stop here
+inline constexpr TOp kLastTOp = TOp::gather;  // loops over every TOp stop here
 std::string_view top_name(TOp op);  // "matmul"; "elementwise" (the rule has its own name)
 
 // Leaves hold given data and end backward (Note [Gradient semantics]); every other TOp is an op
@@ -53,7 +59,8 @@ constexpr bool is_leaf(TOp op) {
   return op == TOp::input || op == TOp::parameter || op == TOp::constant;
 }
 
-// The most inputs a tensor node has (linear: x, W, b; where: cond, a, b).
+// The most inputs a tensor node keeps in its record (linear: x, W, b; where: cond, a, b); an op
+// with more (cat, stack) keeps them in the tape's arena (Note [Many inputs], tensor_storage.hpp).
 inline constexpr int kMaxInputs = 3;
 
 // TensorTape::axis of a reduction over all elements.
@@ -121,7 +128,7 @@ struct TensorStep {
   NodeId node;
   double upstream_norm;
   int arity;
-  std::array<TensorInputStep, kMaxInputs> inputs;
+  std::vector<TensorInputStep> inputs;  // `arity` of them: any number (cat of many)
   std::size_t index;
 };
 
@@ -148,6 +155,7 @@ class TensorStepper {
   std::size_t taken_ = 0;
   bool detailed_;
   TensorStep step_{};
+  std::vector<std::size_t> offsets_;  // where each input's gradient before the step is in scratch
 };
 
 // Note [Tensor storage]
@@ -367,7 +375,13 @@ Tensor matmul(Tensor a, Tensor b);
 // torch.nn.functional.linear (leading axes of x are rows), in one node.
 Tensor linear(Tensor x, Tensor weight, Tensor bias = {});
 Tensor transpose(Tensor a);         // swaps the last two axes
-Tensor reshape(Tensor a, std::initializer_list<std::int64_t> dims);  // one dim may be -1
+// Swaps any two axes (negative counts from the end), as torch.transpose.
+Tensor transpose(Tensor a, int dim0, int dim1);
+// One rule for every form: one dimension may be -1, inferred from the element count (a Shape
+// holds no negative dimension, so its form has nothing to infer; dims() of a Shape and any
+// std::vector of dimensions go through the span form).
+Tensor reshape(Tensor a, std::initializer_list<std::int64_t> dims);
+Tensor reshape(Tensor a, std::span<const std::int64_t> dims);
 Tensor reshape(Tensor a, const Shape& shape);
 Tensor sum(Tensor a);  // over all elements: shape ()
 Tensor sum(Tensor a, int axis, bool keepdims = false);
@@ -393,5 +407,23 @@ Tensor softmax(Tensor a, int axis = -1);
 Tensor pick(Tensor a, std::span<const std::int32_t> index);
 // The same data, as a constant: no gradient flows back through it.
 Tensor detach(Tensor a);
+
+// ---- shape ops: joining, slicing and indexing along an axis -------------------
+// Joins any number of tensors (of one dtype, on one tape) along an existing axis; their shapes
+// agree off the axis. As torch.cat.
+Tensor cat(std::span<const Tensor> tensors, int axis = 0);
+Tensor cat(std::initializer_list<Tensor> tensors, int axis = 0);
+// Joins tensors of one shape along a new axis, in [-(rank + 1), rank]. As torch.stack.
+Tensor stack(std::span<const Tensor> tensors, int axis = 0);
+Tensor stack(std::initializer_list<Tensor> tensors, int axis = 0);
+// a[..., start:stop:step] along `axis`, with Python's rules: negative start and stop count from
+// the end, both are clamped to the axis, step > 0; an empty range gives a length of 0.
+Tensor slice(Tensor a, int axis, std::int64_t start, std::int64_t stop, std::int64_t step = 1);
+// The slices a[..., index[j], ...] along `axis`, as torch.index_select; an index may repeat
+// (its gradients add up).
+Tensor index_select(Tensor a, int axis, std::span<const std::int64_t> index);
+// out[p] = a[p with axis replaced by index[p]], the index of shape `index_shape` (a's rank, no
+// longer than a off the axis): torch.gather. Backward scatter-adds, repeated indices accumulate.
+Tensor gather(Tensor a, int axis, std::span<const std::int64_t> index, const Shape& index_shape);
 
 }  // namespace ag
