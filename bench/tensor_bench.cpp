@@ -1,6 +1,9 @@
 // The tensor engine's speed: matmul GFLOP/s through the tape against bare cblas_sgemm, elementwise
 // GB/s against memcpy and a hand loop, and the cost per tiny (4x5) op recorded and differentiated.
 
+#include <cblas.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -12,13 +15,9 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <tapegrad/autograd.hpp>
 #include <type_traits>
 #include <vector>
-
-#include <cblas.h>
-#include <unistd.h>
-
-#include <tapegrad/autograd.hpp>
 
 #ifndef TG_BUILD_INFO
 #define TG_BUILD_INFO "unknown"
@@ -50,7 +49,7 @@ int g_rounds = 21;
 // Times the functions in turn, `reps` calls each per block, ABC ABC ... for g_rounds rounds, so
 // that the machine's drift hits all of them alike. Returns, per function, ns per call per round.
 std::vector<std::vector<double>> alternate(int reps,
-                                          const std::vector<std::function<void()>>& fns) {
+                                           const std::vector<std::function<void()>>& fns) {
   for (const auto& f : fns) f();  // warm: arena blocks and peer buffers touched, caches primed
   std::vector<std::vector<double>> ns(fns.size());
   for (int r = 0; r < g_rounds; ++r)
@@ -99,9 +98,16 @@ struct MatmulCase {
   std::vector<float> a, b, ga, gb, c, up;  // up: the peer's upstream gradient dC
   std::vector<double> seed;                // the same dC for the tape (its seed is double)
   MatmulCase(std::int64_t m_, std::int64_t k_, std::int64_t n_)
-      : m(m_), k(k_), n(n_), a(random_floats(std::size_t(m * k), 1)),
-        b(random_floats(std::size_t(k * n), 2)), ga(a.size()), gb(b.size()), c(std::size_t(m * n)),
-        up(random_floats(c.size(), 3)), seed(up.begin(), up.end()) {}
+      : m(m_),
+        k(k_),
+        n(n_),
+        a(random_floats(std::size_t(m * k), 1)),
+        b(random_floats(std::size_t(k * n), 2)),
+        ga(a.size()),
+        gb(b.size()),
+        c(std::size_t(m * n)),
+        up(random_floats(c.size(), 3)),
+        seed(up.begin(), up.end()) {}
   double flop() const { return 2.0 * double(m) * double(n) * double(k); }
 };
 
@@ -120,16 +126,16 @@ void tape_matmul_backward(TensorTape& tape, MatmulCase& c) {
 // The same GEMMs as the engine issues: C = A B; dA += dC B^T; dB += A^T dC.
 void blas_forward(MatmulCase& c) {
   const int m = int(c.m), k = int(c.k), n = int(c.n);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, c.a.data(), k,
-              c.b.data(), n, 0.0f, c.c.data(), n);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, c.a.data(), k, c.b.data(),
+              n, 0.0f, c.c.data(), n);
 }
 void blas_forward_backward(MatmulCase& c) {
   const int m = int(c.m), k = int(c.k), n = int(c.n);
   blas_forward(c);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, k, n, 1.0f, c.up.data(), n, c.b.data(),
-              n, 1.0f, c.ga.data(), k);
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, n, m, 1.0f, c.a.data(), k, c.up.data(),
-              n, 1.0f, c.gb.data(), n);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, k, n, 1.0f, c.up.data(), n, c.b.data(), n,
+              1.0f, c.ga.data(), k);
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, n, m, 1.0f, c.a.data(), k, c.up.data(), n,
+              1.0f, c.gb.data(), n);
 }
 
 // The tape must issue the very same calls: bit-identical C, dA and dB.
@@ -150,10 +156,9 @@ void bench_matmul(int threads) {
   openblas_set_num_threads(threads);
   std::printf("\n(1) matmul, float32, OpenBLAS threads = %d (openblas_get_num_threads() = %d)\n",
               threads, openblas_get_num_threads());
-  std::printf("%-22s %-8s %10s %10s %9s %9s\n", "shape (m x k) (k x n)", "pass", "tape",
-              "sgemm", "ratio", "ratio*");
-  std::printf("%-22s %-8s %10s %10s %9s %9s\n", "", "", "GFLOP/s", "GFLOP/s", "medians",
-              "rounds");
+  std::printf("%-22s %-8s %10s %10s %9s %9s\n", "shape (m x k) (k x n)", "pass", "tape", "sgemm",
+              "ratio", "ratio*");
+  std::printf("%-22s %-8s %10s %10s %9s %9s\n", "", "", "GFLOP/s", "GFLOP/s", "medians", "rounds");
   struct Dims {
     std::int64_t m, k, n;
   };
@@ -187,13 +192,21 @@ enum class Elem { add, relu, sigmoid, mul_row };
 struct ElemCase {
   Elem op;
   std::int64_t rows, cols;
-  std::vector<float> a, b, ga, gb;  // b: (rows, cols) for add, (cols,) for mul_row
+  std::vector<float> a, b, ga, gb;     // b: (rows, cols) for add, (cols,) for mul_row
   std::vector<float> y, up, pga, pgb;  // the hand loop's output, upstream gradient, gradients
   std::vector<double> seed;            // the tape's upstream gradient (the same numbers)
   ElemCase(Elem op_, std::int64_t rows_, std::int64_t cols_)
-      : op(op_), rows(rows_), cols(cols_), a(random_floats(std::size_t(rows * cols), 4, -4, 4)),
-        b(random_floats(op == Elem::add ? a.size() : std::size_t(cols), 5)), ga(a.size()),
-        gb(b.size()), y(a.size()), up(random_floats(a.size(), 6)), pga(a.size()), pgb(b.size()),
+      : op(op_),
+        rows(rows_),
+        cols(cols_),
+        a(random_floats(std::size_t(rows * cols), 4, -4, 4)),
+        b(random_floats(op == Elem::add ? a.size() : std::size_t(cols), 5)),
+        ga(a.size()),
+        gb(b.size()),
+        y(a.size()),
+        up(random_floats(a.size(), 6)),
+        pga(a.size()),
+        pgb(b.size()),
         seed(up.begin(), up.end()) {}
   std::size_t numel() const { return a.size(); }
 };
@@ -358,8 +371,7 @@ struct TinyCase {
   std::vector<float> x0 = random_floats(kEl, 7), gx0 = std::vector<float>(kEl);
   std::vector<float> b = random_floats(kEl, 8, -1e-3, 1e-3), gb = std::vector<float>(kEl);
   std::vector<float> w = std::vector<float>(kCols * kCols), gw = std::vector<float>(kCols * kCols);
-  std::vector<float> bias = random_floats(kCols, 9, -1e-3, 1e-3),
-                     gbias = std::vector<float>(kCols);
+  std::vector<float> bias = random_floats(kCols, 9, -1e-3, 1e-3), gbias = std::vector<float>(kCols);
   std::vector<double> seed = std::vector<double>(kEl, 1.0);
   // The plain side: every intermediate kept, as the tape keeps them, and its gradients.
   std::vector<float> xs = std::vector<float>((kChain + 1) * kEl);
@@ -403,8 +415,7 @@ struct TinyCase {
 }
 
 // y = op(x) on raw (4, 5) arrays, with compile-time sizes and op, as hand-written code has.
-template <Tiny kOp>
-void plain_op(const TinyCase& c, const float* x, float* y) {
+template <Tiny kOp> void plain_op(const TinyCase& c, const float* x, float* y) {
   if constexpr (kOp == Tiny::add) {
     for (int i = 0; i < kEl; ++i) y[i] = x[i] + c.b[std::size_t(i)];
   } else if constexpr (kOp == Tiny::relu) {
@@ -422,8 +433,7 @@ void plain_op(const TinyCase& c, const float* x, float* y) {
   }
 }
 
-template <Tiny kOp>
-void plain_forward_of(TinyCase& c) {
+template <Tiny kOp> void plain_forward_of(TinyCase& c) {
   std::copy(c.x0.begin(), c.x0.end(), c.xs.begin());
   float* xs = c.xs.data();
   for (int i = 0; i < kChain; ++i) plain_op<kOp>(c, xs + i * kEl, xs + (i + 1) * kEl);
@@ -431,8 +441,7 @@ void plain_forward_of(TinyCase& c) {
 }
 
 // Backward through the kept intermediates: g = dL/dx_i, from the last op to the first.
-template <Tiny kOp>
-void plain_step_of(TinyCase& c) {
+template <Tiny kOp> void plain_step_of(TinyCase& c) {
   plain_forward_of<kOp>(c);
   float g[kEl], gx[kEl];
   std::fill(g, g + kEl, 1.f);
@@ -467,8 +476,7 @@ void plain_step_of(TinyCase& c) {
   for (int e = 0; e < kEl; ++e) c.pgx0[std::size_t(e)] += g[e];
 }
 
-template <class F>
-void with_tiny(Tiny op, F&& f) {
+template <class F> void with_tiny(Tiny op, F&& f) {
   switch (op) {
     case Tiny::add: return f(std::integral_constant<Tiny, Tiny::add>{});
     case Tiny::relu: return f(std::integral_constant<Tiny, Tiny::relu>{});
@@ -519,9 +527,8 @@ void bench_tiny() {
       }
       const auto ns = alternate(reps_for(on_tape), {on_tape, plain});
       std::printf("%-15s %-9s %9.1f %9.2f %9.1f %9.1f\n", tiny_name(op),
-                  backward ? "rec+back" : "record", median(ns[0]) / kChain,
-                  median(ns[1]) / kChain, median(ns[0]) / median(ns[1]),
-                  ratio_of_rounds(ns[0], ns[1]));
+                  backward ? "rec+back" : "record", median(ns[0]) / kChain, median(ns[1]) / kChain,
+                  median(ns[0]) / median(ns[1]), ratio_of_rounds(ns[0], ns[1]));
     }
   }
 }
@@ -558,11 +565,16 @@ int main(int argc, char** argv) {
   bool check_finite = false;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
-    if (arg == "--rounds" && i + 1 < argc) g_rounds = std::max(1, std::atoi(argv[++i]));
-    else if (arg == "--only" && i + 1 < argc) only = argv[++i];
-    else if (arg == "--callgrind" && i + 1 < argc) callgrind = argv[++i];
-    else if (arg == "--check-finite") check_finite = true;
-    else usage();
+    if (arg == "--rounds" && i + 1 < argc)
+      g_rounds = std::max(1, std::atoi(argv[++i]));
+    else if (arg == "--only" && i + 1 < argc)
+      only = argv[++i];
+    else if (arg == "--callgrind" && i + 1 < argc)
+      callgrind = argv[++i];
+    else if (arg == "--check-finite")
+      check_finite = true;
+    else
+      usage();
   }
   if (check_finite && callgrind.empty()) usage();  // the timed sections run with the mode off
 
@@ -601,9 +613,10 @@ int main(int argc, char** argv) {
   const char* env_threads = std::getenv("OPENBLAS_NUM_THREADS");
   std::printf("openblas: %s; OPENBLAS_NUM_THREADS=%s (each matmul table sets its own count)\n",
               openblas_get_config(), env_threads ? env_threads : "unset");
-  std::printf("rounds:   %d, tape and peers alternated (ABC ABC ...), medians over rounds;\n"
-              "          ratio* is the median of the per-round ratios, which drift cancels best\n",
-              g_rounds);
+  std::printf(
+      "rounds:   %d, tape and peers alternated (ABC ABC ...), medians over rounds;\n"
+      "          ratio* is the median of the per-round ratios, which drift cancels best\n",
+      g_rounds);
 
   if (only.empty() || only == "matmul") {
     bench_matmul(1);

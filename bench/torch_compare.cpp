@@ -7,6 +7,11 @@
 
 #include "torch_compare.hpp"
 
+#include <cblas.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <xmmintrin.h>
+
 #include <algorithm>
 #include <cmath>
 #include <csignal>
@@ -17,19 +22,13 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
-#include <vector>
-
-#include <cblas.h>
-#include <xmmintrin.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <tapegrad/autograd.hpp>
 #include <tapegrad/nn/data.hpp>
 #include <tapegrad/nn/layers.hpp>
 #include <tapegrad/nn/loss.hpp>
 #include <tapegrad/nn/metrics.hpp>
 #include <tapegrad/nn/optim.hpp>
+#include <vector>
 
 #ifndef TG_BUILD_INFO
 #define TG_BUILD_INFO "unknown"
@@ -48,7 +47,8 @@ using Clock = std::chrono::steady_clock;
 // ---- the tapegrad peer --------------------------------------------------------------------
 
 std::unique_ptr<nn::Optimizer> make_optimizer(const tc::Spec& spec, nn::Module& model) {
-  if (spec.optimizer == "sgd") return std::make_unique<nn::SGD>(model.parameters(), nn::SGDOptions{.lr = spec.lr});
+  if (spec.optimizer == "sgd")
+    return std::make_unique<nn::SGD>(model.parameters(), nn::SGDOptions{.lr = spec.lr});
   return std::make_unique<nn::Adam>(model.parameters(), nn::AdamOptions{.lr = spec.lr});
 }
 
@@ -57,8 +57,8 @@ class TgSteps : public tc::Session {
  public:
   TgSteps(const tc::Spec& spec, std::uint64_t seed)
       : spec_(spec),
-        mlp_(spec.sizes, ag::Op::relu,
-             spec.sigmoid_output ? ag::Op::sigmoid : nn::Activation::none, seed),
+        mlp_(spec.sizes, ag::Op::relu, spec.sigmoid_output ? ag::Op::sigmoid : nn::Activation::none,
+             seed),
         opt_(make_optimizer(spec, mlp_)) {
     const nn::Dataset d = spec.name == "xor" ? nn::xor_data() : nn::moons(spec.rows, 0.1, seed + 1);
     rows_ = d.rows;
@@ -315,7 +315,8 @@ std::string list(const std::vector<double>& v, const char* fmt) {
   return s;
 }
 
-void step_workload(const Options& o, const tc::Spec& spec, std::vector<std::unique_ptr<Peer>>& peers) {
+void step_workload(const Options& o, const tc::Spec& spec,
+                   std::vector<std::unique_ptr<Peer>>& peers) {
   std::printf("\n== %s: %s\n", std::string(spec.name).c_str(), std::string(spec.title).c_str());
   const Threads one{1, 1};
   std::vector<long> reps;
@@ -372,8 +373,7 @@ void fmnist_workload(const Options& o, const tc::Spec& spec,
                   m / median(sec[0]), median(ratios(sec[k], sec[0])), losses[k].back(), 100 * acc);
     }
     for (std::size_t k = 0; k < peers.size(); ++k)
-      std::printf("  %s s per epoch: %s\n", peers[k]->name().c_str(),
-                  list(sec[k], "%.3f").c_str());
+      std::printf("  %s s per epoch: %s\n", peers[k]->name().c_str(), list(sec[k], "%.3f").c_str());
   }
 }
 
@@ -398,8 +398,10 @@ std::vector<std::string> split(const std::string& s) {
   std::vector<std::string> out;
   std::string cur;
   for (char c : s) {
-    if (c == ',') out.push_back(cur), cur.clear();
-    else cur += c;
+    if (c == ',')
+      out.push_back(cur), cur.clear();
+    else
+      cur += c;
   }
   if (!cur.empty()) out.push_back(cur);
   return out;
@@ -426,21 +428,33 @@ int main(int argc, char** argv) {
         if (i + 1 >= args.size()) throw std::runtime_error(a + " needs a value");
         return args[++i];
       };
-      if (a == "--only") o.only = split(value());
-      else if (a == "--rounds") o.rounds = std::stoi(value());
-      else if (a == "--epochs") o.epochs = std::stoi(value());
-      else if (a == "--block-ms") o.block_ms = std::stod(value());
+      if (a == "--only")
+        o.only = split(value());
+      else if (a == "--rounds")
+        o.rounds = std::stoi(value());
+      else if (a == "--epochs")
+        o.epochs = std::stoi(value());
+      else if (a == "--block-ms")
+        o.block_ms = std::stod(value());
       else if (a == "--fmnist-threads") {
         o.fmnist_threads.clear();
         for (auto& t : split(value())) o.fmnist_threads.push_back(std::stoi(t));
-      } else if (a == "--libtorch-threads2") o.libtorch2 = parse_threads(value());
-      else if (a == "--pytorch-threads2") o.pytorch2 = parse_threads(value());
-      else if (a == "--no-libtorch") o.libtorch = false;
-      else if (a == "--no-pytorch") o.pytorch = false;
-      else if (a == "--python") o.python = value();
-      else if (a == "--script") o.script = value();
-      else if (a == "--seed") o.seed = std::stoull(value());
-      else return usage();
+      } else if (a == "--libtorch-threads2")
+        o.libtorch2 = parse_threads(value());
+      else if (a == "--pytorch-threads2")
+        o.pytorch2 = parse_threads(value());
+      else if (a == "--no-libtorch")
+        o.libtorch = false;
+      else if (a == "--no-pytorch")
+        o.pytorch = false;
+      else if (a == "--python")
+        o.python = value();
+      else if (a == "--script")
+        o.script = value();
+      else if (a == "--seed")
+        o.seed = std::stoull(value());
+      else
+        return usage();
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "torch_compare: %s\n", e.what());
@@ -452,21 +466,24 @@ int main(int argc, char** argv) {
   const std::string libtorch_exe = dir + "/torch_compare_libtorch";
   try {
     std::vector<std::unique_ptr<Peer>> peers;
-    peers.push_back(std::make_unique<Peer>("tapegrad", std::vector<std::string>{dir + "/torch_compare", "--serve"}));
+    peers.push_back(std::make_unique<Peer>(
+        "tapegrad", std::vector<std::string>{dir + "/torch_compare", "--serve"}));
     if (o.libtorch && access(libtorch_exe.c_str(), X_OK) == 0)
       peers.push_back(std::make_unique<Peer>("libtorch", std::vector<std::string>{libtorch_exe}));
     else if (o.libtorch)
       std::printf("(no %s: LibTorch peer skipped; install libtorch-dev and reconfigure)\n",
                   libtorch_exe.c_str());
     if (o.pytorch)
-      peers.push_back(std::make_unique<Peer>("pytorch", std::vector<std::string>{o.python, "-u", o.script}));
+      peers.push_back(
+          std::make_unique<Peer>("pytorch", std::vector<std::string>{o.python, "-u", o.script}));
 
     char host[256] = "?";
     gethostname(host, sizeof host);
-    std::printf("torch_compare: %s; %ld cores online; rounds %d (order rotating), blocks of ~%.0f ms;\n"
-                "  each peer its own process; times measured inside the peer; ratio = median(peer) /\n"
-                "  median(tapegrad); ratio* = median of the per-round ratios (drift cancels best)\n",
-                TG_BUILD_INFO, sysconf(_SC_NPROCESSORS_ONLN), o.rounds, o.block_ms);
+    std::printf(
+        "torch_compare: %s; %ld cores online; rounds %d (order rotating), blocks of ~%.0f ms;\n"
+        "  each peer its own process; times measured inside the peer; ratio = median(peer) /\n"
+        "  median(tapegrad); ratio* = median of the per-round ratios (drift cancels best)\n",
+        TG_BUILD_INFO, sysconf(_SC_NPROCESSORS_ONLN), o.rounds, o.block_ms);
     auto wanted = [&](std::string_view name) {
       return o.only.empty() || std::find(o.only.begin(), o.only.end(), name) != o.only.end();
     };

@@ -35,9 +35,9 @@ struct Spec {
   std::string_view name;
   std::string_view title;
   std::vector<std::int64_t> sizes;
-  bool sigmoid_output;   // else the last Linear's output is a score / logits
-  std::int64_t rows;     // the batch (fmnist: per batch; the epoch is 60,000 images)
-  std::string_view loss;  // bce, hinge_l2, bce_logits, ce
+  bool sigmoid_output;         // else the last Linear's output is a score / logits
+  std::int64_t rows;           // the batch (fmnist: per batch; the epoch is 60,000 images)
+  std::string_view loss;       // bce, hinge_l2, bce_logits, ce
   std::string_view optimizer;  // sgd, adam
   double lr;
   bool epochs;  // timed per epoch (fmnist) rather than per step
@@ -45,14 +45,42 @@ struct Spec {
 
 inline const std::vector<Spec>& specs() {
   static const std::vector<Spec> s = {
-      {"xor", "deep XOR: 2-(5 x 10)-1, ReLU, sigmoid, BCE, SGD lr 0.1, 4 points",
-       {2, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 1}, true, 4, "bce", "sgd", 0.1, false},
-      {"moons", "moons: 2-16-16-1 ReLU, 100 points, hinge + 1e-4 L2, SGD lr 0.1",
-       {2, 16, 16, 1}, false, 100, "hinge_l2", "sgd", 0.1, false},
-      {"adam", "2-64-64-1 ReLU, batch 256 (moons), BCE with logits, Adam lr 1e-3",
-       {2, 64, 64, 1}, false, 256, "bce_logits", "adam", 1e-3, false},
-      {"fmnist", "Fashion-MNIST: 784-256-128-10 ReLU, cross-entropy, Adam lr 1e-3, batch 128",
-       {784, 256, 128, 10}, false, 128, "ce", "adam", 1e-3, true},
+      {"xor",
+       "deep XOR: 2-(5 x 10)-1, ReLU, sigmoid, BCE, SGD lr 0.1, 4 points",
+       {2, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 1},
+       true,
+       4,
+       "bce",
+       "sgd",
+       0.1,
+       false},
+      {"moons",
+       "moons: 2-16-16-1 ReLU, 100 points, hinge + 1e-4 L2, SGD lr 0.1",
+       {2, 16, 16, 1},
+       false,
+       100,
+       "hinge_l2",
+       "sgd",
+       0.1,
+       false},
+      {"adam",
+       "2-64-64-1 ReLU, batch 256 (moons), BCE with logits, Adam lr 1e-3",
+       {2, 64, 64, 1},
+       false,
+       256,
+       "bce_logits",
+       "adam",
+       1e-3,
+       false},
+      {"fmnist",
+       "Fashion-MNIST: 784-256-128-10 ReLU, cross-entropy, Adam lr 1e-3, batch 128",
+       {784, 256, 128, 10},
+       false,
+       128,
+       "ce",
+       "adam",
+       1e-3,
+       true},
   };
   return s;
 }

@@ -3,16 +3,14 @@
 // sets come from tapegrad's loaders (nn::moons, nn::load_fashion_mnist), so the LibTorch peer
 // trains on exactly the numbers the tapegrad peer sees; only loading is shared, never timed.
 
-#include <torch/torch.h>
-
 #include <cblas.h>
+#include <torch/torch.h>
 
 #include <cstdlib>
 #include <string>
+#include <tapegrad/nn/data.hpp>
 
 #include "torch_compare.hpp"
-
-#include <tapegrad/nn/data.hpp>
 
 namespace {
 
@@ -38,8 +36,7 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const tc::Spec& spec,
 }
 
 torch::Tensor features(const nn::Dataset& d) {
-  return torch::from_blob(const_cast<float*>(d.features.data()), {d.rows, d.cols},
-                          torch::kFloat32)
+  return torch::from_blob(const_cast<float*>(d.features.data()), {d.rows, d.cols}, torch::kFloat32)
       .clone();
 }
 

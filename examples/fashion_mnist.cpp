@@ -46,8 +46,8 @@ int main(int argc, char** argv) {
       epochs = 1;
     }
     const char* threads = std::getenv("OPENBLAS_NUM_THREADS");
-    fmt::print("Fashion-MNIST: {} training and {} test images of 28 x 28, {} classes\n",
-               train.rows, test.rows, train.classes);
+    fmt::print("Fashion-MNIST: {} training and {} test images of 28 x 28, {} classes\n", train.rows,
+               test.rows, train.classes);
 
     nn::MLP model({784, 256, 128, 10}, ag::Op::relu, nn::Activation::none, o.seed);
     nn::Adam adam(model.parameters(), {.lr = lr});

@@ -43,13 +43,12 @@ double clean(double v) { return std::abs(v) < 1e-12 ? 0.0 : v; }
 int main(int argc, char** argv) {
   std::int64_t m = 200, iterations = 300;
   double a = 0.1;
-  const example::Options o =
-      example::parse(argc, argv, "Logistic regression by gradient descent, as the notes write it",
-                     [&](CLI::App& app) {
-                       app.add_option("--lr", a, "The learning rate a")->capture_default_str();
-                       app.add_option("--iterations", iterations, "Gradient descent steps")
-                           ->capture_default_str();
-                     });
+  const example::Options o = example::parse(
+      argc, argv, "Logistic regression by gradient descent, as the notes write it",
+      [&](CLI::App& app) {
+        app.add_option("--lr", a, "The learning rate a")->capture_default_str();
+        app.add_option("--iterations", iterations, "Gradient descent steps")->capture_default_str();
+      });
   return example::run([&] {
     if (o.quick) iterations = std::min<std::int64_t>(iterations, 100);
     const Points data = two_clouds(m, o.seed);
@@ -119,8 +118,7 @@ int main(int argc, char** argv) {
       (one ? c1x1 : c0x1).push_back(data.x[std::size_t(2 * i)]);
       (one ? c1x2 : c0x2).push_back(data.x[std::size_t(2 * i + 1)]);
     }
-    example::write_columns(o.out / "logistic_regression_cost.dat", {"iteration", "J"},
-                           {its, cost});
+    example::write_columns(o.out / "logistic_regression_cost.dat", {"iteration", "J"}, {its, cost});
     example::write_columns(o.out / "logistic_regression_y0.dat", {"x1", "x2"}, {c0x1, c0x2});
     example::write_columns(o.out / "logistic_regression_y1.dat", {"x1", "x2"}, {c1x1, c1x2});
     const auto png = o.out / "logistic_regression.png";
@@ -143,7 +141,7 @@ plot 'logistic_regression_y0.dat' with points pt 7 ps 0.6 lc rgb '#d62728' title
      -({0} * x + {2}) / {1} with lines lw 2 lc rgb 'black' title 'ŷ = 0.5'
 unset multiplot
 )",
-                                                                             w[0], w[1], b[0]));
+                                                                                w[0], w[1], b[0]));
     example::announce(std::vector{png});
     return 0;
   });

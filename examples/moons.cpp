@@ -39,8 +39,8 @@ int main(int argc, char** argv) {
     fit.on_epoch = [](const nn::EpochStats& e) {
       // As micrograd prints, but every 10th step; accuracy is of the step's own forward pass.
       if (e.epoch == 1 || e.epoch % 10 == 0)
-        fmt::print("step {:3}  lr {:.3f}  hinge loss {:.4f}  accuracy {:.0f}%\n", e.epoch - 1,
-                   e.lr, e.loss, 100 * e.train_accuracy);
+        fmt::print("step {:3}  lr {:.3f}  hinge loss {:.4f}  accuracy {:.0f}%\n", e.epoch - 1, e.lr,
+                   e.loss, 100 * e.train_accuracy);
     };
     fmt::print("MLP 2-16-16-1, ReLU hidden layers: {} parameters\n", model.parameter_count());
     const nn::History history = nn::fit(model, sgd, moons, fit);

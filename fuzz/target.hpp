@@ -19,8 +19,7 @@ inline std::string_view text(const std::uint8_t* data, std::size_t size) {
 }
 
 // Runs f; an ag::Error ends it normally, any other exception propagates (and aborts the run).
-template <class F>
-void expect_clear_errors(F&& f) {
+template <class F> void expect_clear_errors(F&& f) {
   try {
     f();
   } catch (const ag::Error&) {

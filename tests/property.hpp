@@ -12,10 +12,9 @@
 #include <cstdlib>
 #include <string>
 #include <string_view>
-#include <vector>
-
 #include <tapegrad/ops.hpp>
 #include <tapegrad/shape.hpp>
+#include <vector>
 
 namespace property {
 

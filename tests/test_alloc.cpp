@@ -5,9 +5,8 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
-#include <vector>
-
 #include <tapegrad/core.hpp>
+#include <vector>
 
 #include "count_allocations.hpp"
 
@@ -23,7 +22,11 @@ struct Layer {
   std::vector<float> w, gw, b, gb;
   std::int64_t in, out;
   Layer(std::int64_t in_, std::int64_t out_, std::uint64_t seed)
-      : w(std::size_t(in_ * out_)), gw(w.size()), b(std::size_t(out_)), gb(b.size()), in(in_),
+      : w(std::size_t(in_ * out_)),
+        gw(w.size()),
+        b(std::size_t(out_)),
+        gb(b.size()),
+        in(in_),
         out(out_) {
     Rng rng(seed);
     const double scale = 1.0 / std::sqrt(double(in_));  // keeps the sigmoid unsaturated

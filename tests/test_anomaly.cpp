@@ -20,8 +20,7 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 // Runs f, which must throw an AnomalyError; returns what it found.
-template <class F>
-Anomaly anomaly_of(F f) {
+template <class F> Anomaly anomaly_of(F f) {
   try {
     f();
   } catch (const AnomalyError& e) {
@@ -32,8 +31,7 @@ Anomaly anomaly_of(F f) {
   return {};
 }
 
-template <class F>
-std::string message_of(F f) {
+template <class F> std::string message_of(F f) {
   try {
     f();
   } catch (const AnomalyError& e) {
@@ -335,8 +333,9 @@ TEST_CASE("inside an nn MLP the report names the module path of the op") {
   TensorTape tape;
   AnomalyMode mode(tape);
   const std::vector<float> x{1, 1};
-  const Anomaly a =
-      anomaly_of([&] { (void)mlp(tape.constant(Shape{1, 2}, std::span<const float>(x))); });
+  const Anomaly a = anomaly_of([&] {
+    (void)mlp(tape.constant(Shape{1, 2}, std::span<const float>(x)));
+  });
   CHECK(a.op == "linear");
   CHECK(a.scope == "layers.2");
   CHECK(describe(a) ==

@@ -53,8 +53,7 @@ std::string write(const std::string& name, const Bytes& bytes) {
 }
 
 // The message of the ag::Error that f throws, or a note that it threw none.
-template <class F>
-std::string error_of(F&& f) {
+template <class F> std::string error_of(F&& f) {
   try {
     f();
   } catch (const Error& e) {

@@ -9,9 +9,8 @@
 #include <filesystem>
 #include <limits>
 #include <string>
-#include <vector>
-
 #include <tapegrad/nn.hpp>
+#include <vector>
 
 using namespace ag;
 
@@ -26,7 +25,8 @@ std::string read_all(std::FILE* f) {
 }
 
 std::filesystem::path scratch(const char* name) {
-  auto dir = std::filesystem::temp_directory_path() / ("tapegrad-fit-" + std::to_string(::getpid()));
+  auto dir =
+      std::filesystem::temp_directory_path() / ("tapegrad-fit-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   return dir / name;
 }

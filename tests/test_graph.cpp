@@ -2,8 +2,6 @@
 // rendering, and files that appear whole or not at all.
 
 #include <doctest/doctest.h>
-
-#include "golden.hpp"
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,6 +13,8 @@
 #include <tapegrad/autograd.hpp>
 #include <tapegrad/graph.hpp>
 #include <vector>
+
+#include "golden.hpp"
 
 using namespace ag;
 namespace fs = std::filesystem;
@@ -110,8 +110,8 @@ TEST_CASE("a fork shows each edge's contribution; a constant gets none") {
   REQUIRE(x.grad() == 8);  // dg/dx = 2x + 2 = 3 + 3 + 2: the three edges out of x
   const std::string dot = to_dot(tape, g.id());
   CHECK(golden::count(dot, edge("n0", "n2", "3", "3")) == 2);  // d(x*x)/dx: x from each side
-  CHECK(contains(dot, edge("n0", "n3", "3", "2")));    // d(2x)/dx = 2
-  CHECK(contains(dot, edge("n1", "n3", "2")));         // the constant 2: a value, no gradient
+  CHECK(contains(dot, edge("n0", "n3", "3", "2")));            // d(2x)/dx = 2
+  CHECK(contains(dot, edge("n1", "n3", "2")));  // the constant 2: a value, no gradient
   golden::check("fork_constant.dot", dot);
 }
 
@@ -249,8 +249,8 @@ TEST_CASE("ids: every node and edge of the SVG has a stable id, both edges of x 
   GraphOptions options;
   options.ids = true;
   const std::string svg = render_graph(c.tape, c.f.id(), "svg", options);
-  for (const char* id : {"n0", "n1", "n2", "n3", "n4", "n_out", "e3_0", "e3_1", "e4_0", "e4_1",
-                         "e_out"})
+  for (const char* id :
+       {"n0", "n1", "n2", "n3", "n4", "n_out", "e3_0", "e3_1", "e4_0", "e4_1", "e_out"})
     CHECK_MESSAGE(contains(svg, fmt::format("<g id=\"{}\" class=", id)), id);
   CHECK(!contains(to_dot(c.tape, c.f.id()), "id="));  // only when asked for
 

@@ -5,10 +5,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <vector>
-
 #include <tapegrad/autograd.hpp>
 #include <tapegrad/nn.hpp>
+#include <vector>
 
 using namespace ag;
 
@@ -44,7 +43,7 @@ TEST_CASE("Linear computes x W^T + b, and gradients reach its parameters") {
   Tensor x = tape.input(Shape{1, 2}, {1, -1}, "x", DType::f32);
   Tensor y = lin(x);
   CHECK(y.values() == std::vector<double>{-0.5, -2, -1});  // [1-2, 3-4, 5-6] + b
-  CHECK(tape.label(y.id() - 1) == "bias");                  // the root module has no path
+  CHECK(tape.label(y.id() - 1) == "bias");                 // the root module has no path
   tape.backward(sum(y));
   CHECK(std::vector<float>(lin.weight.grad().begin(), lin.weight.grad().end()) ==
         std::vector<float>{1, -1, 1, -1, 1, -1});
@@ -74,8 +73,7 @@ TEST_CASE("the activation modules apply their ops; PReLU's slope is a learned pa
   TensorTape tape;
   Tensor x = tape.input(Shape{1, 4}, {-2, -0.5, 0, 3}, "x", DType::f32);
   CHECK(nn::ReLU()(x).values() == std::vector<double>{0, 0, 0, 3});
-  CHECK(nn::LeakyReLU(0.1)(x).values() ==
-        std::vector<double>{float(-0.2), float(-0.05), 0, 3});
+  CHECK(nn::LeakyReLU(0.1)(x).values() == std::vector<double>{float(-0.2), float(-0.05), 0, 3});
   CHECK(nn::Sigmoid()(x).value(3) == doctest::Approx(1 / (1 + std::exp(-3.0))));
   CHECK(nn::Tanh()(x).value(0) == doctest::Approx(std::tanh(-2.0)));
   CHECK(nn::ELU(1.0)(x).value(0) == doctest::Approx(std::expm1(-2.0)));
@@ -149,8 +147,7 @@ TEST_CASE("a module's nodes are recorded in a scope named by its path") {
   Tensor y = mlp(x);
   CHECK(tape.scope(x.id()) == 0);
   std::vector<std::string> scopes;
-  for (NodeId id = 0; id < tape.size(); ++id)
-    scopes.emplace_back(tape.scope_name(tape.scope(id)));
+  for (NodeId id = 0; id < tape.size(); ++id) scopes.emplace_back(tape.scope_name(tape.scope(id)));
   // x; layers.0's weight, bias, linear; layers.1's relu; layers.2's weight, bias, linear.
   CHECK(scopes == std::vector<std::string>{"", "layers.0", "layers.0", "layers.0", "layers.1",
                                            "layers.2", "layers.2", "layers.2"});
@@ -203,8 +200,8 @@ TEST_CASE("the scalar expansion names nodes as the lecture does, and refuses lar
                        "large to read",
                        Error);
   nn::MLP prelu({2, 2, 1}, ag::Op::prelu);
-  CHECK_THROWS_WITH_AS(nn::expand(prelu, tape, x), "expand: PReLU(features=2) has no scalar form here",
-                       Error);
+  CHECK_THROWS_WITH_AS(nn::expand(prelu, tape, x),
+                       "expand: PReLU(features=2) has no scalar form here", Error);
 }
 
 TEST_CASE("an MLP prints as PyTorch prints nested modules") {

@@ -7,12 +7,11 @@
 #include <memory>
 #include <span>
 #include <string>
-#include <type_traits>
-#include <vector>
-
 #include <tapegrad/autograd.hpp>
 #include <tapegrad/gradcheck.hpp>
 #include <tapegrad/nn.hpp>
+#include <type_traits>
+#include <vector>
 
 using namespace ag;
 
@@ -25,7 +24,9 @@ static_assert(!std::is_constructible_v<nn::Linear, int, int, bool, int>);
 static_assert(!std::is_convertible_v<nn::LinearOptions, nn::Linear>);  // explicit, as torch's
 // A module lvalue is not copied into a Sequential: it must be moved, or given as a unique_ptr.
 template <class M>
-concept PushBackable = requires(nn::Sequential& s, M&& m) { s.push_back(std::forward<M>(m)); };
+concept PushBackable = requires(nn::Sequential& s, M&& m) {
+  s.push_back(std::forward<M>(m));
+};
 static_assert(!PushBackable<nn::Linear&>);
 static_assert(PushBackable<nn::Linear>);
 static_assert(PushBackable<std::unique_ptr<nn::Module>>);
@@ -92,14 +93,12 @@ TEST_CASE("net(x): a module records on its input's tape, each child in its own s
   Tensor x = tape.input(Shape{1, 2}, {1, -1}, "x", DType::f32);
   Tensor y = net(x);
   CHECK(y.shape() == Shape{1, 1});
-  CHECK(names(net) ==
-        std::vector<std::string>{"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"});
+  CHECK(names(net) == std::vector<std::string>{"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"});
   // fc1's weight, bias and linear node; act's relu; fc2's three.
   std::vector<std::string> scopes;
   for (NodeId id = x.id() + 1; id < tape.size(); ++id)
     scopes.emplace_back(tape.scope_name(tape.scope(id)));
-  CHECK(scopes ==
-        std::vector<std::string>{"fc1", "fc1", "fc1", "act", "fc2", "fc2", "fc2"});
+  CHECK(scopes == std::vector<std::string>{"fc1", "fc1", "fc1", "act", "fc2", "fc2", "fc2"});
   CHECK(tape.label(y.id() - 1) == "fc2.bias");
   tape.backward(sum(y));
   CHECK(net.fc2.bias->grad()[0] == 1);
@@ -129,8 +128,8 @@ TEST_CASE("LinearOptions: bias and seed as named options, defaults as torch's") 
   CHECK(seeded.bias != nullptr);
   CHECK(values_of(seeded.weight) == values_of(seeded_again.weight));
   CHECK(values_of(seeded.weight) != values_of(plain.weight));
-  CHECK_THROWS_WITH_AS(nn::Linear(nn::LinearOptions(0, 3)),
-                       "Linear(0, 3): sizes must be positive", Error);
+  CHECK_THROWS_WITH_AS(nn::Linear(nn::LinearOptions(0, 3)), "Linear(0, 3): sizes must be positive",
+                       Error);
 }
 
 TEST_CASE("Sequential::push_back takes a module by value or by unique_ptr, named 0, 1, ...") {
@@ -145,8 +144,8 @@ TEST_CASE("Sequential::push_back takes a module by value or by unique_ptr, named
   nn::Linear& kept = seq.push_back(std::move(moved));
 
   CHECK(seq.size() == 5);
-  CHECK(names(seq) == std::vector<std::string>{"0.weight", "0.bias", "2.weight", "2.bias",
-                                               "4.weight"});
+  CHECK(names(seq) ==
+        std::vector<std::string>{"0.weight", "0.bias", "2.weight", "2.bias", "4.weight"});
   CHECK(seq.describe() ==
         "Sequential(\n"
         "  (0): Linear(in=2, out=3, bias=true)\n"
@@ -231,8 +230,9 @@ TEST_CASE("the named activation classes are their rows, printed as torch.nn prin
   CHECK(nn::make_activation(nn::Activation::none, 4) == nullptr);
 }
 
-TEST_CASE("every activation row as a module: its op's values, gradients against central "
-          "differences") {
+TEST_CASE(
+    "every activation row as a module: its op's values, gradients against central "
+    "differences") {
   for (Op op : elementwise_activation_rows()) {
     INFO(op_info(op).name);
     const std::vector<double> points = test_points(op);
@@ -246,17 +246,17 @@ TEST_CASE("every activation row as a module: its op's values, gradients against 
     for (std::size_t i = 0; i < points.size(); ++i)
       CHECK(y[i] == doctest::Approx(forward_of(op, points[i])));
     const std::vector<TensorArg> args{{Shape{std::int64_t(points.size())}, points}};
-    const GradcheckResult r = gradcheck(
-        [&](TensorTape&, std::span<const Tensor> in) { return (*module)(in[0]); },
-        std::span<const TensorArg>(args));
+    const GradcheckResult r =
+        gradcheck([&](TensorTape&, std::span<const Tensor> in) { return (*module)(in[0]); },
+                  std::span<const TensorArg>(args));
     CHECK_MESSAGE(r.ok, r.message);
   }
   // A parameter other than the row's default reaches the op: leaky_relu with alpha = 0.1.
   nn::LeakyReLU leaky(0.1);
   const std::vector<TensorArg> args{{Shape{2}, {-1.5, 2}}};
-  const GradcheckResult r = gradcheck(
-      [&](TensorTape&, std::span<const Tensor> in) { return leaky(in[0]); },
-      std::span<const TensorArg>(args));
+  const GradcheckResult r =
+      gradcheck([&](TensorTape&, std::span<const Tensor> in) { return leaky(in[0]); },
+                std::span<const TensorArg>(args));
   CHECK_MESSAGE(r.ok, r.message);
   TensorTape tape;
   Tensor x = tape.input<double>(Shape{2}, std::vector<double>{-1.5, 2});

@@ -7,18 +7,16 @@
 #include <cmath>
 #include <limits>
 #include <string>
-#include <vector>
-
 #include <tapegrad/core.hpp>
 #include <tapegrad/gradcheck.hpp>
+#include <vector>
 
 using namespace ag;
 
 namespace {
 
 // Records `op` on the given inputs: the generic way to call any row of the table.
-template <class Rule>
-Value apply(std::span<const Value> x) {
+template <class Rule> Value apply(std::span<const Value> x) {
   Tape& tape = x[0].tape();
   if constexpr (Rule::info.arity == 2)
     return tape.record<Rule>(x[0], x[1]);
@@ -90,11 +88,11 @@ TEST_CASE("kink policy: the derivative at 0 is the one of the x <= 0 branch") {
   Tape tape;
   Value x = tape.input(0.0, "x");
   auto local = [&](Value y) { return tape.local_grad(y.id(), 0); };
-  CHECK(local(relu(x)) == 0.0);              // relu'(0) = 0, as the lecture notes take it
-  CHECK(local(leaky_relu(x)) == 0.01);       // leaky_relu'(0) = alpha
+  CHECK(local(relu(x)) == 0.0);         // relu'(0) = 0, as the lecture notes take it
+  CHECK(local(leaky_relu(x)) == 0.01);  // leaky_relu'(0) = alpha
   CHECK(local(leaky_relu(x, 0.3)) == 0.3);
-  CHECK(local(elu(x, 2.0)) == 2.0);          // elu'(0) = alpha e^0 = alpha
-  CHECK(local(abs(x)) == 0.0);               // sign(0) = 0
+  CHECK(local(elu(x, 2.0)) == 2.0);  // elu'(0) = alpha e^0 = alpha
+  CHECK(local(abs(x)) == 0.0);       // sign(0) = 0
   Value alpha = tape.input(0.25, "alpha");
   Value p = prelu(x, alpha);
   CHECK(tape.local_grad(p.id(), 0) == 0.25);  // d prelu / dx = alpha
@@ -138,7 +136,7 @@ TEST_CASE("pow(Value, Value): exponent gradient a^b log a, NaN for a negative ba
   Value y = pow(a, b);
   tape.backward(y);
   CHECK(y.value() == 8.0);
-  CHECK(a.grad() == doctest::Approx(12.0));               // b a^(b-1)
+  CHECK(a.grad() == doctest::Approx(12.0));                 // b a^(b-1)
   CHECK(b.grad() == doctest::Approx(8.0 * std::log(2.0)));  // a^b log a
 
   Value n = tape.input(-2.0, "n");
@@ -189,8 +187,8 @@ TEST_CASE("NaN is never swallowed: every row's value at a NaN operand is NaN") {
   // The order of max's and min's operands does not matter (max(NaN, 1) was 1, max(1, NaN) NaN).
   Tape tape;
   Value x = tape.input(nan, "x"), one = tape.input(1.0, "one");
-  for (Value y : {max(x, one), max(one, x), min(x, one), min(one, x), clamp(x, -1, 1),
-                  relu(x), leaky_relu(x), elu(x), prelu(x, 0.2)})
+  for (Value y : {max(x, one), max(one, x), min(x, one), min(one, x), clamp(x, -1, 1), relu(x),
+                  leaky_relu(x), elu(x), prelu(x, 0.2)})
     CHECK(std::isnan(y.value()));
 }
 
@@ -251,8 +249,12 @@ TEST_CASE("clamp: torch.clamp's value, gradient 1 on [lo, hi] inclusive and 0 ou
     double x, lo, hi, value, grad;
   };
   const Case cases[] = {
-      {-2, -1, 1, -1, 0},  {-1, -1, 1, -1, 1},     {0.5, -1, 1, 0.5, 1},
-      {1, -1, 1, 1, 1},    {3, -1, 1, 1, 0},       {0, 1, -1, -1, 0},  // lo > hi gives hi
+      {-2, -1, 1, -1, 0},
+      {-1, -1, 1, -1, 1},
+      {0.5, -1, 1, 0.5, 1},
+      {1, -1, 1, 1, 1},
+      {3, -1, 1, 1, 0},
+      {0, 1, -1, -1, 0},  // lo > hi gives hi
       {0.25, 0.25, 0.25, 0.25, 1},
   };
   for (const Case& c : cases) {

@@ -63,7 +63,7 @@ TEST_CASE("a fork adds up; an unnamed constant's value shows from the start") {
   Value f = (x * x * 2.0).named("f");
   const std::string page = step_page(tape, f);
   CHECK(contains(page, "<title>tapegrad</title>"));
-  CHECK(contains(page, R"("known": ["e3_1"])"));  // the 2 feeding f
+  CHECK(contains(page, R"("known": ["e3_1"])"));      // the 2 feeding f
   CHECK(count(page, R"({"phase": "forward")") == 3);  // x, x * x, f: not the 2
   CHECK(contains(page, R"("shows": ["e1_0", "e1_1"])"));
   CHECK(contains(page, "df/dx += df/dt1 * dt1/dx = 2 * 3 = 6, so df/dx = 12"));
@@ -77,8 +77,9 @@ TEST_CASE("names cannot end the script or the title, nor fake a placeholder") {
       step_page(tape, f, {.title = "</title><script>alert(1)</script> {{svg}} & \"q\""});
   CHECK(count(page, "</script>") == 2);  // the page's own two
   CHECK(count(page, "<svg") == 1);
-  CHECK(contains(page, "<title>&lt;/title&gt;&lt;script&gt;alert(1)&lt;/script&gt; {{svg}} &amp; "
-                       "&quot;q&quot;</title>"));
+  CHECK(contains(page,
+                 "<title>&lt;/title&gt;&lt;script&gt;alert(1)&lt;/script&gt; {{svg}} &amp; "
+                 "&quot;q&quot;</title>"));
   CHECK(contains(page, R"(\u003c/script\u003e\u003cb\u003e\"\u0026x = 1)"));
 }
 

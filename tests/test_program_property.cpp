@@ -15,11 +15,10 @@
 #include <set>
 #include <span>
 #include <string>
-#include <vector>
-
 #include <tapegrad/autograd.hpp>
 #include <tapegrad/gradcheck.hpp>
 #include <tapegrad/random.hpp>
+#include <vector>
 
 #include "program.hpp"
 #include "property.hpp"
@@ -191,12 +190,10 @@ class ProgramGenerator {
   };
 
   double chance() { return rng_.uniform(); }
-  template <class T, std::size_t N>
-  const T& pick(const T (&from)[N]) {
+  template <class T, std::size_t N> const T& pick(const T (&from)[N]) {
     return from[rng_.below(N)];
   }
-  template <class T>
-  const T& pick(const std::vector<T>& from) {
+  template <class T> const T& pick(const std::vector<T>& from) {
     return from[rng_.below(from.size())];
   }
 

@@ -5,9 +5,8 @@
 
 #include <cmath>
 #include <string>
-#include <vector>
-
 #include <tapegrad/core.hpp>
+#include <vector>
 
 using namespace ag;
 
@@ -40,8 +39,8 @@ TEST_CASE("CS231n: the sigmoid neuron f = 1 / (1 + exp(-(w0 x0 + w1 x1 + w2)))")
 
   // The same neuron with the sigmoid gate: the local gradient is s(1 - s).
   Tape gate;
-  Value v0 = gate.input(2.0), u0 = gate.input(-1.0), v1 = gate.input(-3.0),
-        u1 = gate.input(-2.0), v2 = gate.input(-3.0);
+  Value v0 = gate.input(2.0), u0 = gate.input(-1.0), v1 = gate.input(-3.0), u1 = gate.input(-2.0),
+        v2 = gate.input(-3.0);
   Value s = sigmoid(v0 * u0 + v1 * u1 + v2);
   gate.backward(s);
   CHECK(s.value() == doctest::Approx(f.value()));

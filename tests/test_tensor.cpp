@@ -9,10 +9,9 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
-#include <vector>
-
 #include <tapegrad/core.hpp>
 #include <tapegrad/gradcheck.hpp>
+#include <vector>
 
 using namespace ag;
 
@@ -28,8 +27,7 @@ std::vector<double> values(const Shape& s, double offset = 0) {
 
 TensorArg arg(const Shape& s, double offset = 0) { return {s, values(s, offset)}; }
 
-template <class F>
-void check_grad(F f, std::vector<TensorArg> args, const std::string& what) {
+template <class F> void check_grad(F f, std::vector<TensorArg> args, const std::string& what) {
   GradcheckResult r = gradcheck(f, std::span<const TensorArg>(args));
   INFO(what, ": ", r.message);
   CHECK(r.ok);
@@ -47,11 +45,9 @@ TEST_CASE("every unary op of the table, elementwise on a (2, 3) tensor") {
     const Op op = static_cast<Op>(i);
     if (op_info(op).arity != 1) continue;
     const bool domain = op == Op::log || op == Op::sqrt;
-    check_grad(
-        [&](TensorTape&, std::span<const Tensor> x) {
-          return apply(op, domain ? positive(x[0]) : x[0]);
-        },
-        {arg(Shape{2, 3})}, std::string(op_info(op).name));
+    check_grad([&](TensorTape&,
+                   std::span<const Tensor> x) { return apply(op, domain ? positive(x[0]) : x[0]); },
+               {arg(Shape{2, 3})}, std::string(op_info(op).name));
   }
 }
 
@@ -70,8 +66,8 @@ TEST_CASE("every binary op of the table, broadcasting in every direction") {
     const Op op = static_cast<Op>(i);
     if (op_info(op).arity != 2) continue;
     for (const auto& [sa, sb] : pairs) {
-      if (op == Op::prelu && !(sb.rank() == 0 || (sb.rank() == 1 && sa.rank() >= 1 &&
-                                                   sb[0] == sa[sa.rank() - 1])))
+      if (op == Op::prelu &&
+          !(sb.rank() == 0 || (sb.rank() == 1 && sa.rank() >= 1 && sb[0] == sa[sa.rank() - 1])))
         continue;  // prelu's alpha is one slope or one per feature
       check_grad(
           [&](TensorTape&, std::span<const Tensor> x) {
@@ -79,8 +75,7 @@ TEST_CASE("every binary op of the table, broadcasting in every direction") {
             Tensor b = op == Op::div ? positive(x[1]) : x[1];
             return apply(op, a, b);
           },
-          {arg(sa), arg(sb, 0.11)},
-          fmt::format("{} {} {}", op_info(op).name, sa.str(), sb.str()));
+          {arg(sa), arg(sb, 0.11)}, fmt::format("{} {} {}", op_info(op).name, sa.str(), sb.str()));
     }
   }
 }
@@ -94,8 +89,11 @@ TEST_CASE("matmul, transpose and reshape") {
              {arg(Shape{3, 4})}, "x^T x: one input twice");
   check_grad([](TensorTape&, std::span<const Tensor> x) { return transpose(x[0]); },
              {arg(Shape{2, 3, 4})}, "transpose of a batch");
-  check_grad([](TensorTape&, std::span<const Tensor> x) { return reshape(x[0], {3, -1}) * 2.0; },
-             {arg(Shape{2, 3})}, "reshape");
+  check_grad(
+      [](TensorTape&, std::span<const Tensor> x) {
+        return reshape(x[0], {3, -1}) * 2.0;
+      },
+      {arg(Shape{2, 3})}, "reshape");
   // Large enough to go through BLAS (kBlasThreshold), in both directions.
   check_grad([](TensorTape&, std::span<const Tensor> x) { return matmul(x[0], x[1]); },
              {arg(Shape{40, 33}), arg(Shape{33, 30}, 0.1)}, "matmul through BLAS");
@@ -195,11 +193,9 @@ TEST_CASE("log_softmax and softmax over each axis, stable for large logits") {
 
 TEST_CASE("pick: cross-entropy as -mean(pick(log_softmax(z), y))") {
   const std::vector<std::int32_t> labels{2, 0, 1};
-  check_grad(
-      [&](TensorTape&, std::span<const Tensor> x) {
-        return -mean(pick(log_softmax(x[0]), labels));
-      },
-      {arg(Shape{3, 4})}, "cross-entropy");
+  check_grad([&](TensorTape&,
+                 std::span<const Tensor> x) { return -mean(pick(log_softmax(x[0]), labels)); },
+             {arg(Shape{3, 4})}, "cross-entropy");
   TensorTape tape;
   Tensor z = tape.input(Shape{2, 2}, {0, 0, 0, 0}, "z");
   Tensor loss = -mean(pick(log_softmax(z), std::vector<std::int32_t>{0, 1}));
@@ -287,10 +283,10 @@ TEST_CASE("an op's gradient is defined before and after backward writes it (lazy
     const std::vector<double> xv = values(Shape{4, 4}), wv = values(Shape{4, 4}, 0.3);
     Tensor x = tape.input(Shape{4, 4}, std::span<const double>(xv), "x");
     Tensor w = tape.input(Shape{4, 4}, std::span<const double>(wv), "w");
-    Tensor h = matmul(x, w);              // written by relu's backward (assigns)
-    Tensor r = relu(h);                   // written by matmul's backward (beta 0)
-    Tensor side = sigmoid(h) * 2.0;       // pass 1: not on the loss's path, never reached
-    Tensor twice = matmul(r, r);          // one node as both operands: the second gemm adds
+    Tensor h = matmul(x, w);                  // written by relu's backward (assigns)
+    Tensor r = relu(h);                       // written by matmul's backward (beta 0)
+    Tensor side = sigmoid(h) * 2.0;           // pass 1: not on the loss's path, never reached
+    Tensor twice = matmul(r, r);              // one node as both operands: the second gemm adds
     Tensor loss = sum(twice) + sum(tanh(r));  // r has two consumers: the second accumulates
     // Pass 0 puts a nonzero gradient in the memory that pass 1's `side` gets.
     if (pass == 0) loss = loss + sum(side);
@@ -312,11 +308,13 @@ TEST_CASE("an op's gradient is defined before and after backward writes it (lazy
         CHECK(r.grad_at(i * 4 + j) == doctest::Approx(expect).epsilon(1e-5));
       }
   }
-  check_grad([](TensorTape&, std::span<const Tensor> t) {
-    Tensor h = matmul(t[0], t[1]);
-    Tensor r = relu(h);
-    return sum(matmul(r, r)) + sum(tanh(r)) + sum(sigmoid(h));
-  }, {arg(Shape{3, 3}), arg(Shape{3, 3}, 0.2)}, "relu/matmul with forks and x @ x");
+  check_grad(
+      [](TensorTape&, std::span<const Tensor> t) {
+        Tensor h = matmul(t[0], t[1]);
+        Tensor r = relu(h);
+        return sum(matmul(r, r)) + sum(tanh(r)) + sum(sigmoid(h));
+      },
+      {arg(Shape{3, 3}), arg(Shape{3, 3}, 0.2)}, "relu/matmul with forks and x @ x");
 }
 
 TEST_CASE("NoGrad and detach stop gradients") {
@@ -434,10 +432,10 @@ TEST_CASE("tensor forward lines show shapes, and values when small") {
   Tensor l = mean(s).named("L");
   Tensor big = zeros(tape, Shape{4, 5}, {DType::f32, false, "big"});
   CHECK(forward_line(tape, x.id()) == "x: (2, 2) = [[1, -2], [3, 0.5]]");
-  CHECK(forward_line(tape, h.id()) == fmt::format("h = relu(t{}): (2, 2) = [[0.5, 0], [1.5, 0.5]]",
-                                                  h.id() - 1));
-  CHECK(forward_line(tape, h.id() - 1) == fmt::format("t{} = x * w: (2, 2) = [[0.5, -2], [1.5, 0.5]]",
-                                                      h.id() - 1));
+  CHECK(forward_line(tape, h.id()) ==
+        fmt::format("h = relu(t{}): (2, 2) = [[0.5, 0], [1.5, 0.5]]", h.id() - 1));
+  CHECK(forward_line(tape, h.id() - 1) ==
+        fmt::format("t{} = x * w: (2, 2) = [[0.5, -2], [1.5, 0.5]]", h.id() - 1));
   CHECK(forward_line(tape, s.id()) == "s = sum(h, axis=1): (2,) = [0.5, 2]");
   CHECK(forward_line(tape, l.id()) == "L = mean(s): () = 1.25");
   CHECK(forward_line(tape, big.id()) == "big: (4, 5)");  // 20 elements: no values
@@ -515,8 +513,7 @@ double product_error(std::span<const T> got, std::int64_t rows, std::int64_t col
   return worst;
 }
 
-template <class T>
-void check_large_products(double tolerance) {
+template <class T> void check_large_products(double tolerance) {
   // Beyond kBlasThreshold (32768 multiply-adds): BLAS when the build has it, else the packed
   // kernel (Note [Products without BLAS]). Forward C = op(A) op(B) in every layout; backward of
   // sum(C * G) gives dA = G op(B)^T and dB = op(A)^T G, the other two layouts of the kernel.

@@ -3,8 +3,6 @@
 // and determinism.
 
 #include <doctest/doctest.h>
-
-#include "golden.hpp"
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -20,6 +18,8 @@
 #include <tapegrad/nn/layers.hpp>
 #include <tapegrad/nn/loss.hpp>
 #include <vector>
+
+#include "golden.hpp"
 
 using namespace ag;
 namespace fs = std::filesystem;
@@ -81,9 +81,9 @@ TEST_CASE("lecture style: a 2-layer MLP on a batch of 4 after backward") {
   // W1 has 10 elements: the edge shows its shape over its gradient's norm. b2 has one: values.
   CHECK(contains(dot, edge(node(m.W1.id()), node(lin1), "(5, 2)",
                            fmt::format("|g| {}", format_number(m.tape.grad_norm(m.W1.id()))))));
-  CHECK(contains(dot, edge(node(m.b2.id()), node(lin2),
-                           fmt::format("[{}]", format_number(m.b2.value(0))),
-                           fmt::format("[{}]", format_number(m.b2.grad_at(0))))));
+  CHECK(contains(
+      dot, edge(node(m.b2.id()), node(lin2), fmt::format("[{}]", format_number(m.b2.value(0))),
+                fmt::format("[{}]", format_number(m.b2.grad_at(0))))));
   // A (4, 1) column is drawn row by row: four lines of values, four of gradient.
   const std::string p_rows = fmt::format("[[{}],<br/>[{}],<br/>", format_number(m.p.value(0)),
                                          format_number(m.p.value(1)));
@@ -109,14 +109,14 @@ TEST_CASE("a tensor edge shows its source's gradient, marked Σ at a fork") {
     frames.push_back(to_dot(tape, f.id(), {GraphStyle::lecture, &stepper.step()}));
   REQUIRE(frames.size() == 4);  // sum, +, *, exp
   const std::string done = to_dot(tape, f.id());
-  const std::string total = fmt::format("Σ [{}, {}]", format_number(std::exp(0.0) + 2),
-                                        format_number(std::exp(1.0) + 2));
+  const std::string total =
+      fmt::format("Σ [{}, {}]", format_number(std::exp(0.0) + 2), format_number(std::exp(1.0) + 2));
   CHECK(x.grad<double>()[1] == doctest::Approx(std::exp(1.0) + 2));
   CHECK(contains(done, edge("n0", "n1", "[0, 1]", total)));
   CHECK(contains(done, edge("n0", "n3", "[0, 1]", total)));
   // A source with one edge gets exactly that edge's contribution: d f / d u = 1.
-  CHECK(contains(done, edge("n1", "n4", fmt::format("[1, {}]", format_number(std::exp(1.0))),
-                            "[1, 1]")));
+  CHECK(contains(done,
+                 edge("n1", "n4", fmt::format("[1, {}]", format_number(std::exp(1.0))), "[1, 1]")));
   // The constant 2 gets none.
   CHECK(contains(done, edge("n2", "n3", "2")));
   // Mid-pass (after x * 2 has been processed, before exp): x holds only that branch's 2, and
@@ -149,9 +149,8 @@ TEST_CASE("a highlighted TensorStepper frame") {
   golden::check("tensor_mlp_step.dot", frame);
 
   Mlp other;
-  CHECK_THROWS_WITH_AS(
-      to_dot(other.tape, other.loss.id(), {GraphStyle::lecture, &stepper.step()}),
-      doctest::Contains("another tape"), Error);
+  CHECK_THROWS_WITH_AS(to_dot(other.tape, other.loss.id(), {GraphStyle::lecture, &stepper.step()}),
+                       doctest::Contains("another tape"), Error);
   CHECK_THROWS_WITH_AS(to_dot(m.tape, m.p.id(), {GraphStyle::lecture, &stepper.step()}),
                        doctest::Contains("backward pass from node"), Error);
   CHECK_THROWS_WITH_AS(to_dot(m.tape, 999), doctest::Contains("node 999 does not exist"), Error);
@@ -244,7 +243,8 @@ TEST_CASE("tensor graphs: max_values, the values style, rendering and files") {
   fs::remove_all(dir);
 }
 
-// ---- amin, argmax, where, batched products: each drawn with its symbol ---------------------------------------------
+// ---- amin, argmax, where, batched products: each drawn with its symbol
+// ---------------------------------------------
 
 TEST_CASE("amin, amax over all, argmax, where and batched matmul drawn with their symbols") {
   TensorTape tape;

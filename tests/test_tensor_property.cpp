@@ -11,13 +11,12 @@
 #include <limits>
 #include <span>
 #include <string>
-#include <vector>
-
 #include <tapegrad/autograd.hpp>
 #include <tapegrad/format.hpp>
 #include <tapegrad/gradcheck.hpp>
 #include <tapegrad/nn/loss.hpp>
 #include <tapegrad/random.hpp>
+#include <vector>
 
 #include "property.hpp"
 
@@ -111,8 +110,7 @@ class GraphBuilder {
   };
 
   double chance() { return rng_.uniform(); }
-  template <class T, std::size_t N>
-  const T& pick(const T (&from)[N]) {
+  template <class T, std::size_t N> const T& pick(const T (&from)[N]) {
     return from[rng_.below(N)];
   }
 
@@ -414,8 +412,7 @@ class GraphBuilder {
         // an empty tensor would leave the later steps (amax, pick, matmul) nothing to work on
         return push(slice(a, axis, start, stop, 1 + std::int64_t(rng_.below(3))));
       }
-      case 3:
-        return push(index_select(a, axis, index_in(1 + std::int64_t(rng_.below(4)))));
+      case 3: return push(index_select(a, axis, index_in(1 + std::int64_t(rng_.below(4)))));
       case 4: {  // gather: an index no longer than a off the axis, 1 to 3 long on it
         Shape index_shape = s;
         for (int d = 0; d < s.rank(); ++d)

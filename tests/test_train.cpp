@@ -5,11 +5,10 @@
 
 #include <cmath>
 #include <limits>
-#include <vector>
-
 #include <tapegrad/autograd.hpp>
 #include <tapegrad/gradcheck.hpp>
 #include <tapegrad/nn.hpp>
+#include <vector>
 
 using namespace ag;
 
@@ -30,7 +29,8 @@ TEST_CASE("MSE, BCE, BCE with logits, cross-entropy and hinge against hand-compu
   Tensor logits = tape.input(Shape{2, 3}, {1, 2, 3, 0, 0, 0}, "logits");
   const std::vector<std::int32_t> labels{2, 1};
   const double lse = std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0));
-  CHECK(nn::cross_entropy(logits, labels).item() == doctest::Approx(((lse - 3) + std::log(3.0)) / 2));
+  CHECK(nn::cross_entropy(logits, labels).item() ==
+        doctest::Approx(((lse - 3) + std::log(3.0)) / 2));
   Tensor score = tape.input(Shape{3}, {2, 0.5, -1}, "score");
   Tensor sign = tape.input(Shape{3}, {1, 1, 1}, "sign");
   CHECK(nn::hinge_loss(score, sign).item() == doctest::Approx((0 + 0.5 + 2) / 3));
@@ -139,7 +139,8 @@ TEST_CASE("Adam and AdamW, as torch.optim computes them") {
   p.grad()[0] = -1;
   adam.step();
   const double m = 0.9 * 0.3 + 0.1 * -1, v = 0.999 * 0.009 + 0.001 * 1;
-  const double expected = 0.9 - 0.1 / (1 - 0.81) * m / (std::sqrt(v) / std::sqrt(1 - 0.998001) + 1e-8);
+  const double expected =
+      0.9 - 0.1 / (1 - 0.81) * m / (std::sqrt(v) / std::sqrt(1 - 0.998001) + 1e-8);
   CHECK(p.data()[0] == doctest::Approx(expected).epsilon(1e-6));
   CHECK(adam.steps() == 2);
 

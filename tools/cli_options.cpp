@@ -92,8 +92,7 @@ std::vector<std::int64_t> parse_layers(const std::string& text, std::string_view
 namespace {
 
 // True if all of `text` is one integer of type T (from_chars: digits, '-' for a signed T).
-template <class T>
-bool whole_integer(std::string_view text) {
+template <class T> bool whole_integer(std::string_view text) {
   T value{};
   const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
   return !text.empty() && error == std::errc() && end == text.data() + text.size();

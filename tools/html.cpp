@@ -7,11 +7,10 @@
 #include <cmath>
 #include <cstdlib>
 #include <string_view>
-#include <vector>
-
 #include <tapegrad/format.hpp>
 #include <tapegrad/nn/layers.hpp>
 #include <tapegrad/nn/scalar.hpp>
+#include <vector>
 
 #include "cli_options.hpp"
 
@@ -37,8 +36,7 @@ void add_mlp_options(CLI::App* html, MlpExample& m) {
                    "--mlp: the activation after each hidden layer: sigmoid, tanh, relu, "
                    "leaky_relu, elu or none (default sigmoid)")
       ->type_name("NAME");
-  html->add_option("--out", m.out,
-                   "--mlp: the activation after the last layer (default sigmoid)")
+  html->add_option("--out", m.out, "--mlp: the activation after the last layer (default sigmoid)")
       ->type_name("NAME");
   html->add_option("--loss", m.loss,
                    "--mlp: mse, (y_hat - y)^2, or bce, binary cross-entropy, which needs --out "
@@ -93,8 +91,8 @@ RecordedMlp record_mlp(ag::Tape& tape, const MlpExample& m) {
     throw ag::Error(fmt::format("--loss {}: the losses of a page are mse and bce", m.loss));
   const bool bce = m.loss == "bce";
   if (bce && output != ag::Op::sigmoid)
-    throw ag::Error(fmt::format("--loss bce takes probabilities: use --out sigmoid, not {}",
-                                m.out));
+    throw ag::Error(
+        fmt::format("--loss bce takes probabilities: use --out sigmoid, not {}", m.out));
   const std::vector<double> x = parse_numbers(m.x, "--x", sizes.front(), "inputs");
   const std::vector<double> y = parse_numbers(m.y, "--y", sizes.back(), "outputs");
   if (bce)
@@ -112,10 +110,9 @@ RecordedMlp record_mlp(ag::Tape& tape, const MlpExample& m) {
   nn::MLP mlp(sizes, hidden, output, m.seed);
   const nn::ScalarNet net =
       nn::expand(mlp, tape, x, bce ? nn::ScalarLoss::bce : nn::ScalarLoss::mse, y);
-  return {net.loss,
-          fmt::format("MLP {}, {} hidden, {} out, {} loss; x = {}, y = {}; seed {}",
-                      fmt::join(sizes, "-"), m.act, m.out, bce ? "BCE" : "MSE", numbers(x),
-                      numbers(y), m.seed)};
+  return {net.loss, fmt::format("MLP {}, {} hidden, {} out, {} loss; x = {}, y = {}; seed {}",
+                                fmt::join(sizes, "-"), m.act, m.out, bce ? "BCE" : "MSE",
+                                numbers(x), numbers(y), m.seed)};
 }
 
 }  // namespace tapegrad

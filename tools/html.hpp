@@ -5,10 +5,8 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
-
 #include <cstdint>
 #include <string>
-
 #include <tapegrad/tape.hpp>
 
 namespace tapegrad {

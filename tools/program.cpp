@@ -106,8 +106,12 @@ constexpr std::array<FunctionInfo, kFunctionCount> kFunctions = [] {
     const ag::OpInfo& op = ag::op_info(static_cast<ag::Op>(i));
     if (op.signature.empty()) continue;
     const int params = op.has_param ? 1 : 0;
-    functions[n++] = {op.name, op.arity + (op.param_optional ? 0 : params), op.arity + params,
-                      op.signature, op.op, op.help};
+    functions[n++] = {op.name,
+                      op.arity + (op.param_optional ? 0 : params),
+                      op.arity + params,
+                      op.signature,
+                      op.op,
+                      op.help};
   }
   return functions;
 }();
@@ -465,10 +469,9 @@ void Parser::close_call(const Pending& call) {
   const ag::OpInfo& op = ag::op_info(f.op);
   if (op.has_param && args > op.arity && operands_.back().kind != Kind::literal)
     fail(operands_.back().offset,
-         fmt::format("{}'s {} must be a number, as in {}(x, 0.1){}", f.name, op.param_name,
-                     f.name,
-                     op.param_name == "alpha" ? "; for a slope that is learned, use prelu(x, a)"
-                                              : ""));
+         fmt::format(
+             "{}'s {} must be a number, as in {}(x, 0.1){}", f.name, op.param_name, f.name,
+             op.param_name == "alpha" ? "; for a slope that is learned, use prelu(x, a)" : ""));
   operands_.resize(operands_.size() - call.args);
   operands_.push_back({Kind::computed, call.offset});
   program_.code_.push_back({Program::Code::call, false, call.function, call.args, 0});

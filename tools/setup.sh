@@ -22,8 +22,9 @@ packages=(
 # Only the tests need these: PyTorch (checkpoints must load into torch.nn) is large, so a plain
 # build does without it; chromium and Node.js play the step-through page in a real browser (a
 # Node.js from elsewhere brings its own npm, which Debian's npm package would conflict with);
-# valgrind checks the CLI's memory; clang builds the fuzz targets (fuzz/).
-test_packages=(python3-torch chromium valgrind clang libclang-rt-14-dev)
+# valgrind checks the CLI's memory; clang builds the fuzz targets (fuzz/); clang-format checks
+# that every C++ file is formatted (.clang-format, tests/format_check.sh).
+test_packages=(python3-torch chromium valgrind clang libclang-rt-14-dev clang-format)
 if ! command -v npm >/dev/null; then test_packages+=(nodejs npm); fi
 if [ "${1:-build}" = test ]; then packages+=("${test_packages[@]}"); fi
 

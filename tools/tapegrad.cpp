@@ -2,10 +2,10 @@
 // statements (tools/program.hpp), and `train` and `graph` on an nn MLP (tools/train.hpp). Bad
 // input is one message on stderr and exit code 2.
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -18,12 +18,11 @@
 #include <new>
 #include <optional>
 #include <string>
-#include <vector>
-
 #include <tapegrad/autograd.hpp>
 #include <tapegrad/file.hpp>
 #include <tapegrad/graph.hpp>
 #include <tapegrad/page.hpp>
+#include <vector>
 
 #include "cli_options.hpp"
 #include "html.hpp"
@@ -364,7 +363,8 @@ int main(int argc, char** argv) {
   std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{
       "tapegrad: reverse-mode automatic differentiation of a small program of scalar statements,\n"
-      "shown the way the lecture draws backprop; and training an MLP (train) and drawing it (graph)."};
+      "shown the way the lecture draws backprop; and training an MLP (train) and drawing it "
+      "(graph)."};
   app.require_subcommand(1);
   app.footer(language_help());
   Options o;

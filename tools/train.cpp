@@ -111,7 +111,8 @@ Data load_data(const std::string& spec, std::uint64_t seed) {
     if (const std::size_t colon = file.rfind(':'); colon != std::string::npos) {
       const std::string column = file.substr(colon + 1);
       file = file.substr(0, colon);
-      if (column.empty()) throw ag::Error(fmt::format("--data {}: the label column is empty", spec));
+      if (column.empty())
+        throw ag::Error(fmt::format("--data {}: the label column is empty", spec));
       const bool index = column.find_first_not_of("-0123456789") == std::string::npos &&
                          column != "-" && column.size() < 10;
       if (index) {
@@ -128,7 +129,8 @@ Data load_data(const std::string& spec, std::uint64_t seed) {
     throw ag::Error(
         fmt::format("unknown data set '{}'; the known data sets are {}", spec, kDataSets));
   }
-  if (all.rows < 2) throw ag::Error(fmt::format("{}: too few rows to split ({})", d.name, all.rows));
+  if (all.rows < 2)
+    throw ag::Error(fmt::format("{}: too few rows to split ({})", d.name, all.rows));
   nn::TrainTest split = all.split(kTest, seed);
   d.train = std::move(split.train);
   d.test = std::move(split.test);
@@ -143,9 +145,9 @@ Data load_data(const std::string& spec, std::uint64_t seed) {
 // The last layer's size each loss needs, and the classes it can take.
 void check_shapes(const std::vector<std::int64_t>& sizes, const Data& d, nn::LossKind loss) {
   if (sizes.front() != d.train.cols)
-    throw ag::Error(fmt::format(
-        "--layers {}: the first size must be {}, the number of features of {}", layers_str(sizes),
-        d.train.cols, d.name));
+    throw ag::Error(
+        fmt::format("--layers {}: the first size must be {}, the number of features of {}",
+                    layers_str(sizes), d.train.cols, d.name));
   const std::string_view name = nn::loss_name(loss);
   if (loss == nn::LossKind::cross_entropy) {
     if (sizes.back() != d.train.classes)
@@ -155,13 +157,14 @@ void check_shapes(const std::vector<std::int64_t>& sizes, const Data& d, nn::Los
     return;
   }
   if (d.train.classes > 2)
-    throw ag::Error(fmt::format(
-        "--loss {} is for two classes, and {} has {}: use --loss ce with {} outputs", name,
-        d.name, d.train.classes, d.train.classes));
+    throw ag::Error(
+        fmt::format("--loss {} is for two classes, and {} has {}: use --loss ce with {} outputs",
+                    name, d.name, d.train.classes, d.train.classes));
   if (sizes.back() != 1)
-    throw ag::Error(fmt::format("--layers {}: the last size must be 1 for --loss {}, one score "
-                                "per row",
-                                layers_str(sizes), name));
+    throw ag::Error(
+        fmt::format("--layers {}: the last size must be 1 for --loss {}, one score "
+                    "per row",
+                    layers_str(sizes), name));
 }
 
 void initialize(nn::MLP& mlp, const std::string& how, std::uint64_t seed) {
@@ -192,7 +195,8 @@ void check_writable(const std::string& path, std::string_view option) {
   const fs::path dir = p.parent_path();
   if (!dir.empty() && !fs::is_directory(dir, ec))
     throw ag::Error(fmt::format("{} {}: {} is not a directory", option, path, dir.string()));
-  if (fs::is_directory(p, ec)) throw ag::Error(fmt::format("{} {}: it is a directory", option, path));
+  if (fs::is_directory(p, ec))
+    throw ag::Error(fmt::format("{} {}: it is a directory", option, path));
   ag::check_replaceable(path, "checkpoint");
 }
 
@@ -224,8 +228,9 @@ std::vector<fs::path> plot_history(const std::string& dir, const nn::History& hi
     std::ofstream f(data);
     f << "# epoch loss train_accuracy test_accuracy\n";
     for (const nn::EpochStats& e : history.epochs)
-      f << fmt::format("{} {} {} {}\n", e.epoch, e.loss, e.train_accuracy,
-                       e.test_accuracy < 0 ? std::string("NaN") : fmt::format("{}", e.test_accuracy));
+      f << fmt::format(
+          "{} {} {} {}\n", e.epoch, e.loss, e.train_accuracy,
+          e.test_accuracy < 0 ? std::string("NaN") : fmt::format("{}", e.test_accuracy));
     if (!f) throw ag::Error(fmt::format("cannot write {}", data.string()));
   }
   const std::string terminal =
@@ -253,7 +258,8 @@ std::vector<fs::path> plot_history(const std::string& dir, const nn::History& hi
 }
 
 std::unique_ptr<nn::Optimizer> make_optimizer(nn::MLP& mlp, const NnOptions& o) {
-  if (o.opt == "sgd") return std::make_unique<nn::SGD>(mlp.parameters(), nn::SGDOptions{.lr = o.lr});
+  if (o.opt == "sgd")
+    return std::make_unique<nn::SGD>(mlp.parameters(), nn::SGDOptions{.lr = o.lr});
   return std::make_unique<nn::Adam>(mlp.parameters(), nn::AdamOptions{.lr = o.lr});
 }
 
@@ -354,8 +360,8 @@ int run_train(const NnOptions& o) {
 
   const nn::EpochStats& last = history.epochs.back();
   const double train_accuracy = nn::evaluate(mlp, d.train, loss).accuracy;
-  const double test_accuracy =
-      d.has_test ? nn::evaluate(mlp, d.test, loss).accuracy : std::numeric_limits<double>::quiet_NaN();
+  const double test_accuracy = d.has_test ? nn::evaluate(mlp, d.test, loss).accuracy
+                                          : std::numeric_limits<double>::quiet_NaN();
   std::vector<fs::path> plots;
   if (!o.plot.empty()) {
     plots = plot_history(o.plot, history, d.has_test);
@@ -443,9 +449,11 @@ NnCommands add_nn_commands(CLI::App& app) {
 
   c.train = app.add_subcommand(
       "train", "Train an MLP with nn::fit and report its accuracy, loss and diagnostics");
-  c.train->add_option("--data", o.data, std::string("The data set: ") + kDataSets +
-                                            " (synthetic sets and CSV files are split 75/25 "
-                                            "into training and test rows, seeded by --seed)")
+  c.train
+      ->add_option("--data", o.data,
+                   std::string("The data set: ") + kDataSets +
+                       " (synthetic sets and CSV files are split 75/25 "
+                       "into training and test rows, seeded by --seed)")
       ->type_name("SET")
       ->required();
   add_model_options(c.train, o);
@@ -461,21 +469,26 @@ NnCommands add_nn_commands(CLI::App& app) {
   c.train->add_option("--batch", o.batch, "Rows per batch (default 32)")
       ->type_name("B")
       ->check(integer_validator());
-  c.train->add_option("--seed", o.seed, "Seeds the data, the split, the weights and the "
-                                        "shuffling (default 0)")
+  c.train
+      ->add_option("--seed", o.seed,
+                   "Seeds the data, the split, the weights and the "
+                   "shuffling (default 0)")
       ->type_name("S")
       ->check(seed_validator());
-  c.train->add_option("--init", o.init,
-                      "Initialize the weights: xavier, he, zeros or uniform (U(-1, 1)); "
-                      "default PyTorch's")
+  c.train
+      ->add_option("--init", o.init,
+                   "Initialize the weights: xavier, he, zeros or uniform (U(-1, 1)); "
+                   "default PyTorch's")
       ->type_name("INIT")
       ->check(CLI::IsMember({"xavier", "he", "zeros", "uniform"}));
-  c.train->add_option("--save", o.save,
-                      "Save the model and optimizer after every epoch (atomically) to FILE")
+  c.train
+      ->add_option("--save", o.save,
+                   "Save the model and optimizer after every epoch (atomically) to FILE")
       ->type_name("FILE");
-  c.train->add_option("--resume", o.resume,
-                      "Continue from a checkpoint written by --save, as if never interrupted; "
-                      "without --save it is updated in place")
+  c.train
+      ->add_option("--resume", o.resume,
+                   "Continue from a checkpoint written by --save, as if never interrupted; "
+                   "without --save it is updated in place")
       ->type_name("FILE");
   c.train->add_flag("--json", o.json,
                     "Print one JSON object per epoch and a final summary {\"train_accuracy\", "
@@ -500,8 +513,9 @@ NnCommands add_nn_commands(CLI::App& app) {
       ->type_name("FILE")
       ->required();
   add_model_options(c.graph, o);
-  c.graph->add_option("-o,--output", o.output,
-                      "Render to FILE by its extension (.dot, .svg or .png); else print DOT")
+  c.graph
+      ->add_option("-o,--output", o.output,
+                   "Render to FILE by its extension (.dot, .svg or .png); else print DOT")
       ->type_name("FILE");
   return c;
 }

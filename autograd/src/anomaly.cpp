@@ -292,8 +292,7 @@ std::string scope_path(const TensorTape& tape, NodeId id) {
 
 // The first element that is NaN or infinite, or -1. The first pass only ORs a bit test (which
 // vectorizes); the second finds the element when there is one.
-template <class T>
-std::int64_t first_non_finite(std::span<const T> x) {
+template <class T> std::int64_t first_non_finite(std::span<const T> x) {
   using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
   constexpr U kExponent = sizeof(T) == 4 ? U(0x7f800000u) : U(0x7ff0000000000000ull);
   U bad = 0;
@@ -378,9 +377,8 @@ void check_tensor_backward(const TensorTape& tape, NodeId id) {
     a.input = k;
     a.target = in;
     a.target_label = tape.label(in);
-    dispatch(tape.op(id), [&](auto entry) {
-      decltype(entry)::backward_operands(tape, id, k, a.index, a);
-    });
+    dispatch(tape.op(id),
+             [&](auto entry) { decltype(entry)::backward_operands(tape, id, k, a.index, a); });
     throw AnomalyError(std::move(a));
   }
 }

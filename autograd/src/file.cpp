@@ -214,8 +214,7 @@ void write_file_atomically(const std::string& path,
   sync_directory(path);
 }
 
-void write_file_atomically(const std::string& path, std::string_view bytes,
-                           std::string_view what) {
+void write_file_atomically(const std::string& path, std::string_view bytes, std::string_view what) {
   const std::span<const std::byte> piece = std::as_bytes(std::span(bytes.data(), bytes.size()));
   write_file_atomically(path, std::span(&piece, 1), what);
 }

@@ -103,7 +103,8 @@ void ids_close(void* state) {
 }
 void ids_register(void*, int, void*) {}
 
-Agiddisc_t ordered_ids = {ids_open, ids_map, ids_alloc, ids_free, ids_print, ids_close, ids_register};
+Agiddisc_t ordered_ids = {ids_open,  ids_map,   ids_alloc,   ids_free,
+                          ids_print, ids_close, ids_register};
 Agdisc_t string_disc = {&AgMemDisc, &ordered_ids, &string_io};
 
 // Note [One Graphviz context]

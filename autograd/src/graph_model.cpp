@@ -14,10 +14,10 @@
 #include <utility>
 #include <vector>
 
-#include "tapegrad/error.hpp"
-#include "tapegrad/format.hpp"
 #include "look.hpp"
 #include "markup.hpp"
+#include "tapegrad/error.hpp"
+#include "tapegrad/format.hpp"
 #include "tensor_ops.hpp"
 
 namespace ag {
@@ -118,8 +118,7 @@ struct GraphText {
 // The walk both tapes share: which nodes are drawn, by id, once the drawing is known to be
 // within the budget (Note [The drawing budget], graph_model.hpp). Counting costs one pass down
 // the tape, so a refusal never builds any text.
-template <class TapeT>
-std::vector<bool> nodes_within_budget(const TapeT& tape, NodeId output) {
+template <class TapeT> std::vector<bool> nodes_within_budget(const TapeT& tape, NodeId output) {
   if (output >= tape.size())
     throw Error(
         fmt::format("graph: node {} does not exist: the tape has {} nodes", output, tape.size()));
@@ -157,8 +156,7 @@ std::vector<bool> nodes_to_draw(const TapeT& tape, NodeId output, const StepT* s
 }
 
 // How far the pass drawn has gone (Note [What a graph shows]).
-template <class StepT>
-struct Progress {
+template <class StepT> struct Progress {
   const StepT* step;
   // A step has been taken (a Step before the first next() has arity 0).
   bool stepping() const { return step != nullptr && step->arity > 0; }
@@ -186,7 +184,7 @@ GraphText scalar_text(const Tape& tape, NodeId output, const GraphOptions& optio
     NodeText& node = model.nodes.emplace_back();
     const Op op = tape.op(id);
     node.id = id;
-    node.kind = op == Op::input ? NodeKind::input
+    node.kind = op == Op::input      ? NodeKind::input
                 : op == Op::constant ? NodeKind::constant
                                      : NodeKind::op;
     node.box = op == Op::constant ? format_number(tape.value(id)) : tape.label(id);
@@ -253,9 +251,9 @@ class TensorText {
       const TOp op = tape.op(id);
       const std::string shape = tape.shape(id).str();
       node.id = id;
-      node.kind = op == TOp::constant          ? NodeKind::constant
-                  : is_leaf(op)          ? NodeKind::input
-                                                : NodeKind::op;
+      node.kind = op == TOp::constant ? NodeKind::constant
+                  : is_leaf(op)       ? NodeKind::input
+                                      : NodeKind::op;
       // Leaves: "x (4, 2)", "layers.0.weight (5, 2)"; an unnamed constant by its values.
       std::string values = format_values(tape, id, max_values_);
       if (op == TOp::constant && tape.name(id).empty() && !values.empty())
@@ -298,8 +296,7 @@ class TensorText {
 
   // The values when small, else the shape.
   std::string value_text(NodeId id) const {
-    return small(id) ? rows_on_lines(format_values(tape_, id, max_values_))
-                     : tape_.shape(id).str();
+    return small(id) ? rows_on_lines(format_values(tape_, id, max_values_)) : tape_.shape(id).str();
   }
   // The gradient's values when small, else its norm.
   std::string grad_text(NodeId id) const {

@@ -111,9 +111,10 @@ std::string step_page(Tape& tape, Value output, const PageOptions& options) {
     }
   }
   if (count > kMaxPageNodes)
-    throw Error(fmt::format("page: the graph has {} nodes; one of more than {} is too large to "
-                            "follow step by step",
-                            count, kMaxPageNodes));
+    throw Error(
+        fmt::format("page: the graph has {} nodes; one of more than {} is too large to "
+                    "follow step by step",
+                    count, kMaxPageNodes));
 
   // The forward pass: every leaf (input or named constant) in one first step, as a lecture
   // writes the given values down before it computes, then one step per op.
@@ -159,8 +160,8 @@ std::string step_page(Tape& tape, Value output, const PageOptions& options) {
   svg.erase(0, svg.find("<svg"));  // the XML prolog and doctype have no place inside HTML
 
   std::string json = "{\"colours\": " + json_strings({look::kValueColour, look::kGradColour}) +
-                     ", \"known\": " + json_strings(known) + ", \"gradients\": " +
-                     json_strings(gradients) + ", \"steps\": [";
+                     ", \"known\": " + json_strings(known) +
+                     ", \"gradients\": " + json_strings(gradients) + ", \"steps\": [";
   for (std::size_t i = 0; i < steps.size(); ++i) json += (i ? ",\n" : "\n") + steps[i].json();
   json += "\n]}";
 

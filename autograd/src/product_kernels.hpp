@@ -54,10 +54,8 @@ constexpr std::int64_t kPackThreshold = 1024;
 // which every x86-64 has: a wider generic vector is emulated through memory on a target without
 // it, and runtime dispatch (target_clones) is not worth its complexity at these sizes. Each
 // element of C still sums its k products in order p = 0, 1, ..., as the plain loops do.
-template <class T>
-using Vec [[gnu::vector_size(16)]] = T;
-template <class T>
-inline constexpr int kVecLen = int(16 / sizeof(T));
+template <class T> using Vec [[gnu::vector_size(16)]] = T;
+template <class T> inline constexpr int kVecLen = int(16 / sizeof(T));
 
 template <class T, int R, int NV, bool TA>
 [[gnu::always_inline]] inline void small_block(std::int64_t lda, std::int64_t i0, std::int64_t n,
@@ -134,10 +132,8 @@ void small_rows(std::int64_t m, std::int64_t n, std::int64_t k, std::int64_t np,
 // (the test suite runs the tensor tests both ways). Each element of C still sums its products
 // in order p = 0, 1, ..., but every step rounds once (a fused multiply-add) instead of twice, so
 // the two kernels agree to rounding, not bit for bit; each is deterministic.
-template <class T>
-struct Avx;
-template <>
-struct Avx<float> {
+template <class T> struct Avx;
+template <> struct Avx<float> {
   using V = __m256;
   static constexpr int L = 8;
   [[gnu::target("avx2,fma"), gnu::always_inline]] static V zero() { return _mm256_setzero_ps(); }
@@ -157,8 +153,7 @@ struct Avx<float> {
     return _mm256_fmadd_ps(a, b, c);
   }
 };
-template <>
-struct Avx<double> {
+template <> struct Avx<double> {
   using V = __m256d;
   static constexpr int L = 4;
   [[gnu::target("avx2,fma"), gnu::always_inline]] static V zero() { return _mm256_setzero_pd(); }
@@ -264,8 +259,7 @@ inline bool use_avx2() {
 #endif
 
 // The padded width of op(B)'s rows in the packed buffer: whole blocks of the kernel's width.
-template <class T>
-std::int64_t small_padded(std::int64_t n, bool wide) {
+template <class T> std::int64_t small_padded(std::int64_t n, bool wide) {
   const std::int64_t l = wide ? 32 / std::int64_t(sizeof(T)) : kVecLen<T>;
   const std::int64_t w = n <= l ? l : 2 * l;
   return (n + w - 1) / w * w;
@@ -309,8 +303,8 @@ void small_gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k
 // C (m x n, row-major, leading dimension n) = op(A) op(B) + beta C, where
 // op(A) is m x k and op(B) is k x n; ta/tb mean A/B are stored transposed.
 template <class T>
-void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* A,
-          const T* B, T beta, T* C) {
+void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* A, const T* B,
+          T beta, T* C) {
   const std::int64_t lda = ta ? m : k, ldb = tb ? k : n;
 #if TAPEGRAD_HAVE_BLAS
   if (m * n * k >= kBlasThreshold) {
@@ -377,8 +371,7 @@ void add_to_rows(T* __restrict y, const T* __restrict b, std::int64_t rows, std:
 
 // out (cols) += the sum of the rows of x (rows x cols): the bias's gradient.
 template <class T>
-void add_rows_into(T* __restrict out, const T* __restrict x, std::int64_t rows,
-                   std::int64_t cols) {
+void add_rows_into(T* __restrict out, const T* __restrict x, std::int64_t rows, std::int64_t cols) {
   for (std::int64_t i = 0; i < rows; ++i)
     for (std::int64_t j = 0; j < cols; ++j) out[j] += x[i * cols + j];
 }

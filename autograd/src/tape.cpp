@@ -1,5 +1,7 @@
 // Out-of-line parts of the tape: leaves, names, the start of a backward pass.
 
+#include "tapegrad/tape.hpp"
+
 #include <fmt/format.h>
 
 #include <cmath>
@@ -7,7 +9,6 @@
 
 #include "tapegrad/anomaly.hpp"
 #include "tapegrad/format.hpp"
-#include "tapegrad/tape.hpp"
 
 namespace ag {
 

@@ -14,8 +14,7 @@ std::string expression(const TensorTape& tape, NodeId id) {
   return dispatch(tape.op(id), [&](auto entry) { return decltype(entry)::expression(tape, id); });
 }
 
-std::string format_nested(const Shape& shape,
-                          const std::function<double(std::int64_t)>& element) {
+std::string format_nested(const Shape& shape, const std::function<double(std::int64_t)>& element) {
   if (shape.rank() == 0) return format_number(element(0));
   std::string text;
   std::int64_t flat = 0;
@@ -44,8 +43,7 @@ std::string forward_line(const TensorTape& tape, NodeId id) {
   const TOp op = tape.op(id);
   if (op == TOp::constant && tape.name(id).empty()) return {};
   std::string line = tape.label(id);
-  if (!is_leaf(op))
-    line += " = " + expression(tape, id);
+  if (!is_leaf(op)) line += " = " + expression(tape, id);
   line += ": " + tape.shape(id).str();
   if (std::string v = format_values(tape, id); !v.empty()) line += " = " + v;
   return line;

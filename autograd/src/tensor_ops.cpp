@@ -10,10 +10,10 @@
 #include <cstring>
 #include <limits>
 
-#include "tapegrad/format.hpp"
 #include "anomaly_index.hpp"
 #include "broadcast.hpp"
 #include "product_kernels.hpp"
+#include "tapegrad/format.hpp"
 
 namespace ag {
 
@@ -77,8 +77,10 @@ Shape reduced_shape(const Shape& s, int axis, bool keepdims) {
   std::int64_t dims[kMaxRank];
   int r = 0;
   for (int i = 0; i < s.rank(); ++i) {
-    if (i != axis) dims[r++] = s[i];
-    else if (keepdims) dims[r++] = 1;
+    if (i != axis)
+      dims[r++] = s[i];
+    else if (keepdims)
+      dims[r++] = 1;
   }
   return Shape(std::span<const std::int64_t>(dims, std::size_t(r)));
 }
@@ -124,8 +126,7 @@ std::vector<AnomalyOperand> Parameter::forward_operands(const TensorTape&, NodeI
                                                         const ElementIndex&) {
   return {};
 }
-void Parameter::backward_operands(const TensorTape&, NodeId, int, const ElementIndex&,
-                                  Anomaly&) {}
+void Parameter::backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&) {}
 
 void Constant::forward(TensorTape::Impl&, Node&) {}
 void Constant::backward(TensorTape::Impl&, Node&) {}
@@ -134,8 +135,7 @@ std::vector<AnomalyOperand> Constant::forward_operands(const TensorTape&, NodeId
                                                        const ElementIndex&) {
   return {};
 }
-void Constant::backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&) {
-}
+void Constant::backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&) {}
 
 }  // namespace tensor_ops
 
@@ -145,8 +145,7 @@ void Constant::backward_operands(const TensorTape&, NodeId, int, const ElementIn
 
 namespace {
 
-template <class R>
-void elementwise_forward(TensorTape::Impl& impl, Node& n) {
+template <class R> void elementwise_forward(TensorTape::Impl& impl, Node& n) {
   with_dtype(n.dtype, [&](auto z) {
     using T = decltype(z);
     const Node& a = impl.nodes[n.in[0]];
@@ -154,8 +153,7 @@ void elementwise_forward(TensorTape::Impl& impl, Node& n) {
     T* out = static_cast<T*>(n.data);
     const T p = T(n.param);
     if constexpr (R::info.arity == 1) {
-      for (std::int64_t i = 0, e = n.shape.numel(); i < e; ++i)
-        out[i] = R::forward(pa[i], T(0), p);
+      for (std::int64_t i = 0, e = n.shape.numel(); i < e; ++i) out[i] = R::forward(pa[i], T(0), p);
     } else {
       const Node& b = impl.nodes[n.in[1]];
       const T* pb = static_cast<const T*>(b.data);
@@ -167,8 +165,7 @@ void elementwise_forward(TensorTape::Impl& impl, Node& n) {
   });
 }
 
-template <class R>
-Tensor unary(Tensor a, double param = R::info.default_param) {
+template <class R> Tensor unary(Tensor a, double param = R::info.default_param) {
   const Operand x = operand(a, R::info.name);
   TensorTape& tape = *x.tape;
   auto& impl = Recorder::impl(tape);
@@ -180,8 +177,7 @@ Tensor unary(Tensor a, double param = R::info.default_param) {
   return Recorder::make(tape, id);
 }
 
-template <class R>
-Tensor binary(Tensor a, Tensor b, double param = 0) {
+template <class R> Tensor binary(Tensor a, Tensor b, double param = 0) {
   const Operand x = operand(a, R::info.name);
   check_same(x, b, R::info.name);
   TensorTape& tape = *x.tape;
@@ -189,17 +185,15 @@ Tensor binary(Tensor a, Tensor b, double param = 0) {
   const DType dt = impl.nodes[x.id].dtype;
   const Shape sa = impl.nodes[x.id].shape, sb = impl.nodes[b.id()].shape;
   const Shape shape = sa == sb ? sa : broadcast_shapes(sa, sb, R::info.name);
-  const NodeId id = impl.push(TOp::elementwise, dt, shape,
-                              Recorder::grad_for(tape, {x.id, b.id()}), x.id, b.id(), R::info.op,
-                              param);
+  const NodeId id = impl.push(TOp::elementwise, dt, shape, Recorder::grad_for(tape, {x.id, b.id()}),
+                              x.id, b.id(), R::info.op, param);
   elementwise_forward<R>(impl, impl.nodes[id]);
   return Recorder::make(tape, id);
 }
 
 // d(out)/d(a) and d(out)/d(b) of an elementwise node, accumulated through the
 // broadcast walk (Note [Broadcasting]).
-template <class R, class T>
-void elementwise_backward(Node& n, Node& a, Node* b) {
+template <class R, class T> void elementwise_backward(Node& n, Node& a, Node* b) {
   const T* up = static_cast<const T*>(n.grad);
   const T* y = static_cast<const T*>(n.data);
   const T* pa = static_cast<const T*>(a.data);
@@ -247,8 +241,10 @@ void elementwise_chain(const TensorTape& tape, NodeId id, int k,
     const T y = T(tape.value(id, i)), up = T(tape.grad(id, i)), p = T(tape.param(id));
     const Local<T> l = dispatch(tape.elementwise_op(id), [&](auto rule) -> Local<T> {
       using R = decltype(rule);
-      if constexpr (R::info.arity == 0) return {T(0), T(0)};
-      else return R::local(va, vb, y, p);
+      if constexpr (R::info.arity == 0)
+        return {T(0), T(0)};
+      else
+        return R::local(va, vb, y, p);
     });
     const T local = k == 0 ? l.da : l.db;
     const bool bad = !std::isfinite(up * local);
@@ -364,8 +360,8 @@ Tensor apply(Op op, Tensor a, double param) {
     if constexpr (R::info.arity == 1)
       return unary<R>(a, param);
     else
-      throw Error(fmt::format("apply: {} takes {} tensor operands, not 1", R::info.name,
-                              R::info.arity));
+      throw Error(
+          fmt::format("apply: {} takes {} tensor operands, not 1", R::info.name, R::info.arity));
   });
 }
 
@@ -376,8 +372,8 @@ Tensor apply(Op op, Tensor a, Tensor b) {
     if constexpr (R::info.arity == 2)
       return binary<R>(a, b);
     else
-      throw Error(fmt::format("apply: {} takes {} tensor operands, not 2", R::info.name,
-                              R::info.arity));
+      throw Error(
+          fmt::format("apply: {} takes {} tensor operands, not 2", R::info.name, R::info.arity));
   });
 }
 
@@ -387,9 +383,10 @@ Tensor prelu(Tensor a, Tensor alpha) {
   const bool one = sa.numel() == 1 && sa.rank() <= 1;
   const bool per_feature = sa.rank() == 1 && sx.rank() >= 1 && sa[0] == sx[sx.rank() - 1];
   if (!one && !per_feature)
-    throw Error(fmt::format("prelu: alpha of shape {} fits neither one slope () nor one per "
-                            "feature ({},) for input {}",
-                            sa.str(), sx.rank() ? sx[sx.rank() - 1] : 1, sx.str()));
+    throw Error(
+        fmt::format("prelu: alpha of shape {} fits neither one slope () nor one per "
+                    "feature ({},) for input {}",
+                    sa.str(), sx.rank() ? sx[sx.rank() - 1] : 1, sx.str()));
   return binary<rules::Prelu>(a, alpha);
 }
 // ---- matmul -----------------------------------------------------------------------
@@ -510,8 +507,8 @@ std::vector<AnomalyOperand> Matmul::forward_operands(const TensorTape& tape, Nod
 
 // da[g, i, p] = up[g, i, :] . b[g, p, :]; db[g, p, j] = a[g, :, p] . up[g, :, j]. A 2-D b shared
 // by the batch gets db[p, j] from every batch: a[:, :, p] . up[:, :, j].
-void Matmul::backward_operands(const TensorTape& tape, NodeId id, int k,
-                               const ElementIndex& target, Anomaly& report) {
+void Matmul::backward_operands(const TensorTape& tape, NodeId id, int k, const ElementIndex& target,
+                               Anomaly& report) {
   const int out_rank = tape.shape(id).rank();
   const bool batched_b = tape.shape(tape.input_of(id, 1)).rank() == 3;
   const std::size_t t = target.size();
@@ -640,8 +637,8 @@ std::vector<AnomalyOperand> Linear::forward_operands(const TensorTape& tape, Nod
 
 // dx[..., p] = up[..., :] . W[:, p]; dW[j, p] = up[..., j] . x[..., p] over every row;
 // db[j] = sum of up[..., j]
-void Linear::backward_operands(const TensorTape& tape, NodeId id, int k,
-                               const ElementIndex& target, Anomaly& report) {
+void Linear::backward_operands(const TensorTape& tape, NodeId id, int k, const ElementIndex& target,
+                               Anomaly& report) {
   const std::size_t rank = std::size_t(tape.shape(id).rank());
   ElementIndex every_row(rank, -1);  // the column target[0] of up, or of x, over all rows
   if (k == 0) {
@@ -676,8 +673,7 @@ struct SwappedAxes {
 const SwappedAxes& swapped_axes(const void* aux) { return *static_cast<const SwappedAxes*>(aux); }
 
 // Calls f(input offset, output offset) for every element of a transpose of input shape `in`.
-template <class F>
-void for_each_swapped(const Shape& in, const SwappedAxes& axes, F&& f) {
+template <class F> void for_each_swapped(const Shape& in, const SwappedAxes& axes, F&& f) {
   if (axes.first == axes.second) {  // an axis swapped with itself: every element stays
     for (std::int64_t p = 0, e = in.numel(); p < e; ++p) f(p, p);
     return;
@@ -812,9 +808,10 @@ Tensor reshape(Tensor a, std::span<const std::int64_t> dims) {
   }
   if (infer >= 0) {
     if (known == 0 || a.numel() % known != 0)
-      throw Error(fmt::format("reshape: cannot view shape {} ({} elements) with a -1 dimension "
-                              "and the others multiplying to {}",
-                              a.shape().str(), a.numel(), known));
+      throw Error(
+          fmt::format("reshape: cannot view shape {} ({} elements) with a -1 dimension "
+                      "and the others multiplying to {}",
+                      a.shape().str(), a.numel(), known));
     resolved[infer] = a.numel() / known;
   }
   return reshape(a, Shape(std::span<const std::int64_t>(resolved, dims.size())));
@@ -849,8 +846,8 @@ std::vector<AnomalyOperand> Reshape::forward_operands(const TensorTape& tape, No
   return {input_operand(tape, id, 0, unravel(in, ravel(tape.shape(id), out)))};
 }
 
-void Reshape::backward_operands(const TensorTape& tape, NodeId id, int,
-                                const ElementIndex& target, Anomaly& report) {
+void Reshape::backward_operands(const TensorTape& tape, NodeId id, int, const ElementIndex& target,
+                                Anomaly& report) {
   add_upstream(tape, id, unravel(tape.shape(id), ravel(tape.shape(tape.input_of(id, 0)), target)),
                report);
 }
@@ -876,8 +873,8 @@ Tensor reduce_sum(Tensor a, int axis, bool keepdims, TOp op) {
   }
   TensorTape& tape = *x.tape;
   auto& impl = Recorder::impl(tape);
-  const NodeId id = impl.push(op, a.dtype(), shape, Recorder::grad_for(tape, {x.id}), x.id, 0,
-                              Op::input, 0, ax);
+  const NodeId id =
+      impl.push(op, a.dtype(), shape, Recorder::grad_for(tape, {x.id}), x.id, 0, Op::input, 0, ax);
   if (keepdims) impl.nodes[id].flags |= kKeepDims;
   const std::int64_t length = ax == kAllAxes ? in.numel() : in[ax];
   impl.nodes[id].param = op == TOp::mean ? 1.0 / double(length) : 1.0;
@@ -958,9 +955,7 @@ void reduction_backward_operands(const TensorTape& tape, NodeId id, const Elemen
 Tensor sum(Tensor a) { return reduce_sum(a, kAllAxes, false, TOp::sum); }
 Tensor sum(Tensor a, int axis, bool keepdims) { return reduce_sum(a, axis, keepdims, TOp::sum); }
 Tensor mean(Tensor a) { return reduce_sum(a, kAllAxes, false, TOp::mean); }
-Tensor mean(Tensor a, int axis, bool keepdims) {
-  return reduce_sum(a, axis, keepdims, TOp::mean);
-}
+Tensor mean(Tensor a, int axis, bool keepdims) { return reduce_sum(a, axis, keepdims, TOp::mean); }
 
 namespace tensor_ops {
 
@@ -1011,8 +1006,7 @@ void Mean::backward_operands(const TensorTape& tape, NodeId id, int, const Eleme
 namespace {
 
 // v replaces m as the running extreme: larger (smaller), or the first NaN.
-template <bool kMax, class T>
-bool beats(T v, T m) {
+template <bool kMax, class T> bool beats(T v, T m) {
   return (kMax ? v > m : v < m) || (std::isnan(v) && !std::isnan(m));
 }
 
@@ -1044,8 +1038,7 @@ Tensor extreme(Tensor a, int axis, bool keepdims, TOp op, bool first_index) {
 
 // Fills the node with each slice's extreme (argmax: its index, as a value) and, when the node
 // keeps them (aux), the index of each.
-template <bool kMax, bool kIndexAsValue>
-void extreme_forward(TensorTape::Impl& impl, Node& n) {
+template <bool kMax, bool kIndexAsValue> void extreme_forward(TensorTape::Impl& impl, Node& n) {
   const Node& a = impl.nodes[n.in[0]];
   const AxisSplit split = reduction_split(n, a.shape);
   auto* arg = static_cast<std::int32_t*>(n.aux);
@@ -1280,8 +1273,7 @@ Tensor softmax_op(Tensor a, int axis, TOp op) {
   return Recorder::make(tape, id);
 }
 
-template <bool kLog>
-void softmax_forward(TensorTape::Impl& impl, Node& n) {
+template <bool kLog> void softmax_forward(TensorTape::Impl& impl, Node& n) {
   const Node& a = impl.nodes[n.in[0]];
   const AxisSplit split(a.shape, n.axis);
   with_dtype(n.dtype, [&](auto z) {
@@ -1307,8 +1299,7 @@ void softmax_forward(TensorTape::Impl& impl, Node& n) {
   });
 }
 
-template <bool kLog>
-void softmax_backward(TensorTape::Impl& impl, Node& n) {
+template <bool kLog> void softmax_backward(TensorTape::Impl& impl, Node& n) {
   Node& a = impl.nodes[n.in[0]];
   TensorTape::Impl::zeroed(a);
   const AxisSplit split(a.shape, n.axis);
@@ -1379,8 +1370,8 @@ std::vector<AnomalyOperand> Softmax::forward_operands(const TensorTape& tape, No
                                                       const ElementIndex& out) {
   return softmax_operands(tape, id, out);
 }
-void Softmax::backward_operands(const TensorTape& tape, NodeId id, int,
-                                const ElementIndex& target, Anomaly& report) {
+void Softmax::backward_operands(const TensorTape& tape, NodeId id, int, const ElementIndex& target,
+                                Anomaly& report) {
   softmax_backward_operands(tape, id, target, report);
 }
 

@@ -303,16 +303,12 @@ struct Gather {
 };
 
 // Names E in dispatch only if it is a complete entry.
-template <TensorOpEntry E>
-constexpr E entry() {
-  return E{};
-}
+template <TensorOpEntry E> constexpr E entry() { return E{}; }
 
 }  // namespace tensor_ops
 
 // Calls f(Entry{}) with the entry of `op`: the one switch over the tensor op table.
-template <class F>
-[[gnu::always_inline]] constexpr decltype(auto) dispatch(TOp op, F&& f) {
+template <class F> [[gnu::always_inline]] constexpr decltype(auto) dispatch(TOp op, F&& f) {
   using namespace tensor_ops;
   switch (op) {
     case TOp::input: return f(entry<Input>());

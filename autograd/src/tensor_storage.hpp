@@ -76,8 +76,7 @@ class Arena {
   std::size_t used_ = 0;
 };
 
-template <class F>
-decltype(auto) with_dtype(DType dtype, F&& f) {
+template <class F> decltype(auto) with_dtype(DType dtype, F&& f) {
   if (dtype == DType::f32) return f(float{});
   return f(double{});
 }
@@ -146,8 +145,8 @@ struct TensorTape::Impl {
 
   // Appends a node with fresh storage for its elements, and for its gradient
   // when it needs one. The caller fills the data.
-  NodeId push(TOp op, DType dtype, const Shape& shape, bool needs_grad, NodeId a = 0,
-              NodeId b = 0, Op elem = Op::input, double param = 0, int axis = 0) {
+  NodeId push(TOp op, DType dtype, const Shape& shape, bool needs_grad, NodeId a = 0, NodeId b = 0,
+              Op elem = Op::input, double param = 0, int axis = 0) {
     const std::size_t bytes = std::size_t(shape.numel()) * dtype_size(dtype);
     Node n{};
     n.data = arena.allocate(bytes);
@@ -170,7 +169,6 @@ struct TensorTape::Impl {
     return static_cast<NodeId>(nodes.size() - 1);
   }
 };
-
 
 using Node = TensorTape::Impl::Node;
 
@@ -204,7 +202,8 @@ struct Recorder {
   static const Node& node(const TensorTape& t, NodeId id) { return t.impl_->nodes[id]; }
   // Every op ends here: the place of anomaly mode's forward check (Note [Anomaly mode]).
   static Tensor make(TensorTape& t, NodeId id) {
-    if (t.check_finite_) [[unlikely]] detail::check_tensor_forward(t, id);
+    if (t.check_finite_) [[unlikely]]
+      detail::check_tensor_forward(t, id);
     return Tensor(&t, id, t.generation());
   }
   static bool grad_for(TensorTape& t, std::initializer_list<NodeId> inputs) {

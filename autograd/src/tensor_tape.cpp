@@ -23,7 +23,8 @@ TensorTape::TensorTape() : impl_(std::make_unique<Impl>()) {}
 TensorTape::~TensorTape() = default;
 
 void TensorTape::check_failed(const Tensor& t, std::string_view what) const {
-  if (t.tape_ == nullptr) throw Error(std::string(what) + ": an empty Tensor (default-constructed)");
+  if (t.tape_ == nullptr)
+    throw Error(std::string(what) + ": an empty Tensor (default-constructed)");
   if (t.tape_ != this) throw Error(std::string(what) + ": the operands belong to different tapes");
   throw Error(std::string(what) +
               ": this Tensor was recorded before its tape was reset; record it again");
@@ -43,8 +44,7 @@ Tensor Tensor::named(std::string_view name) const {
   return *this;
 }
 
-template <class T>
-std::span<const T> Tensor::data() const {
+template <class T> std::span<const T> Tensor::data() const {
   TensorTape& t = tape();
   auto& n = t.impl_->nodes[id_];
   if (n.dtype != dtype_of<T>())
@@ -53,8 +53,7 @@ std::span<const T> Tensor::data() const {
   return {static_cast<const T*>(n.data), std::size_t(n.shape.numel())};
 }
 
-template <class T>
-std::span<const T> Tensor::grad() const {
+template <class T> std::span<const T> Tensor::grad() const {
   TensorTape& t = tape();
   auto& n = t.impl_->nodes[id_];
   if (n.dtype != dtype_of<T>())
@@ -65,17 +64,15 @@ std::span<const T> Tensor::grad() const {
   return {static_cast<const T*>(n.grad), std::size_t(n.shape.numel())};
 }
 
-template <class T>
-std::span<const T> TensorTape::elements(NodeId id) const {
+template <class T> std::span<const T> TensorTape::elements(NodeId id) const {
   const auto& n = impl_->nodes[id];
   if (n.dtype != dtype_of<T>())
-    throw Error(fmt::format("TensorTape::elements<{}>: node {} holds {}",
-                            dtype_name(dtype_of<T>()), id, dtype_name(n.dtype)));
+    throw Error(fmt::format("TensorTape::elements<{}>: node {} holds {}", dtype_name(dtype_of<T>()),
+                            id, dtype_name(n.dtype)));
   return {static_cast<const T*>(n.data), std::size_t(n.shape.numel())};
 }
 
-template <class T>
-std::span<const T> TensorTape::gradients(NodeId id) const {
+template <class T> std::span<const T> TensorTape::gradients(NodeId id) const {
   auto& n = impl_->nodes[id];
   if (n.dtype != dtype_of<T>())
     throw Error(fmt::format("TensorTape::gradients<{}>: node {} holds {}",
@@ -183,9 +180,7 @@ double TensorTape::value(NodeId id, std::int64_t flat) const {
   auto& n = impl_->nodes[id];
   if (flat < 0 || flat >= n.shape.numel())
     throw Error(fmt::format("element {} is out of range for shape {}", flat, n.shape.str()));
-  return with_dtype(n.dtype, [&](auto t) -> double {
-    return Impl::data<decltype(t)>(n)[flat];
-  });
+  return with_dtype(n.dtype, [&](auto t) -> double { return Impl::data<decltype(t)>(n)[flat]; });
 }
 
 double TensorTape::grad(NodeId id, std::int64_t flat) const {
@@ -194,9 +189,7 @@ double TensorTape::grad(NodeId id, std::int64_t flat) const {
     throw Error(fmt::format("element {} is out of range for shape {}", flat, n.shape.str()));
   if (n.grad == nullptr) return 0.0;
   Impl::zeroed(n);
-  return with_dtype(n.dtype, [&](auto t) -> double {
-    return Impl::grad<decltype(t)>(n)[flat];
-  });
+  return with_dtype(n.dtype, [&](auto t) -> double { return Impl::grad<decltype(t)>(n)[flat]; });
 }
 
 double TensorTape::grad_norm(NodeId id) const {
@@ -260,8 +253,7 @@ Tensor TensorTape::input(const Shape& shape, std::initializer_list<double> data,
   return t;
 }
 
-template <class T>
-Tensor TensorTape::constant(const Shape& shape, std::span<const T> data) {
+template <class T> Tensor TensorTape::constant(const Shape& shape, std::span<const T> data) {
   check_length(shape, data.size(), "constant");
   const NodeId id = impl_->push(TOp::constant, dtype_of<T>(), shape, false);
   std::copy(data.begin(), data.end(), Impl::data<T>(impl_->nodes[id]));
@@ -329,12 +321,11 @@ Tensor uniform(TensorTape& tape, const Shape& shape, double low, double high, st
   Rng rng(seed);
   return filled(tape, shape, options, [&](std::int64_t) { return rng.uniform(low, high); });
 }
-Tensor normal(TensorTape& tape, const Shape& shape, double mean, double stddev,
-              std::uint64_t seed, const TensorOptions& options) {
+Tensor normal(TensorTape& tape, const Shape& shape, double mean, double stddev, std::uint64_t seed,
+              const TensorOptions& options) {
   Rng rng(seed);
   return filled(tape, shape, options, [&](std::int64_t) { return rng.normal(mean, stddev); });
 }
-
 
 template <class F>
 static Tensor filled(TensorTape& tape, const Shape& shape, const TensorOptions& options, F f) {
@@ -359,9 +350,10 @@ TensorStepper::TensorStepper(TensorTape& tape, Tensor output, bool detailed,
   const double one = 1.0;
   if (seed.empty()) {
     if (shape.numel() != 1)
-      throw Error(fmt::format("backward: the output has shape {}; backward needs a "
-                              "single-element output, or a seed gradient of that shape",
-                              shape.str()));
+      throw Error(
+          fmt::format("backward: the output has shape {}; backward needs a "
+                      "single-element output, or a seed gradient of that shape",
+                      shape.str()));
     seed = std::span<const double>(&one, 1);
   }
   check_length(shape, seed.size(), "backward: the seed gradient");
@@ -371,7 +363,8 @@ TensorStepper::TensorStepper(TensorTape& tape, Tensor output, bool detailed,
   if (impl.dirty) {
     for (Node& n : impl.nodes) {
       n.flags &= static_cast<std::uint8_t>(~kReached);
-      if (!is_leaf(n.op)) n.flags &= static_cast<std::uint8_t>(~kGradValid);  // Note [Lazy gradients]
+      if (!is_leaf(n.op))
+        n.flags &= static_cast<std::uint8_t>(~kGradValid);  // Note [Lazy gradients]
     }
   }
   impl.dirty = true;
@@ -442,7 +435,8 @@ bool TensorStepper::next() {
       }
     }
     step_.index = taken_++;
-    if (tape_->check_finite_) [[unlikely]] detail::check_tensor_backward(*tape_, id);
+    if (tape_->check_finite_) [[unlikely]]
+      detail::check_tensor_backward(*tape_, id);
     return true;
   }
   return false;
@@ -468,7 +462,8 @@ void TensorStepper::run() {
       if (in.flags & kNeedsGrad) in.flags |= kReached;
     }
     ++taken_;
-    if (tape_->check_finite_) [[unlikely]] detail::check_tensor_backward(*tape_, id);
+    if (tape_->check_finite_) [[unlikely]]
+      detail::check_tensor_backward(*tape_, id);
   }
   cursor_ = 0;
 }

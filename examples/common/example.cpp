@@ -6,7 +6,6 @@
 
 #include <cstdio>
 #include <stdexcept>
-
 #include <tapegrad/error.hpp>
 
 namespace example {

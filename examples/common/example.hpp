@@ -4,15 +4,13 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
-
-#include <tapegrad/nn/plot.hpp>
-
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <tapegrad/nn/plot.hpp>
 #include <vector>
 
 namespace example {

@@ -3,8 +3,6 @@
 
 #include "tapegrad/nn/checkpoint.hpp"
 
-#include "tapegrad/file.hpp"
-
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -21,6 +19,8 @@
 #include <system_error>
 #include <unordered_set>
 #include <utility>
+
+#include "tapegrad/file.hpp"
 
 namespace nn {
 namespace {
@@ -501,8 +501,7 @@ std::vector<std::int64_t> dims_of(const ag::Shape& shape) {
   return {shape.dims().begin(), shape.dims().end()};
 }
 
-template <class T>
-bool parse_number(const std::string& text, T& out) {
+template <class T> bool parse_number(const std::string& text, T& out) {
   const char* end = text.data() + text.size();
   auto [ptr, ec] = std::from_chars(text.data(), end, out);
   return ec == std::errc() && ptr == end && !text.empty();

@@ -684,18 +684,12 @@ class IdxReader {
 
 std::string_view idx_type_name(unsigned char t) {
   switch (t) {
-    case 0x09:
-      return "int8";
-    case 0x0B:
-      return "int16";
-    case 0x0C:
-      return "int32";
-    case 0x0D:
-      return "float32";
-    case 0x0E:
-      return "float64";
-    default:
-      return "unknown";
+    case 0x09: return "int8";
+    case 0x0B: return "int16";
+    case 0x0C: return "int32";
+    case 0x0D: return "float32";
+    case 0x0E: return "float64";
+    default: return "unknown";
   }
 }
 

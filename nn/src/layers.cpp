@@ -13,8 +13,8 @@
 namespace nn {
 
 Linear::Linear(const LinearOptions& options)
-    : weight(register_parameter("weight",
-                                ag::Shape{options.out_features(), options.in_features()})),
+    : weight(
+          register_parameter("weight", ag::Shape{options.out_features(), options.in_features()})),
       bias(options.bias() ? &register_parameter("bias", ag::Shape{options.out_features()})
                           : nullptr),
       in_features(options.in_features()),
@@ -44,15 +44,15 @@ ag::Tensor Linear::forward(ag::Tensor x) {
 }
 
 std::string Linear::describe() const {
-  return fmt::format("Linear(in={}, out={}, bias={})", in_features, out_features,
-                     bias != nullptr);
+  return fmt::format("Linear(in={}, out={}, bias={})", in_features, out_features, bias != nullptr);
 }
 
 Elementwise::Elementwise(ag::Op op, double param) : op_(op), param_(param) {
   if (ag::op_info(op).arity != 1)
-    throw ag::Error(fmt::format("Elementwise({}): an elementwise module applies a row of the op "
-                                "table with one operand, not {}",
-                                ag::op_info(op).name, ag::op_info(op).arity));
+    throw ag::Error(
+        fmt::format("Elementwise({}): an elementwise module applies a row of the op "
+                    "table with one operand, not {}",
+                    ag::op_info(op).name, ag::op_info(op).arity));
 }
 
 namespace {
@@ -101,7 +101,8 @@ Maxout::Maxout(std::int64_t in, std::int64_t out, std::int64_t pieces_, std::uin
           "linear", std::make_unique<Linear>(LinearOptions(in, out * pieces_).seed(seed)))),
       out_features(out),
       pieces(pieces_) {
-  if (pieces_ <= 0) throw ag::Error(fmt::format("Maxout: pieces must be positive, not {}", pieces_));
+  if (pieces_ <= 0)
+    throw ag::Error(fmt::format("Maxout: pieces must be positive, not {}", pieces_));
 }
 
 ag::Tensor Maxout::forward(ag::Tensor x) {
@@ -154,9 +155,7 @@ std::string activation_names() {
   return names;
 }
 
-std::string_view activation_name(Activation a) {
-  return a.op ? ag::op_info(*a.op).name : "none";
-}
+std::string_view activation_name(Activation a) { return a.op ? ag::op_info(*a.op).name : "none"; }
 
 std::unique_ptr<Module> make_activation(Activation a, std::int64_t features) {
   if (!a.op) return nullptr;
@@ -167,12 +166,11 @@ std::unique_ptr<Module> make_activation(Activation a, std::int64_t features) {
   return std::make_unique<Elementwise>(*a.op);
 }
 
-MLP::MLP(std::vector<std::int64_t> sizes_, Activation hidden, Activation output,
-         std::uint64_t seed)
+MLP::MLP(std::vector<std::int64_t> sizes_, Activation hidden, Activation output, std::uint64_t seed)
     : layers(register_module("layers", std::make_unique<Sequential>())), sizes(std::move(sizes_)) {
   if (sizes.size() < 2)
-    throw ag::Error(fmt::format("MLP needs at least an input and an output size, got {}",
-                                sizes.size()));
+    throw ag::Error(
+        fmt::format("MLP needs at least an input and an output size, got {}", sizes.size()));
   for (std::size_t i = 0; i + 1 < sizes.size(); ++i) {
     linears_.push_back(&layers.push_back(
         Linear(LinearOptions(sizes[i], sizes[i + 1]).seed(seed * 1000003ull + i))));

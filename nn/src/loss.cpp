@@ -52,10 +52,8 @@ ag::Tensor hinge_loss(ag::Tensor score, ag::Tensor y, Reduction r) {
 namespace {
 
 constexpr std::pair<LossKind, std::string_view> kLosses[] = {
-    {LossKind::bce, "bce"},
-    {LossKind::bce_with_logits, "bce_logits"},
-    {LossKind::cross_entropy, "ce"},
-    {LossKind::mse, "mse"},
+    {LossKind::bce, "bce"},          {LossKind::bce_with_logits, "bce_logits"},
+    {LossKind::cross_entropy, "ce"}, {LossKind::mse, "mse"},
     {LossKind::hinge, "hinge"},
 };
 

@@ -34,8 +34,7 @@ std::int32_t predict_row(std::span<const T> data, Layout l, std::int64_t i, Scor
 }
 
 // Calls f(i, predicted class of row i) for every row.
-template <class F>
-void each_prediction(const ag::Tensor& scores, Layout l, Scores kind, F&& f) {
+template <class F> void each_prediction(const ag::Tensor& scores, Layout l, Scores kind, F&& f) {
   if (scores.dtype() == ag::DType::f32) {
     std::span<const float> d = scores.data<float>();
     for (std::int64_t i = 0; i < l.rows; ++i) f(i, predict_row(d, l, i, kind));

@@ -38,7 +38,8 @@ void check_parameter(std::string_view name, const Parameter& parameter) {
   throw ag::AnomalyError(std::move(a));
 }
 
-Optimizer::Optimizer(std::vector<Parameter*> params, double lr) : params_(std::move(params)), lr_(lr) {
+Optimizer::Optimizer(std::vector<Parameter*> params, double lr)
+    : params_(std::move(params)), lr_(lr) {
   for (Parameter* p : params_)
     if (p == nullptr) throw ag::Error("optimizer: a null parameter");
   if (!(lr >= 0)) throw ag::Error(fmt::format("optimizer: learning rate {} is invalid", lr));
@@ -121,7 +122,9 @@ void SGD::step() {
 std::vector<std::vector<float>*> SGD::state() { return pointers(momentum_); }
 
 Adam::Adam(std::vector<Parameter*> params, AdamOptions opts)
-    : Optimizer(std::move(params), opts.lr), options(opts), m_(zeros_like(params_)),
+    : Optimizer(std::move(params), opts.lr),
+      options(opts),
+      m_(zeros_like(params_)),
       v_(zeros_like(params_)) {}
 
 void Adam::update(bool decoupled) {
@@ -156,8 +159,8 @@ void Adam::update(bool decoupled) {
       else
         grad = _mm_add_ps(grad, _mm_mul_ps(vwd, pv));
       const __m128 mv = _mm_add_ps(_mm_mul_ps(vb1, _mm_loadu_ps(m + i)), _mm_mul_ps(vc1, grad));
-      const __m128 vv = _mm_add_ps(_mm_mul_ps(vb2, _mm_loadu_ps(v + i)),
-                                   _mm_mul_ps(_mm_mul_ps(vc2, grad), grad));
+      const __m128 vv =
+          _mm_add_ps(_mm_mul_ps(vb2, _mm_loadu_ps(v + i)), _mm_mul_ps(_mm_mul_ps(vc2, grad), grad));
       _mm_storeu_ps(m + i, mv);
       _mm_storeu_ps(v + i, vv);
       const __m128 denom = _mm_add_ps(_mm_div_ps(_mm_sqrt_ps(vv), vsqrt_c2), veps);

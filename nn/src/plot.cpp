@@ -62,8 +62,8 @@ void gnuplot(const fs::path& dir, const std::string& script) {
   ::close(in[0]);
   if (err != 0) {
     ::close(in[1]);
-    throw ag::Error(fmt::format("cannot run gnuplot ({}): install Debian's gnuplot-nox",
-                                std::strerror(err)));
+    throw ag::Error(
+        fmt::format("cannot run gnuplot ({}): install Debian's gnuplot-nox", std::strerror(err)));
   }
   // If gnuplot dies early, writing would raise SIGPIPE; its exit status says why instead.
   const auto previous = std::signal(SIGPIPE, SIG_IGN);
@@ -169,8 +169,7 @@ DecisionGrid decision_grid(Module& model, const Dataset& data, LossKind loss,
   ag::NoGrad no_grad(tape);
   const bool was_training = model.is_training();
   model.eval();
-  const ag::Tensor out =
-      model(tape.constant(ag::Shape{n, 2}, std::span<const float>(points)));
+  const ag::Tensor out = model(tape.constant(ag::Shape{n, 2}, std::span<const float>(points)));
   model.train(was_training);
 
   const std::int64_t cols = out.shape().rank() == 2 ? out.shape()[1] : 1;

@@ -59,8 +59,8 @@ ScalarNet expand(MLP& mlp, ag::Tape& tape, std::span<const double> x, ScalarLoss
   const auto children = mlp.layers.children();
   for (std::size_t c = 0; c < children.size(); ++c) {
     if (dynamic_cast<const Linear*>(children[c].second) == nullptr) continue;
-    const bool has_next = c + 1 < children.size() &&
-                          dynamic_cast<const Linear*>(children[c + 1].second) == nullptr;
+    const bool has_next =
+        c + 1 < children.size() && dynamic_cast<const Linear*>(children[c + 1].second) == nullptr;
     after.push_back(has_next ? children[c + 1].second : nullptr);
   }
 
@@ -108,7 +108,7 @@ ScalarNet expand(MLP& mlp, ag::Tape& tape, std::span<const double> x, ScalarLoss
       ag::Value term = loss == ScalarLoss::mse ? ag::pow(p - y[j], 2.0)
                        : y[j] == 1.0           ? -ag::log(p)
                        : y[j] == 0.0           ? -ag::log(1.0 - p)
-                                               : -(y[j] * ag::log(p) + (1 - y[j]) * ag::log(1.0 - p));
+                                     : -(y[j] * ag::log(p) + (1 - y[j]) * ag::log(1.0 - p));
       total = j == 0 ? term : total + term;
     }
     net.loss = (net.outputs.size() == 1 ? total : total / double(net.outputs.size())).named("L");

@@ -25,12 +25,14 @@ namespace {
 // The loss of a batch's outputs. Binary losses want one output column.
 ag::Tensor batch_loss(ag::TensorTape& tape, ag::Tensor out, const Batch& batch, LossKind kind) {
   if (kind != LossKind::cross_entropy && out.shape()[1] != 1)
-    throw ag::Error(fmt::format("{} loss: the model has {} outputs; a binary loss needs 1 (use "
-                                "ce for {} classes)",
-                                loss_name(kind), out.shape()[1], out.shape()[1]));
+    throw ag::Error(
+        fmt::format("{} loss: the model has {} outputs; a binary loss needs 1 (use "
+                    "ce for {} classes)",
+                    loss_name(kind), out.shape()[1], out.shape()[1]));
   switch (kind) {
     case LossKind::bce: return bce_loss(out, batch.targets(tape, Target::binary));
-    case LossKind::bce_with_logits: return bce_with_logits(out, batch.targets(tape, Target::binary));
+    case LossKind::bce_with_logits:
+      return bce_with_logits(out, batch.targets(tape, Target::binary));
     case LossKind::cross_entropy: return cross_entropy(out, batch.y);
     case LossKind::mse: return mse_loss(out, batch.targets(tape, Target::binary));
     case LossKind::hinge: return hinge_loss(out, batch.targets(tape, Target::sign));
@@ -51,8 +53,8 @@ std::vector<Linear*> linear_layers(Module& m) {
 std::string encode_history(const std::vector<EpochStats>& epochs) {
   std::string s;
   for (const EpochStats& e : epochs)
-    s += fmt::format("{} {} {} {} {}\n", e.loss, e.train_accuracy, e.test_accuracy, e.seconds,
-                     e.lr);
+    s +=
+        fmt::format("{} {} {} {} {}\n", e.loss, e.train_accuracy, e.test_accuracy, e.seconds, e.lr);
   return s;
 }
 
@@ -73,8 +75,8 @@ class Progress {
     constexpr int kWidth = 24;
     const int filled = int(kWidth * done / std::max<std::int64_t>(total, 1));
     fmt::print(out_, "\repoch {}/{} [{}{}] loss {:.4f} acc {:.3f} eta {:.0f}s ", epoch, epochs,
-               std::string(std::size_t(filled), '='), std::string(std::size_t(kWidth - filled), ' '),
-               loss, accuracy, eta);
+               std::string(std::size_t(filled), '='),
+               std::string(std::size_t(kWidth - filled), ' '), loss, accuracy, eta);
     std::fflush(out_);
   }
 
@@ -192,8 +194,7 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
       optimizer.zero_grad();
       tape.backward(loss);
       optimizer.step();
-      for (const auto& [name, p] : checked)
-        check_parameter(name, *p);
+      for (const auto& [name, p] : checked) check_parameter(name, *p);
 
       loss_sum += data_loss * double(batch.rows);
       correct += accuracy(out, batch.y, scores_of(options.loss)) * double(batch.rows);
@@ -220,7 +221,8 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
     e.lr = optimizer.lr();
     if (options.test) e.test_accuracy = evaluate(model, *options.test, options.loss).accuracy;
     if (options.diagnostics) {
-      for (double s : norm_sums) e.grad_norms.push_back(s / double(std::max<std::int64_t>(steps, 1)));
+      for (double s : norm_sums)
+        e.grad_norms.push_back(s / double(std::max<std::int64_t>(steps, 1)));
       for (auto& [scope, f] : dead.fractions()) e.dead_fraction.push_back(f);
     }
     e.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -231,7 +231,9 @@ test('the MLP: 35 steps, the leaves at once, then a node at each, fitting the wi
   });
   let f = await fits();
   assert.ok(f.fits && f.zoom >= 0.5, `1280x800: ${JSON.stringify(f)}`);
+  // The page refits on the window's resize event, which arrives after setViewportSize returns.
   await page.setViewportSize({ width: 1920, height: 1080 });
+  await page.waitForFunction((z) => document.body.dataset.zoom !== z, f.zoom.toFixed(3));
   f = await fits();
   assert.ok(f.fits && f.zoom >= 0.5, `1920x1080: ${JSON.stringify(f)}`);
   await page.click('#zoom-in');

@@ -55,7 +55,6 @@ void check_replaceable(const std::string& path, std::string_view what);
 void write_file_atomically(const std::string& path,
                            std::span<const std::span<const std::byte>> pieces,
                            std::string_view what);
-void write_file_atomically(const std::string& path, std::string_view bytes,
-                           std::string_view what);
+void write_file_atomically(const std::string& path, std::string_view bytes, std::string_view what);
 
 }  // namespace ag

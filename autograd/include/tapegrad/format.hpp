@@ -53,20 +53,16 @@ std::string step_lines(const TensorStep& step);
 
 }  // namespace ag
 
-template <>
-struct fmt::formatter<ag::TensorStep> {
+template <> struct fmt::formatter<ag::TensorStep> {
   constexpr auto parse(fmt::format_parse_context& ctx) { return ctx.begin(); }
-  template <class Context>
-  auto format(const ag::TensorStep& step, Context& ctx) const {
+  template <class Context> auto format(const ag::TensorStep& step, Context& ctx) const {
     return fmt::format_to(ctx.out(), "{}", ag::step_lines(step));
   }
 };
 
-template <>
-struct fmt::formatter<ag::Step> {
+template <> struct fmt::formatter<ag::Step> {
   constexpr auto parse(fmt::format_parse_context& ctx) { return ctx.begin(); }
-  template <class Context>
-  auto format(const ag::Step& step, Context& ctx) const {
+  template <class Context> auto format(const ag::Step& step, Context& ctx) const {
     return fmt::format_to(ctx.out(), "{}", ag::step_lines(step));
   }
 };

@@ -3,14 +3,14 @@
 
 #pragma once
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <span>
 #include <string>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "tapegrad/random.hpp"
 #include "tapegrad/tape.hpp"
@@ -66,9 +66,9 @@ GradcheckResult gradcheck(F&& f, std::span<const double> point, const GradcheckO
     if (!both_nan) result.max_error = std::max(result.max_error, error);
     if (result.ok && !both_nan && !(error <= opt.atol + opt.rtol * std::abs(numeric))) {
       result.ok = false;
-      result.message = fmt::format(
-          "input {} at {}: backward gives {}, central difference gives {} (error {})", i, xi,
-          result.analytic[i], numeric, error);
+      result.message =
+          fmt::format("input {} at {}: backward gives {}, central difference gives {} (error {})",
+                      i, xi, result.analytic[i], numeric, error);
     }
   }
   return result;

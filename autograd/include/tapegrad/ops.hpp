@@ -63,8 +63,8 @@ namespace ag {
 // abs 0; smooth rules give NaN. tests/torch_ops_test.py checks all of it.
 
 enum class Op : std::uint8_t {
-  input,      // a named leaf the user differentiates with respect to
-  constant,   // a literal; a leaf too
+  input,     // a named leaf the user differentiates with respect to
+  constant,  // a literal; a leaf too
   add,
   sub,
   mul,
@@ -115,12 +115,13 @@ struct OpInfo {
   bool activation = false;
 };
 
-template <class T>
-struct Local {
+template <class T> struct Local {
   T da;
   T db;
 };
 
+// The rules read as a table, a rule per block and its metadata in a few dense lines:
+// clang-format off
 namespace rules {
 
 inline constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
@@ -492,12 +493,12 @@ struct Bce {
 };
 
 }  // namespace rules
+// clang-format on
 
 // Calls f(Rule{}) with the rule of `op`: the one switch over the op table. Always inlined: GCC
 // otherwise keeps it a call (its inlined cases are over its size limit), which costs the
 // backward loop a call, a spill of its live registers and a return per node.
-template <class F>
-[[gnu::always_inline]] constexpr decltype(auto) dispatch(Op op, F&& f) {
+template <class F> [[gnu::always_inline]] constexpr decltype(auto) dispatch(Op op, F&& f) {
   using namespace rules;
   switch (op) {
     case Op::input: return f(Input{});

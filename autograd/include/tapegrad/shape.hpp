@@ -21,8 +21,7 @@ enum class DType : std::uint8_t { f32, f64 };
 
 constexpr std::string_view dtype_name(DType t) { return t == DType::f32 ? "float32" : "float64"; }
 constexpr std::size_t dtype_size(DType t) { return t == DType::f32 ? 4 : 8; }
-template <class T>
-constexpr DType dtype_of() {
+template <class T> constexpr DType dtype_of() {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                 "tensors hold float (float32) or double (float64)");
   return std::is_same_v<T, float> ? DType::f32 : DType::f64;
@@ -118,10 +117,8 @@ inline Shape broadcast_shapes(const Shape& a, const Shape& b, std::string_view o
 }  // namespace ag
 
 // fmt::format("{}", shape) is shape.str(): "(4, 3)".
-template <>
-struct fmt::formatter<ag::Shape> : fmt::formatter<std::string_view> {
-  template <class Context>
-  auto format(const ag::Shape& shape, Context& ctx) const {
+template <> struct fmt::formatter<ag::Shape> : fmt::formatter<std::string_view> {
+  template <class Context> auto format(const ag::Shape& shape, Context& ctx) const {
     return fmt::formatter<std::string_view>::format(shape.str(), ctx);
   }
 };

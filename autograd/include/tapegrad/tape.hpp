@@ -115,9 +115,8 @@ class Stepper {
   // With kFillStep it also writes what it did into step_ for the teaching views; run() does
   // the same arithmetic without it, as nobody reads the steps of Tape::backward. With kCheck it
   // reports an input gradient that is not finite (Note [Anomaly mode], anomaly.hpp).
-  template <bool kFillStep, bool kCheck = false>
-  void propagate(Tape& tape, NodeId i);
-  void run();  // the remaining steps in one loop, for Tape::backward
+  template <bool kFillStep, bool kCheck = false> void propagate(Tape& tape, NodeId i);
+  void run();          // the remaining steps in one loop, for Tape::backward
   void run_checked();  // run() checking each step's gradients (Note [Anomaly mode], anomaly.hpp)
 
   Tape* tape_;
@@ -258,8 +257,7 @@ inline Tape& Value::tape() const {
 
 inline Value Tape::constant(double value) { return push(Op::constant, value, 0, 0, 0); }
 
-template <class Rule>
-Value Tape::record(Value a, Value b, double param) {
+template <class Rule> Value Tape::record(Value a, Value b, double param) {
   constexpr OpInfo info = Rule::info;
   static_assert(info.arity == 1 || info.arity == 2);
   check(a, info.name);
@@ -323,7 +321,8 @@ template <bool kFillStep, bool kCheck>
       if constexpr (kCheck) {
         bool finite = true;
         for (int k = 0; k < arity; ++k) finite = finite && std::isfinite(nodes[n.in[k]].grad);
-        if (!finite) [[unlikely]] tape.backward_anomaly(i);
+        if (!finite) [[unlikely]]
+          tape.backward_anomaly(i);
       }
     }
   });

@@ -51,7 +51,7 @@ enum class TOp : std::uint8_t {
   gather,        // one element along an axis per index element, as torch.gather
 };
 inline constexpr TOp kLastTOp = TOp::gather;  // loops over every TOp stop here
-std::string_view top_name(TOp op);  // "matmul"; "elementwise" (the rule has its own name)
+std::string_view top_name(TOp op);            // "matmul"; "elementwise" (the rule has its own name)
 
 // Leaves hold given data and end backward (Note [Gradient semantics]); every other TOp is an op
 // with inputs. The op table (autograd/src/tensor_ops.hpp) checks its entries agree.
@@ -88,7 +88,7 @@ class Tensor {
   template <class T> std::span<const T> data() const;
   // The gradient after backward; all zeros before. Empty when !requires_grad().
   template <class T> std::span<const T> grad() const;
-  double item() const;                   // the single element of a 1-element tensor
+  double item() const;                    // the single element of a 1-element tensor
   double value(std::int64_t flat) const;  // one element, as double
   double grad_at(std::int64_t flat) const;
   std::vector<double> values() const;  // every element, as double (allocates)
@@ -178,8 +178,7 @@ class TensorTape {
   Tensor input(const Shape& shape, std::span<const T> data, std::string_view name = {});
   Tensor input(const Shape& shape, std::initializer_list<double> data, std::string_view name = {},
                DType dtype = DType::f64);
-  template <class T>
-  Tensor constant(const Shape& shape, std::span<const T> data);
+  template <class T> Tensor constant(const Shape& shape, std::span<const T> data);
   // A leaf over external storage (not copied); backward adds into `grad`.
   template <class T>
   Tensor parameter(const Shape& shape, T* data, T* grad, std::string_view name = {});
@@ -374,7 +373,7 @@ Tensor matmul(Tensor a, Tensor b);
 // x (n, in) or (..., in), weight (out, in), bias (out,) or an empty Tensor: x W^T + b, as
 // torch.nn.functional.linear (leading axes of x are rows), in one node.
 Tensor linear(Tensor x, Tensor weight, Tensor bias = {});
-Tensor transpose(Tensor a);         // swaps the last two axes
+Tensor transpose(Tensor a);  // swaps the last two axes
 // Swaps any two axes (negative counts from the end), as torch.transpose.
 Tensor transpose(Tensor a, int dim0, int dim1);
 // One rule for every form: one dimension may be -1, inferred from the element count (a Shape

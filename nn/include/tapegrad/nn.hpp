@@ -4,8 +4,8 @@
 #pragma once
 
 #include "tapegrad/nn/checkpoint.hpp"
-#include "tapegrad/nn/diagnostics.hpp"
 #include "tapegrad/nn/data.hpp"
+#include "tapegrad/nn/diagnostics.hpp"
 #include "tapegrad/nn/init.hpp"
 #include "tapegrad/nn/layers.hpp"
 #include "tapegrad/nn/loss.hpp"

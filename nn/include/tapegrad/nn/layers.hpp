@@ -149,8 +149,7 @@ class Sequential : public Module {
  public:
   Sequential() = default;
   template <class M>
-    requires std::derived_from<M, Module>
-  M& push_back(std::unique_ptr<M> module) {
+  requires std::derived_from<M, Module> M& push_back(std::unique_ptr<M> module) {
     if (module == nullptr) throw ag::Error("Sequential::push_back: a null module");
     ++size_;
     return register_module(std::to_string(size_ - 1), std::move(module));
@@ -159,8 +158,8 @@ class Sequential : public Module {
   // temporary: seq.push_back(nn::Linear(2, 16)). The module is moved to the heap through its
   // move constructor, which a concrete module class gets when its members allow it.
   template <class M>
-    requires std::derived_from<std::remove_cvref_t<M>, Module> && (!std::is_lvalue_reference_v<M>)
-  std::remove_cvref_t<M>& push_back(M&& module) {
+  requires std::derived_from<std::remove_cvref_t<M>, Module> &&
+      (!std::is_lvalue_reference_v<M>)std::remove_cvref_t<M>& push_back(M&& module) {
     return push_back(std::make_unique<std::remove_cvref_t<M>>(std::move(module)));
   }
   ag::Tensor forward(ag::Tensor x) override;

@@ -64,8 +64,7 @@ ConfusionMatrix confusion_matrix(const ag::Tensor& scores, std::span<const std::
 
 }  // namespace nn
 
-template <>
-struct fmt::formatter<nn::ConfusionMatrix> : fmt::formatter<std::string> {
+template <> struct fmt::formatter<nn::ConfusionMatrix> : fmt::formatter<std::string> {
   auto format(const nn::ConfusionMatrix& m, fmt::format_context& ctx) const {
     return fmt::formatter<std::string>::format(m.table(), ctx);
   }

@@ -83,8 +83,7 @@ class Module {
 
  protected:
   Parameter& register_parameter(std::string name, ag::Shape shape);
-  template <class M>
-  M& register_module(std::string name, std::unique_ptr<M> module) {
+  template <class M> M& register_module(std::string name, std::unique_ptr<M> module) {
     M& ref = *module;
     adopt(std::move(name), std::move(module));
     return ref;

@@ -98,7 +98,7 @@ class AdamW : public Adam {
 using LrSchedule = std::function<double(std::size_t epoch, double base_lr)>;
 namespace schedule {
 LrSchedule constant();
-LrSchedule step(std::size_t step_size, double gamma);         // lr gamma^(epoch / step_size)
+LrSchedule step(std::size_t step_size, double gamma);            // lr gamma^(epoch / step_size)
 LrSchedule linear(std::size_t total_epochs, double end_factor);  // to base * end_factor
 LrSchedule cosine(std::size_t total_epochs, double min_lr = 0);  // half a cosine down to min_lr
 }  // namespace schedule

@@ -20,13 +20,13 @@
 namespace nn {
 
 struct EpochStats {
-  std::size_t epoch = 0;  // 1-based
-  double loss = 0;        // mean over the epoch's batches, weighted by rows
+  std::size_t epoch = 0;      // 1-based
+  double loss = 0;            // mean over the epoch's batches, weighted by rows
   double train_accuracy = 0;  // of the predictions made while training
   double test_accuracy = -1;  // -1 without a test set
   double seconds = 0;
   double lr = 0;
-  std::vector<double> grad_norms;    // per Linear: mean ||dL/dW|| over the epoch's steps
+  std::vector<double> grad_norms;     // per Linear: mean ||dL/dW|| over the epoch's steps
   std::vector<double> dead_fraction;  // per rectifier layer: units never active this epoch
 };
 
@@ -36,7 +36,7 @@ struct FitOptions {
   bool shuffle = true;
   std::uint64_t seed = 0;
   LossKind loss = LossKind::cross_entropy;
-  double l2 = 0;            // adds l2 * sum of every parameter squared (micrograd's moons)
+  double l2 = 0;             // adds l2 * sum of every parameter squared (micrograd's moons)
   LrSchedule schedule = {};  // per epoch, from the optimizer's initial rate; empty: constant
   const Dataset* test = nullptr;
   enum class Progress { automatic, bar, lines, quiet };
