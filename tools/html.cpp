@@ -33,8 +33,9 @@ void add_mlp_options(CLI::App* html, MlpExample& m) {
                    "Step through an MLP of these layer sizes (e.g. 2,2,1) instead of a program")
       ->type_name("SIZES");
   html->add_option("--act", m.act,
-                   "--mlp: the activation after each hidden layer: sigmoid, tanh, relu, "
-                   "leaky_relu, elu or none (default sigmoid)")
+                   fmt::format("--mlp: the activation after each hidden layer: {} (prelu has no "
+                               "scalar form here; default sigmoid)",
+                               nn::activation_names()))
       ->type_name("NAME");
   html->add_option("--out", m.out, "--mlp: the activation after the last layer (default sigmoid)")
       ->type_name("NAME");
