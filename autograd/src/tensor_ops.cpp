@@ -110,32 +110,7 @@ void add_upstream(const TensorTape& tape, NodeId id, std::vector<std::int64_t> i
 
 namespace tensor_ops {
 
-void Input::forward(TensorTape::Impl&, Node&) {}
-void Input::backward(TensorTape::Impl&, Node&) {}
-std::string Input::expression(const TensorTape& tape, NodeId id) { return tape.label(id); }
-std::vector<AnomalyOperand> Input::forward_operands(const TensorTape&, NodeId,
-                                                    const ElementIndex&) {
-  return {};
-}
-void Input::backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&) {}
-
-void Parameter::forward(TensorTape::Impl&, Node&) {}
-void Parameter::backward(TensorTape::Impl&, Node&) {}
-std::string Parameter::expression(const TensorTape& tape, NodeId id) { return tape.label(id); }
-std::vector<AnomalyOperand> Parameter::forward_operands(const TensorTape&, NodeId,
-                                                        const ElementIndex&) {
-  return {};
-}
-void Parameter::backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&) {}
-
-void Constant::forward(TensorTape::Impl&, Node&) {}
-void Constant::backward(TensorTape::Impl&, Node&) {}
-std::string Constant::expression(const TensorTape& tape, NodeId id) { return tape.label(id); }
-std::vector<AnomalyOperand> Constant::forward_operands(const TensorTape&, NodeId,
-                                                       const ElementIndex&) {
-  return {};
-}
-void Constant::backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&) {}
+std::string Leaf::expression(const TensorTape& tape, NodeId id) { return tape.label(id); }
 
 }  // namespace tensor_ops
 

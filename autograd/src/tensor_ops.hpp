@@ -75,37 +75,31 @@ concept TensorOpEntry = requires(TensorTape::Impl& impl, Node& node, const Node&
 
 namespace tensor_ops {
 
-// The members every entry declares; each entry's definitions are in tensor_ops.cpp.
-struct Input {
+// The leaves share their members (tensor_ops.cpp): nothing to compute forward, nothing to pass
+// back (their gradient is where backward stops, Note [Gradient semantics]); each is its own
+// entry by its info.
+struct Leaf {
+  static int arity(const Node&) { return 0; }
+  static void forward(TensorTape::Impl&, Node&) {}
+  static void backward(TensorTape::Impl&, Node&) {}
+  static std::string expression(const TensorTape& tape, NodeId id);  // its label
+  static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
+                                                      const ElementIndex&) {
+    return {};
+  }
+  static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&) {}
+};
+struct Input : Leaf {
   static constexpr TOpInfo info{TOp::input, "input", "", true};
-  static int arity(const Node&) { return 0; }
-  static void forward(TensorTape::Impl&, Node&);
-  static void backward(TensorTape::Impl&, Node&);
-  static std::string expression(const TensorTape& tape, NodeId id);
-  static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
-                                                      const ElementIndex&);
-  static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
 };
-struct Parameter {
+struct Parameter : Leaf {
   static constexpr TOpInfo info{TOp::parameter, "parameter", "", true};
-  static int arity(const Node&) { return 0; }
-  static void forward(TensorTape::Impl&, Node&);
-  static void backward(TensorTape::Impl&, Node&);
-  static std::string expression(const TensorTape& tape, NodeId id);
-  static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
-                                                      const ElementIndex&);
-  static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
 };
-struct Constant {
+struct Constant : Leaf {
   static constexpr TOpInfo info{TOp::constant, "constant", "", true};
-  static int arity(const Node&) { return 0; }
-  static void forward(TensorTape::Impl&, Node&);
-  static void backward(TensorTape::Impl&, Node&);
-  static std::string expression(const TensorTape& tape, NodeId id);
-  static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
-                                                      const ElementIndex&);
-  static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
 };
+
+// The members every other entry declares; each entry's definitions are in tensor_ops.cpp.
 // One row of ops.hpp's table over arrays; its name and symbol are the row's (node_name).
 struct Elementwise {
   static constexpr TOpInfo info{TOp::elementwise, "elementwise", ""};
