@@ -237,6 +237,9 @@ TEST_CASE("every function records its op and matches the ag API") {
       {"min(x, y)", [](Value x, Value y) { return min(x, y); }},
       {"clamp_min(x, 0.5)", [](Value x, Value) { return clamp_min(x, 0.5); }},
       {"clamp_max(x, -1)", [](Value x, Value) { return clamp_max(x, -1.0); }},
+      {"clamp(x, -1, 1)", [](Value x, Value) { return clamp(x, -1.0, 1.0); }},
+      {"clamp(x, 0.5, -0.5)", [](Value x, Value) { return clamp(x, 0.5, -0.5); }},
+      {"clamp(x * y, -(1), 2)", [](Value x, Value y) { return clamp(x * y, -1.0, 2.0); }},
       {"pow(x, y)", [](Value x, Value y) { return pow(x, y); }},
       {"pow(x, 3)", [](Value x, Value) { return pow(x, 3.0); }},
       {"x ^ y", [](Value x, Value y) { return pow(x, y); }},
@@ -395,6 +398,9 @@ TEST_CASE("every syntax and naming error, with its position") {
        "prelu(x, a)"},
       {"f = clamp_min(x)", 1, 5, "clamp_min takes 2 arguments, as in clamp_min(x, lo); got 1"},
       {"f = clamp_max(x, y)", 1, 18, "clamp_max's hi must be a number, as in clamp_max(x, 0.1)"},
+      {"f = clamp(x, 0)", 1, 5, "clamp takes 3 arguments, as in clamp(x, lo, hi); got 2"},
+      {"f = clamp(x, y, 1)", 1, 14, "clamp's bounds must be numbers, as in clamp(x, -1, 1)"},
+      {"f = clamp(x, 0, y + 1)", 1, 17, "clamp's bounds must be numbers, as in clamp(x, -1, 1)"},
       {"q = x * 2\nf = x", 1, 1, "q is assigned but never used"},
       {"a = x\na = 2 * x\nf = a", 1, 1, "a is assigned but never used"},
       {"x * 2\nf = x", 1, 1,
@@ -419,8 +425,8 @@ TEST_CASE("every syntax and naming error, with its position") {
         "unknown function 'sin'; the functions are exp(x), log(x), sqrt(x), abs(x), "
         "sigmoid(x), tanh(x), relu(x), softplus(x), leaky_relu(x[, alpha]), elu(x[, alpha]), "
         "prelu(x, a), max(a, b), pow(a, b), gelu(x), gelu_tanh(x), silu(x), min(a, b), "
-        "clamp_min(x, lo), clamp_max(x, hi)");
-  CHECK(tapegrad::functions().size() == 19);
+        "clamp_min(x, lo), clamp_max(x, hi), clamp(x, lo, hi)");
+  CHECK(tapegrad::functions().size() == 20);
 }
 
 TEST_CASE("NAME=VALUE arguments: each input once, as a number, and nothing else") {

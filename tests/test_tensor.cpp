@@ -932,6 +932,12 @@ TEST_CASE("transpose of any two axes, and reshape's -1 from a span of dimensions
         return reshape(x[0], d) * 2.0;
       },
       {arg(Shape{2, 3})}, "reshape with -1 from a span");
+  // A Shape is always concrete: -1 there is refused, pointing at the list form.
+  CHECK_THROWS_WITH_AS((void)reshape(t, Shape{-1, 4}),
+                       "a dimension cannot be negative (-1); to infer one in reshape, list the "
+                       "dimensions: reshape(x, {-1, 4})",
+                       Error);
+  CHECK_THROWS_WITH_AS((void)Shape({3, -2}), "a dimension cannot be negative (-2)", Error);
 }
 
 TEST_CASE("shape op errors name both shapes, the axis, the index and its position") {

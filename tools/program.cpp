@@ -90,10 +90,17 @@ std::string report(std::string_view source, std::size_t offset, const std::strin
 
 // ---- the function table -------------------------------------------------------------------------
 
+// The functions composed of two rows (FunctionInfo::composed): ag::clamp's composition.
+constexpr std::array<FunctionInfo, 1> kComposed = {{
+    {"clamp", 3, 3, "clamp(x, lo, hi)", ag::Op::clamp_min,
+     "clamp_max(clamp_min(x, lo), hi): x limited to [lo, hi]", true, ag::Op::clamp_max},
+}};
+
 // Every row of the op table with a signature (Note [The op table]), in table order: the table
-// says each function's name, operands, fixed number and whether it may be left out.
+// says each function's name, operands, fixed number and whether it may be left out. Then the
+// composed functions.
 constexpr std::size_t kFunctionCount = [] {
-  std::size_t n = 0;
+  std::size_t n = std::size(kComposed);
   for (int i = 0; i < ag::kOpCount; ++i)
     n += !ag::op_info(static_cast<ag::Op>(i)).signature.empty();
   return n;
@@ -113,6 +120,7 @@ constexpr std::array<FunctionInfo, kFunctionCount> kFunctions = [] {
                       op.op,
                       op.help};
   }
+  for (const FunctionInfo& f : kComposed) functions[n++] = f;
   return functions;
 }();
 
@@ -312,6 +320,7 @@ class Parser {
   static int precedence(const Pending& op);
   void apply(const Pending& op);
   void close_call(const Pending& call);
+  void close_composed_call(const Pending& call);  // FunctionInfo::composed
   void pop_until_open();
   void open(const Token& t);  // a '(' or a call opens, within Note [Program limits]
   std::uint32_t bind(std::string_view name, std::size_t offset, bool alias);
@@ -466,6 +475,10 @@ void Parser::close_call(const Pending& call) {
     fail(call.offset,
          fmt::format("{} takes {}, as in {}; got {}", f.name, expected, f.signature, args));
   }
+  if (f.composed) {
+    close_composed_call(call);
+    return;
+  }
   const ag::OpInfo& op = ag::op_info(f.op);
   if (op.has_param && args > op.arity && operands_.back().kind != Kind::literal)
     fail(operands_.back().offset,
@@ -475,6 +488,26 @@ void Parser::close_call(const Pending& call) {
   operands_.resize(operands_.size() - call.args);
   operands_.push_back({Kind::computed, call.offset});
   program_.code_.push_back({Program::Code::call, false, call.function, call.args, 0});
+}
+
+// clamp(x, lo, hi) becomes clamp_min(x, lo), then clamp_max(that, hi): the literal hi, the
+// last instruction, moves after the first call.
+void Parser::close_composed_call(const Pending& call) {
+  const FunctionInfo& f = kFunctions[call.function];
+  for (std::size_t i = operands_.size() - 2; i < operands_.size(); ++i)
+    if (operands_[i].kind != Kind::literal)
+      fail(operands_[i].offset,
+           fmt::format("{}'s bounds must be numbers, as in {}(x, -1, 1)", f.name, f.name));
+  const Program::Instruction hi = program_.code_.back();
+  program_.code_.pop_back();
+  const auto row = [](ag::Op op) {
+    return static_cast<std::uint8_t>(find_function(ag::op_info(op).name));
+  };
+  program_.code_.push_back({Program::Code::call, false, row(f.op), 2, 0});
+  program_.code_.push_back(hi);
+  program_.code_.push_back({Program::Code::call, false, row(f.then), 2, 0});
+  operands_.resize(operands_.size() - call.args);
+  operands_.push_back({Kind::computed, call.offset});
 }
 
 void Parser::pop_until_open() {

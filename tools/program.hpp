@@ -72,6 +72,11 @@ struct FunctionInfo {
   std::string_view signature;  // "leaky_relu(x[, alpha])"
   ag::Op op;                   // the op table's row (Note [The op table])
   std::string_view help;       // "x for x > 0, else 0"
+  // A function composed of two rows, recorded as op(x, a) then then(·, b): clamp(x, lo, hi) is
+  // clamp_max(clamp_min(x, lo), hi), as ag::clamp composes it (value.hpp). Its two fixed
+  // numbers must be literals, like any row's.
+  bool composed = false;
+  ag::Op then = ag::Op::add;
 };
 std::span<const FunctionInfo> functions();
 

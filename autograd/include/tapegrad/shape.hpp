@@ -46,7 +46,9 @@ class Shape {
       throw Error("a tensor has at most " + std::to_string(kMaxRank) + " dimensions, not " +
                   std::to_string(dims.size()));
     for (std::int64_t d : dims)
-      if (d < 0) throw Error("a dimension cannot be negative (" + std::to_string(d) + ")");
+      if (d < 0)  // -1 is meaningful only to reshape, which takes it from a list (tensor.hpp)
+        fail("a dimension cannot be negative ({}){}", d,
+             d == -1 ? "; to infer one in reshape, list the dimensions: reshape(x, {-1, 4})" : "");
     rank_ = static_cast<int>(dims.size());
     for (int i = 0; i < rank_; ++i) dims_[i] = dims[i];
   }
