@@ -330,14 +330,29 @@ class TrainErrors(TrainCliTest):
     def test_bad_plot_dir(self):
         self.write("taken", "a file")
         self.fails("train", *SMALL, "--plot", "taken", message="--plot taken: a file has that name")
-        self.fails("train", *SMALL, "--plot", "no/dir", message="no is not a directory")
+        self.fails("train", *SMALL, "--plot", "taken/dir",
+                   message="--plot taken/dir: taken is a file, not a directory")
         env = dict(os.environ, PATH=self.path("empty"))
         self.fails("train", *SMALL, "--plot", "plots", env=env,
                    message="--plot needs gnuplot, which is not on PATH")
 
     def test_save_into_a_missing_directory(self):
-        self.fails("train", *SMALL, "--save", "nodir/m.safetensors",
-                   message="nodir is not a directory")
+        # Issue 13: missing directories are created, as mkdir -p would; only a file in the way
+        # is an error, and it says so rather than "not a directory".
+        self.write("taken", "a file")
+        self.fails("train", *SMALL, "--save", "taken/m.safetensors",
+                   message="--save taken/m.safetensors: taken is a file, not a directory")
+        self.fails("train", *SMALL, "--save", "taken/deeper/m.safetensors",
+                   message="taken is a file, not a directory")
+        self.lines(*SMALL, "--epochs", "1", "--save", "runs/one/m.safetensors")
+        self.assertEqual(os.listdir(self.path("runs", "one")), ["m.safetensors"])
+        # A run that fails before training creates no directory.
+        self.fails("train", *SMALL, "--lr", "-1", "--save", "new/m.safetensors",
+                   message="--lr -1")
+        out = self.ok("train", *SMALL, "--epochs", "1", "--plot", "plots/moons")
+        self.assertIn(f"wrote {os.path.join('plots', 'moons', 'loss.png')}", out)
+        self.ok("graph", "runs/one/m.safetensors", "--layers", "2,8,1", "-o", "graphs/net.svg")
+        self.assertTrue(os.path.exists(self.path("graphs", "net.svg")))
 
 
 def rewrite_metadata(path, changes):

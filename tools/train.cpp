@@ -187,14 +187,13 @@ void initialize(nn::MLP& mlp, const std::string& how, std::uint64_t seed) {
   }
 }
 
-// Throws unless `path` can be written: its directory exists and it is not a directory, nor
-// anything else a checkpoint may not replace (Note [What a write replaces]).
+// Throws unless `path` can be written: its missing directories can be created (Note [Missing
+// parent directories]) and it is not a directory, nor anything else a checkpoint may not
+// replace (Note [What a write replaces]).
 void check_writable(const std::string& path, std::string_view option) {
   const fs::path p(path);
   std::error_code ec;
-  const fs::path dir = p.parent_path();
-  if (!dir.empty() && !fs::is_directory(dir, ec))
-    throw ag::Error(fmt::format("{} {}: {} is not a directory", option, path, dir.string()));
+  check_parent_directories(path, fmt::format("{} {}", option, path));
   if (fs::is_directory(p, ec))
     throw ag::Error(fmt::format("{} {}: it is a directory", option, path));
   ag::check_replaceable(path, "checkpoint");
@@ -202,15 +201,14 @@ void check_writable(const std::string& path, std::string_view option) {
 
 // ---- --plot: the history as a data file and two PNGs drawn by gnuplot ----
 
-// Checks --plot DIR before training: its parent exists, it is not a file, gnuplot is there.
+// Checks --plot DIR before training: it is not a file, nor is its nearest existing ancestor
+// (it is created after training: Note [Missing parent directories]), gnuplot is there.
 void check_plot_dir(const std::string& dir) {
   std::error_code ec;
   const fs::path p(dir);
   if (fs::exists(p, ec) && !fs::is_directory(p, ec))
     throw ag::Error(fmt::format("--plot {}: a file has that name", dir));
-  const fs::path parent = p.parent_path();
-  if (!parent.empty() && !fs::is_directory(parent, ec))
-    throw ag::Error(fmt::format("--plot {}: {} is not a directory", dir, parent.string()));
+  check_parent_directories(dir, fmt::format("--plot {}", dir));
   if (!nn::plot::gnuplot_available())
     throw ag::Error("--plot needs gnuplot, which is not on PATH: apt-get install gnuplot-nox");
 }
@@ -353,6 +351,8 @@ int run_train(const NnOptions& o) {
     check_standard_output();  // before training: output that is lost stops the run
   }
 
+  if (!fo.checkpoint.empty())  // checked above; created only now that training starts
+    create_parent_directories(fo.checkpoint, fmt::format("--save {}", fo.checkpoint));
   const auto t0 = std::chrono::steady_clock::now();
   const nn::History history = nn::fit(mlp, *optimizer, d.train, fo);
   const double seconds =
@@ -421,6 +421,7 @@ int run_graph(const NnOptions& o) {
     fmt::print("{}", ag::to_dot(tape, y.id(), options));
     return 0;
   }
+  create_parent_directories(o.output, fmt::format("cannot write {}", o.output));
   ag::write_graph(tape, y.id(), o.output, options);
   fmt::print("graph written to {}\n", ag::printable(o.output));
   return 0;
