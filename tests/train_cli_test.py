@@ -386,6 +386,9 @@ class FirstHour(TrainCliTest):
                    message="--hidden 16,x: not a list of positive sizes like 16,16")
         self.fails("train", "--data", "moons", "--hidden", "8", "--layers", "2,8,1",
                    message="excludes")
+        self.fails("train", "--data", "moons", "--hidden", "100000,1000",
+                   message="error: --hidden 100000,1000: the MLP 2,100000,1000,2: more than "
+                           "100000000 parameters, the most an MLP may have\n")
 
     def test_help_example_and_the_loss_picks_its_output(self):
         # train --help's --layers example: one output, so bce_logits on logits.

@@ -552,7 +552,7 @@ std::vector<std::int64_t> model_sizes(const NnOptions& o, const Data& d, nn::Los
     sizes.push_back(d.train.cols);
     for (std::int64_t h : parse_hidden(o.hidden)) sizes.push_back(h);
     sizes.push_back(loss == nn::LossKind::cross_entropy ? d.train.classes : 1);
-    parse_layers(layers_str(sizes), "--hidden " + o.hidden);  // the size limit
+    parse_layers(layers_str(sizes), fmt::format("--hidden {}: the MLP", o.hidden));  // its limit
   }
   check_shapes(sizes, d, loss);
   return sizes;
