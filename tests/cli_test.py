@@ -222,6 +222,16 @@ class Dot(CliTest):
         with open(self.path("g.png"), "rb") as f:
             self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
 
+    def test_missing_directories_of_an_output_are_created(self):
+        # Issue 13: as mkdir -p would, for dot, step and html alike.
+        self.assertEqual(self.ok("dot", CS231N, *CS231N_INPUTS, "-o", "graphs/cs231n/g.svg"),
+                         "graph written to graphs/cs231n/g.svg\n")
+        self.assertEqual(os.listdir(self.path("graphs", "cs231n")), ["g.svg"])
+        self.ok("step", CS231N, *CS231N_INPUTS, "-o", "steps/g.dot")
+        self.ok("html", CS231N, *CS231N_INPUTS, "-o", "pages/p.html")
+        self.assertTrue(os.path.isfile(self.path("steps", "g.dot")))
+        self.assertTrue(os.path.isfile(self.path("pages", "p.html")))
+
 
 class Errors(CliTest):
     def test_syntax_error_with_caret(self):
@@ -275,8 +285,11 @@ class Errors(CliTest):
                            "formats are .dot, .svg and .png")
         self.fails("dot", CS231N, *CS231N_INPUTS, "-o", "graph",
                    message="cannot write graph: it has no extension")
-        self.fails("dot", CS231N, *CS231N_INPUTS, "-o", "missing/g.svg",
-                   message="missing is not a directory")
+        with open(os.path.join(self.dir, "taken"), "w") as f:
+            f.write("a file")
+        self.fails("dot", CS231N, *CS231N_INPUTS, "-o", "taken/g.svg",
+                   message="cannot write taken/g.svg: taken is a file, not a directory")
+        os.remove(os.path.join(self.dir, "taken"))
         self.fails("dot", "f = x *", "x=1", "-o", "g.svg", message="expected an expression")
         self.fails("dot", CS231N, "x=1", "-o", "g.svg", message="no value for the inputs y, z")
         self.fails("step", CS231N, *CS231N_INPUTS, "-o", "g.jpg", "--frames", "frames",

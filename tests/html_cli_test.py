@@ -153,8 +153,9 @@ class Errors(CliTest):
             ([*page, "-o", "p.svg"],
              "error: cannot write p.svg: unknown extension '.svg'; a page is written as .html"),
             ([*page, "-o", "page"], "cannot write page: it has no extension"),
-            ([*page, "-o", "missing/p.html"], "cannot write missing/p.html: missing is not a "
-                                              "directory"),
+            # A missing directory is created (issue 13); one that cannot be is an error.
+            ([*page, "-o", "/dev/null/p.html"], "cannot write /dev/null/p.html: /dev/null is a "
+                                                "file, not a directory"),
             (["-f", "nowhere.txt", "x=1", "-o", "p.html"], "cannot read nowhere.txt"),
             (["--bogus", *page, "-o", "p.html"], "--bogus"),
             (["f = x" + " * 1.5" * 500, "x=1", "-o", "p.html"],

@@ -195,3 +195,63 @@ TEST_CASE("check_finite stops a diverging run at the op, before a checkpoint is 
                        AnomalyError);
   std::filesystem::remove_all(ckpt.parent_path());
 }
+
+TEST_CASE("a long run estimates its length at the start; the bar's eta counts every epoch") {
+  CHECK(nn::duration_text(0.4) == "0 s");
+  CHECK(nn::duration_text(45) == "45 s");
+  CHECK(nn::duration_text(347) == "5 min 47 s");  // the issue's Fashion-MNIST run
+  CHECK(nn::duration_text(3900) == "1 h 05 min");
+  CHECK(nn::duration_text(std::numeric_limits<double>::quiet_NaN()) == "a very long time");
+
+  const nn::Dataset data = nn::moons(64, 0.1, 2);
+  auto run = [&](double announce_over, nn::FitOptions::Progress progress) {
+    nn::MLP mlp({2, 4, 1}, ag::Op::relu, nn::Activation::none, 3);
+    nn::Adam adam(mlp.parameters(), {.lr = 0.01});
+    std::FILE* log = std::tmpfile();
+    nn::FitOptions options;
+    options.epochs = 3;
+    options.batch_size = 16;
+    options.loss = nn::LossKind::bce_with_logits;
+    options.progress = progress;
+    options.out = log;
+    options.announce_over_seconds = announce_over;
+    nn::fit(mlp, adam, data, options);
+    std::string text = read_all(log);
+    std::fclose(log);
+    return text;
+  };
+  // Every run takes longer than 0 s: it says so once, before the first epoch's line.
+  const std::string announced = run(0, nn::FitOptions::Progress::lines);
+  CHECK(announced.find("3 epochs to go: about ") == 0);
+  CHECK(announced.find("to go", announced.find('\n')) == std::string::npos);  // once
+  CHECK(announced.find("epoch 1/3") != std::string::npos);
+  // A run of a few seconds says nothing; quiet says nothing at all.
+  CHECK(run(5, nn::FitOptions::Progress::lines).find("to go") == std::string::npos);
+  CHECK(run(0, nn::FitOptions::Progress::quiet).empty());
+  // The bar: the estimate clears the bar's line first; every update shows the eta.
+  const std::string bar = run(0, nn::FitOptions::Progress::bar);
+  CHECK(bar.find("\r\033[K3 epochs to go: about ") != std::string::npos);
+  CHECK(bar.find("] loss ") != std::string::npos);
+  CHECK(bar.find(" eta 0 s ") != std::string::npos);
+}
+
+TEST_CASE("a checkpoint holds the caller's metadata beside fit's history") {
+  const auto path = scratch("meta.safetensors");
+  std::filesystem::remove(path);
+  const nn::Dataset data = nn::moons(32, 0.1, 4);
+  nn::MLP mlp({2, 4, 1}, ag::Op::relu, nn::Activation::none, 1);
+  nn::Adam adam(mlp.parameters(), {.lr = 0.01});
+  nn::FitOptions options;
+  options.epochs = 2;
+  options.loss = nn::LossKind::bce_with_logits;
+  options.progress = nn::FitOptions::Progress::quiet;
+  options.checkpoint = path.string();
+  options.checkpoint_metadata = {{"model.layers", "2,4,1"}, {"data.name", "moons"}};
+  nn::fit(mlp, adam, data, options);
+  nn::CheckpointExtras extras;
+  nn::load(mlp, path.string(), &extras);
+  CHECK(extras.metadata["model.layers"] == "2,4,1");
+  CHECK(extras.metadata["data.name"] == "moons");
+  CHECK(nn::decode_history(extras.metadata["fit.history"], path.string()).size() == 2);
+  std::filesystem::remove_all(path.parent_path());
+}

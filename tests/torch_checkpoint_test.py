@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # Checkpoints load into PyTorch: the file is read by its published safetensors layout (Debian has
 # no safetensors package) and the equivalent torch.nn model gives our outputs to 1e-5.
-# Usage: /usr/bin/python3 torch_checkpoint_test.py PATH/TO/checkpoint_export
+# Usage: /usr/bin/python3 torch_checkpoint_test.py PATH/TO/checkpoint_export PATH/TO/tapegrad
 import json
 import os
 import struct
@@ -21,6 +21,7 @@ except ImportError as e:
     sys.exit(1)
 
 EXPORT = None  # set from argv in main()
+TAPEGRAD = None
 DTYPES = {"F32": torch.float32, "F64": torch.float64, "I64": torch.int64}
 
 
@@ -135,12 +136,41 @@ class TorchCheckpoint(unittest.TestCase):
                 self.assertEqual(metadata["tapegrad.crc32"], f"{crc:08x}")
 
 
+class TrainCheckpoint(unittest.TestCase):
+    """A checkpoint of `tapegrad train`: its metadata says the model (issue 13), every value a
+    string as safetensors requires, and the model it describes loads the file strictly."""
+
+    def test_the_metadata_builds_the_torch_model(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "runs", "m.safetensors")
+            r = subprocess.run([TAPEGRAD, "train", "--data", "circles", "--hidden", "8,4", "--act",
+                                "tanh", "--loss", "bce", "--epochs", "3", "--save", path, "--json"],
+                               capture_output=True, text=True, timeout=120)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            tensors, metadata, _, _ = read_safetensors(path)
+        self.assertTrue(all(isinstance(v, str) for v in metadata.values()), metadata)
+        self.assertEqual((metadata["model.layers"], metadata["model.act"], metadata["model.out"],
+                          metadata["model.loss"], metadata["data.name"]),
+                         ("2,8,4,1", "tanh", "sigmoid", "bce", "circles"))
+        model = {"sizes": [int(n) for n in metadata["model.layers"].split(",")],
+                 "hidden": metadata["model.act"], "output": metadata["model.out"]}
+        net = Net(sequential(model))
+        state = {k: v for k, v in tensors.items() if not k.startswith("optimizer.")}
+        result = net.load_state_dict(state, strict=True)
+        self.assertEqual((result.missing_keys, result.unexpected_keys), ([], []))
+        with torch.no_grad():
+            p = net(torch.zeros(4, 2))
+        self.assertTrue(bool(((p > 0) & (p < 1)).all()), "a sigmoid output is a probability")
+
+
 def main():
-    global EXPORT
-    if len(sys.argv) != 2:
-        print("usage: torch_checkpoint_test.py PATH/TO/checkpoint_export", file=sys.stderr)
+    global EXPORT, TAPEGRAD
+    if len(sys.argv) != 3:
+        print("usage: torch_checkpoint_test.py PATH/TO/checkpoint_export PATH/TO/tapegrad",
+              file=sys.stderr)
         return 2
     EXPORT = os.path.abspath(sys.argv[1])
+    TAPEGRAD = os.path.abspath(sys.argv[2])
     print(f"torch {torch.__version__} from {sys.executable}")
     return runner.run(__name__)
 

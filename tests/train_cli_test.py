@@ -3,7 +3,9 @@
 # exact resume from a checkpoint, the module-level graph, and every error (exit code 2, one
 # message on stderr, no file left behind). Usage: train_cli_test.py PATH/TO/tapegrad
 import json
+import math
 import os
+import re
 import resource
 import stat
 import struct
@@ -270,7 +272,7 @@ class TrainErrors(TrainCliTest):
                    message="--epochs")
         self.fails("train", "--data", "moons", "--layers", "2,1", "--seed", "-1",
                    message="--seed")
-        self.fails("train", "--data", "moons", message="--layers is required")
+        self.fails("train", "--layers", "2,1", message="train needs --data SET: one of xor, ")
         self.fails("graph", "--layers", "2,1", message="CHECKPOINT is required")
 
     def test_csv_with_a_non_numeric_cell(self):
@@ -315,9 +317,18 @@ class TrainErrors(TrainCliTest):
         self.lines(*SMALL, "--epochs", "2", "--save", "m.safetensors")
         with open(self.path("m.safetensors"), "rb") as f:
             saved = f.read()
+        # Issue 13: one line naming both, not one error per tensor.
         self.fails("train", *SMALL[:2], "--layers", "2,4,1", *SMALL[4:], "--epochs", "4",
                    "--resume", "m.safetensors",
-                   message="m.safetensors: layers.0.weight has shape (8, 2) in the file, "
+                   message="error: --layers 2,4,1: m.safetensors was trained with --layers "
+                           "2,8,1; leave it out to resume this model, or train a new one\n")
+        # A checkpoint that does not say its model (written before it did) is checked tensor by
+        # tensor against --layers.
+        self.lines(*SMALL, "--epochs", "2", "--save", "old.safetensors")
+        strip_model_metadata(self.path("old.safetensors"))
+        self.fails("train", *SMALL[:2], "--layers", "2,4,1", *SMALL[4:], "--epochs", "4",
+                   "--resume", "old.safetensors",
+                   message="old.safetensors: layers.0.weight has shape (8, 2) in the file, "
                            "(4, 2) in the model")
         self.fails("train", *SMALL, "--epochs", "4", "--resume", "m.safetensors",
                    "--save", "new.safetensors", "--opt", "sgd",
@@ -330,20 +341,210 @@ class TrainErrors(TrainCliTest):
     def test_bad_plot_dir(self):
         self.write("taken", "a file")
         self.fails("train", *SMALL, "--plot", "taken", message="--plot taken: a file has that name")
-        self.fails("train", *SMALL, "--plot", "no/dir", message="no is not a directory")
+        self.fails("train", *SMALL, "--plot", "taken/dir",
+                   message="--plot taken/dir: taken is a file, not a directory")
         env = dict(os.environ, PATH=self.path("empty"))
         self.fails("train", *SMALL, "--plot", "plots", env=env,
                    message="--plot needs gnuplot, which is not on PATH")
 
     def test_save_into_a_missing_directory(self):
-        self.fails("train", *SMALL, "--save", "nodir/m.safetensors",
-                   message="nodir is not a directory")
+        # Issue 13: missing directories are created, as mkdir -p would; only a file in the way
+        # is an error, and it says so rather than "not a directory".
+        self.write("taken", "a file")
+        self.fails("train", *SMALL, "--save", "taken/m.safetensors",
+                   message="--save taken/m.safetensors: taken is a file, not a directory")
+        self.fails("train", *SMALL, "--save", "taken/deeper/m.safetensors",
+                   message="taken is a file, not a directory")
+        self.lines(*SMALL, "--epochs", "1", "--save", "runs/one/m.safetensors")
+        self.assertEqual(os.listdir(self.path("runs", "one")), ["m.safetensors"])
+        # A run that fails before training creates no directory.
+        self.fails("train", *SMALL, "--lr", "-1", "--save", "new/m.safetensors",
+                   message="--lr -1")
+        out = self.ok("train", *SMALL, "--epochs", "1", "--plot", "plots/moons")
+        self.assertIn(f"wrote {os.path.join('plots', 'moons', 'loss.png')}", out)
+        self.ok("graph", "runs/one/m.safetensors", "--layers", "2,8,1", "-o", "graphs/net.svg")
+        self.assertTrue(os.path.exists(self.path("graphs", "net.svg")))
 
 
-def rewrite_metadata(path, changes):
-    """Rewrites a checkpoint's __metadata__ with `changes` and a checksum that matches again
-    (Note [Checkpoint format]: the CRC-32 of the compact header without its key, then the
-    data), so that only the changed values are wrong."""
+def reported_test_accuracy(out):
+    """The test accuracy of train's text output: "train accuracy 1.0000, test accuracy 0.9900, ..."
+    """
+    return float(re.search(r", test accuracy ([0-9.]+),", out).group(1))
+
+
+class FirstHour(TrainCliTest):
+    """Issue 13, "a newcomer's first hour": train right by default, checkpoints that know their
+    model."""
+
+    def test_the_data_sizes_the_model(self):
+        out = self.ok("train", "--data", "moons")
+        self.assertIn("MLP 2,16,16,2 (354 parameters)\n", out)
+        self.assertIn("relu hidden, out none, loss ce; Adam lr 0.01, batch 32, 100 epochs\n", out)
+        self.assertIn("epoch 100/100", out)
+        self.assertGreaterEqual(reported_test_accuracy(out), 0.95)
+        out = self.ok("train", "--data", "spirals", "--hidden", "8", "--epochs", "1")
+        self.assertIn("MLP 2,8,3 ", out)
+        self.assertIn("Adam lr 0.01, batch 32, 1 epochs", out)
+        self.assertIn("MLP 2,3 ", self.ok("train", "--data", "blobs", "--hidden", "none",
+                                          "--epochs", "1"))
+        self.assertIn("MLP 2,8,2 ", self.ok("train", "--data", "xor", "--epochs", "1"))
+        self.fails("train", "--data", "moons", "--hidden", "16,x",
+                   message="--hidden 16,x: not a list of positive sizes like 16,16")
+        self.fails("train", "--data", "moons", "--hidden", "8", "--layers", "2,8,1",
+                   message="excludes")
+        self.fails("train", "--data", "moons", "--hidden", "100000,1000",
+                   message="error: --hidden 100000,1000: the MLP 2,100000,1000,2: more than "
+                           "100000000 parameters, the most an MLP may have\n")
+
+    def test_help_example_and_the_loss_picks_its_output(self):
+        # train --help's --layers example: one output, so bce_logits on logits.
+        out = self.ok("train", "--data", "moons", "--layers", "2,16,16,1")
+        self.assertIn("relu hidden, out none, loss bce_logits;", out)
+        self.assertGreaterEqual(reported_test_accuracy(out), 0.95)
+        for args, says in [(["--loss", "bce"], "MLP 2,16,16,1 "),
+                           (["--loss", "bce"], "out sigmoid, loss bce;"),
+                           (["--out", "sigmoid"], "out sigmoid, loss bce;"),
+                           (["--loss", "mse"], "out none, loss mse;"),
+                           (["--loss", "mse", "--out", "sigmoid"], "out sigmoid, loss mse;"),
+                           (["--loss", "hinge", "--out", "tanh"], "out tanh, loss hinge;")]:
+            with self.subTest(args=args):
+                self.assertIn(says, self.ok("train", "--data", "moons", *args, "--epochs", "1"))
+
+    def test_a_loss_refuses_an_output_that_does_not_fit(self):
+        # bce on a linear output once trained silently to 0.60 accuracy; html --mlp refused it.
+        for args, message in [
+                (["--loss", "bce", "--out", "none"],
+                 "error: --loss bce takes probabilities: use --out sigmoid, not none\n"),
+                (["--loss", "bce_logits", "--out", "sigmoid"],
+                 "error: --loss bce_logits takes logits (it applies the sigmoid itself): use "
+                 "--out none, not sigmoid\n"),
+                (["--loss", "ce", "--out", "sigmoid"],
+                 "--loss ce takes logits (it applies the softmax itself): use --out none, not "
+                 "sigmoid"),
+                (["--loss", "mse", "--out", "relu"],
+                 "--loss mse takes scores near the targets 0 and 1: use --out none or --out "
+                 "sigmoid, not relu"),
+                (["--loss", "hinge", "--out", "sigmoid"], "use --out none or --out tanh")]:
+            with self.subTest(args=args):
+                self.fails("train", "--data", "moons", *args, "--save", "m.safetensors",
+                           message=message)
+
+    def test_defaults_per_data_set_are_in_the_help(self):
+        out = self.ok("train", "--help")
+        self.assertIn("Defaults per data set", out)
+        self.assertRegex(out, r"fashion-mnist +--hidden 256,128 +--lr 0.002 +--epochs 10 +"
+                              r"--batch 128 +--schedule cosine")
+        self.assertRegex(out, r"moons +--hidden 16,16 +--lr 0.01 +--epochs 100 +--batch 32")
+
+    def test_a_diverged_loss_names_lr_and_check_finite(self):
+        out = self.ok("train", "--data", "moons", "--loss", "mse", "--opt", "sgd", "--lr",
+                      "1e30", "--epochs", "3")
+        self.assertIn("the loss is nan at epoch 1: training diverged. Try a smaller --lr (this "
+                      "run's is 1e+30); --check-finite stops at the first op that makes a NaN "
+                      "or infinity and names it\n", out)
+        self.assertEqual(out.count("diverged"), 1)
+        self.assertNotIn("diverged", self.ok("train", *SMALL, "--epochs", "2"))
+
+    def test_the_cosine_schedule(self):
+        docs = self.lines(*SMALL, "--epochs", "4", "--schedule", "cosine", "--lr", "0.02")
+        self.assertEqual([round(d["lr"], 12) for d in docs[:-1]],
+                         [round(0.01 * (1 + math.cos(math.pi * e / 4)), 12) for e in range(4)])
+
+    def test_the_checkpoint_says_its_model_and_data(self):
+        self.lines("--data", "circles", "--hidden", "8", "--act", "tanh", "--loss", "bce",
+                   "--epochs", "2", "--batch", "50", "--seed", "4", "--save", "m.safetensors")
+        meta = metadata(self.path("m.safetensors"))
+        self.assertEqual({k: meta[k] for k in MODEL_KEYS},
+                         {"model.layers": "2,8,1", "model.act": "tanh", "model.out": "sigmoid",
+                          "model.loss": "bce", "data.name": "circles", "data.features": "2",
+                          "train.seed": "4", "train.batch": "50", "train.lr": "0.01",
+                          "train.schedule": "constant"})
+        self.assertTrue(all(isinstance(v, str) for v in meta.values()))  # as safetensors wants
+
+    def test_resume_needs_only_the_file(self):
+        full = self.lines(*SMALL, "--epochs", "6", "--save", "full.safetensors")
+        self.lines(*SMALL, "--epochs", "3", "--save", "part.safetensors")
+        resumed = self.lines("--resume", "part.safetensors", "--epochs", "6")
+        self.assertEqual([e["epoch"] for e in resumed[:-1]], [4, 5, 6])
+        self.assertEqual(resumed[-1]["loss"], full[-1]["loss"])
+        self.assertEqual(resumed[-1]["test_accuracy"], full[-1]["test_accuracy"])
+        out = self.ok("train", "--resume", "part.safetensors", "--epochs", "7")
+        self.assertIn("MLP 2,8,1 ", out)
+        self.assertIn("out none, loss bce_logits; Adam lr 0.01, batch 50, 7 epochs", out)
+
+    def test_resume_refuses_what_disagrees_in_one_line(self):
+        self.lines(*SMALL, "--epochs", "2", "--save", "m.safetensors")
+        with open(self.path("m.safetensors"), "rb") as f:
+            saved = f.read()
+        remedy = "; leave it out to resume this model, or train a new one\n"
+        for args, message in [
+                (["--data", "circles"], "--data circles: m.safetensors was trained with --data "
+                                        "moons"),
+                (["--hidden", "16,16"], "--hidden 16,16: m.safetensors was trained with "
+                                        "--hidden 8"),
+                (["--layers", "2,8,8,1"], "--layers 2,8,8,1: m.safetensors was trained with "
+                                          "--layers 2,8,1"),
+                (["--act", "tanh"], "--act tanh: m.safetensors was trained with --act relu"),
+                (["--loss", "hinge"], "--loss hinge: m.safetensors was trained with --loss "
+                                      "bce_logits"),
+                (["--seed", "4"], "--seed 4: m.safetensors was trained with --seed 3"),
+                (["--schedule", "cosine"], "--schedule cosine: m.safetensors was trained with "
+                                           "--schedule constant")]:
+            with self.subTest(args=args):
+                self.fails("train", "--resume", "m.safetensors", *args, "--epochs", "4",
+                           message="error: " + message + remedy)
+        with open(self.path("m.safetensors"), "rb") as f:
+            self.assertEqual(f.read(), saved)
+
+    def test_resume_with_its_epochs_reached_trains_nothing_and_says_so(self):
+        self.lines(*SMALL, "--epochs", "2", "--save", "m.safetensors")
+        before = os.stat(self.path("m.safetensors"))
+        with open(self.path("m.safetensors"), "rb") as f:
+            saved = f.read()
+        for epochs in ["2", "1"]:
+            out = self.ok("train", "--resume", "m.safetensors", "--epochs", epochs, "--save",
+                          "new.safetensors")
+            self.assertEqual(out, f"m.safetensors has trained 2 epochs already, and --epochs "
+                                  f"{epochs} asks for {epochs} in all: nothing to train, the file "
+                                  f"is left as it is (give --epochs above 2 to train on)\n")
+        self.assertEqual(os.listdir(self.dir), ["m.safetensors"])
+        r = run("train", "--resume", "m.safetensors", "--epochs", "2", "--json", cwd=self.dir)
+        self.assertEqual((r.returncode, r.stdout), (0, ""))
+        self.assertIn("nothing to train", r.stderr)
+        with open(self.path("m.safetensors"), "rb") as f:
+            self.assertEqual(f.read(), saved)
+        self.assertEqual(os.stat(self.path("m.safetensors")).st_mtime_ns, before.st_mtime_ns)
+
+    def test_what_it_says_is_checked(self):
+        for key, value, message in [
+                ("train.batch", "0", 'metadata train.batch is "0", not an integer of at least 1'),
+                ("train.seed", "-3", 'metadata train.seed is "-3", not an integer of at least 0'),
+                ("train.lr", "0.01x", 'metadata train.lr is "0.01x", not a learning rate'),
+                ("model.layers", "2,,1", "metadata model.layers 2,,1: not a list")]:
+            with self.subTest(key=key):
+                self.lines(*SMALL, "--epochs", "1", "--save", "m.safetensors")
+                rewrite_metadata(self.path("m.safetensors"), {key: value})
+                self.fails("train", "--resume", "m.safetensors", "--epochs", "2",
+                           message=f"error: m.safetensors: {message}")
+
+    def test_old_checkpoints_resume_with_layers(self):
+        self.lines(*SMALL, "--epochs", "2", "--save", "old.safetensors")
+        strip_model_metadata(self.path("old.safetensors"))
+        self.fails("train", "--data", "moons", "--resume", "old.safetensors", "--epochs", "3",
+                   message="error: old.safetensors: the checkpoint does not say its model (it "
+                           "was written before tapegrad stored it, or by another tool): give "
+                           "--layers")
+        self.fails("train", "--resume", "old.safetensors", "--layers", "2,8,1", "--epochs", "3",
+                   message="train needs --data SET")
+        docs = self.lines(*SMALL, "--resume", "old.safetensors", "--epochs", "3")
+        self.assertEqual([d["epoch"] for d in docs[:-1]], [3])
+        self.assertEqual(metadata(self.path("old.safetensors"))["model.layers"], "2,8,1")
+
+
+def rewrite_metadata(path, changes, remove=()):
+    """Rewrites a checkpoint's __metadata__ with `changes`, without the keys in `remove`, and a
+    checksum that matches again (Note [Checkpoint format]: the CRC-32 of the compact header
+    without its key, then the data), so that only the changed values are wrong."""
     with open(path, "rb") as f:
         raw = f.read()
     n = struct.unpack("<Q", raw[:8])[0]
@@ -352,12 +553,31 @@ def rewrite_metadata(path, changes):
     meta = header["__metadata__"]
     del meta["tapegrad.crc32"]
     meta.update(changes)
+    for key in remove:
+        del meta[key]
     text = json.dumps(header, separators=(",", ":"), ensure_ascii=False)
     meta["tapegrad.crc32"] = f"{zlib.crc32(text.encode() + data):08x}"
     text = json.dumps(header, separators=(",", ":"), ensure_ascii=False)
     text += " " * (-len(text) % 8)
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(text)) + text.encode() + data)
+
+
+# What train stores of its model and data (Note [What a checkpoint says of its model]).
+MODEL_KEYS = ["model.layers", "model.act", "model.out", "model.loss", "data.name",
+              "data.features", "train.seed", "train.batch", "train.lr", "train.schedule"]
+
+
+def metadata(path):
+    with open(path, "rb") as f:
+        raw = f.read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    return json.loads(raw[8:8 + n])["__metadata__"]
+
+
+def strip_model_metadata(path):
+    """Makes `path` a checkpoint as train wrote them before they said their model."""
+    rewrite_metadata(path, {}, remove=MODEL_KEYS)
 
 
 class Hostile(TrainCliTest):
@@ -535,8 +755,33 @@ class Graph(TrainCliTest):
 
     def test_shape_mismatch(self):
         self.fails("graph", "m.safetensors", "--layers", "2,16,1", "-o", "net.svg",
+                   message="error: --layers 2,16,1: m.safetensors was trained with --layers "
+                           "2,8,1; leave it out to draw the model the file holds\n")
+        strip_model_metadata(self.path("m.safetensors"))  # a file that does not say its model
+        self.fails("graph", "m.safetensors", "--layers", "2,16,1", "-o", "net.svg",
                    message="m.safetensors: layers.0.weight has shape (8, 2) in the file, "
                            "(16, 2) in the model")
+
+    def test_the_checkpoint_says_its_model(self):
+        # Issue 13: no --layers or --act; the file says them, and a wrong one is refused.
+        with_layers = self.ok("graph", "m.safetensors", "--layers", "2,8,1", "--act", "relu")
+        self.assertEqual(self.ok("graph", "m.safetensors"), with_layers)
+        self.fails("graph", "m.safetensors", "--act", "tanh",
+                   message="error: --act tanh: m.safetensors was trained with --act relu; leave "
+                           "it out to draw the model the file holds\n")
+        self.fails("graph", "m.safetensors", "--out", "sigmoid",
+                   message="--out sigmoid: m.safetensors was trained with --out none")
+        # Without its metadata, the sizes come from the weights' shapes.
+        strip_model_metadata(self.path("m.safetensors"))
+        self.assertEqual(self.ok("graph", "m.safetensors"), with_layers)
+        self.write("empty.safetensors", "")
+        with open(self.path("w.safetensors"), "wb") as f:  # a valid file with no MLP in it
+            header = b'{"bias":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
+            header += b" " * (-len(header) % 8)
+            f.write(struct.pack("<Q", len(header)) + header + b"\0" * 4)
+        self.fails("graph", "w.safetensors",
+                   message="w.safetensors: no layers.K.weight of an MLP in the file: give "
+                           "--layers")
 
     def test_bad_output(self):
         self.fails("graph", "m.safetensors", "--layers", "2,8,1", "-o", "net.pdf",

@@ -29,13 +29,29 @@ void check_output_path(const std::string& path, std::initializer_list<std::strin
                                 ext.empty() ? std::string("it has no extension")
                                             : fmt::format("unknown extension '{}'", ext),
                                 formats));
-  const std::filesystem::path dir = p.parent_path();
+  check_parent_directories(path, fmt::format("cannot write {}", path));
   std::error_code ec;
-  if (!dir.empty() && !std::filesystem::is_directory(dir, ec))
-    throw ag::Error(fmt::format("cannot write {}: {} is not a directory", path, dir.string()));
   if (std::filesystem::is_directory(p, ec))
     throw ag::Error(fmt::format("cannot write {}: it is a directory", path));
   ag::check_replaceable(path, what);  // Note [What a write replaces]
+}
+
+void check_parent_directories(const std::string& path, std::string_view prefix) {
+  std::error_code ec;
+  std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  while (!dir.empty() && !std::filesystem::exists(dir, ec)) dir = dir.parent_path();
+  if (!dir.empty() && !std::filesystem::is_directory(dir, ec))
+    throw ag::Error(fmt::format("{}: {} is a file, not a directory", prefix, dir.string()));
+}
+
+void create_parent_directories(const std::string& path, std::string_view prefix) {
+  const std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  std::error_code ec;
+  if (dir.empty() || std::filesystem::is_directory(dir, ec)) return;
+  std::filesystem::create_directories(dir, ec);
+  if (ec || !std::filesystem::is_directory(dir))
+    throw ag::Error(fmt::format("{}: cannot create {}: {}", prefix, dir.string(),
+                                ec ? ec.message() : "a file has that name"));
 }
 
 void check_graph_path(const std::string& path) {

@@ -247,7 +247,10 @@ int run_step(const Options& o) {
 
   fmt::print("gradients\n");
   print_gradients(tape, r, "  ");
-  if (!o.output.empty()) ag::write_graph(tape, out, o.output, graph_options(o));
+  if (!o.output.empty()) {
+    tapegrad::create_parent_directories(o.output, fmt::format("cannot write {}", o.output));
+    ag::write_graph(tape, out, o.output, graph_options(o));
+  }
   if (frames_dir) {
     frames_dir->commit();
     fmt::print("{} frames written to {}\n", steps + 1, ag::printable(o.frames));
@@ -270,6 +273,7 @@ int run_dot(const Options& o) {
     fmt::print("{}", ag::to_dot(tape, r.output.id(), graph_options(o)));
     return 0;
   }
+  tapegrad::create_parent_directories(o.output, fmt::format("cannot write {}", o.output));
   ag::write_graph(tape, r.output.id(), o.output, graph_options(o));
   fmt::print("graph written to {}\n", ag::printable(o.output));
   return 0;
@@ -325,6 +329,7 @@ int run_html(const Options& o, const tapegrad::MlpExample& mlp) {
     output = in.program.record(tape, in.values).output;
     title = page_title(o);
   }
+  tapegrad::create_parent_directories(o.output, fmt::format("cannot write {}", o.output));
   ag::write_file_atomically(o.output, ag::step_page(tape, output, {.title = title}), "page");
   fmt::print("page written to {}\n", ag::printable(o.output));
   return 0;

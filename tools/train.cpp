@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -18,7 +19,10 @@
 #include <fstream>
 #include <iterator>
 #include <limits>
+#include <map>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <tapegrad/file.hpp>
@@ -40,15 +44,17 @@ namespace tapegrad {
 
 struct NnOptions {
   // train
-  std::string data;
-  std::string layers;
-  std::string act = "relu";
-  std::string out = "none";
-  std::string loss = "ce";
+  std::string data;    // empty: the --resume checkpoint's
+  std::string layers;  // empty: the data's sizes around --hidden
+  std::string hidden;  // empty: the data set's default
+  std::string act;     // empty: the checkpoint's, else relu
+  std::string out;     // empty: the checkpoint's, else the loss's first output
+  std::string loss;    // empty: the checkpoint's, else what --layers and --out suggest
   std::string opt = "adam";
-  double lr = 0.01;
-  std::int64_t epochs = 100;
-  std::int64_t batch = 32;
+  double lr = 0;            // 0 and the epochs, batch and schedule below: the data set's
+  std::int64_t epochs = 0;  // default (Note [Defaults per data set])
+  std::int64_t batch = 0;
+  std::string schedule;
   std::uint64_t seed = 0;
   std::string init;
   std::string save;
@@ -59,7 +65,9 @@ struct NnOptions {
   // graph
   std::string checkpoint;
   std::string output;
-  bool lr_given = false;  // --lr on the command line, not its default
+  // The options on the command line, rather than their defaults: "--lr", "--act", ...
+  std::set<std::string, std::less<>> given;
+  bool was_given(std::string_view option) const { return given.contains(option); }
 };
 
 namespace {
@@ -167,6 +175,221 @@ void check_shapes(const std::vector<std::int64_t>& sizes, const Data& d, nn::Los
                     layers_str(sizes), name));
 }
 
+// Note [Defaults per data set]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// `tapegrad train --data SET` alone trains well: the input and output sizes come from the data
+// (--hidden sizes what is between), and the learning rate, epochs, batch and schedule are the
+// data set's row here, each measured to reach a good test accuracy in seconds (Fashion-MNIST's
+// are examples/fashion_mnist's: Adam at 2e-3 with a cosine decay, batches of 128, 10 epochs).
+// Any option given on the command line wins; a resumed checkpoint's own values win over these.
+struct DataDefaults {
+  std::string_view data;    // the --data name; "csv" stands for every CSV file
+  std::string_view hidden;  // hidden layer sizes
+  double lr;
+  std::int64_t epochs;
+  std::int64_t batch;
+  std::string_view schedule;
+};
+
+// clang-format off
+constexpr DataDefaults kDataDefaults[] = {
+    // data            hidden      lr     epochs batch schedule
+    {"xor",           "8",        0.05,   300,   4,    "constant"},
+    {"moons",         "16,16",    0.01,   100,   32,   "constant"},
+    {"circles",       "16,16",    0.01,   100,   32,   "constant"},
+    {"spirals",       "64,64",    0.01,   300,   32,   "constant"},
+    {"blobs",         "16,16",    0.01,   50,    32,   "constant"},
+    {"fashion-mnist", "256,128",  0.002,  10,    128,  "cosine"},
+    {"csv",           "16,16",    0.01,   100,   32,   "constant"},
+};
+// clang-format on
+
+const DataDefaults& defaults_for(std::string_view data) {
+  const std::string_view key = data.starts_with("csv:") ? "csv" : data;
+  for (const DataDefaults& d : kDataDefaults)
+    if (d.data == key) return d;
+  throw ag::Error(fmt::format("unknown data set '{}'; the known data sets are {}",
+                              ag::printable(std::string(data)), kDataSets));
+}
+
+// The help's table of kDataDefaults.
+std::string defaults_help() {
+  std::string text = "Defaults per data set (any option given wins):\n";
+  for (const DataDefaults& d : kDataDefaults) {
+    std::string line =
+        fmt::format("  {:<14} --hidden {:<8} --lr {:<6} --epochs {:<4} --batch {:<4}", d.data,
+                    d.hidden, d.lr, d.epochs, d.batch);
+    if (d.schedule == "cosine") line += " --schedule cosine";
+    text += line.substr(0, line.find_last_not_of(' ') + 1) + "\n";
+  }
+  return text;
+}
+
+// "16,16" (or "none", no hidden layer) as hidden layer sizes.
+std::vector<std::int64_t> parse_hidden(const std::string& text) {
+  std::vector<std::int64_t> sizes;
+  if (text == "none") return sizes;
+  for (std::size_t at = 0; at <= text.size();) {
+    std::size_t end = text.find(',', at);
+    if (end == std::string::npos) end = text.size();
+    const std::string part = text.substr(at, end - at);
+    if (part.empty() || part.size() > 9 ||
+        part.find_first_not_of("0123456789") != std::string::npos || std::stoll(part) < 1)
+      throw ag::Error(fmt::format(
+          "--hidden {}: not a list of positive sizes like 16,16 (or none, for no hidden layer)",
+          ag::printable(text)));
+    sizes.push_back(std::stoll(part));
+    at = end + 1;
+  }
+  return sizes;
+}
+
+// What each loss takes from the last layer, and the output activations that give it: the first
+// is --out's default, the others are accepted; any other pair is refused, as html --mlp does
+// (bce on a linear output trained silently to 0.60 accuracy).
+struct LossOutputs {
+  std::string_view takes;
+  std::vector<nn::Activation> outputs;
+};
+
+LossOutputs outputs_for(nn::LossKind loss) {
+  switch (loss) {
+    case nn::LossKind::bce: return {"probabilities", {ag::Op::sigmoid}};
+    case nn::LossKind::bce_with_logits:
+      return {"logits (it applies the sigmoid itself)", {nn::Activation::none}};
+    case nn::LossKind::cross_entropy:
+      return {"logits (it applies the softmax itself)", {nn::Activation::none}};
+    case nn::LossKind::mse:
+      return {"scores near the targets 0 and 1", {nn::Activation::none, ag::Op::sigmoid}};
+    case nn::LossKind::hinge:
+      return {"scores of either sign", {nn::Activation::none, ag::Op::tanh}};
+  }
+  return {};
+}
+
+// --loss and --out resolved together: the loss from --out or the last size when it is not
+// given (sigmoid: bce; one output: bce_logits; else ce, as a PyTorch classifier would), the
+// output from the loss when that is not given; a pair that does not fit is an error.
+void resolve_loss_and_output(NnOptions& o) {
+  if (o.loss.empty()) {
+    const bool one_output = !o.layers.empty() && parse_layers(o.layers, "--layers").back() == 1;
+    if (!o.out.empty() && nn::parse_activation(o.out) == nn::Activation(ag::Op::sigmoid))
+      o.loss = "bce";
+    else
+      o.loss = one_output ? "bce_logits" : "ce";
+  }
+  const LossOutputs fits = outputs_for(nn::parse_loss(o.loss));
+  if (o.out.empty()) {
+    o.out = nn::activation_name(fits.outputs.front());
+    return;
+  }
+  const nn::Activation out = nn::parse_activation(o.out);
+  if (std::find(fits.outputs.begin(), fits.outputs.end(), out) != fits.outputs.end()) return;
+  std::vector<std::string_view> names;
+  for (nn::Activation a : fits.outputs) names.push_back(nn::activation_name(a));
+  throw ag::Error(fmt::format("--loss {} takes {}: use --out {}, not {}", o.loss, fits.takes,
+                              fmt::join(names, " or --out "), o.out));
+}
+
+// Note [What a checkpoint says of its model]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// train stores its model's description in every checkpoint's metadata (string values, as
+// safetensors requires; PyTorch's loaders ignore them): "model.layers" ("2,16,16,1"),
+// "model.act", "model.out", "model.loss", "data.name" (the --data text), "data.features",
+// and what an exact resume needs besides: "train.seed", "train.batch", "train.lr" (the rate the
+// schedule starts from) and "train.schedule". --resume and graph read them, so they need no
+// --layers or --act; an option given that disagrees is refused, naming both. A file without
+// them (written before, or by another tool) needs --layers (graph reads the sizes from its
+// weights' shapes).
+constexpr std::string_view kLayersKey = "model.layers";
+
+const std::string* stored(const nn::SafetensorsFile& file, const std::string& key) {
+  const auto it = file.metadata.find(key);
+  return it == file.metadata.end() ? nullptr : &it->second;
+}
+
+[[noreturn]] void mismatch(std::string_view option, std::string_view given,
+                           std::string_view stored_value, const std::string& file,
+                           std::string_view remedy) {
+  throw ag::Error(fmt::format("{} {}: {} was trained with {} {}; {}", option, ag::printable(given),
+                              ag::printable(file), option, ag::printable(stored_value), remedy));
+}
+
+// CSV files are the same data set if they have the same name and label column: a checkpoint
+// may be resumed from another directory.
+bool same_data(std::string_view a, std::string_view b) {
+  if (a == b) return true;
+  if (!a.starts_with("csv:") || !b.starts_with("csv:")) return false;
+  const auto last_part = [](std::string_view spec) {
+    return fs::path(std::string(spec.substr(4))).filename().string();
+  };
+  return last_part(a) == last_part(b);
+}
+
+// Takes the model's description from a checkpoint's metadata into `o` (Note [What a checkpoint
+// says of its model]); throws if an option given disagrees. `remedy` ends the message.
+void adopt_model(NnOptions& o, const nn::SafetensorsFile& file, const std::string& path,
+                 std::string_view remedy) {
+  const std::string* layers = stored(file, std::string(kLayersKey));
+  if (!layers) {
+    if (o.layers.empty())
+      throw ag::Error(fmt::format(
+          "{}: the checkpoint does not say its model (it was written before tapegrad stored "
+          "it, or by another tool): give --layers, and --act and --out if not relu and none",
+          ag::printable(path)));
+    return;
+  }
+  const std::vector<std::int64_t> sizes = parse_layers(*layers, path + ": metadata model.layers");
+  if (!o.layers.empty() && parse_layers(o.layers, "--layers") != sizes)
+    mismatch("--layers", o.layers, *layers, path, remedy);
+  if (!o.hidden.empty() &&
+      parse_hidden(o.hidden) != std::vector<std::int64_t>(sizes.begin() + 1, sizes.end() - 1))
+    mismatch(
+        "--hidden", o.hidden,
+        sizes.size() == 2 ? std::string("none") : layers_str({sizes.begin() + 1, sizes.end() - 1}),
+        path, remedy);
+  o.layers = *layers;
+  o.hidden.clear();
+  for (const auto& [option, key] : {std::pair<std::string_view, std::string>{"--act", "model.act"},
+                                    {"--out", "model.out"},
+                                    {"--loss", "model.loss"}}) {
+    const std::string* value = stored(file, key);
+    if (!value) continue;
+    std::string& field = option == "--act" ? o.act : option == "--out" ? o.out : o.loss;
+    if (!field.empty() && field != *value) mismatch(option, field, *value, path, remedy);
+    field = *value;
+  }
+}
+
+// The MLP's sizes from its weights' shapes, for a checkpoint that does not say them: the
+// Linear layers' "layers.K.weight" are the 2-d ones, (out, in), in the order of K.
+std::vector<std::int64_t> sizes_from_shapes(const nn::SafetensorsFile& file,
+                                            const std::string& path) {
+  std::map<std::int64_t, std::vector<std::int64_t>> weights;
+  for (const auto& [name, tensor] : file.tensors) {
+    if (!name.starts_with("layers.") || !name.ends_with(".weight") || tensor.shape.size() != 2)
+      continue;
+    const std::string index = name.substr(7, name.size() - 7 - 7);
+    if (index.empty() || index.size() > 9 ||
+        index.find_first_not_of("0123456789") != std::string::npos)
+      continue;
+    weights[std::stoll(index)] = tensor.shape;
+  }
+  std::vector<std::int64_t> sizes;
+  for (const auto& [index, shape] : weights) {
+    if (sizes.empty()) sizes.push_back(shape[1]);
+    if (shape[1] != sizes.back())
+      throw ag::Error(fmt::format(
+          "{}: layers.{}.weight has {} inputs, and the layer before has {} outputs: give --layers",
+          ag::printable(path), index, shape[1], sizes.back()));
+    sizes.push_back(shape[0]);
+  }
+  if (sizes.size() < 2)
+    throw ag::Error(fmt::format("{}: no layers.K.weight of an MLP in the file: give --layers",
+                                ag::printable(path)));
+  return sizes;
+}
+
 void initialize(nn::MLP& mlp, const std::string& how, std::uint64_t seed) {
   if (how.empty()) return;  // PyTorch's default, seeded by the MLP's constructor
   std::uint64_t s = seed * 1000003 + 17;
@@ -187,14 +410,13 @@ void initialize(nn::MLP& mlp, const std::string& how, std::uint64_t seed) {
   }
 }
 
-// Throws unless `path` can be written: its directory exists and it is not a directory, nor
-// anything else a checkpoint may not replace (Note [What a write replaces]).
+// Throws unless `path` can be written: its missing directories can be created (Note [Missing
+// parent directories]) and it is not a directory, nor anything else a checkpoint may not
+// replace (Note [What a write replaces]).
 void check_writable(const std::string& path, std::string_view option) {
   const fs::path p(path);
   std::error_code ec;
-  const fs::path dir = p.parent_path();
-  if (!dir.empty() && !fs::is_directory(dir, ec))
-    throw ag::Error(fmt::format("{} {}: {} is not a directory", option, path, dir.string()));
+  check_parent_directories(path, fmt::format("{} {}", option, path));
   if (fs::is_directory(p, ec))
     throw ag::Error(fmt::format("{} {}: it is a directory", option, path));
   ag::check_replaceable(path, "checkpoint");
@@ -202,15 +424,14 @@ void check_writable(const std::string& path, std::string_view option) {
 
 // ---- --plot: the history as a data file and two PNGs drawn by gnuplot ----
 
-// Checks --plot DIR before training: its parent exists, it is not a file, gnuplot is there.
+// Checks --plot DIR before training: it is not a file, nor is its nearest existing ancestor
+// (it is created after training: Note [Missing parent directories]), gnuplot is there.
 void check_plot_dir(const std::string& dir) {
   std::error_code ec;
   const fs::path p(dir);
   if (fs::exists(p, ec) && !fs::is_directory(p, ec))
     throw ag::Error(fmt::format("--plot {}: a file has that name", dir));
-  const fs::path parent = p.parent_path();
-  if (!parent.empty() && !fs::is_directory(parent, ec))
-    throw ag::Error(fmt::format("--plot {}: {} is not a directory", dir, parent.string()));
+  check_parent_directories(dir, fmt::format("--plot {}", dir));
   if (!nn::plot::gnuplot_available())
     throw ag::Error("--plot needs gnuplot, which is not on PATH: apt-get install gnuplot-nox");
 }
@@ -263,27 +484,115 @@ std::unique_ptr<nn::Optimizer> make_optimizer(nn::MLP& mlp, const NnOptions& o) 
   return std::make_unique<nn::Adam>(mlp.parameters(), nn::AdamOptions{.lr = o.lr});
 }
 
-int run_train(const NnOptions& o) {
-  if (!std::isfinite(o.lr) || o.lr <= 0)
+// A count in a checkpoint's metadata: written by us and checksummed, and yet checked.
+template <class T>
+T stored_count(const std::string& text, std::string_view key, const std::string& path, T least) {
+  T value{};
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || error != std::errc() || end != text.data() + text.size() || value < least)
+    throw ag::Error(fmt::format("{}: metadata {} is \"{}\", not an integer of at least {}",
+                                ag::printable(path), key, ag::printable(text), least));
+  return value;
+}
+
+// Fills in what the command line left out: from the --resume checkpoint, then the data set's
+// defaults (Note [Defaults per data set]); checks what was given.
+void resolve_options(NnOptions& o, const nn::SafetensorsFile* resumed) {
+  if (o.was_given("--lr") && (!std::isfinite(o.lr) || o.lr <= 0))
     throw ag::Error(fmt::format("--lr {}: the learning rate must be a positive number", o.lr));
-  if (o.epochs < 1) throw ag::Error(fmt::format("--epochs {}: must be at least 1", o.epochs));
-  if (o.batch < 1) throw ag::Error(fmt::format("--batch {}: must be at least 1", o.batch));
-  const std::vector<std::int64_t> sizes = parse_layers(o.layers, "--layers");
-  const nn::Activation hidden = nn::parse_activation(o.act);
-  const nn::Activation output = nn::parse_activation(o.out);
-  const nn::LossKind loss = nn::parse_loss(o.loss);
+  if (o.was_given("--epochs") && o.epochs < 1)
+    throw ag::Error(fmt::format("--epochs {}: must be at least 1", o.epochs));
+  if (o.was_given("--batch") && o.batch < 1)
+    throw ag::Error(fmt::format("--batch {}: must be at least 1", o.batch));
+  if (!o.layers.empty()) parse_layers(o.layers, "--layers");  // its errors first
+  if (!o.hidden.empty()) parse_hidden(o.hidden);
+  if (resumed) {
+    const std::string remedy = "leave it out to resume this model, or train a new one";
+    adopt_model(o, *resumed, o.resume, remedy);
+    if (const std::string* data = stored(*resumed, "data.name")) {
+      if (o.data.empty()) o.data = *data;
+      if (!same_data(o.data, *data)) mismatch("--data", o.data, *data, o.resume, remedy);
+    }
+    // The seed splits synthetic data into training and test rows: another would test on rows
+    // the model trained on.
+    if (const std::string* seed = stored(*resumed, "train.seed")) {
+      if (o.was_given("--seed") && fmt::format("{}", o.seed) != *seed)
+        mismatch("--seed", fmt::format("{}", o.seed), *seed, o.resume, remedy);
+      o.seed = stored_count<std::uint64_t>(*seed, "train.seed", o.resume, 0);
+    }
+    if (const std::string* batch = stored(*resumed, "train.batch");
+        batch && !o.was_given("--batch"))
+      o.batch = stored_count<std::int64_t>(*batch, "train.batch", o.resume, 1);
+    if (const std::string* schedule = stored(*resumed, "train.schedule")) {
+      if (!o.schedule.empty() && o.schedule != *schedule)
+        mismatch("--schedule", o.schedule, *schedule, o.resume, remedy);
+      o.schedule = *schedule;
+    }
+    if (const std::string* opt = stored(*resumed, "tapegrad.optimizer");
+        opt && !o.was_given("--opt") && (*opt == "SGD" || *opt == "Adam"))
+      o.opt = *opt == "SGD" ? "sgd" : "adam";
+  }
+  if (o.data.empty()) throw ag::Error(fmt::format("train needs --data SET: one of {}", kDataSets));
+  const DataDefaults& defaults = defaults_for(o.data);
+  if (!o.was_given("--lr")) o.lr = defaults.lr;
+  if (!o.was_given("--epochs")) o.epochs = defaults.epochs;
+  if (o.batch == 0) o.batch = defaults.batch;
+  if (o.schedule.empty()) o.schedule = defaults.schedule;
+  if (o.layers.empty() && o.hidden.empty()) o.hidden = defaults.hidden;
+  if (o.act.empty()) o.act = "relu";
+  resolve_loss_and_output(o);
+}
+
+// The MLP's sizes: --layers, checked against the data, or the data's around --hidden.
+std::vector<std::int64_t> model_sizes(const NnOptions& o, const Data& d, nn::LossKind loss) {
+  std::vector<std::int64_t> sizes;
+  if (!o.layers.empty()) {
+    sizes = parse_layers(o.layers, "--layers");
+  } else {
+    sizes.push_back(d.train.cols);
+    for (std::int64_t h : parse_hidden(o.hidden)) sizes.push_back(h);
+    sizes.push_back(loss == nn::LossKind::cross_entropy ? d.train.classes : 1);
+    parse_layers(layers_str(sizes), fmt::format("--hidden {}: the MLP", o.hidden));  // its limit
+  }
+  check_shapes(sizes, d, loss);
+  return sizes;
+}
+
+// The hint printed once when the loss is no longer a number.
+void hint_if_diverged(const nn::EpochStats& e, const NnOptions& o, bool& hinted) {
+  if (hinted || std::isfinite(e.loss)) return;
+  hinted = true;
+  fmt::print(
+      "the loss is {} at epoch {}: training diverged. Try a smaller --lr (this run's is {}); "
+      "--check-finite stops at the first op that makes a NaN or infinity and names it\n",
+      e.loss, e.epoch, o.lr);
+}
+
+int run_train(NnOptions o) {
   if (!o.save.empty()) check_writable(o.save, "--save");
   if (!o.plot.empty()) check_plot_dir(o.plot);
+  std::optional<nn::SafetensorsFile> resumed;
   if (!o.resume.empty()) {
     std::error_code ec;
     if (!fs::is_regular_file(o.resume, ec))
       throw ag::Error(fmt::format("--resume {}: no such checkpoint file", o.resume));
+    resumed = nn::read_safetensors(o.resume);
   }
+  resolve_options(o, resumed ? &*resumed : nullptr);
+  const nn::Activation hidden = nn::parse_activation(o.act);
+  const nn::Activation output = nn::parse_activation(o.out);
+  const nn::LossKind loss = nn::parse_loss(o.loss);
 
   const Data d = load_data(o.data, o.seed);
   if (!o.save.empty()) check_not_input(o.save, "--save", {d.file});
   if (!o.resume.empty() && o.save.empty()) check_not_input(o.resume, "--resume", {d.file});
-  check_shapes(sizes, d, loss);
+  if (resumed)
+    if (const std::string* features = stored(*resumed, "data.features");
+        features && *features != fmt::format("{}", d.train.cols))
+      throw ag::Error(fmt::format("--data {}: it has {} features, and {} was trained on {}",
+                                  ag::printable(o.data), d.train.cols, ag::printable(o.resume),
+                                  ag::printable(*features)));
+  const std::vector<std::int64_t> sizes = model_sizes(o, d, loss);
 
   nn::MLP mlp(sizes, hidden, output, o.seed);
   initialize(mlp, o.init, o.seed);
@@ -299,21 +608,41 @@ int run_train(const NnOptions& o) {
   fo.check_finite = o.check_finite;
   fo.out = stdout;
   if (o.json) fo.progress = nn::FitOptions::Progress::quiet;
+  if (o.schedule == "cosine") fo.schedule = nn::schedule::cosine(fo.epochs);
 
   double resumed_lr = 0;
-  if (!o.resume.empty()) {
+  if (resumed) {
     // All checks before anything is written: a checkpoint that does not fit --layers (or
     // --opt) is nn::load's error, and the model is reloaded from it by fit.
     nn::CheckpointExtras extras{optimizer.get(), {}};
-    nn::load(mlp, o.resume, &extras);
-    nn::decode_history(extras.metadata["fit.history"], o.resume);  // checked before output too
+    nn::load(mlp, *resumed, o.resume, &extras);
+    const std::size_t trained =
+        nn::decode_history(extras.metadata["fit.history"], o.resume).size();  // checked too
     // The checkpoint's learning rate wins, as the rest of its state does (the run continues as
-    // if never interrupted); a different --lr is refused rather than silently ignored.
+    // if never interrupted); a different --lr is refused rather than silently ignored. With a
+    // schedule, that is the rate it starts from, which fit needs as the optimizer's.
     resumed_lr = optimizer->lr();
-    if (o.lr_given && o.lr != resumed_lr)
+    if (const std::string* base = stored(*resumed, "train.lr")) {
+      char* end = nullptr;
+      resumed_lr = std::strtod(base->c_str(), &end);
+      if (base->empty() || *end != '\0' || !std::isfinite(resumed_lr) || resumed_lr <= 0)
+        throw ag::Error(fmt::format("{}: metadata train.lr is \"{}\", not a learning rate",
+                                    ag::printable(o.resume), ag::printable(*base)));
+      optimizer->set_lr(resumed_lr);
+    }
+    if (o.was_given("--lr") && o.lr != resumed_lr)
       throw ag::Error(fmt::format(
           "--lr {}: {} resumes with its own learning rate {}; leave out --lr, or give that one",
           o.lr, o.resume, resumed_lr));
+    o.lr = resumed_lr;
+    if (trained >= fo.epochs) {  // nothing to train, and nothing is written
+      fmt::print(o.json ? stderr : stdout,
+                 "{} has trained {} epochs already, and --epochs {} asks for {} in all: nothing "
+                 "to train, the file is left as it is (give --epochs above {} to train on)\n",
+                 ag::printable(o.resume), trained, o.epochs, o.epochs, trained);
+      check_standard_output();
+      return 0;
+    }
     // fit reads --resume and writes --save (or --resume again): nothing is written before the
     // old checkpoint has loaded whole, and its errors name it.
     fo.resume = true;
@@ -322,7 +651,19 @@ int run_train(const NnOptions& o) {
   } else if (!o.save.empty()) {
     fo.checkpoint = o.save;
   }
+  // Note [What a checkpoint says of its model]
+  fo.checkpoint_metadata = {{"model.layers", layers_str(sizes)},
+                            {"model.act", o.act},
+                            {"model.out", o.out},
+                            {"model.loss", o.loss},
+                            {"data.name", o.data},
+                            {"data.features", fmt::format("{}", d.train.cols)},
+                            {"train.seed", fmt::format("{}", o.seed)},
+                            {"train.batch", fmt::format("{}", o.batch)},
+                            {"train.lr", fmt::format("{}", o.lr)},
+                            {"train.schedule", o.schedule}};
 
+  bool hinted = false;  // the hint about a loss that is not a number, once
   if (o.json) {
     fo.on_epoch = [](const nn::EpochStats& e) {
       // Note [The command line's JSON]: NaN is null, doubles read back exact.
@@ -339,6 +680,7 @@ int run_train(const NnOptions& o) {
       check_standard_output();  // output that is lost stops the run
     };
   } else {
+    fo.on_epoch = [&](const nn::EpochStats& e) { hint_if_diverged(e, o, hinted); };
     fmt::print("{}: {} training rows{}, {} features, {} classes; MLP {} ({} parameters)\n",
                ag::printable(d.name), d.train.rows,
                d.has_test ? fmt::format(", {} test rows", d.test.rows) : "", d.train.cols,
@@ -347,12 +689,17 @@ int run_train(const NnOptions& o) {
                  for (nn::Parameter* p : mlp.parameters()) n += p->numel();
                  return n;
                }());
+    fmt::print("{} hidden, out {}, loss {}; {} lr {}{}, batch {}, {} epochs\n", o.act, o.out,
+               o.loss, o.opt == "sgd" ? "SGD" : "Adam", o.lr,
+               o.schedule == "cosine" ? " with cosine decay" : "", o.batch, o.epochs);
     if (!o.resume.empty())
       fmt::print("resuming from {} with learning rate {} (the checkpoint's)\n",
                  ag::printable(o.resume), resumed_lr);
     check_standard_output();  // before training: output that is lost stops the run
   }
 
+  if (!fo.checkpoint.empty())  // checked above; created only now that training starts
+    create_parent_directories(fo.checkpoint, fmt::format("--save {}", fo.checkpoint));
   const auto t0 = std::chrono::steady_clock::now();
   const nn::History history = nn::fit(mlp, *optimizer, d.train, fo);
   const double seconds =
@@ -395,16 +742,24 @@ int run_train(const NnOptions& o) {
   return 0;
 }
 
-int run_graph(const NnOptions& o) {
-  const std::vector<std::int64_t> sizes = parse_layers(o.layers, "--layers");
-  const nn::Activation hidden = nn::parse_activation(o.act);
-  const nn::Activation output = nn::parse_activation(o.out);
+int run_graph(NnOptions o) {
+  if (!o.layers.empty()) parse_layers(o.layers, "--layers");  // the options' errors first
+  if (!o.act.empty()) nn::parse_activation(o.act);
+  if (!o.out.empty()) nn::parse_activation(o.out);
   if (!o.output.empty()) {
     check_graph_path(o.output);
     check_not_input(o.output, "-o", {o.checkpoint});
   }
-  // The file is read and checked before the model is built, which its sizes must fit.
+  // The file is read and checked before the model is built, which its sizes must fit; it says
+  // what the model is (Note [What a checkpoint says of its model]), or its shapes do.
   const nn::SafetensorsFile file = nn::read_safetensors(o.checkpoint);
+  if (stored(file, std::string(kLayersKey)))
+    adopt_model(o, file, o.checkpoint, "leave it out to draw the model the file holds");
+  else if (o.layers.empty())
+    o.layers = layers_str(sizes_from_shapes(file, o.checkpoint));
+  const std::vector<std::int64_t> sizes = parse_layers(o.layers, "--layers");
+  const nn::Activation hidden = nn::parse_activation(o.act.empty() ? "relu" : o.act);
+  const nn::Activation output = nn::parse_activation(o.out.empty() ? "none" : o.out);
   nn::MLP mlp(sizes, hidden, output);
   nn::load(mlp, file, o.checkpoint);
   if (!file.checksummed)
@@ -421,22 +776,23 @@ int run_graph(const NnOptions& o) {
     fmt::print("{}", ag::to_dot(tape, y.id(), options));
     return 0;
   }
+  create_parent_directories(o.output, fmt::format("cannot write {}", o.output));
   ag::write_graph(tape, y.id(), o.output, options);
   fmt::print("graph written to {}\n", ag::printable(o.output));
   return 0;
 }
 
-void add_model_options(CLI::App* sub, NnOptions& o) {
-  sub->add_option("--layers", o.layers, "The MLP's layer sizes, inputs first: 2,16,16,1")
-      ->type_name("SIZES")
-      ->required();
+void add_model_options(CLI::App* sub, NnOptions& o, std::string_view layers_help) {
+  sub->add_option("--layers", o.layers, std::string(layers_help))->type_name("SIZES");
   sub->add_option("--act", o.act,
-                  fmt::format("The activation after each hidden layer: {} (default relu)",
+                  fmt::format("The activation after each hidden layer: {} (default relu, or the "
+                              "checkpoint's)",
                               nn::activation_names()))
       ->type_name("NAME");
   sub->add_option("--out", o.out,
-                  "The activation after the last layer, e.g. sigmoid for --loss bce (default "
-                  "none)")
+                  "The activation after the last layer: none for --loss ce, bce_logits, mse and "
+                  "hinge, sigmoid for bce (the default follows --loss; mse also takes sigmoid, "
+                  "hinge tanh)")
       ->type_name("NAME");
 }
 
@@ -453,22 +809,40 @@ NnCommands add_nn_commands(CLI::App& app) {
       ->add_option("--data", o.data,
                    std::string("The data set: ") + kDataSets +
                        " (synthetic sets and CSV files are split 75/25 "
-                       "into training and test rows, seeded by --seed)")
-      ->type_name("SET")
-      ->required();
-  add_model_options(c.train, o);
-  c.train->add_option("--loss", o.loss, "bce, bce_logits, ce, mse or hinge (default ce)")
+                       "into training and test rows, seeded by --seed); with --resume, the "
+                       "checkpoint's")
+      ->type_name("SET");
+  c.train
+      ->add_option("--hidden", o.hidden,
+                   "The hidden layers' sizes, e.g. 16,16 (none: no hidden layer); the input "
+                   "and output sizes come from the data and --loss (default per data set)")
+      ->type_name("SIZES");
+  add_model_options(c.train, o,
+                    "All the layer sizes instead of --hidden, inputs first: 2,16,16,1 (checked "
+                    "against the data)");
+  c.train
+      ->add_option("--loss", o.loss,
+                   "bce, bce_logits, ce, mse or hinge (default ce, one output per class; "
+                   "bce_logits if --layers ends in 1, bce if --out is sigmoid)")
       ->type_name("LOSS");
   c.train->add_option("--opt", o.opt, "The optimizer: sgd or adam (default adam)")
       ->type_name("OPT")
       ->check(CLI::IsMember({"sgd", "adam"}));
-  c.train->add_option("--lr", o.lr, "The learning rate (default 0.01)")->type_name("RATE");
-  c.train->add_option("--epochs", o.epochs, "Epochs in all, resumed ones included (default 100)")
+  c.train->add_option("--lr", o.lr, "The learning rate (default per data set)")->type_name("RATE");
+  c.train
+      ->add_option("--epochs", o.epochs,
+                   "Epochs in all, resumed ones included (default per data set)")
       ->type_name("N")
       ->check(integer_validator());
-  c.train->add_option("--batch", o.batch, "Rows per batch (default 32)")
+  c.train->add_option("--batch", o.batch, "Rows per batch (default per data set)")
       ->type_name("B")
       ->check(integer_validator());
+  c.train
+      ->add_option("--schedule", o.schedule,
+                   "The learning rate by epoch: constant, or cosine (half a cosine from --lr "
+                   "to 0 over --epochs); default per data set")
+      ->type_name("NAME")
+      ->check(CLI::IsMember({"constant", "cosine"}));
   c.train
       ->add_option("--seed", o.seed,
                    "Seeds the data, the split, the weights and the "
@@ -483,12 +857,15 @@ NnCommands add_nn_commands(CLI::App& app) {
       ->check(CLI::IsMember({"xavier", "he", "zeros", "uniform"}));
   c.train
       ->add_option("--save", o.save,
-                   "Save the model and optimizer after every epoch (atomically) to FILE")
+                   "Save the model and optimizer after every epoch (atomically) to FILE, with "
+                   "the model's sizes, activations, loss and data set in its metadata; missing "
+                   "directories are created")
       ->type_name("FILE");
   c.train
       ->add_option("--resume", o.resume,
-                   "Continue from a checkpoint written by --save, as if never interrupted; "
-                   "without --save it is updated in place")
+                   "Continue from a checkpoint written by --save, as if never interrupted: its "
+                   "model, data set, seed, batch and learning rate are used, and options that "
+                   "disagree are refused; without --save it is updated in place")
       ->type_name("FILE");
   c.train->add_flag("--json", o.json,
                     "Print one JSON object per epoch and a final summary {\"train_accuracy\", "
@@ -506,13 +883,17 @@ NnCommands add_nn_commands(CLI::App& app) {
                    "with 2 features also boundary.png, the trained model's decision regions "
                    "with the training points (data with more features get no boundary plot)")
       ->type_name("DIR");
+  c.train->get_option("--layers")->excludes(c.train->get_option("--hidden"));
+  c.train->footer(defaults_help());
 
   c.graph = app.add_subcommand(
       "graph", "Draw a checkpointed MLP's forward pass on 4 rows of zeros, one box per module");
   c.graph->add_option("CHECKPOINT", o.checkpoint, "A .safetensors file written by train --save")
       ->type_name("FILE")
       ->required();
-  add_model_options(c.graph, o);
+  add_model_options(c.graph, o,
+                    "The MLP's layer sizes, inputs first: 2,16,16,1 (default: the checkpoint's, "
+                    "from its metadata or its weights' shapes)");
   c.graph
       ->add_option("-o,--output", o.output,
                    "Render to FILE by its extension (.dot, .svg or .png); else print DOT")
@@ -521,7 +902,9 @@ NnCommands add_nn_commands(CLI::App& app) {
 }
 
 int run_nn_command(const NnCommands& c) {
-  c.options->lr_given = c.train->count("--lr") > 0;
+  CLI::App* command = c.train->parsed() ? c.train : c.graph;
+  for (const CLI::Option* option : command->get_options())
+    if (option->count() > 0) c.options->given.insert(option->get_name());
   if (c.train->parsed()) return run_train(*c.options);
   return run_graph(*c.options);
 }

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -61,7 +62,7 @@ std::string encode_history(const std::vector<EpochStats>& epochs) {
 // The bar on a terminal ("\r" rewrites the line), or one line per epoch.
 class Progress {
  public:
-  Progress(const FitOptions& o) : out_(o.out) {
+  Progress(const FitOptions& o) : out_(o.out), announce_over_(o.announce_over_seconds) {
     mode_ = o.progress;
     if (mode_ == FitOptions::Progress::automatic)
       mode_ = out_ && ::isatty(::fileno(out_)) ? FitOptions::Progress::bar
@@ -74,9 +75,24 @@ class Progress {
     if (mode_ != FitOptions::Progress::bar) return;
     constexpr int kWidth = 24;
     const int filled = int(kWidth * done / std::max<std::int64_t>(total, 1));
-    fmt::print(out_, "\repoch {}/{} [{}{}] loss {:.4f} acc {:.3f} eta {:.0f}s ", epoch, epochs,
+    fmt::print(out_, "\repoch {}/{} [{}{}] loss {:.4f} acc {:.3f} eta {} ", epoch, epochs,
                std::string(std::size_t(filled), '='),
-               std::string(std::size_t(kWidth - filled), ' '), loss, accuracy, eta);
+               std::string(std::size_t(kWidth - filled), ' '), loss, accuracy, duration_text(eta));
+    std::fflush(out_);
+  }
+
+  // Note [The first estimate]
+  // ~~~~~~~~~~~~~~~~~~~~~~~~~
+  // A run of minutes says so at its start, once its first batches (a second's worth, or the
+  // first epoch if that is sooner) give a rate; a run of a few seconds says nothing. Both the
+  // estimate and the bar's eta count the whole run, every remaining epoch included.
+  void estimate(double total_seconds, std::size_t epochs) {
+    if (estimated_ || mode_ == FitOptions::Progress::quiet) return;
+    estimated_ = true;
+    if (total_seconds <= announce_over_) return;
+    if (mode_ == FitOptions::Progress::bar) fmt::print(out_, "\r\033[K");
+    fmt::print(out_, "{} epoch{} to go: about {}\n", epochs, epochs == 1 ? "" : "s",
+               duration_text(total_seconds));
     std::fflush(out_);
   }
 
@@ -92,10 +108,20 @@ class Progress {
 
  private:
   std::FILE* out_;
+  double announce_over_;
   FitOptions::Progress mode_;
+  bool estimated_ = false;
 };
 
 }  // namespace
+
+std::string duration_text(double seconds) {
+  if (!(seconds < 1e9)) return "a very long time";  // NaN or absurd: no number to round
+  const auto s = static_cast<std::int64_t>(std::llround(std::max(seconds, 0.0)));
+  if (s < 60) return fmt::format("{} s", s);
+  if (s < 3600) return fmt::format("{} min {} s", s / 60, s % 60);
+  return fmt::format("{} h {:02} min", s / 3600, (s % 3600) / 60);
+}
 
 std::vector<EpochStats> decode_history(const std::string& text, const std::string& path) {
   std::vector<EpochStats> out;
@@ -170,6 +196,9 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
   std::vector<double> norm_sums(linears.size());
   model.train();
 
+  const auto run_start = std::chrono::steady_clock::now();
+  const double batches_to_run = double(loader.size()) * double(options.epochs - start);
+  std::int64_t batches_run = 0;
   for (std::size_t epoch = start; epoch < options.epochs; ++epoch) {
     const auto t0 = std::chrono::steady_clock::now();
     if (options.schedule) optimizer.set_lr(options.schedule(epoch, base_lr));
@@ -205,11 +234,14 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
         for (std::size_t l = 0; l < linears.size(); ++l)
           norm_sums[l] += linears[l]->weight.grad_norm();
       }
+      // The whole run's rate so far, the evaluations after each epoch included.
+      ++batches_run;
       const double elapsed =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      const double per_batch = elapsed / double(steps);
-      const double eta = per_batch * double(loader.size() - steps) +
-                         per_batch * double(loader.size()) * double(options.epochs - epoch - 1);
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
+      const double per_batch = elapsed / double(batches_run);
+      const double eta = per_batch * (batches_to_run - double(batches_run));
+      if (elapsed >= 1 || steps == loader.size())  // Note [The first estimate]
+        progress.estimate(per_batch * batches_to_run, options.epochs - start);
       progress.batch(epoch + 1, options.epochs, steps, loader.size(), loss_sum / double(seen),
                      correct / double(seen), eta);
     }
@@ -228,7 +260,8 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
     e.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     history.epochs.push_back(e);
     if (!options.checkpoint.empty()) {
-      CheckpointExtras extras{&optimizer, {{"fit.history", encode_history(history.epochs)}}};
+      CheckpointExtras extras{&optimizer, options.checkpoint_metadata};
+      extras.metadata["fit.history"] = encode_history(history.epochs);
       save(model, options.checkpoint, extras);
     }
     progress.epoch(e, options.epochs);

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <functional>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -42,6 +43,8 @@ struct FitOptions {
   enum class Progress { automatic, bar, lines, quiet };
   Progress progress = Progress::automatic;  // automatic: a bar on a terminal, else lines
   std::FILE* out = stderr;
+  // A run estimated to last longer than this says so at its start (Note [The first estimate]).
+  double announce_over_seconds = 5;
   bool diagnostics = false;  // fill grad_norms and dead_fraction (costs a scan per step)
   // Anomaly mode (Note [Anomaly mode], tapegrad/anomaly.hpp): the first non-finite value or
   // gradient of a step, or a parameter an optimizer step made non-finite, throws
@@ -49,6 +52,9 @@ struct FitOptions {
   bool check_finite = false;
   // Saved after every epoch (atomically, with the optimizer's state) when set.
   std::string checkpoint = {};
+  // Stored in every checkpoint's metadata beside fit's own "fit.history": what a tool needs to
+  // rebuild the model (tapegrad train writes its sizes, activations, loss and data set).
+  std::map<std::string, std::string> checkpoint_metadata = {};
   // Continue from `checkpoint` if it exists: the result equals an uninterrupted run's.
   bool resume = false;
   // With `resume`, read this checkpoint instead of `checkpoint`, which is then only written:
@@ -66,6 +72,9 @@ struct History {
 // is checked, and a malformed history is an ag::Error naming `path`. fit() reads it on resume;
 // a tool may check it first, before it prints or writes anything.
 std::vector<EpochStats> decode_history(const std::string& text, const std::string& path);
+
+// "45 s", "5 min 47 s", "1 h 05 min": a duration as the progress bar and its estimate print it.
+std::string duration_text(double seconds);
 
 // Trains `model` on `train`; returns every epoch's statistics (those loaded
 // from a checkpoint included).
