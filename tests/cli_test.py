@@ -76,6 +76,18 @@ class Grad(CliTest):
         self.assertAlmostEqual(doc["grad"]["w0"], -0.1966119332, places=9)
         self.assertAlmostEqual(doc["grad"]["x1"], -0.5898357997, places=9)
 
+    def test_one_rule_for_digits_json_in_full(self):
+        # Note [Digits shown] (autograd/include/tapegrad/format.hpp): grad, step and the page
+        # write 4 significant digits (whole numbers whole); --json keeps every digit.
+        program = "f = x / 3 + 70000"
+        self.assertEqual(self.ok("grad", program, "x=1"), "f = 70000\ndf/dx = 0.3333\n")
+        self.assertEqual(self.ok("grad", "f = x / 3", "x=1"), "f = 0.3333\ndf/dx = 0.3333\n")
+        self.assertEqual(self.ok("grad", "f = x * 70000", "x=1"), "f = 70000\ndf/dx = 70000\n")
+        self.assertTrue(self.ok("step", "f = x / 3", "x=1").endswith(
+            "gradients\n  df/dx = 0.3333\n"))
+        doc = json.loads(self.ok("grad", "--json", "f = x / 3", "x=1"))
+        self.assertEqual(doc, {"value": 1 / 3, "grad": {"x": 1 / 3}})
+
     def test_precedence_and_functions(self):
         value = lambda program, *inputs: json.loads(
             self.ok("grad", "--json", program, *inputs))["value"]
@@ -146,11 +158,12 @@ class Step(CliTest):
   f = q * z = -12
 backward
   step 1: f = q * z
-    df/dq = df/df * df/dq = 1 * -4 = -4
-    df/dz = df/df * df/dz = 1 * 3 = 3
+    df/df = 1
+    df/dq = df/df · ∂f/∂q = 1 · -4 = -4
+    df/dz = df/df · ∂f/∂z = 1 · 3 = 3
   step 2: q = x + y
-    df/dx = df/dq * dq/dx = -4 * 1 = -4
-    df/dy = df/dq * dq/dy = -4 * 1 = -4
+    df/dx = df/dq · ∂q/∂x = -4 · 1 = -4
+    df/dy = df/dq · ∂q/∂y = -4 · 1 = -4
 gradients
   df/dx = -4
   df/dy = -4

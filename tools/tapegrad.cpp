@@ -136,7 +136,7 @@ int run_grad(const Options& o) {
     fmt::print("{}\n", tapegrad::json_text(doc));
     return 0;
   }
-  fmt::print("{} = {}\n", tape.label(r.output.id()), r.output.value());
+  fmt::print("{} = {}\n", tape.label(r.output.id()), ag::format_number(r.output.value()));
   print_gradients(tape, r, "");
   return 0;
 }
