@@ -6,6 +6,7 @@ import math
 import os
 import re
 import resource
+import shlex
 import stat
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import runner  # tests/runner.py: the closing "N passed, M failed" line
 import wrapper  # tests/wrapper.py: tapegrad inside $TAPEGRAD_WRAPPER (valgrind), if set
 
 TAPEGRAD = None  # set from argv in main()
+SOURCE_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 CS231N = "q = x + y; f = q * z"
 CS231N_INPUTS = ["x=-2", "y=5", "z=-4"]
 
@@ -591,6 +593,86 @@ class Help(CliTest):
                     self.assertIn(signature.split("(")[0], listed.split(" "))
         self.assertEqual(self.ok("grad", "f = clamp_min(x, 0) + min(x, 1) + gelu(x)", "x=-1",
                                  "--json").count("grad"), 1)
+
+
+class CommandLine(CliTest):
+    """Issue 13, item 7: the command line as people expect it."""
+
+    def test_version_is_the_projects(self):
+        with open(os.path.join(SOURCE_ROOT, "meson.build")) as f:
+            version = re.search(r"version : '([^']+)'", f.read()).group(1)
+        self.assertEqual(self.ok("--version"), f"tapegrad {version}\n")
+
+    def test_help_is_a_command(self):
+        self.assertEqual(self.ok("help"), self.ok("--help"))
+        for command in ["grad", "step", "dot", "html", "train", "graph"]:
+            with self.subTest(command=command):
+                self.assertEqual(self.ok("help", command), self.ok(command, "--help"))
+        self.fails("help", "trian", message="error: unknown command 'trian' (did you mean "
+                   "train?); the commands are grad, step, dot, html, train, graph")
+        self.fails(message="error: no command: the commands are grad, step, dot, html, train, "
+                   "graph (tapegrad help)")
+
+    def test_a_misspelt_option_gets_the_nearest(self):
+        cases = [(["train", "--epoch", "10"], "train: unknown option '--epoch'; did you mean "
+                  "--epochs?"),
+                 (["train", "--data", "xor", "--epcohs", "3"], "did you mean --epochs?"),
+                 (["step", CS231N, *CS231N_INPUTS, "--frmaes", "f"], "did you mean --frames?"),
+                 (["grad", "-json", CS231N, *CS231N_INPUTS], "did you mean --json?"),
+                 (["dot", CS231N, *CS231N_INPUTS, "--stlye", "values"], "did you mean --style?"),
+                 (["html", "--mlpp", "2,2,1", "-o", "p.html"], "did you mean --mlp?"),
+                 (["graph", "m.safetensors", "--layer", "2,1"], "did you mean --layers?"),
+                 (["train", "--epo", "3"], "did you mean --epochs?"),
+                 (["--verison"], "unknown option '--verison' (did you mean --version?)"),
+                 (["trian"], "unknown command 'trian' (did you mean train?)"),
+                 (["train", "--frobnicate"], "train: unknown option '--frobnicate'; tapegrad "
+                  "help train lists the options")]
+        for args, message in cases:
+            with self.subTest(args=args):
+                self.assertEqual(self.fails(*args, message=message).count("\n"), 1)
+
+    def test_a_program_may_start_with_minus(self):
+        self.assertEqual(self.ok("grad", "-x^2", "x=3"), "out = -9\ndout/dx = -6\n")
+        self.assertEqual(json.loads(self.ok("grad", "-2*x", "x=3", "--json")),
+                         {"value": -6, "grad": {"x": -2}})
+        self.assertIn("  out = -t1 = -9\n", self.ok("step", "--check-finite", "-x^2", "x=3"))
+        self.assertEqual(self.ok("grad", "--json", "--", "-x", "x=3"),
+                         '{"value": -3, "grad": {"x": -1}}\n')
+        # -x alone could be a misspelt option: the message names the remedy.
+        self.fails("grad", "-x", "x=3", message="error: grad: unknown option '-x'; a program "
+                   "that starts with '-' goes after '--': tapegrad grad -- '-x' NAME=VALUE...")
+        # Negative values of options stay values.
+        self.assertIn("page written to p.html",
+                      self.ok("html", "--mlp", "2,2,1", "--x", "-1,0", "--y", "-0", "-o",
+                              "p.html"))
+
+    def test_each_help_has_its_own_examples(self):
+        language = "'name = expr' binds a name"
+        top = self.ok("--help")
+        self.assertNotIn(language, top)
+        self.assertIn("tapegrad help COMMAND", top)
+        for command in ["train", "graph"]:
+            with self.subTest(command=command):
+                out = self.ok(command, "--help")
+                self.assertNotIn(language, out)
+                self.assertIn("Example", out)
+                self.assertIn(f"\n  tapegrad {command} ", out)
+        self.assertIn("on every row of each set", self.ok("train", "--help"))
+
+    @wrapper.slow
+    def test_the_help_examples_run_as_printed(self):
+        # Every "  tapegrad ..." line of these helps, in order, in one directory (graph's
+        # example reads what train's saved); what follows 3 spaces describes it.
+        examples = []
+        for command in [[], ["train"], ["graph"]]:
+            for line in self.ok(*command, "--help").splitlines():
+                args = shlex.split(line.split("   ")[0]) if line.startswith("  tapegrad ") else []
+                if args and args not in examples:
+                    examples.append(args)
+        self.assertEqual(len(examples), 7, examples)
+        for args in examples:
+            with self.subTest(args=args):
+                self.ok(*args[1:])
 
 
 def main():
