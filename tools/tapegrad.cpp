@@ -44,7 +44,7 @@ constexpr const char* kLanguageIntro = R"(The program:
   y another name for x's node. Every other name is an input and needs NAME=VALUE.
   Numbers: 2, -0.5, .5, 1e-3. Operators, loosest first: + -, * /, unary -, then ^ (or **),
   right-associative and tighter than unary minus as in Python (-x^2 is -(x^2)).
-  A program starting with '-' goes after '--': tapegrad grad -- '-x^2' x=3
+  A program may start with '-' (tapegrad grad '-x^2' x=3); after '--' no word is an option.
   Functions (a fixed number such as alpha must be written as a number):)";
 
 constexpr const char* kLanguageExamples = R"(
