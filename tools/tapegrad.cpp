@@ -356,7 +356,6 @@ int run_html(const Options& o, const tapegrad::MlpExample& mlp) {
   return 0;
 }
 
-// The options every subcommand shares: the program and its inputs.
 // The command line as CLI11 is to read it: `help [COMMAND]` becomes `[COMMAND] --help`, and a
 // command's arguments are checked and perhaps reordered (Note [Arguments before CLI11]). Throws
 // ag::Error for no command, an unknown command or option, each named with the nearest known.
@@ -382,7 +381,7 @@ std::vector<std::string> prepare_arguments(const CLI::App& app,
     const std::optional<std::string> near = tapegrad::nearest(args[1], tapegrad::option_names(app));
     throw ag::Error(
         fmt::format("unknown option '{}'{}; tapegrad's own options are --help and "
-                    "--version, and the commands' come after the command",
+                    "--version, and a command's own come after its name",
                     ag::printable(args[1]), near ? fmt::format(" (did you mean {}?)", *near) : ""));
   }
   check_command(args[1]);
@@ -394,6 +393,7 @@ std::vector<std::string> prepare_arguments(const CLI::App& app,
   return rest;
 }
 
+// The options every subcommand shares: the program and its inputs.
 CLI::App* add_command(CLI::App& app, const char* name, const char* description, Options& o) {
   CLI::App* sub = app.add_subcommand(name, description);
   sub->add_option("PROGRAM", o.args,
