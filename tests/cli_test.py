@@ -608,6 +608,7 @@ class CommandLine(CliTest):
         for command in ["grad", "step", "dot", "html", "train", "graph"]:
             with self.subTest(command=command):
                 self.assertEqual(self.ok("help", command), self.ok(command, "--help"))
+                self.assertIn(f"\nUsage: tapegrad {command} [OPTIONS]", self.ok("help", command))
         self.fails("help", "trian", message="error: unknown command 'trian' (did you mean "
                    "train?); the commands are grad, step, dot, html, train, graph")
         self.fails(message="error: no command: the commands are grad, step, dot, html, train, "

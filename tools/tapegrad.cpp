@@ -427,7 +427,8 @@ int main(int argc, char** argv) {
   CLI::App app{
       "tapegrad: reverse-mode automatic differentiation of a small program of scalar statements,\n"
       "shown the way the lecture draws backprop; and training an MLP (train) and drawing it "
-      "(graph)."};
+      "(graph).",
+      "tapegrad"};  // the usage line says "tapegrad", not the path it was run by
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("tapegrad ") + TAPEGRAD_VERSION,
                        "Print tapegrad's version and exit");
