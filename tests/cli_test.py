@@ -6,6 +6,7 @@ import math
 import os
 import re
 import resource
+import shlex
 import stat
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import runner  # tests/runner.py: the closing "N passed, M failed" line
 import wrapper  # tests/wrapper.py: tapegrad inside $TAPEGRAD_WRAPPER (valgrind), if set
 
 TAPEGRAD = None  # set from argv in main()
+SOURCE_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 CS231N = "q = x + y; f = q * z"
 CS231N_INPUTS = ["x=-2", "y=5", "z=-4"]
 
@@ -75,6 +77,18 @@ class Grad(CliTest):
         self.assertAlmostEqual(doc["value"], 0.7310585786, places=9)
         self.assertAlmostEqual(doc["grad"]["w0"], -0.1966119332, places=9)
         self.assertAlmostEqual(doc["grad"]["x1"], -0.5898357997, places=9)
+
+    def test_one_rule_for_digits_json_in_full(self):
+        # Note [Digits shown] (autograd/include/tapegrad/format.hpp): grad, step and the page
+        # write 4 significant digits (whole numbers whole); --json keeps every digit.
+        program = "f = x / 3 + 70000"
+        self.assertEqual(self.ok("grad", program, "x=1"), "f = 70000\ndf/dx = 0.3333\n")
+        self.assertEqual(self.ok("grad", "f = x / 3", "x=1"), "f = 0.3333\ndf/dx = 0.3333\n")
+        self.assertEqual(self.ok("grad", "f = x * 70000", "x=1"), "f = 70000\ndf/dx = 70000\n")
+        self.assertTrue(self.ok("step", "f = x / 3", "x=1").endswith(
+            "gradients\n  df/dx = 0.3333\n"))
+        doc = json.loads(self.ok("grad", "--json", "f = x / 3", "x=1"))
+        self.assertEqual(doc, {"value": 1 / 3, "grad": {"x": 1 / 3}})
 
     def test_precedence_and_functions(self):
         value = lambda program, *inputs: json.loads(
@@ -146,11 +160,12 @@ class Step(CliTest):
   f = q * z = -12
 backward
   step 1: f = q * z
-    df/dq = df/df * df/dq = 1 * -4 = -4
-    df/dz = df/df * df/dz = 1 * 3 = 3
+    df/df = 1
+    df/dq = df/df · ∂f/∂q = 1 · -4 = -4
+    df/dz = df/df · ∂f/∂z = 1 · 3 = 3
   step 2: q = x + y
-    df/dx = df/dq * dq/dx = -4 * 1 = -4
-    df/dy = df/dq * dq/dy = -4 * 1 = -4
+    df/dx = df/dq · ∂q/∂x = -4 · 1 = -4
+    df/dy = df/dq · ∂q/∂y = -4 · 1 = -4
 gradients
   df/dx = -4
   df/dy = -4
@@ -591,6 +606,87 @@ class Help(CliTest):
                     self.assertIn(signature.split("(")[0], listed.split(" "))
         self.assertEqual(self.ok("grad", "f = clamp_min(x, 0) + min(x, 1) + gelu(x)", "x=-1",
                                  "--json").count("grad"), 1)
+
+
+class CommandLine(CliTest):
+    """Issue 13, item 7: the command line as people expect it."""
+
+    def test_version_is_the_projects(self):
+        with open(os.path.join(SOURCE_ROOT, "meson.build")) as f:
+            version = re.search(r"version : '([^']+)'", f.read()).group(1)
+        self.assertEqual(self.ok("--version"), f"tapegrad {version}\n")
+
+    def test_help_is_a_command(self):
+        self.assertEqual(self.ok("help"), self.ok("--help"))
+        for command in ["grad", "step", "dot", "html", "train", "graph"]:
+            with self.subTest(command=command):
+                self.assertEqual(self.ok("help", command), self.ok(command, "--help"))
+                self.assertIn(f"\nUsage: tapegrad {command} [OPTIONS]", self.ok("help", command))
+        self.fails("help", "trian", message="error: unknown command 'trian' (did you mean "
+                   "train?); the commands are grad, step, dot, html, train, graph")
+        self.fails(message="error: no command: the commands are grad, step, dot, html, train, "
+                   "graph (tapegrad help)")
+
+    def test_a_misspelt_option_gets_the_nearest(self):
+        cases = [(["train", "--epoch", "10"], "train: unknown option '--epoch'; did you mean "
+                  "--epochs?"),
+                 (["train", "--data", "xor", "--epcohs", "3"], "did you mean --epochs?"),
+                 (["step", CS231N, *CS231N_INPUTS, "--frmaes", "f"], "did you mean --frames?"),
+                 (["grad", "-json", CS231N, *CS231N_INPUTS], "did you mean --json?"),
+                 (["dot", CS231N, *CS231N_INPUTS, "--stlye", "values"], "did you mean --style?"),
+                 (["html", "--mlpp", "2,2,1", "-o", "p.html"], "did you mean --mlp?"),
+                 (["graph", "m.safetensors", "--layer", "2,1"], "did you mean --layers?"),
+                 (["train", "--epo", "3"], "did you mean --epochs?"),
+                 (["--verison"], "unknown option '--verison' (did you mean --version?)"),
+                 (["trian"], "unknown command 'trian' (did you mean train?)"),
+                 (["train", "--frobnicate"], "train: unknown option '--frobnicate'; tapegrad "
+                  "help train lists the options")]
+        for args, message in cases:
+            with self.subTest(args=args):
+                self.assertEqual(self.fails(*args, message=message).count("\n"), 1)
+
+    def test_a_program_may_start_with_minus(self):
+        self.assertEqual(self.ok("grad", "-x^2", "x=3"), "out = -9\ndout/dx = -6\n")
+        self.assertEqual(json.loads(self.ok("grad", "-2*x", "x=3", "--json")),
+                         {"value": -6, "grad": {"x": -2}})
+        self.assertIn("  out = -t1 = -9\n", self.ok("step", "--check-finite", "-x^2", "x=3"))
+        self.assertEqual(self.ok("grad", "--json", "--", "-x", "x=3"),
+                         '{"value": -3, "grad": {"x": -1}}\n')
+        # -x alone could be a misspelt option: the message names the remedy.
+        self.fails("grad", "-x", "x=3", message="error: grad: unknown option '-x'; a program "
+                   "that starts with '-' goes after '--': tapegrad grad -- '-x' NAME=VALUE...")
+        # Negative values of options stay values.
+        self.assertIn("page written to p.html",
+                      self.ok("html", "--mlp", "2,2,1", "--x", "-1,0", "--y", "-0", "-o",
+                              "p.html"))
+
+    def test_each_help_has_its_own_examples(self):
+        language = "'name = expr' binds a name"
+        top = self.ok("--help")
+        self.assertNotIn(language, top)
+        self.assertIn("tapegrad help COMMAND", top)
+        for command in ["train", "graph"]:
+            with self.subTest(command=command):
+                out = self.ok(command, "--help")
+                self.assertNotIn(language, out)
+                self.assertIn("Example", out)
+                self.assertIn(f"\n  tapegrad {command} ", out)
+        self.assertIn("on every row of each set", self.ok("train", "--help"))
+
+    @wrapper.slow
+    def test_the_help_examples_run_as_printed(self):
+        # Every "  tapegrad ..." line of these helps, in order, in one directory (graph's
+        # example reads what train's saved); what follows 3 spaces describes it.
+        examples = []
+        for command in [[], ["train"], ["graph"]]:
+            for line in self.ok(*command, "--help").splitlines():
+                args = shlex.split(line.split("   ")[0]) if line.startswith("  tapegrad ") else []
+                if args and args not in examples:
+                    examples.append(args)
+        self.assertEqual(len(examples), 7, examples)
+        for args in examples:
+            with self.subTest(args=args):
+                self.ok(*args[1:])
 
 
 def main():

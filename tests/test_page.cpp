@@ -41,8 +41,9 @@ TEST_CASE("the CS231n circuit: the inputs, two ops, two backward steps, tapegrad
   CHECK(contains(page, R"("nodes": ["n3"], "edges": ["e4_0"], "shows": ["e4_0"], "heading": "", )"
                        R"("lines": ["q = x + y = 3"]})"));
   CHECK(contains(page, R"("nodes": ["n4"], "edges": ["e4_0", "e4_1"], "shows": ["e_out", "e4_0", )"
-                       R"("e4_1"], "heading": "step 1: f = q * z", "lines": ["df/dq = df/df * )"
-                       R"(df/dq = 1 * -4 = -4", "df/dz = df/df * df/dz = 1 * 3 = 3"]})"));
+                       R"("e4_1"], "heading": "step 1: f = q * z", "lines": ["df/df = 1", )"
+                       R"("df/dq = df/df · ∂f/∂q = 1 · -4 = -4", )"
+                       R"("df/dz = df/df · ∂f/∂z = 1 · 3 = 3"]})"));
   CHECK(contains(page, R"("gradients": ["df/dx = -4", "df/dy = -4", "df/dz = 3"])"));
   // Every id a step names is in the SVG, which carries every label from the start.
   for (const char* id : {"n0", "n1", "n2", "n3", "n4", "e3_0", "e3_1", "e4_0", "e4_1", "e_out"})
@@ -66,7 +67,7 @@ TEST_CASE("a fork adds up; an unnamed constant's value shows from the start") {
   CHECK(contains(page, R"("known": ["e3_1"])"));      // the 2 feeding f
   CHECK(count(page, R"({"phase": "forward")") == 3);  // x, x * x, f: not the 2
   CHECK(contains(page, R"("shows": ["e1_0", "e1_1"])"));
-  CHECK(contains(page, "df/dx += df/dt1 * dt1/dx = 2 * 3 = 6, so df/dx = 12"));
+  CHECK(contains(page, "df/dx += df/dt1 · ∂t1/∂x = 2 · 3 = 6, so df/dx = 12"));
 }
 
 TEST_CASE("names cannot end the script or the title, nor fake a placeholder") {

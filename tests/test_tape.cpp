@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
 #include <string>
 #include <tapegrad/core.hpp>
 #include <vector>
@@ -194,8 +195,9 @@ TEST_CASE("the stepper walks reaching nodes in reverse tape order and exposes ea
   CHECK(s1.inputs[1].grad_after == 3);
   CHECK(step_heading(s1) == "step 1: f = q * z");
   CHECK(fmt::format("{}", s1) ==
-        "df/dq = df/df * df/dq = 1 * -4 = -4\n"
-        "df/dz = df/df * df/dz = 1 * 3 = 3");
+        "df/df = 1\n"
+        "df/dq = df/df · ∂f/∂q = 1 · -4 = -4\n"
+        "df/dz = df/df · ∂f/∂z = 1 · 3 = 3");
 
   REQUIRE(stepper.next());
   const Step& s2 = stepper.step();
@@ -204,8 +206,8 @@ TEST_CASE("the stepper walks reaching nodes in reverse tape order and exposes ea
   CHECK(s2.upstream == -4);
   CHECK(step_heading(s2) == "step 2: q = x + y");
   CHECK(fmt::format("{}", s2) ==
-        "df/dx = df/dq * dq/dx = -4 * 1 = -4\n"
-        "df/dy = df/dq * dq/dy = -4 * 1 = -4");
+        "df/dx = df/dq · ∂q/∂x = -4 · 1 = -4\n"
+        "df/dy = df/dq · ∂q/∂y = -4 · 1 = -4");
   CHECK(!stepper.next());
   CHECK(stepper.done());
   CHECK(unused.grad() == 0);
@@ -221,8 +223,9 @@ TEST_CASE("a step line shows accumulation at a fork") {
   CHECK(!stepper.step().inputs[0].accumulated);
   CHECK(stepper.step().inputs[1].accumulated);
   CHECK(fmt::format("{}", stepper.step()) ==
-        "df/dx = df/df * df/dx = 1 * 3 = 3\n"
-        "df/dx += df/df * df/dx = 1 * 3 = 3, so df/dx = 6");
+        "df/df = 1\n"
+        "df/dx = df/df · ∂f/∂x = 1 · 3 = 3\n"
+        "df/dx += df/df · ∂f/∂x = 1 · 3 = 3, so df/dx = 6");
 }
 
 TEST_CASE("forward lines read like the lecture") {
@@ -243,4 +246,14 @@ TEST_CASE("forward lines read like the lecture") {
   CHECK(forward_line(tape, half.id()).empty());
   CHECK(format_number(-0.0) == "0");
   CHECK(format_number(1.0 / 3) == "0.3333");
+  // Note [Digits shown]: 4 significant digits, but from 10^4 on the whole part.
+  CHECK(format_number(9999.4) == "9999");
+  CHECK(format_number(70000) == "70000");
+  CHECK(format_number(-123456789) == "-123456789");
+  CHECK(format_number(12345.6) == "12346");
+  CHECK(format_number(0.1) == "0.1");
+  CHECK(format_number(1.5e-5) == "1.5e-05");
+  CHECK(format_number(1e15) == "1e+15");
+  CHECK(format_number(std::numeric_limits<double>::infinity()) == "inf");
+  CHECK(format_number(std::nan("")) == "nan");
 }

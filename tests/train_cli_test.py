@@ -119,6 +119,17 @@ class Train(TrainCliTest):
         self.assertIn("moons: 300 training rows, 100 test rows", out)
         self.assertIn("epoch 3/3", out)
         self.assertIn("test accuracy", out)
+        # Issue 13: the final accuracy is the trained model's on every row, not the last epoch's
+        # running figure, and its line says so; it is the --json summary's.
+        final = [line for line in out.splitlines() if line.startswith("train accuracy ")]
+        self.assertEqual(len(final), 1, out)
+        self.assertIn(" of the trained model on every row (an epoch's train acc averages its "
+                      "batches, each before its step)", final[0])
+        summary = self.lines(*SMALL, "--epochs", "3")[-1]
+        self.assertTrue(final[0].startswith(f"train accuracy {summary['train_accuracy']:.4f}, "
+                                            f"test accuracy {summary['test_accuracy']:.4f} "),
+                        final[0])
+        self.assertRegex(out, r"\nloss [0-9.e-]+ \(last epoch\), [0-9.]+ s\n")
 
     def test_csv(self):
         rows = ["x,y,kind"] + [f"{i % 7},{(i * 3) % 5},{'big' if i % 7 > 3 else 'small'}"

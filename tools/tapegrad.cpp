@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "cli_options.hpp"
+#include "command_line.hpp"
 #include "html.hpp"
 #include "program.hpp"
 #include "train.hpp"
@@ -43,7 +44,7 @@ constexpr const char* kLanguageIntro = R"(The program:
   y another name for x's node. Every other name is an input and needs NAME=VALUE.
   Numbers: 2, -0.5, .5, 1e-3. Operators, loosest first: + -, * /, unary -, then ^ (or **),
   right-associative and tighter than unary minus as in Python (-x^2 is -(x^2)).
-  A program starting with '-' goes after '--': tapegrad grad -- '-x^2' x=3
+  A program may start with '-' (tapegrad grad '-x^2' x=3); after '--' no word is an option.
   Functions (a fixed number such as alpha must be written as a number):)";
 
 constexpr const char* kLanguageExamples = R"(
@@ -53,6 +54,31 @@ Example (CS231n's circuit):
   tapegrad step 'q = x + y; f = q * z' x=-2 y=5 z=-4 -o cs231n.svg
   tapegrad dot -f circuit.txt x=-2 y=5 z=-4 -o circuit.png
 
+Exit status: 0 on success, 2 on bad input (with one message on stderr; no file is written).)";
+
+// `tapegrad --help`: what each command is for, by example.
+constexpr const char* kCommandsHelp = R"(Examples:
+  tapegrad step 'q = x + y; f = q * z' x=-2 y=5 z=-4     forward and backward, step by step
+  tapegrad html 'q = x + y; f = q * z' x=-2 y=5 z=-4 -o cs231n.html   the same as a page
+  tapegrad train --data moons --layers 2,16,16,2 --epochs 100 --seed 1   train an MLP
+
+tapegrad help COMMAND (or tapegrad COMMAND --help) shows a command's options and examples.
+Exit status: 0 on success, 2 on bad input (with one message on stderr; no file is written).)";
+
+// `tapegrad train --help` and `tapegrad graph --help`: their own examples, each cheap to run.
+constexpr const char* kTrainHelp = R"(Examples:
+  tapegrad train --data xor --layers 2,8,1 --out sigmoid --loss bce --lr 0.1 --epochs 300
+  tapegrad train --data moons --layers 2,16,16,2 --epochs 100 --seed 1 --save moons.safetensors
+  tapegrad train --data spirals --layers 2,32,32,3 --act tanh --epochs 200 --plot plots
+
+Each epoch's line shows its mean loss and its "train acc": the fraction of its batches' rows
+the model got right, each batch measured before the step it paid for. The final line's train
+and test accuracy are the trained model's, after the last step, on every row of each set.
+Exit status: 0 on success, 2 on bad input (with one message on stderr; no file is written).)";
+
+constexpr const char* kGraphHelp = R"(Examples:
+  tapegrad train --data moons --layers 2,16,16,2 --epochs 100 --seed 1 --save moons.safetensors
+  tapegrad graph moons.safetensors --layers 2,16,16,2 -o moons.svg
 Exit status: 0 on success, 2 on bad input (with one message on stderr; no file is written).)";
 
 // The language help, its list of functions read from the op table: one line per function.
@@ -136,7 +162,7 @@ int run_grad(const Options& o) {
     fmt::print("{}\n", tapegrad::json_text(doc));
     return 0;
   }
-  fmt::print("{} = {}\n", tape.label(r.output.id()), r.output.value());
+  fmt::print("{} = {}\n", tape.label(r.output.id()), ag::format_number(r.output.value()));
   print_gradients(tape, r, "");
   return 0;
 }
@@ -335,6 +361,43 @@ int run_html(const Options& o, const tapegrad::MlpExample& mlp) {
   return 0;
 }
 
+// The command line as CLI11 is to read it: `help [COMMAND]` becomes `[COMMAND] --help`, and a
+// command's arguments are checked and perhaps reordered (Note [Arguments before CLI11]). Throws
+// ag::Error for no command, an unknown command or option, each named with the nearest known.
+std::vector<std::string> prepare_arguments(const CLI::App& app,
+                                           const std::vector<std::string>& commands,
+                                           std::vector<std::string> args) {
+  const std::string list = fmt::format("the commands are {}", fmt::join(commands, ", "));
+  if (args.size() < 2) throw ag::Error(fmt::format("no command: {} (tapegrad help)", list));
+  const auto check_command = [&](const std::string& word) {
+    if (std::find(commands.begin(), commands.end(), word) != commands.end()) return;
+    const std::optional<std::string> near = tapegrad::nearest(word, commands);
+    throw ag::Error(fmt::format("unknown command '{}'{}; {} (tapegrad --help)", ag::printable(word),
+                                near ? fmt::format(" (did you mean {}?)", *near) : "", list));
+  };
+  if (args[1] == "help") {
+    if (args.size() > 3) throw ag::Error("help takes one command at most: tapegrad help train");
+    if (args.size() == 2 || args[2] == "help") return {args[0], "--help"};
+    check_command(args[2]);
+    return {args[0], args[2], "--help"};
+  }
+  if (args[1].starts_with('-')) {  // --help, --version: options of tapegrad itself
+    if (app.get_option_no_throw(args[1]) != nullptr) return args;
+    const std::optional<std::string> near = tapegrad::nearest(args[1], tapegrad::option_names(app));
+    throw ag::Error(
+        fmt::format("unknown option '{}'{}; tapegrad's own options are --help and "
+                    "--version, and a command's own come after its name",
+                    ag::printable(args[1]), near ? fmt::format(" (did you mean {}?)", *near) : ""));
+  }
+  check_command(args[1]);
+  const CLI::App& command = *app.get_subcommand(args[1]);
+  const bool takes_program = command.get_option_no_throw("PROGRAM") != nullptr;
+  std::vector<std::string> rest = tapegrad::check_arguments(
+      command, std::vector<std::string>(args.begin() + 2, args.end()), takes_program);
+  rest.insert(rest.begin(), args.begin(), args.begin() + 2);
+  return rest;
+}
+
 // The options every subcommand shares: the program and its inputs.
 CLI::App* add_command(CLI::App& app, const char* name, const char* description, Options& o) {
   CLI::App* sub = app.add_subcommand(name, description);
@@ -369,9 +432,12 @@ int main(int argc, char** argv) {
   CLI::App app{
       "tapegrad: reverse-mode automatic differentiation of a small program of scalar statements,\n"
       "shown the way the lecture draws backprop; and training an MLP (train) and drawing it "
-      "(graph)."};
+      "(graph).",
+      "tapegrad"};  // the usage line says "tapegrad", not the path it was run by
   app.require_subcommand(1);
-  app.footer(language_help());
+  app.set_version_flag("--version", std::string("tapegrad ") + TAPEGRAD_VERSION,
+                       "Print tapegrad's version and exit");
+  app.footer(kCommandsHelp);
   Options o;
   CLI::App* grad = add_command(app, "grad", "Print the output's value and its gradients", o);
   grad->add_flag("--json", o.json,
@@ -396,22 +462,24 @@ int main(int argc, char** argv) {
   tapegrad::add_mlp_options(html, mlp);
   html->footer(language_help() + "\n\n" + tapegrad::kHtmlHelp);
   const tapegrad::NnCommands nn_commands = tapegrad::add_nn_commands(app);
+  nn_commands.train->footer(kTrainHelp);
+  nn_commands.graph->footer(kGraphHelp);
 
-  // CLI11 calls `tapegrad frob` "A subcommand is required": say which word is not a command,
-  // and list the commands.
-  if (argc > 1 && argv[1][0] != '-') {
-    std::vector<std::string> commands;
-    for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
-      commands.push_back(sub->get_name());
-    if (std::find(commands.begin(), commands.end(), argv[1]) == commands.end()) {
-      fmt::print(stderr, "error: unknown command '{}'; the commands are {} (tapegrad --help)\n",
-                 ag::printable(argv[1]), fmt::join(commands, ", "));
-      return kBadInput;
-    }
+  std::vector<std::string> commands;  // in the order of --help
+  for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
+    commands.push_back(sub->get_name());
+  std::vector<std::string> args(argv, argv + argc);
+  try {
+    args = prepare_arguments(app, commands, std::move(args));
+  } catch (const ag::Error& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    return kBadInput;
   }
+  std::vector<const char*> words;
+  for (const std::string& arg : args) words.push_back(arg.c_str());
 
   try {
-    app.parse(argc, argv);
+    app.parse(static_cast<int>(words.size()), words.data());
   } catch (const CLI::ParseError& e) {
     // train and graph say what is wrong in one line, as for every other error they report.
     if (e.get_exit_code() != 0 &&

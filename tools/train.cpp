@@ -729,9 +729,14 @@ int run_train(NnOptions o) {
     fmt::print("{}\n", json_text(summary));
     return 0;
   }
+  // An epoch's "train acc" averages its batches, each measured before the step it paid for, so
+  // it differs from the trained model's: the line says which this is.
   fmt::print("train accuracy {:.4f}", train_accuracy);
   if (d.has_test) fmt::print(", test accuracy {:.4f}", test_accuracy);
-  fmt::print(", loss {:.6g}, {:.2f} s\n", last.loss, seconds);
+  fmt::print(
+      " of the trained model on every row (an epoch's train acc averages its batches, each "
+      "before its step)\nloss {:.6g} (last epoch), {:.2f} s\n",
+      last.loss, seconds);
   if (!last.grad_norms.empty())
     fmt::print("mean |dL/dW| per layer (last epoch): {:.4g}\n", fmt::join(last.grad_norms, ", "));
   if (!last.dead_fraction.empty())

@@ -4,10 +4,14 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
+
 namespace ag {
 
 std::string format_number(double x) {
   if (x == 0) x = 0;  // no "-0"
+  // Note [Digits shown]: from 10^4 on, the whole part; 70000 is not 7e+04.
+  if (std::abs(x) >= 1e4 && std::abs(x) < kWholeBelow) return fmt::format("{:.0f}", x);
   return fmt::format("{:.4g}", x);
 }
 
@@ -55,12 +59,16 @@ std::string step_lines(const Step& step) {
   const std::string out = tape.label(step.output);
   const std::string node = tape.label(step.node);
   std::string text;
+  // Note [The seed line]: the pass starts from d(out)/d(out) = 1, said once before it is used.
+  if (step.index == 0 && step.node == step.output)
+    text = fmt::format("d{}/d{} = {}", out, out, format_number(step.upstream));
   for (int k = 0; k < step.arity; ++k) {
     const InputStep& s = step.inputs[k];
     if (!s.needs_grad) continue;
     const std::string in = tape.label(s.id);
     if (!text.empty()) text += '\n';
-    fmt::format_to(std::back_inserter(text), "d{}/d{} {} d{}/d{} * d{}/d{} = {} * {} = {}", out, in,
+    fmt::format_to(std::back_inserter(text),
+                   "d{}/d{} {} d{}/d{} \u00b7 \u2202{}/\u2202{} = {} \u00b7 {} = {}", out, in,
                    s.accumulated ? "+=" : "=", out, node, node, in, format_number(step.upstream),
                    format_number(s.local), format_number(s.contribution));
     if (s.accumulated)
@@ -71,7 +79,8 @@ std::string step_lines(const Step& step) {
 }
 
 std::string gradient_line(const Tape& tape, NodeId output, NodeId id) {
-  return fmt::format("d{}/d{} = {}", tape.label(output), tape.label(id), tape.grad(id));
+  return fmt::format("d{}/d{} = {}", tape.label(output), tape.label(id),
+                     format_number(tape.grad(id)));
 }
 
 }  // namespace ag

@@ -14,7 +14,19 @@
 
 namespace ag {
 
-// A number as the lecture writes it: at most 4 significant digits, no "-0".
+// Note [Digits shown]
+// ~~~~~~~~~~~~~~~~~~~
+// Every number a person reads (`tapegrad grad` and `step`, the graphs, the step-through page)
+// is written by format_number, by one rule: at most 4 significant digits, in fmt's shortest
+// form for that many (`{:.4g}`: 0.3333, -12, 0.1, 1.5e-05), except that from 10^4 to 10^15 a
+// number is rounded to a whole number (70000 and 12346, not 7e+04 and 1.235e+04): the digits
+// of its whole part are few and 7e+04 reads as another kind of number. No "-0". The lecture
+// reads 4 digits at a glance; more would be noise in a chain of products. Output for programs
+// (`grad --json`, `train --json`) keeps full precision: the shortest text that reads back as
+// the same double.
+inline constexpr double kWholeBelow = 1e15;
+
+// A number as the lecture writes it (Note [Digits shown]).
 std::string format_number(double x);
 
 // "q = x + y = 3" for an op node, "x = -2" for an input, "c = 3" for a named constant; empty
@@ -25,11 +37,20 @@ std::string forward_line(const Tape& tape, NodeId id);
 // "step 1: f = q * z".
 std::string step_heading(const Step& step);
 
-// One line per input that gets a gradient; a fork shows "+=" and the total.
+// Note [The seed line]
+// ~~~~~~~~~~~~~~~~~~~~
+// Backward starts from the output's gradient with respect to itself, df/df = 1. The first
+// step's lines say so first ("df/df = 1"), and every line writes the node's local derivative
+// with partial signs, "df/dq = df/df · ∂f/∂q = 1 · -4 = -4": without them the first step
+// read "df/dq = df/df * df/dq", which looks circular to a student. d is the gradient of the
+// output backward has built so far, ∂ the local derivative of one node, the op table's.
+
+// One line per input that gets a gradient, after the seed line on the first step (Note [The
+// seed line]); a fork shows "+=" and the total.
 std::string step_lines(const Step& step);
 
-// "df/dx = -4": the gradient of `output` the latest backward left on `id`, in full (fmt's
-// shortest text that reads back as the same double), as the gradients after a pass are listed.
+// "df/dx = -4": the gradient of `output` the latest backward left on `id`, as the gradients
+// after a pass are listed (Note [Digits shown]).
 std::string gradient_line(const Tape& tape, NodeId output, NodeId id);
 
 // How an op node reads as an expression of its inputs' labels: "x + y", "sigmoid(q)".
