@@ -60,8 +60,9 @@ class Readme(unittest.TestCase):
                               timeout=300)
 
     def test_the_first_screen(self):
-        # Title, one sentence on what tapegrad is and for whom, the two pictures, the try-it
-        # commands, then the set-up block of exactly the two commands, for Debian or Ubuntu.
+        # Title, one sentence on what tapegrad is and for whom, the two pictures, then the
+        # README's first commands: the set-up block of exactly the two commands, for Debian or
+        # Ubuntu; then the try-it commands.
         head = self.text[:self.text.index("## Set-up")]
         self.assertTrue(head.startswith("# tapegrad\n\ntapegrad is a "), head[:80])
         self.assertIn("for people who teach or\nlearn backpropagation", head)
@@ -72,14 +73,14 @@ class Readme(unittest.TestCase):
                     self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
                 self.assertLess(os.path.getsize(path), 300_000)
         self.assertEqual(len(re.findall(r"!\[", head)), 2)
-        try_it = [b for b in self.blocks if b[2] < len(head)]
-        self.assertEqual(len(try_it), 1)
-        self.assertEqual([line.split(" ")[1] for line in try_it[0][1].splitlines()],
-                         ["step", "html", "train"])
-        setup = next(b for b in self.blocks if b[2] > len(head))
+        self.assertFalse([b for b in self.blocks if b[2] < len(head)], "a command before set-up")
+        setup = self.blocks[0]
         self.assertEqual(setup[1], "bash tools/setup.sh demo\nbash tools/setup.sh test\n")
         self.assertEqual(self.text[len(head):setup[2]], "## Set-up (Debian or Ubuntu)\n\n")
         self.assertIn("Both need Debian or Ubuntu", self.text[setup[3]:setup[3] + 200])
+        try_it = self.try_it_block()
+        self.assertEqual([line.split(" ")[1] for line in try_it[1].splitlines()],
+                         ["step", "html", "train"])
         # Lecture notes a reader cannot open are not cited.
         self.assertNotIn("note 00", self.text)
         self.assertNotIn("lecture notes", self.text)
@@ -133,9 +134,13 @@ class Readme(unittest.TestCase):
                     self.assertEqual(same_lines(r.stdout + r.stderr), same_lines(expected))
         self.assertGreaterEqual(shown, 3)
 
+    def try_it_block(self):
+        """The first block under "## Try it", which follows the set-up."""
+        section = self.text.index("\n## Try it\n")
+        return next(b for b in self.blocks if b[2] > section)
+
     def test_the_try_it_commands_run(self):
-        head = self.text[:self.text.index("## Set-up")]
-        try_it = next(b for b in self.blocks if b[2] < len(head))
+        try_it = self.try_it_block()
         work = self.scratch("try_it")
         for command in try_it[1].splitlines():
             with self.subTest(command=command):
