@@ -683,7 +683,7 @@ class CommandLine(CliTest):
                 args = shlex.split(line.split("   ")[0]) if line.startswith("  tapegrad ") else []
                 if args and args not in examples:
                     examples.append(args)
-        self.assertEqual(len(examples), 7, examples)
+        self.assertEqual(len(examples), 9, examples)
         for args in examples:
             with self.subTest(args=args):
                 self.ok(*args[1:])

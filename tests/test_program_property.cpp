@@ -331,7 +331,10 @@ class ProgramGenerator {
     const OpInfo& info = op_info(f.op);
     std::vector<Expr> args;
     for (int k = 0; k < info.arity; ++k) args.push_back(any(d));
-    if (info.has_param && (!info.param_optional || chance() < 0.5)) {
+    // The fixed numbers: a row's parameter, which may be optional, or clamp's two bounds.
+    const int fixed = f.max_args - info.arity, required = f.min_args - info.arity;
+    const int count = fixed > required && chance() < 0.5 ? required : fixed;
+    for (int k = 0; k < count; ++k) {
       static const std::pair<const char*, double> kParams[] = {
           {"0.2", 0.2}, {"-0.2", -0.2}, {"1.5", 1.5}, {"0.01", 0.01}, {"-1", -1}, {"0", 0}};
       const auto& [spelling, param] = pick(kParams);
@@ -471,6 +474,7 @@ V evaluate(const Generated& g, const std::vector<std::string>& order, Input&& in
           V b = arg(1);
           return f == "prelu" ? prelu(a, b) : max(a, b);
         }
+        if (f == "clamp") return clamp(a, e.args[1].number, e.args[2].number);
         // Every other function, by its row of the op table (ProgramGenerator::from_table).
         const std::optional<Op> op = find_op(f);
         REQUIRE(op);

@@ -380,7 +380,7 @@ class TrainErrors(TrainCliTest):
 def reported_test_accuracy(out):
     """The test accuracy of train's text output: "train accuracy 1.0000, test accuracy 0.9900, ..."
     """
-    return float(re.search(r", test accuracy ([0-9.]+),", out).group(1))
+    return float(re.search(r", test accuracy ([0-9.]+)", out).group(1))
 
 
 class FirstHour(TrainCliTest):

@@ -60,16 +60,18 @@ Exit status: 0 on success, 2 on bad input (with one message on stderr; no file i
 constexpr const char* kCommandsHelp = R"(Examples:
   tapegrad step 'q = x + y; f = q * z' x=-2 y=5 z=-4     forward and backward, step by step
   tapegrad html 'q = x + y; f = q * z' x=-2 y=5 z=-4 -o cs231n.html   the same as a page
-  tapegrad train --data moons --layers 2,16,16,2 --epochs 100 --seed 1   train an MLP
+  tapegrad train --data moons --seed 1                    train an MLP
 
 tapegrad help COMMAND (or tapegrad COMMAND --help) shows a command's options and examples.
 Exit status: 0 on success, 2 on bad input (with one message on stderr; no file is written).)";
 
 // `tapegrad train --help` and `tapegrad graph --help`: their own examples, each cheap to run.
 constexpr const char* kTrainHelp = R"(Examples:
-  tapegrad train --data xor --layers 2,8,1 --out sigmoid --loss bce --lr 0.1 --epochs 300
-  tapegrad train --data moons --layers 2,16,16,2 --epochs 100 --seed 1 --save moons.safetensors
-  tapegrad train --data spirals --layers 2,32,32,3 --act tanh --epochs 200 --plot plots
+  tapegrad train --data moons
+  tapegrad train --data xor --hidden 8 --out sigmoid --lr 0.1 --epochs 300
+  tapegrad train --data spirals --hidden 32,32 --act tanh --epochs 200 --plot plots
+  tapegrad train --data moons --seed 1 --save moons.safetensors
+  tapegrad train --resume moons.safetensors --epochs 150
 
 Each epoch's line shows its mean loss and its "train acc": the fraction of its batches' rows
 the model got right, each batch measured before the step it paid for. The final line's train
@@ -77,8 +79,8 @@ and test accuracy are the trained model's, after the last step, on every row of 
 Exit status: 0 on success, 2 on bad input (with one message on stderr; no file is written).)";
 
 constexpr const char* kGraphHelp = R"(Examples:
-  tapegrad train --data moons --layers 2,16,16,2 --epochs 100 --seed 1 --save moons.safetensors
-  tapegrad graph moons.safetensors --layers 2,16,16,2 -o moons.svg
+  tapegrad train --data moons --seed 1 --save moons.safetensors
+  tapegrad graph moons.safetensors -o moons.svg
 Exit status: 0 on success, 2 on bad input (with one message on stderr; no file is written).)";
 
 // The language help, its list of functions read from the op table: one line per function.
@@ -462,7 +464,8 @@ int main(int argc, char** argv) {
   tapegrad::add_mlp_options(html, mlp);
   html->footer(language_help() + "\n\n" + tapegrad::kHtmlHelp);
   const tapegrad::NnCommands nn_commands = tapegrad::add_nn_commands(app);
-  nn_commands.train->footer(kTrainHelp);
+  // After train's own table of its defaults per data set.
+  nn_commands.train->footer(nn_commands.train->get_footer() + "\n" + kTrainHelp);
   nn_commands.graph->footer(kGraphHelp);
 
   std::vector<std::string> commands;  // in the order of --help
