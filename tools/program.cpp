@@ -759,4 +759,36 @@ Program::Recorded Program::record(ag::Tape& tape, std::span<const double> input_
   return result;
 }
 
+std::vector<std::string> step_transcript(ag::Tape& tape, const Program::Recorded& recorded,
+                                         const std::function<void(const ag::Step*)>& on_step) {
+  std::vector<std::string> lines{"forward"};
+  for (ag::NodeId id = 0; id < tape.size(); ++id)
+    if (std::string line = ag::forward_line(tape, id); !line.empty())
+      lines.push_back("  " + std::move(line));
+  if (on_step) on_step(nullptr);
+
+  lines.push_back("backward");
+  ag::Stepper stepper = tape.stepper(recorded.output);
+  std::size_t steps = 0;
+  while (stepper.next()) {
+    ++steps;
+    const ag::Step& step = stepper.step();
+    lines.push_back("  " + ag::step_heading(step));
+    const std::string chain_rule = fmt::format("{}", step);
+    for (std::size_t at = 0; at < chain_rule.size();) {
+      std::size_t end = chain_rule.find('\n', at);
+      if (end == std::string::npos) end = chain_rule.size();
+      lines.push_back("    " + chain_rule.substr(at, end - at));
+      at = end + 1;
+    }
+    if (on_step) on_step(&step);
+  }
+  if (steps == 0) lines.push_back("  (no steps: the output depends on no input)");
+
+  lines.push_back("gradients");
+  for (const ag::Value& input : recorded.inputs)
+    lines.push_back("  " + ag::gradient_line(tape, recorded.output.id(), input.id()));
+  return lines;
+}
+
 }  // namespace tapegrad

@@ -211,42 +211,19 @@ int run_step(const Options& o) {
   // A graph past the budget is refused before the steps are printed, not after.
   if (!o.output.empty() || frames_dir) ag::check_drawing_budget(tape, out);
 
-  fmt::print("forward\n");
-  for (ag::NodeId id = 0; id < tape.size(); ++id)
-    if (const std::string line = ag::forward_line(tape, id); !line.empty())
-      fmt::print("  {}\n", line);
-
   // Frames are numbered with enough digits for every step, so they sort by name.
   const int width = std::max(3, static_cast<int>(fmt::format("{}", tape.size()).size()));
-  auto frame = [&](std::size_t i) {
-    return (frames_dir->path() / fmt::format("step-{:0{}}.svg", i, width)).string();
-  };
   ag::GraphOptions options = graph_options(o);
-  if (!o.frames.empty()) ag::write_graph(tape, out, frame(0), options);
-
-  fmt::print("backward\n");
-  ag::Stepper stepper = tape.stepper(r.output);
-  std::size_t steps = 0;
-  while (stepper.next()) {
-    ++steps;
-    const ag::Step& step = stepper.step();
-    fmt::print("  {}\n", ag::step_heading(step));
-    std::string lines = fmt::format("{}", step);
-    for (std::size_t at = 0; at < lines.size();) {
-      std::size_t end = lines.find('\n', at);
-      if (end == std::string::npos) end = lines.size();
-      fmt::print("    {}\n", std::string_view(lines).substr(at, end - at));
-      at = end + 1;
-    }
-    if (!o.frames.empty()) {
-      options.step = &step;
-      ag::write_graph(tape, out, frame(steps), options);
-    }
-  }
-  if (steps == 0) fmt::print("  (no steps: the output depends on no input)\n");
-
-  fmt::print("gradients\n");
-  print_gradients(tape, r, "  ");
+  std::size_t frames = 0;
+  auto write_frame = [&](const ag::Step* step) {
+    if (!frames_dir) return;
+    options.step = step;
+    const std::string name = fmt::format("step-{:0{}}.svg", frames++, width);
+    ag::write_graph(tape, out, (frames_dir->path() / name).string(), options);
+  };
+  for (const std::string& line : tapegrad::step_transcript(tape, r, write_frame))
+    fmt::print("{}\n", line);
+  const std::size_t steps = frames == 0 ? 0 : frames - 1;
   if (!o.output.empty()) ag::write_graph(tape, out, o.output, graph_options(o));
   if (frames_dir) {
     frames_dir->commit();
