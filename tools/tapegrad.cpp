@@ -1,6 +1,6 @@
 // The tapegrad command-line program: `grad`, `step` and `dot` on a small program of scalar
-// statements (tools/program.hpp), and `train` and `graph` on an nn MLP (tools/train.hpp). Bad
-// input is one message on stderr and exit code 2.
+// statements (tools/program.hpp), `train` and `graph` on an nn MLP (tools/train.hpp), and
+// `playground` (tools/playground.hpp). Bad input is one message on stderr and exit code 2.
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -26,6 +26,7 @@
 
 #include "cli_options.hpp"
 #include "html.hpp"
+#include "playground.hpp"
 #include "program.hpp"
 #include "train.hpp"
 
@@ -368,6 +369,8 @@ int main(int argc, char** argv) {
   tapegrad::add_mlp_options(html, mlp);
   html->footer(language_help() + "\n\n" + tapegrad::kHtmlHelp);
   const tapegrad::NnCommands nn_commands = tapegrad::add_nn_commands(app);
+  std::string playground_output;
+  CLI::App* playground = tapegrad::add_playground_command(app, playground_output);
 
   // CLI11 calls `tapegrad frob` "A subcommand is required": say which word is not a command,
   // and list the commands.
@@ -386,8 +389,8 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     // train and graph say what is wrong in one line, as for every other error they report.
-    if (e.get_exit_code() != 0 &&
-        (nn_commands.train->parsed() || nn_commands.graph->parsed() || html->parsed())) {
+    if (e.get_exit_code() != 0 && (nn_commands.train->parsed() || nn_commands.graph->parsed() ||
+                                   html->parsed() || playground->parsed())) {
       fmt::print(stderr, "error: {}\n", ag::printable(e.what()));
       return kBadInput;
     }
@@ -402,6 +405,8 @@ int main(int argc, char** argv) {
       status = run_step(o);
     else if (html->parsed())
       status = run_html(o, mlp);
+    else if (playground->parsed())
+      status = tapegrad::run_playground(playground_output);
     else if (nn_commands.train->parsed() || nn_commands.graph->parsed())
       status = tapegrad::run_nn_command(nn_commands);
     else
