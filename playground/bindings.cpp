@@ -166,7 +166,20 @@ std::string analyse(const std::string& source, const std::string& assignments) {
     const auto r = program.record(tape, values);
     // Refused before any work past the recording: the page keeps its last graph.
     ag::check_drawing_budget(tape, r.output.id());
-    const std::string plan = ag::step_plan_json(tape, r.output);  // runs the backward pass
+    // The plan runs the backward pass. A graph too large to follow step by step (it refuses
+    // before the pass) is still drawn and its gradients shown, whole.
+    std::string plan;
+    try {
+      plan = ag::step_plan_json(tape, r.output);
+    } catch (const ag::Error&) {
+      if (tape.size() <= ag::kMaxPageNodes) throw;  // not the size: a bug to report
+      tape.backward(r.output);
+      plan = fmt::format(
+          R"({{"colours": [], "known": [], "gradients": [], "steps": [], "refused": {}}})",
+          json_string(fmt::format("Stepping is for graphs of at most {} nodes; this one is shown "
+                                  "whole, with every value and gradient.",
+                                  ag::kMaxPageNodes)));
+    }
 
     ag::Tape stepped;
     const auto again = program.record(stepped, values);

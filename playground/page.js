@@ -198,7 +198,8 @@
     graph.innerHTML = reply.svg;
     const svg = graph.querySelector('svg');
     svg.querySelectorAll('title').forEach((t) => t.remove());  // they would say n0, n1, ...
-    svg.querySelectorAll('g.edge text').forEach((t) => {
+    // Without a plan (Note [The step plan]: too large to step through) every label stays shown.
+    if (!reply.plan.refused) svg.querySelectorAll('g.edge text').forEach((t) => {
       const fill = t.getAttribute('fill');
       if (fill === reply.plan.colours[0]) t.classList.add('value');
       else if (fill === reply.plan.colours[1]) t.classList.add('grad');
@@ -278,6 +279,10 @@
     log.replaceChildren();
     blocks = [];
     const steps = shown.plan.steps;
+    if (shown.plan.refused) {
+      shown.lines.forEach((line) => log.append(div('line', line)));
+      return;
+    }
     steps.forEach((s, i) => {
       if (i === 0 || steps[i - 1].phase !== s.phase) log.append(div('section', s.phase));
       const block = div(`block ${s.phase}`);
@@ -309,7 +314,11 @@
     }
     const now = byId('now');
     now.replaceChildren();
-    if (at === 0) {
+    if (shown.plan.refused) {
+      now.className = '';
+      now.append(div('hint', shown.plan.refused));
+      byId('phase').textContent = 'the whole pass';
+    } else if (at === 0) {
       now.className = '';
       now.append(div('hint', 'Step runs the forward pass, the inputs first and then one node at a ' +
           'time; then the backward pass applies the chain rule at each node, from the output back.'));
@@ -338,6 +347,7 @@
     byId('reset').disabled = at === 0;
     byId('back').disabled = at === 0;
     byId('next').disabled = at === steps.length;
+    byId('play').disabled = steps.length === 0;
   }
   function stop() {
     if (timer !== null) clearInterval(timer);

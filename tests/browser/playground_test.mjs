@@ -324,6 +324,18 @@ test('NaN and a graph past the drawing budget get a message, and the page stays 
   await page.fill('#program', big);
   await settled(page);
   assert.match(await page.textContent('#error'), /drawing budget|too large|nodes/);
+  // 450 statements: within the budget, past the 400 nodes stepping follows. Drawn whole.
+  const long = Array.from({ length: 450 }, (_, i) => `a${i + 1} = a${i} * x`).join('\n')
+      .replace('a0', 'y');
+  await page.fill('#program', long);
+  await settled(page);
+  assert.ok(await page.isHidden('#error'));
+  assert.match(await page.textContent('#now'), /Stepping is for graphs of at most 400 nodes/);
+  assert.ok(await page.isDisabled('#next'));
+  // 451 nodes, the output's box, and copies of x beside its uses (Note [Long edges]).
+  assert.ok(await page.locator('#graph svg g.node').count() > 452);
+  assertAgree((({ value, grad }) => ({ value, grad }))(await shownGradients(page)),
+      nativeGrad(long, { y: 2, x: -1 }), long);
   await page.fill('#program', 'f = x * y');
   await settled(page);
   assert.ok(await page.isHidden('#error'));
