@@ -155,9 +155,10 @@ std::vector<double> central_differences(const tapegrad::Program& program,
   return differences;
 }
 
-// Everything the graph lab shows for one edit: the grad object, the inputs, the step lines, the
-// graph model (lecture style, with ids, after the whole pass), the step plan (Note [The step
-// plan]), the central differences and, for a NaN or an infinity, anomaly mode's message.
+// Everything the graph lab shows for one edit: the grad object, the inputs, the graph model
+// (lecture style, with ids, after the whole pass), the step plan (Note [The step plan]) or, for
+// a graph too large to step through, `tapegrad step`'s lines, the central differences and, for
+// a NaN or an infinity, anomaly mode's message.
 std::string analyse(const std::string& source, const std::string& assignments) {
   return reporting([&] {
     const tapegrad::Program program(source);
@@ -169,11 +170,13 @@ std::string analyse(const std::string& source, const std::string& assignments) {
     // The plan runs the backward pass. A graph too large to follow step by step (it refuses
     // before the pass) is still drawn and its gradients shown, whole.
     std::string plan;
+    bool whole = false;
     try {
       plan = ag::step_plan_json(tape, r.output);
     } catch (const ag::Error&) {
       if (tape.size() <= ag::kMaxPageNodes) throw;  // not the size: a bug to report
       tape.backward(r.output);
+      whole = true;
       plan = fmt::format(
           R"({{"colours": [], "known": [], "gradients": [], "steps": [], "refused": {}}})",
           json_string(fmt::format("Stepping is for graphs of at most {} nodes; this one is shown "
@@ -181,9 +184,13 @@ std::string analyse(const std::string& source, const std::string& assignments) {
                                   ag::kMaxPageNodes)));
     }
 
-    ag::Tape stepped;
-    const auto again = program.record(stepped, values);
-    const std::vector<std::string> lines = tapegrad::step_transcript(stepped, again);
+    // The log shows the plan's lines; `tapegrad step`'s own only when there is no plan. Text is
+    // what costs here: with -fexceptions every call that may unwind goes through JavaScript.
+    std::vector<std::string> lines;
+    if (whole) {
+      ag::Tape stepped;
+      lines = tapegrad::step_transcript(stepped, program.record(stepped, values));
+    }
 
     ag::GraphOptions options;
     options.ids = true;
