@@ -148,8 +148,8 @@
   }
 
   // ---- one edit -----------------------------------------------------------------------------
-  // The worker is asked for the program's inputs, then for everything the lab shows. An edit made
-  // meanwhile is not queued one by one: once the worker is free, the latest text is run.
+  // The worker is asked for everything the lab shows, in one round trip (worker.js, edit). An
+  // edit made meanwhile is not queued one by one: once the worker is free, the latest text runs.
   async function update() {
     document.body.dataset.idle = 'false';  // the tests wait for 'true'
     if (busy) {
@@ -158,13 +158,10 @@
     }
     busy = true;
     const started = performance.now();
-    const program = editor.value;
-    const found = await request('inputs', program, '');
-    let reply = found;
-    if (!found.error) {
-      names = found.inputs;
-      names.forEach((name) => { if (!(name in values)) values[name] = 1; });
-      reply = await request('analyse', program, assignmentText(Object.fromEntries(names.map((n) => [n, values[n]]))));
+    const reply = await request('edit', editor.value, values);
+    if (!reply.error) {
+      names = reply.inputs;
+      Object.assign(values, reply.values);
     }
     busy = false;
     if (again) {
