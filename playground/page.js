@@ -248,17 +248,16 @@
       table.append(tr);
       return tr;
     };
-    row([['', ''], ['gradient', ''], ...(withFd ? [['central difference', ''], ['difference', '']] : [])], 'th');
+    row([['', ''], ['gradient', ''], ...(withFd ? [['central difference', '']] : [])], 'th');
     row([[shown.label, ''], [number(shown.result.value), 'value']], 'td');
     names.forEach((name) => {
       const g = shown.result.grad[name];
       const fd = shown.fd[name];
       const cells = [[`d${shown.label}/d${name}`, ''], [number(g), 'grad']];
-      if (withFd) {
-        cells.push([number(fd), 'fd']);
-        cells.push([g === null || fd === null ? '' : (g - fd).toExponential(1), '']);
-      }
-      row(cells, 'td').dataset.input = name;
+      if (withFd) cells.push([number(fd), 'fd']);
+      const tr = row(cells, 'td');
+      tr.dataset.input = name;
+      if (withFd && g !== null && fd !== null) tr.title = `gradient - central difference = ${(g - fd).toExponential(1)}`;
     });
   }
   byId('show-fd').addEventListener('change', renderGradients);
