@@ -19,6 +19,14 @@
     waiting.delete(event.data.id);
     resolve(event.data.reply);
   };
+  // A worker that cannot start (or dies) would leave the page waiting: say so instead.
+  worker.onerror = (event) => {
+    event.preventDefault();
+    const error = byId('error');
+    error.textContent = `error: the engine stopped: ${event.message}; reload the page`;
+    error.hidden = false;
+    setStatus('the engine stopped');
+  };
   function request(kind, program, assignments) {
     return new Promise((resolve) => {
       const id = nextId++;
