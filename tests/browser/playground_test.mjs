@@ -318,6 +318,7 @@ test('NaN and a graph past the drawing budget get a message, and the page stays 
       { encoding: 'utf8' });
   assert.equal(cli.status, 2);
   assert.equal(`error: ${await page.textContent('#warning')}\n`, cli.stderr);
+  await page.screenshot({ path: path.join(outDir, 'playground-nan.png') });
   // 1200 statements: past the budget of 1000 drawn nodes; refused before any layout.
   const big = Array.from({ length: 1200 }, (_, i) => `a${i + 1} = a${i} * 1.001 + x`)
       .join('\n').replace('a0', 'x');
@@ -332,6 +333,7 @@ test('NaN and a graph past the drawing budget get a message, and the page stays 
   assert.ok(await page.isHidden('#error'));
   assert.match(await page.textContent('#now'), /Stepping is for graphs of at most 400 nodes/);
   assert.ok(await page.isDisabled('#next'));
+  await page.screenshot({ path: path.join(outDir, 'playground-450.png') });
   // 451 nodes, the output's box, and copies of x beside its uses (Note [Long edges]).
   assert.ok(await page.locator('#graph svg g.node').count() > 452);
   assertAgree((({ value, grad }) => ({ value, grad }))(await shownGradients(page)),
