@@ -377,7 +377,8 @@
   };
   Object.keys(actions).forEach((name) => byId(name).addEventListener('click', actions[name]));
   document.addEventListener('keydown', (e) => {
-    const typing = e.target instanceof HTMLTextAreaElement || e.target instanceof HTMLInputElement;
+    const typing = e.target instanceof HTMLTextAreaElement || e.target instanceof HTMLInputElement ||
+        e.target instanceof HTMLSelectElement;
     if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
     const key = { ArrowRight: 'next', ArrowLeft: 'back', Home: 'reset' }[e.key];
     if (!key) return;
