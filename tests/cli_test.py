@@ -481,8 +481,15 @@ class Messages(CliTest):
         r = run("frob", cwd=self.dir)
         self.assertEqual(r.returncode, 2)
         self.assertEqual(r.stderr, "error: unknown command 'frob'; the commands are grad, step, "
-                                   "dot, html, train, graph (tapegrad --help)\n")
+                                   "dot, html, train, graph, playground (tapegrad --help)\n")
         self.assertIn("\\x1b[2J", self.fails("\x1b[2J", message="unknown command"))
+
+    def test_playground_needs_an_html_output(self):
+        # The page itself is tested in a browser (tests/browser/playground_test.mjs).
+        self.fails("playground", message="error: no page to write: give -o PAGE.html\n")
+        self.fails("playground", "-o", "page.txt",
+                   message="unknown extension '.txt'; a page is written as .html")
+        self.fails("playground", "-o", "missing/page.html", message="missing/page.html")
 
     def test_a_nul_byte_no_longer_cuts_the_message_short(self):
         with open(os.path.join(self.dir, "nul.txt"), "wb") as f:

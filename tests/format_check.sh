@@ -8,7 +8,7 @@ if ! command -v clang-format >/dev/null; then
   echo "clang-format is missing: run tools/setup.sh test" >&2
   exit 1
 fi
-mapfile -t files < <(find autograd nn tools examples tests bench fuzz \
+mapfile -t files < <(find autograd nn tools examples tests bench fuzz playground \
   -path '*/node_modules' -prune -o \( -name '*.cpp' -o -name '*.hpp' \) -print | sort)
 bad=()
 for f in "${files[@]}"; do

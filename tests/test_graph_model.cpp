@@ -149,6 +149,62 @@ TEST_CASE("modules style: scopes become clusters made on first use, parents firs
 
 namespace {
 
+std::size_t occurrences(const std::string& text, const std::string& what) {
+  std::size_t count = 0;
+  for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1))
+    ++count;
+  return count;
+}
+
+}  // namespace
+
+TEST_CASE("graph_model_json: the model as @viz-js/viz's graph object, in the model's order") {
+  Cs231n c;
+  c.tape.backward(c.f);
+  const GraphModel model = graph_model(c.tape, c.f.id());
+  const std::string json = graph_model_json(model);
+
+  CHECK(json.starts_with(R"({"directed": true, "graphAttributes": {)"));
+  CHECK(occurrences(json, R"({"tail": )") == model.edges.size());
+  CHECK(occurrences(json, R"({"name": )") == model.nodes.size());  // no clusters
+  // Nodes keep the model's order, which Graphviz's layout follows.
+  std::size_t previous = 0;
+  for (const GraphNode& n : model.nodes) {
+    const std::size_t at = json.find(R"({"name": ")" + n.name + R"(")");
+    REQUIRE(at != std::string::npos);
+    CHECK(at > previous);
+    previous = at;
+  }
+  // An HTML-like label is an {"html": ...} object; markup is escaped for a <script> element.
+  CHECK(json.find(R"("label": {"html": "\u003c)") != std::string::npos);
+  CHECK(json.find('<') == std::string::npos);
+}
+
+TEST_CASE("graph_model_json: a cluster holds its nodes and nested clusters, listed once") {
+  TensorTape tape;
+  Tensor x = tape.input({2}, {1.0, -2.0}, "x");
+  Tensor out;
+  {
+    TensorTape::Scope outer(tape, "net");
+    Tensor a = relu(x);
+    TensorTape::Scope inner(tape, "net.inner");
+    out = sum(a * a);
+  }
+  const GraphModel model = graph_model(tape, out.id(), {GraphStyle::modules});
+  REQUIRE(model.subgraphs.size() == 2);
+  const std::string json = graph_model_json(model);
+  CHECK(occurrences(json, R"({"name": ")") == model.nodes.size() + model.subgraphs.size());
+  const std::size_t outer_at = json.find(R"({"name": "cluster_1")");
+  const std::size_t inner_at = json.find(R"({"name": "cluster_3")");
+  const std::size_t relu_at = json.find(R"({"name": "n1")");
+  REQUIRE(outer_at != std::string::npos);
+  CHECK(outer_at < relu_at);
+  CHECK(relu_at < inner_at);                        // relu is in net, before net.inner nested in it
+  CHECK(json.find(R"({"name": "n0")") < outer_at);  // x is outside every module
+}
+
+namespace {
+
 // x + x + ... + x: x feeds every op of a chain (issue 12, item 2).
 Value sum_of_x(Tape& tape, int terms) {
   const Value x = tape.input(1.0, "x");

@@ -560,3 +560,41 @@ TEST_CASE("control characters in a program are shown escaped, and the caret stil
             .ends_with("  f = \\x7f x $\n"
                        "      ^"));
 }
+
+TEST_CASE("step_transcript: the lines of `tapegrad step`, and a call before and after each step") {
+  const tapegrad::Program program("q = x + y; f = q * z");
+  ag::Tape tape;
+  const auto recorded = program.record(tape, std::vector<double>{-2, 5, -4});
+  std::vector<std::string> calls;
+  const std::vector<std::string> lines = tapegrad::step_transcript(
+      tape, recorded,
+      [&](const ag::Step* step) { calls.push_back(step ? tape.label(step->node) : "forward"); });
+  CHECK(lines == std::vector<std::string>{
+                     "forward",
+                     "  x = -2",
+                     "  y = 5",
+                     "  z = -4",
+                     "  q = x + y = 3",
+                     "  f = q * z = -12",
+                     "backward",
+                     "  step 1: f = q * z",
+                     "    df/dq = df/df * df/dq = 1 * -4 = -4",
+                     "    df/dz = df/df * df/dz = 1 * 3 = 3",
+                     "  step 2: q = x + y",
+                     "    df/dx = df/dq * dq/dx = -4 * 1 = -4",
+                     "    df/dy = df/dq * dq/dy = -4 * 1 = -4",
+                     "gradients",
+                     "  df/dx = -4",
+                     "  df/dy = -4",
+                     "  df/dz = 3",
+                 });
+  CHECK(calls == std::vector<std::string>{"forward", "f", "q"});
+  CHECK(recorded.inputs[2].grad() == 3);  // the pass ran: the tape holds the gradients
+
+  ag::Tape constant_tape;
+  const tapegrad::Program constant("3");
+  const auto three = constant.record(constant_tape, {});
+  CHECK(tapegrad::step_transcript(constant_tape, three) ==
+        std::vector<std::string>{"forward", "  out = 3", "backward",
+                                 "  (no steps: the output depends on no input)", "gradients"});
+}

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
@@ -15,6 +17,30 @@
 namespace tapegrad {
 
 namespace {
+
+// Reads a double from [first, last) as std::from_chars does. Emscripten's libc++ 14 (the
+// playground) has no floating-point from_chars: there strtod reads it (in the C locale: nothing
+// calls setlocale), after refusing what from_chars refuses (a leading '+' or space, hexadecimal),
+// with its ERANGE as result_out_of_range.
+std::from_chars_result read_double(const char* first, const char* last, double& value) {
+#if defined(__cpp_lib_to_chars)
+  return std::from_chars(first, last, value);
+#else
+  const std::string text(first, last);
+  const char* start = text.c_str();
+  const char* digits = start + (*start == '-');
+  if (text.empty() || std::isspace(static_cast<unsigned char>(*start)) || *start == '+' ||
+      (digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X')))
+    return {first, std::errc::invalid_argument};
+  errno = 0;
+  char* end = nullptr;
+  const double read = std::strtod(start, &end);
+  if (end == start) return {first, std::errc::invalid_argument};
+  if (errno == ERANGE) return {first + (end - start), std::errc::result_out_of_range};
+  value = read;
+  return {first + (end - start), std::errc()};
+#endif
+}
 
 // ---- error reports ------------------------------------------------------------------------------
 
@@ -214,7 +240,7 @@ std::vector<Token> lex(std::string_view src) {
         j = k;
       }
       double value = 0;
-      const auto [end, error] = std::from_chars(src.data() + i, src.data() + j, value);
+      const auto [end, error] = read_double(src.data() + i, src.data() + j, value);
       if (error == std::errc::result_out_of_range)
         throw ProgramError(src, i,
                            fmt::format("the number {}", out_of_range(src.substr(i, j - i))));
@@ -694,7 +720,7 @@ std::vector<double> Program::input_values(std::span<const std::string> assignmen
       throw ag::Error(fmt::format("{} is given twice: {} and {}", name, *given[i], a));
     given[i] = &a;
     double value = 0;
-    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+    const auto [end, error] = read_double(text.data(), text.data() + text.size(), value);
     if (error == std::errc::result_out_of_range && end == text.data() + text.size())
       throw ag::Error(fmt::format("{}: {}", a, out_of_range(text)));
     if (text.empty() || error != std::errc() || end != text.data() + text.size())
@@ -790,6 +816,38 @@ Program::Recorded Program::record(ag::Tape& tape, std::span<const double> input_
   }
   result.output = slots[output_slot_];
   return result;
+}
+
+std::vector<std::string> step_transcript(ag::Tape& tape, const Program::Recorded& recorded,
+                                         const std::function<void(const ag::Step*)>& on_step) {
+  std::vector<std::string> lines{"forward"};
+  for (ag::NodeId id = 0; id < tape.size(); ++id)
+    if (std::string line = ag::forward_line(tape, id); !line.empty())
+      lines.push_back("  " + std::move(line));
+  if (on_step) on_step(nullptr);
+
+  lines.push_back("backward");
+  ag::Stepper stepper = tape.stepper(recorded.output);
+  std::size_t steps = 0;
+  while (stepper.next()) {
+    ++steps;
+    const ag::Step& step = stepper.step();
+    lines.push_back("  " + ag::step_heading(step));
+    const std::string chain_rule = fmt::format("{}", step);
+    for (std::size_t at = 0; at < chain_rule.size();) {
+      std::size_t end = chain_rule.find('\n', at);
+      if (end == std::string::npos) end = chain_rule.size();
+      lines.push_back("    " + chain_rule.substr(at, end - at));
+      at = end + 1;
+    }
+    if (on_step) on_step(&step);
+  }
+  if (steps == 0) lines.push_back("  (no steps: the output depends on no input)");
+
+  lines.push_back("gradients");
+  for (const ag::Value& input : recorded.inputs)
+    lines.push_back("  " + ag::gradient_line(tape, recorded.output.id(), input.id()));
+  return lines;
 }
 
 }  // namespace tapegrad

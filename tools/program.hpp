@@ -5,10 +5,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
-#include <tapegrad/autograd.hpp>
+#include <tapegrad/core.hpp>
 #include <unordered_map>
 #include <vector>
 
@@ -137,5 +138,15 @@ class Program {
   std::unordered_map<std::string, std::size_t> bound_;  // names bound by a statement: where first
   std::uint32_t output_slot_ = 0;
 };
+
+// The lines `tapegrad step` prints for a recorded program, without line ends: "forward" and a
+// forward_line per node, "backward" and each step's heading and chain rule, "gradients" and a
+// gradient_line per input, indented as printed. The CLI and the playground both print these, so
+// their steps are the same text. Runs the backward pass on `tape`. `on_step`, when set, is called
+// before the first step with nullptr (the forward pass's state), then after each step with it
+// (`tapegrad step --frames` draws a frame at each).
+std::vector<std::string> step_transcript(
+    ag::Tape& tape, const Program::Recorded& recorded,
+    const std::function<void(const ag::Step*)>& on_step = nullptr);
 
 }  // namespace tapegrad

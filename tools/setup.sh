@@ -2,8 +2,9 @@
 # Installs the Debian packages tapegrad needs (only the missing ones), then
 # configures and builds into build/. With an argument it goes on:
 #   tools/setup.sh demo   runs the main demo
-#   tools/setup.sh test   runs every test, then the core's tests in a build without BLAS and
-#                         Graphviz (build-core/), then the suite again under ASan+UBSan
+#   tools/setup.sh test   builds the playground (build-wasm/) and runs every test, then the
+#                         core's tests in a build without BLAS and Graphviz (build-core/),
+#                         then the suite again under ASan+UBSan
 #                         (build-asan/), then the CLI tests with tapegrad under valgrind's
 #                         memcheck, then each fuzz target for 40 s (build-fuzz/, fuzz/README.md)
 set -euo pipefail
@@ -23,8 +24,10 @@ packages=(
 # build does without it; chromium and Node.js play the step-through page in a real browser (a
 # Node.js from elsewhere brings its own npm, which Debian's npm package would conflict with);
 # valgrind checks the CLI's memory; clang builds the fuzz targets (fuzz/); clang-format checks
-# that every C++ file is formatted (.clang-format, tests/format_check.sh).
-test_packages=(python3-torch chromium valgrind clang libclang-rt-14-dev clang-format)
+# that every C++ file is formatted (.clang-format, tests/format_check.sh); emscripten builds the
+# playground (playground/, build-wasm/), its optimizer needing node-acorn.
+test_packages=(python3-torch chromium valgrind clang libclang-rt-14-dev clang-format
+  emscripten node-acorn)
 if ! command -v npm >/dev/null; then test_packages+=(nodejs npm); fi
 if [ "${1:-build}" = test ]; then packages+=("${test_packages[@]}"); fi
 
@@ -70,10 +73,15 @@ case "${1:-build}" in
                    END { print p + 0, f + 0, s + 0 }')
       passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
     }
-    if [ ! -d tests/browser/node_modules ]; then
-      echo "setup: npm ci in tests/browser"
-      quietly npm ci --prefix tests/browser --no-audit --no-fund
-    fi
+    for dir in tests/browser playground; do
+      if [ ! -d "$dir/node_modules" ]; then
+        echo "setup: npm ci in $dir"
+        quietly npm ci --prefix "$dir" --no-audit --no-fund
+      fi
+    done
+    # The playground's page, which the browser test opens (playground/README.md): the core and
+    # the program language compiled by emscripten, in a build directory of its own.
+    configure build-wasm --cross-file playground/emscripten.ini
     meson test -C build --print-errorlogs || status=1
     count build
     # The core alone, as the WebAssembly playground compiles it: no BLAS and no Graphviz

@@ -1,6 +1,6 @@
 // The tapegrad command-line program: `grad`, `step` and `dot` on a small program of scalar
-// statements (tools/program.hpp), and `train` and `graph` on an nn MLP (tools/train.hpp). Bad
-// input is one message on stderr and exit code 2.
+// statements (tools/program.hpp), `train` and `graph` on an nn MLP (tools/train.hpp), and
+// `playground` (tools/playground.hpp). Bad input is one message on stderr and exit code 2.
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -27,6 +27,7 @@
 #include "cli_options.hpp"
 #include "command_line.hpp"
 #include "html.hpp"
+#include "playground.hpp"
 #include "program.hpp"
 #include "train.hpp"
 
@@ -239,42 +240,19 @@ int run_step(const Options& o) {
   // A graph past the budget is refused before the steps are printed, not after.
   if (!o.output.empty() || frames_dir) ag::check_drawing_budget(tape, out);
 
-  fmt::print("forward\n");
-  for (ag::NodeId id = 0; id < tape.size(); ++id)
-    if (const std::string line = ag::forward_line(tape, id); !line.empty())
-      fmt::print("  {}\n", line);
-
   // Frames are numbered with enough digits for every step, so they sort by name.
   const int width = std::max(3, static_cast<int>(fmt::format("{}", tape.size()).size()));
-  auto frame = [&](std::size_t i) {
-    return (frames_dir->path() / fmt::format("step-{:0{}}.svg", i, width)).string();
-  };
   ag::GraphOptions options = graph_options(o);
-  if (!o.frames.empty()) ag::write_graph(tape, out, frame(0), options);
-
-  fmt::print("backward\n");
-  ag::Stepper stepper = tape.stepper(r.output);
-  std::size_t steps = 0;
-  while (stepper.next()) {
-    ++steps;
-    const ag::Step& step = stepper.step();
-    fmt::print("  {}\n", ag::step_heading(step));
-    std::string lines = fmt::format("{}", step);
-    for (std::size_t at = 0; at < lines.size();) {
-      std::size_t end = lines.find('\n', at);
-      if (end == std::string::npos) end = lines.size();
-      fmt::print("    {}\n", std::string_view(lines).substr(at, end - at));
-      at = end + 1;
-    }
-    if (!o.frames.empty()) {
-      options.step = &step;
-      ag::write_graph(tape, out, frame(steps), options);
-    }
-  }
-  if (steps == 0) fmt::print("  (no steps: the output depends on no input)\n");
-
-  fmt::print("gradients\n");
-  print_gradients(tape, r, "  ");
+  std::size_t frames = 0;
+  auto write_frame = [&](const ag::Step* step) {
+    if (!frames_dir) return;
+    options.step = step;
+    const std::string name = fmt::format("step-{:0{}}.svg", frames++, width);
+    ag::write_graph(tape, out, (frames_dir->path() / name).string(), options);
+  };
+  for (const std::string& line : tapegrad::step_transcript(tape, r, write_frame))
+    fmt::print("{}\n", line);
+  const std::size_t steps = frames == 0 ? 0 : frames - 1;
   if (!o.output.empty()) {
     tapegrad::create_parent_directories(o.output, fmt::format("cannot write {}", o.output));
     ag::write_graph(tape, out, o.output, graph_options(o));
@@ -467,6 +445,8 @@ int main(int argc, char** argv) {
   // After train's own table of its defaults per data set.
   nn_commands.train->footer(nn_commands.train->get_footer() + "\n" + kTrainHelp);
   nn_commands.graph->footer(kGraphHelp);
+  std::string playground_output;
+  CLI::App* playground = tapegrad::add_playground_command(app, playground_output);
 
   std::vector<std::string> commands;  // in the order of --help
   for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
@@ -485,8 +465,8 @@ int main(int argc, char** argv) {
     app.parse(static_cast<int>(words.size()), words.data());
   } catch (const CLI::ParseError& e) {
     // train and graph say what is wrong in one line, as for every other error they report.
-    if (e.get_exit_code() != 0 &&
-        (nn_commands.train->parsed() || nn_commands.graph->parsed() || html->parsed())) {
+    if (e.get_exit_code() != 0 && (nn_commands.train->parsed() || nn_commands.graph->parsed() ||
+                                   html->parsed() || playground->parsed())) {
       fmt::print(stderr, "error: {}\n", ag::printable(e.what()));
       return kBadInput;
     }
@@ -501,6 +481,8 @@ int main(int argc, char** argv) {
       status = run_step(o);
     else if (html->parsed())
       status = run_html(o, mlp);
+    else if (playground->parsed())
+      status = tapegrad::run_playground(playground_output);
     else if (nn_commands.train->parsed() || nn_commands.graph->parsed())
       status = tapegrad::run_nn_command(nn_commands);
     else

@@ -296,7 +296,8 @@ template <class T> std::int64_t first_non_finite(std::span<const T> x) {
   using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
   constexpr U kExponent = sizeof(T) == 4 ? U(0x7f800000u) : U(0x7ff0000000000000ull);
   U bad = 0;
-  for (const T v : x) bad |= U((std::bit_cast<U>(v) & kExponent) == kExponent);
+  // The builtin behind std::bit_cast: emscripten's libc++ 14 (the playground) lacks the latter.
+  for (const T v : x) bad |= U((__builtin_bit_cast(U, v) & kExponent) == kExponent);
   if (!bad) return -1;
   for (std::size_t i = 0; i < x.size(); ++i)
     if (!std::isfinite(x[i])) return std::int64_t(i);

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "json_text.hpp"
 #include "look.hpp"
 #include "markup.hpp"
 #include "tapegrad/error.hpp"
@@ -624,6 +625,61 @@ GraphModel graph_model(const Tape& tape, NodeId output, const GraphOptions& opti
 
 GraphModel graph_model(const TensorTape& tape, NodeId output, const TensorGraphOptions& options) {
   return GraphBuilder(TensorText(tape, output, options).take()).build();
+}
+
+// ---- JSON for @viz-js/viz ----------------------------------------------------------------------
+
+namespace {
+
+std::string attributes_json(const GraphAttributes& attributes) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < attributes.size(); ++i) {
+    const GraphAttribute& a = attributes[i];
+    out += (i ? ", " : "") + json_string(a.name) + ": ";
+    out += a.html ? "{\"html\": " + json_string(a.value) + "}" : json_string(a.value);
+  }
+  return out + "}";
+}
+
+std::string node_json(const GraphNode& node) {
+  return "{\"name\": " + json_string(node.name) +
+         ", \"attributes\": " + attributes_json(node.attributes) + "}";
+}
+
+// Subgraph `index` with the nodes drawn in it and the subgraphs nested in it, recursively: at
+// most as deep as nn's modules nest.
+std::string subgraph_json(const GraphModel& model, int index) {
+  const GraphSubgraph& subgraph = model.subgraphs[static_cast<std::size_t>(index)];
+  std::string nodes, nested;
+  for (const GraphNode& node : model.nodes)
+    if (node.subgraph == index) nodes += (nodes.empty() ? "" : ", ") + node_json(node);
+  for (std::size_t i = 0; i < model.subgraphs.size(); ++i)
+    if (model.subgraphs[i].parent == index)
+      nested += (nested.empty() ? "" : ", ") + subgraph_json(model, static_cast<int>(i));
+  return "{\"name\": " + json_string(subgraph.name) +
+         ", \"graphAttributes\": " + attributes_json(subgraph.attributes) + ", \"nodes\": [" +
+         nodes + "], \"subgraphs\": [" + nested + "]}";
+}
+
+}  // namespace
+
+std::string graph_model_json(const GraphModel& model) {
+  // Nodes in a cluster are listed in their subgraph only: a node listed at the top too would be
+  // created there first, outside the cluster's order.
+  std::string nodes, edges, subgraphs;
+  for (const GraphNode& node : model.nodes)
+    if (node.subgraph < 0) nodes += (nodes.empty() ? "\n" : ",\n") + node_json(node);
+  for (const GraphEdge& edge : model.edges)
+    edges += std::string(edges.empty() ? "\n" : ",\n") + "{\"tail\": " + json_string(edge.tail) +
+             ", \"head\": " + json_string(edge.head) +
+             ", \"attributes\": " + attributes_json(edge.attributes) + "}";
+  for (std::size_t i = 0; i < model.subgraphs.size(); ++i)
+    if (model.subgraphs[i].parent < 0)
+      subgraphs += (subgraphs.empty() ? "\n" : ",\n") + subgraph_json(model, static_cast<int>(i));
+  return "{\"directed\": true, \"graphAttributes\": " + attributes_json(model.graph_attributes) +
+         ", \"nodeAttributes\": " + attributes_json(model.node_attributes) +
+         ", \"edgeAttributes\": " + attributes_json(model.edge_attributes) + ",\n\"nodes\": [" +
+         nodes + "],\n\"edges\": [" + edges + "],\n\"subgraphs\": [" + subgraphs + "]}";
 }
 
 }  // namespace ag

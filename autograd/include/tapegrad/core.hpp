@@ -9,6 +9,7 @@
 #include "tapegrad/graph_model.hpp"
 #include "tapegrad/ops.hpp"
 #include "tapegrad/random.hpp"
+#include "tapegrad/step_plan.hpp"
 #include "tapegrad/tape.hpp"
 #include "tapegrad/tensor.hpp"
 #include "tapegrad/value.hpp"

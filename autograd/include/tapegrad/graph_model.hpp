@@ -128,4 +128,9 @@ GraphModel graph_model(const Tape& tape, NodeId output, const GraphOptions& opti
 GraphModel graph_model(const TensorTape& tape, NodeId output,
                        const TensorGraphOptions& options = {});
 
+// The model as the JSON graph object @viz-js/viz renders (Note [The graph model] gives the
+// mapping), {"directed": true, ...}: the playground's renderer, fed the model the native one
+// draws. Safe inside a <script> element as it is.
+std::string graph_model_json(const GraphModel& model);
+
 }  // namespace ag

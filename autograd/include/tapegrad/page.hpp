@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <string>
 
+#include "tapegrad/step_plan.hpp"  // kMaxPageNodes
 #include "tapegrad/tape.hpp"
 
 namespace ag {
@@ -19,7 +20,8 @@ namespace ag {
 // writes the given values down before it computes; then one node a step), the edges it writes
 // (highlighted too) and the edges whose value (forward) or gradient (backward) appears from that
 // step on, and its text. The page's small script only moves classes: what is shown at step i is the
-// same whichever way i was reached. The text is what `tapegrad step` prints, from the same
+// same whichever way i was reached (Note [The step plan], step_plan.hpp, which the playground
+// plays too). The text is what `tapegrad step` prints, from the same
 // formatters: forward_line for a forward step, step_heading and step_lines for a backward one (Note
 // [The Stepper is backward]: the page shows the steps the engine took). Nothing is fetched: no
 // network is needed to open it, from a file:// address too.
@@ -27,9 +29,6 @@ namespace ag {
 struct PageOptions {
   std::string title;  // the heading and the window's title; plain text ("" gives "tapegrad")
 };
-
-// The graphs a page can follow step by step: beyond this many nodes it is refused.
-inline constexpr std::size_t kMaxPageNodes = 400;
 
 // Steps through forward and backward from `output` and returns the page (UTF-8 HTML). The
 // forward steps are the leaves `output` depends on, as one step, then its other nodes in tape

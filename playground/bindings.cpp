@@ -1,0 +1,223 @@
+// The playground's WebAssembly module: the program language and the core behind a few embind
+// functions that take text and return JSON, which the page's worker (worker.js) calls.
+
+#include <emscripten/bind.h>
+#include <fmt/format.h>
+
+#include <cmath>
+#include <new>
+#include <string>
+#include <string_view>
+#include <tapegrad/core.hpp>
+#include <vector>
+
+#include "program.hpp"
+
+namespace {
+
+// Note [The playground's JSON]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// Every function returns one JSON object, {"error": "error: ..."} when the input is bad: the
+// message the CLI prints on stderr for the same input, caret and all. Numbers are written as
+// the CLI's JSON writes them (Note [The command line's JSON], tools/cli_options.hpp): the
+// shortest text that reads back as the same double, NaN and infinities as null. JavaScript's
+// JSON.parse gives back the very double the engine computed, so the page and `tapegrad grad
+// --json` agree to the last digit.
+
+std::string json_number(double x) { return std::isfinite(x) ? fmt::format("{}", x) : "null"; }
+
+std::string json_string(std::string_view s) {
+  std::string out = "\"";
+  for (const char c : s) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (byte < 0x20) {
+      out += fmt::format("\\u{:04x}", byte);
+    } else {
+      out += c;
+    }
+  }
+  return out + '"';
+}
+
+std::string json_strings(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + json_string(items[i]);
+  return out + "]";
+}
+
+std::string error_json(std::string_view message) {
+  return "{\"error\": " + json_string(fmt::format("error: {}", message)) + "}";
+}
+
+// Runs `body`, turning what the CLI reports as bad input into error_json.
+template <class Body> std::string reporting(Body body) {
+  try {
+    return body();
+  } catch (const ag::Error& e) {
+    return error_json(e.what());
+  } catch (const std::bad_alloc&) {
+    return error_json("out of memory");
+  }
+}
+
+// NAME=VALUE lines, as the command line takes them one an argument.
+std::vector<std::string> split_assignments(const std::string& text) {
+  std::vector<std::string> items;
+  for (std::size_t at = 0; at < text.size();) {
+    std::size_t end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    if (end > at) items.push_back(text.substr(at, end - at));
+    at = end + 1;
+  }
+  return items;
+}
+
+// The `grad --json` object of a recorded program after backward.
+std::string grad_object(const tapegrad::Program& program, const tapegrad::Program::Recorded& r) {
+  std::string grads;
+  for (std::size_t i = 0; i < r.inputs.size(); ++i)
+    grads += fmt::format("{}{}: {}", i ? ", " : "", json_string(program.inputs()[i]),
+                         json_number(r.inputs[i].grad()));
+  return fmt::format("{{\"value\": {}, \"grad\": {{{}}}}}", json_number(r.output.value()), grads);
+}
+
+// {"inputs": [NAME...]}: the inputs a program reads, in order of first appearance. Every function
+// takes the assignments, so that the worker calls each alike; this one has no use for them.
+std::string inputs(const std::string& source, const std::string& /*assignments*/) {
+  return reporting([&] {
+    const tapegrad::Program program(source);
+    return "{\"inputs\": " + json_strings(program.inputs()) + "}";
+  });
+}
+
+// `tapegrad grad --json PROGRAM NAME=VALUE...`'s object.
+std::string grad(const std::string& source, const std::string& assignments) {
+  return reporting([&] {
+    const tapegrad::Program program(source);
+    const std::vector<double> values = program.input_values(split_assignments(assignments));
+    ag::Tape tape;
+    const auto r = program.record(tape, values);
+    tape.backward(r.output);
+    return grad_object(program, r);
+  });
+}
+
+// {"lines": [...]}: what `tapegrad step PROGRAM NAME=VALUE...` prints.
+std::string step(const std::string& source, const std::string& assignments) {
+  return reporting([&] {
+    const tapegrad::Program program(source);
+    const std::vector<double> values = program.input_values(split_assignments(assignments));
+    ag::Tape tape;
+    const auto r = program.record(tape, values);
+    return "{\"lines\": " + json_strings(tapegrad::step_transcript(tape, r)) + "}";
+  });
+}
+
+// The message of `tapegrad grad --check-finite` (Note [Anomaly mode]) when the program's value or
+// a gradient is NaN or infinite, naming the op where it first appears; "" when all are finite.
+std::string non_finite_message(const tapegrad::Program& program, std::span<const double> values) {
+  ag::Tape tape;
+  const auto r = program.record(tape, values);
+  try {
+    tape.check_forward();
+    tape.set_check_finite(true);
+    tape.backward(r.output);
+  } catch (const ag::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Note [Central differences in the playground]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// The toggle beside each gradient shows (f(x + h) - f(x - h)) / 2h, the program run twice more
+// per input, in double precision with h = 1e-6 max(1, |x|): its error is O(h^2) from the curve
+// and O(eps / h) from rounding, both near 1e-10 relative for smooth programs. At a kink (relu at
+// 0, abs at 0) it is the average of the two sides, which may differ from the gradient the op
+// table's kink policy chooses: the page shows both, which is the point of the toggle.
+std::vector<double> central_differences(const tapegrad::Program& program,
+                                        std::vector<double> values) {
+  std::vector<double> differences;
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    const double x = values[i];
+    const double h = 1e-6 * std::max(1.0, std::abs(x));
+    auto output_at = [&](double xi) {
+      values[i] = xi;
+      ag::Tape tape;
+      return program.record(tape, values).output.value();
+    };
+    differences.push_back((output_at(x + h) - output_at(x - h)) / (2 * h));
+    values[i] = x;
+  }
+  return differences;
+}
+
+// Everything the graph lab shows for one edit: the grad object, the inputs, the graph model
+// (lecture style, with ids, after the whole pass), the step plan (Note [The step plan]) or, for
+// a graph too large to step through, `tapegrad step`'s lines, the central differences and, for
+// a NaN or an infinity, anomaly mode's message.
+std::string analyse(const std::string& source, const std::string& assignments) {
+  return reporting([&] {
+    const tapegrad::Program program(source);
+    const std::vector<double> values = program.input_values(split_assignments(assignments));
+    ag::Tape tape;
+    const auto r = program.record(tape, values);
+    // Refused before any work past the recording: the page keeps its last graph.
+    ag::check_drawing_budget(tape, r.output.id());
+    // The plan runs the backward pass. A graph too large to follow step by step (it refuses
+    // before the pass) is still drawn and its gradients shown, whole.
+    std::string plan;
+    bool whole = false;
+    try {
+      plan = ag::step_plan_json(tape, r.output);
+    } catch (const ag::Error&) {
+      if (tape.size() <= ag::kMaxPageNodes) throw;  // not the size: a bug to report
+      tape.backward(r.output);
+      whole = true;
+      plan = fmt::format(
+          R"({{"colours": [], "known": [], "gradients": [], "steps": [], "refused": {}}})",
+          json_string(fmt::format("Stepping is for graphs of at most {} nodes; this one is shown "
+                                  "whole, with every value and gradient.",
+                                  ag::kMaxPageNodes)));
+    }
+
+    // The log shows the plan's lines; `tapegrad step`'s own only when there is no plan. Text is
+    // what costs here: with -fexceptions every call that may unwind goes through JavaScript.
+    std::vector<std::string> lines;
+    if (whole) {
+      ag::Tape stepped;
+      lines = tapegrad::step_transcript(stepped, program.record(stepped, values));
+    }
+
+    ag::GraphOptions options;
+    options.ids = true;
+    const std::string graph = ag::graph_model_json(ag::graph_model(tape, r.output.id(), options));
+
+    std::string differences;
+    const std::vector<double> fd = central_differences(program, values);
+    for (std::size_t i = 0; i < fd.size(); ++i)
+      differences += fmt::format("{}{}: {}", i ? ", " : "", json_string(program.inputs()[i]),
+                                 json_number(fd[i]));
+    bool finite = std::isfinite(r.output.value());
+    for (const ag::Value& input : r.inputs) finite = finite && std::isfinite(input.grad());
+    const std::string warning = finite ? "" : non_finite_message(program, values);
+    return fmt::format(
+        "{{\"result\": {}, \"inputs\": {}, \"label\": {}, \"lines\": {}, \"fd\": {{{}}}, "
+        "\"warning\": {}, \"nodes\": {}, \"plan\": {}, \"graph\": {}}}",
+        grad_object(program, r), json_strings(program.inputs()),
+        json_string(tape.label(r.output.id())), json_strings(lines), differences,
+        json_string(warning), tape.size(), plan, graph);
+  });
+}
+
+}  // namespace
+
+EMSCRIPTEN_BINDINGS(tapegrad) {
+  emscripten::function("inputs", &inputs);
+  emscripten::function("grad", &grad);
+  emscripten::function("step", &step);
+  emscripten::function("analyse", &analyse);
+}

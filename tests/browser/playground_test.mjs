@@ -1,0 +1,370 @@
+// The playground page (tapegrad playground) in a real browser: Debian's chromium, driven by
+// playwright-core. The page opens from file:// with every other request refused; the gradients it
+// shows and its scripting API equal `tapegrad grad --json`'s, a mistake shows the CLI's caret
+// message and keeps the graph, stepping shows `tapegrad step`'s lines, the URL keeps the state,
+// NaN and a graph past the budget get a message, and nothing is logged as an error. Screenshots
+// (playground-*.png) and the figures measured (page size, time to the first graph, time of an
+// edit of a 50-node program) are left in the build directory.
+// Usage: node playground_test.mjs PATH/TO/tapegrad OUTPUT_DIR
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const CHROMIUM = '/usr/bin/chromium';
+const SETUP = 'run tools/setup.sh test, which installs it';
+const here = path.dirname(fileURLToPath(import.meta.url));
+const [tapegrad, outDir] = process.argv.slice(2).map((p) => path.resolve(p));
+
+let context;  // one browser for every test, with a fresh profile
+let profile;
+let pageFile;
+const refused = [];  // every request that was not for a file: there must be none
+const figures = {};  // what was measured, written to playground-figures.json
+
+function need(ok, message) {
+  if (ok) return;
+  console.error(`error: ${message}`);
+  process.exit(1);
+}
+need(tapegrad && outDir, 'usage: node playground_test.mjs PATH/TO/tapegrad OUTPUT_DIR');
+need(fs.existsSync(CHROMIUM), `Debian's chromium is missing (${CHROMIUM}): ${SETUP}`);
+need(fs.existsSync(path.join(here, 'node_modules', 'playwright-core')),
+    `tests/browser/node_modules is missing (playwright-core): ${SETUP} (npm ci there)`);
+
+function run(...args) {
+  return execFileSync(tapegrad, args, { encoding: 'utf8', cwd: outDir });
+}
+
+// The programs whose gradients the page must show as the CLI prints them: the presets, and
+// programs with every kind of op, a fork, a rebinding and numbers that print long.
+const PROGRAMS = [
+  ['q = x + y\nf = q * z', { x: -2, y: 5, z: -4 }],
+  ['f = sigmoid(w0*x0 + w1*x1 + w2)', { w0: 2, x0: -1, w1: -3, x1: -2, w2: -3 }],
+  ['c = a + b\nd = a * b + b^3\nc = c + c + 1\nc = c + 1 + c + (-a)\nd = d + d * 2 + relu(b + a)\n' +
+   'd = d + 3 * d + relu(b - a)\ne = c - d\nf = e^2\ng = f / 2\ng = g + 10 / f', { a: -4, b: 2 }],
+  ['y = w * x + b', { w: 2, x: -3, b: 4 }],
+  ['h = tanh(x * y) + x^2 - exp(-y) / sqrt(1 + x^2); out = h * log(1 + y^2)', { x: 0.3, y: -1.7 }],
+  ['m = max(a, b) * softplus(a - b) + gelu(a) - leaky_relu(-b, 0.1)', { a: 1.25, b: -0.5 }],
+];
+
+// Note [The page's numbers and the CLI's]
+// The page's engine is the CLI's, compiled by emscripten, so + - * / and sqrt (correctly rounded
+// in IEEE arithmetic) give the very same doubles. exp, log, tanh and the functions made of them
+// come from emscripten's musl libm in the page and from glibc natively: both are within an ulp
+// of the true value, not always the same ulp. Numbers through them agree to 1e-14 relative (a
+// few ulps after the chain rule), and those of programs without them exactly.
+const TRANSCENDENTAL = /\b(exp|log|tanh|sigmoid|softplus|gelu|gelu_tanh|silu|elu|pow)\s*\(|\^\s*[a-z(]/;
+function assertAgree(shown, native, program) {
+  if (!TRANSCENDENTAL.test(program)) {
+    assert.deepEqual(shown, native, program);
+    return;
+  }
+  const close = (a, b) => a === b || Math.abs(a - b) <= 1e-14 * Math.max(1, Math.abs(b));
+  assert.ok(close(shown.value, native.value), `${program}: value ${shown.value} vs ${native.value}`);
+  assert.deepEqual(Object.keys(shown.grad), Object.keys(native.grad), program);
+  for (const name of Object.keys(native.grad)) {
+    assert.ok(close(shown.grad[name], native.grad[name]),
+        `${program}: d/d${name} ${shown.grad[name]} vs ${native.grad[name]}`);
+  }
+}
+
+function nativeGrad(program, inputs) {
+  const args = Object.entries(inputs).map(([k, v]) => `${k}=${v}`);
+  return JSON.parse(run('grad', '--json', program, ...args));
+}
+
+function hashFor(program, inputs) {
+  const state = new URLSearchParams();
+  state.set('program', program);
+  for (const [k, v] of Object.entries(inputs)) state.set(`in.${k}`, String(v));
+  return `#${state.toString()}`;
+}
+
+async function open(hash = '') {
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  const started = Date.now();
+  await page.goto(pathToFileURL(pageFile).href + hash);
+  await settled(page);
+  return { page, errors, openedMs: Date.now() - started };
+}
+
+// Waits until the worker has answered the latest edit.
+async function settled(page) {
+  await page.waitForFunction(() => document.body.dataset.idle === 'true', null, { timeout: 60000 });
+}
+
+// What the gradient table shows: {value, grad: {x: number}, fd: {x: number}}.
+function shownGradients(page) {
+  return page.evaluate(() => {
+    const rows = Array.from(document.querySelectorAll('#gradients tr'));
+    const grad = {};
+    const fd = {};
+    let value;
+    rows.forEach((tr) => {
+      const cells = Array.from(tr.children).map((c) => c.textContent);
+      if (tr.dataset.input) {
+        grad[tr.dataset.input] = Number(cells[1]);
+        if (cells.length > 2) fd[tr.dataset.input] = Number(cells[2]);
+      } else if (tr.querySelector('td.value')) {
+        value = Number(cells[1]);
+      }
+    });
+    return { value, grad, fd };
+  });
+}
+
+before(async () => {
+  fs.mkdirSync(outDir, { recursive: true });
+  pageFile = path.join(outDir, 'playground.html');
+  const written = spawnSync(tapegrad, ['playground', '-o', pageFile], { encoding: 'utf8' });
+  need(written.status === 0, `tapegrad playground failed: ${written.stderr.trim()}`);
+  assert.equal(written.stdout, `page written to ${pageFile}\n`);
+  figures.pageBytes = fs.statSync(pageFile).size;
+  const { chromium } = await import('playwright-core');
+  profile = fs.mkdtempSync(path.join(os.tmpdir(), 'tapegrad-chromium-'));
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width: 1400, height: 820 },
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  await context.route('**/*', (route) => {
+    const url = route.request().url();
+    if (url.startsWith('file:')) return route.continue();
+    refused.push(url);
+    return route.abort();
+  });
+});
+
+after(async () => {
+  if (context) await context.close();
+  if (profile) fs.rmSync(profile, { recursive: true, force: true });
+  fs.writeFileSync(path.join(outDir, 'playground-figures.json'), `${JSON.stringify(figures, null, 2)}\n`);
+  console.log(`playground figures: ${JSON.stringify(figures)}`);
+});
+
+test('one file under 5 MB, UTF-8, that opens on the CS231n circuit and fetches nothing', async () => {
+  assert.ok(figures.pageBytes <= 5 * 1024 * 1024, `the page is ${figures.pageBytes} bytes`);
+  const head = fs.readFileSync(pageFile, 'utf8').slice(0, 200);
+  assert.match(head, /<meta charset="utf-8">/);
+  const { page, errors, openedMs } = await open();
+  figures.firstGraphMs = Number(await page.evaluate(() => document.body.dataset.firstGraphMs));
+  figures.openToSettledMs = openedMs;
+  assert.equal(await page.inputValue('#program'), 'q = x + y\nf = q * z');
+  assert.equal(await page.locator('#graph svg g.node').count(), 6);  // x, y, z, +, *, f's box
+  assert.deepEqual(await shownGradients(page), { value: -12, grad: { x: -4, y: -4, z: 3 }, fd: {} });
+  await page.screenshot({ path: path.join(outDir, 'playground-cs231n.png') });
+  assert.deepEqual(errors, []);
+  assert.deepEqual(refused, []);
+  await page.close();
+});
+
+test('editing a program redraws the graph, with the gradients `tapegrad grad --json` prints', async () => {
+  const { page, errors } = await open();
+  for (const [program, inputs] of PROGRAMS) {
+    const before = Number(await page.evaluate(() => document.body.dataset.graphs));
+    await page.fill('#program', program);
+    await settled(page);
+    for (const [name, value] of Object.entries(inputs)) {
+      await page.fill(`#inputs input[data-input="${name}"]`, String(value));
+      await settled(page);
+    }
+    const native = nativeGrad(program, inputs);
+    const shown = await shownGradients(page);
+    assertAgree({ value: shown.value, grad: shown.grad }, native, program);
+    assert.ok(Number(await page.evaluate(() => document.body.dataset.graphs)) > before);
+    // The scripting API returns the very object the CLI prints.
+    assertAgree(await page.evaluate(([p, i]) => window.tapegrad.grad(p, i), [program, inputs]),
+        native, program);
+  }
+  await page.screenshot({ path: path.join(outDir, 'playground-edited.png') });
+  assert.deepEqual(errors, []);
+  assert.deepEqual(refused, []);
+  await page.close();
+});
+
+test('a mistake shows the caret message the CLI prints, and the last good graph stays', async () => {
+  const { page, errors } = await open();
+  const graphText = () => page.textContent('#graph svg');
+  const textBefore = await graphText();
+  const bad = 'q = x + y\nf = q * (z + )';
+  await page.fill('#program', bad);
+  await settled(page);
+  const cli = spawnSync(tapegrad, ['grad', bad, 'x=1', 'y=1', 'z=1'], { encoding: 'utf8' });
+  assert.equal(cli.status, 2);
+  assert.match(cli.stderr, /\^/);
+  assert.equal(await page.textContent('#error'), cli.stderr.replace(/\n$/, ''));
+  assert.ok(await page.isVisible('#error'));
+  assert.equal(await graphText(), textBefore);  // the CS231n graph, dimmed
+  assert.equal(await page.locator('#graph.stale svg').count(), 1);
+  const api = await page.evaluate((p) => window.tapegrad.grad(p, { x: 1, y: 1, z: 1 })
+      .then(() => 'no error', (e) => e.message), bad);
+  assert.equal(api, cli.stderr.replace(/\n$/, ''));
+  await page.screenshot({ path: path.join(outDir, 'playground-error.png') });
+  // Fixing it draws again.
+  await page.fill('#program', 'q = x + y\nf = q * (z + 1)');
+  await settled(page);
+  assert.ok(await page.isHidden('#error'));
+  assert.equal(await page.locator('#graph.stale').count(), 0);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+// `tapegrad step`'s output as the page's steps: the leaves' forward lines ("x = -2") as one step,
+// then each op's line; then each backward step's heading and lines.
+function stepTranscript(program, inputs) {
+  const args = Object.entries(inputs).map(([k, v]) => `${k}=${v}`);
+  const text = run('step', program, ...args);
+  const forward = [];
+  const backward = [];
+  let section = '';
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(' ')) section = line;
+    else if (section === 'forward') forward.push(line.trim());
+    else if (section === 'backward' && line.startsWith('  step ')) {
+      backward.push({ heading: line.trim(), lines: [] });
+    } else if (section === 'backward') backward.at(-1).lines.push(line.trim());
+  }
+  const isLeaf = (line) => line.split(' = ').length === 2;
+  const pageForward = [forward.filter(isLeaf), ...forward.filter((l) => !isLeaf(l)).map((l) => [l])];
+  return { text, forward: pageForward, backward };
+}
+
+test('Step, Back, Play and Reset show `tapegrad step`\'s lines, forward then backward', async () => {
+  const [program, inputs] = PROGRAMS[1];  // the sigmoid neuron
+  const { page, errors } = await open(hashFor(program, inputs));
+  const cli = stepTranscript(program, inputs);
+  assert.deepEqual(await page.evaluate(([p, i]) => window.tapegrad.step(p, i), [program, inputs]),
+      cli.text.replace(/\n$/, '').split('\n'));
+  const steps = cli.forward.length + cli.backward.length;
+  assert.equal(await page.textContent('#counter'), `step ${steps} / ${steps}`);  // an edit shows all
+  await page.click('#reset');
+  assert.equal(await page.textContent('#counter'), `step 0 / ${steps}`);
+  const now = () => page.$$eval('#now > div', (ds) => ds.map((d) => d.textContent));
+  for (const lines of cli.forward) {
+    await page.click('#next');
+    assert.deepEqual((await now()).slice(1), lines);
+  }
+  assert.equal(await page.locator('#graph g.edge.has-grad').count(), 0);  // no gradient yet
+  for (const [k, step] of cli.backward.entries()) {
+    await page.click('#next');
+    assert.deepEqual(await now(), [step.heading, ...step.lines]);
+    if (k === 0) await page.screenshot({ path: path.join(outDir, 'playground-step.png') });
+  }
+  assert.ok(await page.isDisabled('#next'));
+  await page.click('#back');
+  const back = cli.backward.at(-2);
+  assert.deepEqual(await now(), [back.heading, ...back.lines]);
+  await page.click('#reset');
+  await page.click('#play');
+  await page.waitForFunction((n) => document.body.dataset.step === String(n), steps, { timeout: 60000 });
+  assert.equal(await page.getAttribute('#play', 'aria-pressed'), 'false');
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('the URL holds the program and the inputs: a link opens the same graph', async () => {
+  const { page, errors } = await open();
+  const [program, inputs] = PROGRAMS[4];
+  await page.fill('#program', program);
+  await settled(page);
+  for (const [name, value] of Object.entries(inputs)) {
+    await page.fill(`#inputs input[data-input="${name}"]`, String(value));
+    await settled(page);
+  }
+  const url = page.url();
+  const shown = await shownGradients(page);
+  await page.close();
+  const again = await context.newPage();
+  await again.goto(url);
+  await settled(again);
+  assert.equal(await again.inputValue('#program'), program);
+  for (const [name, value] of Object.entries(inputs)) {
+    assert.equal(Number(await again.inputValue(`#inputs input[data-input="${name}"]`)), value);
+  }
+  assert.deepEqual(await shownGradients(again), shown);
+  assertAgree({ value: shown.value, grad: shown.grad }, nativeGrad(program, inputs), program);
+  assert.deepEqual(errors, []);
+  await again.close();
+});
+
+test('the toggle shows each gradient beside its central difference', async () => {
+  const [program, inputs] = PROGRAMS[4];
+  const { page, errors } = await open(hashFor(program, inputs));
+  await page.check('#show-fd');
+  const shown = await shownGradients(page);
+  for (const name of Object.keys(inputs)) {
+    const g = shown.grad[name];
+    assert.ok(Math.abs(g - shown.fd[name]) <= 1e-6 * Math.max(1, Math.abs(g)),
+        `${name}: gradient ${g}, central difference ${shown.fd[name]}`);
+  }
+  await page.screenshot({ path: path.join(outDir, 'playground-fd.png') });
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('NaN and a graph past the drawing budget get a message, and the page stays usable', async () => {
+  const { page, errors } = await open(hashFor('f = log(x) * y', { x: -1, y: 2 }));
+  assert.ok(await page.isVisible('#warning'));
+  const cli = spawnSync(tapegrad, ['grad', '--check-finite', 'f = log(x) * y', 'x=-1', 'y=2'],
+      { encoding: 'utf8' });
+  assert.equal(cli.status, 2);
+  assert.equal(`error: ${await page.textContent('#warning')}\n`, cli.stderr);
+  await page.screenshot({ path: path.join(outDir, 'playground-nan.png') });
+  // 1200 statements: past the budget of 1000 drawn nodes; refused before any layout.
+  const big = Array.from({ length: 1200 }, (_, i) => `a${i + 1} = a${i} * 1.001 + x`)
+      .join('\n').replace('a0', 'x');
+  await page.fill('#program', big);
+  await settled(page);
+  assert.match(await page.textContent('#error'), /drawing budget|too large|nodes/);
+  // 450 statements: within the budget, past the 400 nodes stepping follows. Drawn whole.
+  const long = Array.from({ length: 450 }, (_, i) => `a${i + 1} = a${i} * x`).join('\n')
+      .replace('a0', 'y');
+  await page.fill('#program', long);
+  await settled(page);
+  assert.ok(await page.isHidden('#error'));
+  assert.match(await page.textContent('#now'), /Stepping is for graphs of at most 400 nodes/);
+  assert.ok(await page.isDisabled('#next'));
+  await page.screenshot({ path: path.join(outDir, 'playground-450.png') });
+  // 451 nodes, the output's box, and copies of x beside its uses (Note [Long edges]).
+  assert.ok(await page.locator('#graph svg g.node').count() > 452);
+  assertAgree((({ value, grad }) => ({ value, grad }))(await shownGradients(page)),
+      nativeGrad(long, { y: 2, x: -1 }), long);
+  await page.fill('#program', 'f = x * y');
+  await settled(page);
+  assert.ok(await page.isHidden('#error'));
+  assert.deepEqual((await shownGradients(page)).grad, { x: 2, y: -1 });
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('a 50-node program: each edit is drawn (the time is measured, not asserted)', async () => {
+  // 16 statements of 3 ops over 2 inputs: 50 nodes.
+  const lines = ['s0 = x * y'];
+  for (let i = 1; i < 17; ++i) lines.push(`s${i} = tanh(s${i - 1} + x) * y`);
+  const program = lines.join('\n');
+  const { page, errors } = await open(hashFor(program, { x: 0.5, y: 0.9 }));
+  figures.fiftyNodeProgramNodes = Number((await page.textContent('#status')).split(' ')[0]);
+  const times = [];
+  for (const x of [0.1, 0.2, 0.3, 0.4, 0.6]) {
+    await page.fill('#inputs input[data-input="x"]', String(x));
+    await settled(page);
+    times.push(await page.evaluate(() => ['lastUpdateMs', 'engineMs', 'layoutMs']
+        .map((k) => Number(document.body.dataset[k]))));
+    const shown = await shownGradients(page);
+    assertAgree({ value: shown.value, grad: shown.grad }, nativeGrad(program, { x, y: 0.9 }), program);
+  }
+  figures.fiftyNodeEditMs = times;  // [the whole edit, the engine, Graphviz's layout]
+  await page.screenshot({ path: path.join(outDir, 'playground-50.png') });
+  assert.deepEqual(errors, []);
+  assert.deepEqual(refused, []);
+  await page.close();
+});
