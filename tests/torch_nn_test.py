@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+# nn's losses against torch.nn.functional in float64: every reduction, class weights, pos_weight,
+# label smoothing and probability targets, values and input gradients.
+# Usage: /usr/bin/python3 torch_nn_test.py PATH/TO/nn_torch_export
+import json
+import os
+import subprocess
+import sys
+import unittest
+
+import runner  # tests/runner.py: the closing "N passed, M failed" line
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError as e:
+    print(f"torch_nn_test: {sys.executable} cannot import torch ({e}); "
+          "run tools/setup.sh test to install Debian's python3-torch", file=sys.stderr)
+    sys.exit(1)
+
+EXPORT = None  # set from argv in main()
+EXPORTED = None  # the export's JSON, read once
+
+
+def exported():
+    global EXPORTED
+    if EXPORTED is None:
+        r = subprocess.run([EXPORT], capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            raise RuntimeError(f"nn_torch_export failed: {r.stderr}")
+        EXPORTED = json.loads(r.stdout)
+    return EXPORTED
+
+
+def f64(values, shape=None):
+    t = torch.tensor(values, dtype=torch.float64)
+    return t.reshape(shape) if shape is not None else t
+
+
+def weight_or_none(values):
+    return f64(values) if values else None
+
+
+# nn_torch_export's loss names -> torch's, called with the input, target, labels and kwargs.
+LOSSES = {
+    "mse": lambda x, t, y, k: F.mse_loss(x, t, reduction=k["reduction"]),
+    "l1": lambda x, t, y, k: F.l1_loss(x, t, reduction=k["reduction"]),
+    "huber": lambda x, t, y, k: F.huber_loss(x, t, reduction=k["reduction"], delta=k["delta"]),
+    "smooth_l1": lambda x, t, y, k: F.smooth_l1_loss(x, t, reduction=k["reduction"],
+                                                     beta=k["beta"]),
+    "bce": lambda x, t, y, k: F.binary_cross_entropy(x, t, reduction=k["reduction"]),
+    "bce_logits": lambda x, t, y, k: F.binary_cross_entropy_with_logits(
+        x, t, reduction=k["reduction"], pos_weight=weight_or_none(k["pos_weight"])),
+    "ce": lambda x, t, y, k: F.cross_entropy(
+        x, y, weight=weight_or_none(k["weight"]), reduction=k["reduction"],
+        label_smoothing=k["label_smoothing"]),
+    "ce_probabilities": lambda x, t, y, k: F.cross_entropy(
+        x, t, weight=weight_or_none(k["weight"]), reduction=k["reduction"],
+        label_smoothing=k["label_smoothing"]),
+    "nll": lambda x, t, y, k: F.nll_loss(x, y, weight=weight_or_none(k["weight"]),
+                                         reduction=k["reduction"]),
+}
+
+
+class TorchLosses(unittest.TestCase):
+    def test_every_loss_and_option_gives_torchs_value_and_gradient(self):
+        cases = exported()["losses"]
+        self.assertGreater(len(cases), 60)
+        for case in cases:
+            with self.subTest(case["fn"], **case["kwargs"]):
+                x = f64(case["input"], case["shape"]).requires_grad_()
+                t = f64(case["target"], case["shape"]) if case["target"] else None
+                y = torch.tensor(case["labels"], dtype=torch.int64)
+                value = LOSSES[case["fn"]](x, t, y, case["kwargs"])
+                self.assertEqual(list(value.shape), case["value_shape"])
+                value.backward(f64(case["seed"], value.shape))
+                torch.testing.assert_close(f64(case["value"], value.shape), value.detach(),
+                                           rtol=1e-10, atol=1e-12)
+                torch.testing.assert_close(f64(case["grad"], case["shape"]), x.grad,
+                                           rtol=1e-10, atol=1e-12)
+
+
+def main():
+    global EXPORT
+    if len(sys.argv) != 2:
+        print("usage: torch_nn_test.py PATH/TO/nn_torch_export", file=sys.stderr)
+        return 2
+    EXPORT = os.path.abspath(sys.argv[1])
+    print(f"torch {torch.__version__} from {sys.executable}")
+    return runner.run(__name__)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
