@@ -1,9 +1,12 @@
 // For torch_nn_test.py: nn's losses with each of their options, evaluated with gradients in
-// float64 on seeded inputs, printed as JSON (inputs included) for PyTorch to redo.
+// float64 on seeded inputs, and gradient clipping, printed as JSON (inputs included) for PyTorch
+// to redo.
 
+#include <cmath>
 #include <cstdio>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <tapegrad/autograd.hpp>
@@ -153,11 +156,51 @@ json losses() {
   return out;
 }
 
+// Three parameters with seeded float32 gradients, clipped by norm (of several types, with
+// max_norm above and below the norm) and by value.
+json clipping() {
+  json out = json::array();
+  const std::vector<ag::Shape> shapes{ag::Shape{3, 2}, ag::Shape{4}, ag::Shape{1}};
+  const auto clip_case = [&](const char* kind, double bound, double norm_type) {
+    std::vector<std::unique_ptr<nn::Parameter>> owned;
+    std::vector<nn::Parameter*> params;
+    json grads = json::array(), clipped = json::array(), shapes_json = json::array();
+    std::uint64_t seed = 20;
+    for (const ag::Shape& shape : shapes) {
+      owned.push_back(std::make_unique<nn::Parameter>(shape));
+      params.push_back(owned.back().get());
+      const std::vector<double> g = uniform(std::size_t(shape.numel()), -3, 3, seed++);
+      std::copy(g.begin(), g.end(), params.back()->grad().begin());
+      grads.push_back(
+          std::vector<float>(params.back()->grad().begin(), params.back()->grad().end()));
+      shapes_json.push_back(dims(shape));
+    }
+    double total = 0;
+    if (std::string_view(kind) == "norm")
+      total = nn::clip_grad_norm(params, bound, norm_type);
+    else
+      nn::clip_grad_value(params, bound);
+    for (nn::Parameter* p : params)
+      clipped.push_back(std::vector<float>(p->grad().begin(), p->grad().end()));
+    return json{{"kind", kind},          {"bound", bound}, {"norm_type", norm_type},
+                {"shapes", shapes_json}, {"grads", grads}, {"total", total},
+                {"clipped", clipped}};
+  };
+  for (double norm_type : {2.0, 1.0, 3.0, nn::kInfNorm})
+    for (double max_norm : {0.5, 100.0}) {
+      json c = clip_case("norm", max_norm, norm_type);
+      if (std::isinf(norm_type)) c["norm_type"] = "inf";  // JSON has no infinity
+      out.push_back(c);
+    }
+  for (double value : {0.25, 2.0}) out.push_back(clip_case("value", value, 0));
+  return out;
+}
+
 }  // namespace
 
 int main() {
   try {
-    const json out = {{"losses", losses()}};
+    const json out = {{"losses", losses()}, {"clipping", clipping()}};
     std::puts(out.dump().c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "nn_torch_export: %s\n", e.what());

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 # nn's losses against torch.nn.functional in float64: every reduction, class weights, pos_weight,
-# label smoothing and probability targets, values and input gradients.
+# label smoothing and probability targets, values and input gradients; gradient clipping against
+# torch.nn.utils in float32.
 # Usage: /usr/bin/python3 torch_nn_test.py PATH/TO/nn_torch_export
 import json
 import os
@@ -78,6 +79,29 @@ class TorchLosses(unittest.TestCase):
                                            rtol=1e-10, atol=1e-12)
                 torch.testing.assert_close(f64(case["grad"], case["shape"]), x.grad,
                                            rtol=1e-10, atol=1e-12)
+
+
+class TorchClipping(unittest.TestCase):
+    def test_clip_grad_norm_and_value_as_torch_nn_utils(self):
+        cases = exported()["clipping"]
+        self.assertEqual(len(cases), 10)
+        for case in cases:
+            with self.subTest(case["kind"], bound=case["bound"], norm_type=case["norm_type"]):
+                params = []
+                for shape, grad in zip(case["shapes"], case["grads"]):
+                    p = torch.zeros(shape, requires_grad=True)
+                    p.grad = torch.tensor(grad, dtype=torch.float32).reshape(shape)
+                    params.append(p)
+                if case["kind"] == "norm":
+                    norm_type = float(case["norm_type"])
+                    total = torch.nn.utils.clip_grad_norm_(params, case["bound"], norm_type)
+                    self.assertAlmostEqual(case["total"], total.item(), delta=1e-6 * total.item())
+                else:
+                    torch.nn.utils.clip_grad_value_(params, case["bound"])
+                for p, ours in zip(params, case["clipped"]):
+                    torch.testing.assert_close(
+                        torch.tensor(ours, dtype=torch.float32).reshape(p.shape), p.grad,
+                        rtol=1e-6, atol=1e-7)
 
 
 def main():

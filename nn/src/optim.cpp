@@ -1,5 +1,5 @@
-// SGD, Adam and AdamW as torch.optim computes them, learning-rate schedules, and anomaly
-// mode's check that a step left every parameter finite.
+// SGD, Adam and AdamW as torch.optim computes them, learning-rate schedules, gradient clipping,
+// and anomaly mode's check that a step left every parameter finite.
 
 #include "tapegrad/nn/optim.hpp"
 
@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numbers>
 #include <string>
 
@@ -36,6 +37,50 @@ void check_parameter(std::string_view name, const Parameter& parameter) {
   if (flat < grad.size())
     a.operands.push_back({"gradient", 0, a.name, a.shape, a.index, {grad[flat]}});
   throw ag::AnomalyError(std::move(a));
+}
+
+double clip_grad_norm(std::span<Parameter* const> params, double max_norm, double norm_type,
+                      bool error_if_nonfinite) {
+  if (!(max_norm >= 0)) ag::fail("clip_grad_norm: max_norm must be 0 or more, not {}", max_norm);
+  if (!(norm_type > 0)) ag::fail("clip_grad_norm: norm_type must be positive, not {}", norm_type);
+  // Note [Gradient clipping]: the norm of the per-parameter norms, which is the norm of all the
+  // elements together; for the infinity norm, the largest |g|.
+  const bool infinity = std::isinf(norm_type);
+  double total = 0;
+  for (const Parameter* p : params) {
+    if (p == nullptr) ag::fail("clip_grad_norm: a null parameter");
+    for (const float g : p->grad()) {
+      const double magnitude = std::abs(double(g));
+      if (infinity)
+        total = std::isnan(magnitude) || std::isnan(total)
+                    ? std::numeric_limits<double>::quiet_NaN()
+                    : std::max(total, magnitude);
+      else
+        total += norm_type == 2 ? magnitude * magnitude : std::pow(magnitude, norm_type);
+    }
+  }
+  if (!infinity) total = norm_type == 2 ? std::sqrt(total) : std::pow(total, 1 / norm_type);
+  if (error_if_nonfinite && !std::isfinite(total))
+    ag::fail("clip_grad_norm: the total {}-norm of the gradients is {}, so they cannot be clipped",
+             norm_type, total);
+  const double scale = max_norm / (total + 1e-6);
+  if (!(scale >= 1)) {  // a NaN norm scales by NaN, as torch's clamp(max=1) passes NaN
+    const float factor = float(scale);
+    for (Parameter* p : params)
+      for (float& g : p->grad()) g *= factor;
+  }
+  return total;
+}
+
+void clip_grad_value(std::span<Parameter* const> params, double clip_value) {
+  if (!(clip_value >= 0))
+    ag::fail("clip_grad_value: clip_value must be 0 or more, not {}", clip_value);
+  const float bound = float(clip_value);
+  for (Parameter* p : params) {
+    if (p == nullptr) ag::fail("clip_grad_value: a null parameter");
+    // std::clamp keeps a NaN, as torch.clamp does
+    for (float& g : p->grad()) g = std::clamp(g, -bound, bound);
+  }
 }
 
 Optimizer::Optimizer(std::vector<Parameter*> params, double lr)

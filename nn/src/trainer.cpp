@@ -193,6 +193,8 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
       }
       optimizer.zero_grad();
       tape.backward(loss);
+      if (options.clip_grad_value) clip_grad_value(optimizer.params(), *options.clip_grad_value);
+      if (options.clip_grad_norm) clip_grad_norm(optimizer.params(), *options.clip_grad_norm);
       optimizer.step();
       for (const auto& [name, p] : checked) check_parameter(name, *p);
 

@@ -1,11 +1,13 @@
 // Optimizers over nn::Parameters (SGD with momentum, Nesterov and weight
-// decay; Adam; AdamW), updating exactly as PyTorch's torch.optim does, and
-// learning-rate schedules.
+// decay; Adam; AdamW), updating exactly as PyTorch's torch.optim does,
+// learning-rate schedules, and gradient clipping as torch.nn.utils clips.
 
 #pragma once
 
 #include <cstddef>
 #include <functional>
+#include <limits>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -42,6 +44,22 @@ class Optimizer {
 // gradient there. nn::fit calls it after each step when FitOptions::check_finite is set, so
 // poisoned weights are never used or saved.
 void check_parameter(std::string_view name, const Parameter& parameter);
+
+// Note [Gradient clipping]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~
+// Between backward and step, as torch.nn.utils does it:
+// - clip_grad_norm: the total norm N of all the gradients together (the norm of the per-parameter
+//   norms); when it exceeds max_norm, every gradient is scaled by max_norm / (N + 1e-6), so the
+//   direction of the step is kept and its size bounded. It returns N, before clipping: the number
+//   to watch for exploding gradients. The norm is accumulated in double.
+// - clip_grad_value: each gradient element clamped to [-clip_value, clip_value].
+// A NaN or infinite N is an ag::Error when error_if_nonfinite is set; otherwise the gradients are
+// scaled by max_norm / (N + 1e-6) as torch's are (NaN, or 0 where finite), so the optimizer step
+// shows the damage, and anomaly mode (FitOptions::check_finite) names it.
+inline constexpr double kInfNorm = std::numeric_limits<double>::infinity();
+double clip_grad_norm(std::span<Parameter* const> params, double max_norm, double norm_type = 2,
+                      bool error_if_nonfinite = false);
+void clip_grad_value(std::span<Parameter* const> params, double clip_value);
 
 struct SGDOptions {
   double lr = 0.01;

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -47,6 +48,10 @@ struct FitOptions {
   // gradient of a step, or a parameter an optimizer step made non-finite, throws
   // ag::AnomalyError naming it, before any checkpoint is written from the poisoned weights.
   bool check_finite = false;
+  // Gradient clipping after each backward, before the step (Note [Gradient clipping], optim.hpp):
+  // by value first, then by global 2-norm. Unset: no clipping.
+  std::optional<double> clip_grad_value = {};
+  std::optional<double> clip_grad_norm = {};
   // Saved after every epoch (atomically, with the optimizer's state) when set.
   std::string checkpoint = {};
   // Continue from `checkpoint` if it exists: the result equals an uninterrupted run's.
