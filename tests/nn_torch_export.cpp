@@ -1,6 +1,6 @@
 // For torch_nn_test.py: nn's losses with each of their options, evaluated with gradients in
-// float64 on seeded inputs, and gradient clipping, printed as JSON (inputs included) for PyTorch
-// to redo.
+// float64 on seeded inputs; gradient clipping; five steps of each optimizer and its options, and
+// the warm-up and plateau schedules; printed as JSON (inputs included) for PyTorch to redo.
 
 #include <cmath>
 #include <cstdio>
@@ -196,11 +196,154 @@ json clipping() {
   return out;
 }
 
+// Five steps of `optimizer` on f(p) = sum(0.5 a p^2 + b p) over two parameters, whose gradient
+// a p + b (float32, computed here and by the test alike) changes with every step. Records the
+// parameters after each step.
+json optimizer_run(
+    const char* name, json kwargs,
+    const std::function<std::unique_ptr<nn::Optimizer>(std::vector<nn::Parameter*>)>& make) {
+  nn::Parameter w(ag::Shape{2, 3}), v(ag::Shape{5});
+  std::vector<nn::Parameter*> params{&w, &v};
+  json initial = json::array(), a_json = json::array(), b_json = json::array(),
+       shapes = json::array();
+  std::vector<std::vector<float>> a, b;
+  std::uint64_t seed = 40;
+  for (nn::Parameter* p : params) {
+    const std::vector<double> start = uniform(std::size_t(p->numel()), -1, 1, seed++);
+    std::copy(start.begin(), start.end(), p->data().begin());
+    const std::vector<double> curvature = uniform(std::size_t(p->numel()), 0.2, 3, seed++);
+    const std::vector<double> slope = uniform(std::size_t(p->numel()), -1, 1, seed++);
+    a.emplace_back(curvature.begin(), curvature.end());
+    b.emplace_back(slope.begin(), slope.end());
+    initial.push_back(std::vector<float>(p->data().begin(), p->data().end()));
+    a_json.push_back(a.back());
+    b_json.push_back(b.back());
+    shapes.push_back(dims(p->shape()));
+  }
+  std::unique_ptr<nn::Optimizer> optimizer = make(params);
+  json steps = json::array();
+  for (int step = 0; step < 5; ++step) {
+    for (std::size_t k = 0; k < params.size(); ++k) {
+      const std::span<float> p = params[k]->data(), g = params[k]->grad();
+      for (std::size_t i = 0; i < p.size(); ++i) {
+        const float curved = a[k][i] * p[i];  // two roundings, as torch's a * p + b
+        g[i] = curved + b[k][i];
+      }
+    }
+    optimizer->step();
+    json after = json::array();
+    for (nn::Parameter* p : params)
+      after.push_back(std::vector<float>(p->data().begin(), p->data().end()));
+    steps.push_back(after);
+  }
+  return {{"optimizer", name}, {"kwargs", kwargs}, {"shapes", shapes}, {"initial", initial},
+          {"a", a_json},       {"b", b_json},      {"steps", steps}};
+}
+
+json optimizers() {
+  json out = json::array();
+  using Params = std::vector<nn::Parameter*>;
+  const auto add = [&](const char* name, json kwargs, auto make) {
+    out.push_back(optimizer_run(name, kwargs, [&](Params p) -> std::unique_ptr<nn::Optimizer> {
+      return make(std::move(p));
+    }));
+  };
+  add("RMSprop", {{"lr", 0.01}}, [](Params p) { return std::make_unique<nn::RMSprop>(p); });
+  add("RMSprop", {{"lr", 0.02}, {"momentum", 0.9}}, [](Params p) {
+    return std::make_unique<nn::RMSprop>(p, nn::RMSpropOptions{.lr = 0.02, .momentum = 0.9});
+  });
+  add("RMSprop", {{"lr", 0.01}, {"alpha", 0.9}, {"centered", true}}, [](Params p) {
+    return std::make_unique<nn::RMSprop>(
+        p, nn::RMSpropOptions{.lr = 0.01, .alpha = 0.9, .centered = true});
+  });
+  add("RMSprop",
+      {{"lr", 0.01}, {"momentum", 0.5}, {"centered", true}, {"weight_decay", 0.1}, {"eps", 1e-3}},
+      [](Params p) {
+        return std::make_unique<nn::RMSprop>(
+            p,
+            nn::RMSpropOptions{
+                .lr = 0.01, .eps = 1e-3, .weight_decay = 0.1, .momentum = 0.5, .centered = true});
+      });
+  add("Adagrad", {{"lr", 0.1}},
+      [](Params p) { return std::make_unique<nn::Adagrad>(p, nn::AdagradOptions{.lr = 0.1}); });
+  add("Adagrad",
+      {{"lr", 0.1}, {"lr_decay", 0.2}, {"weight_decay", 0.05}, {"initial_accumulator_value", 0.3}},
+      [](Params p) {
+        return std::make_unique<nn::Adagrad>(p,
+                                             nn::AdagradOptions{.lr = 0.1,
+                                                                .lr_decay = 0.2,
+                                                                .weight_decay = 0.05,
+                                                                .initial_accumulator_value = 0.3});
+      });
+  add("Adam", {{"lr", 0.1}, {"amsgrad", true}}, [](Params p) {
+    return std::make_unique<nn::Adam>(p, nn::AdamOptions{.lr = 0.1, .amsgrad = true});
+  });
+  add("AdamW", {{"lr", 0.1}, {"amsgrad", true}, {"weight_decay", 0.1}}, [](Params p) {
+    return std::make_unique<nn::AdamW>(
+        p, nn::AdamOptions{.lr = 0.1, .weight_decay = 0.1, .amsgrad = true});
+  });
+  add("Adam", {{"lr", 0.1}},
+      [](Params p) { return std::make_unique<nn::Adam>(p, nn::AdamOptions{.lr = 0.1}); });
+  return out;
+}
+
+// The warm-up schedule over 12 epochs, and ReduceLROnPlateau's rate after each of a run of
+// metrics with plateaus, in both modes and both threshold kinds.
+json schedules() {
+  json warmups = json::array();
+  for (const auto& [start, step_size] : {std::pair{0.25, 3}, std::pair{0.5, 100}}) {
+    const nn::LrSchedule s = nn::schedule::warmup(4, start, nn::schedule::step(step_size, 0.5));
+    std::vector<double> lrs;
+    for (std::size_t epoch = 0; epoch < 12; ++epoch) lrs.push_back(s(epoch, 0.1));
+    warmups.push_back({{"warmup", 4},
+                       {"start_factor", start},
+                       {"step_size", step_size},
+                       {"gamma", 0.5},
+                       {"lrs", lrs}});
+  }
+  const std::vector<double> metrics{1.0, 0.9, 0.9,  0.95, 0.9,  0.89999, 0.91, 0.92,
+                                    0.5, 0.5, 0.51, 0.49, 0.52, 0.53,    0.54, 0.55};
+  json plateaus = json::array();
+  for (const bool max_mode : {false, true})
+    for (const bool relative : {true, false})
+      for (const std::size_t cooldown : {0, 2}) {
+        nn::Parameter p(ag::Shape{1});
+        nn::SGD sgd({&p}, {.lr = 1.0});
+        nn::PlateauOptions o;
+        o.mode = max_mode ? nn::PlateauOptions::Mode::max : nn::PlateauOptions::Mode::min;
+        o.factor = 0.5;
+        o.patience = 2;
+        o.threshold = relative ? 0.01 : 0.02;
+        o.relative_threshold = relative;
+        o.cooldown = cooldown;
+        o.min_lr = 0.1;
+        nn::ReduceLROnPlateau plateau(sgd, o);
+        std::vector<double> lrs;
+        for (double m : metrics) {
+          plateau.step(m);
+          lrs.push_back(sgd.lr());
+        }
+        plateaus.push_back({{"mode", max_mode ? "max" : "min"},
+                            {"factor", o.factor},
+                            {"patience", o.patience},
+                            {"threshold", o.threshold},
+                            {"threshold_mode", relative ? "rel" : "abs"},
+                            {"cooldown", cooldown},
+                            {"min_lr", o.min_lr},
+                            {"metrics", metrics},
+                            {"lrs", lrs}});
+      }
+  return {{"warmup", warmups}, {"plateau", plateaus}};
+}
+
 }  // namespace
 
 int main() {
   try {
-    const json out = {{"losses", losses()}, {"clipping", clipping()}};
+    const json out = {{"losses", losses()},
+                      {"clipping", clipping()},
+                      {"optimizers", optimizers()},
+                      {"schedules", schedules()}};
     std::puts(out.dump().c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "nn_torch_export: %s\n", e.what());

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 # nn's losses against torch.nn.functional in float64: every reduction, class weights, pos_weight,
 # label smoothing and probability targets, values and input gradients; gradient clipping against
-# torch.nn.utils in float32.
+# torch.nn.utils, five steps of each optimizer against torch.optim (float32), and the warm-up and
+# plateau schedules against torch.optim.lr_scheduler.
 # Usage: /usr/bin/python3 torch_nn_test.py PATH/TO/nn_torch_export
 import json
 import os
 import subprocess
 import sys
 import unittest
+import warnings
 
 import runner  # tests/runner.py: the closing "N passed, M failed" line
 
@@ -102,6 +104,76 @@ class TorchClipping(unittest.TestCase):
                     torch.testing.assert_close(
                         torch.tensor(ours, dtype=torch.float32).reshape(p.shape), p.grad,
                         rtol=1e-6, atol=1e-7)
+
+
+class TorchOptimizers(unittest.TestCase):
+    def test_five_steps_of_each_optimizer_as_torch_optim(self):
+        cases = exported()["optimizers"]
+        self.assertEqual(len(cases), 9)
+        for case in cases:
+            with self.subTest(case["optimizer"], **case["kwargs"]):
+                params = [torch.tensor(p, dtype=torch.float32).reshape(shape).requires_grad_()
+                          for p, shape in zip(case["initial"], case["shapes"])]
+                a = [torch.tensor(x, dtype=torch.float32).reshape(p.shape)
+                     for x, p in zip(case["a"], params)]
+                b = [torch.tensor(x, dtype=torch.float32).reshape(p.shape)
+                     for x, p in zip(case["b"], params)]
+                optimizer = getattr(torch.optim, case["optimizer"])(params, **case["kwargs"])
+                for step, ours in enumerate(case["steps"]):
+                    with torch.no_grad():
+                        for p, ak, bk in zip(params, a, b):
+                            p.grad = ak * p + bk
+                    optimizer.step()
+                    # atol 1e-5 is 1e-4 of a step of lr 0.1: where the gradient a p + b
+                    # crosses 0, Adam's m / sqrt(v) magnifies float rounding (torch forms
+                    # 1 - beta1 in double, we in float), by 3e-6 at worst here.
+                    for p, mine in zip(params, ours):
+                        torch.testing.assert_close(
+                            torch.tensor(mine, dtype=torch.float32).reshape(p.shape), p.detach(),
+                            rtol=1e-5, atol=1e-5, msg=lambda m: f"step {step + 1}: {m}")
+
+
+class TorchSchedules(unittest.TestCase):
+    def test_warmup_is_linear_lr_then_the_next_schedule(self):
+        for case in exported()["schedules"]["warmup"]:
+            with self.subTest(start_factor=case["start_factor"]):
+                p = torch.zeros(1, requires_grad=True)
+                optimizer = torch.optim.SGD([p], lr=0.1)
+                warmup = torch.optim.lr_scheduler.LinearLR(
+                    optimizer, start_factor=case["start_factor"], total_iters=case["warmup"])
+                after = torch.optim.lr_scheduler.StepLR(optimizer, case["step_size"],
+                                                        case["gamma"])
+                both = torch.optim.lr_scheduler.SequentialLR(optimizer, [warmup, after],
+                                                             milestones=[case["warmup"]])
+                # SequentialLR steps its schedulers with an epoch, which torch 1.13 warns about
+                warnings.simplefilter("ignore", UserWarning)
+                lrs = []
+                for _ in case["lrs"]:
+                    lrs.append(optimizer.param_groups[0]["lr"])
+                    optimizer.step()
+                    both.step()
+                for epoch, (mine, theirs) in enumerate(zip(case["lrs"], lrs)):
+                    self.assertAlmostEqual(mine, theirs, delta=1e-12, msg=f"epoch {epoch}")
+
+    def test_reduce_on_plateau_as_torch(self):
+        cases = exported()["schedules"]["plateau"]
+        self.assertEqual(len(cases), 8)
+        for case in cases:
+            with self.subTest(case["mode"], threshold_mode=case["threshold_mode"],
+                              cooldown=case["cooldown"]):
+                p = torch.zeros(1, requires_grad=True)
+                optimizer = torch.optim.SGD([p], lr=1.0)
+                plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                    optimizer, mode=case["mode"], factor=case["factor"],
+                    patience=case["patience"], threshold=case["threshold"],
+                    threshold_mode=case["threshold_mode"], cooldown=case["cooldown"],
+                    min_lr=case["min_lr"])
+                lrs = []
+                for m in case["metrics"]:
+                    plateau.step(m)
+                    lrs.append(optimizer.param_groups[0]["lr"])
+                self.assertEqual(case["lrs"], lrs)
+                self.assertLess(min(lrs), 1.0, "the run has a plateau")
 
 
 def main():

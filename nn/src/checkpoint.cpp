@@ -490,6 +490,8 @@ std::string optimizer_kind(Optimizer& opt) {
   if (dynamic_cast<AdamW*>(&opt)) return "AdamW";
   if (dynamic_cast<Adam*>(&opt)) return "Adam";
   if (dynamic_cast<SGD*>(&opt)) return "SGD";
+  if (dynamic_cast<RMSprop*>(&opt)) return "RMSprop";
+  if (dynamic_cast<Adagrad*>(&opt)) return "Adagrad";
   return "Optimizer";
 }
 

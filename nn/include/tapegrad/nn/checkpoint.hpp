@@ -28,8 +28,8 @@ namespace nn {
 // - An optimizer's buffers (Optimizer::state(), in its order) are 1-d F32 tensors
 //   "optimizer.state.0", "optimizer.state.1", ...; PyTorch users drop the "optimizer." keys
 //   before load_state_dict (or pass strict=False). Metadata "tapegrad.optimizer" (SGD, Adam,
-//   AdamW), "tapegrad.optimizer.steps" and "tapegrad.optimizer.lr" (round-trip decimal) go with
-//   them.
+//   AdamW, RMSprop, Adagrad), "tapegrad.optimizer.steps" and "tapegrad.optimizer.lr" (round-trip
+//   decimal) go with them.
 // - "format" is "pt", as PyTorch's safetensors files say. "tapegrad.crc32" is the CRC-32 of the
 //   JSON header written without that key, followed by the data section: safetensors has no
 //   checksum of its own, and without one a flipped bit in a weight would load silently. Files
