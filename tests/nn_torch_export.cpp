@@ -1,6 +1,8 @@
 // For torch_nn_test.py: nn's losses with each of their options, evaluated with gradients in
-// float64 on seeded inputs; gradient clipping; five steps of each optimizer and its options, and
-// the warm-up and plateau schedules; printed as JSON (inputs included) for PyTorch to redo.
+// float64 on seeded inputs; gradient clipping; five steps of each optimizer and its options; the
+// warm-up and plateau schedules; Dropout, LayerNorm and BatchNorm1d in training and evaluation,
+// and a checkpoint of a model with all three, saved in DIR; printed as JSON (inputs included)
+// for PyTorch to redo. Usage: nn_torch_export DIR
 
 #include <cmath>
 #include <cstdio>
@@ -8,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <tapegrad/autograd.hpp>
 #include <tapegrad/nn.hpp>
@@ -336,14 +339,136 @@ json schedules() {
   return {{"warmup", warmups}, {"plateau", plateaus}};
 }
 
+std::vector<float> floats(std::span<const float> s) { return {s.begin(), s.end()}; }
+
+// A float32 input of `shape` with seeded values, and the backward seed 1, 1.25, 1.5, 1.75, ...
+ag::Tensor float_input(ag::TensorTape& tape, const ag::Shape& shape, std::uint64_t seed) {
+  const std::vector<double> v = uniform(std::size_t(shape.numel()), -2, 2, seed);
+  const std::vector<float> f(v.begin(), v.end());
+  return tape.input<float>(shape, std::span<const float>(f), "x");
+}
+
+std::vector<double> backward_seed(std::int64_t n) {
+  std::vector<double> seed;
+  for (std::int64_t i = 0; i < n; ++i) seed.push_back(1 + 0.25 * double(i % 4));
+  return seed;
+}
+
+// One forward and backward of `module` on a seeded input: the input, output and gradients.
+json module_pass(nn::Module& module, const ag::Shape& shape, std::uint64_t seed) {
+  ag::TensorTape tape;
+  module.zero_grad();
+  ag::Tensor x = float_input(tape, shape, seed);
+  ag::Tensor y = module(x);
+  tape.backward(y, backward_seed(y.numel()));
+  json grads = json::object();
+  for (auto& [name, p] : module.named_parameters()) grads[name] = floats(p->grad());
+  json buffers = json::object();
+  for (auto& [name, b] : module.named_buffers()) {
+    if (b->kind() == nn::Buffer::Kind::f32)
+      buffers[name] = floats(b->data());
+    else
+      buffers[name] = b->integers()[0];
+  }
+  return {{"training", module.is_training()},
+          {"shape", dims(shape)},
+          {"x", x.values()},
+          {"seed", backward_seed(y.numel())},
+          {"y", y.values()},
+          {"x_grad", x.grads()},
+          {"param_grads", grads},
+          {"buffers_after", buffers}};
+}
+
+// The module's parameters set to seeded values (away from their 1 and 0 starts).
+json set_parameters(nn::Module& module, std::uint64_t seed) {
+  json out = json::object();
+  for (auto& [name, p] : module.named_parameters()) {
+    const std::vector<double> v = uniform(std::size_t(p->numel()), 0.5, 1.5, seed++);
+    std::copy(v.begin(), v.end(), p->data().begin());
+    out[name] = floats(p->data());
+  }
+  return out;
+}
+
+json layers() {
+  json out = json::array();
+  {
+    nn::LayerNorm norm(5);
+    const json params = set_parameters(norm, 60);
+    out.push_back({{"layer", "LayerNorm"},
+                   {"kwargs", {{"normalized_shape", 5}}},
+                   {"parameters", params},
+                   {"passes", {module_pass(norm, ag::Shape{3, 5}, 61)}}});
+  }
+  for (const std::optional<double> momentum : {std::optional<double>{0.1}, std::optional<double>{}})
+    for (const bool affine : {true, false}) {
+      nn::BatchNorm1d norm(4, {.momentum = momentum, .affine = affine});
+      const json params = set_parameters(norm, 70);
+      json passes = json::array();
+      for (std::uint64_t batch = 0; batch < 3; ++batch)
+        passes.push_back(module_pass(norm, ag::Shape{6, 4}, 71 + batch));
+      norm.eval();
+      passes.push_back(module_pass(norm, ag::Shape{2, 4}, 80));
+      json kwargs = {{"num_features", 4}, {"affine", affine}};
+      kwargs["momentum"] = momentum ? json(*momentum) : json(nullptr);
+      out.push_back({{"layer", "BatchNorm1d"},
+                     {"kwargs", kwargs},
+                     {"parameters", params},
+                     {"passes", passes}});
+    }
+  {
+    nn::Dropout dropout(0.3, 5);
+    json passes = {module_pass(dropout, ag::Shape{20, 10}, 90)};
+    dropout.eval();
+    passes.push_back(module_pass(dropout, ag::Shape{20, 10}, 91));
+    out.push_back({{"layer", "Dropout"},
+                   {"kwargs", {{"p", 0.3}}},
+                   {"parameters", json::object()},
+                   {"passes", passes}});
+  }
+  return out;
+}
+
+// Linear, BatchNorm1d, ReLU, Dropout, Linear, LayerNorm trained five Adam steps, saved in `dir`;
+// the test loads it into the same torch.nn.Sequential with load_state_dict(strict=True).
+json checkpoint(const std::string& dir) {
+  nn::Sequential model;
+  model.push_back(nn::Linear(nn::LinearOptions(3, 8).seed(1)));
+  model.push_back(nn::BatchNorm1d(8));
+  model.push_back(nn::ReLU());
+  model.push_back(nn::Dropout(0.3, 2));
+  model.push_back(nn::Linear(nn::LinearOptions(8, 4).seed(3)));
+  model.push_back(nn::LayerNorm(4));
+  nn::Adam adam(model.parameters(), {.lr = 0.05});
+  ag::TensorTape tape;
+  for (std::uint64_t step = 0; step < 5; ++step) {
+    tape.reset();
+    ag::Tensor y = model(float_input(tape, ag::Shape{10, 3}, 100 + step));
+    ag::Tensor loss = nn::mse_loss(y, ag::zeros(tape, y.shape()) + 0.5);
+    adam.zero_grad();
+    tape.backward(loss);
+    adam.step();
+  }
+  const std::string path = dir + "/norm_model.safetensors";
+  nn::save(model, path);
+  model.eval();
+  tape.reset();
+  ag::Tensor x = float_input(tape, ag::Shape{6, 3}, 110);
+  return {{"path", path}, {"x", x.values()}, {"y", model(x).values()}};
+}
+
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: nn_torch_export DIR\n");
+    return 2;
+  }
   try {
-    const json out = {{"losses", losses()},
-                      {"clipping", clipping()},
-                      {"optimizers", optimizers()},
-                      {"schedules", schedules()}};
+    const json out = {{"losses", losses()},         {"clipping", clipping()},
+                      {"optimizers", optimizers()}, {"schedules", schedules()},
+                      {"layers", layers()},         {"checkpoint", checkpoint(argv[1])}};
     std::puts(out.dump().c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "nn_torch_export: %s\n", e.what());

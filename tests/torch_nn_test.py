@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 # nn's losses against torch.nn.functional in float64: every reduction, class weights, pos_weight,
 # label smoothing and probability targets, values and input gradients; gradient clipping against
-# torch.nn.utils, five steps of each optimizer against torch.optim (float32), and the warm-up and
-# plateau schedules against torch.optim.lr_scheduler.
+# torch.nn.utils, five steps of each optimizer against torch.optim (float32), the warm-up and
+# plateau schedules against torch.optim.lr_scheduler; Dropout, LayerNorm and BatchNorm1d (values,
+# gradients, running statistics, train and eval), and a checkpoint with them loaded into torch.
 # Usage: /usr/bin/python3 torch_nn_test.py PATH/TO/nn_torch_export
 import json
 import os
+import struct
 import subprocess
 import sys
+import tempfile
 import unittest
 import warnings
 
@@ -25,10 +28,13 @@ EXPORT = None  # set from argv in main()
 EXPORTED = None  # the export's JSON, read once
 
 
+TMP = tempfile.TemporaryDirectory()  # the export's checkpoint
+
+
 def exported():
     global EXPORTED
     if EXPORTED is None:
-        r = subprocess.run([EXPORT], capture_output=True, text=True, timeout=120)
+        r = subprocess.run([EXPORT, TMP.name], capture_output=True, text=True, timeout=120)
         if r.returncode != 0:
             raise RuntimeError(f"nn_torch_export failed: {r.stderr}")
         EXPORTED = json.loads(r.stdout)
@@ -174,6 +180,102 @@ class TorchSchedules(unittest.TestCase):
                     lrs.append(optimizer.param_groups[0]["lr"])
                 self.assertEqual(case["lrs"], lrs)
                 self.assertLess(min(lrs), 1.0, "the run has a plateau")
+
+
+def f32(values, shape=None):
+    t = torch.tensor(values, dtype=torch.float32)
+    return t.reshape(shape) if shape is not None else t
+
+
+def read_safetensors(path):
+    """name -> tensor: an 8-byte little-endian header size N, N bytes of JSON, the data."""
+    dtypes = {"F32": torch.float32, "I64": torch.int64}
+    with open(path, "rb") as f:
+        blob = f.read()
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + n])
+    header.pop("__metadata__", None)
+    tensors = {}
+    for name, info in header.items():
+        begin, end = info["data_offsets"]
+        flat = torch.frombuffer(bytearray(blob[8 + n + begin:8 + n + end]),
+                                dtype=dtypes[info["dtype"]])
+        tensors[name] = flat.reshape(info["shape"])
+    return tensors
+
+
+class TorchLayers(unittest.TestCase):
+    def run_passes(self, module, case):
+        """Each recorded pass again in torch: output, gradients, buffers after it."""
+        close = dict(rtol=1e-5, atol=1e-5)
+        for k, ours in enumerate(case["passes"]):
+            module.train(ours["training"])
+            module.zero_grad()
+            x = f32(ours["x"], ours["shape"]).requires_grad_()
+            y = module(x)
+            y.backward(f32(ours["seed"], y.shape))
+            where = f"pass {k + 1}"
+            torch.testing.assert_close(f32(ours["y"], y.shape), y.detach(), **close,
+                                       msg=lambda m: f"{where} output: {m}")
+            torch.testing.assert_close(f32(ours["x_grad"], x.shape), x.grad, **close,
+                                       msg=lambda m: f"{where} input gradient: {m}")
+            params = dict(module.named_parameters())
+            self.assertEqual(sorted(ours["param_grads"]), sorted(params))
+            for name, grad in ours["param_grads"].items():
+                torch.testing.assert_close(f32(grad, params[name].shape), params[name].grad,
+                                           **close, msg=lambda m: f"{where} {name}.grad: {m}")
+            buffers = dict(module.named_buffers())
+            self.assertEqual(sorted(ours["buffers_after"]), sorted(buffers))
+            for name, value in ours["buffers_after"].items():
+                if name == "num_batches_tracked":
+                    self.assertEqual(value, buffers[name].item())
+                else:
+                    torch.testing.assert_close(f32(value), buffers[name], **close,
+                                               msg=lambda m: f"{where} {name}: {m}")
+
+    def test_layer_norm_and_batch_norm_as_torch_nn_in_training_and_eval(self):
+        cases = [c for c in exported()["layers"] if c["layer"] != "Dropout"]
+        self.assertEqual(len(cases), 5)
+        for case in cases:
+            with self.subTest(case["layer"], **case["kwargs"]):
+                module = getattr(torch.nn, case["layer"])(**case["kwargs"])
+                with torch.no_grad():
+                    for name, value in case["parameters"].items():
+                        getattr(module, name).copy_(f32(value))
+                self.run_passes(module, case)
+
+    def test_dropout_is_inverted_in_training_and_the_identity_in_eval(self):
+        (case,) = [c for c in exported()["layers"] if c["layer"] == "Dropout"]
+        p = case["kwargs"]["p"]
+        train, evaluation = case["passes"]
+        x, y = f64(train["x"]), f64(train["y"])
+        kept = y != 0
+        # torch's rule: survivors scaled by 1 / (1 - p); its own mask is its generator's
+        torch.testing.assert_close(y[kept], x[kept] / (1 - p), rtol=1e-6, atol=0)
+        dropped = 1 - kept.double().mean().item()
+        self.assertLess(abs(dropped - p), 0.1, f"{dropped} of 200 dropped")
+        torch.testing.assert_close(f64(train["x_grad"]), kept.double() / (1 - p) *
+                                   f64(train["seed"]), rtol=1e-6, atol=0)
+        module = torch.nn.Dropout(p).eval()
+        torch.testing.assert_close(module(f64(evaluation["x"])), f64(evaluation["y"]))
+        torch.testing.assert_close(f64(evaluation["x_grad"]), f64(evaluation["seed"]))
+
+
+class TorchNormCheckpoint(unittest.TestCase):
+    def test_batch_norm_buffers_load_strictly_into_torch(self):
+        case = exported()["checkpoint"]
+        tensors = read_safetensors(case["path"])
+        self.assertEqual(tensors["1.num_batches_tracked"].dtype, torch.int64)
+        self.assertEqual(tensors["1.num_batches_tracked"].item(), 5)
+        model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.BatchNorm1d(8),
+                                    torch.nn.ReLU(), torch.nn.Dropout(0.3), torch.nn.Linear(8, 4),
+                                    torch.nn.LayerNorm(4))
+        result = model.load_state_dict(tensors, strict=True)
+        self.assertEqual((result.missing_keys, result.unexpected_keys), ([], []))
+        model.eval()
+        with torch.no_grad():
+            y = model(f32(case["x"], (-1, 3)))
+        torch.testing.assert_close(f32(case["y"], y.shape), y, rtol=1e-5, atol=1e-5)
 
 
 def main():
