@@ -216,3 +216,45 @@ TEST_CASE("buffers are named as torch's state_dict names them and round-trip thr
                        Error);
   std::filesystem::remove(path);
 }
+
+TEST_CASE("an MLP with norms and dropout: Linear, norm, activation, Dropout per hidden layer") {
+  nn::MLP mlp({2, 8, 8, 1}, ag::Op::relu, nn::Activation::none, 4,
+              {.norm = nn::MLPExtras::Norm::batch, .dropout = 0.1});
+  CHECK(mlp.layers.size() == 9);  // 2 x (Linear, BatchNorm1d, ReLU, Dropout), Linear
+  CHECK(names_of(mlp) == std::vector<std::string>{
+                             "layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias",
+                             "layers.4.weight", "layers.4.bias", "layers.5.weight", "layers.5.bias",
+                             "layers.8.weight", "layers.8.bias"});
+  CHECK(mlp.named_buffers().front().first == "layers.1.running_mean");
+  CHECK(mlp.linears().size() == 3);
+  CHECK(dynamic_cast<nn::Dropout*>(&mlp.layers[3]) != nullptr);
+  nn::MLP layer_norm({2, 8, 1}, ag::Op::tanh, nn::Activation::none, 4,
+                     {.norm = nn::MLPExtras::Norm::layer});
+  CHECK(dynamic_cast<nn::LayerNorm*>(&layer_norm.layers[1]) != nullptr);
+  CHECK(layer_norm.layers.size() == 4);
+  CHECK(nn::parse_norm("layer") == nn::MLPExtras::Norm::layer);
+  CHECK_THROWS_WITH_AS(nn::parse_norm("group"),
+                       "unknown norm 'group': use one of none, layer, batch", Error);
+  CHECK_THROWS_WITH_AS(nn::MLP({2, 1}, ag::Op::relu, nn::Activation::none, 0, {.dropout = -0.1}),
+                       "MLP: dropout must be in [0, 1], not -0.1", Error);
+  Tape scalar_tape;
+  const std::vector<double> x{0.5, -1};
+  CHECK_THROWS_WITH_AS(nn::expand(mlp, scalar_tape, x, nn::ScalarLoss::none, {}),
+                       "expand: an MLP with dropout or normalization layers has no scalar "
+                       "expansion",
+                       Error);
+
+  // it trains, and evaluation (running statistics, no dropout) is deterministic
+  nn::Dataset data = nn::moons(200, 0.1, 2);
+  nn::Adam adam(mlp.parameters(), {.lr = 0.02});
+  nn::FitOptions options;
+  options.epochs = 30;
+  options.batch_size = 50;
+  options.loss = nn::LossKind::bce_with_logits;
+  options.progress = nn::FitOptions::Progress::quiet;
+  nn::fit(mlp, adam, data, options);
+  CHECK(nn::evaluate(mlp, data, nn::LossKind::bce_with_logits).accuracy >= 0.85);
+  CHECK(nn::evaluate(mlp, data, nn::LossKind::bce_with_logits).loss ==
+        nn::evaluate(mlp, data, nn::LossKind::bce_with_logits).loss);
+  CHECK(dynamic_cast<nn::BatchNorm1d&>(mlp.layers[1]).num_batches_tracked->integers()[0] == 120);
+}
