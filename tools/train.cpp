@@ -19,6 +19,7 @@
 #include <iterator>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <tapegrad/file.hpp>
@@ -56,10 +57,15 @@ struct NnOptions {
   bool json = false;
   std::string plot;
   bool check_finite = false;
+  std::string norm = "none";  // train and graph: the MLP's layers (nn::MLPExtras)
+  double dropout = 0;
+  double clip_grad_norm = 0;  // each used when given on the command line
+  double clip_grad_value = 0;
   // graph
   std::string checkpoint;
   std::string output;
   bool lr_given = false;  // --lr on the command line, not its default
+  bool clip_grad_norm_given = false, clip_grad_value_given = false;
 };
 
 namespace {
@@ -263,6 +269,21 @@ std::unique_ptr<nn::Optimizer> make_optimizer(nn::MLP& mlp, const NnOptions& o) 
   return std::make_unique<nn::Adam>(mlp.parameters(), nn::AdamOptions{.lr = o.lr});
 }
 
+// --norm and --dropout, which train and graph must agree on: they decide the checkpoint's names.
+nn::MLPExtras model_extras(const NnOptions& o) {
+  if (!(o.dropout >= 0 && o.dropout < 1))
+    throw ag::Error(fmt::format("--dropout {}: the probability must be in [0, 1)", o.dropout));
+  return {.norm = nn::parse_norm(o.norm), .dropout = o.dropout};
+}
+
+// A --clip-grad-* bound, when given: a positive number.
+std::optional<double> clip_bound(bool given, double bound, std::string_view option) {
+  if (!given) return std::nullopt;
+  if (!std::isfinite(bound) || bound <= 0)
+    throw ag::Error(fmt::format("{} {}: the bound must be a positive number", option, bound));
+  return bound;
+}
+
 int run_train(const NnOptions& o) {
   if (!std::isfinite(o.lr) || o.lr <= 0)
     throw ag::Error(fmt::format("--lr {}: the learning rate must be a positive number", o.lr));
@@ -272,6 +293,11 @@ int run_train(const NnOptions& o) {
   const nn::Activation hidden = nn::parse_activation(o.act);
   const nn::Activation output = nn::parse_activation(o.out);
   const nn::LossKind loss = nn::parse_loss(o.loss);
+  const nn::MLPExtras extras = model_extras(o);
+  const std::optional<double> clip_norm =
+      clip_bound(o.clip_grad_norm_given, o.clip_grad_norm, "--clip-grad-norm");
+  const std::optional<double> clip_value =
+      clip_bound(o.clip_grad_value_given, o.clip_grad_value, "--clip-grad-value");
   if (!o.save.empty()) check_writable(o.save, "--save");
   if (!o.plot.empty()) check_plot_dir(o.plot);
   if (!o.resume.empty()) {
@@ -285,7 +311,7 @@ int run_train(const NnOptions& o) {
   if (!o.resume.empty() && o.save.empty()) check_not_input(o.resume, "--resume", {d.file});
   check_shapes(sizes, d, loss);
 
-  nn::MLP mlp(sizes, hidden, output, o.seed);
+  nn::MLP mlp(sizes, hidden, output, o.seed, extras);
   initialize(mlp, o.init, o.seed);
   std::unique_ptr<nn::Optimizer> optimizer = make_optimizer(mlp, o);
 
@@ -297,6 +323,8 @@ int run_train(const NnOptions& o) {
   fo.test = d.has_test ? &d.test : nullptr;
   fo.diagnostics = true;
   fo.check_finite = o.check_finite;
+  fo.clip_grad_norm = clip_norm;
+  fo.clip_grad_value = clip_value;
   fo.out = stdout;
   if (o.json) fo.progress = nn::FitOptions::Progress::quiet;
 
@@ -404,8 +432,9 @@ int run_graph(const NnOptions& o) {
     check_not_input(o.output, "-o", {o.checkpoint});
   }
   // The file is read and checked before the model is built, which its sizes must fit.
+  const nn::MLPExtras extras = model_extras(o);
   const nn::SafetensorsFile file = nn::read_safetensors(o.checkpoint);
-  nn::MLP mlp(sizes, hidden, output);
+  nn::MLP mlp(sizes, hidden, output, 0, extras);
   nn::load(mlp, file, o.checkpoint);
   if (!file.checksummed)
     fmt::print(stderr, "warning: {} has no checksum (not written by tapegrad): loaded unchecked\n",
@@ -438,6 +467,15 @@ void add_model_options(CLI::App* sub, NnOptions& o) {
                   "The activation after the last layer, e.g. sigmoid for --loss bce (default "
                   "none)")
       ->type_name("NAME");
+  sub->add_option("--norm", o.norm,
+                  "A normalization after each hidden layer, before its activation: layer "
+                  "(LayerNorm), batch (BatchNorm1d) or none (default none)")
+      ->type_name("NORM")
+      ->check(CLI::IsMember({"none", "layer", "batch"}));
+  sub->add_option("--dropout", o.dropout,
+                  "Dropout with probability P after each hidden activation, in training only "
+                  "(default 0: none)")
+      ->type_name("P");
 }
 
 }  // namespace
@@ -500,6 +538,16 @@ NnCommands add_nn_commands(CLI::App& app) {
                     "or infinite, or a weight an optimizer step made so, naming it and its layer "
                     "(exit code 2); no checkpoint is written from the poisoned weights");
   c.train
+      ->add_option("--clip-grad-norm", o.clip_grad_norm,
+                   "Scale each step's gradients so that their global 2-norm is at most N, as "
+                   "torch.nn.utils.clip_grad_norm_ (default: no clipping)")
+      ->type_name("N");
+  c.train
+      ->add_option("--clip-grad-value", o.clip_grad_value,
+                   "Clamp each gradient element to [-V, V] before each step, as "
+                   "torch.nn.utils.clip_grad_value_ (default: no clipping)")
+      ->type_name("V");
+  c.train
       ->add_option("--plot", o.plot,
                    "Write history.dat and the loss and accuracy curves (loss.png, "
                    "accuracy.png, drawn by gnuplot) into DIR, created if needed; for data "
@@ -522,6 +570,8 @@ NnCommands add_nn_commands(CLI::App& app) {
 
 int run_nn_command(const NnCommands& c) {
   c.options->lr_given = c.train->count("--lr") > 0;
+  c.options->clip_grad_norm_given = c.train->count("--clip-grad-norm") > 0;
+  c.options->clip_grad_value_given = c.train->count("--clip-grad-value") > 0;
   if (c.train->parsed()) return run_train(*c.options);
   return run_graph(*c.options);
 }
