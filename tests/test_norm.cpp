@@ -258,3 +258,27 @@ TEST_CASE("an MLP with norms and dropout: Linear, norm, activation, Dropout per 
         nn::evaluate(mlp, data, nn::LossKind::bce_with_logits).loss);
   CHECK(dynamic_cast<nn::BatchNorm1d&>(mlp.layers[1]).num_batches_tracked->integers()[0] == 120);
 }
+
+TEST_CASE("fit refuses, before the first step, batches that leave BatchNorm1d one row") {
+  nn::Dataset data = nn::moons(101, 0.1, 2);
+  nn::MLP mlp({2, 4, 1}, ag::Op::relu, nn::Activation::none, 1,
+              {.norm = nn::MLPExtras::Norm::batch});
+  const std::vector<float> before = vec(mlp.linears()[0]->weight.data());
+  nn::Adam adam(mlp.parameters());
+  nn::FitOptions options;
+  options.batch_size = 20;
+  options.loss = nn::LossKind::bce_with_logits;
+  options.progress = nn::FitOptions::Progress::quiet;
+  CHECK_THROWS_WITH_AS(nn::fit(mlp, adam, data, options),
+                       "101 training rows in batches of 20 leave a last batch of 1 row, which "
+                       "BatchNorm1d (layers.1) cannot normalize in training: choose another "
+                       "batch size",
+                       Error);
+  CHECK(vec(mlp.linears()[0]->weight.data()) == before);
+  CHECK(adam.steps() == 0);
+  options.batch_size = 25;  // 4 of 25 and one of 1 again
+  CHECK_THROWS_AS(nn::fit(mlp, adam, data, options), Error);
+  options.batch_size = 34;  // 34, 34, 33
+  options.epochs = 1;
+  CHECK(nn::fit(mlp, adam, data, options).epochs.size() == 1);
+}

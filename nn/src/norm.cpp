@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <span>
 
@@ -141,6 +142,25 @@ std::string BatchNorm1d::describe() const {
                      features, options.eps,
                      options.momentum ? fmt::format("{}", *options.momentum) : "None",
                      python_bool(weight != nullptr), python_bool(running_mean != nullptr));
+}
+
+namespace {
+const BatchNorm1d* find_batch_norm(const Module& m) {
+  if (const auto* norm = dynamic_cast<const BatchNorm1d*>(&m)) return norm;
+  for (const auto& [name, child] : m.children())
+    if (const BatchNorm1d* norm = find_batch_norm(*child)) return norm;
+  return nullptr;
+}
+}  // namespace
+
+void check_batch_norm_batches(Module& model, std::int64_t rows, std::int64_t batch_size) {
+  if (rows <= 0 || batch_size <= 0) return;  // the data set and the loader say what is wrong
+  const BatchNorm1d* norm = find_batch_norm(model);
+  if (norm == nullptr || rows % std::min(batch_size, rows) != 1) return;
+  ag::fail(
+      "{} training rows in batches of {} leave a last batch of 1 row, which BatchNorm1d "
+      "({}) cannot normalize in training: choose another batch size",
+      rows, batch_size, norm->path().empty() ? "the model" : norm->path());
 }
 
 }  // namespace nn

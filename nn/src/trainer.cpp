@@ -17,6 +17,7 @@
 #include "tapegrad/nn/layers.hpp"
 #include "tapegrad/nn/loss.hpp"
 #include "tapegrad/nn/metrics.hpp"
+#include "tapegrad/nn/norm.hpp"
 
 namespace nn {
 
@@ -144,6 +145,7 @@ Evaluation evaluate(Module& model, const Dataset& data, LossKind loss, std::int6
 History fit(Module& model, Optimizer& optimizer, const Dataset& train, const FitOptions& options) {
   if (options.epochs == 0) throw ag::Error("fit: epochs must be at least 1");
   train.validate();
+  check_batch_norm_batches(model, train.rows, options.batch_size);
   History history;
   const double base_lr = optimizer.lr();
   const std::vector<Linear*> linears = linear_layers(model);

@@ -75,4 +75,9 @@ class BatchNorm1d : public Module {
   BatchNormOptions options;
 };
 
+// Throws ag::Error when `model` holds a BatchNorm1d and `rows` training rows in batches of
+// `batch_size` leave a last batch of one row, which it cannot normalize in training: nn::fit
+// asks before the first step, where torch fails in the middle of an epoch.
+void check_batch_norm_batches(Module& model, std::int64_t rows, std::int64_t batch_size);
+
 }  // namespace nn
