@@ -1,6 +1,7 @@
 // The losses a small regression or classification problem reaches for next: L1, Huber, NLL,
 // reductions, class weights, pos_weight, label smoothing and probability targets, against
-// hand-computed values, central differences and the errors their bad options give.
+// hand-computed values, central differences and the errors their bad options give; and the
+// regression metrics R² and RMSE.
 
 #include <doctest/doctest.h>
 
@@ -169,4 +170,28 @@ TEST_CASE("bad options are errors that name the loss and the problem") {
   CHECK_THROWS_WITH_AS(nn::l1_loss(z, sum(y, 1)),
                        "l1_loss: prediction (2, 3) and target (2,) must have the same shape",
                        Error);
+}
+
+TEST_CASE("R² and RMSE, per output and averaged, as sklearn computes them") {
+  TensorTape tape;
+  // column 0: y = 1, 2, 3, 4 (mean 2.5, spread 5), p off by 0.5, -0.5, 0, 1: residual 1.5
+  // column 1: a constant target, predicted exactly
+  Tensor y = tape.input(Shape{4, 2}, {1, 7, 2, 7, 3, 7, 4, 7}, "y");
+  Tensor p = tape.input(Shape{4, 2}, {1.5, 7, 1.5, 7, 3, 7, 5, 7}, "p");
+  CHECK(nn::r2_score(p, y) == doctest::Approx((1 - 1.5 / 5 + 1) / 2));
+  CHECK(nn::rmse(p, y) == doctest::Approx(std::sqrt(1.5 / 8)));
+  CHECK(nn::r2_score(y, y) == 1);
+  // predicting the mean scores 0; a constant target missed scores 0 (sklearn's force_finite)
+  Tensor column = tape.input(Shape{4}, {1, 2, 3, 4}, "column");
+  Tensor mean = tape.input(Shape{4}, {2.5, 2.5, 2.5, 2.5}, "mean");
+  CHECK(nn::r2_score(mean, column) == 0);
+  CHECK(nn::r2_score(column, mean) == 0);
+  CHECK_THROWS_WITH_AS(nn::rmse(column, y),
+                       "rmse: prediction (4,) and target (4, 2) must have the same shape", Error);
+  Tensor one = tape.input(Shape{1}, {1}, "one");
+  CHECK_THROWS_WITH_AS(nn::r2_score(one, one),
+                       "r2_score: the target (1,) is too small: it needs at least 2 rows and 1 "
+                       "output",
+                       Error);
+  CHECK(nn::rmse(one, one) == 0);
 }
