@@ -9,6 +9,8 @@
 #include <string>
 #include <utility>
 
+#include "constant_like.hpp"
+
 namespace nn {
 
 namespace {
@@ -20,15 +22,6 @@ ag::Tensor reduce(ag::Tensor per_element, Reduction r) {
     case Reduction::none: return per_element;
   }
   return per_element;
-}
-
-// A constant of `like`'s dtype and tape holding `values`: weights that meet a loss's operands.
-ag::Tensor constant_like(const ag::Tensor& like, const ag::Shape& shape,
-                         std::span<const double> values) {
-  ag::TensorTape& tape = like.tape();
-  if (like.dtype() == ag::DType::f64) return tape.constant<double>(shape, values);
-  const std::vector<float> narrowed(values.begin(), values.end());
-  return tape.constant<float>(shape, std::span<const float>(narrowed));
 }
 
 // The class losses take (rows, classes) scores, one weight per class and a smoothing in [0, 1].

@@ -9,20 +9,12 @@
 #include <cmath>
 #include <span>
 
+#include "constant_like.hpp"
 #include "tapegrad/nn/init.hpp"
 
 namespace nn {
 
 namespace {
-
-// A constant of `like`'s dtype and tape: a mask, or a statistic fixed in evaluation.
-ag::Tensor constant_like(const ag::Tensor& like, const ag::Shape& shape,
-                         std::span<const double> values) {
-  ag::TensorTape& tape = like.tape();
-  if (like.dtype() == ag::DType::f64) return tape.constant<double>(shape, values);
-  const std::vector<float> narrowed(values.begin(), values.end());
-  return tape.constant<float>(shape, std::span<const float>(narrowed));
-}
 
 const char* python_bool(bool b) { return b ? "True" : "False"; }
 
