@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <span>
+#include <type_traits>
 
 #include "constant_like.hpp"
 #include "tapegrad/nn/init.hpp"
@@ -20,6 +21,14 @@ const char* python_bool(bool b) { return b ? "True" : "False"; }
 
 }  // namespace
 
+void AffineLabels::update(const std::string& path) {
+  if (set_ && path == path_) return;
+  path_ = path;
+  weight_ = path.empty() ? "weight" : path + ".weight";
+  bias_ = path.empty() ? "bias" : path + ".bias";
+  set_ = true;
+}
+
 Dropout::Dropout(double p_, std::uint64_t seed) : p(p_), rng_(seed) {
   if (!(p >= 0 && p <= 1)) ag::fail("Dropout: p must be in [0, 1], not {}", p);
 }
@@ -28,9 +37,13 @@ ag::Tensor Dropout::forward(ag::Tensor x) {
   if (!is_training() || p == 0) return x;
   // Inverted dropout: kept elements are scaled by 1 / (1 - p), so the expected output is x.
   const double keep_scale = p < 1 ? 1 / (1 - p) : 0;
-  mask_.resize(std::size_t(x.numel()));
-  for (double& m : mask_) m = rng_.uniform(0, 1) < p ? 0 : keep_scale;
-  return x * constant_like(x, x.shape(), mask_);
+  const auto draw = [&](auto& mask) {
+    using T = typename std::remove_reference_t<decltype(mask)>::value_type;
+    mask.resize(std::size_t(x.numel()));  // no allocation once warm
+    for (T& m : mask) m = rng_.uniform(0, 1) < p ? T(0) : T(keep_scale);
+    return x.tape().constant<T>(x.shape(), std::span<const T>(mask));
+  };
+  return x * (x.dtype() == ag::DType::f64 ? draw(mask_f64_) : draw(mask_f32_));
 }
 
 std::string Dropout::describe() const { return fmt::format("Dropout(p={})", p); }
@@ -53,8 +66,9 @@ ag::Tensor LayerNorm::forward(ag::Tensor x) {
   const ag::Tensor variance = ag::mean(centered * centered, -1, true);  // biased, as torch's
   ag::Tensor y = centered / ag::sqrt(variance + eps);
   if (weight) {
+    labels_.update(path());
     ag::TensorTape& tape = x.tape();
-    y = y * weight->on(tape, label("weight")) + bias->on(tape, label("bias"));
+    y = y * weight->on(tape, labels_.weight()) + bias->on(tape, labels_.bias());
   }
   return y;
 }
@@ -123,8 +137,9 @@ ag::Tensor BatchNorm1d::forward(ag::Tensor x) {
     y = (x - constant_like(x, per_feature, shift)) * constant_like(x, per_feature, scale);
   }
   if (weight) {
+    labels_.update(path());
     ag::TensorTape& tape = x.tape();
-    y = y * weight->on(tape, label("weight")) + bias->on(tape, label("bias"));
+    y = y * weight->on(tape, labels_.weight()) + bias->on(tape, labels_.bias());
   }
   return y;
 }

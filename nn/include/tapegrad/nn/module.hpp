@@ -107,7 +107,9 @@ class Module {
   // Every buffer of the tree (Note [Buffers]), named as named_parameters() names parameters.
   std::vector<std::pair<std::string, Buffer*>> named_buffers();
   std::int64_t parameter_count();
-  std::vector<std::pair<std::string, Module*>> children() const { return children_; }
+  // A reference, not a copy: Sequential::forward walks it on every call, and a warm training
+  // step allocates nothing.
+  const std::vector<std::pair<std::string, Module*>>& children() const { return children_; }
   void zero_grad();
 
   void train(bool on = true);

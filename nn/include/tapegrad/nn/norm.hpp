@@ -13,6 +13,19 @@
 
 namespace nn {
 
+// "path.weight" and "path.bias" of a module, rebuilt only when its path changes, so that a warm
+// forward pass allocates nothing (as Linear's labels).
+class AffineLabels {
+ public:
+  void update(const std::string& path);
+  const std::string& weight() const { return weight_; }
+  const std::string& bias() const { return bias_; }
+
+ private:
+  std::string path_, weight_, bias_;
+  bool set_ = false;
+};
+
 // torch.nn.Dropout: in training, each element is zeroed with probability p and the survivors are
 // scaled by 1 / (1 - p) ("inverted" dropout), so evaluation, where it is the identity, needs no
 // rescaling. The mask comes from the module's own generator, seeded here: a run is repeatable,
@@ -28,7 +41,8 @@ class Dropout : public Module {
 
  private:
   ag::Rng rng_;
-  std::vector<double> mask_;  // reused from forward to forward
+  std::vector<float> mask_f32_;  // reused from forward to forward, one per dtype
+  std::vector<double> mask_f64_;
 };
 
 // torch.nn.LayerNorm over the last axis: y = (x - mean) / sqrt(var + eps) * weight + bias, the
@@ -44,6 +58,9 @@ class LayerNorm : public Module {
   Parameter* bias;
   std::int64_t features;
   double eps;
+
+ private:
+  AffineLabels labels_;
 };
 
 struct BatchNormOptions {
@@ -73,6 +90,9 @@ class BatchNorm1d : public Module {
   Buffer* num_batches_tracked;
   std::int64_t features;
   BatchNormOptions options;
+
+ private:
+  AffineLabels labels_;
 };
 
 // Throws ag::Error when `model` holds a BatchNorm1d and `rows` training rows in batches of
