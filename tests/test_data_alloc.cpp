@@ -1,4 +1,5 @@
-// A warm DataLoader epoch allocates nothing: operator new is counted (as in
+// A warm DataLoader epoch, and a warm training step through the norm and dropout layers,
+// allocate nothing: operator new is counted (as in
 // test_alloc.cpp, which is why this is an executable of its own) over batches.
 
 #include <doctest/doctest.h>
@@ -31,4 +32,33 @@ TEST_CASE("a warm epoch of batches, their tensors and accuracy allocate nothing"
   counting = false;
   CHECK(allocations == 0);
   CHECK(seen >= 0);
+}
+
+TEST_CASE("a warm training step of an MLP, plain or with norms and dropout, allocates nothing") {
+  const nn::Dataset data = nn::moons(96, 0.1, 0);
+  for (const auto norm :
+       {nn::MLPExtras::Norm::none, nn::MLPExtras::Norm::batch, nn::MLPExtras::Norm::layer}) {
+    nn::MLP mlp({2, 16, 16, 1}, ag::Op::relu, nn::Activation::none, 1,
+                {.norm = norm, .dropout = norm == nn::MLPExtras::Norm::none ? 0.0 : 0.2});
+    nn::Adam adam(mlp.parameters());
+    nn::DataLoader loader(data, 32, true, 3);
+    ag::TensorTape tape;
+    for (int epoch = 0; epoch < 3; ++epoch) {
+      if (epoch == 2) {
+        allocations = 0;
+        counting = true;
+      }
+      for (const nn::Batch& b : loader) {
+        tape.reset();
+        ag::Tensor loss =
+            nn::bce_with_logits(mlp(b.inputs(tape)), b.targets(tape, nn::Target::binary));
+        adam.zero_grad();
+        tape.backward(loss);
+        nn::clip_grad_norm(adam.params(), 1.0);
+        adam.step();
+      }
+    }
+    counting = false;
+    CHECK(allocations == 0);
+  }
 }

@@ -239,6 +239,58 @@ class Train(TrainCliTest):
         self.assertIn("data with more features get no boundary plot", out)
 
 
+def safetensors_names(path):
+    """The tensor names in a safetensors file's JSON header."""
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    return sorted(k for k in header if k != "__metadata__")
+
+
+class NormDropoutClip(TrainCliTest):
+    def test_batch_norm_and_dropout_train_save_and_draw(self):
+        deeper = [a if a != "2,8,1" else "2,16,16,1" for a in SMALL]
+        docs = self.lines(*deeper, "--norm", "batch", "--dropout", "0.1", "--epochs", "20",
+                          "--save", "m.safetensors")
+        self.assertGreaterEqual(docs[-1]["test_accuracy"], 0.8)
+        names = safetensors_names(os.path.join(self.dir, "m.safetensors"))
+        for name in ["layers.1.running_mean", "layers.1.running_var",
+                     "layers.1.num_batches_tracked", "layers.5.weight", "layers.8.bias"]:
+            self.assertIn(name, names)
+        self.ok("graph", "m.safetensors", "--layers", "2,16,16,1", "--norm", "batch",
+                "--dropout", "0.1", "-o", "m.dot")
+        # without the flags the model has other layers, and the load names them
+        self.fails("graph", "m.safetensors", "--layers", "2,16,16,1",
+                   message="layers.1.running_mean is in the file but not in the model")
+
+    def test_resume_restores_the_running_statistics(self):
+        args = [*SMALL, "--norm", "batch"]
+        full = self.lines(*args, "--epochs", "8", "--save", "full.safetensors")
+        self.lines(*args, "--epochs", "3", "--save", "part.safetensors")
+        resumed = self.lines(*args, "--epochs", "8", "--resume", "part.safetensors")
+        self.assertEqual(resumed[-1]["test_accuracy"], full[-1]["test_accuracy"])
+        self.assertEqual(resumed[-1]["loss"], full[-1]["loss"])
+
+    def test_layer_norm_and_clipping(self):
+        # SGD: Adam's step would not notice its gradients being scaled
+        args = [*SMALL, "--norm", "layer", "--epochs", "3", "--opt", "sgd", "--lr", "0.5"]
+        plain = self.lines(*args)
+        clipped = self.lines(*args, "--clip-grad-norm", "0.01")
+        valued = self.lines(*args, "--clip-grad-value", "0.001")
+        # a step bounded this tightly learns more slowly
+        self.assertGreater(clipped[-1]["loss"], plain[-1]["loss"])
+        self.assertGreater(valued[-1]["loss"], plain[-1]["loss"])
+
+    def test_bad_values(self):
+        self.fails("train", *SMALL, "--dropout", "1",
+                   message="--dropout 1: the probability must be in [0, 1)")
+        self.fails("train", *SMALL, "--norm", "group", message="--norm")
+        self.fails("train", *SMALL, "--clip-grad-norm", "0",
+                   message="--clip-grad-norm 0: the bound must be a positive number")
+        self.fails("train", *SMALL, "--clip-grad-value", "nan",
+                   message="--clip-grad-value nan: the bound must be a positive number")
+
+
 class TrainErrors(TrainCliTest):
     def test_unknown_data_set(self):
         err = self.fails("train", "--data", "mnist", "--layers", "2,1",

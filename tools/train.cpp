@@ -62,6 +62,10 @@ struct NnOptions {
   bool json = false;
   std::string plot;
   bool check_finite = false;
+  std::string norm;     // train and graph: the MLP's layers (nn::MLPExtras); empty: the
+  double dropout = 0;   // checkpoint's, else none (and 0)
+  double clip_grad_norm = 0;  // each used when given on the command line
+  double clip_grad_value = 0;
   // graph
   std::string checkpoint;
   std::string output;
@@ -295,7 +299,8 @@ void resolve_loss_and_output(NnOptions& o) {
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 // train stores its model's description in every checkpoint's metadata (string values, as
 // safetensors requires; PyTorch's loaders ignore them): "model.layers" ("2,16,16,1"),
-// "model.act", "model.out", "model.loss", "data.name" (the --data text), "data.features",
+// "model.act", "model.out", "model.loss", "model.norm", "model.dropout", "data.name" (the --data
+// text), "data.features",
 // and what an exact resume needs besides: "train.seed", "train.batch", "train.lr" (the rate the
 // schedule starts from) and "train.schedule". --resume and graph read them, so they need no
 // --layers or --act; an option given that disagrees is refused, naming both. A file without
@@ -358,6 +363,19 @@ void adopt_model(NnOptions& o, const nn::SafetensorsFile& file, const std::strin
     std::string& field = option == "--act" ? o.act : option == "--out" ? o.out : o.loss;
     if (!field.empty() && field != *value) mismatch(option, field, *value, path, remedy);
     field = *value;
+  }
+  if (const std::string* norm = stored(file, "model.norm")) {
+    if (!o.norm.empty() && o.norm != *norm) mismatch("--norm", o.norm, *norm, path, remedy);
+    o.norm = *norm;
+  }
+  if (const std::string* dropout = stored(file, "model.dropout")) {
+    if (o.was_given("--dropout") && fmt::format("{}", o.dropout) != *dropout)
+      mismatch("--dropout", fmt::format("{}", o.dropout), *dropout, path, remedy);
+    char* end = nullptr;
+    o.dropout = std::strtod(dropout->c_str(), &end);
+    if (dropout->empty() || *end != '\0')
+      throw ag::Error(fmt::format("{}: metadata model.dropout is \"{}\", not a probability",
+                                  ag::printable(path), ag::printable(*dropout)));
   }
 }
 
@@ -558,6 +576,21 @@ std::vector<std::int64_t> model_sizes(const NnOptions& o, const Data& d, nn::Los
   return sizes;
 }
 
+// --norm and --dropout, which train and graph must agree on: they decide the checkpoint's names.
+nn::MLPExtras model_extras(const NnOptions& o) {
+  if (!(o.dropout >= 0 && o.dropout < 1))
+    throw ag::Error(fmt::format("--dropout {}: the probability must be in [0, 1)", o.dropout));
+  return {.norm = nn::parse_norm(o.norm.empty() ? "none" : o.norm), .dropout = o.dropout};
+}
+
+// A --clip-grad-* bound, when given: a positive number.
+std::optional<double> clip_bound(const NnOptions& o, double bound, std::string_view option) {
+  if (!o.was_given(option)) return std::nullopt;
+  if (!std::isfinite(bound) || bound <= 0)
+    throw ag::Error(fmt::format("{} {}: the bound must be a positive number", option, bound));
+  return bound;
+}
+
 // The hint printed once when the loss is no longer a number.
 void hint_if_diverged(const nn::EpochStats& e, const NnOptions& o, bool& hinted) {
   if (hinted || std::isfinite(e.loss)) return;
@@ -582,6 +615,9 @@ int run_train(NnOptions o) {
   const nn::Activation hidden = nn::parse_activation(o.act);
   const nn::Activation output = nn::parse_activation(o.out);
   const nn::LossKind loss = nn::parse_loss(o.loss);
+  const nn::MLPExtras extras = model_extras(o);
+  const std::optional<double> clip_norm = clip_bound(o, o.clip_grad_norm, "--clip-grad-norm");
+  const std::optional<double> clip_value = clip_bound(o, o.clip_grad_value, "--clip-grad-value");
 
   const Data d = load_data(o.data, o.seed);
   if (!o.save.empty()) check_not_input(o.save, "--save", {d.file});
@@ -594,7 +630,7 @@ int run_train(NnOptions o) {
                                   ag::printable(*features)));
   const std::vector<std::int64_t> sizes = model_sizes(o, d, loss);
 
-  nn::MLP mlp(sizes, hidden, output, o.seed);
+  nn::MLP mlp(sizes, hidden, output, o.seed, extras);
   initialize(mlp, o.init, o.seed);
   std::unique_ptr<nn::Optimizer> optimizer = make_optimizer(mlp, o);
 
@@ -606,6 +642,8 @@ int run_train(NnOptions o) {
   fo.test = d.has_test ? &d.test : nullptr;
   fo.diagnostics = true;
   fo.check_finite = o.check_finite;
+  fo.clip_grad_norm = clip_norm;
+  fo.clip_grad_value = clip_value;
   fo.out = stdout;
   if (o.json) fo.progress = nn::FitOptions::Progress::quiet;
   if (o.schedule == "cosine") fo.schedule = nn::schedule::cosine(fo.epochs);
@@ -614,10 +652,10 @@ int run_train(NnOptions o) {
   if (resumed) {
     // All checks before anything is written: a checkpoint that does not fit --layers (or
     // --opt) is nn::load's error, and the model is reloaded from it by fit.
-    nn::CheckpointExtras extras{optimizer.get(), {}};
-    nn::load(mlp, *resumed, o.resume, &extras);
+    nn::CheckpointExtras state{optimizer.get(), {}};
+    nn::load(mlp, *resumed, o.resume, &state);
     const std::size_t trained =
-        nn::decode_history(extras.metadata["fit.history"], o.resume).size();  // checked too
+        nn::decode_history(state.metadata["fit.history"], o.resume).size();  // checked too
     // The checkpoint's learning rate wins, as the rest of its state does (the run continues as
     // if never interrupted); a different --lr is refused rather than silently ignored. With a
     // schedule, that is the rate it starts from, which fit needs as the optimizer's.
@@ -656,6 +694,8 @@ int run_train(NnOptions o) {
                             {"model.act", o.act},
                             {"model.out", o.out},
                             {"model.loss", o.loss},
+                            {"model.norm", o.norm.empty() ? "none" : o.norm},
+                            {"model.dropout", fmt::format("{}", o.dropout)},
                             {"data.name", o.data},
                             {"data.features", fmt::format("{}", d.train.cols)},
                             {"train.seed", fmt::format("{}", o.seed)},
@@ -765,7 +805,7 @@ int run_graph(NnOptions o) {
   const std::vector<std::int64_t> sizes = parse_layers(o.layers, "--layers");
   const nn::Activation hidden = nn::parse_activation(o.act.empty() ? "relu" : o.act);
   const nn::Activation output = nn::parse_activation(o.out.empty() ? "none" : o.out);
-  nn::MLP mlp(sizes, hidden, output);
+  nn::MLP mlp(sizes, hidden, output, 0, model_extras(o));
   nn::load(mlp, file, o.checkpoint);
   if (!file.checksummed)
     fmt::print(stderr, "warning: {} has no checksum (not written by tapegrad): loaded unchecked\n",
@@ -799,6 +839,15 @@ void add_model_options(CLI::App* sub, NnOptions& o, std::string_view layers_help
                   "hinge, sigmoid for bce (the default follows --loss; mse also takes sigmoid, "
                   "hinge tanh)")
       ->type_name("NAME");
+  sub->add_option("--norm", o.norm,
+                  "A normalization after each hidden layer, before its activation: layer "
+                  "(LayerNorm), batch (BatchNorm1d) or none (default none, or the checkpoint's)")
+      ->type_name("NORM")
+      ->check(CLI::IsMember({"none", "layer", "batch"}));
+  sub->add_option("--dropout", o.dropout,
+                  "Dropout with probability P after each hidden activation, in training only "
+                  "(default 0: none, or the checkpoint's)")
+      ->type_name("P");
 }
 
 }  // namespace
@@ -881,6 +930,16 @@ NnCommands add_nn_commands(CLI::App& app) {
                     "Anomaly mode: stop at the first op of a step whose value or gradient is NaN "
                     "or infinite, or a weight an optimizer step made so, naming it and its layer "
                     "(exit code 2); no checkpoint is written from the poisoned weights");
+  c.train
+      ->add_option("--clip-grad-norm", o.clip_grad_norm,
+                   "Scale each step's gradients so that their global 2-norm is at most N, as "
+                   "torch.nn.utils.clip_grad_norm_ (default: no clipping)")
+      ->type_name("N");
+  c.train
+      ->add_option("--clip-grad-value", o.clip_grad_value,
+                   "Clamp each gradient element to [-V, V] before each step, as "
+                   "torch.nn.utils.clip_grad_value_ (default: no clipping)")
+      ->type_name("V");
   c.train
       ->add_option("--plot", o.plot,
                    "Write history.dat and the loss and accuracy curves (loss.png, "

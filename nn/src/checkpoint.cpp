@@ -490,6 +490,8 @@ std::string optimizer_kind(Optimizer& opt) {
   if (dynamic_cast<AdamW*>(&opt)) return "AdamW";
   if (dynamic_cast<Adam*>(&opt)) return "Adam";
   if (dynamic_cast<SGD*>(&opt)) return "SGD";
+  if (dynamic_cast<RMSprop*>(&opt)) return "RMSprop";
+  if (dynamic_cast<Adagrad*>(&opt)) return "Adagrad";
   return "Optimizer";
 }
 
@@ -530,6 +532,11 @@ void save(Module& module, const std::string& path, const CheckpointExtras& extra
       throw fail(
           fmt::format("the parameter name \"{}\" clashes with the optimizer's tensors", name));
     views.push_back({name, "F32", dims_of(p->shape()), std::as_bytes(p->data())});
+  }
+  for (auto& [name, b] : module.named_buffers()) {  // Note [Buffers]
+    if (name.starts_with("optimizer."))
+      throw fail(fmt::format("the buffer name \"{}\" clashes with the optimizer's tensors", name));
+    views.push_back({name, std::string(b->dtype_name()), dims_of(b->shape()), b->bytes()});
   }
   if (Optimizer* opt = extras.optimizer) {
     const std::vector<std::vector<float>*> state = opt->state();
@@ -572,12 +579,18 @@ void load(Module& module, const SafetensorsFile& file, const std::string& path,
   };
 
   // Every check first, collecting every problem; nothing is written until all pass.
-  std::vector<std::pair<std::span<float>, const StoredTensor*>> copies;
+  std::vector<std::pair<std::span<std::byte>, const StoredTensor*>> copies;
   std::set<std::string> known;
   for (auto& [name, p] : module.named_parameters()) {
     known.insert(name);
     if (const StoredTensor* t = check(name, "model", "F32", dims_of(p->shape())))
-      copies.emplace_back(p->data(), t);
+      copies.emplace_back(std::as_writable_bytes(p->data()), t);
+  }
+  for (auto& [name, b] : module.named_buffers()) {  // Note [Buffers]
+    known.insert(name);
+    const std::string dtype(b->dtype_name());
+    if (const StoredTensor* t = check(name, "model", dtype.c_str(), dims_of(b->shape())))
+      copies.emplace_back(b->writable_bytes(), t);
   }
   for (const auto& [name, t] : file.tensors)
     if (!name.starts_with("optimizer.") && !known.contains(name))
@@ -614,7 +627,7 @@ void load(Module& module, const SafetensorsFile& file, const std::string& path,
         buffers.insert(name);
         const std::vector<std::int64_t> shape{static_cast<std::int64_t>(state[i]->size())};
         if (const StoredTensor* t = check(name, "optimizer", "F32", shape))
-          copies.emplace_back(*state[i], t);
+          copies.emplace_back(std::as_writable_bytes(std::span<float>(*state[i])), t);
       }
       for (const auto& [name, t] : file.tensors)
         if (name.starts_with("optimizer.") && !buffers.contains(name))

@@ -1,4 +1,5 @@
-// Linear, the activation modules, Maxout, Sequential and MLP; the activations by name.
+// Linear, the activation modules, Maxout, Sequential and MLP (with dropout and normalization);
+// the activations and norms by name.
 
 #include "tapegrad/nn/layers.hpp"
 
@@ -9,6 +10,7 @@
 
 #include "tapegrad/format.hpp"
 #include "tapegrad/nn/init.hpp"
+#include "tapegrad/nn/norm.hpp"
 
 namespace nn {
 
@@ -166,16 +168,35 @@ std::unique_ptr<Module> make_activation(Activation a, std::int64_t features) {
   return std::make_unique<Elementwise>(*a.op);
 }
 
-MLP::MLP(std::vector<std::int64_t> sizes_, Activation hidden, Activation output, std::uint64_t seed)
-    : layers(register_module("layers", std::make_unique<Sequential>())), sizes(std::move(sizes_)) {
+MLPExtras::Norm parse_norm(std::string_view name) {
+  if (name == "none") return MLPExtras::Norm::none;
+  if (name == "layer") return MLPExtras::Norm::layer;
+  if (name == "batch") return MLPExtras::Norm::batch;
+  ag::fail("unknown norm '{}': use one of none, layer, batch", name);
+}
+
+MLP::MLP(std::vector<std::int64_t> sizes_, Activation hidden, Activation output, std::uint64_t seed,
+         const MLPExtras& extras_)
+    : layers(register_module("layers", std::make_unique<Sequential>())),
+      sizes(std::move(sizes_)),
+      extras(extras_) {
   if (sizes.size() < 2)
     throw ag::Error(
         fmt::format("MLP needs at least an input and an output size, got {}", sizes.size()));
+  if (!(extras.dropout >= 0 && extras.dropout <= 1))
+    ag::fail("MLP: dropout must be in [0, 1], not {}", extras.dropout);
   for (std::size_t i = 0; i + 1 < sizes.size(); ++i) {
     linears_.push_back(&layers.push_back(
         Linear(LinearOptions(sizes[i], sizes[i + 1]).seed(seed * 1000003ull + i))));
-    const Activation act = i + 2 < sizes.size() ? hidden : output;
-    if (auto m = make_activation(act, sizes[i + 1])) layers.push_back(std::move(m));
+    const bool is_hidden = i + 2 < sizes.size();
+    if (is_hidden && extras.norm == MLPExtras::Norm::layer)
+      layers.push_back(LayerNorm(sizes[i + 1]));
+    if (is_hidden && extras.norm == MLPExtras::Norm::batch)
+      layers.push_back(BatchNorm1d(sizes[i + 1]));
+    if (auto m = make_activation(is_hidden ? hidden : output, sizes[i + 1]))
+      layers.push_back(std::move(m));
+    if (is_hidden && extras.dropout > 0)
+      layers.push_back(Dropout(extras.dropout, seed * 1000003ull + 0xd20b0u + i));
   }
 }
 

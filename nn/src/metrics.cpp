@@ -1,9 +1,10 @@
-// Predictions, accuracy and the confusion matrix, read straight from a
+// Predictions, accuracy, the confusion matrix, R² and RMSE, read straight from a
 // tensor's data: no tape nodes, no allocation per row.
 
 #include "tapegrad/nn/metrics.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 namespace nn {
 
@@ -192,6 +193,55 @@ ConfusionMatrix confusion_matrix(const ag::Tensor& scores, std::span<const std::
   ConfusionMatrix m(classes ? classes : std::max<std::int64_t>(l.cols, 2), std::move(class_names));
   m.add(scores, labels, kind);
   return m;
+}
+
+namespace {
+
+// The (rows, outputs) layout both regression metrics read, after checking the shapes agree.
+Layout regression_layout(const ag::Tensor& prediction, const ag::Tensor& target, const char* who,
+                         std::int64_t min_rows) {
+  const ag::Shape& s = target.shape();
+  if (!(prediction.shape() == s))
+    fail("{}: prediction {} and target {} must have the same shape", who, prediction.shape().str(),
+         s.str());
+  if (s.rank() != 1 && s.rank() != 2)
+    fail("{}: the target must have shape (n,) or (n, outputs), not {}", who, s.str());
+  const Layout l{s[0], s.rank() == 2 ? s[1] : 1};
+  if (l.rows < min_rows || l.cols < 1)
+    fail("{}: the target {} is too small: it needs at least {} rows and 1 output", who, s.str(),
+         min_rows);
+  return l;
+}
+
+}  // namespace
+
+double r2_score(const ag::Tensor& prediction, const ag::Tensor& target) {
+  const Layout l = regression_layout(prediction, target, "r2_score", 2);
+  double total = 0;
+  for (std::int64_t c = 0; c < l.cols; ++c) {
+    double mean = 0;
+    for (std::int64_t r = 0; r < l.rows; ++r) mean += target.value(r * l.cols + c);
+    mean /= double(l.rows);
+    double residual = 0, spread = 0;
+    for (std::int64_t r = 0; r < l.rows; ++r) {
+      const double y = target.value(r * l.cols + c), p = prediction.value(r * l.cols + c);
+      residual += (y - p) * (y - p);
+      spread += (y - mean) * (y - mean);
+    }
+    // A constant column has no spread to explain: sklearn's force_finite scores.
+    total += spread > 0 ? 1 - residual / spread : (residual == 0 ? 1 : 0);
+  }
+  return total / double(l.cols);
+}
+
+double rmse(const ag::Tensor& prediction, const ag::Tensor& target) {
+  const Layout l = regression_layout(prediction, target, "rmse", 1);
+  double squares = 0;
+  for (std::int64_t i = 0; i < l.rows * l.cols; ++i) {
+    const double d = target.value(i) - prediction.value(i);
+    squares += d * d;
+  }
+  return std::sqrt(squares / double(l.rows * l.cols));
 }
 
 }  // namespace nn

@@ -1,4 +1,4 @@
-// Parameters and the module tree: registration, dotted names, train/eval.
+// Parameters, buffers and the module tree: registration, dotted names, train/eval.
 
 #include "tapegrad/nn/module.hpp"
 
@@ -24,6 +24,44 @@ double Parameter::grad_norm() const {
   double s = 0;
   for (float g : grad_) s += double(g) * double(g);
   return std::sqrt(s);
+}
+
+Buffer::Buffer(ag::Shape shape, Kind kind) : shape_(shape), kind_(kind) {
+  const auto n = static_cast<std::size_t>(shape.numel());
+  if (kind == Kind::f32)
+    floats_.resize(n);
+  else
+    integers_.resize(n);
+}
+
+std::span<const std::byte> Buffer::bytes() const {
+  return kind_ == Kind::f32 ? std::as_bytes(data()) : std::as_bytes(integers());
+}
+
+std::span<std::byte> Buffer::writable_bytes() {
+  return kind_ == Kind::f32 ? std::as_writable_bytes(data()) : std::as_writable_bytes(integers());
+}
+
+Buffer& Module::register_buffer(std::string name, ag::Shape shape, Buffer::Kind kind) {
+  // One namespace for both, as in torch: a state_dict key names one tensor.
+  for (const auto& [n, p] : params_)
+    if (n == name) ag::fail("buffer '{}' has the name of a parameter", name);
+  for (const auto& [n, b] : buffers_)
+    if (n == name) ag::fail("buffer '{}' is registered twice", name);
+  buffers_.emplace_back(std::move(name), std::make_unique<Buffer>(shape, kind));
+  return *buffers_.back().second;
+}
+
+void Module::collect_buffers(const std::string& prefix,
+                             std::vector<std::pair<std::string, Buffer*>>& out) {
+  for (auto& [name, b] : buffers_) out.emplace_back(prefix + name, b.get());
+  for (auto& [name, child] : children_) child->collect_buffers(prefix + name + ".", out);
+}
+
+std::vector<std::pair<std::string, Buffer*>> Module::named_buffers() {
+  std::vector<std::pair<std::string, Buffer*>> out;
+  collect_buffers("", out);
+  return out;
 }
 
 Parameter& Module::register_parameter(std::string name, ag::Shape shape) {

@@ -1,5 +1,5 @@
-// SGD, Adam and AdamW as torch.optim computes them, learning-rate schedules, and anomaly
-// mode's check that a step left every parameter finite.
+// SGD, Adam (amsgrad), AdamW, RMSprop and Adagrad as torch.optim computes them, learning-rate
+// schedules, gradient clipping, and anomaly mode's check that a step left every parameter finite.
 
 #include "tapegrad/nn/optim.hpp"
 
@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numbers>
 #include <string>
 
@@ -36,6 +37,50 @@ void check_parameter(std::string_view name, const Parameter& parameter) {
   if (flat < grad.size())
     a.operands.push_back({"gradient", 0, a.name, a.shape, a.index, {grad[flat]}});
   throw ag::AnomalyError(std::move(a));
+}
+
+double clip_grad_norm(std::span<Parameter* const> params, double max_norm, double norm_type,
+                      bool error_if_nonfinite) {
+  if (!(max_norm >= 0)) ag::fail("clip_grad_norm: max_norm must be 0 or more, not {}", max_norm);
+  if (!(norm_type > 0)) ag::fail("clip_grad_norm: norm_type must be positive, not {}", norm_type);
+  // Note [Gradient clipping]: the norm of the per-parameter norms, which is the norm of all the
+  // elements together; for the infinity norm, the largest |g|.
+  const bool infinity = std::isinf(norm_type);
+  double total = 0;
+  for (const Parameter* p : params) {
+    if (p == nullptr) ag::fail("clip_grad_norm: a null parameter");
+    for (const float g : p->grad()) {
+      const double magnitude = std::abs(double(g));
+      if (infinity)
+        total = std::isnan(magnitude) || std::isnan(total)
+                    ? std::numeric_limits<double>::quiet_NaN()
+                    : std::max(total, magnitude);
+      else
+        total += norm_type == 2 ? magnitude * magnitude : std::pow(magnitude, norm_type);
+    }
+  }
+  if (!infinity) total = norm_type == 2 ? std::sqrt(total) : std::pow(total, 1 / norm_type);
+  if (error_if_nonfinite && !std::isfinite(total))
+    ag::fail("clip_grad_norm: the total {}-norm of the gradients is {}, so they cannot be clipped",
+             norm_type, total);
+  const double scale = max_norm / (total + 1e-6);
+  if (!(scale >= 1)) {  // a NaN norm scales by NaN, as torch's clamp(max=1) passes NaN
+    const float factor = float(scale);
+    for (Parameter* p : params)
+      for (float& g : p->grad()) g *= factor;
+  }
+  return total;
+}
+
+void clip_grad_value(std::span<Parameter* const> params, double clip_value) {
+  if (!(clip_value >= 0))
+    ag::fail("clip_grad_value: clip_value must be 0 or more, not {}", clip_value);
+  const float bound = float(clip_value);
+  for (Parameter* p : params) {
+    if (p == nullptr) ag::fail("clip_grad_value: a null parameter");
+    // std::clamp keeps a NaN, as torch.clamp does
+    for (float& g : p->grad()) g = std::clamp(g, -bound, bound);
+  }
 }
 
 Optimizer::Optimizer(std::vector<Parameter*> params, double lr)
@@ -125,7 +170,9 @@ Adam::Adam(std::vector<Parameter*> params, AdamOptions opts)
     : Optimizer(std::move(params), opts.lr),
       options(opts),
       m_(zeros_like(params_)),
-      v_(zeros_like(params_)) {}
+      v_(zeros_like(params_)) {
+  if (options.amsgrad) v_max_ = zeros_like(params_);
+}
 
 void Adam::update(bool decoupled) {
   ++steps_;
@@ -145,14 +192,16 @@ void Adam::update(bool decoupled) {
     const std::int64_t n = params_[k]->numel();
     std::int64_t i = 0;
 #if defined(__SSE2__)
-    // Four at a time: the same operations in the same order as the loop below, so the same bits.
-    // GCC leaves that loop scalar: std::sqrt must set errno for a negative argument, which
-    // keeps sqrtss and divss one element at a time (a quarter of a Fashion-MNIST batch).
+    // Four at a time (amsgrad runs the scalar loop alone: its maximum keeps a NaN either side,
+    // as torch.maximum does, which _mm_max_ps does not): the same operations in the same order as
+    // the loop below, so the same bits. GCC leaves that loop scalar: std::sqrt must set errno for a
+    // negative argument, which keeps sqrtss and divss one element at a time (a quarter of a
+    // Fashion-MNIST batch).
     const __m128 vb1 = _mm_set1_ps(b1), vc1 = _mm_set1_ps(1 - b1), vb2 = _mm_set1_ps(b2),
                  vc2 = _mm_set1_ps(1 - b2), vstep = _mm_set1_ps(step_size),
                  vsqrt_c2 = _mm_set1_ps(sqrt_c2), veps = _mm_set1_ps(eps), vwd = _mm_set1_ps(wd),
                  vdecay = _mm_set1_ps(decay);
-    for (; i + 4 <= n; i += 4) {
+    for (; !options.amsgrad && i + 4 <= n; i += 4) {
       __m128 pv = _mm_loadu_ps(p + i), grad = _mm_loadu_ps(g + i);
       if (decoupled)
         pv = _mm_mul_ps(pv, vdecay);
@@ -175,7 +224,13 @@ void Adam::update(bool decoupled) {
         grad += wd * p[i];
       m[i] = b1 * m[i] + (1 - b1) * grad;
       v[i] = b2 * v[i] + (1 - b2) * grad * grad;
-      p[i] -= step_size * m[i] / (std::sqrt(v[i]) / sqrt_c2 + eps);
+      float second = v[i];
+      if (options.amsgrad) {
+        float& largest = v_max_[k][std::size_t(i)];
+        if (std::isnan(largest) || std::isnan(second) || second > largest) largest = second;
+        second = largest;
+      }
+      p[i] -= step_size * m[i] / (std::sqrt(second) / sqrt_c2 + eps);
     }
   }
 }
@@ -185,12 +240,136 @@ void Adam::step() { update(false); }
 std::vector<std::vector<float>*> Adam::state() {
   std::vector<std::vector<float>*> out = pointers(m_);
   for (auto* v : pointers(v_)) out.push_back(v);
+  for (auto* v : pointers(v_max_)) out.push_back(v);
   return out;
 }
 
 AdamW::AdamW(std::vector<Parameter*> params, AdamOptions opts) : Adam(std::move(params), opts) {}
 
 void AdamW::step() { update(true); }
+
+namespace {
+// torch.optim's checks of the options: each must be a number >= 0.
+void check_option(double value, const char* optimizer, const char* option) {
+  if (!(value >= 0)) ag::fail("{}: {} must be 0 or more, not {}", optimizer, option, value);
+}
+}  // namespace
+
+RMSprop::RMSprop(std::vector<Parameter*> params, RMSpropOptions opts)
+    : Optimizer(std::move(params), opts.lr), options(opts), square_avg_(zeros_like(params_)) {
+  check_option(options.alpha, "RMSprop", "alpha");
+  check_option(options.eps, "RMSprop", "eps");
+  check_option(options.weight_decay, "RMSprop", "weight_decay");
+  check_option(options.momentum, "RMSprop", "momentum");
+  if (options.momentum > 0) momentum_ = zeros_like(params_);
+  if (options.centered) grad_avg_ = zeros_like(params_);
+}
+
+void RMSprop::step() {
+  const float lr = float(lr_), alpha = float(options.alpha), eps = float(options.eps);
+  const float wd = float(options.weight_decay), mu = float(options.momentum);
+  [[maybe_unused]] const FlushSubnormals flush;  // Note [Subnormal optimizer state]
+  for (std::size_t k = 0; k < params_.size(); ++k) {
+    float* p = params_[k]->data().data();
+    const float* g = params_[k]->grad().data();
+    float* s = square_avg_[k].data();
+    float* b = options.momentum > 0 ? momentum_[k].data() : nullptr;
+    float* a = options.centered ? grad_avg_[k].data() : nullptr;
+    for (std::int64_t i = 0, n = params_[k]->numel(); i < n; ++i) {
+      const float grad = g[i] + wd * p[i];
+      s[i] = alpha * s[i] + (1 - alpha) * grad * grad;
+      float mean_square = s[i];
+      if (a) {
+        a[i] = alpha * a[i] + (1 - alpha) * grad;
+        mean_square -= a[i] * a[i];  // the variance of g: E[g^2] - E[g]^2
+      }
+      const float denominator = std::sqrt(mean_square) + eps;
+      if (b) {
+        b[i] = mu * b[i] + grad / denominator;
+        p[i] -= lr * b[i];
+      } else {
+        p[i] -= lr * (grad / denominator);
+      }
+    }
+  }
+  ++steps_;
+}
+
+std::vector<std::vector<float>*> RMSprop::state() {
+  std::vector<std::vector<float>*> out = pointers(square_avg_);
+  for (auto* b : pointers(momentum_)) out.push_back(b);
+  for (auto* a : pointers(grad_avg_)) out.push_back(a);
+  return out;
+}
+
+Adagrad::Adagrad(std::vector<Parameter*> params, AdagradOptions opts)
+    : Optimizer(std::move(params), opts.lr), options(opts) {
+  check_option(options.lr_decay, "Adagrad", "lr_decay");
+  check_option(options.weight_decay, "Adagrad", "weight_decay");
+  check_option(options.initial_accumulator_value, "Adagrad", "initial_accumulator_value");
+  check_option(options.eps, "Adagrad", "eps");
+  for (Parameter* p : params_)
+    sum_.emplace_back(static_cast<std::size_t>(p->numel()),
+                      float(options.initial_accumulator_value));
+}
+
+void Adagrad::step() {
+  ++steps_;
+  const float rate = float(lr_ / (1 + double(steps_ - 1) * options.lr_decay));
+  const float wd = float(options.weight_decay), eps = float(options.eps);
+  [[maybe_unused]] const FlushSubnormals flush;  // Note [Subnormal optimizer state]
+  for (std::size_t k = 0; k < params_.size(); ++k) {
+    float* p = params_[k]->data().data();
+    const float* g = params_[k]->grad().data();
+    float* s = sum_[k].data();
+    for (std::int64_t i = 0, n = params_[k]->numel(); i < n; ++i) {
+      const float grad = g[i] + wd * p[i];
+      s[i] += grad * grad;
+      p[i] -= rate * (grad / (std::sqrt(s[i]) + eps));
+    }
+  }
+}
+
+std::vector<std::vector<float>*> Adagrad::state() { return pointers(sum_); }
+
+ReduceLROnPlateau::ReduceLROnPlateau(Optimizer& optimizer, PlateauOptions opts)
+    : options(opts), optimizer_(optimizer) {
+  if (!(options.factor >= 0 && options.factor < 1))
+    ag::fail("ReduceLROnPlateau: factor must be in [0, 1), not {}", options.factor);
+  check_option(options.threshold, "ReduceLROnPlateau", "threshold");
+  check_option(options.min_lr, "ReduceLROnPlateau", "min_lr");
+  check_option(options.eps, "ReduceLROnPlateau", "eps");
+  constexpr double kInfinity = std::numeric_limits<double>::infinity();
+  best_ = options.mode == PlateauOptions::Mode::min ? kInfinity : -kInfinity;
+}
+
+bool ReduceLROnPlateau::better(double metric) const {
+  const double t = options.threshold;
+  if (options.mode == PlateauOptions::Mode::min)
+    return options.relative_threshold ? metric < best_ * (1 - t) : metric < best_ - t;
+  return options.relative_threshold ? metric > best_ * (1 + t) : metric > best_ + t;
+}
+
+bool ReduceLROnPlateau::step(double metric) {
+  // torch's order: judge the metric, then let a cooldown wipe the count, then reduce.
+  if (better(metric)) {
+    best_ = metric;
+    bad_epochs_ = 0;
+  } else {
+    ++bad_epochs_;
+  }
+  if (cooldown_left_ > 0) {
+    --cooldown_left_;
+    bad_epochs_ = 0;
+  }
+  if (bad_epochs_ <= options.patience) return false;
+  cooldown_left_ = options.cooldown;
+  bad_epochs_ = 0;
+  const double old_lr = optimizer_.lr(), new_lr = std::max(old_lr * options.factor, options.min_lr);
+  if (!(old_lr - new_lr > options.eps)) return false;
+  optimizer_.set_lr(new_lr);
+  return true;
+}
 
 namespace schedule {
 
@@ -218,6 +397,17 @@ LrSchedule cosine(std::size_t total, double min_lr) {
   return [=](std::size_t epoch, double base) {
     const double f = std::min(1.0, double(epoch) / double(total));
     return min_lr + (base - min_lr) * 0.5 * (1 + std::cos(std::numbers::pi * f));
+  };
+}
+
+LrSchedule warmup(std::size_t warmup_epochs, double start_factor, LrSchedule after) {
+  if (warmup_epochs == 0) ag::fail("schedule::warmup: warmup_epochs must be positive");
+  if (!(start_factor > 0 && start_factor <= 1))
+    ag::fail("schedule::warmup: start_factor must be in (0, 1], not {}", start_factor);
+  if (!after) ag::fail("schedule::warmup: the schedule after the warm-up is empty");
+  return [=](std::size_t epoch, double base) {
+    if (epoch >= warmup_epochs) return after(epoch - warmup_epochs, base);
+    return base * (start_factor + (1 - start_factor) * double(epoch) / double(warmup_epochs));
   };
 }
 

@@ -36,6 +36,8 @@ std::string pair_name(std::size_t j, std::size_t i) {
 
 ScalarNet expand(MLP& mlp, ag::Tape& tape, std::span<const double> x, ScalarLoss loss,
                  std::span<const double> y) {
+  if (mlp.extras.norm != MLPExtras::Norm::none || mlp.extras.dropout > 0)
+    ag::fail("expand: an MLP with dropout or normalization layers has no scalar expansion");
   std::int64_t weights = 0;
   for (const Linear* l : mlp.linears()) weights += l->weight.numel();
   if (weights > kMaxScalarWeights)

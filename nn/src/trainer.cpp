@@ -18,6 +18,7 @@
 #include "tapegrad/nn/layers.hpp"
 #include "tapegrad/nn/loss.hpp"
 #include "tapegrad/nn/metrics.hpp"
+#include "tapegrad/nn/norm.hpp"
 
 namespace nn {
 
@@ -170,6 +171,7 @@ Evaluation evaluate(Module& model, const Dataset& data, LossKind loss, std::int6
 History fit(Module& model, Optimizer& optimizer, const Dataset& train, const FitOptions& options) {
   if (options.epochs == 0) throw ag::Error("fit: epochs must be at least 1");
   train.validate();
+  check_batch_norm_batches(model, train.rows, options.batch_size);
   History history;
   const double base_lr = optimizer.lr();
   const std::vector<Linear*> linears = linear_layers(model);
@@ -222,6 +224,8 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
       }
       optimizer.zero_grad();
       tape.backward(loss);
+      if (options.clip_grad_value) clip_grad_value(optimizer.params(), *options.clip_grad_value);
+      if (options.clip_grad_norm) clip_grad_norm(optimizer.params(), *options.clip_grad_norm);
       optimizer.step();
       for (const auto& [name, p] : checked) check_parameter(name, *p);
 

@@ -1,5 +1,5 @@
 // tapegrad's nn library in one include: parameters and modules, layers and
-// activations, initializers, losses, optimizers, data sets and metrics.
+// activations, dropout and normalization, initializers, losses, optimizers, data sets and metrics.
 
 #pragma once
 
@@ -11,6 +11,7 @@
 #include "tapegrad/nn/loss.hpp"
 #include "tapegrad/nn/metrics.hpp"
 #include "tapegrad/nn/module.hpp"
+#include "tapegrad/nn/norm.hpp"
 #include "tapegrad/nn/optim.hpp"
 #include "tapegrad/nn/plot.hpp"
 #include "tapegrad/nn/scalar.hpp"

@@ -23,13 +23,15 @@ namespace nn {
 // little-endian bytes, tightly packed in the order they are listed. The JSON maps each name to
 // {"dtype", "shape", "data_offsets"} and "__metadata__" to a string map.
 //
-// - Parameters are F32 tensors named as named_parameters() names them ("layers.0.weight"), so
-//   they load into the equivalent torch.nn module with load_state_dict(strict=True).
+// - Parameters are F32 tensors named as named_parameters() names them ("layers.0.weight"), and
+//   buffers (Note [Buffers], module.hpp) F32 or I64 tensors named as named_buffers() names them
+//   ("layers.1.running_mean", "layers.1.num_batches_tracked"), so they load into the equivalent
+//   torch.nn module with load_state_dict(strict=True).
 // - An optimizer's buffers (Optimizer::state(), in its order) are 1-d F32 tensors
 //   "optimizer.state.0", "optimizer.state.1", ...; PyTorch users drop the "optimizer." keys
 //   before load_state_dict (or pass strict=False). Metadata "tapegrad.optimizer" (SGD, Adam,
-//   AdamW), "tapegrad.optimizer.steps" and "tapegrad.optimizer.lr" (round-trip decimal) go with
-//   them.
+//   AdamW, RMSprop, Adagrad), "tapegrad.optimizer.steps" and "tapegrad.optimizer.lr" (round-trip
+//   decimal) go with them.
 // - "format" is "pt", as PyTorch's safetensors files say. "tapegrad.crc32" is the CRC-32 of the
 //   JSON header written without that key, followed by the data section: safetensors has no
 //   checksum of its own, and without one a flipped bit in a weight would load silently. Files
@@ -55,8 +57,8 @@ struct CheckpointExtras {
 void save(Module& module, const std::string& path, const CheckpointExtras& extras = {});
 
 // Loads `path` into `module` (and extras->optimizer), all or nothing: every check runs before
-// the first parameter is written. The file must hold every parameter of the module, with the
-// same shape and dtype F32, and nothing else but optimizer state; a mismatch throws one
+// the first parameter is written. The file must hold every parameter and buffer of the module,
+// with the same shape and dtype, and nothing else but optimizer state; a mismatch throws one
 // ag::Error naming each one: "m.safetensors: layers.0.weight has shape (5, 2) in the file,
 // (16, 2) in the model; layers.4.bias is missing from the file".
 void load(Module& module, const std::string& path, CheckpointExtras* extras = nullptr);

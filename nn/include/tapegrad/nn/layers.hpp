@@ -192,13 +192,23 @@ std::string activation_names();
 // for none. Throws ag::Error for a row of the table that is not an activation.
 std::unique_ptr<Module> make_activation(Activation a, std::int64_t features);
 
+// What an MLP puts around each hidden activation besides its Linear layers (norm.hpp's layers).
+struct MLPExtras {
+  enum class Norm { none, layer, batch };
+  Norm norm = Norm::none;  // a LayerNorm or BatchNorm1d after each hidden Linear, before its act
+  double dropout = 0;      // a Dropout(p) after each hidden activation when p > 0
+};
+// "none", "layer", "batch"; throws ag::Error listing them.
+MLPExtras::Norm parse_norm(std::string_view name);
+
 // A multi-layer perceptron: Linear layers of the given sizes with
 // `hidden` after each but the last and `output` after the last, held in a
-// Sequential named "layers" (so parameters are "layers.0.weight", ...).
+// Sequential named "layers" (so parameters are "layers.0.weight", ...). With extras, each hidden
+// layer is Linear, norm, activation, Dropout, as torch users write it, and numbered so.
 class MLP : public Module {
  public:
   MLP(std::vector<std::int64_t> sizes, Activation hidden, Activation output = Activation::none,
-      std::uint64_t seed = 0);
+      std::uint64_t seed = 0, const MLPExtras& extras = {});
   ag::Tensor forward(ag::Tensor x) override { return layers(x); }
   std::string describe() const override;
   // The Linear layers, in order.
@@ -206,6 +216,7 @@ class MLP : public Module {
 
   Sequential& layers;
   std::vector<std::int64_t> sizes;
+  MLPExtras extras;
 
  private:
   std::vector<Linear*> linears_;

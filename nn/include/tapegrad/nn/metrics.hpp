@@ -1,5 +1,6 @@
 // Classification metrics: the predicted class of each row of a model's
-// output, accuracy, and a confusion matrix that prints as a table.
+// output, accuracy, and a confusion matrix that prints as a table; and the
+// regression metrics R² and RMSE.
 
 #pragma once
 
@@ -61,6 +62,16 @@ class ConfusionMatrix {
 ConfusionMatrix confusion_matrix(const ag::Tensor& scores, std::span<const std::int32_t> labels,
                                  Scores kind, std::int64_t classes = 0,
                                  std::vector<std::string> class_names = {});
+
+// Regression metrics of a prediction against its target, both (n,) or (n, outputs), read from
+// their data (float32 or float64), accumulated in double:
+// - r2_score: per output 1 - sum (y - p)^2 / sum (y - mean y)^2, averaged over the outputs, as
+//   sklearn's r2_score (multioutput="uniform_average"): 1 is perfect, 0 is predicting the mean;
+//   a constant target scores 1 if predicted exactly, else 0 (sklearn's force_finite).
+// - rmse: sqrt(mean (y - p)^2) over every element.
+// Both need at least one row (r2_score two), and throw ag::Error naming mismatched shapes.
+double r2_score(const ag::Tensor& prediction, const ag::Tensor& target);
+double rmse(const ag::Tensor& prediction, const ag::Tensor& target);
 
 }  // namespace nn
 

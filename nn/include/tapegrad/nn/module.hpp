@@ -1,8 +1,10 @@
-// nn::Parameter and nn::Module: persistent weights that outlive tapes, and the
-// modules that own them, with PyTorch's dotted parameter names.
+// nn::Parameter, nn::Buffer and nn::Module: persistent weights that outlive tapes, untrained
+// state (running statistics), and the modules that own them, with PyTorch's dotted names.
 
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
@@ -40,6 +42,39 @@ class Parameter {
   std::vector<float> data_, grad_;
 };
 
+// Note [Buffers]
+// ~~~~~~~~~~~~~~
+// A buffer is a module's state that is not trained: BatchNorm1d's running mean and variance and
+// its count of batches seen. It has no gradient and no optimizer sees it, but it is the model:
+// checkpoints save and load it beside the parameters under the name torch's state_dict gives it
+// ("layers.1.running_mean"), in torch's dtype (float32, or int64 for a count), so a checkpoint
+// still loads into the equivalent torch.nn model with load_state_dict(strict=True).
+class Buffer {
+ public:
+  enum class Kind { f32, i64 };
+  // Zeros of `shape`.
+  Buffer(ag::Shape shape, Kind kind);
+  Buffer(const Buffer&) = delete;  // modules hold its address
+  Buffer& operator=(const Buffer&) = delete;
+
+  const ag::Shape& shape() const { return shape_; }
+  Kind kind() const { return kind_; }
+  std::span<float> data() { return floats_; }  // empty for an i64 buffer
+  std::span<const float> data() const { return floats_; }
+  std::span<std::int64_t> integers() { return integers_; }  // empty for an f32 buffer
+  std::span<const std::int64_t> integers() const { return integers_; }
+  // The elements as safetensors stores them: "F32" or "I64", little-endian bytes.
+  std::string_view dtype_name() const { return kind_ == Kind::f32 ? "F32" : "I64"; }
+  std::span<const std::byte> bytes() const;
+  std::span<std::byte> writable_bytes();
+
+ private:
+  ag::Shape shape_;
+  Kind kind_;
+  std::vector<float> floats_;
+  std::vector<std::int64_t> integers_;
+};
+
 // The base of every layer. A Module owns its Parameters and its child modules;
 // parameters() and named_parameters() walk the tree in registration order,
 // naming each parameter by its path ("layers.0.weight"), as PyTorch does, so
@@ -69,8 +104,12 @@ class Module {
 
   std::vector<Parameter*> parameters();
   std::vector<std::pair<std::string, Parameter*>> named_parameters();
+  // Every buffer of the tree (Note [Buffers]), named as named_parameters() names parameters.
+  std::vector<std::pair<std::string, Buffer*>> named_buffers();
   std::int64_t parameter_count();
-  std::vector<std::pair<std::string, Module*>> children() const { return children_; }
+  // A reference, not a copy: Sequential::forward walks it on every call, and a warm training
+  // step allocates nothing.
+  const std::vector<std::pair<std::string, Module*>>& children() const { return children_; }
   void zero_grad();
 
   void train(bool on = true);
@@ -83,6 +122,7 @@ class Module {
 
  protected:
   Parameter& register_parameter(std::string name, ag::Shape shape);
+  Buffer& register_buffer(std::string name, ag::Shape shape, Buffer::Kind kind = Buffer::Kind::f32);
   template <class M> M& register_module(std::string name, std::unique_ptr<M> module) {
     M& ref = *module;
     adopt(std::move(name), std::move(module));
@@ -96,8 +136,11 @@ class Module {
   void set_path(const std::string& path);
   void collect(const std::string& prefix, std::vector<std::pair<std::string, Parameter*>>& out);
   void collect(std::vector<Parameter*>& out);
+  void collect_buffers(const std::string& prefix,
+                       std::vector<std::pair<std::string, Buffer*>>& out);
 
   std::vector<std::pair<std::string, std::unique_ptr<Parameter>>> params_;
+  std::vector<std::pair<std::string, std::unique_ptr<Buffer>>> buffers_;
   std::vector<std::unique_ptr<Module>> owned_;
   std::vector<std::pair<std::string, Module*>> children_;
   std::string path_;

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -50,6 +51,10 @@ struct FitOptions {
   // gradient of a step, or a parameter an optimizer step made non-finite, throws
   // ag::AnomalyError naming it, before any checkpoint is written from the poisoned weights.
   bool check_finite = false;
+  // Gradient clipping after each backward, before the step (Note [Gradient clipping], optim.hpp):
+  // by value first, then by global 2-norm. Unset: no clipping.
+  std::optional<double> clip_grad_value = {};
+  std::optional<double> clip_grad_norm = {};
   // Saved after every epoch (atomically, with the optimizer's state) when set.
   std::string checkpoint = {};
   // Stored in every checkpoint's metadata beside fit's own "fit.history": what a tool needs to
