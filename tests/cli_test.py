@@ -489,7 +489,10 @@ class Messages(CliTest):
         self.fails("playground", message="error: no page to write: give -o PAGE.html\n")
         self.fails("playground", "-o", "page.txt",
                    message="unknown extension '.txt'; a page is written as .html")
-        self.fails("playground", "-o", "missing/page.html", message="missing/page.html")
+        with open(os.path.join(self.dir, "taken"), "w") as f:
+            f.write("a file, not a directory")
+        self.fails("playground", "-o", "taken/page.html",
+                   message="taken is a file, not a directory")
 
     def test_a_nul_byte_no_longer_cuts_the_message_short(self):
         with open(os.path.join(self.dir, "nul.txt"), "wb") as f:
@@ -625,14 +628,14 @@ class CommandLine(CliTest):
 
     def test_help_is_a_command(self):
         self.assertEqual(self.ok("help"), self.ok("--help"))
-        for command in ["grad", "step", "dot", "html", "train", "graph"]:
+        for command in ["grad", "step", "dot", "html", "train", "graph", "playground"]:
             with self.subTest(command=command):
                 self.assertEqual(self.ok("help", command), self.ok(command, "--help"))
                 self.assertIn(f"\nUsage: tapegrad {command} [OPTIONS]", self.ok("help", command))
         self.fails("help", "trian", message="error: unknown command 'trian' (did you mean "
-                   "train?); the commands are grad, step, dot, html, train, graph")
+                   "train?); the commands are grad, step, dot, html, train, graph, playground")
         self.fails(message="error: no command: the commands are grad, step, dot, html, train, "
-                   "graph (tapegrad help)")
+                   "graph, playground (tapegrad help)")
 
     def test_a_misspelt_option_gets_the_nearest(self):
         cases = [(["train", "--epoch", "10"], "train: unknown option '--epoch'; did you mean "

@@ -259,9 +259,12 @@ class NormDropoutClip(TrainCliTest):
             self.assertIn(name, names)
         self.ok("graph", "m.safetensors", "--layers", "2,16,16,1", "--norm", "batch",
                 "--dropout", "0.1", "-o", "m.dot")
-        # without the flags the model has other layers, and the load names them
-        self.fails("graph", "m.safetensors", "--layers", "2,16,16,1",
-                   message="layers.1.running_mean is in the file but not in the model")
+        # without the flags the checkpoint's metadata says them; a flag that disagrees is refused
+        self.ok("graph", "m.safetensors", "-o", "m2.dot")
+        with open(os.path.join(self.dir, "m.dot")) as a, open(os.path.join(self.dir, "m2.dot")) as b:
+            self.assertEqual(a.read(), b.read())
+        self.fails("graph", "m.safetensors", "--norm", "layer",
+                   message="--norm layer: m.safetensors was trained with --norm batch")
 
     def test_resume_restores_the_running_statistics(self):
         args = [*SMALL, "--norm", "batch"]

@@ -54,8 +54,9 @@ int run_playground(const std::string& output) {
         "playground/emscripten.ini && meson compile -C build-wasm` (emscripten and node-acorn "
         "from apt; README.md, \"The playground\")",
         ag::printable(built)));
-  ag::write_file_atomically(output, ag::read_file(built, kMaxPageBytes, "the playground page"),
-                            "page");
+  const std::string page = ag::read_file(built, kMaxPageBytes, "the playground page");
+  create_parent_directories(output, fmt::format("cannot write {}", output));
+  ag::write_file_atomically(output, page, "page");
   fmt::print("page written to {}\n", ag::printable(output));
   return 0;
 }

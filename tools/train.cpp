@@ -62,8 +62,8 @@ struct NnOptions {
   bool json = false;
   std::string plot;
   bool check_finite = false;
-  std::string norm;     // train and graph: the MLP's layers (nn::MLPExtras); empty: the
-  double dropout = 0;   // checkpoint's, else none (and 0)
+  std::string norm;           // train and graph: the MLP's layers (nn::MLPExtras); empty: the
+  double dropout = 0;         // checkpoint's, else none (and 0)
   double clip_grad_norm = 0;  // each used when given on the command line
   double clip_grad_value = 0;
   // graph
