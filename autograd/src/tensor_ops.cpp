@@ -316,6 +316,7 @@ Tensor softplus(Tensor a) { return unary<rules::Softplus>(a); }
 Tensor gelu(Tensor a) { return unary<rules::Gelu>(a); }
 Tensor gelu_tanh(Tensor a) { return unary<rules::GeluTanh>(a); }
 Tensor silu(Tensor a) { return unary<rules::Silu>(a); }
+Tensor normal_cdf(Tensor a) { return unary<rules::NormalCdf>(a); }
 Tensor leaky_relu(Tensor a, double alpha) { return unary<rules::LeakyRelu>(a, alpha); }
 Tensor elu(Tensor a, double alpha) { return unary<rules::Elu>(a, alpha); }
 Tensor max(Tensor a, Tensor b) { return binary<rules::Max>(a, b); }

@@ -343,6 +343,7 @@ Tensor softplus(Tensor a);
 Tensor gelu(Tensor a);
 Tensor gelu_tanh(Tensor a);  // gelu(x, approximate='tanh') in PyTorch's spelling
 Tensor silu(Tensor a);
+Tensor normal_cdf(Tensor a);  // Φ(x), the standard normal CDF (GELU's derivative records it)
 Tensor leaky_relu(Tensor a, double alpha = 0.01);
 Tensor elu(Tensor a, double alpha = 1.0);
 // alpha of shape () for one learnable slope, or (F,) for one per feature (last axis).
