@@ -1,5 +1,5 @@
 // Gradients of gradients on the scalar tape: every row's recorded local derivative, second and
-// third derivatives against central differences and closed forms.
+// third derivatives against central differences and closed forms, Hessians, Jacobians.
 
 #include <doctest/doctest.h>
 
@@ -224,6 +224,53 @@ TEST_CASE("kink policy: relu'' = 0 everywhere, the kink included; elu''(0) = alp
         doctest::Approx(2 * std::exp(-1.0)));
   // Far right, e^x would overflow; the branch mask is 0 there and the result stays finite.
   CHECK(nth_derivative([](Value v) { return elu(v); }, 800.0, 2) == 0.0);
+  // prelu: d²/dx dalpha = 1 on the left, 0 on the right
+  for (double at : {-0.5, 0.5}) {
+    Tape tape;
+    Value x = tape.input(at, "x"), alpha = tape.input(0.2, "alpha");
+    std::array<double, 4> h{};
+    tape.hessian(prelu(x, alpha), std::array{x, alpha}, h);
+    CHECK(h == std::array<double, 4>{0, at < 0 ? 1.0 : 0.0, at < 0 ? 1.0 : 0.0, 0});
+  }
+}
+
+TEST_CASE("the Hessian of a function of three inputs: symmetric, and as central differences say") {
+  auto f = [](std::span<const Value> v) {
+    const Value a = v[0], b = v[1], c = v[2];
+    return tanh(a * b + c) * sigmoid(a) / (1.0 + exp(c)) + pow(a, 3.0) - log(b * b + 1.0) +
+           softplus(c) * b + sqrt(abs(b) + 1.0) * gelu(a) + pow(b * b + 0.5, c) + elu(c) * silu(a);
+  };
+  for (const std::array<double, 3> point :
+       {std::array{0.3, -1.2, 0.7}, std::array{-0.8, 2.0, -1.5}, std::array{1.1, 0.4, 2.2}}) {
+    Tape tape;
+    std::array<Value, 3> x{};
+    for (std::size_t i = 0; i < 3; ++i) x[i] = tape.input(point[i]);
+    std::array<double, 9> h{};
+    std::array<double, 3> g{};
+    tape.hessian(f(x), x, h, g);
+    // The gradient it reports is the plain backward's
+    std::array<double, 3> plain{};
+    tape.grad(f(x), x, plain);
+    CHECK(g == plain);
+    for (std::size_t i = 0; i < 3; ++i) {
+      for (std::size_t j = 0; j < 3; ++j) {
+        INFO("H[", i, "][", j, "] at ", point[0], ", ", point[1], ", ", point[2]);
+        // mixed partials commute (to rounding: the two are different sums)
+        CHECK(h[i * 3 + j] == doctest::Approx(h[j * 3 + i]).epsilon(1e-12));
+        // d/dx_j of the gradient's component i, by central differences of plain backward
+        const double step = 1e-6;
+        std::array<double, 3> up{}, down{};
+        for (double sign : {1.0, -1.0}) {
+          Tape t;
+          std::array<Value, 3> v{};
+          for (std::size_t k = 0; k < 3; ++k)
+            v[k] = t.input(point[k] + (k == j ? sign * step : 0.0));
+          t.grad(f(v), v, sign > 0 ? up : down);
+        }
+        CHECK(h[i * 3 + j] == doctest::Approx((up[i] - down[i]) / (2 * step)).epsilon(1e-6));
+      }
+    }
+  }
 }
 
 TEST_CASE("grad: recorded gradients are nodes; without create_graph nothing changes") {
@@ -277,13 +324,32 @@ TEST_CASE("grad with respect to an intermediate node, and a node f does not reac
         doctest::Approx(2 * (1 - std::tanh(0.5) * std::tanh(0.5))));
 }
 
-TEST_CASE("grad says what is wrong with its arguments") {
+TEST_CASE("the Jacobian of a small vector function") {
+  Tape tape;
+  Value r = tape.input(2.0, "r"), t = tape.input(0.5, "t");
+  // (r e^t, r^2 t): one plain backward per output
+  const std::array<Value, 2> y{r * exp(t), r * r * t};
+  std::array<double, 4> jac{};
+  tape.jacobian(y, std::array{r, t}, jac);
+  CHECK(jac[0] == doctest::Approx(std::exp(0.5)));  // d(r e^t)/dr
+  CHECK(jac[1] == doctest::Approx(2 * std::exp(0.5)));
+  CHECK(jac[2] == doctest::Approx(2.0));  // d(r^2 t)/dr = 2rt
+  CHECK(jac[3] == doctest::Approx(4.0));  // r^2
+}
+
+TEST_CASE("grad, hessian and jacobian say what is wrong with their arguments") {
   Tape tape, other;
   Value x = tape.input(1.0, "x");
   Value f = x * x;
   std::array<double, 1> one{};
+  std::array<double, 3> three{};
   CHECK_THROWS_WITH_AS(tape.grad(f, std::array{x, x}, one),
                        "grad: 2 values to differentiate with respect to, but room for 1 results",
+                       Error);
+  CHECK_THROWS_WITH_AS(tape.hessian(f, std::array{x}, three),
+                       "hessian: 1 inputs make 1 second partials, but out has room for 3", Error);
+  CHECK_THROWS_WITH_AS(tape.jacobian(std::array{f}, std::array{x}, three),
+                       "jacobian: 1 outputs by 1 inputs make 1 partials, but out has room for 3",
                        Error);
   Value y = other.input(1.0, "y");
   CHECK_THROWS_AS(tape.grad(f, {y}, {.create_graph = true}), Error);

@@ -222,6 +222,30 @@ void Tape::grad(Value output, std::span<const Value> wrt, std::span<double> out)
   }
 }
 
+void Tape::hessian(Value output, std::span<const Value> x, std::span<double> out,
+                   std::span<double> gradient) {
+  const std::size_t n = x.size();
+  if (out.size() != n * n)
+    fail("hessian: {} inputs make {} second partials, but out has room for {}", n, n * n,
+         out.size());
+  if (!gradient.empty()) check_sizes("hessian", n, gradient.size());
+  first_derivatives_.resize(n);  // keeps its capacity
+  grad(output, x, first_derivatives_, {.create_graph = true});
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!gradient.empty()) gradient[i] = first_derivatives_[i].value();
+    grad(first_derivatives_[i], x, out.subspan(i * n, n));
+  }
+}
+
+void Tape::jacobian(std::span<const Value> outputs, std::span<const Value> x,
+                    std::span<double> out) {
+  const std::size_t n = x.size();
+  if (out.size() != outputs.size() * n)
+    fail("jacobian: {} outputs by {} inputs make {} partials, but out has room for {}",
+         outputs.size(), n, outputs.size() * n, out.size());
+  for (std::size_t i = 0; i < outputs.size(); ++i) grad(outputs[i], x, out.subspan(i * n, n));
+}
+
 // ---- anomaly mode: the branch that calls out (Note [Anomaly mode], anomaly.hpp) ----------
 
 void Tape::forward_anomaly(NodeId id) const { detail::scalar_forward_anomaly(*this, id); }

@@ -134,7 +134,7 @@ class Stepper {
 // node that reaches y is a node of the same tape, and each chain-rule step records
 // upstream * local, the local derivative recorded by the row's `local_graph` (Note [Local
 // derivatives on the tape], ops.hpp), and adds it to the input's gradient node (a fork's sum is
-// an add node). The gradients are then ordinary nodes: backward or grad over them give
+// an add node). The gradients are then ordinary nodes: backward, grad or hessian over them give
 // second derivatives, and so on to any order. The pass walks the tape in reverse as the Stepper
 // does (Note [The tape invariant]); what it records comes after y, so it never visits its own
 // nodes. As torch.autograd.grad, it returns the gradients and leaves every node's .grad alone;
@@ -187,6 +187,14 @@ class Tape {
   }
   // The same gradients as numbers, recording nothing: one plain backward pass.
   void grad(Value output, std::span<const Value> wrt, std::span<double> out);
+  // The Hessian d²(output)/d(x[i])d(x[j]) into out, row-major (x.size() squared entries), and
+  // the gradient into `gradient` when it is not empty: the gradient recorded with create_graph,
+  // then one plain backward per component. Allocates nothing once the tape is warm.
+  void hessian(Value output, std::span<const Value> x, std::span<double> out,
+               std::span<double> gradient = {});
+  // The Jacobian d(outputs[i])/d(x[j]) into out, row-major: one plain backward per output.
+  void jacobian(std::span<const Value> outputs, std::span<const Value> x, std::span<double> out);
+
   void zero_grad();  // all gradients to 0
   void reset();      // forgets every node, keeps capacity; old Values become invalid
   void reserve(std::size_t nodes) { nodes_.reserve(nodes); }
@@ -271,11 +279,12 @@ class Tape {
   std::vector<Node> nodes_;
   std::vector<double> params_;  // the fixed numbers of the ops that have one (Node stays 32 bytes)
   std::string names_;
-  // Scratch of grad(), kept with its capacity so that warm calls allocate nothing: each node's
-  // gradient node (Note [Gradients on the tape]), the inputs' accumulated gradients while a
-  // plain pass computes others.
+  // Scratch of grad() and hessian(), kept with its capacity so that warm calls allocate nothing:
+  // each node's gradient node (Note [Gradients on the tape]), the inputs' accumulated gradients
+  // while a plain pass computes others, the gradient nodes of a Hessian.
   std::vector<NodeId> gradient_of_;
   std::vector<double> saved_grads_;
+  std::vector<Value> first_derivatives_;
   std::uint32_t generation_ = 0;
   // False until a backward pass starts after reset(): until then every intermediate gradient is
   // still the 0 it was recorded with and no node is kReached, so the pass need not clear them.
