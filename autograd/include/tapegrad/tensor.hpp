@@ -193,6 +193,19 @@ class TensorTape {
     return TensorStepper(*this, output, true, seed);
   }
 
+  // d(output)/d(wrt[k]) into out[k] for a single-element output, as torch.autograd.grad (Note
+  // [Tensor gradients on the tape], tensor_tape.cpp): with create_graph, nodes recorded on this
+  // tape that can be differentiated again; without, constants holding the numbers. The nodes'
+  // .grad are left alone. Every op on the way needs its recorded backward: an ag::Error names
+  // one that has none yet (backward() needs none).
+  void grad(Tensor output, std::span<const Tensor> wrt, std::span<Tensor> out,
+            GradOptions options = {});
+  std::vector<Tensor> grad(Tensor output, std::span<const Tensor> wrt, GradOptions options = {});
+  std::vector<Tensor> grad(Tensor output, std::initializer_list<Tensor> wrt,
+                           GradOptions options = {}) {
+    return grad(output, std::span<const Tensor>(wrt.begin(), wrt.size()), options);
+  }
+
   void zero_grad();
   void reset();  // forgets every node, keeps memory; old Tensors become invalid
   std::size_t size() const;
@@ -287,6 +300,12 @@ class NoGrad {
   TensorTape& tape_;
   bool was_;
 };
+
+// The Hessian of a single-element `loss` with respect to `params`, times the vectors `v` (one
+// per parameter, of its shape), by double backward: d/dp <d loss/dp, v>, never by finite
+// differences. The products come back as constants, one per parameter.
+std::vector<Tensor> hessian_vector_product(Tensor loss, std::span<const Tensor> params,
+                                           std::span<const Tensor> v);
 
 // ---- inline definitions: the checks every op makes --------------------------
 
