@@ -31,7 +31,9 @@ namespace ag {
 // counts (`rectifier`), and the tests, which gradient-check every row at its
 // `test_points` and compare every language function with PyTorch.
 //
-// Adding an op: a row in `enum class Op`, a rule struct, a line in `dispatch`,
+// Adding an op: a row in `enum class Op`, a rule struct (with its `local_graph`, Note [Local
+// derivatives on the tape]: backward with create_graph calls it for every row, so a rule
+// without it does not compile), a line in `dispatch`,
 // the user-facing function in value.hpp, and its tensor declaration in
 // tensor.hpp with its one-line definition in tensor.cpp (`unary<R>` or
 // `binary<R>`). Give it a `signature` and `help` and the program language,
