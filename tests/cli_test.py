@@ -54,6 +54,40 @@ class Grad(CliTest):
         self.assertEqual(json.loads(out), {"value": -12, "grad": {"x": -4, "y": -4, "z": 3}})
         self.assertEqual(out, '{"value": -12, "grad": {"x": -4, "y": -4, "z": 3}}\n')
 
+    def test_order_2_prints_every_second_partial(self):
+        # f = x^2 y + sigmoid(x): d²f/dx² = 2y + σ(1 - σ)(1 - 2σ), d²f/dx dy = 2x, d²f/dy² = 0
+        out = self.ok("grad", "--order", "2", "f = x^2 * y + sigmoid(x)", "x=1", "y=3")
+        lines = out.splitlines()
+        self.assertEqual(lines[0:3], ["f = 3.731058578630005", "df/dx = 6.196611933241482",
+                                      "df/dy = 1"])
+        names = [line.split(" = ")[0] for line in lines[3:]]
+        self.assertEqual(names, ["d²f/dx²", "d²f/dx dy", "d²f/dy dx", "d²f/dy²"])
+        s = 1 / (1 + math.exp(-1))
+        values = [float(line.split(" = ")[1]) for line in lines[3:]]
+        self.assertAlmostEqual(values[0], 6 + s * (1 - s) * (1 - 2 * s), places=13)
+        self.assertEqual(values[1:], [2, 2, 0])
+
+    def test_order_2_json_has_the_hessian_by_input_names(self):
+        out = self.ok("grad", "--order", "2", "--json", CS231N, *CS231N_INPUTS)
+        doc = json.loads(out)
+        self.assertEqual(doc["grad"], {"x": -4, "y": -4, "z": 3})
+        # f = (x + y) z: only the mixed partials with z are nonzero
+        self.assertEqual(doc["hessian"], {"x": {"x": 0, "y": 0, "z": 1},
+                                          "y": {"x": 0, "y": 0, "z": 1},
+                                          "z": {"x": 1, "y": 1, "z": 0}})
+        self.assertEqual(list(doc["hessian"]), ["x", "y", "z"])  # program order
+        # without --order 2 there is no "hessian"
+        self.assertNotIn("hessian", json.loads(self.ok("grad", "--json", CS231N, *CS231N_INPUTS)))
+
+    def test_order_2_relu_kink_is_0_and_nan_is_null(self):
+        doc = json.loads(self.ok("grad", "--order", "2", "--json", "f = relu(x) * x", "x=0"))
+        self.assertEqual(doc["hessian"], {"x": {"x": 0}})  # relu'' = 0 at the kink: 2 relu'(0)
+        doc = json.loads(self.ok("grad", "--order", "2", "--json", "f = sqrt(x)", "x=0"))
+        self.assertEqual(doc["hessian"], {"x": {"x": None}})
+
+    def test_order_other_than_1_or_2_is_refused(self):
+        self.fails("grad", "--order", "3", "f = x", "x=1", message="--order")
+
     def test_json_inputs_in_order_of_first_appearance(self):
         out = self.ok("grad", "--json", "a = z * x; b = a + y", "x=1", "y=2", "z=3")
         self.assertEqual(list(json.loads(out)["grad"]), ["z", "x", "y"])

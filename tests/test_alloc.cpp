@@ -1,9 +1,11 @@
 // A warm training step allocates nothing: operator new is counted while an MLP
 // is recorded, differentiated and updated, on the tensor tape and the scalar tape, also in
-// anomaly mode (which allocates only to report what it found).
+// anomaly mode (which allocates only to report what it found); and a Newton loop whose Hessians
+// are recorded on the tape.
 
 #include <doctest/doctest.h>
 
+#include <array>
 #include <cmath>
 #include <tapegrad/core.hpp>
 #include <vector>
@@ -143,4 +145,32 @@ static long scalar_allocations(bool check_finite) {
 TEST_CASE("a warm scalar training step allocates nothing, in anomaly mode too") {
   CHECK(scalar_allocations(false) == 0);
   CHECK(scalar_allocations(true) == 0);
+}
+
+TEST_CASE("a warm Newton loop allocates nothing: Hessians recorded on the tape (Rosenbrock)") {
+  // f = (1 - x)^2 + 100 (y - x^2)^2 from (-1.2, 1), the classic start; each step records f, its
+  // gradient with create_graph and the Hessian's rows (Note [Gradients on the tape]), and solves
+  // the 2x2 system H d = -g.
+  Tape tape;
+  std::array<double, 2> at{-1.2, 1.0};
+  std::array<double, 4> h{};
+  std::array<double, 2> g{};
+  for (int step = 0; step < 20; ++step) {
+    if (step == 1) {
+      allocations = 0;
+      counting = true;
+    }
+    tape.reset();
+    const std::array<Value, 2> v{tape.input(at[0], "x"), tape.input(at[1], "y")};
+    const Value f = pow(1.0 - v[0], 2.0) + 100.0 * pow(v[1] - v[0] * v[0], 2.0);
+    tape.hessian(f, v, h, g);
+    const double det = h[0] * h[3] - h[1] * h[2];
+    at[0] -= (h[3] * g[0] - h[1] * g[1]) / det;
+    at[1] -= (h[0] * g[1] - h[2] * g[0]) / det;
+  }
+  counting = false;
+  CHECK(allocations == 0);
+  CHECK(at[0] == doctest::Approx(1.0).epsilon(1e-12));
+  CHECK(at[1] == doctest::Approx(1.0).epsilon(1e-12));
+  CHECK(g[0] == doctest::Approx(0.0));
 }

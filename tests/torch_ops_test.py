@@ -62,6 +62,7 @@ TORCH = {
     "clamp_min": lambda a, p: torch.clamp_min(a, p),
     "clamp_max": lambda a, p: torch.clamp_max(a, p),
     "bce": bce,
+    "normal_cdf": lambda a, p: torch.special.ndtr(a),
 }
 
 

@@ -96,6 +96,7 @@ struct Options {
   std::vector<std::string> args;  // PROGRAM NAME=VALUE..., or only NAME=VALUE... with -f
   std::string file;
   bool json = false;
+  int order = 1;  // grad --order: 2 also prints the second partials
   std::string frames;
   std::string output;
   std::string style = "lecture";
@@ -150,23 +151,57 @@ void print_gradients(const ag::Tape& tape, const tapegrad::Program::Recorded& r,
     fmt::print("{}{}\n", indent, ag::gradient_line(tape, r.output.id(), input.id()));
 }
 
+// grad --order 2: d²f/dx_i dx_j for every pair of inputs, row by row, from the gradient recorded
+// on the tape and differentiated again (Note [Gradients on the tape]). Under --check-finite the
+// recorded second pass runs in anomaly mode too, so a NaN there names its op.
+std::vector<double> second_partials(ag::Tape& tape, const tapegrad::Program::Recorded& r,
+                                    bool check_finite) {
+  std::vector<double> hessian(r.inputs.size() * r.inputs.size());
+  tape.set_check_finite(check_finite);
+  tape.hessian(r.output, r.inputs, hessian);
+  return hessian;
+}
+
+// "d²f/dx²", "d²f/dx dy": the lecture's notation for one second partial
+std::string second_partial_name(const ag::Tape& tape, const tapegrad::Program::Recorded& r,
+                                std::size_t i, std::size_t j) {
+  const std::string f = tape.label(r.output.id());
+  if (i == j) return fmt::format("d²{}/d{}²", f, tape.label(r.inputs[i].id()));
+  return fmt::format("d²{}/d{} d{}", f, tape.label(r.inputs[i].id()), tape.label(r.inputs[j].id()));
+}
+
 int run_grad(const Options& o) {
   const Loaded in = load(o);
   if (o.check_finite) check_finite(in);
   ag::Tape tape;
   const auto r = in.program.record(tape, in.values);
   tape.backward(r.output);
+  const std::size_t n = r.inputs.size();
+  const std::vector<double> hessian =
+      o.order == 2 ? second_partials(tape, r, o.check_finite) : std::vector<double>{};
   if (o.json) {
     // Inputs in program order (Note [The command line's JSON]).
     tapegrad::Json grads = tapegrad::Json::object();
-    for (std::size_t i = 0; i < r.inputs.size(); ++i)
-      grads[in.program.inputs()[i]] = r.inputs[i].grad();
-    const tapegrad::Json doc = {{"value", r.output.value()}, {"grad", std::move(grads)}};
+    for (std::size_t i = 0; i < n; ++i) grads[in.program.inputs()[i]] = r.inputs[i].grad();
+    tapegrad::Json doc = {{"value", r.output.value()}, {"grad", std::move(grads)}};
+    if (o.order == 2) {
+      tapegrad::Json rows = tapegrad::Json::object();
+      for (std::size_t i = 0; i < n; ++i) {
+        tapegrad::Json row = tapegrad::Json::object();
+        for (std::size_t j = 0; j < n; ++j) row[in.program.inputs()[j]] = hessian[i * n + j];
+        rows[in.program.inputs()[i]] = std::move(row);
+      }
+      doc["hessian"] = std::move(rows);
+    }
     fmt::print("{}\n", tapegrad::json_text(doc));
     return 0;
   }
   fmt::print("{} = {}\n", tape.label(r.output.id()), ag::format_number(r.output.value()));
   print_gradients(tape, r, "");
+  if (o.order == 2)
+    for (std::size_t i = 0; i < n; ++i)
+      for (std::size_t j = 0; j < n; ++j)
+        fmt::print("{} = {}\n", second_partial_name(tape, r, i, j), hessian[i * n + j]);
   return 0;
 }
 
@@ -423,6 +458,12 @@ int main(int argc, char** argv) {
   grad->add_flag("--json", o.json,
                  "Print one JSON object {\"value\": V, \"grad\": {\"x\": G, ...}} (inputs in order "
                  "of first appearance; NaN and infinities are written as null)");
+  grad->add_option("--order", o.order,
+                   "1 prints the gradient; 2 also prints every second partial d²f/dx dy (the "
+                   "gradient recorded on the tape and differentiated again), and --json adds "
+                   "\"hessian\": {\"x\": {\"x\": H, \"y\": H, ...}, ...}")
+      ->check(CLI::Range(1, 2))
+      ->default_val(1);
   CLI::App* step = add_command(
       app, "step",
       "Print the forward values, every backward step as the chain rule, and the gradients", o);

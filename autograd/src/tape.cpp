@@ -9,6 +9,7 @@
 
 #include "tapegrad/anomaly.hpp"
 #include "tapegrad/format.hpp"
+#include "tapegrad/value.hpp"
 
 namespace ag {
 
@@ -113,6 +114,136 @@ Stepper::Stepper(Tape& tape, Value output)
   cursor_ = output.id() + 1;
   step_.tape = &tape;
   step_.output = output.id();
+}
+
+// ---- gradients as nodes, and as numbers (Note [Gradients on the tape]) -------------------------
+
+namespace {
+
+constexpr NodeId kNoGradient = std::numeric_limits<NodeId>::max();
+
+void check_sizes(std::string_view what, std::size_t wrt, std::size_t out) {
+  if (wrt != out)
+    fail("{}: {} values to differentiate with respect to, but room for {} results", what, wrt, out);
+}
+
+}  // namespace
+
+void Tape::record_gradients(Value output, std::span<const Value> wrt, std::span<Value> out) {
+  const NodeId top = output.id();
+  gradient_of_.assign(top + 1, kNoGradient);
+  if (nodes_[top].flags & kNeedsGrad) gradient_of_[top] = constant(1.0).id();  // dy/dy
+  // upstream * local, without a node where the local derivative is a constant 1 or -1
+  // (add, sub, neg): the product would be the same number
+  auto chain = [this](Value upstream, Value local) {
+    if (nodes_[local.id_].op == Op::constant) {
+      if (nodes_[local.id_].value == 1.0) return upstream;
+      if (nodes_[local.id_].value == -1.0) return -upstream;
+    }
+    return upstream * local;
+  };
+  for (NodeId i = top + 1; i-- > 0;) {
+    const NodeId upstream = gradient_of_[i];
+    if (upstream == kNoGradient || is_leaf(nodes_[i].op)) continue;
+    dispatch(nodes_[i].op, [&](auto rule) {
+      using R = decltype(rule);
+      constexpr int arity = R::info.arity;
+      if constexpr (arity > 0) {
+        // Copies, not references: recording below may move nodes_.
+        const NodeId in[2] = {nodes_[i].in[0], nodes_[i].in[1]};
+        const Value a(this, in[0], generation_);
+        const Value b = arity == 2 ? Value(this, in[1], generation_) : Value{};
+        const Local<Value> local = R::local_graph(a, b, Value(this, i, generation_), param(i));
+        for (int k = 0; k < arity; ++k) {
+          if (!(nodes_[in[k]].flags & kNeedsGrad)) continue;  // a constant: nothing to add
+          const Value contribution =
+              chain(Value(this, upstream, generation_), k == 0 ? local.da : local.db);
+          NodeId& sum = gradient_of_[in[k]];
+          sum = sum == kNoGradient ? contribution.id_
+                                   : (Value(this, sum, generation_) + contribution).id_;
+        }
+      }
+    });
+  }
+  for (std::size_t k = 0; k < wrt.size(); ++k) {
+    const NodeId id = wrt[k].id_;
+    const NodeId g = id <= top ? gradient_of_[id] : kNoGradient;
+    out[k] = g == kNoGradient ? constant(0.0) : Value(this, g, generation_);
+  }
+}
+
+void Tape::grad(Value output, std::span<const Value> wrt, std::span<Value> out,
+                GradOptions options) {
+  check(output, "grad");
+  for (const Value& x : wrt) check(x, "grad");
+  check_sizes("grad", wrt.size(), out.size());
+  if (options.create_graph) {
+    record_gradients(output, wrt, out);
+    return;
+  }
+  // As torch.autograd.grad without create_graph: the numbers of one plain pass, as constants.
+  std::vector<double> numbers(wrt.size());
+  grad(output, wrt, numbers);
+  for (std::size_t k = 0; k < wrt.size(); ++k) out[k] = constant(numbers[k]);
+}
+
+std::vector<Value> Tape::grad(Value output, std::span<const Value> wrt, GradOptions options) {
+  std::vector<Value> out(wrt.size());
+  grad(output, wrt, out, options);
+  return out;
+}
+
+void Tape::grad(Value output, std::span<const Value> wrt, std::span<double> out) {
+  check(output, "grad");
+  for (const Value& x : wrt) check(x, "grad");
+  check_sizes("grad", wrt.size(), out.size());
+  // The plain backward accumulates into the inputs (Note [Gradient semantics]): their gradients
+  // are set aside, the pass starts them from 0, and they are put back whatever happens, an
+  // anomaly report included.
+  saved_grads_.clear();
+  for (Node& n : nodes_) {
+    if (n.op != Op::input) continue;
+    saved_grads_.push_back(n.grad);
+    n.grad = 0.0;
+  }
+  struct Restore {
+    Tape& tape;
+    ~Restore() {
+      std::size_t next = 0;
+      for (Node& n : tape.nodes_)
+        if (n.op == Op::input) n.grad = tape.saved_grads_[next++];
+    }
+  };
+  {
+    Restore restore{*this};
+    backward(output);
+    // An input or an intermediate node: the pass just gave it its gradient (0 when unreached).
+    for (std::size_t k = 0; k < wrt.size(); ++k) out[k] = nodes_[wrt[k].id_].grad;
+  }
+}
+
+void Tape::hessian(Value output, std::span<const Value> x, std::span<double> out,
+                   std::span<double> gradient) {
+  const std::size_t n = x.size();
+  if (out.size() != n * n)
+    fail("hessian: {} inputs make {} second partials, but out has room for {}", n, n * n,
+         out.size());
+  if (!gradient.empty()) check_sizes("hessian", n, gradient.size());
+  first_derivatives_.resize(n);  // keeps its capacity
+  grad(output, x, first_derivatives_, {.create_graph = true});
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!gradient.empty()) gradient[i] = first_derivatives_[i].value();
+    grad(first_derivatives_[i], x, out.subspan(i * n, n));
+  }
+}
+
+void Tape::jacobian(std::span<const Value> outputs, std::span<const Value> x,
+                    std::span<double> out) {
+  const std::size_t n = x.size();
+  if (out.size() != outputs.size() * n)
+    fail("jacobian: {} outputs by {} inputs make {} partials, but out has room for {}",
+         outputs.size(), n, outputs.size() * n, out.size());
+  for (std::size_t i = 0; i < outputs.size(); ++i) grad(outputs[i], x, out.subspan(i * n, n));
 }
 
 // ---- anomaly mode: the branch that calls out (Note [Anomaly mode], anomaly.hpp) ----------

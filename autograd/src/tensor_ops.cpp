@@ -103,6 +103,58 @@ void add_upstream(const TensorTape& tape, NodeId id, std::vector<std::int64_t> i
 
 }  // namespace
 
+// ---- create_graph: backward written with the tape's own ops ------------------------------
+// Note [Tensor gradients on the tape] (tensor_tape.cpp). Each entry's backward_graph is in its
+// section below; these are what they share.
+
+// A rule's local derivatives at the recorded elements, as constants of the result's shape: the
+// local_graph of a row whose derivative is constant near every point but its kinks (Note [Local
+// derivatives on the tape], ops.hpp). value.hpp's constant_local for the scalar tape; here in
+// namespace ag, not an unnamed one, as the rules find it by argument-dependent lookup.
+template <class Rule>
+static Local<Tensor> constant_local(Rule, const Tensor& a, const Tensor& b, const Tensor& y,
+                                    double param) {
+  TensorTape& tape = a.tape();
+  const Shape shape = y.shape();
+  const TensorOptions options{.dtype = a.dtype()};
+  const Tensor da = zeros(tape, shape, options);
+  const Tensor db = Rule::info.arity == 2 ? zeros(tape, shape, options) : Tensor{};
+  auto& impl = Recorder::impl(tape);
+  with_dtype(a.dtype(), [&](auto z) {
+    using T = decltype(z);
+    T* out_a = static_cast<T*>(impl.nodes[da.id()].data);
+    const T* va = a.data<T>().data();
+    const T* vy = y.data<T>().data();
+    if constexpr (Rule::info.arity == 2) {
+      T* out_b = static_cast<T*>(impl.nodes[db.id()].data);
+      const T* vb = b.data<T>().data();
+      for_each_broadcast(shape, a.shape(), b.shape(),
+                         [&](std::int64_t i, std::int64_t ia, std::int64_t ib) {
+                           const Local<T> l = Rule::local(va[ia], vb[ib], vy[i], T(param));
+                           out_a[i] = l.da;
+                           out_b[i] = l.db;
+                         });
+    } else {
+      for (std::int64_t i = 0; i < shape.numel(); ++i)
+        out_a[i] = Rule::local(va[i], T(0), vy[i], T(param)).da;
+    }
+  });
+  return {da, db};
+}
+
+namespace {
+
+// g summed over the axes it was broadcast along, back to `shape`: Note [Broadcasting]'s
+// accumulation, recorded with sum nodes.
+Tensor sum_to(Tensor g, const Shape& shape) {
+  while (g.rank() > shape.rank()) g = sum(g, 0);
+  for (int axis = 0; axis < shape.rank(); ++axis)
+    if (shape[axis] == 1 && g.shape()[axis] != 1) g = sum(g, axis, true);
+  return g;
+}
+
+}  // namespace
+
 // ---- leaves: input, parameter, constant ------------------------------------------------
 // Recorded by TensorTape::input, ::parameter, ::constant and the creation functions
 // (tensor_tape.cpp). Nothing to compute forward, nothing to pass back: their gradient is where
@@ -284,6 +336,27 @@ void Elementwise::backward_operands(const TensorTape& tape, NodeId id, int k,
     elementwise_chain<double>(tape, id, k, target, report);
 }
 
+// upstream times the row's local_graph, summed back to each input's shape
+void Elementwise::backward_graph(TensorTape& tape, NodeId id, const Tensor& upstream,
+                                 std::span<Tensor> contributions) {
+  const Node n = Recorder::node(tape, id);  // a copy: recording below moves the records
+  dispatch(n.elem, [&](auto rule) {
+    using R = decltype(rule);
+    if constexpr (R::info.arity > 0) {
+      const Tensor a = tape.handle(n.in[0]);
+      const Tensor b = R::info.arity == 2 ? tape.handle(n.in[1]) : Tensor{};
+      const Local<Tensor> local = R::local_graph(a, b, tape.handle(id), n.param);
+      // Shapes copied first: recording the products moves the node records.
+      const Shape shape_a = a.shape();
+      if (a.requires_grad()) contributions[0] = sum_to(upstream * local.da, shape_a);
+      if constexpr (R::info.arity == 2) {
+        const Shape shape_b = b.shape();
+        if (b.requires_grad()) contributions[1] = sum_to(upstream * local.db, shape_b);
+      }
+    }
+  });
+}
+
 }  // namespace tensor_ops
 
 static Tensor scalar_like(const Tensor& like, double value) {
@@ -316,6 +389,7 @@ Tensor softplus(Tensor a) { return unary<rules::Softplus>(a); }
 Tensor gelu(Tensor a) { return unary<rules::Gelu>(a); }
 Tensor gelu_tanh(Tensor a) { return unary<rules::GeluTanh>(a); }
 Tensor silu(Tensor a) { return unary<rules::Silu>(a); }
+Tensor normal_cdf(Tensor a) { return unary<rules::NormalCdf>(a); }
 Tensor leaky_relu(Tensor a, double alpha) { return unary<rules::LeakyRelu>(a, alpha); }
 Tensor elu(Tensor a, double alpha) { return unary<rules::Elu>(a, alpha); }
 Tensor max(Tensor a, Tensor b) { return binary<rules::Max>(a, b); }
@@ -503,6 +577,20 @@ void Matmul::backward_operands(const TensorTape& tape, NodeId id, int k, const E
   }
 }
 
+// d(a @ b)/da = up @ b^T, d/db = a^T @ up, for 2-D operands
+void Matmul::backward_graph(TensorTape& tape, NodeId id, const Tensor& upstream,
+                            std::span<Tensor> contributions) {
+  const Node n = Recorder::node(tape, id);
+  const Tensor a = tape.handle(n.in[0]), b = tape.handle(n.in[1]);
+  if (a.rank() != 2 || b.rank() != 2)
+    fail(
+        "create_graph: matmul of {} and {}: the recorded backward takes 2-D operands only, for "
+        "now",
+        a.shape().str(), b.shape().str());
+  if (a.requires_grad()) contributions[0] = matmul(upstream, transpose(b));
+  if (b.requires_grad()) contributions[1] = matmul(transpose(a), upstream);
+}
+
 }  // namespace tensor_ops
 
 // ---- linear ---------------------------------------------------------------------
@@ -632,6 +720,21 @@ void Linear::backward_operands(const TensorTape& tape, NodeId id, int k, const E
   }
 }
 
+// y = x W^T + b: dx = up @ W, dW = up^T @ x, db = the sum of up over rows; x 2-D
+void Linear::backward_graph(TensorTape& tape, NodeId id, const Tensor& upstream,
+                            std::span<Tensor> contributions) {
+  const Node n = Recorder::node(tape, id);
+  const Tensor x = tape.handle(n.in[0]), weight = tape.handle(n.in[1]);
+  if (x.rank() != 2)
+    fail(
+        "create_graph: linear of an input of shape {}: the recorded backward takes 2-D inputs "
+        "only, for now",
+        x.shape().str());
+  if (x.requires_grad()) contributions[0] = matmul(upstream, weight);
+  if (weight.requires_grad()) contributions[1] = matmul(transpose(upstream), x);
+  if (n.in[2] != kNoInput && tape.needs_grad(n.in[2])) contributions[2] = sum(upstream, 0);
+}
+
 }  // namespace tensor_ops
 
 // ---- transpose -------------------------------------------------------------------------
@@ -741,6 +844,13 @@ void Transpose::backward_operands(const TensorTape& tape, NodeId id, int,
   add_upstream(tape, id, swap_index(target, swapped_axes(Recorder::node(tape, id).aux)), report);
 }
 
+// the same two axes swapped back
+void Transpose::backward_graph(TensorTape& tape, NodeId id, const Tensor& upstream,
+                               std::span<Tensor> contributions) {
+  const SwappedAxes axes = swapped_axes(Recorder::node(tape, id).aux);
+  contributions[0] = transpose(upstream, axes.first, axes.second);
+}
+
 }  // namespace tensor_ops
 
 // ---- reshape ------------------------------------------------------------------------
@@ -827,6 +937,12 @@ void Reshape::backward_operands(const TensorTape& tape, NodeId id, int, const El
                report);
 }
 
+void Reshape::backward_graph(TensorTape& tape, NodeId id, const Tensor& upstream,
+                             std::span<Tensor> contributions) {
+  const Shape in = tape.shape(tape.input_of(id, 0));
+  contributions[0] = reshape(upstream, in);
+}
+
 }  // namespace tensor_ops
 
 // ---- sum and mean --------------------------------------------------------------------------
@@ -835,6 +951,18 @@ void Reshape::backward_operands(const TensorTape& tape, NodeId id, int, const El
 // PyTorch, never a silent 0); backward: da[o, l, i] += scale * dout[o, i].
 
 namespace {
+
+// Sum's and Mean's recorded backward: upstream broadcast back to the input's shape. It reads
+// the node before recording, as recording moves the records.
+Tensor spread(TensorTape& tape, const Node& node, const Tensor& upstream) {
+  const Shape in = tape.shape(node.in[0]);
+  const int axis = node.axis;
+  const bool keepdims = node.flags & kKeepDims;
+  const DType dtype = node.dtype;
+  Tensor g = upstream;
+  if (axis != kAllAxes && !keepdims) g = reshape(g, reduced_shape(in, axis, true));
+  return zeros(tape, in, {.dtype = dtype}) + g;
+}
 
 Tensor reduce_sum(Tensor a, int axis, bool keepdims, TOp op) {
   const std::string_view what = top_name(op);
@@ -948,6 +1076,13 @@ void Sum::backward_operands(const TensorTape& tape, NodeId id, int, const Elemen
   reduction_backward_operands(tape, id, target, report);
 }
 
+// upstream repeated along the summed axes: added to zeros of the input's shape, which
+// broadcasts it (and whose backward sums it back, Note [Broadcasting])
+void Sum::backward_graph(TensorTape& tape, NodeId id, const Tensor& upstream,
+                         std::span<Tensor> contributions) {
+  contributions[0] = spread(tape, Recorder::node(tape, id), upstream);
+}
+
 void Mean::forward(TensorTape::Impl& impl, Node& n) { reduce_forward(impl, n); }
 void Mean::backward(TensorTape::Impl& impl, Node& n) { reduce_backward(impl, n); }
 std::string Mean::expression(const TensorTape& tape, NodeId id) {
@@ -960,6 +1095,12 @@ std::vector<AnomalyOperand> Mean::forward_operands(const TensorTape& tape, NodeI
 void Mean::backward_operands(const TensorTape& tape, NodeId id, int, const ElementIndex& target,
                              Anomaly& report) {
   reduction_backward_operands(tape, id, target, report);
+}
+
+void Mean::backward_graph(TensorTape& tape, NodeId id, const Tensor& upstream,
+                          std::span<Tensor> contributions) {
+  const double scale = Recorder::node(tape, id).param;  // 1 / the count averaged over
+  contributions[0] = spread(tape, Recorder::node(tape, id), upstream) * scale;
 }
 
 }  // namespace tensor_ops

@@ -5,8 +5,10 @@
 
 #include <concepts>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "tapegrad/anomaly.hpp"
@@ -29,7 +31,13 @@ namespace ag {
 //  - `forward_operands(tape, id, out)`: for anomaly mode, which elements of which inputs output
 //    element `out` reads (-1 in an index: a whole axis, the row of a product);
 //  - `backward_operands(tape, id, k, target, report)`: which upstream (and input or output)
-//    elements input k's gradient element `target` came from.
+//    elements input k's gradient element `target` came from;
+//  - `backward_graph(tape, id, upstream, contributions)`: backward written with the tape's own
+//    ops, for create_graph (Note [Tensor gradients on the tape], tensor_tape.cpp): each input's
+//    vector-Jacobian product as a recorded Tensor of the input's shape, left empty for an input
+//    that needs no gradient. An entry that has no such form yet says so in its body, as
+//    `static constexpr NoGraphForm backward_graph{};`, and create_graph stops there with an
+//    ag::Error naming the op.
 // The concept TensorOpEntry requires all of them, and `dispatch` is one switch with a case per
 // TOp and no `default:`: a missing case is a -Wswitch error, an incomplete entry a constraint
 // failure, so neither compiles. Leaves (input, parameter, constant) are entries too, with
@@ -60,6 +68,18 @@ struct TOpInfo {
 
 using ElementIndex = std::vector<std::int64_t>;
 
+// What an entry without a recorded backward declares in place of `backward_graph`, so that the
+// gap is written in the entry and create_graph reports it (Note [The tensor op table]).
+struct NoGraphForm {};
+template <class E>
+concept RecordsItsBackward = requires(TensorTape& tape, NodeId id, const Tensor& upstream,
+                                      std::span<Tensor> contributions) {
+  { E::backward_graph(tape, id, upstream, contributions) } -> std::same_as<void>;
+};
+template <class E>
+concept LacksRecordedBackward =
+    std::same_as<std::remove_cv_t<decltype(E::backward_graph)>, NoGraphForm>;
+
 template <class E>
 concept TensorOpEntry = requires(TensorTape::Impl& impl, Node& node, const Node& cnode,
                                  const TensorTape& tape, NodeId id, int k,
@@ -71,6 +91,7 @@ concept TensorOpEntry = requires(TensorTape::Impl& impl, Node& node, const Node&
   { E::expression(tape, id) } -> std::same_as<std::string>;
   { E::forward_operands(tape, id, index) } -> std::same_as<std::vector<AnomalyOperand>>;
   { E::backward_operands(tape, id, k, index, report) } -> std::same_as<void>;
+  requires RecordsItsBackward<E> || LacksRecordedBackward<E>;
 };
 
 namespace tensor_ops {
@@ -88,6 +109,7 @@ struct Leaf {
     return {};
   }
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&) {}
+  static void backward_graph(TensorTape&, NodeId, const Tensor&, std::span<Tensor>) {}
 };
 struct Input : Leaf {
   static constexpr TOpInfo info{TOp::input, "input", "", true};
@@ -110,6 +132,7 @@ struct Elementwise {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+  static void backward_graph(TensorTape&, NodeId, const Tensor&, std::span<Tensor>);
 };
 struct Matmul {
   static constexpr TOpInfo info{TOp::matmul, "matmul", "@"};
@@ -120,6 +143,7 @@ struct Matmul {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+  static void backward_graph(TensorTape&, NodeId, const Tensor&, std::span<Tensor>);
 };
 struct Linear {
   static constexpr TOpInfo info{TOp::linear, "linear", "linear"};
@@ -130,6 +154,7 @@ struct Linear {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+  static void backward_graph(TensorTape&, NodeId, const Tensor&, std::span<Tensor>);
 };
 struct Transpose {
   static constexpr TOpInfo info{TOp::transpose, "transpose", "ᵀ"};
@@ -140,6 +165,7 @@ struct Transpose {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+  static void backward_graph(TensorTape&, NodeId, const Tensor&, std::span<Tensor>);
 };
 struct Reshape {
   static constexpr TOpInfo info{TOp::reshape, "reshape", "reshape"};
@@ -150,6 +176,7 @@ struct Reshape {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+  static void backward_graph(TensorTape&, NodeId, const Tensor&, std::span<Tensor>);
 };
 struct Sum {
   static constexpr TOpInfo info{TOp::sum, "sum", "Σ"};
@@ -160,6 +187,7 @@ struct Sum {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+  static void backward_graph(TensorTape&, NodeId, const Tensor&, std::span<Tensor>);
 };
 struct Mean {
   static constexpr TOpInfo info{TOp::mean, "mean", "mean"};
@@ -170,6 +198,7 @@ struct Mean {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+  static void backward_graph(TensorTape&, NodeId, const Tensor&, std::span<Tensor>);
 };
 struct Amax {
   static constexpr TOpInfo info{TOp::amax, "amax", "max"};
@@ -180,6 +209,7 @@ struct Amax {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+  static constexpr NoGraphForm backward_graph{};  // not yet: create_graph stops here
 };
 struct LogSoftmax {
   static constexpr TOpInfo info{TOp::log_softmax, "log_softmax", "log_softmax"};
@@ -190,6 +220,7 @@ struct LogSoftmax {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+  static constexpr NoGraphForm backward_graph{};  // not yet: create_graph stops here
 };
 struct Softmax {
   static constexpr TOpInfo info{TOp::softmax, "softmax", "softmax"};
@@ -200,6 +231,7 @@ struct Softmax {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+  static constexpr NoGraphForm backward_graph{};  // not yet: create_graph stops here
 };
 struct Pick {
   static constexpr TOpInfo info{TOp::pick, "pick", "pick"};
@@ -210,6 +242,7 @@ struct Pick {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+  static constexpr NoGraphForm backward_graph{};  // not yet: create_graph stops here
 };
 // ---- reductions by comparison, and selection ----
 struct Amin {
@@ -221,6 +254,7 @@ struct Amin {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+  static constexpr NoGraphForm backward_graph{};  // not yet: create_graph stops here
 };
 struct Argmax {
   static constexpr TOpInfo info{TOp::argmax, "argmax", "argmax"};
@@ -231,6 +265,7 @@ struct Argmax {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+  static constexpr NoGraphForm backward_graph{};  // not yet: create_graph stops here
 };
 struct Where {
   static constexpr TOpInfo info{TOp::where, "where", "where"};
@@ -241,6 +276,7 @@ struct Where {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+  static constexpr NoGraphForm backward_graph{};  // not yet: create_graph stops here
 };
 
 // ---- shape ops: joining, slicing and indexing along an axis ----
@@ -254,6 +290,7 @@ struct Cat {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+  static constexpr NoGraphForm backward_graph{};  // not yet: create_graph stops here
 };
 struct Stack {
   static constexpr TOpInfo info{TOp::stack, "stack", "stack"};
@@ -264,6 +301,7 @@ struct Stack {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+  static constexpr NoGraphForm backward_graph{};  // not yet: create_graph stops here
 };
 struct Slice {
   static constexpr TOpInfo info{TOp::slice, "slice", "[:]"};
@@ -274,6 +312,7 @@ struct Slice {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+  static constexpr NoGraphForm backward_graph{};  // not yet: create_graph stops here
 };
 struct IndexSelect {
   static constexpr TOpInfo info{TOp::index_select, "index_select", "index_select"};
@@ -284,6 +323,7 @@ struct IndexSelect {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+  static constexpr NoGraphForm backward_graph{};  // not yet: create_graph stops here
 };
 struct Gather {
   static constexpr TOpInfo info{TOp::gather, "gather", "gather"};
@@ -294,6 +334,7 @@ struct Gather {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
+  static constexpr NoGraphForm backward_graph{};  // not yet: create_graph stops here
 };
 
 // Names E in dispatch only if it is a complete entry.

@@ -113,6 +113,9 @@ struct TensorTape::Impl {
   std::uint16_t current_scope = 0;
   Arena arena;
   std::vector<double> scratch;  // a detailed stepper's copy of gradients before a step
+  // TensorTape::grad's gradient node of each node (Note [Tensor gradients on the tape]), kept
+  // with its capacity.
+  std::vector<NodeId> gradient_of;
   // False until a backward pass starts after reset(): until then no node is kReached and no
   // op node's gradient is kGradValid, so the pass need not clear flags.
   bool dirty = false;

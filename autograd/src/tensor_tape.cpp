@@ -4,9 +4,11 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <optional>
 
 #include "tapegrad/anomaly.hpp"
 #include "tapegrad/format.hpp"
@@ -202,6 +204,100 @@ double TensorTape::grad_norm(NodeId id) const {
     for (std::int64_t i = 0, e = n.shape.numel(); i < e; ++i) s += double(g[i]) * double(g[i]);
     return std::sqrt(s);
   });
+}
+
+// Note [Tensor gradients on the tape]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// Note [Gradients on the tape] (tape.hpp), for tensors: grad(y, x, {.create_graph = true}) walks
+// the tape in reverse from y, and at each node that has a gradient asks its entry's
+// backward_graph (Note [The tensor op table]) for each input's vector-Jacobian product, written
+// with the tape's own ops: elementwise rows through their local_graph (ops.hpp), broadcast
+// gradients summed back with sum nodes, products through matmul and transpose. A fork's
+// contributions are added with an add node. The seed is a constant one of y's shape (y has one
+// element, as backward() without a seed asks). Without create_graph the same pass runs under
+// NoGrad, so what it records is constants: the numbers, as torch.autograd.grad returns them.
+// backward() is not this pass and needs no recorded forms; an entry that declares NoGraphForm
+// stops this one with an ag::Error naming the op. As in PyTorch, the gradients have the dtype
+// of what they differentiate, and d(y)/d(x) for an x that y does not reach is zeros.
+void TensorTape::grad(Tensor output, std::span<const Tensor> wrt, std::span<Tensor> out,
+                      GradOptions options) {
+  check(output, "grad");
+  for (const Tensor& x : wrt) check(x, "grad");
+  if (wrt.size() != out.size())
+    fail("grad: {} tensors to differentiate with respect to, but room for {} results", wrt.size(),
+         out.size());
+  if (output.numel() != 1)
+    fail("grad: the output has shape {}, not a single element; reduce it first (sum, mean)",
+         output.shape().str());
+  std::optional<NoGrad> numbers_only;
+  if (!options.create_graph) numbers_only.emplace(*this);
+  Impl& impl = *impl_;
+  const NodeId top = output.id();
+  impl.gradient_of.assign(std::size_t(top) + 1, kNoInput);
+  // Shapes are copied before anything records: recording moves the node records.
+  if (needs_grad(top)) {
+    const Shape seed_shape = shape(top);
+    impl.gradient_of[top] = ones(*this, seed_shape, {.dtype = dtype(top)}).id();
+  }
+  for (NodeId i = top + 1; i-- > 0;) {
+    const NodeId upstream = impl.gradient_of[i];
+    if (upstream == kNoInput || is_leaf(impl.nodes[i].op)) continue;
+    dispatch(impl.nodes[i].op, [&](auto entry) {
+      using E = decltype(entry);
+      if constexpr (LacksRecordedBackward<E>) {
+        fail(
+            "grad: {} (node {}) has no recorded backward yet, so it cannot be differentiated "
+            "with create_graph; backward() differentiates it once",
+            E::info.name, i);
+      } else {
+        std::array<Tensor, kMaxInputs> contributions{};
+        const int arity = E::arity(impl.nodes[i]);
+        E::backward_graph(*this, i, Tensor(this, upstream, generation_),
+                          std::span<Tensor>(contributions.data(), std::size_t(arity)));
+        for (int k = 0; k < arity; ++k) {
+          if (contributions[k].empty()) continue;  // the input needs no gradient
+          NodeId& sum = impl.gradient_of[input_id(impl.nodes[i], k)];
+          sum = sum == kNoInput ? contributions[k].id()
+                                : (Tensor(this, sum, generation_) + contributions[k]).id();
+        }
+      }
+    });
+  }
+  for (std::size_t k = 0; k < wrt.size(); ++k) {
+    const NodeId id = wrt[k].id();
+    const NodeId g = id <= top ? impl.gradient_of[id] : kNoInput;
+    if (g != kNoInput) {
+      out[k] = Tensor(this, g, generation_);
+    } else {
+      const Shape zero_shape = wrt[k].shape();
+      out[k] = zeros(*this, zero_shape, {.dtype = wrt[k].dtype()});
+    }
+  }
+}
+
+std::vector<Tensor> TensorTape::grad(Tensor output, std::span<const Tensor> wrt,
+                                     GradOptions options) {
+  std::vector<Tensor> out(wrt.size());
+  grad(output, wrt, out, options);
+  return out;
+}
+
+std::vector<Tensor> hessian_vector_product(Tensor loss, std::span<const Tensor> params,
+                                           std::span<const Tensor> v) {
+  if (params.size() != v.size())
+    fail("hessian_vector_product: {} parameters but {} vectors", params.size(), v.size());
+  for (std::size_t k = 0; k < params.size(); ++k)
+    if (params[k].shape() != v[k].shape())
+      fail("hessian_vector_product: vector {} has shape {}, its parameter {}", k,
+           v[k].shape().str(), params[k].shape().str());
+  TensorTape& tape = loss.tape();
+  const std::vector<Tensor> gradient = tape.grad(loss, params, {.create_graph = true});
+  Tensor inner;  // <d loss/dp, v>, summed over the parameters
+  for (std::size_t k = 0; k < params.size(); ++k) {
+    const Tensor term = sum(gradient[k] * v[k]);
+    inner = k == 0 ? term : inner + term;
+  }
+  return tape.grad(inner, params);
 }
 
 void TensorTape::zero_grad() {

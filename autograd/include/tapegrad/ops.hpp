@@ -31,7 +31,9 @@ namespace ag {
 // counts (`rectifier`), and the tests, which gradient-check every row at its
 // `test_points` and compare every language function with PyTorch.
 //
-// Adding an op: a row in `enum class Op`, a rule struct, a line in `dispatch`,
+// Adding an op: a row in `enum class Op`, a rule struct (with its `local_graph`, Note [Local
+// derivatives on the tape]: backward with create_graph calls it for every row, so a rule
+// without it does not compile), a line in `dispatch`,
 // the user-facing function in value.hpp, and its tensor declaration in
 // tensor.hpp with its one-line definition in tensor.cpp (`unary<R>` or
 // `binary<R>`). Give it a `signature` and `help` and the program language,
@@ -39,6 +41,28 @@ namespace ag {
 // tests/torch_ops_test.py's table (it fails for a row it cannot compare) and
 // the PyTorch comparison covers it. A rule with a kink lists test points on both
 // sides of it, and says what it does at the kink and at NaN.
+//
+// Note [Local derivatives on the tape]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// Beside `local`, each rule has `local_graph`: the same local derivatives written with the tape's
+// own ops (V is ag::Value; the rules name the functions unqualified, and argument-dependent lookup
+// finds them beside V), so that a backward with create_graph records d(out)/d(a) as nodes that
+// can be differentiated again, to any order (Note [Gradients on the tape], tape.hpp). `a`, `b`
+// and `y` are the operands and the result as nodes (`b` is empty for a unary row or a row with a
+// fixed number); a unary row leaves `db` empty. Each form computes its number with the same
+// operations in the same order as `local`, so a gradient recorded with create_graph equals the
+// plain backward's bit for bit (tests/test_higher_order.cpp checks every row).
+//
+// A row whose local derivative is constant on each side of its kinks (add, relu, max, clamp...)
+// records it with `constant_local`: the number `local` gives, as a constant, whose own
+// derivative is 0. So relu''(x) = 0 everywhere, the kink included, and the second derivatives of
+// leaky_relu, abs, max, min, clamp_min and clamp_max are 0 too, as in PyTorch. Rows that are
+// piecewise smooth (elu, prelu) pick their branch with such a constant 0/1 mask, which follows
+// Note [Kink policy]: elu''(0) = alpha, the x <= 0 branch's.
+//
+// Where the recorded form differs from `local`: pow(a, b) at a = 0 records b a^(b-1) and
+// a^b log(a) as they stand, NaN where `local` takes the limit 0 (the points PyTorch's pow backward
+// masks); away from a = 0 they agree.
 //
 // Note [Kink policy]
 // ~~~~~~~~~~~~~~~~~~
@@ -90,9 +114,10 @@ enum class Op : std::uint8_t {
   min,
   clamp_min,
   clamp_max,
-  bce,  // binary cross-entropy of a probability p against a target y
+  bce,         // binary cross-entropy of a probability p against a target y
+  normal_cdf,  // Φ(x), the standard normal CDF: GELU's derivative records it (create_graph)
 };
-inline constexpr int kOpCount = static_cast<int>(Op::bce) + 1;
+inline constexpr int kOpCount = static_cast<int>(Op::normal_cdf) + 1;
 
 struct OpInfo {
   Op op;
@@ -139,6 +164,9 @@ struct Add {
   template <class T> static T forward(T a, T b, T) { return a + b; }
   // d(a+b)/da = 1, d(a+b)/db = 1
   template <class T> static Local<T> local(T, T, T, T) { return {T(1), T(1)}; }
+  template <class V> static Local<V> local_graph(const V& a, const V& b, const V& y, double p) {
+    return constant_local(Add{}, a, b, y, p);
+  }
 };
 
 struct Sub {
@@ -147,6 +175,9 @@ struct Sub {
   template <class T> static T forward(T a, T b, T) { return a - b; }
   // d(a-b)/da = 1, d(a-b)/db = -1
   template <class T> static Local<T> local(T, T, T, T) { return {T(1), T(-1)}; }
+  template <class V> static Local<V> local_graph(const V& a, const V& b, const V& y, double p) {
+    return constant_local(Sub{}, a, b, y, p);
+  }
 };
 
 struct Mul {
@@ -155,6 +186,9 @@ struct Mul {
   template <class T> static T forward(T a, T b, T) { return a * b; }
   // d(ab)/da = b, d(ab)/db = a
   template <class T> static Local<T> local(T a, T b, T, T) { return {b, a}; }
+  template <class V> static Local<V> local_graph(const V& a, const V& b, const V&, double) {
+    return {b, a};
+  }
 };
 
 struct Div {
@@ -163,6 +197,9 @@ struct Div {
   template <class T> static T forward(T a, T b, T) { return a / b; }
   // d(a/b)/da = 1/b, d(a/b)/db = -a/b^2 = -(a/b)/b
   template <class T> static Local<T> local(T, T b, T y, T) { return {T(1) / b, -y / b}; }
+  template <class V> static Local<V> local_graph(const V&, const V& b, const V& y, double) {
+    return {1.0 / b, -y / b};
+  }
 };
 
 struct Neg {
@@ -171,6 +208,9 @@ struct Neg {
   template <class T> static T forward(T a, T, T) { return -a; }
   // d(-a)/da = -1
   template <class T> static Local<T> local(T, T, T, T) { return {T(-1), T(0)}; }
+  template <class V> static Local<V> local_graph(const V& a, const V& b, const V& y, double p) {
+    return constant_local(Neg{}, a, b, y, p);
+  }
 };
 
 struct Exp {
@@ -180,6 +220,9 @@ struct Exp {
   template <class T> static T forward(T a, T, T) { return std::exp(a); }
   // d(e^a)/da = e^a, the result itself
   template <class T> static Local<T> local(T, T, T y, T) { return {y, T(0)}; }
+  template <class V> static Local<V> local_graph(const V&, const V&, const V& y, double) {
+    return {y, V{}};
+  }
 };
 
 struct Log {
@@ -189,6 +232,9 @@ struct Log {
   template <class T> static T forward(T a, T, T) { return std::log(a); }
   // d(log a)/da = 1/a
   template <class T> static Local<T> local(T a, T, T, T) { return {T(1) / a, T(0)}; }
+  template <class V> static Local<V> local_graph(const V& a, const V&, const V&, double) {
+    return {1.0 / a, V{}};
+  }
 };
 
 struct Sqrt {
@@ -198,6 +244,9 @@ struct Sqrt {
   template <class T> static T forward(T a, T, T) { return std::sqrt(a); }
   // d(sqrt a)/da = 1 / (2 sqrt a)
   template <class T> static Local<T> local(T, T, T y, T) { return {T(0.5) / y, T(0)}; }
+  template <class V> static Local<V> local_graph(const V&, const V&, const V& y, double) {
+    return {0.5 / y, V{}};
+  }
 };
 
 struct Abs {
@@ -208,6 +257,9 @@ struct Abs {
   // d|a|/da = sign(a), 0 at 0 and at NaN (Note [Kink policy])
   template <class T> static Local<T> local(T a, T, T, T) {
     return {a > T(0) ? T(1) : (a < T(0) ? T(-1) : T(0)), T(0)};
+  }
+  template <class V> static Local<V> local_graph(const V& a, const V& b, const V& y, double p) {
+    return constant_local(Abs{}, a, b, y, p);
   }
 };
 
@@ -224,6 +276,10 @@ struct Sigmoid {
   }
   // dσ/da = σ (1 - σ)
   template <class T> static Local<T> local(T, T, T y, T) { return {y * (T(1) - y), T(0)}; }
+  // σ'' = σ (1 - σ) (1 - 2σ) follows by differentiating this form again
+  template <class V> static Local<V> local_graph(const V&, const V&, const V& y, double) {
+    return {y * (1.0 - y), V{}};
+  }
 };
 
 struct Tanh {
@@ -234,6 +290,9 @@ struct Tanh {
   template <class T> static T forward(T a, T, T) { return std::tanh(a); }
   // d(tanh a)/da = 1 - tanh^2
   template <class T> static Local<T> local(T, T, T y, T) { return {T(1) - y * y, T(0)}; }
+  template <class V> static Local<V> local_graph(const V&, const V&, const V& y, double) {
+    return {1.0 - y * y, V{}};
+  }
 };
 
 struct Relu {
@@ -250,6 +309,10 @@ struct Relu {
   template <class T> static Local<T> local(T a, T, T, T) {
     return {a <= T(0) ? T(0) : T(1), T(0)};
   }
+  // relu'' = 0 everywhere, at the kink too (Note [Local derivatives on the tape])
+  template <class V> static Local<V> local_graph(const V& a, const V& b, const V& y, double p) {
+    return constant_local(Relu{}, a, b, y, p);
+  }
 };
 
 struct Softplus {
@@ -264,6 +327,9 @@ struct Softplus {
   // d softplus/da = σ(a)
   template <class T> static Local<T> local(T a, T, T, T) {
     return {Sigmoid::forward(a, T(0), T(0)), T(0)};
+  }
+  template <class V> static Local<V> local_graph(const V& a, const V&, const V&, double) {
+    return {sigmoid(a), V{}};
   }
 };
 
@@ -282,6 +348,9 @@ struct LeakyRelu {
   // 1 for a > 0, else alpha; alpha at NaN, as PyTorch (Note [Kink policy])
   template <class T> static Local<T> local(T a, T, T, T alpha) {
     return {a > T(0) ? T(1) : alpha, T(0)};
+  }
+  template <class V> static Local<V> local_graph(const V& a, const V& b, const V& y, double p) {
+    return constant_local(LeakyRelu{}, a, b, y, p);
   }
 };
 
@@ -303,6 +372,13 @@ struct Elu {
   template <class T> static Local<T> local(T a, T, T, T alpha) {
     return {a <= T(0) ? alpha * std::exp(a) : T(1), T(0)};
   }
+  // r + (1 - r) alpha e^min(a, 0) with the constant mask r = relu'(a): the branch's value, and
+  // alpha e^a as its derivative on a <= 0 (clamp_max passes its bound, so elu''(0) = alpha).
+  // The clamp keeps e^a from overflowing to inf where the mask is 0 (0 inf would be NaN).
+  template <class V> static Local<V> local_graph(const V& a, const V&, const V&, double alpha) {
+    const V r = constant_local(Relu{}, a, V{}, a, 0.0).da;
+    return {r + (1.0 - r) * alpha * exp(clamp_max(a, 0.0)), V{}};
+  }
 };
 
 struct Prelu {
@@ -319,6 +395,12 @@ struct Prelu {
   template <class T> static Local<T> local(T a, T alpha, T, T) {
     return a > T(0) ? Local<T>{T(1), T(0)} : Local<T>{alpha, a};
   }
+  // m + (1 - m) alpha and (1 - m) a with the constant mask m = 1 for a > 0 (0 at NaN, as the
+  // test above): d²/da dalpha = 1 - m, every other second derivative 0.
+  template <class V> static Local<V> local_graph(const V& a, const V& alpha, const V&, double) {
+    const V m = constant_local(LeakyRelu{}, a, V{}, a, 0.0).da;
+    return {m + (1.0 - m) * alpha, (1.0 - m) * a};
+  }
 };
 
 struct Max {
@@ -334,6 +416,9 @@ struct Max {
     if (a == b) return {T(0.5), T(0.5)};
     return {a < b ? T(0) : T(1), b < a ? T(0) : T(1)};
   }
+  template <class V> static Local<V> local_graph(const V& a, const V& b, const V& y, double p) {
+    return constant_local(Max{}, a, b, y, p);
+  }
 };
 
 struct Min {
@@ -346,6 +431,9 @@ struct Min {
   template <class T> static Local<T> local(T a, T b, T, T) {
     if (a == b) return {T(0.5), T(0.5)};
     return {a > b ? T(0) : T(1), b > a ? T(0) : T(1)};
+  }
+  template <class V> static Local<V> local_graph(const V& a, const V& b, const V& y, double p) {
+    return constant_local(Min{}, a, b, y, p);
   }
 };
 
@@ -365,6 +453,9 @@ struct ClampMin {
   template <class T> static Local<T> local(T a, T, T, T lo) {
     return {a >= lo ? T(1) : T(0), T(0)};
   }
+  template <class V> static Local<V> local_graph(const V& a, const V& b, const V& y, double lo) {
+    return constant_local(ClampMin{}, a, b, y, lo);
+  }
 };
 
 struct ClampMax {
@@ -378,6 +469,9 @@ struct ClampMax {
   // 1 for a <= hi (hi itself included), else 0; 0 at NaN, as torch.clamp_max's backward
   template <class T> static Local<T> local(T a, T, T, T hi) {
     return {a <= hi ? T(1) : T(0), T(0)};
+  }
+  template <class V> static Local<V> local_graph(const V& a, const V& b, const V& y, double hi) {
+    return constant_local(ClampMax{}, a, b, y, hi);
   }
 };
 
@@ -394,6 +488,10 @@ struct Pow {
     T db = (a == T(0) && b >= T(0)) ? T(0) : y * std::log(a);
     return {da, db};
   }
+  // The same two formulas without the a == 0 limits (Note [Local derivatives on the tape])
+  template <class V> static Local<V> local_graph(const V& a, const V& b, const V& y, double) {
+    return {b * pow(a, b - 1.0), y * log(a)};
+  }
 };
 
 struct PowScalar {
@@ -406,6 +504,31 @@ struct PowScalar {
   template <class T> static Local<T> local(T a, T, T, T p) {
     return {p == T(0) ? T(0) : p * std::pow(a, p - T(1)), T(0)};
   }
+  template <class V> static Local<V> local_graph(const V& a, const V& b, const V& y, double p) {
+    if (p == 0) return constant_local(PowScalar{}, a, b, y, p);  // a^0 = 1: derivative 0
+    return {p * pow(a, p - 1.0), V{}};
+  }
+};
+
+// Φ(x), the standard normal CDF, written with erfc, not 1 + erf: the same function, but it keeps
+// its digits on the left tail, where 1 + erf(x/√2) cancels to 0 (x < -8.3). A row of its own
+// because GELU's derivative, Φ(x) + x φ(x), must be recorded for gradients of gradients; the
+// program language does not offer it (no signature).
+struct NormalCdf {
+  static constexpr OpInfo info{.op = Op::normal_cdf, .name = "normal_cdf", .symbol = "Φ",
+                               .arity = 1};
+  static constexpr double test_points[] = {-3, -0.5, 0, 0.7, 2.5};
+  static constexpr double kInvSqrt2Pi = std::numbers::inv_sqrtpi / std::numbers::sqrt2;
+  template <class T> static T forward(T a, T, T) {
+    return T(0.5) * std::erfc(-a * T(std::numbers::sqrt2 / 2));
+  }
+  // dΦ/dx = φ(x) = e^(-x^2/2) / √(2π)
+  template <class T> static Local<T> local(T a, T, T, T) {
+    return {std::exp(T(-0.5) * a * a) * T(kInvSqrt2Pi), T(0)};
+  }
+  template <class V> static Local<V> local_graph(const V& a, const V&, const V&, double) {
+    return {exp(-0.5 * a * a) * kInvSqrt2Pi, V{}};
+  }
 };
 
 // GELU, x Φ(x) with Φ the standard normal CDF, in PyTorch's default (exact) form. Φ is written
@@ -416,14 +539,15 @@ struct Gelu {
                                .signature = "gelu(x)", .help = "x Φ(x), Φ the normal CDF",
                                .activation = true};
   static constexpr double test_points[] = {-3, -0.5, 0, 0.7, 2.5};
-  template <class T> static T cdf(T a) {
-    return T(0.5) * std::erfc(-a * T(std::numbers::sqrt2 / 2));
-  }
+  template <class T> static T cdf(T a) { return NormalCdf::forward(a, T(0), T(0)); }
   template <class T> static T forward(T a, T, T) { return a * cdf(a); }
   // d(x Φ(x))/dx = Φ(x) + x φ(x), φ(x) = e^(-x^2/2) / √(2π)
   template <class T> static Local<T> local(T a, T, T, T) {
     const T pdf = std::exp(T(-0.5) * a * a) * T(std::numbers::inv_sqrtpi / std::numbers::sqrt2);
     return {cdf(a) + a * pdf, T(0)};
+  }
+  template <class V> static Local<V> local_graph(const V& a, const V&, const V&, double) {
+    return {normal_cdf(a) + a * (exp(-0.5 * a * a) * NormalCdf::kInvSqrt2Pi), V{}};
   }
 };
 
@@ -451,6 +575,11 @@ struct GeluTanh {
     const T du = T(kBeta) * (T(1) + T(3 * kKappa) * a * a);
     return {s + T(2) * a * s * (T(1) - s) * du, T(0)};
   }
+  template <class V> static Local<V> local_graph(const V& a, const V&, const V&, double) {
+    const V s = sigmoid(2.0 * (kBeta * (a + kKappa * a * a * a)));
+    const V du = kBeta * (1.0 + 3 * kKappa * a * a);
+    return {s + 2.0 * a * s * (1.0 - s) * du, V{}};
+  }
 };
 
 // SiLU (swish), x σ(x).
@@ -464,6 +593,10 @@ struct Silu {
   template <class T> static Local<T> local(T a, T, T, T) {
     const T s = Sigmoid::forward(a, T(0), T(0));
     return {s * (T(1) + a * (T(1) - s)), T(0)};
+  }
+  template <class V> static Local<V> local_graph(const V& a, const V&, const V&, double) {
+    const V s = sigmoid(a);
+    return {s * (1.0 + a * (1.0 - s)), V{}};
   }
 };
 
@@ -484,6 +617,11 @@ struct Bce {
     const T denominator = p * (T(1) - p);
     return {(p - y) / (denominator > T(1e-12) ? denominator : T(1e-12)),
             clamped_log(T(1) - p) - clamped_log(p)};
+  }
+  // The same with the clamps as clamp_min rows (equal values; each passes its bound)
+  template <class V> static Local<V> local_graph(const V& p, const V& target, const V&, double) {
+    return {(p - target) / clamp_min(p * (1.0 - p), 1e-12),
+            clamp_min(log(1.0 - p), -100.0) - clamp_min(log(p), -100.0)};
   }
   // log(NaN) fails l < -100 and stays NaN (Note [Kink policy])
   template <class T> static T clamped_log(T x) {
@@ -529,6 +667,7 @@ template <class F> [[gnu::always_inline]] constexpr decltype(auto) dispatch(Op o
     case Op::clamp_min: return f(ClampMin{});
     case Op::clamp_max: return f(ClampMax{});
     case Op::bce: return f(Bce{});
+    case Op::normal_cdf: return f(NormalCdf{});
   }
   return f(Input{});  // unreachable for a valid Op; keeps -Wreturn-type quiet
 }

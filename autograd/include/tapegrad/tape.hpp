@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -126,6 +128,27 @@ class Stepper {
   Step step_{};
 };
 
+// Note [Gradients on the tape]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// grad(y, x, {.create_graph = true}) is backward with nodes for numbers: the gradient of every
+// node that reaches y is a node of the same tape, and each chain-rule step records
+// upstream * local, the local derivative recorded by the row's `local_graph` (Note [Local
+// derivatives on the tape], ops.hpp), and adds it to the input's gradient node (a fork's sum is
+// an add node). The gradients are then ordinary nodes: backward, grad or hessian over them give
+// second derivatives, and so on to any order. The pass walks the tape in reverse as the Stepper
+// does (Note [The tape invariant]); what it records comes after y, so it never visits its own
+// nodes. As torch.autograd.grad, it returns the gradients and leaves every node's .grad alone;
+// d(y)/d(x) for an x that y does not depend on is a constant 0 (PyTorch returns None there, or
+// zeros with materialize_grads). The seed d(y)/d(y) = 1 is a constant, so the gradient of a
+// linear function is a constant too, whose own gradient is 0.
+//
+// Without create_graph nothing is recorded: backward(y) is the Stepper as always, and the
+// pass above is a separate loop out of line, so the plain backward costs what it did.
+
+struct GradOptions {
+  bool create_graph = false;  // record the gradients as nodes, differentiable again
+};
+
 // Note [Tape storage]
 // ~~~~~~~~~~~~~~~~~~~
 // Nodes live in one std::vector (an arena): no allocation per node, no
@@ -151,6 +174,26 @@ class Tape {
   // Runs the whole backward pass from `output` (Note [The Stepper is backward]).
   void backward(Value output);
   Stepper stepper(Value output) { return Stepper(*this, output); }
+
+  // d(output)/d(wrt[k]) into out[k], as torch.autograd.grad (Note [Gradients on the tape]): with
+  // create_graph the gradients are nodes recorded on this tape, without they are constants
+  // holding the numbers. The inputs' accumulated gradients are left as they were.
+  void grad(Value output, std::span<const Value> wrt, std::span<Value> out,
+            GradOptions options = {});
+  std::vector<Value> grad(Value output, std::span<const Value> wrt, GradOptions options = {});
+  std::vector<Value> grad(Value output, std::initializer_list<Value> wrt,
+                          GradOptions options = {}) {
+    return grad(output, std::span<const Value>(wrt.begin(), wrt.size()), options);
+  }
+  // The same gradients as numbers, recording nothing: one plain backward pass.
+  void grad(Value output, std::span<const Value> wrt, std::span<double> out);
+  // The Hessian d²(output)/d(x[i])d(x[j]) into out, row-major (x.size() squared entries), and
+  // the gradient into `gradient` when it is not empty: the gradient recorded with create_graph,
+  // then one plain backward per component. Allocates nothing once the tape is warm.
+  void hessian(Value output, std::span<const Value> x, std::span<double> out,
+               std::span<double> gradient = {});
+  // The Jacobian d(outputs[i])/d(x[j]) into out, row-major: one plain backward per output.
+  void jacobian(std::span<const Value> outputs, std::span<const Value> x, std::span<double> out);
 
   void zero_grad();  // all gradients to 0
   void reset();      // forgets every node, keeps capacity; old Values become invalid
@@ -210,6 +253,9 @@ class Tape {
   [[noreturn, gnu::cold]] void backward_anomaly(NodeId id) const;
   // Whether the backward step of node id left every input's gradient finite.
   bool step_finite(NodeId id) const;
+  // Note [Gradients on the tape]: records the gradient of every node up to output into
+  // gradient_of_, and d(output)/d(x) for x in wrt into out.
+  void record_gradients(Value output, std::span<const Value> wrt, std::span<Value> out);
 
   static constexpr std::uint8_t kNeedsGrad = 1;  // depends on an input
   static constexpr std::uint8_t kReached = 2;    // reaches the output in this pass
@@ -233,6 +279,12 @@ class Tape {
   std::vector<Node> nodes_;
   std::vector<double> params_;  // the fixed numbers of the ops that have one (Node stays 32 bytes)
   std::string names_;
+  // Scratch of grad() and hessian(), kept with its capacity so that warm calls allocate nothing:
+  // each node's gradient node (Note [Gradients on the tape]), the inputs' accumulated gradients
+  // while a plain pass computes others, the gradient nodes of a Hessian.
+  std::vector<NodeId> gradient_of_;
+  std::vector<double> saved_grads_;
+  std::vector<Value> first_derivatives_;
   std::uint32_t generation_ = 0;
   // False until a backward pass starts after reset(): until then every intermediate gradient is
   // still the 0 it was recorded with and no node is kReached, so the pass need not clear them.

@@ -193,6 +193,19 @@ class TensorTape {
     return TensorStepper(*this, output, true, seed);
   }
 
+  // d(output)/d(wrt[k]) into out[k] for a single-element output, as torch.autograd.grad (Note
+  // [Tensor gradients on the tape], tensor_tape.cpp): with create_graph, nodes recorded on this
+  // tape that can be differentiated again; without, constants holding the numbers. The nodes'
+  // .grad are left alone. Every op on the way needs its recorded backward: an ag::Error names
+  // one that has none yet (backward() needs none).
+  void grad(Tensor output, std::span<const Tensor> wrt, std::span<Tensor> out,
+            GradOptions options = {});
+  std::vector<Tensor> grad(Tensor output, std::span<const Tensor> wrt, GradOptions options = {});
+  std::vector<Tensor> grad(Tensor output, std::initializer_list<Tensor> wrt,
+                           GradOptions options = {}) {
+    return grad(output, std::span<const Tensor>(wrt.begin(), wrt.size()), options);
+  }
+
   void zero_grad();
   void reset();  // forgets every node, keeps memory; old Tensors become invalid
   std::size_t size() const;
@@ -288,6 +301,12 @@ class NoGrad {
   bool was_;
 };
 
+// The Hessian of a single-element `loss` with respect to `params`, times the vectors `v` (one
+// per parameter, of its shape), by double backward: d/dp <d loss/dp, v>, never by finite
+// differences. The products come back as constants, one per parameter.
+std::vector<Tensor> hessian_vector_product(Tensor loss, std::span<const Tensor> params,
+                                           std::span<const Tensor> v);
+
 // ---- inline definitions: the checks every op makes --------------------------
 
 inline bool Tensor::valid() const { return tape_ != nullptr && tape_->generation_ == generation_; }
@@ -343,6 +362,7 @@ Tensor softplus(Tensor a);
 Tensor gelu(Tensor a);
 Tensor gelu_tanh(Tensor a);  // gelu(x, approximate='tanh') in PyTorch's spelling
 Tensor silu(Tensor a);
+Tensor normal_cdf(Tensor a);  // Φ(x), the standard normal CDF (GELU's derivative records it)
 Tensor leaky_relu(Tensor a, double alpha = 0.01);
 Tensor elu(Tensor a, double alpha = 1.0);
 // alpha of shape () for one learnable slope, or (F,) for one per feature (last axis).

@@ -55,6 +55,8 @@ inline Value gelu(Value a) { return a.tape().record<rules::Gelu>(a); }
 // gelu(x, approximate='tanh') in PyTorch's spelling
 inline Value gelu_tanh(Value a) { return a.tape().record<rules::GeluTanh>(a); }
 inline Value silu(Value a) { return a.tape().record<rules::Silu>(a); }
+// Φ(x), the standard normal CDF: the row GELU's derivative records (create_graph)
+inline Value normal_cdf(Value a) { return a.tape().record<rules::NormalCdf>(a); }
 inline Value leaky_relu(Value a, double alpha = 0.01) {
   return a.tape().record<rules::LeakyRelu>(a, {}, alpha);
 }
@@ -77,5 +79,17 @@ inline Value clamp(Value a, double lo, double hi) { return clamp_max(clamp_min(a
 // Binary cross-entropy of a probability p against a target y (ops.hpp's Bce).
 inline Value bce(Value p, Value y) { return p.tape().record<rules::Bce>(p, y); }
 inline Value bce(Value p, double y) { return bce(p, detail::lift(p, y)); }
+
+// A rule's local derivatives at the recorded values, recorded as constants: `local_graph` of a
+// row whose local derivative is constant near every point but its kinks (Note [Local derivatives
+// on the tape], ops.hpp). `b` is empty for a unary row, and so is the result's db.
+template <class Rule>
+Local<Value> constant_local(Rule, const Value& a, const Value& b, const Value& y, double param) {
+  Tape& tape = a.tape();
+  const double vb = b.valid() ? b.value() : 0.0;
+  const double vy = y.valid() ? y.value() : 0.0;
+  const Local<double> local = Rule::local(a.value(), vb, vy, param);
+  return {tape.constant(local.da), Rule::info.arity == 2 ? tape.constant(local.db) : Value{}};
+}
 
 }  // namespace ag

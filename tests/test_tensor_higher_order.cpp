@@ -1,0 +1,191 @@
+// Gradients of gradients on the tensor tape: every elementwise row and the MLP path (linear,
+// matmul, transpose, reshape, sum, mean) differentiated twice against central differences, a
+// Hessian-vector product against differences of gradients, and the ops that have no recorded
+// backward yet saying so.
+
+#include <doctest/doctest.h>
+
+#include <array>
+#include <cmath>
+#include <string>
+#include <tapegrad/core.hpp>
+#include <tapegrad/gradcheck.hpp>
+#include <vector>
+
+using namespace ag;
+
+namespace {
+
+// Distinct values in about [-0.9, 1.6], none exactly at 0 (a kink of several ops), as
+// tests/test_tensor.cpp's.
+std::vector<double> values(const Shape& s, double offset = 0) {
+  std::vector<double> v(static_cast<std::size_t>(s.numel()));
+  for (std::size_t i = 0; i < v.size(); ++i)
+    v[i] = offset + 0.37 * double(i % 7) - 0.93 + 0.05 * double(i / 7);
+  return v;
+}
+
+TensorArg arg(const Shape& s, double offset = 0) { return {s, values(s, offset)}; }
+
+Tensor positive(Tensor t) { return abs(t) + 0.5; }
+
+// Checks the recorded gradient as a function of the inputs: its backward (the second
+// derivatives) against central differences of its values, which are first derivatives.
+template <class F> void check_second(F f, std::vector<TensorArg> args, const std::string& what) {
+  GradcheckResult r = gradcheck(f, std::span<const TensorArg>(args));
+  INFO(what, ": ", r.message);
+  CHECK(r.ok);
+}
+
+// The gradients of `loss` with respect to every input, recorded, as one flat tensor.
+Tensor recorded_gradient(Tensor loss, std::span<const Tensor> x) {
+  std::vector<Tensor> flat;
+  for (const Tensor& g : loss.tape().grad(loss, x, {.create_graph = true}))
+    flat.push_back(reshape(g, {-1}));
+  return flat.size() == 1 ? flat[0] : cat(flat);
+}
+
+}  // namespace
+
+TEST_CASE("every unary row's recorded gradient equals backward's, and differentiates again") {
+  for (int i = 0; i < kOpCount; ++i) {
+    const Op op = static_cast<Op>(i);
+    if (op_info(op).arity != 1) continue;
+    const bool domain = op == Op::log || op == Op::sqrt;
+    auto f = [&](TensorTape&, std::span<const Tensor> x) {
+      return sum(apply(op, domain ? positive(x[0]) : x[0]) * x[0]);  // a non-trivial seed
+    };
+    // The values: the recorded gradient is backward's
+    TensorTape tape;
+    const std::vector<double> v = values(Shape{2, 3});
+    Tensor x = tape.input<double>(Shape{2, 3}, v);
+    Tensor loss = f(tape, std::array{x});
+    const std::vector<double> recorded = tape.grad(loss, {x}, {.create_graph = true})[0].values();
+    tape.backward(loss);
+    CHECK_MESSAGE(recorded == x.grads(), op_info(op).name);
+    check_second(
+        [&](TensorTape& t, std::span<const Tensor> in) { return recorded_gradient(f(t, in), in); },
+        {arg(Shape{2, 3})}, std::string(op_info(op).name));
+  }
+}
+
+TEST_CASE("every binary row, broadcasting: gradients summed back with recorded sums") {
+  const std::vector<std::pair<Shape, Shape>> pairs = {
+      {Shape{2, 3}, Shape{2, 3}}, {Shape{2, 3}, Shape{3}},    {Shape{2, 3}, Shape{2, 1}},
+      {Shape{2, 3}, Shape{}},     {Shape{2, 1}, Shape{1, 3}}, {Shape{4, 1, 3}, Shape{2, 3}},
+  };
+  for (int i = 0; i < kOpCount; ++i) {
+    const Op op = static_cast<Op>(i);
+    if (op_info(op).arity != 2) continue;
+    for (const auto& [sa, sb] : pairs) {
+      if (op == Op::prelu &&
+          !(sb.rank() == 0 || (sb.rank() == 1 && sa.rank() >= 1 && sb[0] == sa[sa.rank() - 1])))
+        continue;  // prelu's alpha is one slope or one per feature
+      check_second(
+          [&](TensorTape&, std::span<const Tensor> x) {
+            Tensor a = op == Op::pow ? positive(x[0]) : op == Op::bce ? sigmoid(x[0]) : x[0];
+            Tensor b = op == Op::div ? positive(x[1]) : x[1];
+            return recorded_gradient(sum(apply(op, a, b) * apply(op, a, b)), x);
+          },
+          {arg(sa), arg(sb, 0.11)}, fmt::format("{} {} {}", op_info(op).name, sa.str(), sb.str()));
+    }
+  }
+}
+
+TEST_CASE("the MLP path differentiates twice: linear, matmul, transpose, reshape, sum, mean") {
+  // loss = mean(tanh(linear(x, W1, b1)) @ W2 ...) with every parameter an input
+  auto mlp = [](std::span<const Tensor> p) {
+    const Tensor x = p[0], w1 = p[1], b1 = p[2], w2 = p[3];
+    const Tensor h = gelu(linear(x, w1, b1));
+    const Tensor out = matmul(h, transpose(w2));  // (4, 2)
+    return mean(sigmoid(reshape(out, {2, 4})) *
+                out.tape().constant<double>(Shape{4}, std::vector<double>{1, -2, 3, 0.5})) +
+           sum(softplus(w1)) * 0.1;
+  };
+  check_second(
+      [&](TensorTape&, std::span<const Tensor> p) { return recorded_gradient(mlp(p), p); },
+      {arg(Shape{4, 3}), arg(Shape{5, 3}, 0.1), arg(Shape{5}, -0.2), arg(Shape{2, 5}, 0.3)}, "MLP");
+  // sum and mean over an axis, with and without keepdims
+  check_second(
+      [](TensorTape&, std::span<const Tensor> x) {
+        const Tensor y = exp(x[0] * 0.5);
+        return recorded_gradient(
+            sum(mean(y, 0) * mean(y, 1, true)) + sum(sum(y * y, 0) * sum(y, 1, true)), x);
+      },
+      {arg(Shape{3, 4})}, "sum and mean over axes");
+}
+
+TEST_CASE("a Hessian-vector product by double backward agrees with differences of gradients") {
+  const std::vector<Shape> shapes{Shape{6, 2}, Shape{2}};  // W (out, in), b
+  auto loss_of = [](TensorTape& tape, std::span<const Tensor> p) {
+    const Tensor x = tape.constant<double>(Shape{3, 2}, std::vector<double>{1, -2, 0.5, 3, -1, 2});
+    const Tensor h = tanh(linear(x, p[0]));         // (3, 6)
+    return mean(pow(matmul(h, p[0]) + p[1], 2.0));  // (3, 2)
+  };
+  const std::vector<double> w = values(shapes[0]), b = values(shapes[1], 0.3);
+  const std::vector<double> vw = values(shapes[0], -0.4), vb{0.7, -1.1};
+  TensorTape tape;
+  const std::array<Tensor, 2> p{tape.input<double>(shapes[0], w), tape.input<double>(shapes[1], b)};
+  const std::array<Tensor, 2> v{tape.constant<double>(shapes[0], vw),
+                                tape.constant<double>(shapes[1], vb)};
+  const std::vector<Tensor> hv = hessian_vector_product(loss_of(tape, p), p, v);
+  // (g(p + h v) - g(p - h v)) / 2h from plain backward
+  const double step = 1e-6;
+  std::array<std::vector<double>, 2> plus, minus;
+  for (double sign : {1.0, -1.0}) {
+    TensorTape t;
+    std::vector<double> ws = w, bs = b;
+    for (std::size_t i = 0; i < ws.size(); ++i) ws[i] += sign * step * vw[i];
+    for (std::size_t i = 0; i < bs.size(); ++i) bs[i] += sign * step * vb[i];
+    const std::array<Tensor, 2> q{t.input<double>(shapes[0], ws), t.input<double>(shapes[1], bs)};
+    t.backward(loss_of(t, q));
+    (sign > 0 ? plus : minus) = {q[0].grads(), q[1].grads()};
+  }
+  for (std::size_t k = 0; k < 2; ++k) {
+    CHECK(hv[k].shape() == shapes[k]);
+    CHECK(!hv[k].requires_grad());  // the numbers, as constants
+    for (std::int64_t i = 0; i < hv[k].numel(); ++i) {
+      const std::size_t j = std::size_t(i);
+      INFO("parameter ", k, " element ", i);
+      CHECK(hv[k].value(i) ==
+            doctest::Approx((plus[k][j] - minus[k][j]) / (2 * step)).epsilon(1e-6));
+    }
+  }
+}
+
+TEST_CASE("grad on the tensor tape: semantics and errors") {
+  TensorTape tape;
+  Tensor x = tape.input(Shape{3}, {1, 2, 3}, "x");
+  Tensor unused = tape.input(Shape{2}, {1, 1}, "u");
+  Tensor y = sum(x * x * x);  // dy/dx = 3x^2, d²y/dx² = 6x (diagonal)
+  const std::size_t size = tape.size();
+  std::vector<Tensor> g = tape.grad(y, {x, unused});
+  CHECK(g[0].values() == std::vector<double>{3, 12, 27});
+  CHECK(!g[0].requires_grad());
+  CHECK(g[1].values() == std::vector<double>{0, 0});
+  CHECK(x.grads() == std::vector<double>{0, 0, 0});  // .grad left alone
+  CHECK(tape.size() > size);
+
+  g = tape.grad(y, {x}, {.create_graph = true});
+  CHECK(g[0].requires_grad());
+  CHECK(tape.grad(sum(g[0]), {x})[0].values() == std::vector<double>{6, 12, 18});
+
+  CHECK_THROWS_WITH_AS(tape.grad(x * 2.0, {x}),
+                       "grad: the output has shape (3,), not a single element; reduce it first "
+                       "(sum, mean)",
+                       Error);
+  // An entry without its recorded backward stops create_graph with its name
+  Tensor logits = tape.input(Shape{2, 3}, {1, 2, 3, 0, -1, 2}, "logits");
+  Tensor nll = -sum(log_softmax(logits, 1));
+  CHECK_THROWS_WITH_AS(tape.grad(nll, {logits}, {.create_graph = true}),
+                       doctest::Contains("grad: log_softmax (node "), Error);
+  tape.backward(nll);  // backward needs no recorded form
+  CHECK(std::isfinite(logits.grad_at(0)));
+  // batched products have no recorded backward yet either, and say so
+  Tensor batch = tape.input(Shape{2, 2, 2}, {1, 2, 3, 4, 5, 6, 7, 8}, "batch");
+  CHECK_THROWS_WITH_AS(tape.grad(sum(matmul(batch, batch)), {batch}),
+                       doctest::Contains("the recorded backward takes 2-D operands only"), Error);
+  CHECK_THROWS_WITH_AS(hessian_vector_product(y, std::array{x}, std::array{unused}),
+                       "hessian_vector_product: vector 0 has shape (2,), its parameter (3,)",
+                       Error);
+}
