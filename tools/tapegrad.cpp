@@ -201,7 +201,8 @@ int run_grad(const Options& o) {
   if (o.order == 2)
     for (std::size_t i = 0; i < n; ++i)
       for (std::size_t j = 0; j < n; ++j)
-        fmt::print("{} = {}\n", second_partial_name(tape, r, i, j), hessian[i * n + j]);
+        fmt::print("{} = {}\n", second_partial_name(tape, r, i, j),
+                   ag::format_number(hessian[i * n + j]));  // Note [Digits shown]
   return 0;
 }
 
