@@ -170,8 +170,7 @@ int main(int argc, char** argv) {
       double worst = 0;
       for (std::size_t i = 0; i < grid.size(); ++i)
         worst = std::max(worst, std::abs(net_fit[i] - fit[i]));
-      if (worst > 1e-4)
-        throw ag::Error(fmt::format("the units' sum differs from the net by {}", worst));
+      if (worst > 1e-4) ag::fail("the units' sum differs from the net by {}", worst);
     }
     std::vector<double> kinks, kink_y, kink_unit;
     for (std::size_t k = 0; k < std::size_t(units); ++k) {

@@ -25,14 +25,13 @@ void check_output_path(const std::string& path, std::initializer_list<std::strin
   std::string lower = ext;  // ag::write_graph takes any case: .SVG too
   for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   if (std::find(extensions.begin(), extensions.end(), lower) == extensions.end())
-    throw ag::Error(fmt::format("cannot write {}: {}; {}", path,
-                                ext.empty() ? std::string("it has no extension")
-                                            : fmt::format("unknown extension '{}'", ext),
-                                formats));
+    ag::fail("cannot write {}: {}; {}", path,
+             ext.empty() ? std::string("it has no extension")
+                         : fmt::format("unknown extension '{}'", ext),
+             formats);
   check_parent_directories(path, fmt::format("cannot write {}", path));
   std::error_code ec;
-  if (std::filesystem::is_directory(p, ec))
-    throw ag::Error(fmt::format("cannot write {}: it is a directory", path));
+  if (std::filesystem::is_directory(p, ec)) ag::fail("cannot write {}: it is a directory", path);
   ag::check_replaceable(path, what);  // Note [What a write replaces]
 }
 
@@ -41,7 +40,7 @@ void check_parent_directories(const std::string& path, std::string_view prefix) 
   std::filesystem::path dir = std::filesystem::path(path).parent_path();
   while (!dir.empty() && !std::filesystem::exists(dir, ec)) dir = dir.parent_path();
   if (!dir.empty() && !std::filesystem::is_directory(dir, ec))
-    throw ag::Error(fmt::format("{}: {} is a file, not a directory", prefix, dir.string()));
+    ag::fail("{}: {} is a file, not a directory", prefix, dir.string());
 }
 
 void create_parent_directories(const std::string& path, std::string_view prefix) {
@@ -50,8 +49,8 @@ void create_parent_directories(const std::string& path, std::string_view prefix)
   if (dir.empty() || std::filesystem::is_directory(dir, ec)) return;
   std::filesystem::create_directories(dir, ec);
   if (ec || !std::filesystem::is_directory(dir))
-    throw ag::Error(fmt::format("{}: cannot create {}: {}", prefix, dir.string(),
-                                ec ? ec.message() : "a file has that name"));
+    ag::fail("{}: cannot create {}: {}", prefix, dir.string(),
+             ec ? ec.message() : "a file has that name");
 }
 
 void check_graph_path(const std::string& path) {
@@ -64,16 +63,15 @@ void check_not_input(const std::string& output, std::string_view option,
   for (std::string_view input : inputs) {
     std::error_code ec;
     if (!input.empty() && input != "-" && std::filesystem::equivalent(output, input, ec))
-      throw ag::Error(fmt::format("{} {}: it is an input of this run ({}); give another file",
-                                  option, output, input));
+      ag::fail("{} {}: it is an input of this run ({}); give another file", option, output, input);
   }
 }
 
 void check_standard_output() {
   errno = 0;
   if (std::fflush(stdout) != 0 || std::ferror(stdout))
-    throw ag::Error(fmt::format("cannot write to standard output: {}",
-                                errno != 0 ? std::strerror(errno) : "a write failed"));
+    ag::fail("cannot write to standard output: {}",
+             errno != 0 ? std::strerror(errno) : "a write failed");
 }
 
 std::vector<std::int64_t> parse_layers(const std::string& text, std::string_view option) {
@@ -100,8 +98,8 @@ std::vector<std::int64_t> parse_layers(const std::string& text, std::string_view
   for (std::size_t i = 1; i < sizes.size() && parameters <= kMaxMlpParameters; ++i)
     parameters += sizes[i - 1] * sizes[i] + sizes[i];  // at most 10^18 + 10^9: no overflow
   if (parameters > kMaxMlpParameters)
-    throw ag::Error(fmt::format("{} {}: more than {} parameters, the most an MLP may have", option,
-                                text, kMaxMlpParameters));
+    ag::fail("{} {}: more than {} parameters, the most an MLP may have", option, text,
+             kMaxMlpParameters);
   return sizes;
 }
 

@@ -156,8 +156,8 @@ std::vector<std::string> check_arguments(const CLI::App& command, std::vector<st
               fmt::format("{}: unknown option {}; a program that starts with '-' goes after '--': "
                           "tapegrad {} -- {} NAME=VALUE...",
                           name, in_quotes(word), name, in_quotes(word)));
-        throw ag::Error(fmt::format("{}: unknown option {}; tapegrad help {} lists the options",
-                                    name, in_quotes(word), name));
+        ag::fail("{}: unknown option {}; tapegrad help {} lists the options", name, in_quotes(word),
+                 name);
       }
     }
   }

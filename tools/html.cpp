@@ -65,13 +65,13 @@ std::vector<double> parse_numbers(const std::string& text, std::string_view opti
     char* stop = nullptr;
     const double v = part.empty() ? NAN : std::strtod(part.c_str(), &stop);
     if (part.empty() || *stop != '\0' || !std::isfinite(v))
-      throw ag::Error(fmt::format("{} {}: '{}' is not a number", option, text, part));
+      ag::fail("{} {}: '{}' is not a number", option, text, part);
     values.push_back(v);
     at = end + 1;
   }
   if (std::int64_t(values.size()) != count)
-    throw ag::Error(fmt::format("{} {}: {} value{} for an MLP with {} {}", option, text,
-                                values.size(), values.size() == 1 ? "" : "s", count, of_what));
+    ag::fail("{} {}: {} value{} for an MLP with {} {}", option, text, values.size(),
+             values.size() == 1 ? "" : "s", count, of_what);
   return values;
 }
 
@@ -89,7 +89,7 @@ RecordedMlp record_mlp(ag::Tape& tape, const MlpExample& m) {
   const nn::Activation hidden = nn::parse_activation(m.act);
   const nn::Activation output = nn::parse_activation(m.out);
   if (m.loss != "mse" && m.loss != "bce")
-    throw ag::Error(fmt::format("--loss {}: the losses of a page are mse and bce", m.loss));
+    ag::fail("--loss {}: the losses of a page are mse and bce", m.loss);
   const bool bce = m.loss == "bce";
   if (bce && output != ag::Op::sigmoid)
     throw ag::Error(
@@ -99,7 +99,7 @@ RecordedMlp record_mlp(ag::Tape& tape, const MlpExample& m) {
   if (bce)
     for (double target : y)
       if (target < 0 || target > 1)
-        throw ag::Error(fmt::format("--y {}: a target of bce is a probability, in [0, 1]", m.y));
+        ag::fail("--y {}: a target of bce is a probability, in [0, 1]", m.y);
 
   std::int64_t weights = 0;  // nn::expand's limit, checked before the MLP is built
   for (std::size_t i = 1; i < sizes.size(); ++i) weights += sizes[i - 1] * sizes[i];

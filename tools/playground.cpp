@@ -48,12 +48,12 @@ int run_playground(const std::string& output) {
   const std::string built = TAPEGRAD_PLAYGROUND_PAGE;
   std::error_code ec;
   if (!std::filesystem::is_regular_file(built, ec))
-    throw ag::Error(fmt::format(
+    ag::fail(
         "the playground page is not built (no {}): build it in the source tree with "
         "`npm ci --prefix playground && meson setup build-wasm --cross-file "
         "playground/emscripten.ini && meson compile -C build-wasm` (emscripten and node-acorn "
         "from apt; README.md, \"The playground\")",
-        ag::printable(built)));
+        ag::printable(built));
   const std::string page = ag::read_file(built, kMaxPageBytes, "the playground page");
   create_parent_directories(output, fmt::format("cannot write {}", output));
   ag::write_file_atomically(output, page, "page");

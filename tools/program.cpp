@@ -710,21 +710,19 @@ std::vector<double> Program::input_values(std::span<const std::string> assignmen
     const auto it = index.find(name);
     if (it == index.end()) {
       if (bound_.contains(std::string(name)))
-        throw ag::Error(fmt::format("{}: {} is computed by the program, not an input; {}", a, name,
-                                    input_list()));
+        ag::fail("{}: {} is computed by the program, not an input; {}", a, name, input_list());
       throw ag::Error(
           fmt::format("{}: the program has no input named {}; {}", a, name, input_list()));
     }
     const std::size_t i = it->second;
-    if (given[i] != nullptr)
-      throw ag::Error(fmt::format("{} is given twice: {} and {}", name, *given[i], a));
+    if (given[i] != nullptr) ag::fail("{} is given twice: {} and {}", name, *given[i], a);
     given[i] = &a;
     double value = 0;
     const auto [end, error] = read_double(text.data(), text.data() + text.size(), value);
     if (error == std::errc::result_out_of_range && end == text.data() + text.size())
-      throw ag::Error(fmt::format("{}: {}", a, out_of_range(text)));
+      ag::fail("{}: {}", a, out_of_range(text));
     if (text.empty() || error != std::errc() || end != text.data() + text.size())
-      throw ag::Error(fmt::format("{}: '{}' is not a number", a, text));
+      ag::fail("{}: '{}' is not a number", a, text);
     values[i] = value;
   }
   std::vector<std::string> missing;
@@ -733,17 +731,16 @@ std::vector<double> Program::input_values(std::span<const std::string> assignmen
   if (!missing.empty()) {
     std::vector<std::string> hints;
     for (const std::string& m : missing) hints.push_back(m + "=VALUE");
-    throw ag::Error(fmt::format("no value for the input{} {}: pass {}",
-                                missing.size() == 1 ? "" : "s", fmt::join(missing, ", "),
-                                fmt::join(hints, " ")));
+    ag::fail("no value for the input{} {}: pass {}", missing.size() == 1 ? "" : "s",
+             fmt::join(missing, ", "), fmt::join(hints, " "));
   }
   return values;
 }
 
 Program::Recorded Program::record(ag::Tape& tape, std::span<const double> input_values) const {
   if (input_values.size() != inputs_.size())
-    throw ag::Error(fmt::format("the program has {} inputs, but {} values were given",
-                                inputs_.size(), input_values.size()));
+    ag::fail("the program has {} inputs, but {} values were given", inputs_.size(),
+             input_values.size());
   // A literal stays a number until an op needs a node, so `x ^ 2` can record pow(x, 2.0).
   struct Operand {
     ag::Value value;
@@ -807,7 +804,7 @@ Program::Recorded Program::record(ag::Tape& tape, std::span<const double> input_
         } else if constexpr (R::info.arity == 1) {
           return tape.record<R>(x);
         } else {
-          throw ag::Error(fmt::format("{} is a leaf, not a function", R::info.name));
+          ag::fail("{} is a leaf, not a function", R::info.name);
         }
       });
     }

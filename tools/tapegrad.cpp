@@ -246,8 +246,8 @@ class FramesDirectory {
 
   void commit() {
     if (::rename(temporary_.c_str(), target_.c_str()) != 0)
-      throw ag::Error(fmt::format("--frames {}: cannot rename {} to it: {}", target_.string(),
-                                  temporary_.string(), std::strerror(errno)));
+      ag::fail("--frames {}: cannot rename {} to it: {}", target_.string(), temporary_.string(),
+               std::strerror(errno));
     committed_ = true;
   }
 
@@ -384,12 +384,12 @@ std::vector<std::string> prepare_arguments(const CLI::App& app,
                                            const std::vector<std::string>& commands,
                                            std::vector<std::string> args) {
   const std::string list = fmt::format("the commands are {}", fmt::join(commands, ", "));
-  if (args.size() < 2) throw ag::Error(fmt::format("no command: {} (tapegrad help)", list));
+  if (args.size() < 2) ag::fail("no command: {} (tapegrad help)", list);
   const auto check_command = [&](const std::string& word) {
     if (std::find(commands.begin(), commands.end(), word) != commands.end()) return;
     const std::optional<std::string> near = tapegrad::nearest(word, commands);
-    throw ag::Error(fmt::format("unknown command '{}'{}; {} (tapegrad --help)", ag::printable(word),
-                                near ? fmt::format(" (did you mean {}?)", *near) : "", list));
+    ag::fail("unknown command '{}'{}; {} (tapegrad --help)", ag::printable(word),
+             near ? fmt::format(" (did you mean {}?)", *near) : "", list);
   };
   if (args[1] == "help") {
     if (args.size() > 3) throw ag::Error("help takes one command at most: tapegrad help train");

@@ -123,8 +123,7 @@ Data load_data(const std::string& spec, std::uint64_t seed) {
     if (const std::size_t colon = file.rfind(':'); colon != std::string::npos) {
       const std::string column = file.substr(colon + 1);
       file = file.substr(0, colon);
-      if (column.empty())
-        throw ag::Error(fmt::format("--data {}: the label column is empty", spec));
+      if (column.empty()) ag::fail("--data {}: the label column is empty", spec);
       const bool index = column.find_first_not_of("-0123456789") == std::string::npos &&
                          column != "-" && column.size() < 10;
       if (index) {
@@ -133,7 +132,7 @@ Data load_data(const std::string& spec, std::uint64_t seed) {
         co.label_name = column;
       }
     }
-    if (file.empty()) throw ag::Error(fmt::format("--data {}: no file name after csv:", spec));
+    if (file.empty()) ag::fail("--data {}: no file name after csv:", spec);
     all = nn::load_csv(file, co);
     d.name = d.file = file;
     csv = true;
@@ -141,8 +140,7 @@ Data load_data(const std::string& spec, std::uint64_t seed) {
     throw ag::Error(
         fmt::format("unknown data set '{}'; the known data sets are {}", spec, kDataSets));
   }
-  if (all.rows < 2)
-    throw ag::Error(fmt::format("{}: too few rows to split ({})", d.name, all.rows));
+  if (all.rows < 2) ag::fail("{}: too few rows to split ({})", d.name, all.rows);
   nn::TrainTest split = all.split(kTest, seed);
   d.train = std::move(split.train);
   d.test = std::move(split.test);
@@ -163,9 +161,8 @@ void check_shapes(const std::vector<std::int64_t>& sizes, const Data& d, nn::Los
   const std::string_view name = nn::loss_name(loss);
   if (loss == nn::LossKind::cross_entropy) {
     if (sizes.back() != d.train.classes)
-      throw ag::Error(fmt::format(
-          "--layers {}: the last size must be {} for --loss ce, one logit per class of {}",
-          layers_str(sizes), d.train.classes, d.name));
+      ag::fail("--layers {}: the last size must be {} for --loss ce, one logit per class of {}",
+               layers_str(sizes), d.train.classes, d.name);
     return;
   }
   if (d.train.classes > 2)
@@ -212,8 +209,8 @@ const DataDefaults& defaults_for(std::string_view data) {
   const std::string_view key = data.starts_with("csv:") ? "csv" : data;
   for (const DataDefaults& d : kDataDefaults)
     if (d.data == key) return d;
-  throw ag::Error(fmt::format("unknown data set '{}'; the known data sets are {}",
-                              ag::printable(std::string(data)), kDataSets));
+  ag::fail("unknown data set '{}'; the known data sets are {}", ag::printable(std::string(data)),
+           kDataSets);
 }
 
 // The help's table of kDataDefaults.
@@ -239,9 +236,9 @@ std::vector<std::int64_t> parse_hidden(const std::string& text) {
     const std::string part = text.substr(at, end - at);
     if (part.empty() || part.size() > 9 ||
         part.find_first_not_of("0123456789") != std::string::npos || std::stoll(part) < 1)
-      throw ag::Error(fmt::format(
+      ag::fail(
           "--hidden {}: not a list of positive sizes like 16,16 (or none, for no hidden layer)",
-          ag::printable(text)));
+          ag::printable(text));
     sizes.push_back(std::stoll(part));
     at = end + 1;
   }
@@ -291,8 +288,8 @@ void resolve_loss_and_output(NnOptions& o) {
   if (std::find(fits.outputs.begin(), fits.outputs.end(), out) != fits.outputs.end()) return;
   std::vector<std::string_view> names;
   for (nn::Activation a : fits.outputs) names.push_back(nn::activation_name(a));
-  throw ag::Error(fmt::format("--loss {} takes {}: use --out {}, not {}", o.loss, fits.takes,
-                              fmt::join(names, " or --out "), o.out));
+  ag::fail("--loss {} takes {}: use --out {}, not {}", o.loss, fits.takes,
+           fmt::join(names, " or --out "), o.out);
 }
 
 // Note [What a checkpoint says of its model]
@@ -316,8 +313,8 @@ const std::string* stored(const nn::SafetensorsFile& file, const std::string& ke
 [[noreturn]] void mismatch(std::string_view option, std::string_view given,
                            std::string_view stored_value, const std::string& file,
                            std::string_view remedy) {
-  throw ag::Error(fmt::format("{} {}: {} was trained with {} {}; {}", option, ag::printable(given),
-                              ag::printable(file), option, ag::printable(stored_value), remedy));
+  ag::fail("{} {}: {} was trained with {} {}; {}", option, ag::printable(given),
+           ag::printable(file), option, ag::printable(stored_value), remedy);
 }
 
 // CSV files are the same data set if they have the same name and label column: a checkpoint
@@ -338,10 +335,10 @@ void adopt_model(NnOptions& o, const nn::SafetensorsFile& file, const std::strin
   const std::string* layers = stored(file, std::string(kLayersKey));
   if (!layers) {
     if (o.layers.empty())
-      throw ag::Error(fmt::format(
+      ag::fail(
           "{}: the checkpoint does not say its model (it was written before tapegrad stored "
           "it, or by another tool): give --layers, and --act and --out if not relu and none",
-          ag::printable(path)));
+          ag::printable(path));
     return;
   }
   const std::vector<std::int64_t> sizes = parse_layers(*layers, path + ": metadata model.layers");
@@ -374,8 +371,8 @@ void adopt_model(NnOptions& o, const nn::SafetensorsFile& file, const std::strin
     char* end = nullptr;
     o.dropout = std::strtod(dropout->c_str(), &end);
     if (dropout->empty() || *end != '\0')
-      throw ag::Error(fmt::format("{}: metadata model.dropout is \"{}\", not a probability",
-                                  ag::printable(path), ag::printable(*dropout)));
+      ag::fail("{}: metadata model.dropout is \"{}\", not a probability", ag::printable(path),
+               ag::printable(*dropout));
   }
 }
 
@@ -397,14 +394,13 @@ std::vector<std::int64_t> sizes_from_shapes(const nn::SafetensorsFile& file,
   for (const auto& [index, shape] : weights) {
     if (sizes.empty()) sizes.push_back(shape[1]);
     if (shape[1] != sizes.back())
-      throw ag::Error(fmt::format(
+      ag::fail(
           "{}: layers.{}.weight has {} inputs, and the layer before has {} outputs: give --layers",
-          ag::printable(path), index, shape[1], sizes.back()));
+          ag::printable(path), index, shape[1], sizes.back());
     sizes.push_back(shape[0]);
   }
   if (sizes.size() < 2)
-    throw ag::Error(fmt::format("{}: no layers.K.weight of an MLP in the file: give --layers",
-                                ag::printable(path)));
+    ag::fail("{}: no layers.K.weight of an MLP in the file: give --layers", ag::printable(path));
   return sizes;
 }
 
@@ -435,8 +431,7 @@ void check_writable(const std::string& path, std::string_view option) {
   const fs::path p(path);
   std::error_code ec;
   check_parent_directories(path, fmt::format("{} {}", option, path));
-  if (fs::is_directory(p, ec))
-    throw ag::Error(fmt::format("{} {}: it is a directory", option, path));
+  if (fs::is_directory(p, ec)) ag::fail("{} {}: it is a directory", option, path);
   ag::check_replaceable(path, "checkpoint");
 }
 
@@ -448,7 +443,7 @@ void check_plot_dir(const std::string& dir) {
   std::error_code ec;
   const fs::path p(dir);
   if (fs::exists(p, ec) && !fs::is_directory(p, ec))
-    throw ag::Error(fmt::format("--plot {}: a file has that name", dir));
+    ag::fail("--plot {}: a file has that name", dir);
   check_parent_directories(dir, fmt::format("--plot {}", dir));
   if (!nn::plot::gnuplot_available())
     throw ag::Error("--plot needs gnuplot, which is not on PATH: apt-get install gnuplot-nox");
@@ -460,8 +455,7 @@ std::vector<fs::path> plot_history(const std::string& dir, const nn::History& hi
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec || !fs::is_directory(dir))
-    throw ag::Error(fmt::format("--plot {}: cannot create it: {}", dir,
-                                ec ? ec.message() : "a file has that name"));
+    ag::fail("--plot {}: cannot create it: {}", dir, ec ? ec.message() : "a file has that name");
   const fs::path data = fs::path(dir) / "history.dat";
   {
     std::ofstream f(data);
@@ -470,7 +464,7 @@ std::vector<fs::path> plot_history(const std::string& dir, const nn::History& hi
       f << fmt::format(
           "{} {} {} {}\n", e.epoch, e.loss, e.train_accuracy,
           e.test_accuracy < 0 ? std::string("NaN") : fmt::format("{}", e.test_accuracy));
-    if (!f) throw ag::Error(fmt::format("cannot write {}", data.string()));
+    if (!f) ag::fail("cannot write {}", data.string());
   }
   const std::string terminal =
       "set terminal pngcairo size 800,500 enhanced font 'DejaVu Sans,11'\n"
@@ -508,8 +502,8 @@ T stored_count(const std::string& text, std::string_view key, const std::string&
   T value{};
   const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (text.empty() || error != std::errc() || end != text.data() + text.size() || value < least)
-    throw ag::Error(fmt::format("{}: metadata {} is \"{}\", not an integer of at least {}",
-                                ag::printable(path), key, ag::printable(text), least));
+    ag::fail("{}: metadata {} is \"{}\", not an integer of at least {}", ag::printable(path), key,
+             ag::printable(text), least);
   return value;
 }
 
@@ -517,11 +511,10 @@ T stored_count(const std::string& text, std::string_view key, const std::string&
 // defaults (Note [Defaults per data set]); checks what was given.
 void resolve_options(NnOptions& o, const nn::SafetensorsFile* resumed) {
   if (o.was_given("--lr") && (!std::isfinite(o.lr) || o.lr <= 0))
-    throw ag::Error(fmt::format("--lr {}: the learning rate must be a positive number", o.lr));
+    ag::fail("--lr {}: the learning rate must be a positive number", o.lr);
   if (o.was_given("--epochs") && o.epochs < 1)
-    throw ag::Error(fmt::format("--epochs {}: must be at least 1", o.epochs));
-  if (o.was_given("--batch") && o.batch < 1)
-    throw ag::Error(fmt::format("--batch {}: must be at least 1", o.batch));
+    ag::fail("--epochs {}: must be at least 1", o.epochs);
+  if (o.was_given("--batch") && o.batch < 1) ag::fail("--batch {}: must be at least 1", o.batch);
   if (!o.layers.empty()) parse_layers(o.layers, "--layers");  // its errors first
   if (!o.hidden.empty()) parse_hidden(o.hidden);
   if (resumed) {
@@ -550,7 +543,7 @@ void resolve_options(NnOptions& o, const nn::SafetensorsFile* resumed) {
         opt && !o.was_given("--opt") && (*opt == "SGD" || *opt == "Adam"))
       o.opt = *opt == "SGD" ? "sgd" : "adam";
   }
-  if (o.data.empty()) throw ag::Error(fmt::format("train needs --data SET: one of {}", kDataSets));
+  if (o.data.empty()) ag::fail("train needs --data SET: one of {}", kDataSets);
   const DataDefaults& defaults = defaults_for(o.data);
   if (!o.was_given("--lr")) o.lr = defaults.lr;
   if (!o.was_given("--epochs")) o.epochs = defaults.epochs;
@@ -579,7 +572,7 @@ std::vector<std::int64_t> model_sizes(const NnOptions& o, const Data& d, nn::Los
 // --norm and --dropout, which train and graph must agree on: they decide the checkpoint's names.
 nn::MLPExtras model_extras(const NnOptions& o) {
   if (!(o.dropout >= 0 && o.dropout < 1))
-    throw ag::Error(fmt::format("--dropout {}: the probability must be in [0, 1)", o.dropout));
+    ag::fail("--dropout {}: the probability must be in [0, 1)", o.dropout);
   return {.norm = nn::parse_norm(o.norm.empty() ? "none" : o.norm), .dropout = o.dropout};
 }
 
@@ -587,7 +580,7 @@ nn::MLPExtras model_extras(const NnOptions& o) {
 std::optional<double> clip_bound(const NnOptions& o, double bound, std::string_view option) {
   if (!o.was_given(option)) return std::nullopt;
   if (!std::isfinite(bound) || bound <= 0)
-    throw ag::Error(fmt::format("{} {}: the bound must be a positive number", option, bound));
+    ag::fail("{} {}: the bound must be a positive number", option, bound);
   return bound;
 }
 
@@ -608,7 +601,7 @@ int run_train(NnOptions o) {
   if (!o.resume.empty()) {
     std::error_code ec;
     if (!fs::is_regular_file(o.resume, ec))
-      throw ag::Error(fmt::format("--resume {}: no such checkpoint file", o.resume));
+      ag::fail("--resume {}: no such checkpoint file", o.resume);
     resumed = nn::read_safetensors(o.resume);
   }
   resolve_options(o, resumed ? &*resumed : nullptr);
@@ -625,9 +618,8 @@ int run_train(NnOptions o) {
   if (resumed)
     if (const std::string* features = stored(*resumed, "data.features");
         features && *features != fmt::format("{}", d.train.cols))
-      throw ag::Error(fmt::format("--data {}: it has {} features, and {} was trained on {}",
-                                  ag::printable(o.data), d.train.cols, ag::printable(o.resume),
-                                  ag::printable(*features)));
+      ag::fail("--data {}: it has {} features, and {} was trained on {}", ag::printable(o.data),
+               d.train.cols, ag::printable(o.resume), ag::printable(*features));
   const std::vector<std::int64_t> sizes = model_sizes(o, d, loss);
 
   nn::MLP mlp(sizes, hidden, output, o.seed, extras);
@@ -664,14 +656,14 @@ int run_train(NnOptions o) {
       char* end = nullptr;
       resumed_lr = std::strtod(base->c_str(), &end);
       if (base->empty() || *end != '\0' || !std::isfinite(resumed_lr) || resumed_lr <= 0)
-        throw ag::Error(fmt::format("{}: metadata train.lr is \"{}\", not a learning rate",
-                                    ag::printable(o.resume), ag::printable(*base)));
+        ag::fail("{}: metadata train.lr is \"{}\", not a learning rate", ag::printable(o.resume),
+                 ag::printable(*base));
       optimizer->set_lr(resumed_lr);
     }
     if (o.was_given("--lr") && o.lr != resumed_lr)
-      throw ag::Error(fmt::format(
+      ag::fail(
           "--lr {}: {} resumes with its own learning rate {}; leave out --lr, or give that one",
-          o.lr, o.resume, resumed_lr));
+          o.lr, o.resume, resumed_lr);
     o.lr = resumed_lr;
     if (trained >= fo.epochs) {  // nothing to train, and nothing is written
       fmt::print(o.json ? stderr : stdout,

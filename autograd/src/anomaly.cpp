@@ -42,7 +42,7 @@ std::string index_text(const std::vector<std::int64_t>& index) {
 std::string element(std::string_view label, const std::vector<std::int64_t>& index,
                     const Shape& shape) {
   if (shape.rank() == 0) return fmt::format("{} of shape ()", label);
-  return fmt::format("{}{} of {}", label, index_text(index), shape.str());
+  return fmt::format("{}{} of {}", label, index_text(index), shape);
 }
 
 // How many elements an operand's index covers (a whole axis counts its length).
@@ -205,7 +205,7 @@ void scalar_backward_anomaly(const Tape& tape, NodeId id) {
     a.local = tape.local_grad(id, k);
     throw AnomalyError(std::move(a));
   }
-  throw Error(fmt::format("anomaly: node {}: backward_anomaly found every gradient finite", id));
+  fail("anomaly: node {}: backward_anomaly found every gradient finite", id);
 }
 
 }  // namespace detail

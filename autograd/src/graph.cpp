@@ -198,8 +198,7 @@ GraphPtr build_graph(const GraphModel& model) {
   for (const GraphEdge& m : model.edges) {
     const auto tail = nodes.find(m.tail), head = nodes.find(m.head);
     if (tail == nodes.end() || head == nodes.end())
-      throw Error(fmt::format("graph: an edge {} -> {} names a node the graph does not have",
-                              m.tail, m.head));
+      fail("graph: an edge {} -> {} names a node the graph does not have", m.tail, m.head);
     // Unnamed, so two edges between the same nodes stay two (x * x).
     Agedge_t* e = agedge(g, tail->second, head->second, nullptr, 1);
     for (const GraphAttribute& a : m.attributes) set_attribute(g, e, a);
@@ -260,16 +259,15 @@ std::string render_model(const GraphModel& model, std::string_view format) {
 
 void check_format(std::string_view format) {
   if (format != "dot" && format != "svg" && format != "png")
-    throw Error(fmt::format("unknown graph format \"{}\": use dot, svg or png", format));
+    fail("unknown graph format \"{}\": use dot, svg or png", format);
 }
 
 // The format a path's extension names; throws before anything is drawn or written.
 std::string format_of_path(const std::string& path) {
   const std::string ext = extension_of(path);
-  if (ext.empty())
-    throw Error(fmt::format("graph file \"{}\" has no extension: use .dot, .svg or .png", path));
+  if (ext.empty()) fail("graph file \"{}\" has no extension: use .dot, .svg or .png", path);
   if (ext != "dot" && ext != "svg" && ext != "png")
-    throw Error(fmt::format("unknown graph format \".{}\": use .dot, .svg or .png", ext));
+    fail("unknown graph format \".{}\": use .dot, .svg or .png", ext);
   return ext;
 }
 

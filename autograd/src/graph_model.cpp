@@ -133,11 +133,11 @@ template <class TapeT> std::vector<bool> nodes_within_budget(const TapeT& tape, 
     for (int k = 0; k < tape.arity(id); ++k) drawn[tape.input_of(id, k)] = true;
   }
   if (nodes > kMaxDrawnNodes || edges > kMaxDrawnEdges)
-    throw Error(fmt::format(
+    fail(
         "graph: {} nodes and {} edges are past the drawing budget of {} nodes and {} edges "
         "(Graphviz would take too long to lay them out, and nobody could read them): draw a "
         "smaller program",
-        nodes, edges, kMaxDrawnNodes, kMaxDrawnEdges));
+        nodes, edges, kMaxDrawnNodes, kMaxDrawnEdges);
   return drawn;
 }
 
@@ -150,8 +150,7 @@ std::vector<bool> nodes_to_draw(const TapeT& tape, NodeId output, const StepT* s
   if (step != nullptr) {
     if (step->tape != &tape) throw Error("graph: the step belongs to another tape");
     if (step->output != output)
-      throw Error(fmt::format("graph: the step is from a backward pass from node {}, not {}",
-                              step->output, output));
+      fail("graph: the step is from a backward pass from node {}, not {}", step->output, output);
   }
   return nodes_within_budget(tape, output);
 }

@@ -43,14 +43,13 @@ Value Tape::input(double value, std::string_view name) {
 }
 
 Value Tape::handle(NodeId id) {
-  if (id >= nodes_.size())
-    throw Error(fmt::format("node {} does not exist: the tape has {} nodes", id, nodes_.size()));
+  if (id >= nodes_.size()) fail("node {} does not exist: the tape has {} nodes", id, nodes_.size());
   return Value(this, id, generation_);
 }
 
 void Tape::set_name(NodeId id, std::string_view name) {
   if (name.size() > std::numeric_limits<std::uint16_t>::max())
-    throw Error(fmt::format("a node name of {} characters is too long", name.size()));
+    fail("a node name of {} characters is too long", name.size());
   if (names_.size() + name.size() > std::numeric_limits<std::uint32_t>::max())
     throw Error("the tape's name pool is full");
   nodes_[id].name_offset = static_cast<std::uint32_t>(names_.size());
@@ -69,10 +68,9 @@ double Tape::local_grad(NodeId id, int k) const {
   return dispatch(n.op, [&](auto rule) -> double {
     using R = decltype(rule);
     if constexpr (R::info.arity == 0) {
-      throw Error(fmt::format("node {} is a leaf: it has no inputs", id));
+      fail("node {} is a leaf: it has no inputs", id);
     } else {
-      if (k < 0 || k >= R::info.arity)
-        throw Error(fmt::format("node {} ({}) has no input {}", id, R::info.name, k));
+      if (k < 0 || k >= R::info.arity) fail("node {} ({}) has no input {}", id, R::info.name, k);
       const double b = R::info.arity == 2 ? nodes_[n.in[1]].value : 0.0;
       const Local<double> local = R::local(nodes_[n.in[0]].value, b, n.value, param(id));
       return k == 0 ? local.da : local.db;

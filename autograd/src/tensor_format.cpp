@@ -60,8 +60,8 @@ std::string step_lines(const TensorStep& step) {
     const std::string in = tape.label(s.id);
     if (!text.empty()) text += '\n';
     fmt::format_to(std::back_inserter(text), "d{}/d{} {} {} d{}/d{} {} · d{}/d{}", out, in,
-                   tape.shape(s.id).str(), s.accumulated ? "+=" : "=", out, node,
-                   tape.shape(step.node).str(), node, in);
+                   tape.shape(s.id), s.accumulated ? "+=" : "=", out, node, tape.shape(step.node),
+                   node, in);
     if (!std::isnan(s.contribution_norm)) {
       fmt::format_to(std::back_inserter(text), "   |contribution| = {}",
                      format_number(s.contribution_norm));

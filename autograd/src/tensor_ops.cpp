@@ -58,8 +58,7 @@ void check_same(const Operand& a, const Tensor& b, std::string_view op) {
   a.tape->check(b, op);
   const auto& nodes = Recorder::impl(*a.tape).nodes;
   const DType da = nodes[a.id].dtype, db = nodes[b.id()].dtype;
-  if (da != db)
-    throw Error(fmt::format("{}: dtype mismatch: {} and {}", op, dtype_name(da), dtype_name(db)));
+  if (da != db) fail("{}: dtype mismatch: {} and {}", op, dtype_name(da), dtype_name(db));
 }
 
 // An axis split as (outer, length, inner): element (o, l, i) is at
@@ -435,7 +434,7 @@ Tensor prelu(Tensor a, Tensor alpha) {
     throw Error(
         fmt::format("prelu: alpha of shape {} fits neither one slope () nor one per "
                     "feature ({},) for input {}",
-                    sa.str(), sx.rank() ? sx[sx.rank() - 1] : 1, sx.str()));
+                    sa, sx.rank() ? sx[sx.rank() - 1] : 1, sx));
   return binary<rules::Prelu>(a, alpha);
 }
 // ---- matmul -----------------------------------------------------------------------
@@ -457,20 +456,17 @@ Tensor matmul(Tensor a, Tensor b) {
   const DType dt = impl.nodes[x.id].dtype;
   const bool batched_b = sb.rank() == 3;
   // A vector operand keeps the message it always had (tests and users match it).
-  if (sa.rank() < 2 || sb.rank() < 2)
-    throw Error(fmt::format("matmul: {} x {}: both operands must be 2-D", sa.str(), sb.str()));
+  if (sa.rank() < 2 || sb.rank() < 2) fail("matmul: {} x {}: both operands must be 2-D", sa, sb);
   if (sa.rank() > 3 || sb.rank() > 3 || (batched_b && sa.rank() != 3))
     throw Error(
         fmt::format("matmul: {} x {}: the operands must be 2-D, or 3-D batches as "
                     "(B, m, k) x (B, k, n) or (B, m, k) x (k, n)",
-                    sa.str(), sb.str()));
+                    sa, sb));
   const int ra = sa.rank(), rb = sb.rank();
   if (sa[ra - 1] != sb[rb - 2])
-    throw Error(fmt::format("matmul: {} x {}: inner dimensions {} and {} differ", sa.str(),
-                            sb.str(), sa[ra - 1], sb[rb - 2]));
+    fail("matmul: {} x {}: inner dimensions {} and {} differ", sa, sb, sa[ra - 1], sb[rb - 2]);
   if (batched_b && sa[0] != sb[0])
-    throw Error(fmt::format("matmul: {} x {}: batch sizes {} and {} differ", sa.str(), sb.str(),
-                            sa[0], sb[0]));
+    fail("matmul: {} x {}: batch sizes {} and {} differ", sa, sb, sa[0], sb[0]);
   const Shape shape = ra == 3 ? Shape{sa[0], sa[1], sb[rb - 1]} : Shape{sa[0], sb[1]};
   TensorTape& tape = *x.tape;
   const NodeId id =
@@ -586,7 +582,7 @@ void Matmul::backward_graph(TensorTape& tape, NodeId id, const Tensor& upstream,
     fail(
         "create_graph: matmul of {} and {}: the recorded backward takes 2-D operands only, for "
         "now",
-        a.shape().str(), b.shape().str());
+        a.shape(), b.shape());
   if (a.requires_grad()) contributions[0] = matmul(upstream, transpose(b));
   if (b.requires_grad()) contributions[1] = matmul(transpose(a), upstream);
 }
@@ -605,18 +601,15 @@ Tensor linear(Tensor x, Tensor weight, Tensor bias) {
   const Shape sx = impl.nodes[op.id].shape, sw = impl.nodes[weight.id()].shape;
   const DType dt = impl.nodes[op.id].dtype;
   if (sx.rank() < 2 || sw.rank() != 2)
-    throw Error(fmt::format("linear: input {} must have 2 or more axes and weight {} 2", sx.str(),
-                            sw.str()));
+    fail("linear: input {} must have 2 or more axes and weight {} 2", sx, sw);
   const int last = sx.rank() - 1;
   if (sx[last] != sw[1])
-    throw Error(fmt::format("linear: input {} has {} features but weight {} expects {}", sx.str(),
-                            sx[last], sw.str(), sw[1]));
+    fail("linear: input {} has {} features but weight {} expects {}", sx, sx[last], sw, sw[1]);
   const bool has_bias = !bias.empty();
   if (has_bias) {
     check_same(op, bias, "linear");
     if (!(impl.nodes[bias.id()].shape == Shape{sw[0]}))
-      throw Error(fmt::format("linear: bias {} does not match weight {}: expected ({},)",
-                              bias.shape().str(), sw.str(), sw[0]));
+      fail("linear: bias {} does not match weight {}: expected ({},)", bias.shape(), sw, sw[0]);
   }
   TensorTape& tape = *op.tape;
   const bool grad = has_bias ? Recorder::grad_for(tape, {op.id, weight.id(), bias.id()})
@@ -729,7 +722,7 @@ void Linear::backward_graph(TensorTape& tape, NodeId id, const Tensor& upstream,
     fail(
         "create_graph: linear of an input of shape {}: the recorded backward takes 2-D inputs "
         "only, for now",
-        x.shape().str());
+        x.shape());
   if (x.requires_grad()) contributions[0] = matmul(upstream, weight);
   if (weight.requires_grad()) contributions[1] = matmul(transpose(upstream), x);
   if (n.in[2] != kNoInput && tape.needs_grad(n.in[2])) contributions[2] = sum(upstream, 0);
@@ -778,8 +771,7 @@ ElementIndex swap_index(ElementIndex index, const SwappedAxes& axes) {
 }  // namespace
 
 Tensor transpose(Tensor a) {
-  if (a.rank() < 2)
-    throw Error(fmt::format("transpose: shape {} has fewer than 2 axes", a.shape().str()));
+  if (a.rank() < 2) fail("transpose: shape {} has fewer than 2 axes", a.shape());
   return transpose(a, -2, -1);
 }
 
@@ -860,8 +852,8 @@ void Transpose::backward_graph(TensorTape& tape, NodeId id, const Tensor& upstre
 Tensor reshape(Tensor a, const Shape& shape) {
   const Operand x = operand(a, "reshape");
   if (shape.numel() != a.numel())
-    throw Error(fmt::format("reshape: cannot view shape {} ({} elements) as {} ({} elements)",
-                            a.shape().str(), a.numel(), shape.str(), shape.numel()));
+    fail("reshape: cannot view shape {} ({} elements) as {} ({} elements)", a.shape(), a.numel(),
+         shape, shape.numel());
   TensorTape& tape = *x.tape;
   auto& impl = Recorder::impl(tape);
   const bool grad = Recorder::grad_for(tape, {x.id});
@@ -896,7 +888,7 @@ Tensor reshape(Tensor a, std::span<const std::int64_t> dims) {
       throw Error(
           fmt::format("reshape: cannot view shape {} ({} elements) with a -1 dimension "
                       "and the others multiplying to {}",
-                      a.shape().str(), a.numel(), known));
+                      a.shape(), a.numel(), known));
     resolved[infer] = a.numel() / known;
   }
   return reshape(a, Shape(std::span<const std::int64_t>(resolved, dims.size())));
@@ -922,7 +914,7 @@ void Reshape::backward(TensorTape::Impl& impl, Node& n) {
 }
 
 std::string Reshape::expression(const TensorTape& tape, NodeId id) {
-  return fmt::format("reshape({}, {})", label_of_input(tape, id, 0), tape.shape(id).str());
+  return fmt::format("reshape({}, {})", label_of_input(tape, id, 0), tape.shape(id));
 }
 
 std::vector<AnomalyOperand> Reshape::forward_operands(const TensorTape& tape, NodeId id,
@@ -1133,11 +1125,10 @@ Tensor extreme(Tensor a, int axis, bool keepdims, TOp op, bool first_index) {
   int ax = kAllAxes;
   Shape shape;
   if (axis == kAllAxes) {
-    if (in.numel() == 0) throw Error(fmt::format("{}: shape {} has no elements", what, in.str()));
+    if (in.numel() == 0) fail("{}: shape {} has no elements", what, in);
   } else {
     ax = in.axis(axis, what);
-    if (in[ax] == 0)
-      throw Error(fmt::format("{}: axis {} of shape {} is empty", what, axis, in.str()));
+    if (in[ax] == 0) fail("{}: axis {} of shape {} is empty", what, axis, in);
     shape = reduced_shape(in, ax, keepdims);
   }
   TensorTape& tape = *x.tape;
@@ -1500,15 +1491,12 @@ void Softmax::backward_operands(const TensorTape& tape, NodeId id, int, const El
 Tensor pick(Tensor a, std::span<const std::int32_t> index) {
   const Operand x = operand(a, "pick");
   const Shape in = a.shape();
-  if (in.rank() != 2)
-    throw Error(fmt::format("pick: the scores must be 2-D (rows, classes), not {}", in.str()));
+  if (in.rank() != 2) fail("pick: the scores must be 2-D (rows, classes), not {}", in);
   if (std::int64_t(index.size()) != in[0])
-    throw Error(fmt::format("pick: {} class indices for {} rows (shape {})", index.size(), in[0],
-                            in.str()));
+    fail("pick: {} class indices for {} rows (shape {})", index.size(), in[0], in);
   for (std::size_t i = 0; i < index.size(); ++i)
     if (index[i] < 0 || index[i] >= in[1])
-      throw Error(fmt::format("pick: class index {} in row {} is out of range for {} classes",
-                              index[i], i, in[1]));
+      fail("pick: class index {} in row {} is out of range for {} classes", index[i], i, in[1]);
   TensorTape& tape = *x.tape;
   auto& impl = Recorder::impl(tape);
   const NodeId id =
@@ -1617,7 +1605,7 @@ std::int64_t joined_length(const Node& n, const Node& in) {
 
 Tensor join(std::span<const Tensor> tensors, int axis, TOp op) {
   const std::string_view what = top_name(op);
-  if (tensors.empty()) throw Error(fmt::format("{}: no tensors to join", what));
+  if (tensors.empty()) fail("{}: no tensors to join", what);
   const Operand first = operand(tensors[0], what);
   TensorTape& tape = *first.tape;
   auto& impl = Recorder::impl(tape);
@@ -1631,7 +1619,7 @@ Tensor join(std::span<const Tensor> tensors, int axis, TOp op) {
       throw Error(
           fmt::format("stack: axis {} is out of range for tensors of shape {} (a new axis "
                       "goes in [{}, {}])",
-                      axis, s0.str(), -s0.rank() - 1, s0.rank()));
+                      axis, s0, -s0.rank() - 1, s0.rank()));
   }
   std::int64_t length = 0;
   bool grad = false;
@@ -1642,7 +1630,7 @@ Tensor join(std::span<const Tensor> tensors, int axis, TOp op) {
       throw Error(
           fmt::format("stack: tensor {} of shape {} differs from tensor 0 of shape {} "
                       "(stacking along axis {} needs one shape)",
-                      k, sk.str(), s0.str(), axis));
+                      k, sk, s0, axis));
     if (op == TOp::cat) {
       bool fits = sk.rank() == s0.rank();
       for (int d = 0; fits && d < s0.rank(); ++d) fits = d == ax || sk[d] == s0[d];
@@ -1650,7 +1638,7 @@ Tensor join(std::span<const Tensor> tensors, int axis, TOp op) {
         throw Error(
             fmt::format("cat: tensor {} of shape {} does not fit tensor 0 of shape {} "
                         "along axis {}: the other axes must agree",
-                        k, sk.str(), s0.str(), axis));
+                        k, sk, s0, axis));
     }
     length += op == TOp::cat ? sk[ax] : 1;
     grad = grad || Recorder::grad_for(tape, {tensors[k].id()});
@@ -1810,7 +1798,7 @@ Tensor slice(Tensor a, int axis, std::int64_t start, std::int64_t stop, std::int
   const Operand x = operand(a, "slice");
   const Shape in = a.shape();
   const int ax = in.axis(axis, "slice");
-  if (step <= 0) throw Error(fmt::format("slice: step must be positive, not {}", step));
+  if (step <= 0) fail("slice: step must be positive, not {}", step);
   const std::int64_t length = in[ax];
   // Python's rule: a negative bound counts from the end; both are clamped to [0, length].
   const auto bound = [&](std::int64_t v) {
@@ -1938,7 +1926,7 @@ Tensor index_select(Tensor a, int axis, std::span<const std::int64_t> index) {
       throw Error(
           fmt::format("index_select: index {} at position {} is out of range for axis {} "
                       "of length {} (shape {})",
-                      index[j], j, axis, in[ax], in.str()));
+                      index[j], j, axis, in[ax], in));
   Shape shape = in;
   shape[ax] = std::int64_t(index.size());
   TensorTape& tape = *x.tape;
@@ -2045,16 +2033,16 @@ Tensor gather(Tensor a, int axis, std::span<const std::int64_t> index, const Sha
     throw Error(
         fmt::format("gather: an index of shape {} for a tensor of shape {}: the ranks "
                     "must agree",
-                    index_shape.str(), in.str()));
+                    index_shape, in));
   for (int d = 0; d < in.rank(); ++d)
     if (d != ax && index_shape[d] > in[d])
       throw Error(
           fmt::format("gather: an index of shape {} is longer than the tensor's shape {} "
                       "on axis {} (gathering along axis {})",
-                      index_shape.str(), in.str(), d, axis));
+                      index_shape, in, d, axis));
   if (std::int64_t(index.size()) != index_shape.numel())
-    throw Error(fmt::format("gather: {} indices for an index of shape {} ({} elements)",
-                            index.size(), index_shape.str(), index_shape.numel()));
+    fail("gather: {} indices for an index of shape {} ({} elements)", index.size(), index_shape,
+         index_shape.numel());
   for (std::size_t p = 0; p < index.size(); ++p)
     if (index[p] < 0 || index[p] >= in[ax]) {
       const std::vector<std::int64_t> at = unravel(index_shape, std::int64_t(p));
@@ -2064,7 +2052,7 @@ Tensor gather(Tensor a, int axis, std::span<const std::int64_t> index, const Sha
       throw Error(
           fmt::format("gather: index {} at [{}] is out of range for axis {} of length {} "
                       "(shape {})",
-                      index[p], where, axis, in[ax], in.str()));
+                      index[p], where, axis, in[ax], in));
     }
   TensorTape& tape = *x.tape;
   auto& impl = Recorder::impl(tape);

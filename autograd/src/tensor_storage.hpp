@@ -52,7 +52,7 @@ class Arena {
     }
     const std::size_t size = std::max(bytes, kBlockSize);
     auto* memory = static_cast<std::byte*>(std::aligned_alloc(kAlign, size));
-    if (memory == nullptr) throw Error(fmt::format("out of memory allocating {} bytes", size));
+    if (memory == nullptr) fail("out of memory allocating {} bytes", size);
     blocks_.push_back(Block{memory, size});
     current_ = blocks_.size() - 1;
     used_ = bytes;

@@ -50,8 +50,7 @@ template <class T> std::span<const T> Tensor::data() const {
   TensorTape& t = tape();
   auto& n = t.impl_->nodes[id_];
   if (n.dtype != dtype_of<T>())
-    throw Error(fmt::format("Tensor::data<{}>: the tensor holds {}", dtype_name(dtype_of<T>()),
-                            dtype_name(n.dtype)));
+    fail("Tensor::data<{}>: the tensor holds {}", dtype_name(dtype_of<T>()), dtype_name(n.dtype));
   return {static_cast<const T*>(n.data), std::size_t(n.shape.numel())};
 }
 
@@ -59,8 +58,7 @@ template <class T> std::span<const T> Tensor::grad() const {
   TensorTape& t = tape();
   auto& n = t.impl_->nodes[id_];
   if (n.dtype != dtype_of<T>())
-    throw Error(fmt::format("Tensor::grad<{}>: the tensor holds {}", dtype_name(dtype_of<T>()),
-                            dtype_name(n.dtype)));
+    fail("Tensor::grad<{}>: the tensor holds {}", dtype_name(dtype_of<T>()), dtype_name(n.dtype));
   if (n.grad == nullptr) return {};
   TensorTape::Impl::zeroed(n);
   return {static_cast<const T*>(n.grad), std::size_t(n.shape.numel())};
@@ -69,16 +67,16 @@ template <class T> std::span<const T> Tensor::grad() const {
 template <class T> std::span<const T> TensorTape::elements(NodeId id) const {
   const auto& n = impl_->nodes[id];
   if (n.dtype != dtype_of<T>())
-    throw Error(fmt::format("TensorTape::elements<{}>: node {} holds {}", dtype_name(dtype_of<T>()),
-                            id, dtype_name(n.dtype)));
+    fail("TensorTape::elements<{}>: node {} holds {}", dtype_name(dtype_of<T>()), id,
+         dtype_name(n.dtype));
   return {static_cast<const T*>(n.data), std::size_t(n.shape.numel())};
 }
 
 template <class T> std::span<const T> TensorTape::gradients(NodeId id) const {
   auto& n = impl_->nodes[id];
   if (n.dtype != dtype_of<T>())
-    throw Error(fmt::format("TensorTape::gradients<{}>: node {} holds {}",
-                            dtype_name(dtype_of<T>()), id, dtype_name(n.dtype)));
+    fail("TensorTape::gradients<{}>: node {} holds {}", dtype_name(dtype_of<T>()), id,
+         dtype_name(n.dtype));
   if (n.grad == nullptr) return {};
   Impl::zeroed(n);  // Note [Lazy gradients]
   return {static_cast<const T*>(n.grad), std::size_t(n.shape.numel())};
@@ -94,8 +92,7 @@ template std::span<const float> Tensor::grad<float>() const;
 template std::span<const double> Tensor::grad<double>() const;
 
 double Tensor::item() const {
-  if (numel() != 1)
-    throw Error(fmt::format("item: the tensor has shape {}, not a single element", shape().str()));
+  if (numel() != 1) fail("item: the tensor has shape {}, not a single element", shape());
   return value(0);
 }
 double Tensor::value(std::int64_t flat) const { return tape().value(id_, flat); }
@@ -140,7 +137,7 @@ std::string TensorTape::label(NodeId id) const {
 
 void TensorTape::set_name(NodeId id, std::string_view name) {
   if (name.size() > std::numeric_limits<std::uint16_t>::max())
-    throw Error(fmt::format("a node name of {} characters is too long", name.size()));
+    fail("a node name of {} characters is too long", name.size());
   auto& n = impl_->nodes.at(id);
   n.name_offset = static_cast<std::uint32_t>(impl_->names.size());
   n.name_length = static_cast<std::uint16_t>(name.size());
@@ -163,7 +160,7 @@ TensorTape::Scope::Scope(TensorTape& tape, std::string_view name)
   if (impl.scopes.size() >= std::numeric_limits<std::uint16_t>::max())
     throw Error("the tensor tape has too many scopes (65535)");
   if (name.size() > std::numeric_limits<std::uint16_t>::max())
-    throw Error(fmt::format("a scope name of {} characters is too long", name.size()));
+    fail("a scope name of {} characters is too long", name.size());
   impl.scopes.push_back({static_cast<std::uint32_t>(impl.names.size()),
                          static_cast<std::uint16_t>(name.size()), previous_});
   impl.names.append(name);
@@ -173,22 +170,21 @@ TensorTape::Scope::Scope(TensorTape& tape, std::string_view name)
 TensorTape::Scope::~Scope() { tape_.impl_->current_scope = previous_; }
 
 Tensor TensorTape::handle(NodeId id) {
-  if (id >= impl_->nodes.size())
-    throw Error(fmt::format("node {} does not exist: the tape has {} nodes", id, size()));
+  if (id >= impl_->nodes.size()) fail("node {} does not exist: the tape has {} nodes", id, size());
   return Tensor(this, id, generation_);
 }
 
 double TensorTape::value(NodeId id, std::int64_t flat) const {
   auto& n = impl_->nodes[id];
   if (flat < 0 || flat >= n.shape.numel())
-    throw Error(fmt::format("element {} is out of range for shape {}", flat, n.shape.str()));
+    fail("element {} is out of range for shape {}", flat, n.shape);
   return with_dtype(n.dtype, [&](auto t) -> double { return Impl::data<decltype(t)>(n)[flat]; });
 }
 
 double TensorTape::grad(NodeId id, std::int64_t flat) const {
   auto& n = impl_->nodes[id];
   if (flat < 0 || flat >= n.shape.numel())
-    throw Error(fmt::format("element {} is out of range for shape {}", flat, n.shape.str()));
+    fail("element {} is out of range for shape {}", flat, n.shape);
   if (n.grad == nullptr) return 0.0;
   Impl::zeroed(n);
   return with_dtype(n.dtype, [&](auto t) -> double { return Impl::grad<decltype(t)>(n)[flat]; });
@@ -228,7 +224,7 @@ void TensorTape::grad(Tensor output, std::span<const Tensor> wrt, std::span<Tens
          out.size());
   if (output.numel() != 1)
     fail("grad: the output has shape {}, not a single element; reduce it first (sum, mean)",
-         output.shape().str());
+         output.shape());
   std::optional<NoGrad> numbers_only;
   if (!options.create_graph) numbers_only.emplace(*this);
   Impl& impl = *impl_;
@@ -288,8 +284,8 @@ std::vector<Tensor> hessian_vector_product(Tensor loss, std::span<const Tensor> 
     fail("hessian_vector_product: {} parameters but {} vectors", params.size(), v.size());
   for (std::size_t k = 0; k < params.size(); ++k)
     if (params[k].shape() != v[k].shape())
-      fail("hessian_vector_product: vector {} has shape {}, its parameter {}", k,
-           v[k].shape().str(), params[k].shape().str());
+      fail("hessian_vector_product: vector {} has shape {}, its parameter {}", k, v[k].shape(),
+           params[k].shape());
   TensorTape& tape = loss.tape();
   const std::vector<Tensor> gradient = tape.grad(loss, params, {.create_graph = true});
   Tensor inner;  // <d loss/dp, v>, summed over the parameters
@@ -324,8 +320,7 @@ void TensorTape::reset() {
 
 void check_length(const Shape& shape, std::size_t length, std::string_view what) {
   if (std::int64_t(length) != shape.numel())
-    throw Error(fmt::format("{}: {} values given for shape {}, which holds {}", what, length,
-                            shape.str(), shape.numel()));
+    fail("{}: {} values given for shape {}, which holds {}", what, length, shape, shape.numel());
 }
 
 template <class T>
@@ -406,8 +401,7 @@ Tensor full(TensorTape& tape, const Shape& shape, double value, const TensorOpti
 Tensor arange(TensorTape& tape, double start, double stop, double step,
               const TensorOptions& options) {
   if (step == 0 || !std::isfinite(start) || !std::isfinite(stop) || !std::isfinite(step))
-    throw Error(fmt::format("arange({}, {}, {}): the step must be non-zero and all finite", start,
-                            stop, step));
+    fail("arange({}, {}, {}): the step must be non-zero and all finite", start, stop, step);
   const double count = std::ceil((stop - start) / step);
   const std::int64_t n = count > 0 ? std::int64_t(count) : 0;
   return filled(tape, Shape{n}, options, [&](std::int64_t i) { return start + double(i) * step; });
@@ -449,7 +443,7 @@ TensorStepper::TensorStepper(TensorTape& tape, Tensor output, bool detailed,
       throw Error(
           fmt::format("backward: the output has shape {}; backward needs a "
                       "single-element output, or a seed gradient of that shape",
-                      shape.str()));
+                      shape));
     seed = std::span<const double>(&one, 1);
   }
   check_length(shape, seed.size(), "backward: the seed gradient");

@@ -297,7 +297,7 @@ std::string shape_str(const std::vector<std::int64_t>& shape) { return ag::shape
 std::int64_t StoredTensor::numel() const { return numel_of(shape); }
 
 std::vector<float> StoredTensor::floats() const {
-  if (dtype != "F32") throw ag::Error(fmt::format("a {} tensor read as F32", dtype));
+  if (dtype != "F32") ag::fail("a {} tensor read as F32", dtype);
   std::vector<float> out(data.size() / sizeof(float));
   std::memcpy(out.data(), data.data(), out.size() * sizeof(float));
   return out;
@@ -642,7 +642,7 @@ void load(Module& module, const SafetensorsFile& file, const std::string& path,
       all += (all.empty() ? "" : "; ") + problems[i];
     if (problems.size() > kShown)
       all += fmt::format("; and {} more problems", problems.size() - kShown);
-    throw ag::Error(fmt::format("{}: {}", path, all));
+    ag::fail("{}: {}", path, all);
   }
 
   for (auto& [to, t] : copies) std::memcpy(to.data(), t->data.data(), t->data.size());

@@ -23,8 +23,7 @@ Linear::Linear(const LinearOptions& options)
       out_features(options.out_features()) {
   const std::int64_t in = in_features, out = out_features;
   const std::uint64_t seed = options.seed();
-  if (in <= 0 || out <= 0)
-    throw ag::Error(fmt::format("Linear({}, {}): sizes must be positive", in, out));
+  if (in <= 0 || out <= 0) ag::fail("Linear({}, {}): sizes must be positive", in, out);
   // PyTorch's default: kaiming_uniform with a = sqrt(5), i.e. U(-1/sqrt(in), 1/sqrt(in)),
   // and the same bound for the bias.
   const double bound = 1.0 / std::sqrt(double(in));
@@ -88,7 +87,7 @@ std::string Elementwise::describe() const {
 
 PReLU::PReLU(std::int64_t features, double init_value)
     : weight(register_parameter("weight", ag::Shape{features})) {
-  if (features <= 0) throw ag::Error(fmt::format("PReLU({}): features must be positive", features));
+  if (features <= 0) ag::fail("PReLU({}): features must be positive", features);
   init::constant(weight, init_value);
 }
 
@@ -103,8 +102,7 @@ Maxout::Maxout(std::int64_t in, std::int64_t out, std::int64_t pieces_, std::uin
           "linear", std::make_unique<Linear>(LinearOptions(in, out * pieces_).seed(seed)))),
       out_features(out),
       pieces(pieces_) {
-  if (pieces_ <= 0)
-    throw ag::Error(fmt::format("Maxout: pieces must be positive, not {}", pieces_));
+  if (pieces_ <= 0) ag::fail("Maxout: pieces must be positive, not {}", pieces_);
 }
 
 ag::Tensor Maxout::forward(ag::Tensor x) {
@@ -122,7 +120,7 @@ ag::Tensor Sequential::forward(ag::Tensor x) {
 }
 
 Module& Sequential::operator[](std::size_t i) const {
-  if (i >= size_) throw ag::Error(fmt::format("Sequential has {} modules, not {}", size_, i + 1));
+  if (i >= size_) ag::fail("Sequential has {} modules, not {}", size_, i + 1);
   return *children()[i].second;
 }
 
@@ -148,7 +146,7 @@ Activation parse_activation(std::string_view name) {
   if (name == "none") return Activation::none;
   for (ag::Op op : activation_rows())
     if (ag::op_info(op).name == name) return op;
-  throw ag::Error(fmt::format("unknown activation '{}': use one of {}", name, activation_names()));
+  ag::fail("unknown activation '{}': use one of {}", name, activation_names());
 }
 
 std::string activation_names() {
@@ -162,8 +160,8 @@ std::string_view activation_name(Activation a) { return a.op ? ag::op_info(*a.op
 std::unique_ptr<Module> make_activation(Activation a, std::int64_t features) {
   if (!a.op) return nullptr;
   if (!is_activation(*a.op))
-    throw ag::Error(fmt::format("{} is not an activation (Note [Activations from the op table])",
-                                ag::op_info(*a.op).name));
+    ag::fail("{} is not an activation (Note [Activations from the op table])",
+             ag::op_info(*a.op).name);
   if (*a.op == ag::Op::prelu) return std::make_unique<PReLU>(features);
   return std::make_unique<Elementwise>(*a.op);
 }

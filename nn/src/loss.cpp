@@ -28,10 +28,10 @@ ag::Tensor reduce(ag::Tensor per_element, Reduction r) {
 void check_class_options(const ag::Tensor& scores, std::span<const double> weight,
                          double label_smoothing, const char* loss) {
   if (scores.rank() != 2)
-    ag::fail("{}: the scores must be 2-D (rows, classes), not {}", loss, scores.shape().str());
+    ag::fail("{}: the scores must be 2-D (rows, classes), not {}", loss, scores.shape());
   if (!weight.empty() && std::int64_t(weight.size()) != scores.shape()[1])
     ag::fail("{}: {} class weights for {} classes (scores {})", loss, weight.size(),
-             scores.shape()[1], scores.shape().str());
+             scores.shape()[1], scores.shape());
   if (!(label_smoothing >= 0 && label_smoothing <= 1))
     ag::fail("{}: label_smoothing {} is not in [0, 1]", loss, label_smoothing);
 }
@@ -64,8 +64,8 @@ ag::Tensor labelled_class_loss(ag::Tensor log_p, std::span<const std::int32_t> l
 
 void check_shapes(const ag::Tensor& prediction, const ag::Tensor& target, const char* loss) {
   if (!(prediction.shape() == target.shape()))
-    throw ag::Error(fmt::format("{}: prediction {} and target {} must have the same shape", loss,
-                                prediction.shape().str(), target.shape().str()));
+    ag::fail("{}: prediction {} and target {} must have the same shape", loss, prediction.shape(),
+             target.shape());
 }
 
 }  // namespace
@@ -95,7 +95,7 @@ ag::Tensor bce_with_logits(ag::Tensor z, ag::Tensor y, const BceWithLogitsOption
     ag::fail(
         "bce_with_logits: {} pos_weight values for {} columns (logits {}): give one per "
         "column or one for all",
-        given, columns, z.shape().str());
+        given, columns, z.shape());
   const ag::Tensor w = constant_like(z, ag::Shape{given}, options.pos_weight);
   // -(w y log σ(z) + (1 - y) log(1 - σ(z))) with log σ(z) = -softplus(-z) and
   // log(1 - σ(z)) = -z - softplus(-z): (1 - y) z + (1 + (w - 1) y) softplus(-z).
@@ -177,7 +177,7 @@ LossKind parse_loss(std::string_view name) {
     if (n == name) return kind;
     known += (known.empty() ? "" : ", ") + std::string(n);
   }
-  throw ag::Error(fmt::format("unknown loss '{}': use one of {}", name, known));
+  ag::fail("unknown loss '{}': use one of {}", name, known);
 }
 
 std::string_view loss_name(LossKind kind) {

@@ -24,7 +24,7 @@ Layout layout(const ag::Tensor& scores, const char* who) {
   const ag::Shape& s = scores.shape();
   if (s.rank() == 1 && s[0] >= 0) return {s[0], 1};
   if (s.rank() == 2 && s[1] >= 1) return {s[0], s[1]};
-  fail("{}: scores must have shape (n, classes) or (n,), not {}", who, s.str());
+  fail("{}: scores must have shape (n, classes) or (n,), not {}", who, s);
 }
 
 template <class T>
@@ -202,13 +202,12 @@ Layout regression_layout(const ag::Tensor& prediction, const ag::Tensor& target,
                          std::int64_t min_rows) {
   const ag::Shape& s = target.shape();
   if (!(prediction.shape() == s))
-    fail("{}: prediction {} and target {} must have the same shape", who, prediction.shape().str(),
-         s.str());
+    fail("{}: prediction {} and target {} must have the same shape", who, prediction.shape(), s);
   if (s.rank() != 1 && s.rank() != 2)
-    fail("{}: the target must have shape (n,) or (n, outputs), not {}", who, s.str());
+    fail("{}: the target must have shape (n,) or (n, outputs), not {}", who, s);
   const Layout l{s[0], s.rank() == 2 ? s[1] : 1};
   if (l.rows < min_rows || l.cols < 1)
-    fail("{}: the target {} is too small: it needs at least {} rows and 1 output", who, s.str(),
+    fail("{}: the target {} is too small: it needs at least {} rows and 1 output", who, s,
          min_rows);
   return l;
 }

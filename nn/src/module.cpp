@@ -66,14 +66,14 @@ std::vector<std::pair<std::string, Buffer*>> Module::named_buffers() {
 
 Parameter& Module::register_parameter(std::string name, ag::Shape shape) {
   for (const auto& [n, p] : params_)
-    if (n == name) throw ag::Error(fmt::format("parameter '{}' is registered twice", name));
+    if (n == name) ag::fail("parameter '{}' is registered twice", name);
   params_.emplace_back(std::move(name), std::make_unique<Parameter>(shape));
   return *params_.back().second;
 }
 
 void Module::adopt(std::string name, std::unique_ptr<Module> module) {
   for (const auto& [n, m] : children_)
-    if (n == name) throw ag::Error(fmt::format("module '{}' is registered twice", name));
+    if (n == name) ag::fail("module '{}' is registered twice", name);
   module->set_path(path_.empty() ? name : path_ + "." + name);
   children_.emplace_back(std::move(name), module.get());
   owned_.push_back(std::move(module));

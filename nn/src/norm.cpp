@@ -60,8 +60,8 @@ LayerNorm::LayerNorm(std::int64_t features_, double eps_, bool elementwise_affin
 
 ag::Tensor LayerNorm::forward(ag::Tensor x) {
   if (x.rank() == 0 || x.shape()[x.rank() - 1] != features)
-    ag::fail("LayerNorm({}): input {} must have {} features in its last axis", features,
-             x.shape().str(), features);
+    ag::fail("LayerNorm({}): input {} must have {} features in its last axis", features, x.shape(),
+             features);
   const ag::Tensor centered = x - ag::mean(x, -1, true);
   const ag::Tensor variance = ag::mean(centered * centered, -1, true);  // biased, as torch's
   ag::Tensor y = centered / ag::sqrt(variance + eps);
@@ -101,7 +101,7 @@ BatchNorm1d::BatchNorm1d(std::int64_t features_, BatchNormOptions opts)
 
 ag::Tensor BatchNorm1d::forward(ag::Tensor x) {
   if (x.rank() != 2 || x.shape()[1] != features)
-    ag::fail("BatchNorm1d({}): input {} must be (rows, {})", features, x.shape().str(), features);
+    ag::fail("BatchNorm1d({}): input {} must be (rows, {})", features, x.shape(), features);
   const std::int64_t rows = x.shape()[0];
   ag::Tensor y;
   if (is_training() || !running_mean) {
@@ -109,7 +109,7 @@ ag::Tensor BatchNorm1d::forward(ag::Tensor x) {
       ag::fail(
           "BatchNorm1d({}): a training batch needs more than 1 row to have a variance, not "
           "input {}",
-          features, x.shape().str());
+          features, x.shape());
     const ag::Tensor mean = ag::mean(x, 0, true);
     const ag::Tensor centered = x - mean;
     const ag::Tensor variance = ag::mean(centered * centered, 0, true);  // biased, to normalize

@@ -87,7 +87,7 @@ Optimizer::Optimizer(std::vector<Parameter*> params, double lr)
     : params_(std::move(params)), lr_(lr) {
   for (Parameter* p : params_)
     if (p == nullptr) throw ag::Error("optimizer: a null parameter");
-  if (!(lr >= 0)) throw ag::Error(fmt::format("optimizer: learning rate {} is invalid", lr));
+  if (!(lr >= 0)) ag::fail("optimizer: learning rate {} is invalid", lr);
 }
 
 // Note [Subnormal optimizer state]

@@ -47,7 +47,7 @@ void gnuplot(const fs::path& dir, const std::string& script) {
   // gnuplot reads the script from a pipe; its messages go to a file quoted on failure.
   const fs::path log = dir / ".gnuplot.log";
   int in[2];
-  if (::pipe(in) != 0) throw ag::Error(fmt::format("pipe: {}", std::strerror(errno)));
+  if (::pipe(in) != 0) ag::fail("pipe: {}", std::strerror(errno));
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, in[0], 0);
@@ -84,7 +84,7 @@ void gnuplot(const fs::path& dir, const std::string& script) {
       message.pop_back();
     for (char& c : message)
       if (c == '\n') c = ' ';
-    throw ag::Error(fmt::format("gnuplot failed: {}", message));
+    ag::fail("gnuplot failed: {}", message);
   }
   std::error_code ec;
   fs::remove(log, ec);
@@ -93,7 +93,7 @@ void gnuplot(const fs::path& dir, const std::string& script) {
 fs::path write_columns(const fs::path& path, const std::vector<std::string>& header,
                        const std::vector<std::vector<double>>& columns) {
   std::ofstream f(path);
-  if (!f) throw ag::Error(fmt::format("cannot write {}: {}", path.string(), std::strerror(errno)));
+  if (!f) ag::fail("cannot write {}: {}", path.string(), std::strerror(errno));
   const std::size_t rows = columns.empty() ? 0 : columns[0].size();
   for (const auto& c : columns)
     if (c.size() != rows) throw ag::Error("write_columns: the columns differ in length");
@@ -105,7 +105,7 @@ fs::path write_columns(const fs::path& path, const std::vector<std::string>& hea
       f << (c ? " " : "") << fmt::format("{}", columns[c][r]);
     f << '\n';
   }
-  if (!f) throw ag::Error(fmt::format("cannot write {}", path.string()));
+  if (!f) ag::fail("cannot write {}", path.string());
   return path;
 }
 
@@ -134,7 +134,7 @@ DecisionGrid decision_grid(Module& model, const Dataset& data, LossKind loss,
         fmt::format("decision_grid: the data has {} features; a decision map needs 2", data.cols));
   if (data.rows < 1) throw ag::Error("decision_grid: the data has no rows");
   if (resolution < 2 || resolution > 4096)
-    throw ag::Error(fmt::format("decision_grid: resolution {} is not in [2, 4096]", resolution));
+    ag::fail("decision_grid: resolution {} is not in [2, 4096]", resolution);
   DecisionGrid g;
   g.nx = g.ny = resolution;
   g.x_min = g.y_min = std::numeric_limits<double>::infinity();
@@ -235,7 +235,7 @@ std::string gp_string(const std::string& text) {
 void write_text(const fs::path& path, const std::string& text) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
   f.write(text.data(), std::streamsize(text.size()));
-  if (!f) throw ag::Error(fmt::format("cannot write {}: {}", path.string(), std::strerror(errno)));
+  if (!f) ag::fail("cannot write {}: {}", path.string(), std::strerror(errno));
 }
 
 }  // namespace
@@ -253,8 +253,7 @@ fs::path decision_boundary(const fs::path& png, Module& model, const Dataset& da
   const DecisionGrid g =
       decision_grid(model, data, loss, o.resolution, o.margin, frame_h / frame_w);
   if (binary != (g.classes == 2))
-    throw ag::Error(fmt::format("decision_boundary: the model has {} outputs for {} classes",
-                                g.classes, data.classes));
+    ag::fail("decision_boundary: the model has {} outputs for {} classes", g.classes, data.classes);
   const fs::path dir = png.parent_path().empty() ? fs::path(".") : png.parent_path();
   const std::string stem = png.stem().string();
   const std::string grid_file = stem + "_grid.dat", points_file = stem + "_points.dat";

@@ -16,14 +16,13 @@ namespace {
 ag::Value activate(const Module* m, ag::Value z) {
   if (m == nullptr) return z;
   const auto* activation = dynamic_cast<const Elementwise*>(m);
-  if (activation == nullptr)
-    throw ag::Error(fmt::format("expand: {} has no scalar form here", m->describe()));
+  if (activation == nullptr) ag::fail("expand: {} has no scalar form here", m->describe());
   return ag::dispatch(activation->op(), [&](auto rule) -> ag::Value {
     using Rule = decltype(rule);
     if constexpr (Rule::info.arity == 1)
       return z.tape().record<Rule>(z, {}, activation->param());
     else  // Elementwise's constructor refuses these rows
-      throw ag::Error(fmt::format("expand: {} is not a one-operand row", Rule::info.name));
+      ag::fail("expand: {} is not a one-operand row", Rule::info.name);
   });
 }
 
@@ -46,11 +45,9 @@ ScalarNet expand(MLP& mlp, ag::Tape& tape, std::span<const double> x, ScalarLoss
                     "is too large to read",
                     weights, kMaxScalarWeights));
   if (std::int64_t(x.size()) != mlp.sizes.front())
-    throw ag::Error(fmt::format("expand: {} input values for an MLP with {} inputs", x.size(),
-                                mlp.sizes.front()));
+    ag::fail("expand: {} input values for an MLP with {} inputs", x.size(), mlp.sizes.front());
   if (loss != ScalarLoss::none && std::int64_t(y.size()) != mlp.sizes.back())
-    throw ag::Error(fmt::format("expand: {} target values for an MLP with {} outputs", y.size(),
-                                mlp.sizes.back()));
+    ag::fail("expand: {} target values for an MLP with {} outputs", y.size(), mlp.sizes.back());
 
   ScalarNet net;
   for (std::size_t i = 0; i < x.size(); ++i)

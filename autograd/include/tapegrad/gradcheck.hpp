@@ -128,7 +128,7 @@ GradcheckResult gradcheck(F&& f, std::span<const TensorArg> args,
         result.ok = false;
         result.message = fmt::format(
             "input {} {} element {}: backward gives {}, central difference gives {} (error {})", a,
-            x[a].shape.str(), i, result.analytic[flat], numeric, error);
+            x[a].shape, i, result.analytic[flat], numeric, error);
       }
     }
   }
