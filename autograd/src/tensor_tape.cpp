@@ -37,7 +37,7 @@ void TensorTape::tensor_failed(const Tensor& t) {
   t.tape_->check_failed(t, "Tensor");
 }
 
-const Shape& Tensor::shape() const { return tape().shape(id_); }
+Shape Tensor::shape() const { return tape().shape(id_); }
 DType Tensor::dtype() const { return tape().dtype(id_); }
 bool Tensor::requires_grad() const { return tape().needs_grad(id_); }
 std::string_view Tensor::name() const { return tape().name(id_); }
@@ -114,7 +114,7 @@ std::vector<double> Tensor::grads() const {
 std::size_t TensorTape::size() const { return impl_->nodes.size(); }
 TOp TensorTape::op(NodeId id) const { return impl_->nodes[id].op; }
 Op TensorTape::elementwise_op(NodeId id) const { return impl_->nodes[id].elem; }
-const Shape& TensorTape::shape(NodeId id) const { return impl_->nodes[id].shape; }
+Shape TensorTape::shape(NodeId id) const { return impl_->nodes[id].shape; }
 DType TensorTape::dtype(NodeId id) const { return impl_->nodes[id].dtype; }
 NodeId TensorTape::input_of(NodeId id, int k) const { return input_id(impl_->nodes[id], k); }
 bool TensorTape::needs_grad(NodeId id) const { return impl_->nodes[id].flags & kNeedsGrad; }

@@ -78,7 +78,8 @@ class Tensor {
  public:
   Tensor() = default;
 
-  const Shape& shape() const;
+  // By value, as TensorTape::shape: Note [Shapes are returned by value].
+  Shape shape() const;
   DType dtype() const;
   std::int64_t numel() const { return shape().numel(); }
   int rank() const { return shape().rank(); }
@@ -224,7 +225,13 @@ class TensorTape {
   // Read access by node id, for the stepper, graphs and formatting.
   TOp op(NodeId id) const;
   Op elementwise_op(NodeId id) const;  // the op-table row of an elementwise node
-  const Shape& shape(NodeId id) const;
+  // Note [Shapes are returned by value]
+  // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+  // A node's shape lives in the tape's node records, which move when recording grows the tape.
+  // A reference to it would dangle as soon as the next op is recorded: zeros(tape, t.shape())
+  // or reshape(x, y.shape()) read freed memory. A Shape is a small fixed array (Note in
+  // shape.hpp), so it is returned by value, which no recording can invalidate.
+  Shape shape(NodeId id) const;
   DType dtype(NodeId id) const;
   int arity(NodeId id) const;
   NodeId input_of(NodeId id, int k) const;
