@@ -96,7 +96,7 @@ struct Options {
   std::vector<std::string> args;  // PROGRAM NAME=VALUE..., or only NAME=VALUE... with -f
   std::string file;
   bool json = false;
-  int order = 1;  // grad --order: 2 also prints the second partials
+  int order = 1;          // grad --order: 2 also prints the second partials
   bool backward = false;  // dot --backward: draw the graph of the backward pass
   std::string frames;
   std::string output;

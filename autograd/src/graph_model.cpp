@@ -104,7 +104,7 @@ struct NodeText {
   // with the rule it came from.
   bool muted = false;
   std::string rule;
-  std::uint16_t scope = 0;   // Note [Scopes]; 0 outside any module
+  std::uint16_t scope = 0;  // Note [Scopes]; 0 outside any module
 };
 
 struct ScopeText {
