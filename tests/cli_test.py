@@ -260,6 +260,31 @@ class Dot(CliTest):
         self.assertTrue(values.startswith("digraph"))
         self.assertNotEqual(values, out)
 
+    def test_dot_backward(self):
+        # Issue 15: the backward pass recorded with create_graph, drawn: forward muted, each
+        # backward node named by its rule, one box per gradient, valued as grad prints them.
+        out = self.ok("dot", "--backward", CS231N, *CS231N_INPUTS)
+        self.assertTrue(out.startswith("digraph"), out[:50])
+        self.assertIn("∂f/∂q · upstream", out)
+        self.assertIn("∂f/∂z · upstream", out)
+        for name, grad in [("x", "-4"), ("y", "-4"), ("z", "3")]:
+            self.assertRegex(out, rf'n\d+ -> grad\d\t\[color=darkred,\s+label=<<font '
+                                  rf'color="darkgreen">{grad}</font>>\]')
+            self.assertIn(f'label="∂f/∂{name}"', out)
+        self.assertIn("fontcolor=gray70", out)
+        with open(os.path.join(SOURCE_ROOT, "tests", "golden", "cs231n_backward.dot")) as f:
+            self.assertEqual(out, f.read())  # the library's golden drawing, through the CLI
+        self.assertNotEqual(out, self.ok("dot", CS231N, *CS231N_INPUTS))
+        self.assertEqual(self.ok("dot", "--backward", "f = sigmoid(x) * x", "x=0.5", "-o",
+                                 "b.svg"), "graph written to b.svg\n")
+        with open(self.path("b.svg")) as f:
+            self.assertIn("<svg", f.read())
+        self.fails("dot", "--backward", "--style", "values", CS231N, *CS231N_INPUTS,
+                   message="graph: the backward pass is drawn in the lecture style only")
+        self.fails("dot", "--backward", CS231N, *CS231N_INPUTS, "-o", "g.svg",
+                   "--style", "values",
+                   message="graph: the backward pass is drawn in the lecture style only")
+
     def test_dot_to_files_by_extension(self):
         stdout_dot = self.ok("dot", CS231N, *CS231N_INPUTS)
         self.assertEqual(self.ok("dot", CS231N, *CS231N_INPUTS, "-o", "g.dot"),

@@ -82,6 +82,62 @@ TEST_CASE("lecture style: the CS231n circuit after backward") {
   golden::check("cs231n_lecture.dot", dot);
 }
 
+// Note [Drawing the backward pass]: what grad with create_graph recorded, drawn with the rule
+// each node came from.
+TEST_CASE("backward drawn: the CS231n circuit's backward pass, forward muted") {
+  Cs231n c;
+  const std::vector<Value> wrt = {c.x, c.y, c.z};
+  const std::vector<Value> grads = c.tape.grad(c.f, wrt, {.create_graph = true});
+  const std::string dot = to_dot(c.tape, c.f.id(), {.wrt = wrt, .gradients = grads});
+  // df/dq = z * upstream, df/dz = q * upstream: two products, from the rule of f = q * z.
+  CHECK(golden::count(dot, "∂f/∂q · upstream") == 1);
+  CHECK(golden::count(dot, "∂f/∂z · upstream") == 1);
+  CHECK(golden::count(dot, "∂f/∂f") == 1);  // the seed 1
+  // add passes its upstream on unchanged: dL/dx and dL/dy are the one node df/dq = -4.
+  CHECK(contains(dot, "n6 -> grad0"));
+  CHECK(contains(dot, "n6 -> grad1"));
+  CHECK(contains(dot, "n7 -> grad2"));
+  CHECK(contains(dot, "label=\"∂f/∂x\""));
+  // Every forward node is muted, with its edges: x, y, z, q, f, the output box and 4 edges.
+  CHECK(golden::count(dot, "fontcolor=gray70") == 6);
+  CHECK(golden::count(dot, kRed) == 0);  // no gradient flowed along the drawn edges
+  golden::check("cs231n_backward.dot", dot);
+}
+
+TEST_CASE("backward drawn: the sigmoid neuron's local derivative is σ(1 - σ)") {
+  Tape tape;
+  const std::vector<Value> wrt = {tape.input(2, "w0"), tape.input(-1, "x0"), tape.input(-3, "w1"),
+                                  tape.input(-2, "x1"), tape.input(-3, "w2")};
+  const Value f = sigmoid(wrt[0] * wrt[1] + wrt[2] * wrt[3] + wrt[4]).named("f");
+  const std::vector<Value> grads = tape.grad(f, wrt, {.create_graph = true});
+  // The lecture's numbers: df/dw0 = -0.2, df/dx0 = 0.39 (to its two digits).
+  CHECK(grads[0].value() == doctest::Approx(-0.196612).epsilon(1e-5));
+  CHECK(grads[1].value() == doctest::Approx(0.393224).epsilon(1e-5));
+  const std::string dot = to_dot(tape, f.id(), {.wrt = wrt, .gradients = grads});
+  CHECK(golden::count(dot, "∂f/∂t8<") == 1);                // σ's local σ(1 - σ), a product
+  CHECK(golden::count(dot, "∂f/∂t8 · upstream") == 1);      // times the seed
+  CHECK(golden::count(dot, "in ∂f<") == 2);                 // the 1 and the 1 - σ inside it
+  CHECK(golden::count(dot, "· upstream") == 5);             // σ's, and one per weight and input
+  CHECK(golden::count(dot, "shape=box") == 5 + 1 + 5 + 2);  // inputs, f, gradients, constants
+  golden::check("sigmoid_neuron_backward.dot", dot);
+}
+
+TEST_CASE("backward drawn: a fork's sum is labelled, and misuse is an error") {
+  Tape tape;
+  const Value x = tape.input(3, "x");
+  const Value f = (x * x).named("f");
+  const std::vector<Value> wrt = {x};
+  const std::vector<Value> grads = tape.grad(f, wrt, {.create_graph = true});
+  CHECK(grads[0].value() == 6);
+  const std::string dot = to_dot(tape, f.id(), {.wrt = wrt, .gradients = grads});
+  CHECK(golden::count(dot, "Σ ∂f/∂x") == 1);  // x * x: both contributions added
+  CHECK_THROWS_WITH_AS(
+      to_dot(tape, f.id(), {.style = GraphStyle::values, .wrt = wrt, .gradients = grads}),
+      "graph: the backward pass is drawn in the lecture style only", Error);
+  CHECK_THROWS_WITH_AS(to_dot(tape, f.id(), {.wrt = wrt}),
+                       "graph: 0 gradients for 1 inputs: give one gradient per input", Error);
+}
+
 TEST_CASE("lecture style before backward shows values only") {
   Cs231n c;
   const std::string dot = to_dot(c.tape, c.f.id());

@@ -96,7 +96,8 @@ struct Options {
   std::vector<std::string> args;  // PROGRAM NAME=VALUE..., or only NAME=VALUE... with -f
   std::string file;
   bool json = false;
-  int order = 1;  // grad --order: 2 also prints the second partials
+  int order = 1;          // grad --order: 2 also prints the second partials
+  bool backward = false;  // dot --backward: draw the graph of the backward pass
   std::string frames;
   std::string output;
   std::string style = "lecture";
@@ -310,13 +311,22 @@ int run_dot(const Options& o) {
   }
   ag::Tape tape;
   const auto r = in.program.record(tape, in.values);
-  tape.backward(r.output);
+  ag::GraphOptions options = graph_options(o);
+  std::vector<ag::Value> gradients;
+  if (o.backward) {
+    // Note [Drawing the backward pass]: backward recorded on the tape, then drawn whole.
+    gradients = tape.grad(r.output, r.inputs, {.create_graph = true});
+    options.wrt = r.inputs;
+    options.gradients = gradients;
+  } else {
+    tape.backward(r.output);
+  }
   if (o.output.empty()) {
-    fmt::print("{}", ag::to_dot(tape, r.output.id(), graph_options(o)));
+    fmt::print("{}", ag::to_dot(tape, r.output.id(), options));
     return 0;
   }
   tapegrad::create_parent_directories(o.output, fmt::format("cannot write {}", o.output));
-  ag::write_graph(tape, r.output.id(), o.output, graph_options(o));
+  ag::write_graph(tape, r.output.id(), o.output, options);
   fmt::print("graph written to {}\n", ag::printable(o.output));
   return 0;
 }
@@ -476,6 +486,9 @@ int main(int argc, char** argv) {
   CLI::App* dot = add_command(
       app, "dot", "Run forward and backward, then print the graph as DOT (or render it)", o);
   add_graph_options(dot, o, "Render to FILE instead, by its extension: .dot, .svg or .png");
+  dot->add_flag("--backward", o.backward,
+                "Draw the graph backward records with create_graph: the forward nodes grey, each "
+                "node of the backward pass labelled with the rule it came from (lecture style)");
   CLI::App* html = add_command(
       app, "html", "Write one HTML page that steps through forward and backward as a lecture does",
       o);

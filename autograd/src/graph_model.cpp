@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -99,7 +100,11 @@ struct NodeText {
   std::optional<std::string> grad;
   std::vector<EdgeText> inputs;
   bool highlighted = false;  // the node of the step being drawn
-  std::uint16_t scope = 0;   // Note [Scopes]; 0 outside any module
+  // Note [Drawing the backward pass]: a forward node, drawn muted, or a node backward recorded,
+  // with the rule it came from.
+  bool muted = false;
+  std::string rule;
+  std::uint16_t scope = 0;  // Note [Scopes]; 0 outside any module
 };
 
 struct ScopeText {
@@ -114,19 +119,32 @@ struct GraphText {
   EdgeText output;                // the output's value and gradient, on the edge into that box
   std::vector<ScopeText> scopes;  // the modules style: the tape's scopes, [0] outside any
   bool ids = false;               // GraphOptions::ids
+  // Note [Drawing the backward pass]: each gradient's box "∂L/∂x" and the edge into it.
+  bool backward = false;
+  std::vector<std::pair<std::string, EdgeText>> gradient_outputs;
 };
 
 // The walk both tapes share: which nodes are drawn, by id, once the drawing is known to be
 // within the budget (Note [The drawing budget], graph_model.hpp). Counting costs one pass down
 // the tape, so a refusal never builds any text.
-template <class TapeT> std::vector<bool> nodes_within_budget(const TapeT& tape, NodeId output) {
+// `more_roots` are drawn too, with what they depend on (the gradients of Note [Drawing the
+// backward pass]).
+template <class TapeT>
+std::vector<bool> nodes_within_budget(const TapeT& tape, NodeId output,
+                                      std::span<const NodeId> more_roots = {}) {
   if (output >= tape.size())
     throw Error(
         fmt::format("graph: node {} does not exist: the tape has {} nodes", output, tape.size()));
-  std::vector<bool> drawn(output + 1, false);
+  NodeId top = output;
+  for (const NodeId root : more_roots) top = std::max(top, root);
+  if (top >= tape.size())
+    throw Error(
+        fmt::format("graph: node {} does not exist: the tape has {} nodes", top, tape.size()));
+  std::vector<bool> drawn(top + 1, false);
   drawn[output] = true;
+  for (const NodeId root : more_roots) drawn[root] = true;
   std::size_t nodes = 0, edges = 0;
-  for (NodeId id = output + 1; id-- > 0;) {
+  for (NodeId id = top + 1; id-- > 0;) {
     if (!drawn[id]) continue;
     ++nodes;
     edges += static_cast<std::size_t>(tape.arity(id));
@@ -169,17 +187,60 @@ template <class StepT> struct Progress {
   }
 };
 
+// Note [Drawing the backward pass]: the rule each node recorded by the latest grad with
+// create_graph came from, by node id ("" for the others).
+std::vector<std::string> backward_rules(const Tape& tape, NodeId output) {
+  std::vector<std::string> rules(tape.size());
+  const std::string out = tape.label(output);
+  if (tape.needs_grad(output) && output + 1 < tape.size())
+    rules[output + 1] = fmt::format("∂{0}/∂{0}", out);
+  for (const GradientStep& step : tape.gradient_steps()) {
+    const std::string f = tape.label(step.node);
+    for (NodeId id = step.first; id < step.end && id < rules.size(); ++id)
+      rules[id] = fmt::format("in ∂{}", f);
+    for (int k = 0; k < tape.arity(step.node); ++k) {
+      const std::string x = tape.label(tape.input_of(step.node, k));
+      const auto in_step = [&](NodeId id) { return id >= step.first && id < step.end; };
+      if (in_step(step.local[k])) rules[step.local[k]] = fmt::format("∂{}/∂{}", f, x);
+      if (in_step(step.contribution[k]) && step.contribution[k] != step.local[k])
+        rules[step.contribution[k]] = fmt::format("∂{}/∂{} · upstream", f, x);
+      if (in_step(step.sum[k])) rules[step.sum[k]] = fmt::format("Σ ∂{}/∂{}", out, x);
+    }
+  }
+  return rules;
+}
+
 GraphText scalar_text(const Tape& tape, NodeId output, const GraphOptions& options) {
+  const bool backward = !options.gradients.empty() || !options.wrt.empty();
+  std::vector<NodeId> gradient_ids;
+  if (backward) {
+    if (options.style != GraphStyle::lecture)
+      throw Error("graph: the backward pass is drawn in the lecture style only");
+    if (options.step != nullptr)
+      throw Error("graph: the backward pass is drawn whole, not during a step");
+    if (options.gradients.size() != options.wrt.size())
+      fail("graph: {} gradients for {} inputs: give one gradient per input",
+           options.gradients.size(), options.wrt.size());
+    for (const Value& g : options.gradients) {
+      tape.check(g, "graph");
+      gradient_ids.push_back(g.id());
+    }
+    for (const Value& x : options.wrt) tape.check(x, "graph");
+  }
   if (options.style == GraphStyle::modules)
     throw Error(
         "graph: the modules style draws the nn modules of a tensor tape; a scalar tape has "
         "none: use the lecture or values style");
-  const std::vector<bool> drawn = nodes_to_draw(tape, output, options.step);
+  const std::vector<bool> drawn = backward ? nodes_within_budget(tape, output, gradient_ids)
+                                           : nodes_to_draw(tape, output, options.step);
+  const std::vector<std::string> rules =
+      backward ? backward_rules(tape, output) : std::vector<std::string>{};
   const Progress<Step> progress{options.step};
   GraphText model;
   model.style = options.style;
-  model.ids = options.ids;
-  for (NodeId id = 0; id <= output; ++id) {
+  model.ids = options.ids && !backward;
+  model.backward = backward;
+  for (NodeId id = 0; id < drawn.size(); ++id) {
     if (!drawn[id]) continue;
     NodeText& node = model.nodes.emplace_back();
     const Op op = tape.op(id);
@@ -194,7 +255,9 @@ GraphText scalar_text(const Tape& tape, NodeId output, const GraphOptions& optio
     node.value = format_number(tape.value(id));
     if (tape.reached(id)) node.grad = format_number(tape.grad(id));
     node.highlighted = progress.highlighted(id);
-    const bool processed = !is_leaf(op) && progress.processed(id, tape.reached(id));
+    node.muted = backward && id <= output;
+    if (backward && id > output) node.rule = rules[id];
+    const bool processed = !backward && !is_leaf(op) && progress.processed(id, tape.reached(id));
     for (int k = 0; k < tape.arity(id); ++k) {
       const NodeId src = tape.input_of(id, k);
       EdgeText& edge = node.inputs.emplace_back();
@@ -207,7 +270,14 @@ GraphText scalar_text(const Tape& tape, NodeId output, const GraphOptions& optio
   model.output_box = tape.label(output);
   model.output.from = output;
   model.output.value = format_number(tape.value(output));
-  if (tape.reached(output)) model.output.grad = format_number(tape.grad(output));
+  if (tape.reached(output) && !backward) model.output.grad = format_number(tape.grad(output));
+  for (std::size_t k = 0; k < gradient_ids.size(); ++k) {
+    EdgeText edge;
+    edge.from = gradient_ids[k];
+    edge.value = format_number(tape.value(gradient_ids[k]));
+    model.gradient_outputs.emplace_back(
+        fmt::format("∂{}/∂{}", model.output_box, tape.label(options.wrt[k].id())), std::move(edge));
+  }
   return model;
 }
 
@@ -445,9 +515,9 @@ class GraphBuilder {
 
   // The forward value in green over the gradient in red, as on the slides; the value alone until
   // the gradient is known.
-  static std::string edge_label(const EdgeText& e) {
-    std::string label =
-        fmt::format(R"(<font color="{}">{}</font>)", kValueColour, html_lines(e.value));
+  static std::string edge_label(const EdgeText& e, bool muted = false) {
+    std::string label = fmt::format(R"(<font color="{}">{}</font>)",
+                                    muted ? kMutedColour : kValueColour, html_lines(e.value));
     if (e.grad)
       label += fmt::format(R"(<br/><font color="{}">{}</font>)", kGradColour, html_lines(*e.grad));
     return label;
@@ -512,38 +582,54 @@ class GraphBuilder {
       const int subgraph = subgraph_of(m.scope);
       GraphAttributes& n = node(name, subgraph).attributes;
       if (text_.ids) set(n, "id", name);
+      // Note [Drawing the backward pass]: the rule a backward node came from, on its own line.
+      const std::string rule_line =
+          m.rule.empty() ? ""
+                         : fmt::format(R"(<br/><font point-size="10" color="{}">{}</font>)",
+                                       kGradColour, escape_html(m.rule));
       if (m.kind == NodeKind::input) {
         set(n, "shape", "box");
         set(n, "label", escape_plain(m.box));
       } else if (m.kind == NodeKind::constant) {
         set(n, "shape", "box");
-        set(n, "label", escape_plain(m.box));
+        if (m.rule.empty())
+          set(n, "label", escape_plain(m.box));
+        else
+          set_html(n, "label", escape_html(m.box) + rule_line);
         set(n, "fontsize", "10");
-        set(n, "fontcolor", kConstantColour);
-        set(n, "color", kConstantColour);
+        set(n, "fontcolor", m.muted ? kMutedColour : kConstantColour);
+        set(n, "color", m.muted ? kMutedColour : kConstantColour);
         set(n, "width", "0.3");
         set(n, "height", "0.3");
       } else {
         // A named intermediate carries its name under the symbol (the output's is on its box):
         // inside the node, where an xlabel would drift next to some other edge. A tensor's
         // shape goes under both.
-        if (m.name.empty() && m.shape.empty()) {
+        if (m.name.empty() && m.shape.empty() && m.rule.empty()) {
           set(n, "label", m.symbol);
         } else {
           std::string label = escape_html(m.symbol);
           if (!m.name.empty())
             label += fmt::format(R"(<br/><font point-size="11" color="{}">{}</font>)", kNameColour,
                                  escape_html(m.name));
+          label += rule_line;
           if (!m.shape.empty())
             label += fmt::format(R"(<br/><font point-size="10" color="{}">{}</font>)",
                                  kConstantColour, escape_html(m.shape));
           set_html(n, "label", label);
         }
         if (m.highlighted) highlight(n);
+        if (text_.backward && !m.muted) set(n, "color", kGradColour);
+      }
+      if (m.muted && m.kind != NodeKind::constant) {
+        set(n, "color", kMutedColour);
+        set(n, "fontcolor", kMutedColour);
       }
       for (std::size_t k = 0; k < m.inputs.size(); ++k) {
         GraphAttributes& e = edge(fmt::format("n{}", m.inputs[k].from), name).attributes;
-        set_html(e, "label", edge_label(m.inputs[k]));
+        set_html(e, "label", edge_label(m.inputs[k], m.muted));
+        if (m.muted) set(e, "color", kMutedColour);
+        if (text_.backward && !m.muted) set(e, "color", kGradColour);
         if (m.highlighted) highlight(e);
         if (text_.ids) set(e, "id", fmt::format("e{}_{}", m.id, k));
       }
@@ -555,10 +641,27 @@ class GraphBuilder {
     set(out, "shape", "box");
     set(out, "label", escape_plain(text_.output_box));
     GraphAttributes& e = edge(fmt::format("n{}", text_.output.from), "out").attributes;
-    set_html(e, "label", edge_label(text_.output));
+    set_html(e, "label", edge_label(text_.output, text_.backward));
+    if (text_.backward) {
+      set(out, "color", kMutedColour);
+      set(out, "fontcolor", kMutedColour);
+      set(e, "color", kMutedColour);
+    }
     if (text_.ids) {
       set(out, "id", "n_out");
       set(e, "id", "e_out");
+    }
+    // Note [Drawing the backward pass]: each gradient returned, in a box "∂L/∂x".
+    for (std::size_t k = 0; k < text_.gradient_outputs.size(); ++k) {
+      const auto& [box, into] = text_.gradient_outputs[k];
+      const std::string box_name = fmt::format("grad{}", k);
+      GraphAttributes& g = node(box_name).attributes;
+      set(g, "shape", "box");
+      set(g, "label", escape_plain(box));
+      set(g, "color", kGradColour);
+      GraphAttributes& ge = edge(fmt::format("n{}", into.from), box_name).attributes;
+      set_html(ge, "label", edge_label(into));
+      set(ge, "color", kGradColour);
     }
   }
 

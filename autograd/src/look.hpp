@@ -14,6 +14,9 @@ inline constexpr const char* kGradColour = "darkred";
 inline constexpr const char* kConstantColour = "gray40";
 inline constexpr const char* kNameColour = "gray25";
 inline constexpr const char* kClusterColour = "gray50";
+// Note [Drawing the backward pass] (graph_model.hpp): the forward nodes muted, the nodes backward
+// recorded in the gradient's colour.
+inline constexpr const char* kMutedColour = "gray70";
 inline constexpr const char* kStepColour = "orangered";
 inline constexpr const char* kStepPen = "2.5";
 inline constexpr const char* kStepFill = "mistyrose";  // thick table borders would split the cells

@@ -130,6 +130,7 @@ void check_sizes(std::string_view what, std::size_t wrt, std::size_t out) {
 void Tape::record_gradients(Value output, std::span<const Value> wrt, std::span<Value> out) {
   const NodeId top = output.id();
   gradient_of_.assign(top + 1, kNoGradient);
+  gradient_steps_.clear();
   if (nodes_[top].flags & kNeedsGrad) gradient_of_[top] = constant(1.0).id();  // dy/dy
   // upstream * local, without a node where the local derivative is a constant 1 or -1
   // (add, sub, neg): the product would be the same number
@@ -151,15 +152,24 @@ void Tape::record_gradients(Value output, std::span<const Value> wrt, std::span<
         const NodeId in[2] = {nodes_[i].in[0], nodes_[i].in[1]};
         const Value a(this, in[0], generation_);
         const Value b = arity == 2 ? Value(this, in[1], generation_) : Value{};
+        GradientStep step{.node = i, .first = static_cast<NodeId>(nodes_.size()), .end = 0};
         const Local<Value> local = R::local_graph(a, b, Value(this, i, generation_), param(i));
         for (int k = 0; k < arity; ++k) {
           if (!(nodes_[in[k]].flags & kNeedsGrad)) continue;  // a constant: nothing to add
-          const Value contribution =
-              chain(Value(this, upstream, generation_), k == 0 ? local.da : local.db);
+          const Value local_k = k == 0 ? local.da : local.db;
+          const Value contribution = chain(Value(this, upstream, generation_), local_k);
+          step.local[k] = local_k.id_;
+          step.contribution[k] = contribution.id_;
           NodeId& sum = gradient_of_[in[k]];
-          sum = sum == kNoGradient ? contribution.id_
-                                   : (Value(this, sum, generation_) + contribution).id_;
+          if (sum == kNoGradient) {
+            sum = contribution.id_;
+          } else {
+            sum = (Value(this, sum, generation_) + contribution).id_;
+            step.sum[k] = sum;
+          }
         }
+        step.end = static_cast<NodeId>(nodes_.size());
+        gradient_steps_.push_back(step);
       }
     });
   }

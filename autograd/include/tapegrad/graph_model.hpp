@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -34,7 +35,24 @@ struct GraphOptions {
   // "e<i>_<k>", the output's box is "n_out" and the edge into it "e_out". The step-through
   // page (page.hpp) relies on these names.
   bool ids = false;
+  // Draws the backward pass as a graph (Note [Drawing the backward pass]): `gradients` are what
+  // tape.grad(output, wrt, {.create_graph = true}) just returned, one per node of `wrt`. Lecture
+  // style only, without a step.
+  std::span<const Value> wrt = {};
+  std::span<const Value> gradients = {};
 };
+
+// Note [Drawing the backward pass]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// With create_graph, backward is itself a computation recorded on the tape after the output
+// (Note [Gradients on the tape], tape.hpp), and drawn as one: the forward nodes muted in grey,
+// the nodes backward recorded in the gradient colour, each labelled with the rule it came from
+// (Tape::gradient_steps): for the step at f with input x, "∂f/∂x" for the local derivative,
+// "∂f/∂x · upstream" for the contribution, "Σ ∂L/∂x" where a fork adds contributions, "∂L/∂L"
+// for the seed 1. Each gradient returned ends in a box "∂L/∂x". A local derivative the rule
+// takes from the forward graph (mul's is its other input) is drawn where it is, muted, with an
+// edge into the contribution; add passes its upstream on with no node. Edges carry values only:
+// the backward graph's own gradients would need a further pass.
 
 // How a tensor tape is drawn: graph.hpp's "tensor tapes" section says what the nodes and edges
 // show.

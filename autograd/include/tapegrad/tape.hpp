@@ -149,6 +149,22 @@ struct GradOptions {
   bool create_graph = false;  // record the gradients as nodes, differentiable again
 };
 
+// What one chain-rule step of grad(..., {.create_graph = true}) recorded: the nodes it added to
+// the tape are [first, end), all made for `node`'s rule, so a drawing of the backward graph can
+// say which rule each came from (Note [Drawing the backward pass], graph_model.hpp). Per input
+// k: the local derivative d(node)/d(input k), the contribution upstream * local, and the sum
+// node when the input already had a gradient (a fork); kNoNode where there is none. A local or
+// contribution below `first` is an earlier node reused (mul's local derivative is its other
+// input; add passes the upstream node on unchanged).
+struct GradientStep {
+  static constexpr NodeId kNoNode = ~NodeId{0};
+  NodeId node;
+  NodeId first, end;
+  std::array<NodeId, 2> local{kNoNode, kNoNode};
+  std::array<NodeId, 2> contribution{kNoNode, kNoNode};
+  std::array<NodeId, 2> sum{kNoNode, kNoNode};
+};
+
 // Note [Tape storage]
 // ~~~~~~~~~~~~~~~~~~~
 // Nodes live in one std::vector (an arena): no allocation per node, no
@@ -192,6 +208,10 @@ class Tape {
   // then one plain backward per component. Allocates nothing once the tape is warm.
   void hessian(Value output, std::span<const Value> x, std::span<double> out,
                std::span<double> gradient = {});
+  // The steps the latest grad with create_graph recorded, in the order it took them (down the
+  // tape), for drawings of the backward pass; hessian() records such a pass too. The seed
+  // d(output)/d(output) = 1 is the constant right after the output, before the first step.
+  std::span<const GradientStep> gradient_steps() const { return gradient_steps_; }
   // The Jacobian d(outputs[i])/d(x[j]) into out, row-major: one plain backward per output.
   void jacobian(std::span<const Value> outputs, std::span<const Value> x, std::span<double> out);
 
@@ -283,6 +303,7 @@ class Tape {
   // each node's gradient node (Note [Gradients on the tape]), the inputs' accumulated gradients
   // while a plain pass computes others, the gradient nodes of a Hessian.
   std::vector<NodeId> gradient_of_;
+  std::vector<GradientStep> gradient_steps_;
   std::vector<double> saved_grads_;
   std::vector<Value> first_derivatives_;
   std::uint32_t generation_ = 0;
