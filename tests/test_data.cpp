@@ -219,6 +219,107 @@ TEST_CASE("blobs: n split evenly, each cluster around its own center") {
         "blobs: n (2) must be at least the number of centers (3)");
 }
 
+namespace {
+
+// The mean and population standard deviation of `noisy - clean`, element by element: the noise
+// a generator added to its noise-free points (the same seed draws the same centers first).
+std::pair<double, double> added_noise(const nn::Dataset& noisy, const nn::Dataset& clean) {
+  REQUIRE(noisy.features.size() == clean.features.size());
+  double sum = 0, sq = 0;
+  const auto n = double(noisy.features.size());
+  for (std::size_t k = 0; k < noisy.features.size(); ++k)
+    sum += double(noisy.features[k]) - clean.features[k];
+  const double mean = sum / n;
+  for (std::size_t k = 0; k < noisy.features.size(); ++k)
+    sq += std::pow(double(noisy.features[k]) - clean.features[k] - mean, 2);
+  return {mean, std::sqrt(sq / n)};
+}
+
+}  // namespace
+
+TEST_CASE("xor_data(n, noise, seed): the corners in turn, with their labels, plus the noise") {
+  CHECK(nn::xor_data(4, 0, 9).features == nn::xor_data().features);
+  CHECK(nn::xor_data(4, 0, 9).labels == nn::xor_data().labels);
+  const nn::Dataset clean = nn::xor_data(4000, 0, 3);
+  CHECK(clean.class_counts() == std::vector<std::int64_t>{2000, 2000});
+  for (std::int64_t i = 0; i < clean.rows; ++i) {
+    CHECK(vec(clean.row(i)) == vec(nn::xor_data().row(i % 4)));
+    CHECK(clean.labels[std::size_t(i)] == nn::xor_data().labels[std::size_t(i % 4)]);
+  }
+  const nn::Dataset noisy = nn::xor_data(4000, 0.3, 3);
+  CHECK(noisy.labels == clean.labels);
+  CHECK(nn::xor_data(4000, 0.3, 3).features == noisy.features);
+  CHECK(nn::xor_data(4000, 0.3, 4).features != noisy.features);
+  // 8000 draws of N(0, 0.09): the mean within 5 standard errors of 0, the spread within 5%.
+  const auto [mean, spread] = added_noise(noisy, clean);
+  CHECK(std::abs(mean) < 5 * 0.3 / std::sqrt(8000.0));
+  CHECK(spread == doctest::Approx(0.3).epsilon(0.05));
+  CHECK(error_of([] { nn::xor_data(3, 0, 0); }) ==
+        "xor: n must be at least 4 (one point per corner), not 3");
+  CHECK(error_of([] { nn::xor_data(8, -1, 0); }) ==
+        "xor: noise must be a finite number >= 0, not -1");
+}
+
+TEST_CASE("moons, circles and blobs add N(0, noise^2) to each coordinate; spirals to each angle") {
+  for (const double sigma : {0.05, 0.2, 1.0}) {
+    CAPTURE(sigma);
+    for (const auto& [noisy, clean] :
+         {std::pair{nn::moons(2000, sigma, 5), nn::moons(2000, 0, 5)},
+          std::pair{nn::circles(2000, sigma, 0.5, 5), nn::circles(2000, 0, 0.5, 5)},
+          std::pair{nn::blobs(2000, 3, sigma, 5), nn::blobs(2000, 3, 0, 5)}}) {
+      CHECK(noisy.labels == clean.labels);
+      const auto [mean, spread] = added_noise(noisy, clean);
+      CHECK(std::abs(mean) < 5 * sigma / std::sqrt(4000.0));
+      CHECK(spread == doctest::Approx(sigma).epsilon(0.05));
+    }
+  }
+  // The spiral's noise turns a point about the origin: its radius stays linspace(0, 1, n).
+  const nn::Dataset clean = nn::spirals(500, 3, 0, 5), noisy = nn::spirals(500, 3, 0.5, 5);
+  int moved = 0;
+  for (std::int64_t i = 0; i < noisy.rows; ++i) {
+    const auto radius = [&](const nn::Dataset& d) { return std::hypot(d.row(i)[0], d.row(i)[1]); };
+    CHECK(radius(noisy) == doctest::Approx(radius(clean)).epsilon(1e-5));
+    moved += vec(noisy.row(i)) != vec(clean.row(i));
+  }
+  CHECK(moved > 1400);  // every point but the three at the origin
+}
+
+TEST_CASE("input features: the playground's columns, named, in the order asked") {
+  nn::Dataset d = nn::xor_data();
+  d.features = {0.5f, -2.f, 3.f, 0.25f};
+  d.labels = {1, 0};
+  d.rows = 2;
+  const std::vector<nn::InputFeature> all(std::begin(nn::kInputFeatures),
+                                          std::end(nn::kInputFeatures));
+  CHECK(nn::input_features_str(all) == "x1,x2,x1^2,x2^2,x1*x2,sin_x1,sin_x2");
+  CHECK(nn::parse_input_features("x1,x2,x1^2,x2^2,x1*x2,sin_x1,sin_x2") == all);
+  const nn::Dataset e = nn::expand_features(d, all);
+  CHECK(e.rows == 2);
+  CHECK(e.cols == 7);
+  CHECK(e.labels == d.labels);
+  CHECK(e.feature_names ==
+        std::vector<std::string>{"x1", "x2", "x1^2", "x2^2", "x1*x2", "sin_x1", "sin_x2"});
+  CHECK(vec(e.row(0)) == std::vector<float>{0.5f, -2.f, 0.25f, 4.f, -1.f, float(std::sin(0.5)),
+                                            float(std::sin(-2.0))});
+  CHECK(vec(e.row(1)) == std::vector<float>{3.f, 0.25f, 9.f, 0.0625f, 0.75f, float(std::sin(3.0)),
+                                            float(std::sin(0.25))});
+  // A choice keeps its order; x1,x2 alone is the data as it was.
+  const nn::Dataset some = nn::expand_features(d, nn::parse_input_features("x1*x2,x1"));
+  CHECK(some.features == std::vector<float>{-1.f, 0.5f, 0.75f, 3.f});
+  CHECK(nn::expand_features(d, nn::parse_input_features("x1,x2")).features == d.features);
+
+  CHECK(error_of([] { nn::parse_input_features("x1,cos_x1"); }) ==
+        "unknown input feature 'cos_x1': the features are x1,x2,x1^2,x2^2,x1*x2,sin_x1,sin_x2");
+  CHECK(error_of([] { nn::parse_input_features("x1,"); }) ==
+        "unknown input feature '': the features are x1,x2,x1^2,x2^2,x1*x2,sin_x1,sin_x2");
+  CHECK(error_of([] { nn::parse_input_features("x2,x1,x2"); }) ==
+        "input feature 'x2' is listed twice");
+  CHECK(error_of([] { nn::parse_input_features(""); }) ==
+        "no input features: choose from x1,x2,x1^2,x2^2,x1*x2,sin_x1,sin_x2");
+  CHECK(error_of([] { nn::expand_features(nn::blobs(9, 3, 1, 0, 3), nn::kInputFeatures); }) ==
+        "expand_features: the input features are of two columns (x1, x2), this data has 3");
+}
+
 // ---- Dataset --------------------------------------------------------------------
 
 TEST_CASE("Dataset: tensors, float targets, subset, split and standardize") {

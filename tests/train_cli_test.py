@@ -294,6 +294,109 @@ class NormDropoutClip(TrainCliTest):
                    message="--clip-grad-value nan: the bound must be a positive number")
 
 
+class DataOptions(TrainCliTest):
+    """Issue 16 item 6: --n, --noise and --features (Note [Synthetic data options])."""
+
+    def test_the_defaults_are_each_sets_old_rows_and_noise(self):
+        for data, n, noise in [("moons", "400", "0.1"), ("circles", "400", "0.1"),
+                               ("spirals", "300", "0.2"), ("blobs", "400", "1")]:
+            with self.subTest(data=data):
+                plain = self.lines("--data", data, "--epochs", "2")
+                explicit = self.lines("--data", data, "--epochs", "2", "--n", n, "--noise", noise,
+                                      "--features", "none")
+                self.assertEqual(plain[-1]["loss"], explicit[-1]["loss"])
+                self.assertEqual(plain[-1]["test_accuracy"], explicit[-1]["test_accuracy"])
+        self.assertIn("xor: 4 training rows, 2 features",
+                      self.ok("train", "--data", "xor", "--epochs", "1", "--n", "4"))
+
+    def test_rows_noise_and_features_make_the_data(self):
+        out = self.ok("train", "--data", "circles", "--n", "200", "--noise", "0.05", "--features",
+                      "x1^2,x2^2", "--hidden", "4", "--epochs", "60", "--batch", "16")
+        self.assertIn("circles: 150 training rows, 50 test rows, 2 features, 2 classes; MLP 2,4,2",
+                      out)
+        # Radius squared is the class: the squares separate the circles a model of x1, x2 cannot
+        # with four units in so few epochs.
+        self.assertIn("test accuracy 1.0000", out)
+        noisy = self.lines("--data", "moons", "--noise", "0.3", "--epochs", "2")
+        plain = self.lines("--data", "moons", "--epochs", "2")
+        self.assertNotEqual(noisy[-1]["loss"], plain[-1]["loss"])
+        out = self.ok("train", "--data", "spirals", "--n", "30", "--features",
+                      "x1,x2,x1^2,x2^2,x1*x2,sin_x1,sin_x2", "--epochs", "1")
+        self.assertIn("spirals: 22 training rows, 8 test rows, 7 features, 3 classes; "
+                      "MLP 7,64,64,3", out)
+        # A noisy XOR of more than its four corners is split like the others; with x1*x2 beside
+        # x1 and x2 (XOR is x1 + x2 - 2 x1 x2 on the corners) a model without hidden layer fits it.
+        docs = self.lines("--data", "xor", "--n", "40", "--noise", "0.1", "--features",
+                          "x1,x2,x1*x2", "--layers", "3,1", "--loss", "bce_logits", "--epochs",
+                          "300")
+        self.assertEqual(docs[-1]["test_accuracy"], 1)
+
+    def test_the_checkpoint_keeps_them_and_a_resume_rebuilds_the_same_rows(self):
+        args = ["--data", "moons", "--n", "120", "--noise", "0.25", "--features", "x1,x2,x1*x2",
+                "--hidden", "8", "--batch", "20"]
+        full = self.lines(*args, "--epochs", "4", "--save", "full.safetensors")
+        meta = metadata(self.path("full.safetensors"))
+        self.assertEqual({k: meta[k] for k in ["data.rows", "data.noise", "data.input_features",
+                                                "data.features", "model.layers"]},
+                         {"data.rows": "120", "data.noise": "0.25",
+                          "data.input_features": "x1,x2,x1*x2", "data.features": "3",
+                          "model.layers": "3,8,2"})
+        self.lines(*args, "--epochs", "2", "--save", "part.safetensors")
+        resumed = self.lines("--resume", "part.safetensors", "--epochs", "4")
+        self.assertEqual([e["epoch"] for e in resumed[:-1]], [3, 4])
+        self.assertEqual(resumed[-1]["loss"], full[-1]["loss"])
+        self.assertEqual(resumed[-1]["test_accuracy"], full[-1]["test_accuracy"])
+        remedy = "; leave it out to resume this model, or train a new one\n"
+        for option, value, stored in [("--n", "100", "120"), ("--noise", "0.2", "0.25"),
+                                      ("--features", "x1,x2", "x1,x2,x1*x2")]:
+            with self.subTest(option=option):
+                self.fails("train", "--resume", "part.safetensors", option, value, "--epochs", "4",
+                           message=f"error: {option} {value}: part.safetensors was trained with "
+                                   f"{option} {stored}{remedy}")
+        # A set without the options says so too: its defaults, and no input features.
+        self.lines("--data", "blobs", "--epochs", "1", "--save", "b.safetensors")
+        meta = metadata(self.path("b.safetensors"))
+        self.assertEqual((meta["data.rows"], meta["data.noise"], meta["data.input_features"]),
+                         ("400", "1", "none"))
+        self.fails("train", "--resume", "b.safetensors", "--features", "sin_x1", "--epochs", "2",
+                   message="error: --features sin_x1: b.safetensors was trained with --features "
+                           "none" + remedy)
+
+    def test_bad_values_name_the_option_and_value(self):
+        csv = self.write("t.csv", "a,b,c,label\n1,2,3,0\n4,5,6,1\n7,8,9,0\n")
+        for args, message in [
+                (["--data", "moons", "--n", "1"], "--n 1: moons needs from 2 to 10000000 rows"),
+                (["--data", "xor", "--n", "3"], "--n 3: xor needs from 4 to 10000000 rows"),
+                (["--data", "blobs", "--n", "99999999"],
+                 "--n 99999999: blobs needs from 2 to 10000000 rows"),
+                (["--data", "spirals", "--n", "100"],
+                 "--n 100: spirals has 3 arms of equal size, so the rows must be a multiple of 3"),
+                (["--data", "moons", "--noise", "-0.5"],
+                 "--noise -0.5: the noise must be a finite number >= 0"),
+                (["--data", "circles", "--noise", "inf"],
+                 "--noise inf: the noise must be a finite number >= 0"),
+                (["--data", "csv:" + csv, "--noise", "0.1"],
+                 "--noise 0.1: only the synthetic data sets (xor, moons, circles, spirals, blobs) "
+                 "take it, not csv:"),
+                (["--data", "csv:" + csv, "--n", "10"], "--n 10: only the synthetic data sets"),
+                (["--data", "moons", "--features", "x1,cos_x1"],
+                 "--features x1,cos_x1: unknown input feature 'cos_x1': the features are "
+                 "x1,x2,x1^2,x2^2,x1*x2,sin_x1,sin_x2 (or none)"),
+                (["--data", "moons", "--features", "x1,x1"],
+                 "--features x1,x1: input feature 'x1' is listed twice"),
+                (["--data", "moons", "--features", ""], "--features : no input features"),
+                (["--data", "csv:" + csv, "--features", "x1^2"],
+                 "--features x1^2: the input features are made of two columns (x1, x2), and "),
+                (["--data", "moons", "--n", "abc"], "--n: 'abc' is not an integer")]:
+            with self.subTest(args=args):
+                self.fails("train", *args, "--epochs", "1", message="error: " + message)
+
+    def test_help_documents_them(self):
+        out = self.ok("train", "--help")
+        for text in ["--n ROWS", "--noise SIGMA", "--features LIST", "x1*x2", "sin_x2"]:
+            self.assertIn(text, out)
+
+
 class TrainErrors(TrainCliTest):
     def test_unknown_data_set(self):
         err = self.fails("train", "--data", "mnist", "--layers", "2,1",

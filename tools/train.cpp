@@ -66,6 +66,9 @@ struct NnOptions {
   double dropout = 0;         // checkpoint's, else none (and 0)
   double clip_grad_norm = 0;  // each used when given on the command line
   double clip_grad_value = 0;
+  double noise = -1;      // --noise and --n: a synthetic set's (Note [Synthetic data options]),
+  std::int64_t rows = 0;  // when given or resumed; -1 and 0: its row of kSynthetic
+  std::string features;   // --features; empty: the checkpoint's, else none (the data's columns)
   // graph
   std::string checkpoint;
   std::string output;
@@ -85,6 +88,52 @@ std::string layers_str(const std::vector<std::int64_t>& sizes) {
   return fmt::format("{}", fmt::join(sizes, ","));
 }
 
+// Note [Synthetic data options]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// --n and --noise size and blur a synthetic set; their defaults are the values each set had
+// before the options existed, so a run without them trains on the same rows as ever. --noise
+// is the generator's own: N(0, noise^2) added to each coordinate (xor, moons, circles), to each
+// angle (spirals, CS231n's 0.2), or each cluster's spread (blobs). --features replaces a
+// two-column set's columns by TensorFlow Playground's inputs (nn::expand_features, Note [Input
+// features]) before the split, so the training and test rows get the same columns. All three
+// are in the checkpoint (Note [What a checkpoint says of its model]): a resume rebuilds the
+// same rows and inputs, and refuses options that disagree.
+struct Synthetic {
+  std::string_view data;
+  std::int64_t rows;
+  double noise;
+};
+constexpr Synthetic kSynthetic[] = {{"xor", 4, 0},
+                                    {"moons", 400, 0.1},
+                                    {"circles", 400, 0.1},
+                                    {"spirals", 300, 0.2},
+                                    {"blobs", 400, 1.0}};
+
+const Synthetic* synthetic(std::string_view data) {
+  for (const Synthetic& s : kSynthetic)
+    if (s.data == data) return &s;
+  return nullptr;
+}
+
+// At most this many rows from --n: ten million rows of two floats is 80 MB.
+constexpr std::int64_t kMaxSyntheticRows = 10'000'000;
+
+// --features as nn's list; "none" (or not given) is the data's own columns.
+std::vector<nn::InputFeature> input_features(const std::string& text) {
+  if (text.empty() || text == "none") return {};
+  try {
+    return nn::parse_input_features(text);
+  } catch (const ag::Error& e) {
+    ag::fail("--features {}: {} (or none)", ag::printable(text), e.what());
+  }
+}
+
+// --features as the checkpoint says it: the names joined by commas, or none.
+std::string features_text(const std::string& text) {
+  const std::vector<nn::InputFeature> features = input_features(text);
+  return features.empty() ? "none" : nn::input_features_str(features);
+}
+
 struct Data {
   std::string name;
   std::string file;  // the CSV file read, if any: an input no output may replace
@@ -92,30 +141,76 @@ struct Data {
   bool has_test = false;
 };
 
-Data load_data(const std::string& spec, std::uint64_t seed) {
+// The synthetic set's --n and --noise, filled in from kSynthetic when not given, and checked;
+// other data refuse them (Note [Synthetic data options]).
+void resolve_synthetic(NnOptions& o) {
+  const Synthetic* s = synthetic(o.data);
+  if (!s) {
+    for (const std::string_view option : {"--n", "--noise"})
+      if (o.was_given(option))
+        ag::fail(
+            "{} {}: only the synthetic data sets (xor, moons, circles, spirals, blobs) take "
+            "it, not {}",
+            option, option == "--n" ? fmt::format("{}", o.rows) : fmt::format("{}", o.noise),
+            ag::printable(o.data));
+    return;
+  }
+  if (!o.was_given("--n") && o.rows == 0) o.rows = s->rows;
+  if (!o.was_given("--noise") && o.noise == -1) o.noise = s->noise;
+  if (!std::isfinite(o.noise) || o.noise < 0)
+    ag::fail("--noise {}: the noise must be a finite number >= 0", o.noise);
+  const std::int64_t least = o.data == "xor" ? 4 : o.data == "spirals" ? 3 : 2;
+  if (o.rows < least || o.rows > kMaxSyntheticRows)
+    ag::fail("--n {}: {} needs from {} to {} rows", o.rows, o.data, least, kMaxSyntheticRows);
+  if (o.data == "spirals" && o.rows % 3 != 0)
+    ag::fail("--n {}: spirals has 3 arms of equal size, so the rows must be a multiple of 3",
+             o.rows);
+  if (o.data == "blobs" && o.rows < 3)
+    ag::fail("--n {}: blobs has 3 clusters and needs a row for each", o.rows);
+}
+
+Data load_data(const NnOptions& o) {
   constexpr double kTest = 0.25;
+  const std::string& spec = o.data;
+  const std::uint64_t seed = o.seed;
   Data d;
   d.name = spec;
   nn::Dataset all;
-  if (spec == "xor") {
-    d.train = nn::xor_data();  // four points: nothing to hold out
+  const std::vector<nn::InputFeature> features = input_features(o.features);
+  // Note [Synthetic data options]: the playground's inputs, made of the two columns there are.
+  const auto expand = [&](const nn::Dataset& data) {
+    if (features.empty()) return data;
+    if (data.cols != 2)
+      ag::fail("--features {}: the input features are made of two columns (x1, x2), and {} has {}",
+               ag::printable(o.features), ag::printable(d.name), data.cols);
+    return nn::expand_features(data, features);
+  };
+  if (spec == "xor" && o.rows == 4) {
+    d.train = expand(nn::xor_data(4, o.noise, seed));  // four points: nothing to hold out
     return d;
   }
   if (spec == "fashion-mnist") {
+    if (!features.empty())
+      ag::fail(
+          "--features {}: the input features are made of two columns (x1, x2), and "
+          "fashion-mnist has 784",
+          ag::printable(o.features));
     d.train = nn::load_fashion_mnist(nn::Split::train);
     d.test = nn::load_fashion_mnist(nn::Split::test);
     d.has_test = true;
     return d;
   }
   bool csv = false;
-  if (spec == "moons") {
-    all = nn::moons(400, 0.1, seed);
+  if (spec == "xor") {
+    all = nn::xor_data(o.rows, o.noise, seed);
+  } else if (spec == "moons") {
+    all = nn::moons(o.rows, o.noise, seed);
   } else if (spec == "circles") {
-    all = nn::circles(400, 0.1, 0.5, seed);
+    all = nn::circles(o.rows, o.noise, 0.5, seed);
   } else if (spec == "spirals") {
-    all = nn::spirals(100, 3, 0.2, seed);
+    all = nn::spirals(o.rows / 3, 3, o.noise, seed);
   } else if (spec == "blobs") {
-    all = nn::blobs(400, 3, 1.0, seed);
+    all = nn::blobs(o.rows, 3, o.noise, seed);
   } else if (spec.starts_with("csv:")) {
     std::string file = spec.substr(4);
     nn::CsvOptions co;
@@ -141,6 +236,7 @@ Data load_data(const std::string& spec, std::uint64_t seed) {
         fmt::format("unknown data set '{}'; the known data sets are {}", spec, kDataSets));
   }
   if (all.rows < 2) ag::fail("{}: too few rows to split ({})", d.name, all.rows);
+  all = expand(all);  // before the split and standardization: every row gets the same columns
   nn::TrainTest split = all.split(kTest, seed);
   d.train = std::move(split.train);
   d.test = std::move(split.test);
@@ -297,7 +393,8 @@ void resolve_loss_and_output(NnOptions& o) {
 // train stores its model's description in every checkpoint's metadata (string values, as
 // safetensors requires; PyTorch's loaders ignore them): "model.layers" ("2,16,16,1"),
 // "model.act", "model.out", "model.loss", "model.norm", "model.dropout", "data.name" (the --data
-// text), "data.features",
+// text), "data.features" (the number of input columns), "data.input_features" (--features, or
+// none), and for a synthetic set "data.rows" and "data.noise" (Note [Synthetic data options]),
 // and what an exact resume needs besides: "train.seed", "train.batch", "train.lr" (the rate the
 // schedule starts from) and "train.schedule". --resume and graph read them, so they need no
 // --layers or --act; an option given that disagrees is refused, naming both. A file without
@@ -517,12 +614,38 @@ void resolve_options(NnOptions& o, const nn::SafetensorsFile* resumed) {
   if (o.was_given("--batch") && o.batch < 1) ag::fail("--batch {}: must be at least 1", o.batch);
   if (!o.layers.empty()) parse_layers(o.layers, "--layers");  // its errors first
   if (!o.hidden.empty()) parse_hidden(o.hidden);
+  if (o.was_given("--features") && o.features.empty())
+    ag::fail("--features : no input features: choose from {} (or none)",
+             nn::input_features_str(nn::kInputFeatures));
+  input_features(o.features);
   if (resumed) {
     const std::string remedy = "leave it out to resume this model, or train a new one";
     adopt_model(o, *resumed, o.resume, remedy);
     if (const std::string* data = stored(*resumed, "data.name")) {
       if (o.data.empty()) o.data = *data;
       if (!same_data(o.data, *data)) mismatch("--data", o.data, *data, o.resume, remedy);
+    }
+    // The rows, their noise and their inputs make the data: others would train another model.
+    if (const std::string* inputs = stored(*resumed, "data.input_features")) {
+      const std::string given = features_text(o.features);
+      if (o.was_given("--features") && given != *inputs)
+        mismatch("--features", o.features, *inputs, o.resume, remedy);
+      o.features = *inputs;
+      input_features(o.features);  // checked as if given
+    }
+    if (const std::string* rows = stored(*resumed, "data.rows")) {
+      if (o.was_given("--n") && fmt::format("{}", o.rows) != *rows)
+        mismatch("--n", fmt::format("{}", o.rows), *rows, o.resume, remedy);
+      o.rows = stored_count<std::int64_t>(*rows, "data.rows", o.resume, 1);
+    }
+    if (const std::string* noise = stored(*resumed, "data.noise")) {
+      if (o.was_given("--noise") && fmt::format("{}", o.noise) != *noise)
+        mismatch("--noise", fmt::format("{}", o.noise), *noise, o.resume, remedy);
+      char* end = nullptr;
+      o.noise = std::strtod(noise->c_str(), &end);
+      if (noise->empty() || *end != '\0' || !std::isfinite(o.noise) || o.noise < 0)
+        ag::fail("{}: metadata data.noise is \"{}\", not a noise level", ag::printable(o.resume),
+                 ag::printable(*noise));
     }
     // The seed splits synthetic data into training and test rows: another would test on rows
     // the model trained on.
@@ -545,6 +668,7 @@ void resolve_options(NnOptions& o, const nn::SafetensorsFile* resumed) {
   }
   if (o.data.empty()) ag::fail("train needs --data SET: one of {}", kDataSets);
   const DataDefaults& defaults = defaults_for(o.data);
+  resolve_synthetic(o);
   if (!o.was_given("--lr")) o.lr = defaults.lr;
   if (!o.was_given("--epochs")) o.epochs = defaults.epochs;
   if (o.batch == 0) o.batch = defaults.batch;
@@ -612,7 +736,7 @@ int run_train(NnOptions o) {
   const std::optional<double> clip_norm = clip_bound(o, o.clip_grad_norm, "--clip-grad-norm");
   const std::optional<double> clip_value = clip_bound(o, o.clip_grad_value, "--clip-grad-value");
 
-  const Data d = load_data(o.data, o.seed);
+  const Data d = load_data(o);
   if (!o.save.empty()) check_not_input(o.save, "--save", {d.file});
   if (!o.resume.empty() && o.save.empty()) check_not_input(o.resume, "--resume", {d.file});
   if (resumed)
@@ -690,10 +814,15 @@ int run_train(NnOptions o) {
                             {"model.dropout", fmt::format("{}", o.dropout)},
                             {"data.name", o.data},
                             {"data.features", fmt::format("{}", d.train.cols)},
+                            {"data.input_features", features_text(o.features)},
                             {"train.seed", fmt::format("{}", o.seed)},
                             {"train.batch", fmt::format("{}", o.batch)},
                             {"train.lr", fmt::format("{}", o.lr)},
                             {"train.schedule", o.schedule}};
+  if (synthetic(o.data)) {
+    fo.checkpoint_metadata["data.rows"] = fmt::format("{}", o.rows);
+    fo.checkpoint_metadata["data.noise"] = fmt::format("{}", o.noise);
+  }
 
   bool hinted = false;  // the hint about a loss that is not a number, once
   if (o.json) {
@@ -939,6 +1068,25 @@ NnCommands add_nn_commands(CLI::App& app) {
                    "with 2 features also boundary.png, the trained model's decision regions "
                    "with the training points (data with more features get no boundary plot)")
       ->type_name("DIR");
+  c.train
+      ->add_option("--n", o.rows,
+                   "Rows of a synthetic set before its 75/25 split (default: xor 4, unsplit; "
+                   "moons, circles and blobs 400; spirals 300, a multiple of 3)")
+      ->type_name("ROWS")
+      ->check(integer_validator());
+  c.train
+      ->add_option("--noise", o.noise,
+                   "A synthetic set's noise: the standard deviation of the N(0, noise^2) added to "
+                   "each coordinate (xor, moons, circles), to each angle (spirals) or each "
+                   "cluster's spread (blobs); default xor 0, moons and circles 0.1, spirals 0.2, "
+                   "blobs 1")
+      ->type_name("SIGMA");
+  c.train
+      ->add_option("--features", o.features,
+                   "The inputs made of a two-column set's x1 and x2, as TensorFlow Playground's: "
+                   "a comma list of x1, x2, x1^2, x2^2, x1*x2, sin_x1, sin_x2, in the order "
+                   "given (default none: the data's own columns)")
+      ->type_name("LIST");
   c.train->get_option("--layers")->excludes(c.train->get_option("--hidden"));
   c.train->footer(defaults_help());
 

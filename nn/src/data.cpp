@@ -355,6 +355,100 @@ Dataset blobs(std::int64_t n, std::int64_t centers, double spread, std::uint64_t
   return d;
 }
 
+Dataset xor_data(std::int64_t n, double noise, std::uint64_t seed) {
+  if (n < 4) fail("xor: n must be at least 4 (one point per corner), not {}", n);
+  check_noise(noise, "xor");
+  const Dataset corners = xor_data();
+  Dataset d = empty_set(n, 2, 2);
+  ag::Rng rng(seed);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const std::int64_t corner = i % 4;
+    // With no noise the corners stay exact (no draw is added), as xor_data() has them.
+    for (std::int64_t j = 0; j < 2; ++j)
+      d.features[sz(2 * i + j)] =
+          noise == 0 ? corners.features[sz(2 * corner + j)]
+                     : float(double(corners.features[sz(2 * corner + j)]) + noise * rng.normal());
+    d.labels[sz(i)] = corners.labels[sz(corner)];
+  }
+  return d;
+}
+
+// ---- input features -------------------------------------------------------------
+
+std::string_view input_feature_name(InputFeature f) {
+  switch (f) {
+    case InputFeature::x1: return "x1";
+    case InputFeature::x2: return "x2";
+    case InputFeature::x1_squared: return "x1^2";
+    case InputFeature::x2_squared: return "x2^2";
+    case InputFeature::x1_times_x2: return "x1*x2";
+    case InputFeature::sin_x1: return "sin_x1";
+    case InputFeature::sin_x2: return "sin_x2";
+  }
+  return "?";
+}
+
+double input_feature_value(InputFeature f, double x1, double x2) {
+  switch (f) {
+    case InputFeature::x1: return x1;
+    case InputFeature::x2: return x2;
+    case InputFeature::x1_squared: return x1 * x1;
+    case InputFeature::x2_squared: return x2 * x2;
+    case InputFeature::x1_times_x2: return x1 * x2;
+    case InputFeature::sin_x1: return std::sin(x1);
+    case InputFeature::sin_x2: return std::sin(x2);
+  }
+  return 0;
+}
+
+std::string input_features_str(std::span<const InputFeature> features) {
+  std::string out;
+  for (const InputFeature f : features) {
+    if (!out.empty()) out += ',';
+    out += input_feature_name(f);
+  }
+  return out;
+}
+
+std::vector<InputFeature> parse_input_features(std::string_view list) {
+  std::vector<InputFeature> out;
+  const std::string known = input_features_str(kInputFeatures);
+  if (list.empty()) fail("no input features: choose from {}", known);
+  for (std::size_t at = 0; at <= list.size();) {
+    std::size_t end = list.find(',', at);
+    if (end == std::string_view::npos) end = list.size();
+    const std::string_view name = list.substr(at, end - at);
+    const auto* it = std::find_if(std::begin(kInputFeatures), std::end(kInputFeatures),
+                                  [&](InputFeature f) { return input_feature_name(f) == name; });
+    if (it == std::end(kInputFeatures))
+      fail("unknown input feature '{}': the features are {}", name, known);
+    if (std::find(out.begin(), out.end(), *it) != out.end())
+      fail("input feature '{}' is listed twice", name);
+    out.push_back(*it);
+    at = end + 1;
+  }
+  return out;
+}
+
+Dataset expand_features(const Dataset& data, std::span<const InputFeature> features) {
+  data.validate();
+  if (data.cols != 2)
+    fail("expand_features: the input features are of two columns (x1, x2), this data has {}",
+         data.cols);
+  if (features.empty()) fail("expand_features: no input features");
+  Dataset d = data;
+  d.cols = std::int64_t(features.size());
+  d.features.assign(sz(d.rows * d.cols), 0.f);
+  d.feature_names.clear();
+  for (const InputFeature f : features) d.feature_names.emplace_back(input_feature_name(f));
+  for (std::int64_t i = 0; i < d.rows; ++i) {
+    const double x1 = data.features[sz(2 * i)], x2 = data.features[sz(2 * i + 1)];
+    for (std::int64_t j = 0; j < d.cols; ++j)
+      d.features[sz(i * d.cols + j)] = float(input_feature_value(features[sz(j)], x1, x2));
+  }
+  return d;
+}
+
 // ---- CSV ----------------------------------------------------------------------
 
 namespace {

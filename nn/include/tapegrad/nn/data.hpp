@@ -151,6 +151,37 @@ Dataset spirals(std::int64_t n_per_class, std::int64_t classes, double noise, st
 Dataset blobs(std::int64_t n, std::int64_t centers, double spread, std::uint64_t seed,
               std::int64_t features = 2);
 
+// A noisy XOR of n points: point i is the corner i mod 4 of the four above,
+// with its label, plus N(0, noise^2) on each coordinate; xor_data(4, 0, seed)
+// is xor_data().
+Dataset xor_data(std::int64_t n, double noise, std::uint64_t seed);
+
+// ---- input features, as TensorFlow Playground's network lab offers them ----
+// Note [Input features]
+// ~~~~~~~~~~~~~~~~~~~~~
+// A two-feature set's columns (x1, x2) become the chosen columns among x1, x2,
+// x1^2, x2^2, x1*x2, sin(x1), sin(x2), in the order chosen, each computed in
+// double from the row's two values and rounded once to float (the playground's
+// src/state.ts INPUTS). Written here once: the CLI and the WebAssembly
+// playground call the same code, so a model trained by one reads the other's inputs.
+enum class InputFeature { x1, x2, x1_squared, x2_squared, x1_times_x2, sin_x1, sin_x2 };
+inline constexpr InputFeature kInputFeatures[] = {
+    InputFeature::x1,         InputFeature::x2,          InputFeature::x1_squared,
+    InputFeature::x2_squared, InputFeature::x1_times_x2, InputFeature::sin_x1,
+    InputFeature::sin_x2};
+// "x1", "x2", "x1^2", "x2^2", "x1*x2", "sin_x1", "sin_x2": the feature's column name.
+std::string_view input_feature_name(InputFeature f);
+// The value of feature f at the point (x1, x2).
+double input_feature_value(InputFeature f, double x1, double x2);
+// "x1,x2,x1^2" as features; throws ag::Error naming the unknown or repeated
+// name and listing the known ones (an empty list is refused too).
+std::vector<InputFeature> parse_input_features(std::string_view list);
+// The names joined by commas: parse_input_features's inverse.
+std::string input_features_str(std::span<const InputFeature> features);
+// `data` (which must have 2 columns) with its columns replaced by `features`,
+// named by input_feature_name (Note [Input features]).
+Dataset expand_features(const Dataset& data, std::span<const InputFeature> features);
+
 // ---- files ----
 // Every loader throws ag::Error naming the file and what is wrong with it:
 // for a CSV the line and column, for an IDX file the byte offset. Each reads
