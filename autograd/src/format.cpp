@@ -17,20 +17,17 @@ std::string format_number(double x) {
 
 std::string op_expression(Op op, std::string_view a, std::string_view b, double param) {
   const OpInfo& info = op_info(op);
-  switch (op) {
-    case Op::add:
-    case Op::sub:
-    case Op::mul:
-    case Op::div:
-    case Op::pow: return fmt::format("{} {} {}", a, info.symbol, b);
-    case Op::neg: return fmt::format("-{}", a);
-    case Op::pow_scalar: return fmt::format("{} ^ {}", a, format_number(param));
-    default: break;
+  switch (info.notation) {
+    case Notation::infix:  // x + y; x ^ 2 for a fixed exponent
+      return fmt::format("{} {} {}", a, info.symbol, info.has_param ? format_number(param) : b);
+    case Notation::prefix: return fmt::format("{}{}", info.symbol, a);
+    case Notation::call:
+      // leaky_relu(x, 0.01), clamp_min(x, -1): a row with a fixed number
+      if (info.has_param) return fmt::format("{}({}, {})", info.name, a, format_number(param));
+      if (info.arity == 2) return fmt::format("{}({}, {})", info.name, a, b);
+      return fmt::format("{}({})", info.name, a);
   }
-  // leaky_relu(x, 0.01), clamp_min(x, -1): every other row with a fixed number
-  if (info.has_param) return fmt::format("{}({}, {})", info.name, a, format_number(param));
-  if (info.arity == 2) return fmt::format("{}({}, {})", info.name, a, b);
-  return fmt::format("{}({})", info.name, a);
+  return {};  // not reached: every notation returns above
 }
 
 std::string expression(const Tape& tape, NodeId id) {

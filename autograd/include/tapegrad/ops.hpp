@@ -119,6 +119,10 @@ enum class Op : std::uint8_t {
 };
 inline constexpr int kOpCount = static_cast<int>(Op::normal_cdf) + 1;
 
+// How an op node reads as an expression (format.hpp's op_expression): "x + y", "-x",
+// "sigmoid(x)", "leaky_relu(x, 0.2)".
+enum class Notation : std::uint8_t { call, infix, prefix };
+
 struct OpInfo {
   Op op;
   std::string_view name;    // as the user calls it: "sigmoid"
@@ -138,6 +142,7 @@ struct OpInfo {
   // An activation function: nn offers it as a module, by name to MLP and to --act (Note
   // [Activations from the op table], nn/include/tapegrad/nn/layers.hpp).
   bool activation = false;
+  Notation notation = Notation::call;
 };
 
 template <class T> struct Local {
@@ -159,7 +164,8 @@ struct Constant {
 };
 
 struct Add {
-  static constexpr OpInfo info{Op::add, "add", "+", 2};
+  static constexpr OpInfo info{.op = Op::add, .name = "add", .symbol = "+", .arity = 2,
+                               .notation = Notation::infix};
   static constexpr double test_points[] = {-1.5, 0.5, 2};
   template <class T> static T forward(T a, T b, T) { return a + b; }
   // d(a+b)/da = 1, d(a+b)/db = 1
@@ -170,7 +176,8 @@ struct Add {
 };
 
 struct Sub {
-  static constexpr OpInfo info{Op::sub, "sub", "-", 2};
+  static constexpr OpInfo info{.op = Op::sub, .name = "sub", .symbol = "-", .arity = 2,
+                               .notation = Notation::infix};
   static constexpr double test_points[] = {-1.5, 0.5, 2};
   template <class T> static T forward(T a, T b, T) { return a - b; }
   // d(a-b)/da = 1, d(a-b)/db = -1
@@ -181,7 +188,8 @@ struct Sub {
 };
 
 struct Mul {
-  static constexpr OpInfo info{Op::mul, "mul", "*", 2};
+  static constexpr OpInfo info{.op = Op::mul, .name = "mul", .symbol = "*", .arity = 2,
+                               .notation = Notation::infix};
   static constexpr double test_points[] = {-1.5, 0.5, 2};
   template <class T> static T forward(T a, T b, T) { return a * b; }
   // d(ab)/da = b, d(ab)/db = a
@@ -192,7 +200,8 @@ struct Mul {
 };
 
 struct Div {
-  static constexpr OpInfo info{Op::div, "div", "/", 2};
+  static constexpr OpInfo info{.op = Op::div, .name = "div", .symbol = "/", .arity = 2,
+                               .notation = Notation::infix};
   static constexpr double test_points[] = {-1.5, 0.5, 2};
   template <class T> static T forward(T a, T b, T) { return a / b; }
   // d(a/b)/da = 1/b, d(a/b)/db = -a/b^2 = -(a/b)/b
@@ -203,7 +212,8 @@ struct Div {
 };
 
 struct Neg {
-  static constexpr OpInfo info{Op::neg, "neg", "-", 1};
+  static constexpr OpInfo info{.op = Op::neg, .name = "neg", .symbol = "-", .arity = 1,
+                               .notation = Notation::prefix};
   static constexpr double test_points[] = {-1.5, 0.5, 2};
   template <class T> static T forward(T a, T, T) { return -a; }
   // d(-a)/da = -1
@@ -478,7 +488,8 @@ struct ClampMax {
 struct Pow {
   static constexpr OpInfo info{.op = Op::pow, .name = "pow", .symbol = "^", .arity = 2,
                                .signature = "pow(a, b)",
-                               .help = "a^b; a number b records a fixed exponent, as a ^ 2 does"};
+                               .help = "a^b; a number b records a fixed exponent, as a ^ 2 does",
+                               .notation = Notation::infix};
   static constexpr double test_points[] = {0.5, 1.5, 2.5};
   template <class T> static T forward(T a, T b, T) { return std::pow(a, b); }
   // d(a^b)/da = b a^(b-1); d(a^b)/db = a^b log(a): NaN for a < 0, as in PyTorch,
@@ -497,7 +508,7 @@ struct Pow {
 struct PowScalar {
   static constexpr OpInfo info{.op = Op::pow_scalar, .name = "pow_scalar", .symbol = "^",
                                .arity = 1, .has_param = true, .default_param = 2.0,
-                               .param_name = "exponent"};
+                               .param_name = "exponent", .notation = Notation::infix};
   static constexpr double test_points[] = {-1.5, 0.5, 2};
   template <class T> static T forward(T a, T, T p) { return std::pow(a, p); }
   // d(a^p)/da = p a^(p-1)
