@@ -49,10 +49,8 @@ int run_playground(const std::string& output) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(built, ec))
     ag::fail(
-        "the playground page is not built (no {}): build it in the source tree with "
-        "`npm ci --prefix playground && meson setup build-wasm --cross-file "
-        "playground/emscripten.ini && meson compile -C build-wasm` (emscripten and node-acorn "
-        "from apt; README.md, \"The playground\")",
+        "the playground page is not built (no {}): `bash tools/setup.sh playground` in the "
+        "source tree builds it (with Debian's emscripten; README.md, \"The playground\")",
         ag::printable(built));
   const std::string page = ag::read_file(built, kMaxPageBytes, "the playground page");
   create_parent_directories(output, fmt::format("cannot write {}", output));

@@ -2,6 +2,8 @@
 # Installs the Debian packages tapegrad needs (only the missing ones), then
 # configures and builds into build/. With an argument it goes on:
 #   tools/setup.sh demo   runs the main demo
+#   tools/setup.sh playground   builds the playground's page (build-wasm/, with emscripten) and
+#                         writes it to build/playground.html, to open in any browser
 #   tools/setup.sh test   builds the playground (build-wasm/) and runs every test, then the
 #                         core's tests in a build without BLAS and Graphviz (build-core/),
 #                         then the suite again under ASan+UBSan
@@ -24,12 +26,18 @@ packages=(
 # build does without it; chromium and Node.js play the step-through page in a real browser (a
 # Node.js from elsewhere brings its own npm, which Debian's npm package would conflict with);
 # valgrind checks the CLI's memory; clang builds the fuzz targets (fuzz/); clang-format checks
-# that every C++ file is formatted (.clang-format, tests/format_check.sh); emscripten builds the
-# playground (playground/, build-wasm/), its optimizer needing node-acorn.
-test_packages=(python3-torch chromium valgrind clang libclang-rt-14-dev clang-format
-  emscripten node-acorn)
-if ! command -v npm >/dev/null; then test_packages+=(nodejs npm); fi
-if [ "${1:-build}" = test ]; then packages+=("${test_packages[@]}"); fi
+# that every C++ file is formatted (.clang-format, tests/format_check.sh).
+test_packages=(python3-torch chromium valgrind clang libclang-rt-14-dev clang-format)
+# The playground (playground/, build-wasm/): emscripten, its optimizer needing node-acorn, and
+# npm for @viz-js/viz. The test command builds it too, for its browser test.
+playground_packages=(emscripten node-acorn)
+if ! command -v npm >/dev/null; then playground_packages+=(nodejs npm); fi
+case "${1:-build}" in
+  build | demo) ;;
+  playground) packages+=("${playground_packages[@]}") ;;
+  test) packages+=("${test_packages[@]}" "${playground_packages[@]}") ;;
+  *) echo "usage: tools/setup.sh [build|demo|playground|test]" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do
@@ -58,11 +66,25 @@ configure() {  # configure() DIR [meson options...]: set up once, then just rebu
   if [ ! -f "$dir/build.ninja" ]; then quietly meson setup "$dir" "$@"; fi
   quietly meson compile -C "$dir"
 }
+npm_ci() {  # npm_ci DIR: the npm packages DIR's package-lock.json pins, once
+  if [ ! -d "$1/node_modules" ]; then
+    echo "setup: npm ci in $1"
+    quietly npm ci --prefix "$1" --no-audit --no-fund
+  fi
+}
 configure build
 
 case "${1:-build}" in
   build) ;;
   demo) bash tools/demo.sh ;;
+  playground)
+    # The page (playground/README.md): the core and the program language compiled by emscripten,
+    # in a build directory of its own; then tapegrad copies it where a browser can open it.
+    npm_ci playground
+    configure build-wasm --cross-file playground/emscripten.ini
+    build/tools/tapegrad playground -o build/playground.html
+    echo "setup: open build/playground.html in a browser (it needs no network)"
+    ;;
   test)
     # Every pass runs even if one fails; one closing line counts them together.
     passed=0 failed=0 skipped=0 status=0
@@ -73,12 +95,8 @@ case "${1:-build}" in
                    END { print p + 0, f + 0, s + 0 }')
       passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
     }
-    for dir in tests/browser playground; do
-      if [ ! -d "$dir/node_modules" ]; then
-        echo "setup: npm ci in $dir"
-        quietly npm ci --prefix "$dir" --no-audit --no-fund
-      fi
-    done
+    npm_ci tests/browser
+    npm_ci playground
     # The playground's page, which the browser test opens (playground/README.md): the core and
     # the program language compiled by emscripten, in a build directory of its own.
     configure build-wasm --cross-file playground/emscripten.ini
@@ -117,5 +135,4 @@ case "${1:-build}" in
     echo "$line"
     exit $status
     ;;
-  *) echo "usage: tools/setup.sh [build|demo|test]" >&2; exit 2 ;;
 esac
