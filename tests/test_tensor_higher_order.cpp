@@ -1,7 +1,7 @@
-// Gradients of gradients on the tensor tape: every elementwise row and the MLP path (linear,
-// matmul, transpose, reshape, sum, mean) differentiated twice against central differences, a
-// Hessian-vector product against differences of gradients, and the ops that have no recorded
-// backward yet saying so.
+// Gradients of gradients on the tensor tape: every elementwise row, the MLP path (linear,
+// matmul, transpose, reshape, sum, mean) and cross-entropy (log_softmax, softmax, pick)
+// differentiated twice against central differences, a Hessian-vector product against
+// differences of gradients, and the ops that have no recorded backward yet saying so.
 
 #include <doctest/doctest.h>
 
@@ -43,6 +43,31 @@ Tensor recorded_gradient(Tensor loss, std::span<const Tensor> x) {
   for (const Tensor& g : loss.tape().grad(loss, x, {.create_graph = true}))
     flat.push_back(reshape(g, {-1}));
   return flat.size() == 1 ? flat[0] : cat(flat);
+}
+
+// The recorded gradient of loss(inputs) twice over: its values equal backward's (a recorded form
+// that differentiates consistently but computes the wrong first derivative fails here), and its
+// own derivative, the second, agrees with central differences (check_second).
+template <class F>
+void check_twice(F loss_of, const std::vector<TensorArg>& args, const std::string& what) {
+  TensorTape tape;
+  std::vector<Tensor> x;
+  for (const TensorArg& a : args) x.push_back(tape.input<double>(a.shape, a.values));
+  const Tensor loss = loss_of(tape, std::span<const Tensor>(x));
+  const std::vector<Tensor> recorded = tape.grad(loss, x, {.create_graph = true});
+  tape.backward(loss);
+  for (std::size_t k = 0; k < x.size(); ++k) {
+    const std::vector<double> expected = x[k].grads();
+    REQUIRE(recorded[k].numel() == std::int64_t(expected.size()));
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+      INFO(what, ": input ", k, " element ", i);
+      CHECK(recorded[k].value(std::int64_t(i)) == doctest::Approx(expected[i]).epsilon(1e-12));
+    }
+  }
+  const auto gradient_of = [&](TensorTape& t, std::span<const Tensor> in) {
+    return recorded_gradient(loss_of(t, in), in);
+  };
+  check_second(gradient_of, args, what);
 }
 
 }  // namespace
@@ -115,6 +140,32 @@ TEST_CASE("the MLP path differentiates twice: linear, matmul, transpose, reshape
       {arg(Shape{3, 4})}, "sum and mean over axes");
 }
 
+TEST_CASE("cross-entropy differentiates twice: log_softmax, softmax and pick") {
+  const std::vector<std::int32_t> labels{2, 0, 1, 2};
+  // cross-entropy of a linear classifier, every parameter an input
+  check_twice(
+      [&](TensorTape&, std::span<const Tensor> p) {
+        const Tensor logits = linear(p[0], p[1], p[2]);  // (4, 3)
+        return -mean(pick(log_softmax(logits, 1), labels));
+      },
+      {arg(Shape{4, 2}), arg(Shape{3, 2}, 0.2), arg(Shape{3}, -0.3)}, "cross-entropy");
+  // pick's upstream depending on its input: the one-hot rows carry a varying gradient
+  check_twice([&](TensorTape&,
+                  std::span<const Tensor> x) { return sum(pow(pick(x[0] * x[0], labels), 3.0)); },
+              {arg(Shape{4, 3})}, "pick");
+  // softmax and log_softmax along every axis of a 3-D tensor, with a weight so the upstream
+  // is not uniform
+  for (int axis : {0, 1, 2, -1}) {
+    check_twice(
+        [&](TensorTape& t, std::span<const Tensor> x) {
+          const Tensor w = t.constant<double>(Shape{2, 3, 2}, values(Shape{2, 3, 2}, 0.4));
+          return sum(softmax(x[0], axis) * w) +
+                 sum(log_softmax(x[0], axis) * w * softmax(x[0], axis));
+        },
+        {arg(Shape{2, 3, 2})}, fmt::format("softmax and log_softmax, axis {}", axis));
+  }
+}
+
 TEST_CASE("a Hessian-vector product by double backward agrees with differences of gradients") {
   const std::vector<Shape> shapes{Shape{6, 2}, Shape{2}};  // W (out, in), b
   auto loss_of = [](TensorTape& tape, std::span<const Tensor> p) {
@@ -176,9 +227,9 @@ TEST_CASE("grad on the tensor tape: semantics and errors") {
                        Error);
   // An entry without its recorded backward stops create_graph with its name
   Tensor logits = tape.input(Shape{2, 3}, {1, 2, 3, 0, -1, 2}, "logits");
-  Tensor nll = -sum(log_softmax(logits, 1));
+  Tensor nll = -sum(amax(logits, 1));
   CHECK_THROWS_WITH_AS(tape.grad(nll, {logits}, {.create_graph = true}),
-                       doctest::Contains("grad: log_softmax (node "), Error);
+                       doctest::Contains("grad: amax (node "), Error);
   tape.backward(nll);  // backward needs no recorded form
   CHECK(std::isfinite(logits.grad_at(0)));
   // batched products have no recorded backward yet either, and say so

@@ -152,6 +152,21 @@ Tensor sum_to(Tensor g, const Shape& shape) {
   return g;
 }
 
+// A constant of `shape` whose element i is value(i): the masks that pick's and amax's recorded
+// backwards multiply by. A constant, as their derivative is 0 wherever it exists: the mask
+// depends on which element was chosen, not on how much.
+template <class F>
+Tensor constant_from(TensorTape& tape, const Shape& shape, DType dtype, F&& value) {
+  const Tensor mask = zeros(tape, shape, {.dtype = dtype});
+  auto& impl = Recorder::impl(tape);
+  with_dtype(dtype, [&](auto z) {
+    using T = decltype(z);
+    T* out = static_cast<T*>(impl.nodes[mask.id()].data);
+    for (std::int64_t i = 0, e = shape.numel(); i < e; ++i) out[i] = T(value(i));
+  });
+  return mask;
+}
+
 }  // namespace
 
 // ---- leaves: input, parameter, constant ------------------------------------------------
@@ -1468,6 +1483,14 @@ void LogSoftmax::backward_operands(const TensorTape& tape, NodeId id, int,
   softmax_backward_operands(tape, id, target, report);
 }
 
+// da = up - softmax(a) * sum(up) along the axis, softmax(a) recorded as exp(y): the second
+// derivative flows through y
+void LogSoftmax::backward_graph(TensorTape& tape, NodeId id, const Tensor& upstream,
+                                std::span<Tensor> contributions) {
+  const int axis = Recorder::node(tape, id).axis;
+  contributions[0] = upstream - exp(tape.handle(id)) * sum(upstream, axis, true);
+}
+
 void Softmax::forward(TensorTape::Impl& impl, Node& n) { softmax_forward<false>(impl, n); }
 void Softmax::backward(TensorTape::Impl& impl, Node& n) { softmax_backward<false>(impl, n); }
 std::string Softmax::expression(const TensorTape& tape, NodeId id) {
@@ -1480,6 +1503,14 @@ std::vector<AnomalyOperand> Softmax::forward_operands(const TensorTape& tape, No
 void Softmax::backward_operands(const TensorTape& tape, NodeId id, int, const ElementIndex& target,
                                 Anomaly& report) {
   softmax_backward_operands(tape, id, target, report);
+}
+
+// da = y * (up - sum(up * y)) along the axis
+void Softmax::backward_graph(TensorTape& tape, NodeId id, const Tensor& upstream,
+                             std::span<Tensor> contributions) {
+  const int axis = Recorder::node(tape, id).axis;
+  const Tensor y = tape.handle(id);
+  contributions[0] = y * (upstream - sum(upstream * y, axis, true));
 }
 
 }  // namespace tensor_ops
@@ -1548,6 +1579,20 @@ std::vector<AnomalyOperand> Pick::forward_operands(const TensorTape& tape, NodeI
 void Pick::backward_operands(const TensorTape& tape, NodeId id, int, const ElementIndex& target,
                              Anomaly& report) {
   add_upstream(tape, id, {target[0]}, report);
+}
+
+// da[i, :] = up[i] * onehot(index[i]): each row's upstream in its picked column, the one-hot
+// rows a constant (the class indices are not on the tape)
+void Pick::backward_graph(TensorTape& tape, NodeId id, const Tensor& upstream,
+                          std::span<Tensor> contributions) {
+  const Node n = Recorder::node(tape, id);  // a copy: recording below moves the records
+  const Shape in = tape.shape(n.in[0]);
+  const auto* index = static_cast<const std::int32_t*>(n.aux);
+  const std::int64_t classes = in[1];
+  const Tensor one_hot = constant_from(tape, in, n.dtype, [&](std::int64_t p) {
+    return index[p / classes] == p % classes ? 1.0 : 0.0;
+  });
+  contributions[0] = reshape(upstream, {in[0], 1}) * one_hot;
 }
 
 }  // namespace tensor_ops

@@ -220,7 +220,7 @@ struct LogSoftmax {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
-  static constexpr NoGraphForm backward_graph{};  // not yet: create_graph stops here
+  static void backward_graph(TensorTape&, NodeId, const Tensor&, std::span<Tensor>);
 };
 struct Softmax {
   static constexpr TOpInfo info{TOp::softmax, "softmax", "softmax"};
@@ -231,7 +231,7 @@ struct Softmax {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
-  static constexpr NoGraphForm backward_graph{};  // not yet: create_graph stops here
+  static void backward_graph(TensorTape&, NodeId, const Tensor&, std::span<Tensor>);
 };
 struct Pick {
   static constexpr TOpInfo info{TOp::pick, "pick", "pick"};
@@ -242,7 +242,7 @@ struct Pick {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
-  static constexpr NoGraphForm backward_graph{};  // not yet: create_graph stops here
+  static void backward_graph(TensorTape&, NodeId, const Tensor&, std::span<Tensor>);
 };
 // ---- reductions by comparison, and selection ----
 struct Amin {
