@@ -250,6 +250,85 @@ graph written to cs231n.svg
         out = self.ok("step", "f = 2 * 3")
         self.assertIn("no steps", out)
 
+    def test_order_2_steps_through_the_second_backward(self):
+        # f = (xy)^2: the first backward's nodes evaluated forward, then one second backward per
+        # input, ending in its row of second partials: 2y² = 18, 4xy = 24, 2x² = 8
+        out = self.ok("step", "--order", "2", "q = x * y; f = q * q", "x=2", "y=3")
+        self.assertEqual(out, """forward
+  x = 2
+  y = 3
+  q = x * y = 6
+  f = q * q = 36
+first backward, recorded: its nodes evaluated forward
+  t5 = 1 * q = 6   (∂f/∂q · upstream)
+  t6 = 1 * q = 6   (∂f/∂q · upstream)
+  t7 = t5 + t6 = 12   (Σ ∂f/∂q)
+  f_x = t7 * y = 36   (∂q/∂x · upstream)
+  f_y = t7 * x = 24   (∂q/∂y · upstream)
+gradients
+  df/dx = f_x = 36
+  df/dy = f_y = 24
+second backward, from df/dx
+  step 1: f_x = t7 * y
+    df_x/df_x = 1
+    df_x/dt7 = df_x/df_x · ∂f_x/∂t7 = 1 · 3 = 3
+    df_x/dy = df_x/df_x · ∂f_x/∂y = 1 · 12 = 12
+  step 2: t7 = t5 + t6
+    df_x/dt5 = df_x/dt7 · ∂t7/∂t5 = 3 · 1 = 3
+    df_x/dt6 = df_x/dt7 · ∂t7/∂t6 = 3 · 1 = 3
+  step 3: t6 = 1 * q
+    df_x/dq = df_x/dt6 · ∂t6/∂q = 3 · 1 = 3
+  step 4: t5 = 1 * q
+    df_x/dq += df_x/dt5 · ∂t5/∂q = 3 · 1 = 3, so df_x/dq = 6
+  step 5: q = x * y
+    df_x/dx = df_x/dq · ∂q/∂x = 6 · 3 = 18
+    df_x/dy += df_x/dq · ∂q/∂y = 6 · 2 = 12, so df_x/dy = 24
+  d²f/dx² = 18
+  d²f/dx dy = 24
+second backward, from df/dy
+  step 1: f_y = t7 * x
+    df_y/df_y = 1
+    df_y/dt7 = df_y/df_y · ∂f_y/∂t7 = 1 · 2 = 2
+    df_y/dx = df_y/df_y · ∂f_y/∂x = 1 · 12 = 12
+  step 2: t7 = t5 + t6
+    df_y/dt5 = df_y/dt7 · ∂t7/∂t5 = 2 · 1 = 2
+    df_y/dt6 = df_y/dt7 · ∂t7/∂t6 = 2 · 1 = 2
+  step 3: t6 = 1 * q
+    df_y/dq = df_y/dt6 · ∂t6/∂q = 2 · 1 = 2
+  step 4: t5 = 1 * q
+    df_y/dq += df_y/dt5 · ∂t5/∂q = 2 · 1 = 2, so df_y/dq = 4
+  step 5: q = x * y
+    df_y/dx += df_y/dq · ∂q/∂x = 4 · 3 = 12, so df_y/dx = 24
+    df_y/dy = df_y/dq · ∂q/∂y = 4 · 2 = 8
+  d²f/dy dx = 24
+  d²f/dy² = 8
+""")
+        # the same partials as grad --order 2 prints
+        grad = self.ok("grad", "--order", "2", "q = x * y; f = q * q", "x=2", "y=3")
+        partials = [line.strip() for line in out.splitlines() if line.startswith("  d²")]
+        self.assertEqual(partials, grad.splitlines()[3:])
+
+    def test_order_2_sigmoid_is_the_closed_form(self):
+        # σ'' = σ(1 - σ)(1 - 2σ), the chain rule through the nodes σ' = σ(1 - σ) recorded
+        out = self.ok("step", "--order", "2", "f = sigmoid(x)", "x=0.5")
+        s = 1 / (1 + math.exp(-0.5))
+        self.assertIn("  t5 = f * t4 = 0.235   (∂f/∂x)\n", out)
+        self.assertTrue(out.endswith(f"  d²f/dx² = {s * (1 - s) * (1 - 2 * s):.4g}\n"), out)
+
+    def test_order_2_of_a_linear_function_has_no_second_steps(self):
+        out = self.ok("step", "--order", "2", "f = 2 * x + y", "x=1", "y=2")
+        self.assertIn("gradients\n  df/dx = f_x = 2\n  df/dy = 1\n", out)  # the seed: unnamed
+        self.assertIn("second backward, from df/dy\n  (no steps: df/dy depends on no input)\n",
+                      out)
+        self.assertTrue(out.endswith("  d²f/dy dx = 0\n  d²f/dy² = 0\n"), out)
+
+    def test_order_2_draws_nothing_and_order_3_is_refused(self):
+        self.fails("step", "--order", "2", "-o", "g.svg", CS231N, *CS231N_INPUTS,
+                   message="step --order 2 prints the second backward as text")
+        self.fails("step", "--order", "2", "--frames", "fr", CS231N, *CS231N_INPUTS,
+                   message="-o and --frames draw the first")
+        self.fails("step", "--order", "3", CS231N, *CS231N_INPUTS, message="--order")
+
 
 class Dot(CliTest):
     def test_dot_on_stdout(self):

@@ -1,7 +1,6 @@
-// Gradients of gradients on the tensor tape: every elementwise row and the MLP path (linear,
-// matmul, transpose, reshape, sum, mean) differentiated twice against central differences, a
-// Hessian-vector product against differences of gradients, and the ops that have no recorded
-// backward yet saying so.
+// Gradients of gradients on the tensor tape: every op of the table differentiated twice (the
+// selections three times) against central differences, cross-entropy among them, a
+// Hessian-vector product against differences of gradients, and grad's semantics and errors.
 
 #include <doctest/doctest.h>
 
@@ -43,6 +42,31 @@ Tensor recorded_gradient(Tensor loss, std::span<const Tensor> x) {
   for (const Tensor& g : loss.tape().grad(loss, x, {.create_graph = true}))
     flat.push_back(reshape(g, {-1}));
   return flat.size() == 1 ? flat[0] : cat(flat);
+}
+
+// The recorded gradient of loss(inputs) twice over: its values equal backward's (a recorded form
+// that differentiates consistently but computes the wrong first derivative fails here), and its
+// own derivative, the second, agrees with central differences (check_second).
+template <class F>
+void check_twice(F loss_of, const std::vector<TensorArg>& args, const std::string& what) {
+  TensorTape tape;
+  std::vector<Tensor> x;
+  for (const TensorArg& a : args) x.push_back(tape.input<double>(a.shape, a.values));
+  const Tensor loss = loss_of(tape, std::span<const Tensor>(x));
+  const std::vector<Tensor> recorded = tape.grad(loss, x, {.create_graph = true});
+  tape.backward(loss);
+  for (std::size_t k = 0; k < x.size(); ++k) {
+    const std::vector<double> expected = x[k].grads();
+    REQUIRE(recorded[k].numel() == std::int64_t(expected.size()));
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+      INFO(what, ": input ", k, " element ", i);
+      CHECK(recorded[k].value(std::int64_t(i)) == doctest::Approx(expected[i]).epsilon(1e-12));
+    }
+  }
+  const auto gradient_of = [&](TensorTape& t, std::span<const Tensor> in) {
+    return recorded_gradient(loss_of(t, in), in);
+  };
+  check_second(gradient_of, args, what);
 }
 
 }  // namespace
@@ -115,6 +139,106 @@ TEST_CASE("the MLP path differentiates twice: linear, matmul, transpose, reshape
       {arg(Shape{3, 4})}, "sum and mean over axes");
 }
 
+TEST_CASE("cross-entropy differentiates twice: log_softmax, softmax and pick") {
+  const std::vector<std::int32_t> labels{2, 0, 1, 2};
+  // cross-entropy of a linear classifier, every parameter an input
+  check_twice(
+      [&](TensorTape&, std::span<const Tensor> p) {
+        const Tensor logits = linear(p[0], p[1], p[2]);  // (4, 3)
+        return -mean(pick(log_softmax(logits, 1), labels));
+      },
+      {arg(Shape{4, 2}), arg(Shape{3, 2}, 0.2), arg(Shape{3}, -0.3)}, "cross-entropy");
+  // pick's upstream depending on its input: the one-hot rows carry a varying gradient
+  check_twice([&](TensorTape&,
+                  std::span<const Tensor> x) { return sum(pow(pick(x[0] * x[0], labels), 3.0)); },
+              {arg(Shape{4, 3})}, "pick");
+  // softmax and log_softmax along every axis of a 3-D tensor, with a weight so the upstream
+  // is not uniform
+  for (int axis : {0, 1, 2, -1}) {
+    check_twice(
+        [&](TensorTape& t, std::span<const Tensor> x) {
+          const Tensor w = t.constant<double>(Shape{2, 3, 2}, values(Shape{2, 3, 2}, 0.4));
+          return sum(softmax(x[0], axis) * w) +
+                 sum(log_softmax(x[0], axis) * w * softmax(x[0], axis));
+        },
+        {arg(Shape{2, 3, 2})}, fmt::format("softmax and log_softmax, axis {}", axis));
+  }
+}
+
+TEST_CASE("the comparison, selection and shape ops differentiate twice") {
+  check_twice(
+      [](TensorTape&, std::span<const Tensor> x) {
+        return sum(pow(amax(x[0], 1), 3.0)) + sum(amin(x[0], 0) * amax(x[0], 0, true)) +
+               amax(x[0] * x[0]) * amin(x[0]);
+      },
+      {arg(Shape{3, 4})}, "amax and amin");
+  check_twice(
+      [](TensorTape&, std::span<const Tensor> x) {
+        return sum(x[0] * x[0] * argmax(x[0], 1, true));  // argmax a constant factor
+      },
+      {arg(Shape{3, 4})}, "argmax");
+  check_twice(
+      [](TensorTape& t, std::span<const Tensor> x) {
+        const Tensor cond = t.constant<double>(Shape{2, 3}, std::vector<double>{1, 0, 0, 1, 1, 0});
+        return sum(pow(where(cond, x[0] * x[0], x[1] * x[1] * x[1]), 2.0));
+      },
+      {arg(Shape{2, 3}), arg(Shape{3}, 0.2)}, "where, broadcasting");
+  // more inputs than a node record holds, one of them twice (Note [Many inputs])
+  check_twice(
+      [](TensorTape&, std::span<const Tensor> x) {
+        const Tensor joined = cat({x[0], x[1], x[0], x[1] * x[1]}, 1);           // (2, 8)
+        const Tensor stacked = stack({x[0], x[1] * x[0], x[0], exp(x[1])}, -1);  // (2, 2, 4)
+        return sum(pow(joined, 3.0)) + sum(tanh(stacked) * stacked);
+      },
+      {arg(Shape{2, 2}), arg(Shape{2, 2}, 0.3)}, "cat and stack");
+  check_twice(
+      [](TensorTape&, std::span<const Tensor> x) {
+        const Tensor s = slice(x[0], 1, -4, 5, 2);              // columns 1 and 3
+        const Tensor t = slice(slice(x[0], 0, 1, 3), 1, 0, 2);  // rows 1, 2 and columns 0, 1
+        return sum(pow(s, 3.0)) + sum(t * t * slice(s, 0, 0, 2));
+      },
+      {arg(Shape{3, 5})}, "slice");
+  const std::vector<std::int64_t> repeated{2, 0, 2, 2};
+  check_twice(
+      [&](TensorTape&, std::span<const Tensor> x) {
+        return sum(pow(index_select(x[0], 1, repeated), 3.0)) +
+               sum(index_select(x[0] * x[0], 0, std::vector<std::int64_t>{1}));
+      },
+      {arg(Shape{2, 3})}, "index_select, an index repeated");
+  const std::vector<std::int64_t> rows{0, 2, 2, 1, 0, 0};  // an index of shape (2, 3), repeats
+  check_twice(
+      [&](TensorTape&, std::span<const Tensor> x) {
+        return sum(pow(gather(x[0], 0, rows, Shape{2, 3}), 3.0));
+      },
+      {arg(Shape{3, 4})}, "gather, an index repeated");
+  check_twice(
+      [](TensorTape&, std::span<const Tensor> x) {
+        return sum(pow(matmul(x[0], x[1]), 2.0)) + sum(tanh(matmul(x[0], x[2])));
+      },
+      {arg(Shape{2, 3, 2}), arg(Shape{2, 2, 4}, 0.1), arg(Shape{2, 3}, -0.2)},
+      "batched matmul, (B, m, k) @ (B, k, n) and @ (k, n)");
+  check_twice(
+      [](TensorTape&, std::span<const Tensor> p) {
+        const Tensor w = p[0].tape().constant<double>(Shape{3}, std::vector<double>{1, -2, 0.5});
+        return sum(pow(tanh(linear(p[0], p[1], p[2])), 2.0) * w);
+      },
+      {arg(Shape{2, 2, 4}), arg(Shape{3, 4}, 0.1), arg(Shape{3}, -0.4)}, "linear of a 3-D input");
+}
+
+TEST_CASE("selections differentiate a third time: their recorded backward is gathers again") {
+  // d/dx of |grad|^2, itself recorded: its derivative, the third, against central differences
+  const std::vector<std::int64_t> repeated{1, 1, 0};
+  check_second(
+      [&](TensorTape&, std::span<const Tensor> x) {
+        const Tensor loss =
+            sum(pow(index_select(slice(x[0], 0, 0, 3, 2), 1, repeated), 4.0)) +
+            sum(pow(gather(x[0], 1, std::vector<std::int64_t>{1, 0, 0}, Shape{3, 1}), 4.0));
+        const std::vector<Tensor> g = x[0].tape().grad(loss, x, {.create_graph = true});
+        return recorded_gradient(sum(g[0] * g[0]), x);
+      },
+      {arg(Shape{3, 2})}, "slice, index_select and gather, third derivative");
+}
+
 TEST_CASE("a Hessian-vector product by double backward agrees with differences of gradients") {
   const std::vector<Shape> shapes{Shape{6, 2}, Shape{2}};  // W (out, in), b
   auto loss_of = [](TensorTape& tape, std::span<const Tensor> p) {
@@ -174,17 +298,18 @@ TEST_CASE("grad on the tensor tape: semantics and errors") {
                        "grad: the output has shape (3,), not a single element; reduce it first "
                        "(sum, mean)",
                        Error);
-  // An entry without its recorded backward stops create_graph with its name
+  // Every entry records its backward now (an entry declaring NoGraphForm would stop
+  // create_graph with its name): argmax records nothing, its result an index with no gradient
   Tensor logits = tape.input(Shape{2, 3}, {1, 2, 3, 0, -1, 2}, "logits");
-  Tensor nll = -sum(log_softmax(logits, 1));
-  CHECK_THROWS_WITH_AS(tape.grad(nll, {logits}, {.create_graph = true}),
-                       doctest::Contains("grad: log_softmax (node "), Error);
-  tape.backward(nll);  // backward needs no recorded form
-  CHECK(std::isfinite(logits.grad_at(0)));
-  // batched products have no recorded backward yet either, and say so
-  Tensor batch = tape.input(Shape{2, 2, 2}, {1, 2, 3, 4, 5, 6, 7, 8}, "batch");
-  CHECK_THROWS_WITH_AS(tape.grad(sum(matmul(batch, batch)), {batch}),
-                       doctest::Contains("the recorded backward takes 2-D operands only"), Error);
+  g = tape.grad(sum(argmax(logits, 1)) + sum(logits), {logits}, {.create_graph = true});
+  CHECK(g[0].values() == std::vector<double>{1, 1, 1, 1, 1, 1});
+  // amax's ties split the gradient evenly, recorded as in backward (Note [Ties in amax and
+  // amin]); a tie is a kink, where the second derivative is 0
+  Tensor tied = tape.input(Shape{4}, {1, 3, 3, -2}, "tied");
+  Tensor peak = amax(tied) * amax(tied) + amin(tied);
+  g = tape.grad(peak, {tied}, {.create_graph = true});
+  CHECK(g[0].values() == std::vector<double>{0, 3, 3, 1});
+  CHECK(tape.grad(sum(g[0]), {tied})[0].values() == std::vector<double>{0, 1, 1, 0});
   CHECK_THROWS_WITH_AS(hessian_vector_product(y, std::array{x}, std::array{unused}),
                        "hessian_vector_product: vector 0 has shape (2,), its parameter (3,)",
                        Error);

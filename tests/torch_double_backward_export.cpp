@@ -1,6 +1,6 @@
 // Prints, as JSON, double backward on the tensor tape in float64 for torch_double_backward_test.py
 // to compare with torch.autograd.grad(..., create_graph=True): every elementwise row at its test
-// points, and small MLPs with each activation.
+// points, small MLPs with each activation, and a softmax classifier's two losses.
 
 #include <fmt/format.h>
 
@@ -149,11 +149,51 @@ std::string mlp_cases() {
   return list(cases);
 }
 
+// A 2-4-3 tanh classifier on 6 points: cross-entropy (log_softmax and pick) and the squared
+// distance of its softmax from the one-hot labels, each loss's Hessian-vector product.
+std::string classifier_cases() {
+  std::vector<std::string> cases;
+  const ag::Shape xs{6, 2}, w1s{4, 2}, b1s{4}, w2s{3, 4}, b2s{3};
+  const std::vector<double> x{0.5, -1.2, 1.5, 0.3, -0.7, 0.9, 0.1, -0.4, 2.0, 1.1, -1.6, -0.2};
+  const std::vector<std::int32_t> labels{0, 2, 1, 1, 0, 2};
+  std::vector<double> one_hot(18, 0.0);
+  for (std::size_t i = 0; i < labels.size(); ++i) one_hot[i * 3 + std::size_t(labels[i])] = 1;
+  const std::vector<std::vector<double>> params{ramp(8, -0.8, 0.23), ramp(4, 0.3, -0.19),
+                                                ramp(12, 0.7, -0.13), ramp(3, 0.05, 0.2)};
+  const std::vector<std::vector<double>> v{ramp(8, 1.0, -0.27), ramp(4, -0.5, 0.35),
+                                           ramp(12, 0.2, 0.1), ramp(3, 0.9, -0.6)};
+  for (const std::string loss_name : {"cross_entropy", "softmax_squared"}) {
+    ag::TensorTape tape;
+    const std::vector<ag::Tensor> p{
+        tape.input<double>(w1s, params[0]), tape.input<double>(b1s, params[1]),
+        tape.input<double>(w2s, params[2]), tape.input<double>(b2s, params[3])};
+    const ag::Tensor h = ag::tanh(ag::linear(tape.constant<double>(xs, x), p[0], p[1]));
+    const ag::Tensor logits = ag::linear(h, p[2], p[3]);
+    const ag::Tensor loss =
+        loss_name == "cross_entropy"
+            ? -ag::mean(ag::pick(ag::log_softmax(logits, 1), labels))
+            : ag::mean(ag::pow(
+                  ag::softmax(logits, 1) - tape.constant<double>(ag::Shape{6, 3}, one_hot), 2.0));
+    const Derivatives d = differentiate(tape, loss, p, v);
+    std::vector<std::string> ps, vs, ls;
+    for (const auto& q : params) ps.push_back(numbers(q));
+    for (const auto& q : v) vs.push_back(numbers(q));
+    for (std::int32_t l : labels) ls.push_back(std::to_string(l));
+    cases.push_back(
+        fmt::format("\n  {{\"loss\": \"{}\", \"x\": {}, \"labels\": {}, \"params\": {}, \"v\": {}, "
+                    "\"value\": {}, {}}}",
+                    loss_name, numbers(x), list(ls), list(ps), list(vs), number(loss.item()),
+                    derivatives_json(d)));
+  }
+  return list(cases);
+}
+
 }  // namespace
 
 int main() {
   try {
-    fmt::print("{{\"rows\": {},\n\"mlps\": {}}}\n", row_cases(), mlp_cases());
+    fmt::print("{{\"rows\": {},\n\"mlps\": {},\n\"classifiers\": {}}}\n", row_cases(), mlp_cases(),
+               classifier_cases());
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "torch_double_backward_export: %s\n", e.what());

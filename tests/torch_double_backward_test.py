@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # Double backward on the tensor tape against torch.autograd.grad(..., create_graph=True) in
-# float64: every elementwise row's gradient and Hessian-vector product at its test points, and
-# small MLPs (tanh, relu, gelu, sigmoid) with a mean squared error.
+# float64: every elementwise row's gradient and Hessian-vector product at its test points,
+# small MLPs (tanh, relu, gelu, sigmoid) with a mean squared error, and a softmax classifier's
+# cross-entropy and squared softmax error.
 # Usage: /usr/bin/python3 torch_double_backward_test.py PATH/TO/torch_double_backward_export
 import json
 import os
@@ -96,6 +97,27 @@ class TorchDoubleBackward(unittest.TestCase):
                 g, hv = grad_and_hvp(loss, p, case["v"])
                 self.compare(f"{case['activation']} MLP gradient", case["grad"], g)
                 self.compare(f"{case['activation']} MLP Hessian-vector product", case["hvp"], hv)
+
+    def test_classifiers(self):
+        shapes = [(4, 2), (4,), (3, 4), (3,)]
+        self.assertEqual([c["loss"] for c in self.exported["classifiers"]],
+                         ["cross_entropy", "softmax_squared"])
+        for case in self.exported["classifiers"]:
+            with self.subTest(loss=case["loss"]):
+                p = [t64(v, True).reshape(s).detach().requires_grad_(True)
+                     for v, s in zip(case["params"], shapes)]
+                x = t64(case["x"]).reshape(6, 2)
+                labels = torch.tensor(case["labels"])
+                logits = F.linear(torch.tanh(F.linear(x, p[0], p[1])), p[2], p[3])
+                if case["loss"] == "cross_entropy":
+                    loss = F.cross_entropy(logits, labels)
+                else:
+                    one_hot = F.one_hot(labels, 3).to(torch.float64)
+                    loss = ((torch.softmax(logits, 1) - one_hot) ** 2).mean()
+                self.assertTrue(close(case["value"], loss.item()))
+                g, hv = grad_and_hvp(loss, p, case["v"])
+                self.compare(f"{case['loss']} gradient", case["grad"], g)
+                self.compare(f"{case['loss']} Hessian-vector product", case["hvp"], hv)
 
 
 def main():

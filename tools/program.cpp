@@ -815,16 +815,24 @@ Program::Recorded Program::record(ag::Tape& tape, std::span<const double> input_
   return result;
 }
 
-std::vector<std::string> step_transcript(ag::Tape& tape, const Program::Recorded& recorded,
-                                         const std::function<void(const ag::Step*)>& on_step) {
-  std::vector<std::string> lines{"forward"};
-  for (ag::NodeId id = 0; id < tape.size(); ++id)
-    if (std::string line = ag::forward_line(tape, id); !line.empty())
-      lines.push_back("  " + std::move(line));
-  if (on_step) on_step(nullptr);
+namespace {
 
-  lines.push_back("backward");
-  ag::Stepper stepper = tape.stepper(recorded.output);
+// The forward line of every node in [first, end) that has one, indented as `step` prints it,
+// each followed by `note(id)` in parentheses when that is not empty.
+void append_forward_lines(std::vector<std::string>& lines, const ag::Tape& tape, ag::NodeId first,
+                          ag::NodeId end, std::span<const std::string> notes = {}) {
+  for (ag::NodeId id = first; id < end; ++id) {
+    std::string line = ag::forward_line(tape, id);
+    if (line.empty()) continue;
+    if (id < notes.size() && !notes[id].empty()) line += "   (" + notes[id] + ")";
+    lines.push_back("  " + std::move(line));
+  }
+}
+
+// Runs `stepper` to the end, each step as its heading and its chain-rule lines; the number of
+// steps.
+std::size_t append_steps(std::vector<std::string>& lines, ag::Stepper& stepper,
+                         const std::function<void(const ag::Step*)>& on_step) {
   std::size_t steps = 0;
   while (stepper.next()) {
     ++steps;
@@ -839,11 +847,97 @@ std::vector<std::string> step_transcript(ag::Tape& tape, const Program::Recorded
     }
     if (on_step) on_step(&step);
   }
-  if (steps == 0) lines.push_back("  (no steps: the output depends on no input)");
+  return steps;
+}
+
+}  // namespace
+
+std::vector<std::string> step_transcript(ag::Tape& tape, const Program::Recorded& recorded,
+                                         const std::function<void(const ag::Step*)>& on_step) {
+  std::vector<std::string> lines{"forward"};
+  append_forward_lines(lines, tape, 0, ag::NodeId(tape.size()));
+  if (on_step) on_step(nullptr);
+
+  lines.push_back("backward");
+  ag::Stepper stepper = tape.stepper(recorded.output);
+  if (append_steps(lines, stepper, on_step) == 0)
+    lines.push_back("  (no steps: the output depends on no input)");
 
   lines.push_back("gradients");
   for (const ag::Value& input : recorded.inputs)
     lines.push_back("  " + ag::gradient_line(tape, recorded.output.id(), input.id()));
+  return lines;
+}
+
+std::string second_partial_name(const ag::Tape& tape, const Program::Recorded& recorded,
+                                std::size_t i, std::size_t j) {
+  const std::string f = tape.label(recorded.output.id());
+  const std::string xi = tape.label(recorded.inputs[i].id());
+  if (i == j) return fmt::format("d²{}/d{}²", f, xi);
+  return fmt::format("d²{}/d{} d{}", f, xi, tape.label(recorded.inputs[j].id()));
+}
+
+// Note [Stepping through the second backward]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// With create_graph the first backward is a computation on the tape (Note [Gradients on the
+// tape]), so the transcript shows it as one: its nodes in the order they were recorded, each
+// evaluated forward and marked with the rule it came from (the labels of `dot --backward`,
+// ag::backward_rules). Each gradient node is named f_x, the lecture's subscript for ∂f/∂x, so
+// that the second backward, an ordinary Stepper from f_x, writes its chain rule in the same
+// text as the first ("df_x/dq = df_x/dt7 · ∂t7/∂q = ..."; Notes [Digits shown] and [The seed
+// line]). Its gradients on the inputs are the row of second partials d²f/dx dy.
+std::vector<std::string> second_order_transcript(ag::Tape& tape,
+                                                 const Program::Recorded& recorded) {
+  const ag::NodeId output = recorded.output.id();
+  std::vector<std::string> lines{"forward"};
+  append_forward_lines(lines, tape, 0, ag::NodeId(tape.size()));
+
+  const auto first_recorded = ag::NodeId(tape.size());
+  const std::vector<ag::Value> gradients =
+      tape.grad(recorded.output, recorded.inputs, {.create_graph = true});
+  const std::string f = tape.label(output);
+  // "df/dx": the gradient with respect to input k
+  const auto derivative = [&](std::size_t k) {
+    return fmt::format("d{}/d{}", f, tape.label(recorded.inputs[k].id()));
+  };
+  // Named only where the name is the node's alone: not the seed (a constant, the gradient of an
+  // input the output passes on unchanged) nor a node two inputs' gradients share.
+  for (std::size_t k = 0; k < gradients.size(); ++k) {
+    const ag::NodeId g = gradients[k].id();
+    const auto same = [&](const ag::Value& other) { return other.id() == g; };
+    if (g >= first_recorded && tape.name(g).empty() && tape.op(g) != ag::Op::constant &&
+        std::count_if(gradients.begin(), gradients.end(), same) == 1)
+      tape.set_name(g, fmt::format("{}_{}", f, tape.label(recorded.inputs[k].id())));
+  }
+  lines.push_back("first backward, recorded: its nodes evaluated forward");
+  append_forward_lines(lines, tape, first_recorded, ag::NodeId(tape.size()),
+                       ag::backward_rules(tape, output));
+  lines.push_back("gradients");
+  for (std::size_t k = 0; k < gradients.size(); ++k) {
+    const std::string value = ag::format_number(gradients[k].value());  // Note [Digits shown]
+    const ag::NodeId g = gradients[k].id();  // by its label, unless that is its number
+    lines.push_back(tape.op(g) == ag::Op::constant
+                        ? fmt::format("  {} = {}", derivative(k), value)
+                        : fmt::format("  {} = {} = {}", derivative(k), tape.label(g), value));
+  }
+
+  for (std::size_t i = 0; i < gradients.size(); ++i) {
+    lines.push_back(fmt::format("second backward, from {}", derivative(i)));
+    bool stepped = false;
+    if (tape.needs_grad(gradients[i].id())) {
+      tape.zero_grad();  // inputs accumulate across passes (Note [Gradient semantics]): one row
+      ag::Stepper stepper = tape.stepper(gradients[i]);
+      stepped = append_steps(lines, stepper, nullptr) > 0;
+    }
+    if (!stepped)
+      lines.push_back(fmt::format("  (no steps: {} depends on no input)", derivative(i)));
+    for (std::size_t j = 0; j < recorded.inputs.size(); ++j) {
+      const ag::NodeId x = recorded.inputs[j].id();
+      const double partial = stepped && tape.reached(x) ? tape.grad(x) : 0.0;
+      lines.push_back(fmt::format("  {} = {}", second_partial_name(tape, recorded, i, j),
+                                  ag::format_number(partial)));  // Note [Digits shown]
+    }
+  }
   return lines;
 }
 

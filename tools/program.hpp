@@ -149,4 +149,15 @@ std::vector<std::string> step_transcript(
     ag::Tape& tape, const Program::Recorded& recorded,
     const std::function<void(const ag::Step*)>& on_step = nullptr);
 
+// "d²f/dx²", "d²f/dx dy": the lecture's name for the second partial of the output with respect
+// to inputs i and j.
+std::string second_partial_name(const ag::Tape& tape, const Program::Recorded& recorded,
+                                std::size_t i, std::size_t j);
+
+// The lines of `tapegrad step --order 2` (Note [Stepping through the second backward],
+// program.cpp): the forward lines, the nodes the first backward recorded with create_graph
+// evaluated forward, the gradients, then per input the second backward from its gradient, step
+// by step, and the row of second partials it gives.
+std::vector<std::string> second_order_transcript(ag::Tape& tape, const Program::Recorded& recorded);
+
 }  // namespace tapegrad

@@ -163,14 +163,6 @@ std::vector<double> second_partials(ag::Tape& tape, const tapegrad::Program::Rec
   return hessian;
 }
 
-// "d²f/dx²", "d²f/dx dy": the lecture's notation for one second partial
-std::string second_partial_name(const ag::Tape& tape, const tapegrad::Program::Recorded& r,
-                                std::size_t i, std::size_t j) {
-  const std::string f = tape.label(r.output.id());
-  if (i == j) return fmt::format("d²{}/d{}²", f, tape.label(r.inputs[i].id()));
-  return fmt::format("d²{}/d{} d{}", f, tape.label(r.inputs[i].id()), tape.label(r.inputs[j].id()));
-}
-
 int run_grad(const Options& o) {
   const Loaded in = load(o);
   if (o.check_finite) check_finite(in);
@@ -202,7 +194,7 @@ int run_grad(const Options& o) {
   if (o.order == 2)
     for (std::size_t i = 0; i < n; ++i)
       for (std::size_t j = 0; j < n; ++j)
-        fmt::print("{} = {}\n", second_partial_name(tape, r, i, j),
+        fmt::print("{} = {}\n", tapegrad::second_partial_name(tape, r, i, j),
                    ag::format_number(hessian[i * n + j]));  // Note [Digits shown]
   return 0;
 }
@@ -265,6 +257,18 @@ class FramesDirectory {
 int run_step(const Options& o) {
   const Loaded in = load(o);
   if (o.check_finite) check_finite(in);
+  if (o.order == 2) {
+    // Note [Stepping through the second backward] (program.cpp); its steps are text only.
+    if (!o.output.empty() || !o.frames.empty())
+      throw ag::Error(
+          "step --order 2 prints the second backward as text: -o and --frames draw the first "
+          "(tapegrad dot --backward draws the graph it records)");
+    ag::Tape tape;
+    const auto r = in.program.record(tape, in.values);
+    for (const std::string& line : tapegrad::second_order_transcript(tape, r))
+      fmt::print("{}\n", line);
+    return 0;
+  }
   if (!o.output.empty()) {
     check_graph_path(o.output);
     tapegrad::check_not_input(o.output, "-o", {o.file});
@@ -483,6 +487,12 @@ int main(int argc, char** argv) {
                    "the forward pass, step-001.svg the first step highlighted, ...")
       ->type_name("DIR");
   add_graph_options(step, o, "Write the graph after backward to FILE (.dot, .svg or .png)");
+  step->add_option("--order", o.order,
+                   "1 steps through backward; 2 also shows the nodes that backward records with "
+                   "create_graph, evaluated forward, then steps through the second backward from "
+                   "each gradient and prints its row of second partials d²f/dx dy")
+      ->check(CLI::Range(1, 2))
+      ->default_val(1);
   CLI::App* dot = add_command(
       app, "dot", "Run forward and backward, then print the graph as DOT (or render it)", o);
   add_graph_options(dot, o, "Render to FILE instead, by its extension: .dot, .svg or .png");

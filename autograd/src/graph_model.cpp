@@ -187,29 +187,6 @@ template <class StepT> struct Progress {
   }
 };
 
-// Note [Drawing the backward pass]: the rule each node recorded by the latest grad with
-// create_graph came from, by node id ("" for the others).
-std::vector<std::string> backward_rules(const Tape& tape, NodeId output) {
-  std::vector<std::string> rules(tape.size());
-  const std::string out = tape.label(output);
-  if (tape.needs_grad(output) && output + 1 < tape.size())
-    rules[output + 1] = fmt::format("∂{0}/∂{0}", out);
-  for (const GradientStep& step : tape.gradient_steps()) {
-    const std::string f = tape.label(step.node);
-    for (NodeId id = step.first; id < step.end && id < rules.size(); ++id)
-      rules[id] = fmt::format("in ∂{}", f);
-    for (int k = 0; k < tape.arity(step.node); ++k) {
-      const std::string x = tape.label(tape.input_of(step.node, k));
-      const auto in_step = [&](NodeId id) { return id >= step.first && id < step.end; };
-      if (in_step(step.local[k])) rules[step.local[k]] = fmt::format("∂{}/∂{}", f, x);
-      if (in_step(step.contribution[k]) && step.contribution[k] != step.local[k])
-        rules[step.contribution[k]] = fmt::format("∂{}/∂{} · upstream", f, x);
-      if (in_step(step.sum[k])) rules[step.sum[k]] = fmt::format("Σ ∂{}/∂{}", out, x);
-    }
-  }
-  return rules;
-}
-
 GraphText scalar_text(const Tape& tape, NodeId output, const GraphOptions& options) {
   const bool backward = !options.gradients.empty() || !options.wrt.empty();
   std::vector<NodeId> gradient_ids;
@@ -782,6 +759,28 @@ std::string graph_model_json(const GraphModel& model) {
          ", \"nodeAttributes\": " + attributes_json(model.node_attributes) +
          ", \"edgeAttributes\": " + attributes_json(model.edge_attributes) + ",\n\"nodes\": [" +
          nodes + "],\n\"edges\": [" + edges + "],\n\"subgraphs\": [" + subgraphs + "]}";
+}
+
+// Note [Drawing the backward pass]; `tapegrad step --order 2` prints the same rules.
+std::vector<std::string> backward_rules(const Tape& tape, NodeId output) {
+  std::vector<std::string> rules(tape.size());
+  const std::string out = tape.label(output);
+  if (tape.needs_grad(output) && output + 1 < tape.size())
+    rules[output + 1] = fmt::format("∂{0}/∂{0}", out);
+  for (const GradientStep& step : tape.gradient_steps()) {
+    const std::string f = tape.label(step.node);
+    for (NodeId id = step.first; id < step.end && id < rules.size(); ++id)
+      rules[id] = fmt::format("in ∂{}", f);
+    for (int k = 0; k < tape.arity(step.node); ++k) {
+      const std::string x = tape.label(tape.input_of(step.node, k));
+      const auto in_step = [&](NodeId id) { return id >= step.first && id < step.end; };
+      if (in_step(step.local[k])) rules[step.local[k]] = fmt::format("∂{}/∂{}", f, x);
+      if (in_step(step.contribution[k]) && step.contribution[k] != step.local[k])
+        rules[step.contribution[k]] = fmt::format("∂{}/∂{} · upstream", f, x);
+      if (in_step(step.sum[k])) rules[step.sum[k]] = fmt::format("Σ ∂{}/∂{}", out, x);
+    }
+  }
+  return rules;
 }
 
 }  // namespace ag

@@ -152,6 +152,52 @@ Tensor sum_to(Tensor g, const Shape& shape) {
   return g;
 }
 
+// A constant of `shape` whose element i is value(i): the masks that pick's and amax's recorded
+// backwards multiply by. A constant, as their derivative is 0 wherever it exists: the mask
+// depends on which element was chosen, not on how much.
+template <class F>
+Tensor constant_from(TensorTape& tape, const Shape& shape, DType dtype, F&& value) {
+  const Tensor mask = zeros(tape, shape, {.dtype = dtype});
+  auto& impl = Recorder::impl(tape);
+  with_dtype(dtype, [&](auto z) {
+    using T = decltype(z);
+    T* out = static_cast<T*>(impl.nodes[mask.id()].data);
+    for (std::int64_t i = 0, e = shape.numel(); i < e; ++i) out[i] = T(value(i));
+  });
+  return mask;
+}
+
+// Note [Selections differentiate as gathers]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// slice, index_select and gather read each output element p from one input element, its
+// source(p); their vector-Jacobian product adds up[p] into da[source(p)]: a scatter-add, which
+// no op on the tape does. It is recorded as gathers instead. With the upstream flattened and a
+// zero appended (at position numel), pass r reads for each input element the r-th output
+// element that read it, or the zero, through index_select; da is the sum of R such passes, R
+// the most times one element was read (1, unless an index repeats). index_select's own recorded
+// backward is this again, so a selection differentiates to any order. Each pass costs one
+// element per input element: O(R * numel), never a dense Jacobian.
+Tensor scatter_to(const Tensor& upstream, const Shape& in, std::span<const std::int64_t> source) {
+  TensorTape& tape = upstream.tape();
+  const DType dtype = upstream.dtype();
+  const auto zero = std::int64_t(source.size());  // where the appended zero sits
+  std::vector<std::int64_t> times_read(std::size_t(in.numel()), 0);
+  std::vector<std::vector<std::int64_t>> passes;
+  for (std::int64_t p = 0; p < zero; ++p) {
+    std::int64_t& r = times_read[std::size_t(source[std::size_t(p)])];
+    if (std::size_t(r) == passes.size()) passes.emplace_back(std::size_t(in.numel()), zero);
+    passes[std::size_t(r++)][std::size_t(source[std::size_t(p)])] = p;
+  }
+  if (passes.empty()) return zeros(tape, in, {.dtype = dtype});  // nothing was read
+  const Tensor padded = cat({reshape(upstream, {zero}), zeros(tape, Shape{1}, {.dtype = dtype})});
+  Tensor flat;
+  for (const std::vector<std::int64_t>& pass : passes) {
+    const Tensor term = index_select(padded, 0, pass);
+    flat = flat.empty() ? term : flat + term;
+  }
+  return reshape(flat, in);
+}
+
 }  // namespace
 
 // ---- leaves: input, parameter, constant ------------------------------------------------
@@ -573,18 +619,23 @@ void Matmul::backward_operands(const TensorTape& tape, NodeId id, int k, const E
   }
 }
 
-// d(a @ b)/da = up @ b^T, d/db = a^T @ up, for 2-D operands
+// d(a @ b)/da = up @ b^T, d/db = a^T @ up, batch by batch (transpose swaps the last two axes).
+// A 2-D b shared by a batch of a's gets the sum over the batch: the batch laid end to end as
+// rows, one product (Note [Batched products]).
 void Matmul::backward_graph(TensorTape& tape, NodeId id, const Tensor& upstream,
                             std::span<Tensor> contributions) {
   const Node n = Recorder::node(tape, id);
   const Tensor a = tape.handle(n.in[0]), b = tape.handle(n.in[1]);
-  if (a.rank() != 2 || b.rank() != 2)
-    fail(
-        "create_graph: matmul of {} and {}: the recorded backward takes 2-D operands only, for "
-        "now",
-        a.shape(), b.shape());
+  const Shape sa = a.shape(), sb = b.shape();
   if (a.requires_grad()) contributions[0] = matmul(upstream, transpose(b));
-  if (b.requires_grad()) contributions[1] = matmul(transpose(a), upstream);
+  if (!b.requires_grad()) return;
+  if (sa.rank() == 3 && sb.rank() == 2) {
+    const std::int64_t rows = sa[0] * sa[1];
+    contributions[1] =
+        matmul(transpose(reshape(a, {rows, sa[2]})), reshape(upstream, {rows, sb[1]}));
+  } else {
+    contributions[1] = matmul(transpose(a), upstream);
+  }
 }
 
 }  // namespace tensor_ops
@@ -713,19 +764,27 @@ void Linear::backward_operands(const TensorTape& tape, NodeId id, int k, const E
   }
 }
 
-// y = x W^T + b: dx = up @ W, dW = up^T @ x, db = the sum of up over rows; x 2-D
+// y = x W^T + b: dx = up @ W, dW = up^T @ x, db = the sum of up over rows. An x of more than
+// two axes is rows too (Note [Batched products]): x and up are viewed as 2-D for the products,
+// and dx viewed back as x.
 void Linear::backward_graph(TensorTape& tape, NodeId id, const Tensor& upstream,
                             std::span<Tensor> contributions) {
   const Node n = Recorder::node(tape, id);
-  const Tensor x = tape.handle(n.in[0]), weight = tape.handle(n.in[1]);
-  if (x.rank() != 2)
-    fail(
-        "create_graph: linear of an input of shape {}: the recorded backward takes 2-D inputs "
-        "only, for now",
-        x.shape());
-  if (x.requires_grad()) contributions[0] = matmul(upstream, weight);
-  if (weight.requires_grad()) contributions[1] = matmul(transpose(upstream), x);
-  if (n.in[2] != kNoInput && tape.needs_grad(n.in[2])) contributions[2] = sum(upstream, 0);
+  const Tensor weight = tape.handle(n.in[1]);
+  Tensor x = tape.handle(n.in[0]), up = upstream;
+  const Shape sx = x.shape();
+  const bool x_needs_grad = x.requires_grad();
+  if (sx.rank() > 2) {
+    const std::int64_t rows = leading_rows(sx), outs = weight.shape()[0];
+    x = reshape(x, {rows, sx[sx.rank() - 1]});
+    up = reshape(upstream, {rows, outs});
+  }
+  if (x_needs_grad) {
+    const Tensor dx = matmul(up, weight);
+    contributions[0] = sx.rank() > 2 ? reshape(dx, sx) : dx;
+  }
+  if (weight.requires_grad()) contributions[1] = matmul(transpose(up), x);
+  if (n.in[2] != kNoInput && tape.needs_grad(n.in[2])) contributions[2] = sum(up, 0);
 }
 
 }  // namespace tensor_ops
@@ -1196,6 +1255,45 @@ void extreme_backward(TensorTape::Impl& impl, Node& n) {
   });
 }
 
+// extreme_backward recorded: the upstream spread over the slice (as sum's) times a constant
+// mask of each element's share, 1 at the kept index or 1/count at each tie (NaN over a slice
+// whose result is NaN). The mask depends only on which elements won, so amax is linear where
+// it is differentiable and its second derivative is 0, as torch's.
+Tensor extreme_graph(TensorTape& tape, NodeId id, const Tensor& upstream) {
+  const Node n = Recorder::node(tape, id);  // a copy: recording below moves the records
+  const Node& a = Recorder::node(tape, n.in[0]);
+  const Shape in = a.shape;
+  const AxisSplit split = reduction_split(n, in);
+  std::vector<double> share(std::size_t(in.numel()), 0.0);
+  with_dtype(n.dtype, [&](auto z) {
+    using T = decltype(z);
+    const T* src = static_cast<const T*>(a.data);
+    const T* y = static_cast<const T*>(n.data);
+    const auto* arg = static_cast<const std::int32_t*>(n.aux);
+    for (std::int64_t o = 0; o < split.outer; ++o)
+      for (std::int64_t i = 0; i < split.inner; ++i) {
+        const std::int64_t j = o * split.inner + i;
+        auto at = [&](std::int64_t l) {
+          return std::size_t((o * split.length + l) * split.inner + i);
+        };
+        if (arg) {
+          share[at(arg[j])] = 1;
+          continue;
+        }
+        std::int64_t count = 0;
+        for (std::int64_t l = 0; l < split.length; ++l) count += src[at(l)] == y[j];
+        for (std::int64_t l = 0; l < split.length; ++l)
+          if (count == 0)
+            share[at(l)] = std::numeric_limits<double>::quiet_NaN();
+          else if (src[at(l)] == y[j])
+            share[at(l)] = 1.0 / double(count);
+      }
+  });
+  const Tensor mask =
+      constant_from(tape, in, n.dtype, [&](std::int64_t p) { return share[std::size_t(p)]; });
+  return spread(tape, n, upstream) * mask;
+}
+
 }  // namespace
 
 Tensor amax(Tensor a, int axis, bool keepdims) {
@@ -1226,6 +1324,10 @@ void Amax::backward_operands(const TensorTape& tape, NodeId id, int, const Eleme
                              Anomaly& report) {
   reduction_backward_operands(tape, id, target, report);
 }
+void Amax::backward_graph(TensorTape& tape, NodeId id, const Tensor& upstream,
+                          std::span<Tensor> contributions) {
+  contributions[0] = extreme_graph(tape, id, upstream);
+}
 
 void Amin::forward(TensorTape::Impl& impl, Node& n) { extreme_forward<false, false>(impl, n); }
 void Amin::backward(TensorTape::Impl& impl, Node& n) { extreme_backward(impl, n); }
@@ -1240,6 +1342,10 @@ void Amin::backward_operands(const TensorTape& tape, NodeId id, int, const Eleme
                              Anomaly& report) {
   reduction_backward_operands(tape, id, target, report);
 }
+void Amin::backward_graph(TensorTape& tape, NodeId id, const Tensor& upstream,
+                          std::span<Tensor> contributions) {
+  contributions[0] = extreme_graph(tape, id, upstream);
+}
 
 // The result is a constant (no gradient): backward never reaches this node.
 void Argmax::forward(TensorTape::Impl& impl, Node& n) { extreme_forward<true, true>(impl, n); }
@@ -1252,6 +1358,9 @@ std::vector<AnomalyOperand> Argmax::forward_operands(const TensorTape& tape, Nod
   return reduction_operands(tape, id, out);
 }
 void Argmax::backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&) {}
+// Records nothing: the result is an index, a constant with no gradient (as torch.argmax's), so
+// grad never reaches this node and its input gets nothing from it.
+void Argmax::backward_graph(TensorTape&, NodeId, const Tensor&, std::span<Tensor>) {}
 
 }  // namespace tensor_ops
 
@@ -1353,6 +1462,18 @@ void Where::backward_operands(const TensorTape& tape, NodeId id, int k, const El
   if (chosen.empty()) return;  // never chosen: its gradient is 0
   add_upstream(tape, id, chosen, report);
   report.operands.push_back(input_operand(tape, id, 0, broadcast_index(chosen, tape.shape(cond))));
+}
+
+// da = where(cond, up, 0), db = where(cond, 0, up), each summed back to its branch's shape; the
+// condition gets nothing (as in backward)
+void Where::backward_graph(TensorTape& tape, NodeId id, const Tensor& upstream,
+                           std::span<Tensor> contributions) {
+  const Node n = Recorder::node(tape, id);
+  const Tensor cond = tape.handle(n.in[0]), a = tape.handle(n.in[1]), b = tape.handle(n.in[2]);
+  const Shape sa = a.shape(), sb = b.shape();
+  const Tensor zero = scalar_like(upstream, 0);
+  if (a.requires_grad()) contributions[1] = sum_to(where(cond, upstream, zero), sa);
+  if (b.requires_grad()) contributions[2] = sum_to(where(cond, zero, upstream), sb);
 }
 
 }  // namespace tensor_ops
@@ -1468,6 +1589,14 @@ void LogSoftmax::backward_operands(const TensorTape& tape, NodeId id, int,
   softmax_backward_operands(tape, id, target, report);
 }
 
+// da = up - softmax(a) * sum(up) along the axis, softmax(a) recorded as exp(y): the second
+// derivative flows through y
+void LogSoftmax::backward_graph(TensorTape& tape, NodeId id, const Tensor& upstream,
+                                std::span<Tensor> contributions) {
+  const int axis = Recorder::node(tape, id).axis;
+  contributions[0] = upstream - exp(tape.handle(id)) * sum(upstream, axis, true);
+}
+
 void Softmax::forward(TensorTape::Impl& impl, Node& n) { softmax_forward<false>(impl, n); }
 void Softmax::backward(TensorTape::Impl& impl, Node& n) { softmax_backward<false>(impl, n); }
 std::string Softmax::expression(const TensorTape& tape, NodeId id) {
@@ -1480,6 +1609,14 @@ std::vector<AnomalyOperand> Softmax::forward_operands(const TensorTape& tape, No
 void Softmax::backward_operands(const TensorTape& tape, NodeId id, int, const ElementIndex& target,
                                 Anomaly& report) {
   softmax_backward_operands(tape, id, target, report);
+}
+
+// da = y * (up - sum(up * y)) along the axis
+void Softmax::backward_graph(TensorTape& tape, NodeId id, const Tensor& upstream,
+                             std::span<Tensor> contributions) {
+  const int axis = Recorder::node(tape, id).axis;
+  const Tensor y = tape.handle(id);
+  contributions[0] = y * (upstream - sum(upstream * y, axis, true));
 }
 
 }  // namespace tensor_ops
@@ -1548,6 +1685,20 @@ std::vector<AnomalyOperand> Pick::forward_operands(const TensorTape& tape, NodeI
 void Pick::backward_operands(const TensorTape& tape, NodeId id, int, const ElementIndex& target,
                              Anomaly& report) {
   add_upstream(tape, id, {target[0]}, report);
+}
+
+// da[i, :] = up[i] * onehot(index[i]): each row's upstream in its picked column, the one-hot
+// rows a constant (the class indices are not on the tape)
+void Pick::backward_graph(TensorTape& tape, NodeId id, const Tensor& upstream,
+                          std::span<Tensor> contributions) {
+  const Node n = Recorder::node(tape, id);  // a copy: recording below moves the records
+  const Shape in = tape.shape(n.in[0]);
+  const auto* index = static_cast<const std::int32_t*>(n.aux);
+  const std::int64_t classes = in[1];
+  const Tensor one_hot = constant_from(tape, in, n.dtype, [&](std::int64_t p) {
+    return index[p / classes] == p % classes ? 1.0 : 0.0;
+  });
+  contributions[0] = reshape(upstream, {in[0], 1}) * one_hot;
 }
 
 }  // namespace tensor_ops
@@ -1726,6 +1877,24 @@ std::vector<AnomalyOperand> join_operands(const TensorTape& tape, NodeId id,
   return {};
 }
 
+// join_backward recorded: each input's part of the upstream, a slice along the axis (stack's
+// viewed without its new axis).
+void join_graph(TensorTape& tape, NodeId id, const Tensor& upstream,
+                std::span<Tensor> contributions) {
+  const Node n = Recorder::node(tape, id);  // a copy: recording below moves the records
+  std::int64_t offset = 0;
+  for (int k = 0, arity = stored_input_count(n); k < arity; ++k) {
+    const NodeId in = input_id(n, k);
+    const Shape shape = tape.shape(in);
+    const std::int64_t length = n.op == TOp::stack ? 1 : shape[n.axis];
+    if (tape.needs_grad(in)) {
+      const Tensor part = slice(upstream, n.axis, offset, offset + length);
+      contributions[std::size_t(k)] = n.op == TOp::stack ? reshape(part, shape) : part;
+    }
+    offset += length;
+  }
+}
+
 void join_backward_operands(const TensorTape& tape, NodeId id, int k, const ElementIndex& target,
                             Anomaly& report) {
   const int ax = tape.axis(id);
@@ -1763,6 +1932,10 @@ void Cat::backward_operands(const TensorTape& tape, NodeId id, int k, const Elem
                             Anomaly& report) {
   join_backward_operands(tape, id, k, target, report);
 }
+void Cat::backward_graph(TensorTape& tape, NodeId id, const Tensor& upstream,
+                         std::span<Tensor> contributions) {
+  join_graph(tape, id, upstream, contributions);
+}
 
 void Stack::forward(TensorTape::Impl& impl, Node& n) { join_forward(impl, n); }
 void Stack::backward(TensorTape::Impl& impl, Node& n) { join_backward(impl, n); }
@@ -1776,6 +1949,10 @@ std::vector<AnomalyOperand> Stack::forward_operands(const TensorTape& tape, Node
 void Stack::backward_operands(const TensorTape& tape, NodeId id, int k, const ElementIndex& target,
                               Anomaly& report) {
   join_backward_operands(tape, id, k, target, report);
+}
+void Stack::backward_graph(TensorTape& tape, NodeId id, const Tensor& upstream,
+                           std::span<Tensor> contributions) {
+  join_graph(tape, id, upstream, contributions);
 }
 
 }  // namespace tensor_ops
@@ -1885,6 +2062,24 @@ void Slice::backward_operands(const TensorTape& tape, NodeId id, int, const Elem
   ElementIndex index = target;
   index[ax] = l / r.step;
   add_upstream(tape, id, index, report);
+}
+
+// the upstream put back where the slice read it, zeros elsewhere
+// (Note [Selections differentiate as gathers])
+void Slice::backward_graph(TensorTape& tape, NodeId id, const Tensor& upstream,
+                           std::span<Tensor> contributions) {
+  const Node n = Recorder::node(tape, id);
+  const Shape in = tape.shape(n.in[0]);
+  const AxisSplit split(in, n.axis);
+  const SliceRange r = slice_range(n.aux);
+  const std::int64_t count = n.shape[n.axis];
+  std::vector<std::int64_t> source(std::size_t(n.shape.numel()));
+  for (std::int64_t o = 0; o < split.outer; ++o)
+    for (std::int64_t j = 0; j < count; ++j)
+      for (std::int64_t i = 0; i < split.inner; ++i)
+        source[std::size_t((o * count + j) * split.inner + i)] =
+            (o * split.length + r.start + j * r.step) * split.inner + i;
+  contributions[0] = scatter_to(upstream, in, source);
 }
 
 }  // namespace tensor_ops
@@ -2002,6 +2197,23 @@ void IndexSelect::backward_operands(const TensorTape& tape, NodeId id, int,
   add_worst_upstream(tape, id, candidates, report);
 }
 
+// the upstream added back where each slice was read (Note [Selections differentiate as gathers])
+void IndexSelect::backward_graph(TensorTape& tape, NodeId id, const Tensor& upstream,
+                                 std::span<Tensor> contributions) {
+  const Node n = Recorder::node(tape, id);
+  const Shape in = tape.shape(n.in[0]);
+  const AxisSplit split(in, n.axis);
+  const auto* index = static_cast<const std::int64_t*>(n.aux);
+  const std::int64_t count = n.shape[n.axis];
+  std::vector<std::int64_t> source(std::size_t(n.shape.numel()));
+  for (std::int64_t o = 0; o < split.outer; ++o)
+    for (std::int64_t j = 0; j < count; ++j)
+      for (std::int64_t i = 0; i < split.inner; ++i)
+        source[std::size_t((o * count + j) * split.inner + i)] =
+            (o * split.length + index[j]) * split.inner + i;
+  contributions[0] = scatter_to(upstream, in, source);
+}
+
 }  // namespace tensor_ops
 
 // ---- gather -------------------------------------------------------------------------------------
@@ -2117,6 +2329,18 @@ void Gather::backward_operands(const TensorTape& tape, NodeId id, int, const Ele
     if (same) candidates.push_back(std::move(at));
   }
   add_worst_upstream(tape, id, candidates, report);
+}
+
+// the upstream scatter-added back (Note [Selections differentiate as gathers])
+void Gather::backward_graph(TensorTape& tape, NodeId id, const Tensor& upstream,
+                            std::span<Tensor> contributions) {
+  const Node n = Recorder::node(tape, id);
+  const Shape in = tape.shape(n.in[0]);
+  const auto* index = static_cast<const std::int64_t*>(n.aux);
+  std::vector<std::int64_t> source(std::size_t(n.shape.numel()));
+  for (std::int64_t p = 0; p < n.shape.numel(); ++p)
+    source[std::size_t(p)] = gather_source(in, n.shape, n.axis, index, p);
+  contributions[0] = scatter_to(upstream, in, source);
 }
 
 }  // namespace tensor_ops

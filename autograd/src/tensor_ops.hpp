@@ -209,7 +209,7 @@ struct Amax {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
-  static constexpr NoGraphForm backward_graph{};  // not yet: create_graph stops here
+  static void backward_graph(TensorTape&, NodeId, const Tensor&, std::span<Tensor>);
 };
 struct LogSoftmax {
   static constexpr TOpInfo info{TOp::log_softmax, "log_softmax", "log_softmax"};
@@ -220,7 +220,7 @@ struct LogSoftmax {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
-  static constexpr NoGraphForm backward_graph{};  // not yet: create_graph stops here
+  static void backward_graph(TensorTape&, NodeId, const Tensor&, std::span<Tensor>);
 };
 struct Softmax {
   static constexpr TOpInfo info{TOp::softmax, "softmax", "softmax"};
@@ -231,7 +231,7 @@ struct Softmax {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
-  static constexpr NoGraphForm backward_graph{};  // not yet: create_graph stops here
+  static void backward_graph(TensorTape&, NodeId, const Tensor&, std::span<Tensor>);
 };
 struct Pick {
   static constexpr TOpInfo info{TOp::pick, "pick", "pick"};
@@ -242,7 +242,7 @@ struct Pick {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
-  static constexpr NoGraphForm backward_graph{};  // not yet: create_graph stops here
+  static void backward_graph(TensorTape&, NodeId, const Tensor&, std::span<Tensor>);
 };
 // ---- reductions by comparison, and selection ----
 struct Amin {
@@ -254,7 +254,7 @@ struct Amin {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
-  static constexpr NoGraphForm backward_graph{};  // not yet: create_graph stops here
+  static void backward_graph(TensorTape&, NodeId, const Tensor&, std::span<Tensor>);
 };
 struct Argmax {
   static constexpr TOpInfo info{TOp::argmax, "argmax", "argmax"};
@@ -265,7 +265,7 @@ struct Argmax {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
-  static constexpr NoGraphForm backward_graph{};  // not yet: create_graph stops here
+  static void backward_graph(TensorTape&, NodeId, const Tensor&, std::span<Tensor>);
 };
 struct Where {
   static constexpr TOpInfo info{TOp::where, "where", "where"};
@@ -276,7 +276,7 @@ struct Where {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
-  static constexpr NoGraphForm backward_graph{};  // not yet: create_graph stops here
+  static void backward_graph(TensorTape&, NodeId, const Tensor&, std::span<Tensor>);
 };
 
 // ---- shape ops: joining, slicing and indexing along an axis ----
@@ -290,7 +290,7 @@ struct Cat {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
-  static constexpr NoGraphForm backward_graph{};  // not yet: create_graph stops here
+  static void backward_graph(TensorTape&, NodeId, const Tensor&, std::span<Tensor>);
 };
 struct Stack {
   static constexpr TOpInfo info{TOp::stack, "stack", "stack"};
@@ -301,7 +301,7 @@ struct Stack {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
-  static constexpr NoGraphForm backward_graph{};  // not yet: create_graph stops here
+  static void backward_graph(TensorTape&, NodeId, const Tensor&, std::span<Tensor>);
 };
 struct Slice {
   static constexpr TOpInfo info{TOp::slice, "slice", "[:]"};
@@ -312,7 +312,7 @@ struct Slice {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
-  static constexpr NoGraphForm backward_graph{};  // not yet: create_graph stops here
+  static void backward_graph(TensorTape&, NodeId, const Tensor&, std::span<Tensor>);
 };
 struct IndexSelect {
   static constexpr TOpInfo info{TOp::index_select, "index_select", "index_select"};
@@ -323,7 +323,7 @@ struct IndexSelect {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
-  static constexpr NoGraphForm backward_graph{};  // not yet: create_graph stops here
+  static void backward_graph(TensorTape&, NodeId, const Tensor&, std::span<Tensor>);
 };
 struct Gather {
   static constexpr TOpInfo info{TOp::gather, "gather", "gather"};
@@ -334,7 +334,7 @@ struct Gather {
   static std::vector<AnomalyOperand> forward_operands(const TensorTape&, NodeId,
                                                       const ElementIndex&);
   static void backward_operands(const TensorTape&, NodeId, int, const ElementIndex&, Anomaly&);
-  static constexpr NoGraphForm backward_graph{};  // not yet: create_graph stops here
+  static void backward_graph(TensorTape&, NodeId, const Tensor&, std::span<Tensor>);
 };
 
 // Names E in dispatch only if it is a complete entry.

@@ -208,7 +208,8 @@ double TensorTape::grad_norm(NodeId id) const {
 // the tape in reverse from y, and at each node that has a gradient asks its entry's
 // backward_graph (Note [The tensor op table]) for each input's vector-Jacobian product, written
 // with the tape's own ops: elementwise rows through their local_graph (ops.hpp), broadcast
-// gradients summed back with sum nodes, products through matmul and transpose. A fork's
+// gradients summed back with sum nodes, products through matmul and transpose, selections as
+// gathers (Note [Selections differentiate as gathers], tensor_ops.cpp). A fork's
 // contributions are added with an add node. The seed is a constant one of y's shape (y has one
 // element, as backward() without a seed asks). Without create_graph the same pass runs under
 // NoGrad, so what it records is constants: the numbers, as torch.autograd.grad returns them.
@@ -246,10 +247,14 @@ void TensorTape::grad(Tensor output, std::span<const Tensor> wrt, std::span<Tens
             "with create_graph; backward() differentiates it once",
             E::info.name, i);
       } else {
-        std::array<Tensor, kMaxInputs> contributions{};
         const int arity = E::arity(impl.nodes[i]);
-        E::backward_graph(*this, i, Tensor(this, upstream, generation_),
-                          std::span<Tensor>(contributions.data(), std::size_t(arity)));
+        std::array<Tensor, kMaxInputs> few{};
+        std::vector<Tensor> many;  // cat and stack of more tensors (Note [Many inputs])
+        if (arity > kMaxInputs) many.resize(std::size_t(arity));
+        const std::span<Tensor> contributions =
+            arity > kMaxInputs ? std::span<Tensor>(many)
+                               : std::span<Tensor>(few.data(), std::size_t(arity));
+        E::backward_graph(*this, i, Tensor(this, upstream, generation_), contributions);
         for (int k = 0; k < arity; ++k) {
           if (contributions[k].empty()) continue;  // the input needs no gradient
           NodeId& sum = impl.gradient_of[input_id(impl.nodes[i], k)];

@@ -146,6 +146,11 @@ GraphModel graph_model(const Tape& tape, NodeId output, const GraphOptions& opti
 GraphModel graph_model(const TensorTape& tape, NodeId output,
                        const TensorGraphOptions& options = {});
 
+// The rule each node recorded by the latest grad with create_graph came from, by node id ("" for
+// the others): "∂f/∂x", "∂f/∂x · upstream", "Σ ∂L/∂x", "∂L/∂L" (Note [Drawing the backward
+// pass]). The drawing labels its nodes with them, and `tapegrad step --order 2` its lines.
+std::vector<std::string> backward_rules(const Tape& tape, NodeId output);
+
 // The model as the JSON graph object @viz-js/viz renders (Note [The graph model] gives the
 // mapping), {"directed": true, ...}: the playground's renderer, fed the model the native one
 // draws. Safe inside a <script> element as it is.

@@ -197,8 +197,8 @@ class TensorTape {
   // d(output)/d(wrt[k]) into out[k] for a single-element output, as torch.autograd.grad (Note
   // [Tensor gradients on the tape], tensor_tape.cpp): with create_graph, nodes recorded on this
   // tape that can be differentiated again; without, constants holding the numbers. The nodes'
-  // .grad are left alone. Every op on the way needs its recorded backward: an ag::Error names
-  // one that has none yet (backward() needs none).
+  // .grad are left alone. Every op on the way needs its recorded backward (every entry has one;
+  // an ag::Error would name one that had none: backward() needs none).
   void grad(Tensor output, std::span<const Tensor> wrt, std::span<Tensor> out,
             GradOptions options = {});
   std::vector<Tensor> grad(Tensor output, std::span<const Tensor> wrt, GradOptions options = {});
