@@ -277,6 +277,39 @@ TEST_CASE("a Hessian-vector product by double backward agrees with differences o
   }
 }
 
+TEST_CASE("a Hessian-vector product leaves every leaf's gradient as it was") {
+  // Its second backward is a plain backward pass (Note [The second backward of a
+  // Hessian-vector product]), which accumulates into the leaves: it must give them back.
+  // loss = sum(w^3 x): d/dw = 3 w^2 x, so H_ww v = 6 w x v (diagonal)
+  std::vector<double> w{1, -2, 0.5}, w_grad{5, 5, 5};  // an accumulated gradient
+  TensorTape tape;
+  const Tensor wt = tape.parameter<double>(Shape{3}, w.data(), w_grad.data(), "w");
+  const Tensor x = tape.input(Shape{3}, {2, 3, -1}, "x");
+  tape.backward(sum(x * 4.0));  // x.grad = 4 before the product
+  const Tensor v = tape.constant<double>(Shape{3}, std::vector<double>{1, 0.5, -2});
+  const std::vector<Tensor> hv =
+      hessian_vector_product(sum(wt * wt * wt * x), std::array{wt}, std::array{v});
+  CHECK(hv[0].values() == std::vector<double>{6 * 1 * 2 * 1, 6 * -2 * 3 * 0.5, 6 * 0.5 * -1 * -2});
+  CHECK(w_grad == std::vector<double>{5, 5, 5});
+  CHECK(x.grads() == std::vector<double>{4, 4, 4});
+}
+
+TEST_CASE("a Hessian-vector product tells apart two leaves over one gradient buffer") {
+  // One parameter put on the tape twice, p and q over the same numbers a: loss = sum(p p q).
+  // d/dp = 2 p q, d/dq = p^2; H v = (2 q v_p + 2 p v_q, 2 p v_p), per leaf, as the recorded
+  // pass gives it; one shared buffer would have summed the two.
+  std::vector<double> a{1, -2}, a_grad{0, 0};
+  TensorTape tape;
+  const Tensor p = tape.parameter<double>(Shape{2}, a.data(), a_grad.data(), "p");
+  const Tensor q = tape.parameter<double>(Shape{2}, a.data(), a_grad.data(), "q");
+  const std::array v{tape.constant<double>(Shape{2}, std::vector<double>{1, 3}),
+                     tape.constant<double>(Shape{2}, std::vector<double>{-1, 2})};
+  const std::vector<Tensor> hv = hessian_vector_product(sum(p * p * q), std::array{p, q}, v);
+  CHECK(hv[0].values() == std::vector<double>{2 * 1 * 1 + 2 * 1 * -1, 2 * -2 * 3 + 2 * -2 * 2});
+  CHECK(hv[1].values() == std::vector<double>{2 * 1 * 1, 2 * -2 * 3});
+  CHECK(a_grad == std::vector<double>{0, 0});
+}
+
 TEST_CASE("grad on the tensor tape: semantics and errors") {
   TensorTape tape;
   Tensor x = tape.input(Shape{3}, {1, 2, 3}, "x");

@@ -283,6 +283,65 @@ std::vector<Tensor> TensorTape::grad(Tensor output, std::span<const Tensor> wrt,
   return out;
 }
 
+namespace {
+
+// Note [The second backward of a Hessian-vector product]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// d<g, v>/dp needs numbers only, so it is a plain backward pass (the Stepper's kernels: a
+// product's gradients by gemm with transposed operands) rather than grad() without create_graph,
+// which runs each entry's recorded form under NoGrad: a transpose copied and a node pushed per
+// product. On the moons MLP that pass was most of the product's cost (bench/README.md). Plain
+// backward accumulates into the leaves' .grad, which grad() promises to leave alone (as
+// torch.autograd.grad does), so every leaf gradient is saved and zeroed before and restored
+// after; the intermediate nodes' gradients are this pass's, as after any backward. Two leaves
+// sharing one gradient buffer (a Parameter put on the tape twice) would mix their gradients in
+// it: there the recorded pass runs, which tells them apart.
+std::vector<Tensor> numbers_by_backward(Tensor output, std::span<const Tensor> wrt) {
+  TensorTape& tape = output.tape();
+  auto& impl = Recorder::impl(tape);
+  std::vector<Node*> leaves;
+  for (NodeId id = 0; id <= output.id(); ++id) {
+    Node& n = impl.nodes[id];
+    if (is_leaf(n.op) && n.grad != nullptr) leaves.push_back(&n);
+  }
+  std::vector<const void*> buffers;
+  for (const Node* n : leaves) buffers.push_back(n->grad);
+  std::sort(buffers.begin(), buffers.end());
+  if (std::adjacent_find(buffers.begin(), buffers.end()) != buffers.end())
+    return tape.grad(output, wrt);
+
+  std::vector<std::byte> saved;
+  for (Node* n : leaves) {
+    const std::size_t bytes = std::size_t(n->shape.numel()) * dtype_size(n->dtype);
+    const auto* grad = static_cast<const std::byte*>(n->grad);
+    saved.insert(saved.end(), grad, grad + bytes);
+    std::memset(n->grad, 0, bytes);
+  }
+  tape.backward(output);
+  std::vector<Tensor> out;
+  for (const Tensor& x : wrt) {
+    const Shape shape = x.shape();
+    out.push_back(with_dtype(x.dtype(), [&](auto z) {
+      using T = decltype(z);
+      const std::span<const T> g = x.grad<T>();
+      if (g.empty()) return zeros(tape, shape, {.dtype = dtype_of<T>()});
+      return tape.constant<T>(shape, g);
+    }));
+  }
+  // The records move as the constants above are pushed: the leaves are found again by id.
+  std::size_t offset = 0;
+  for (NodeId id = 0; id <= output.id(); ++id) {
+    Node& n = impl.nodes[id];
+    if (!is_leaf(n.op) || n.grad == nullptr) continue;
+    const std::size_t bytes = std::size_t(n.shape.numel()) * dtype_size(n.dtype);
+    std::memcpy(n.grad, saved.data() + offset, bytes);
+    offset += bytes;
+  }
+  return out;
+}
+
+}  // namespace
+
 std::vector<Tensor> hessian_vector_product(Tensor loss, std::span<const Tensor> params,
                                            std::span<const Tensor> v) {
   if (params.size() != v.size())
@@ -298,7 +357,7 @@ std::vector<Tensor> hessian_vector_product(Tensor loss, std::span<const Tensor> 
     const Tensor term = sum(gradient[k] * v[k]);
     inner = k == 0 ? term : inner + term;
   }
-  return tape.grad(inner, params);
+  return numbers_by_backward(inner, params);
 }
 
 void TensorTape::zero_grad() {

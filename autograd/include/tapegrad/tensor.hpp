@@ -310,7 +310,8 @@ class NoGrad {
 
 // The Hessian of a single-element `loss` with respect to `params`, times the vectors `v` (one
 // per parameter, of its shape), by double backward: d/dp <d loss/dp, v>, never by finite
-// differences. The products come back as constants, one per parameter.
+// differences. The products come back as constants, one per parameter; the leaves' gradients
+// are left as they were (Note [The second backward of a Hessian-vector product]).
 std::vector<Tensor> hessian_vector_product(Tensor loss, std::span<const Tensor> params,
                                            std::span<const Tensor> v);
 
