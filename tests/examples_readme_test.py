@@ -33,6 +33,8 @@ RECIPE = {
     "logistic_regression": set(),
     # make_moons' noise, the L2 factor, and the learning-rate schedule 1.0 - 0.9 k/100
     "moons": {"0.1", "1e-4", "1.0", "0.9"},
+    "newton": set(),
+    "second_derivatives": set(),
 }
 
 # Text a section fences off from the check, with the reason in the opening comment: figures of
