@@ -35,6 +35,7 @@ RECIPE = {
     "moons": {"0.1", "1e-4", "1.0", "0.9"},
     "newton": set(),
     "second_derivatives": set(),
+    "curvature": set(),
 }
 
 # Text a section fences off from the check, with the reason in the opening comment: figures of
