@@ -35,6 +35,9 @@ RECIPE = {
     # make_moons' noise, the L2 factor, and the learning-rate schedule 1.0 - 0.9 k/100
     "moons": {"0.1", "1e-4", "1.0", "0.9"},
     "fashion_mnist": set(),
+    "newton": set(),
+    "second_derivatives": set(),
+    "curvature": set(),
 }
 
 # The run a section describes, when it is not the default one: activations' section also gives
