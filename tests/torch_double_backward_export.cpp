@@ -1,6 +1,7 @@
 // Prints, as JSON, double backward on the tensor tape in float64 for torch_double_backward_test.py
 // to compare with torch.autograd.grad(..., create_graph=True): every elementwise row at its test
-// points, small MLPs with each activation, and a softmax classifier's two losses.
+// points, small MLPs with each activation, a softmax classifier's two losses, and one loss
+// through every structural op.
 
 #include <fmt/format.h>
 
@@ -188,12 +189,48 @@ std::string classifier_cases() {
   return list(cases);
 }
 
+// One loss through every structural op (where, amax, amin, slice, index_select with a repeated
+// index, gather, cat, stack, a batched matmul, linear of a 3-D input, softmax along axis 0):
+// its gradient and Hessian-vector product, for torch_double_backward_test.py's test_structural.
+std::string structural_case() {
+  const ag::Shape as{3, 4}, bs{4}, ws{2, 4, 3}, lws{5, 3}, lbs{5};
+  const std::vector<double> cond{1, 0, 0, 1, 1, 1, 0, 0, 0, 1, 1, 0};
+  const std::vector<std::int64_t> columns{2, 0, 2}, rows{2, 0, 1, 1, 0, 2, 2, 1};
+  const std::vector<std::vector<double>> params{ramp(12, -0.9, 0.17), ramp(4, 0.4, -0.3),
+                                                ramp(24, 0.6, -0.05), ramp(15, -0.4, 0.07),
+                                                ramp(5, 0.1, 0.1)};
+  const std::vector<std::vector<double>> v{ramp(12, 0.3, 0.1), ramp(4, -1.0, 0.5),
+                                           ramp(24, 0.8, -0.07), ramp(15, 0.5, -0.06),
+                                           ramp(5, -0.2, 0.15)};
+  ag::TensorTape tape;
+  const std::vector<ag::Tensor> p{
+      tape.input<double>(as, params[0]), tape.input<double>(bs, params[1]),
+      tape.input<double>(ws, params[2]), tape.input<double>(lws, params[3]),
+      tape.input<double>(lbs, params[4])};
+  const ag::Tensor a = p[0];
+  const ag::Tensor h = ag::where(tape.constant<double>(as, cond), a * a, p[1]);  // (3, 4)
+  // (3, 2) and (3, 3) side by side
+  const ag::Tensor joined = ag::cat({ag::slice(h, 1, 0, 4, 2), ag::index_select(h, 1, columns)}, 1);
+  const ag::Tensor gathered = ag::gather(a, 0, rows, ag::Shape{2, 4});
+  const ag::Tensor product = ag::matmul(ag::stack({a, h}, 0), p[2]);  // (2, 3, 3)
+  const ag::Tensor out = ag::linear(ag::tanh(product), p[3], p[4]);   // (2, 3, 5)
+  const ag::Tensor loss = ag::sum(ag::pow(ag::amax(h, 1), 3.0)) + ag::amin(a) * ag::amin(a) +
+                          ag::sum(ag::tanh(joined) * joined) + ag::sum(ag::pow(gathered, 3.0)) +
+                          ag::sum(ag::softmax(out, 0) * out);
+  const Derivatives d = differentiate(tape, loss, p, v);
+  std::vector<std::string> ps, vs;
+  for (const auto& q : params) ps.push_back(numbers(q));
+  for (const auto& q : v) vs.push_back(numbers(q));
+  return fmt::format("{{\"cond\": {}, \"params\": {}, \"v\": {}, \"value\": {}, {}}}",
+                     numbers(cond), list(ps), list(vs), number(loss.item()), derivatives_json(d));
+}
+
 }  // namespace
 
 int main() {
   try {
-    fmt::print("{{\"rows\": {},\n\"mlps\": {},\n\"classifiers\": {}}}\n", row_cases(), mlp_cases(),
-               classifier_cases());
+    fmt::print("{{\"rows\": {},\n\"mlps\": {},\n\"classifiers\": {},\n\"structural\": {}}}\n",
+               row_cases(), mlp_cases(), classifier_cases(), structural_case());
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "torch_double_backward_export: %s\n", e.what());

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 # Double backward on the tensor tape against torch.autograd.grad(..., create_graph=True) in
 # float64: every elementwise row's gradient and Hessian-vector product at its test points,
-# small MLPs (tanh, relu, gelu, sigmoid) with a mean squared error, and a softmax classifier's
-# cross-entropy and squared softmax error.
+# small MLPs (tanh, relu, gelu, sigmoid) with a mean squared error, a softmax classifier's
+# cross-entropy and squared softmax error, and one loss through every structural op.
 # Usage: /usr/bin/python3 torch_double_backward_test.py PATH/TO/torch_double_backward_export
 import json
 import os
@@ -118,6 +118,27 @@ class TorchDoubleBackward(unittest.TestCase):
                 g, hv = grad_and_hvp(loss, p, case["v"])
                 self.compare(f"{case['loss']} gradient", case["grad"], g)
                 self.compare(f"{case['loss']} Hessian-vector product", case["hvp"], hv)
+
+    def test_structural(self):
+        # the loss of torch_double_backward_export.cpp's structural_case, op for op
+        case = self.exported["structural"]
+        shapes = [(3, 4), (4,), (2, 4, 3), (5, 3), (5,)]
+        p = [t64(v, True).reshape(s).detach().requires_grad_(True)
+             for v, s in zip(case["params"], shapes)]
+        a = p[0]
+        cond = t64(case["cond"]).reshape(3, 4) != 0
+        h = torch.where(cond, a * a, p[1])
+        joined = torch.cat([h[:, 0:4:2], torch.index_select(h, 1, torch.tensor([2, 0, 2]))], 1)
+        gathered = torch.gather(a, 0, torch.tensor([[2, 0, 1, 1], [0, 2, 2, 1]]))
+        product = torch.matmul(torch.stack([a, h], 0), p[2])
+        out = F.linear(torch.tanh(product), p[3], p[4])
+        loss = ((torch.max(h, 1).values ** 3).sum() + torch.amin(a) ** 2
+                + (torch.tanh(joined) * joined).sum() + (gathered ** 3).sum()
+                + (torch.softmax(out, 0) * out).sum())
+        self.assertTrue(close(case["value"], loss.item()))
+        g, hv = grad_and_hvp(loss, p, case["v"])
+        self.compare("structural gradient", case["grad"], g)
+        self.compare("structural Hessian-vector product", case["hvp"], hv)
 
 
 def main():

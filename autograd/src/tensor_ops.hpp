@@ -52,7 +52,8 @@ namespace ag {
 //  1. a TOp in tensor.hpp (and its user-facing declaration there);
 //  2. its entry struct below and a `case` in dispatch;
 //  3. its section in tensor_ops.cpp: the user-facing function, then the entry's members;
-//  4. tests: a gradient check against central differences in tests/test_tensor.cpp.
+//  4. tests: a gradient check against central differences in tests/test_tensor.cpp, and its
+//     recorded backward checked twice over (check_twice) in tests/test_tensor_higher_order.cpp.
 // Nothing else: graph.cpp, tensor_format.cpp, anomaly.cpp and the stepper read the entry. An op
 // with more than kMaxInputs inputs (cat, stack) keeps its input ids in the arena (store_inputs,
 // Note [Many inputs] in tensor_storage.hpp), `arity` reading their count there; everything that
