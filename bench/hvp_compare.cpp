@@ -4,8 +4,6 @@
 
 #include <cblas.h>
 #include <fmt/format.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -22,6 +20,8 @@
 #include <tapegrad/nn/layers.hpp>
 #include <tapegrad/nn/loss.hpp>
 #include <vector>
+
+#include "peer.hpp"
 
 #ifndef TG_BUILD_INFO
 #define TG_BUILD_INFO "unknown"
@@ -110,56 +110,14 @@ class TapegradModel {
 };
 
 // The PyTorch peer: /usr/bin/python3 hvp_compare.py, one command per line, one reply per line.
-class PythonPeer {
+class PythonPeer : public bench::Peer {
  public:
-  PythonPeer(const std::string& python, const std::string& script) {
-    int to[2], from[2];
-    if (pipe(to) != 0 || pipe(from) != 0) throw std::runtime_error("pipe failed");
-    pid_ = fork();
-    if (pid_ < 0) throw std::runtime_error("fork failed");
-    if (pid_ == 0) {
-      dup2(to[0], STDIN_FILENO);
-      dup2(from[1], STDOUT_FILENO);
-      close(to[0]), close(to[1]), close(from[0]), close(from[1]);
-      execl(python.c_str(), python.c_str(), "-u", script.c_str(), static_cast<char*>(nullptr));
-      std::fprintf(stderr, "hvp_compare: cannot run %s: %s\n", python.c_str(),
-                   std::strerror(errno));
-      _exit(127);
-    }
-    close(to[0]), close(from[1]);
-    out_ = fdopen(to[1], "w");
-    in_ = fdopen(from[0], "r");
-  }
-  ~PythonPeer() {
-    std::fprintf(out_, "quit\n");
-    std::fclose(out_);
-    std::fclose(in_);
-    waitpid(pid_, nullptr, 0);
-  }
-  PythonPeer(const PythonPeer&) = delete;
-  PythonPeer& operator=(const PythonPeer&) = delete;
-
-  std::string ask(const std::string& command) {
-    std::fprintf(out_, "%s\n", command.c_str());
-    std::fflush(out_);
-    char buffer[512];
-    if (std::fgets(buffer, sizeof buffer, in_) == nullptr)
-      throw std::runtime_error("the PyTorch peer exited (command: " + command + ")");
-    std::string reply = buffer;
-    while (!reply.empty() && (reply.back() == '\n' || reply.back() == '\r')) reply.pop_back();
-    if (reply.rfind("error", 0) == 0)
-      throw std::runtime_error("PyTorch peer: " + reply + " (command: " + command + ")");
-    return reply;
-  }
+  PythonPeer(const std::string& python, const std::string& script)
+      : bench::Peer("PyTorch peer", {python, "-u", script}) {}
   // "grad N", "hvp N" or "vhp N": the seconds the N calls took, timed inside the peer.
   double time(const std::string& what, long n) {
     return std::stod(ask(what + " " + std::to_string(n)));
   }
-
- private:
-  pid_t pid_ = -1;
-  FILE* out_ = nullptr;
-  FILE* in_ = nullptr;
 };
 
 // n calls of one kind, out of line so that callgrind counts them by name (--callgrind).
