@@ -198,6 +198,19 @@ Tensor scatter_to(const Tensor& upstream, const Shape& in, std::span<const std::
   return reshape(flat, in);
 }
 
+// Where each element of a selection along `split`'s axis was read from (scatter_to's source):
+// the output's entry j on that axis read the input's entry row(j); `count` entries in all.
+template <class Row>
+std::vector<std::int64_t> selection_sources(const AxisSplit& split, std::int64_t count, Row row) {
+  std::vector<std::int64_t> source(std::size_t(split.outer * count * split.inner));
+  for (std::int64_t o = 0; o < split.outer; ++o)
+    for (std::int64_t j = 0; j < count; ++j)
+      for (std::int64_t i = 0; i < split.inner; ++i)
+        source[std::size_t((o * count + j) * split.inner + i)] =
+            (o * split.length + row(j)) * split.inner + i;
+  return source;
+}
+
 }  // namespace
 
 // ---- leaves: input, parameter, constant ------------------------------------------------
@@ -2086,14 +2099,8 @@ void Slice::backward_graph(TensorTape& tape, NodeId id, const Tensor& upstream,
   const Shape in = tape.shape(n.in[0]);
   const AxisSplit split(in, n.axis);
   const SliceRange r = slice_range(n.aux);
-  const std::int64_t count = n.shape[n.axis];
-  std::vector<std::int64_t> source(std::size_t(n.shape.numel()));
-  for (std::int64_t o = 0; o < split.outer; ++o)
-    for (std::int64_t j = 0; j < count; ++j)
-      for (std::int64_t i = 0; i < split.inner; ++i)
-        source[std::size_t((o * count + j) * split.inner + i)] =
-            (o * split.length + r.start + j * r.step) * split.inner + i;
-  contributions[0] = scatter_to(upstream, in, source);
+  const auto row = [&](std::int64_t j) { return r.start + j * r.step; };
+  contributions[0] = scatter_to(upstream, in, selection_sources(split, n.shape[n.axis], row));
 }
 
 }  // namespace tensor_ops
@@ -2218,14 +2225,8 @@ void IndexSelect::backward_graph(TensorTape& tape, NodeId id, const Tensor& upst
   const Shape in = tape.shape(n.in[0]);
   const AxisSplit split(in, n.axis);
   const auto* index = static_cast<const std::int64_t*>(n.aux);
-  const std::int64_t count = n.shape[n.axis];
-  std::vector<std::int64_t> source(std::size_t(n.shape.numel()));
-  for (std::int64_t o = 0; o < split.outer; ++o)
-    for (std::int64_t j = 0; j < count; ++j)
-      for (std::int64_t i = 0; i < split.inner; ++i)
-        source[std::size_t((o * count + j) * split.inner + i)] =
-            (o * split.length + index[j]) * split.inner + i;
-  contributions[0] = scatter_to(upstream, in, source);
+  const auto row = [&](std::int64_t j) { return index[j]; };
+  contributions[0] = scatter_to(upstream, in, selection_sources(split, n.shape[n.axis], row));
 }
 
 }  // namespace tensor_ops
