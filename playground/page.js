@@ -536,6 +536,8 @@
     const a = Math.abs(t);
     return [0, 1, 2].map((i) => Math.round(middle[i] + (end[i] - middle[i]) * a));
   }
+  // The scale in 201 steps, looked up per pixel: a map is repainted at every frame of training.
+  const scale = Array.from({ length: 201 }, (_, i) => colour(i / 100 - 1));
   // A grid of values (row-major, first row at the top) into a canvas of that many pixels.
   function paintGrid(canvas, grid, size, toSigned) {
     if (canvas.width !== size) {
@@ -545,8 +547,12 @@
     const context = canvas.getContext('2d');
     const image = context.createImageData(size, size);
     for (let i = 0; i < size * size; ++i) {
-      const [r, g, b] = colour(toSigned(grid[i]));
-      image.data.set([r, g, b, 255], 4 * i);
+      const v = toSigned(grid[i]);
+      const [r, g, b] = scale[Number.isFinite(v) ? Math.round(100 * Math.max(-1, Math.min(1, v))) + 100 : 100];
+      image.data[4 * i] = r;
+      image.data[4 * i + 1] = g;
+      image.data[4 * i + 2] = b;
+      image.data[4 * i + 3] = 255;
     }
     context.putImageData(image, 0, 0);
   }
@@ -794,8 +800,10 @@
     byId('net-train-loss').textContent = lossText(snapshot.train_loss);
     byId('net-test-accuracy').textContent = Number.isFinite(snapshot.test_accuracy)
         ? `${(100 * snapshot.test_accuracy).toFixed(1)}%` : '\u2013';
+    // For the tests: what the engine trains, as it said (the weights' rows x columns).
     document.body.dataset.netEpoch = String(snapshot.epoch);
     document.body.dataset.netTestAccuracy = String(snapshot.test_accuracy);
+    document.body.dataset.netWeights = snapshot.weights.map((w) => `${w.length}x${w[0].length}`).join(',');
   }
 
   // One animation frame: the latest snapshot, if it is not on the screen yet.
@@ -856,6 +864,7 @@
     } else {
       netMessage('');
       net.session = reply;
+      document.body.dataset.netLayers = reply.layers.join(',');
       byId('net-command').textContent = reply.command;
       buildNetwork();
       accept(reply);
@@ -865,8 +874,8 @@
   }
 
   // Training runs as a chain of net_train requests, one at a time, each of sliceEpochs epochs:
-  // the slice grows while the worker answers in under 25 ms and shrinks when it takes over 60, so
-  // a snapshot (and a redrawn map) comes about every other frame at any network size.
+  // the slice grows while the worker answers in under 12 ms and shrinks when it takes over 30, so
+  // a snapshot (and a redrawn map) comes every frame or two at any network size.
   async function netTrain(epochs) {
     if (net.busy || !net.session) return;
     net.busy = true;
@@ -879,8 +888,8 @@
       netMessage(reply.error);
       return;
     }
-    if (lastTimes.engineMs < 25 && net.sliceEpochs < 64) net.sliceEpochs *= 2;
-    else if (lastTimes.engineMs > 60 && net.sliceEpochs > 1) net.sliceEpochs /= 2;
+    if (lastTimes.engineMs < 12 && net.sliceEpochs < 64) net.sliceEpochs *= 2;
+    else if (lastTimes.engineMs > 30 && net.sliceEpochs > 1) net.sliceEpochs /= 2;
     accept(reply);
     if (net.playing) netTrain(net.sliceEpochs);
   }
