@@ -84,6 +84,7 @@
   let timer = null;   // Play's
   let busy = false;   // a request is with the worker
   let again = false;  // an edit came while it was: run once more with the latest
+  let pointMode = false;  // the graph shown is a network lab point's (net_point), not the program's
 
   function setStatus(text) { byId('status').textContent = text; }
 
@@ -171,6 +172,7 @@
   // The worker is asked for everything the lab shows, in one round trip (worker.js, edit). An
   // edit made meanwhile is not queued one by one: once the worker is free, the latest text runs.
   async function update() {
+    pointMode = false;
     document.body.dataset.idle = 'false';  // the tests wait for 'true'
     if (busy) {
       again = true;
@@ -209,6 +211,8 @@
     warning.textContent = reply.warning;
     warning.hidden = reply.warning === '';
     shown = reply;
+    byId('point-note').hidden = !pointMode;
+    [editor, byId('inputs'), presetSelect.parentElement].forEach((e) => { e.hidden = pointMode; });
     renderInputs();
     renderGradients();
     const graph = byId('graph');
@@ -225,7 +229,7 @@
     buildLog();
     stop();
     show(reply.plan.steps.length);  // an edit shows the whole pass; Reset goes to its start
-    saveState();
+    if (!pointMode) saveState();
     if (!document.body.dataset.firstGraphMs) document.body.dataset.firstGraphMs = performance.now().toFixed(0);
     document.body.dataset.graphs = String(Number(document.body.dataset.graphs || 0) + 1);
     document.body.dataset.lastUpdateMs = ms.toFixed(1);
@@ -863,6 +867,9 @@
       netShow();
     } else {
       netMessage('');
+      byId('net-download').hidden = !net.abilities.net_safetensors;
+      byId('net-point-hint').hidden = !net.abilities.net_point;
+      byId('net-map').classList.toggle('clickable', Boolean(net.abilities.net_point));
       net.session = reply;
       document.body.dataset.netLayers = reply.layers.join(',');
       byId('net-command').textContent = reply.command;
@@ -1055,6 +1062,58 @@
         setStatus('the command line is selected: Ctrl+C copies it');
       }
     });
+    // A click on the map: the forward and backward pass of the data point under it (or of the
+    // place clicked, away from the points) through the current weights, in the graph lab.
+    byId('net-map').addEventListener('click', async (e) => {
+      if (!net.abilities.net_point || !net.session) return;
+      const canvas = e.currentTarget;
+      const box = canvas.getBoundingClientRect();
+      const [x1lo, x1hi] = net.session.domain.x1;
+      const [x2lo, x2hi] = net.session.domain.x2;
+      const toX = (x) => ((x - x1lo) / (x1hi - x1lo)) * box.width;
+      const toY = (y) => ((x2hi - y) / (x2hi - x2lo)) * box.height;
+      const [px, py] = [e.clientX - box.left, e.clientY - box.top];
+      const candidates = net.state.show_test ? net.session.train.concat(net.session.test) : net.session.train;
+      let nearest = null;
+      let nearestDistance = 8;  // pixels
+      candidates.forEach((p) => {
+        const d = Math.hypot(toX(p[0]) - px, toY(p[1]) - py);
+        if (d < nearestDistance) [nearest, nearestDistance] = [p, d];
+      });
+      const x1 = nearest ? nearest[0] : x1lo + (px / box.width) * (x1hi - x1lo);
+      const x2 = nearest ? nearest[1] : x2hi - (py / box.height) * (x2hi - x2lo);
+      netPause();
+      const started = performance.now();
+      const reply = await send('net_point', { x1, x2 });
+      if (reply.error) {
+        netMessage(reply.error);
+        return;
+      }
+      const where = `(x1, x2) = (${x1.toFixed(3)}, ${x2.toFixed(3)})`;
+      byId('point-caption').textContent = nearest
+          ? `The data point ${where}, of class ${nearest[2]}, through the network's weights at epoch ${net.snapshot.epoch}.`
+          : `The place ${where} on the map, through the network's weights at epoch ${net.snapshot.epoch}.`;
+      names = reply.inputs;
+      pointMode = true;
+      showLab('graph');
+      showAnalysis(reply, performance.now() - started);
+    });
+    // The weights as `tapegrad train --save` writes them (safetensors, PyTorch's names), made in
+    // the worker and handed over as base64; the link is shown when the engine can do it.
+    byId('net-download').addEventListener('click', async (e) => {
+      e.preventDefault();
+      const reply = await send('net_safetensors', {});
+      if (reply.error) {
+        netMessage(reply.error);
+        return;
+      }
+      const bytes = Uint8Array.from(atob(reply.base64), (c) => c.charCodeAt(0));
+      const link = document.createElement('a');
+      link.href = URL.createObjectURL(new Blob([bytes], { type: 'application/octet-stream' }));
+      link.download = `tapegrad-${net.state.data}-epoch-${net.snapshot ? net.snapshot.epoch : 0}.safetensors`;
+      link.click();
+      setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+    });
     window.addEventListener('resize', () => {
       if (!byId('network-lab').hidden && net.session) {
         buildEdges();
@@ -1104,6 +1163,7 @@
     update();
   }
   presetSelect.addEventListener('change', () => { if (presetSelect.value !== '') usePreset(Number(presetSelect.value)); });
+  byId('point-leave').addEventListener('click', update);
   editor.addEventListener('input', () => {
     presetSelect.value = '';
     update();
