@@ -359,6 +359,38 @@ Dataset blobs(std::int64_t n, std::int64_t centers, double spread, std::uint64_t
   return d;
 }
 
+// Note [TensorFlow Playground's data sets]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// Playground (tensorflow/playground, src/dataset.ts) draws its sets in [-6, 6]^2 with labels -1
+// and 1, from an unseeded Math.random, so no seed reproduces its points; nn's sets are the
+// lecture's, and differ from Playground's of the same name in more than scale:
+// - gaussian: two_gaussians is Playground's own recipe, the one set made as it makes it.
+// - xor: Playground's is uniform in [-5, 5]^2 (pushed 0.3 off the axes) labelled by the sign of
+//   x1 x2, its noise shifting the point that decides the label, so noise flips labels near the
+//   axes; xor_data is the four unit corners blurred by N(0, noise^2), labels exact.
+// - circle: Playground's is a disc of radius 2.5 inside a ring from 3.5 to 5, noise flipping
+//   labels again; circles is sklearn's make_circles, two blurred circles.
+// - spiral: Playground's has two arms of radius 0 to 5 over 1.75 turns with uniform noise on
+//   the coordinates; spirals is CS231n's, any number of arms, noise on the angle.
+// Playground's habit of labelling by a noisy copy of the point is the one it keeps for its sets
+// alone; nn keeps each label true to its generator and blurs the point instead.
+Dataset two_gaussians(std::int64_t n, double noise, std::uint64_t seed) {
+  if (n < 2) fail("gaussian: n must be at least 2, not {}", n);
+  check_noise(noise, "gaussian");
+  const double spread = std::sqrt(0.5 + 7 * noise);  // Playground: variance 0.5 at 0, 4 at 0.5
+  const std::int64_t n_negative = n / 2;
+  Dataset d = empty_set(n, 2, 2);
+  ag::Rng rng(seed);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const bool negative = i < n_negative;
+    const double center = negative ? -2 : 2;
+    d.features[sz(2 * i)] = float(rng.normal(center, spread));
+    d.features[sz(2 * i + 1)] = float(rng.normal(center, spread));
+    d.labels[sz(i)] = negative ? 0 : 1;
+  }
+  return d;
+}
+
 Dataset xor_data(std::int64_t n, double noise, std::uint64_t seed) {
   if (n < 4) fail("xor: n must be at least 4 (one point per corner), not {}", n);
   check_noise(noise, "xor");
