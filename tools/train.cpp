@@ -38,6 +38,7 @@
 #include <tapegrad/nn/plot.hpp>
 #include <tapegrad/nn/trainer.hpp>
 #include <tapegrad/tensor.hpp>
+#include <tuple>
 #include <vector>
 
 #include "cli_options.hpp"
@@ -56,10 +57,11 @@ namespace fs = std::filesystem;
 // text), "data.features" (the number of input columns), "data.input_features" (--features, or
 // none), and for a synthetic set "data.rows" and "data.noise" (Note [Synthetic data options]),
 // and what an exact resume needs besides: "train.seed", "train.batch", "train.lr" (the rate the
-// schedule starts from) and "train.schedule". --resume and graph read them, so they need no
-// --layers or --act; an option given that disagrees is refused, naming both. A file without
-// them (written before, or by another tool) needs --layers (graph reads the sizes from its
-// weights' shapes).
+// schedule starts from), "train.schedule", "data.test_fraction", "train.l1" and "train.l2" (a
+// file without the last three was trained with 0.25, 0 and 0). --resume and graph read them,
+// so they need no --layers or --act; an option given that disagrees is refused, naming both. A
+// file without them (written before, or by another tool) needs --layers (graph reads the sizes
+// from its weights' shapes).
 constexpr std::string_view kLayersKey = "model.layers";
 
 const std::string* stored(const nn::SafetensorsFile& file, const std::string& key) {
@@ -271,6 +273,20 @@ void resolve_options(NnOptions& o, const nn::SafetensorsFile* resumed) {
         ag::fail("{}: metadata data.noise is \"{}\", not a noise level", ag::printable(o.resume),
                  ag::printable(*noise));
     }
+    // The rows held out and the penalties make another run if changed.
+    for (const auto& [option, key, field] :
+         {std::tuple{"--test-fraction", "data.test_fraction", &o.test_fraction},
+          std::tuple{"--l1", "train.l1", &o.l1}, std::tuple{"--l2", "train.l2", &o.l2}}) {
+      const std::string* value = stored(*resumed, key);
+      if (!value) continue;
+      if (o.was_given(option) && fmt::format("{}", *field) != *value)
+        mismatch(option, fmt::format("{}", *field), *value, o.resume, remedy);
+      char* end = nullptr;
+      *field = std::strtod(value->c_str(), &end);
+      if (value->empty() || *end != '\0' || !std::isfinite(*field) || *field < 0)
+        ag::fail("{}: metadata {} is \"{}\", not a number >= 0", ag::printable(o.resume), key,
+                 ag::printable(*value));
+    }
     // The seed splits synthetic data into training and test rows: another would test on rows
     // the model trained on.
     if (const std::string* seed = stored(*resumed, "train.seed")) {
@@ -393,7 +409,10 @@ int run_train(NnOptions o) {
                             {"train.seed", fmt::format("{}", o.seed)},
                             {"train.batch", fmt::format("{}", o.batch)},
                             {"train.lr", fmt::format("{}", o.lr)},
-                            {"train.schedule", o.schedule}};
+                            {"train.schedule", o.schedule},
+                            {"data.test_fraction", fmt::format("{}", o.test_fraction)},
+                            {"train.l1", fmt::format("{}", o.l1)},
+                            {"train.l2", fmt::format("{}", o.l2)}};
   if (is_synthetic(o.data)) {
     fo.checkpoint_metadata["data.rows"] = fmt::format("{}", o.rows);
     fo.checkpoint_metadata["data.noise"] = fmt::format("{}", o.noise);
@@ -557,8 +576,8 @@ NnCommands add_nn_commands(CLI::App& app) {
   c.train
       ->add_option("--data", o.data,
                    std::string("The data set: ") + kDataSets +
-                       " (synthetic sets and CSV files are split 75/25 "
-                       "into training and test rows, seeded by --seed); with --resume, the "
+                       " (synthetic sets and CSV files are split 75/25, or as --test-fraction "
+                       "says, into training and test rows, seeded by --seed); with --resume, the "
                        "checkpoint's")
       ->type_name("SET");
   c.train
@@ -645,15 +664,16 @@ NnCommands add_nn_commands(CLI::App& app) {
   c.train
       ->add_option("--n", o.rows,
                    "Rows of a synthetic set before its 75/25 split (default: xor 4, unsplit; "
-                   "moons, circles and blobs 400; spirals 300, a multiple of 3)")
+                   "moons, circles, blobs and gaussian 400; spirals 300, a multiple of 3)")
       ->type_name("ROWS")
       ->check(integer_validator());
   c.train
       ->add_option("--noise", o.noise,
                    "A synthetic set's noise: the standard deviation of the N(0, noise^2) added to "
                    "each coordinate (xor, moons, circles), to each angle (spirals) or each "
-                   "cluster's spread (blobs); default xor 0, moons and circles 0.1, spirals 0.2, "
-                   "blobs 1")
+                   "cluster's spread (blobs); gaussian's is TensorFlow Playground's, 0 to 0.5, its "
+                   "clusters' variance 0.5 + 7 noise; default xor and gaussian 0, moons and "
+                   "circles 0.1, spirals 0.2, blobs 1")
       ->type_name("SIGMA");
   c.train
       ->add_option("--features", o.features,
@@ -661,6 +681,20 @@ NnCommands add_nn_commands(CLI::App& app) {
                    "a comma list of x1, x2, x1^2, x2^2, x1*x2, sin_x1, sin_x2, in the order "
                    "given (default none: the data's own columns)")
       ->type_name("LIST");
+  c.train
+      ->add_option("--test-fraction", o.test_fraction,
+                   "The fraction of a synthetic set's or CSV file's rows held out for testing "
+                   "(default 0.25); TensorFlow Playground's train/test ratio is 1 minus it")
+      ->type_name("F");
+  c.train
+      ->add_option("--l1", o.l1,
+                   "Add RATE * the sum of |p| over every weight and bias to the loss, as "
+                   "TensorFlow Playground's L1 regularization (default 0)")
+      ->type_name("RATE");
+  c.train
+      ->add_option("--l2", o.l2,
+                   "Add RATE * the sum of p^2 over every weight and bias to the loss (default 0)")
+      ->type_name("RATE");
   c.train->get_option("--layers")->excludes(c.train->get_option("--hidden"));
   c.train->footer(defaults_help());
 

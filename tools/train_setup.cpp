@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <tapegrad/nn/init.hpp>
+#include <utility>
 
 namespace tapegrad {
 
@@ -19,7 +20,8 @@ namespace {
 // --n and --noise size and blur a synthetic set; their defaults are the values each set had
 // before the options existed, so a run without them trains on the same rows as ever. --noise
 // is the generator's own: N(0, noise^2) added to each coordinate (xor, moons, circles), to each
-// angle (spirals, CS231n's 0.2), or each cluster's spread (blobs). --features replaces a
+// angle (spirals, CS231n's 0.2), or each cluster's spread (blobs); gaussian's is TensorFlow
+// Playground's slider, 0 to 0.5, its clusters' variance 0.5 + 7 noise. --features replaces a
 // two-column set's columns by TensorFlow Playground's inputs (nn::expand_features, Note [Input
 // features]) before the split, so the training and test rows get the same columns. All three
 // are in the checkpoint (Note [What a checkpoint says of its model]): a resume rebuilds the
@@ -29,11 +31,14 @@ struct Synthetic {
   std::int64_t rows;
   double noise;
 };
+// clang-format off
 constexpr Synthetic kSynthetic[] = {{"xor", 4, 0},
                                     {"moons", 400, 0.1},
                                     {"circles", 400, 0.1},
                                     {"spirals", 300, 0.2},
-                                    {"blobs", 400, 1.0}};
+                                    {"blobs", 400, 1.0},
+                                    {"gaussian", 400, 0}};
+// clang-format on
 
 const Synthetic* synthetic(std::string_view data) {
   for (const Synthetic& s : kSynthetic)
@@ -49,13 +54,13 @@ constexpr std::int64_t kMaxSyntheticRows = 10'000'000;
 void resolve_synthetic(NnOptions& o) {
   const Synthetic* s = synthetic(o.data);
   if (!s) {
+    std::vector<std::string_view> names;  // (emscripten's libc++ 14 has no views::transform)
+    for (const Synthetic& set : kSynthetic) names.push_back(set.data);
     for (const std::string_view option : {"--n", "--noise"})
       if (o.was_given(option))
-        ag::fail(
-            "{} {}: only the synthetic data sets (xor, moons, circles, spirals, blobs) take "
-            "it, not {}",
-            option, option == "--n" ? fmt::format("{}", o.rows) : fmt::format("{}", o.noise),
-            ag::printable(o.data));
+        ag::fail("{} {}: only the synthetic data sets ({}) take it, not {}", option,
+                 option == "--n" ? fmt::format("{}", o.rows) : fmt::format("{}", o.noise),
+                 fmt::join(names, ", "), ag::printable(o.data));
     return;
   }
   if (!o.was_given("--n") && o.rows == 0) o.rows = s->rows;
@@ -120,6 +125,7 @@ constexpr DataDefaults kDataDefaults[] = {
     {"circles",       "16,16",    0.01,   100,   32,   "constant"},
     {"spirals",       "64,64",    0.01,   300,   32,   "constant"},
     {"blobs",         "16,16",    0.01,   50,    32,   "constant"},
+    {"gaussian",      "16,16",    0.01,   100,   32,   "constant"},
     {"fashion-mnist", "256,128",  0.002,  10,    128,  "cosine"},
     {"csv",           "16,16",    0.01,   100,   32,   "constant"},
 };
@@ -205,7 +211,6 @@ std::string features_text(const std::string& text) {
 }
 
 Data load_data(const NnOptions& o) {
-  constexpr double kTest = 0.25;
   const std::string& spec = o.data;
   const std::uint64_t seed = o.seed;
   Data d;
@@ -220,6 +225,11 @@ Data load_data(const NnOptions& o) {
                ag::printable(o.features), ag::printable(d.name), data.cols);
     return nn::expand_features(data, features);
   };
+  // Note [Synthetic data options]: xor's four corners and Fashion-MNIST are not split.
+  if (o.was_given("--test-fraction") && ((spec == "xor" && o.rows == 4) || spec == "fashion-mnist"))
+    ag::fail("--test-fraction {}: {}", o.test_fraction,
+             spec == "xor" ? "xor's 4 points are all trained on: give --n above 4 to split them"
+                           : "fashion-mnist has its own test set");
   if (spec == "xor" && o.rows == 4) {
     d.train = expand(nn::xor_data(4, o.noise, seed));  // four points: nothing to hold out
     return d;
@@ -246,6 +256,8 @@ Data load_data(const NnOptions& o) {
     all = nn::spirals(o.rows / 3, 3, o.noise, seed);
   } else if (spec == "blobs") {
     all = nn::blobs(o.rows, 3, o.noise, seed);
+  } else if (spec == "gaussian") {
+    all = nn::two_gaussians(o.rows, o.noise, seed);
   } else if (spec.starts_with("csv:")) {
     std::string file = spec.substr(4);
     nn::CsvOptions co;
@@ -272,7 +284,7 @@ Data load_data(const NnOptions& o) {
   }
   if (all.rows < 2) ag::fail("{}: too few rows to split ({})", d.name, all.rows);
   all = expand(all);  // before the split and standardization: every row gets the same columns
-  nn::TrainTest split = all.split(kTest, seed);
+  nn::TrainTest split = all.split(o.test_fraction, seed);
   d.train = std::move(split.train);
   d.test = std::move(split.test);
   d.has_test = d.test.rows > 0;
@@ -353,6 +365,12 @@ void check_given_options(const NnOptions& o) {
     ag::fail("--features : no input features: choose from {} (or none)",
              nn::input_features_str(nn::kInputFeatures));
   input_features(o.features);
+  if (o.was_given("--test-fraction") && !(o.test_fraction > 0 && o.test_fraction < 1))
+    ag::fail("--test-fraction {}: the fraction of rows held out must be between 0 and 1",
+             o.test_fraction);
+  for (const auto& [option, rate] : {std::pair{"--l1", o.l1}, std::pair{"--l2", o.l2}})
+    if (!std::isfinite(rate) || rate < 0)
+      ag::fail("{} {}: the regularization rate must be a finite number >= 0", option, rate);
 }
 
 void resolve_defaults(NnOptions& o) {
@@ -410,6 +428,8 @@ nn::FitOptions fit_options(const NnOptions& o, const Data& d, nn::LossKind loss,
   fo.check_finite = o.check_finite;
   fo.clip_grad_norm = clip_norm;
   fo.clip_grad_value = clip_value;
+  fo.l1 = o.l1;
+  fo.l2 = o.l2;
   if (o.schedule == "cosine") fo.schedule = nn::schedule::cosine(fo.epochs);
   return fo;
 }

@@ -48,6 +48,9 @@ struct NnOptions {
   double noise = -1;      // --noise and --n: a synthetic set's (Note [Synthetic data options]),
   std::int64_t rows = 0;  // when given or resumed; -1 and 0: its row of kSynthetic
   std::string features;   // --features; empty: the checkpoint's, else none (the data's columns)
+  double test_fraction = 0.25;  // --test-fraction: the rows a synthetic set or CSV file holds out
+  double l1 = 0;                // --l1 and --l2: nn::FitOptions's penalties on every parameter
+  double l2 = 0;
   // graph
   std::string checkpoint;
   std::string output;
@@ -58,7 +61,7 @@ struct NnOptions {
 
 // The --data names, for the help and the messages.
 inline constexpr const char* kDataSets =
-    "xor, moons, circles, spirals, blobs, fashion-mnist, csv:FILE[:LABEL_COLUMN]";
+    "xor, moons, circles, spirals, blobs, gaussian, fashion-mnist, csv:FILE[:LABEL_COLUMN]";
 
 // The data of a run: its training rows and, unless there are too few to hold any out, its test
 // rows.
