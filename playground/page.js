@@ -524,6 +524,9 @@
       noise: s.noise, n: s.n, features: s.features, opt: s.opt,
       test_fraction: Math.round(100 - s.ratio) / 100,
     };
+    // One output and its sigmoid, as TensorFlow Playground has, for the sets of two classes;
+    // spirals (CS231n's three arms) keeps train's default, one output per class and softmax.
+    if (s.data !== 'spirals') config.loss = 'bce_logits';
     if (s.reg !== 'none') config[s.reg] = s.reg_rate;
     if (s.init) config.init = s.init;
     return config;
@@ -534,6 +537,7 @@
   const negative = [245, 147, 34];
   const middle = [232, 234, 235];
   const positive = [8, 119, 189];
+  const classColours = [negative, positive, [46, 160, 67]];  // spirals' third arm in green
   function colour(v) {
     const t = Math.max(-1, Math.min(1, Number.isFinite(v) ? v : 0));
     const end = t < 0 ? negative : positive;
@@ -582,7 +586,7 @@
     const dot = (points, stroke) => points.forEach(([x, y, label]) => {
       context.beginPath();
       context.arc(toX(x), toY(y), 3, 0, 2 * Math.PI);
-      context.fillStyle = `rgb(${(label >= 0.5 ? positive : negative).join(',')})`;
+      context.fillStyle = `rgb(${(classColours[label] || positive).join(',')})`;
       context.fill();
       context.lineWidth = 1;
       context.strokeStyle = stroke;
@@ -814,12 +818,14 @@
   function netFrame() {
     if (!net.drawn) {
       net.drawn = true;
+      const started = performance.now();
       drawMap();
       drawNetwork();
       drawCurve();
       drawHealth();
       drawNumbers();
       document.body.dataset.netDraws = String(Number(document.body.dataset.netDraws || 0) + 1);
+      document.body.dataset.netDrawMs = (performance.now() - started).toFixed(1);
     }
     if (net.playing) requestAnimationFrame(netFrame);
   }
@@ -895,6 +901,8 @@
       netMessage(reply.error);
       return;
     }
+    document.body.dataset.netEngineMs = lastTimes.engineMs.toFixed(1);  // the tests' figures
+    document.body.dataset.netSliceEpochs = String(epochs);
     if (lastTimes.engineMs < 12 && net.sliceEpochs < 64) net.sliceEpochs *= 2;
     else if (lastTimes.engineMs > 30 && net.sliceEpochs > 1) net.sliceEpochs /= 2;
     accept(reply);
