@@ -895,7 +895,11 @@
     const generation = net.generation;
     const reply = await send('net_train', { epochs });
     net.busy = false;
-    if (generation !== net.generation) return;
+    if (generation !== net.generation) {
+      // A new session came meanwhile; Play may have been pressed on it while this was away.
+      if (net.playing) netTrain(net.sliceEpochs);
+      return;
+    }
     if (reply.error) {
       netPause();
       netMessage(reply.error);
