@@ -930,6 +930,7 @@
   function netChanged() {
     byId('net-preset').value = '';
     showNetControls();
+    buildNetwork();  // the new shape at once (its + and - buttons too); the engine's maps follow
     netCreate();
   }
 
@@ -975,7 +976,7 @@
     let seed = 7;
     const random = () => { seed = (seed * 16807) % 2147483647; return seed / 2147483647; };
     for (let i = 0; i < 90; ++i) {
-      const label = i % 2;
+      const label = name === 'spirals' ? i % 3 : i % 2;  // spirals: CS231n's three arms
       let x;
       let y;
       const t = random();
@@ -990,14 +991,14 @@
         const d = label ? 0.45 : -0.45;
         [x, y] = [d + (t - 0.5) * 0.6, d + (random() - 0.5) * 0.6];
       } else if (name === 'spirals') {
-        const a = t * 1.75 * 2 * Math.PI + label * Math.PI;
+        const a = t * 1.75 * 2 * Math.PI + (label * 2 * Math.PI) / 3;
         [x, y] = [0.9 * t * Math.sin(a), 0.9 * t * Math.cos(a)];
       } else {
         const a = Math.PI * t;
         [x, y] = label ? [(1 - Math.cos(a)) * 0.6 - 0.3, (0.5 - Math.sin(a)) * 0.6 - 0.05]
                        : [Math.cos(a) * 0.6 - 0.3, Math.sin(a) * 0.6 - 0.05];
       }
-      context.fillStyle = `rgb(${(label ? positive : negative).join(',')})`;
+      context.fillStyle = `rgb(${classColours[label].join(',')})`;
       context.beginPath();
       context.arc(24 + x * 21, 24 - y * 21, 1.8, 0, 2 * Math.PI);
       context.fill();
