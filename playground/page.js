@@ -435,6 +435,8 @@
     ratio: 50, features: ['x1', 'x2'], opt: 'sgd', reg: 'none', reg_rate: 0, init: '', n: 300,
     show_test: false, discretize: false, problem: 'classification',
   };
+  // nn's xor is the four unit corners blurred by the noise (Note [TensorFlow Playground's data
+  // sets], nn/src/data.cpp): its presets blur them, or every point would sit on a corner.
   const netPresets = [
     { name: "TensorFlow Playground's first screen: circle, 4-2 tanh", setup: {} },
     { name: 'Moons, 8-8 ReLU, Adam: trains in seconds',
@@ -442,11 +444,11 @@
     { name: 'Spiral: every feature, 8-8-6 tanh', setup: { data: 'spirals', hidden: [8, 8, 6],
       features: netFeatures.map(([name]) => name), noise: 0, lr: 0.03 } },
     { name: 'Deep XOR, 11 layers of sigmoid: the gradient vanishes',
-      setup: { data: 'xor', hidden: Array(10).fill(8), act: 'sigmoid', lr: 0.3 } },
+      setup: { data: 'xor', noise: 0.2, hidden: Array(10).fill(8), act: 'sigmoid', lr: 0.3 } },
     { name: 'Deep XOR, 11 layers of ReLU: the gradient gets through',
-      setup: { data: 'xor', hidden: Array(10).fill(8), act: 'relu', lr: 0.03 } },
+      setup: { data: 'xor', noise: 0.2, hidden: Array(10).fill(8), act: 'relu', lr: 0.03 } },
     { name: 'Zero initialisation: every unit of a layer the same',
-      setup: { data: 'xor', hidden: [4, 4], act: 'sigmoid', init: 'zeros', lr: 0.3 } },
+      setup: { data: 'xor', noise: 0.2, hidden: [4, 4], act: 'sigmoid', init: 'zeros', lr: 0.3 } },
     { name: 'A learning rate of 3: ReLUs die', setup: { data: 'moons', hidden: [8, 8], act: 'relu',
       lr: 3, noise: 0.1 } },
   ];

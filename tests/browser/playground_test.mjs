@@ -567,3 +567,23 @@ test('tapegrad.train(config) returns the summary `tapegrad train --json` prints 
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+test('the network lab\'s lecture presets: the 11-layer deep XOR nets, zero initialisation', async () => {
+  const { page, errors } = await openNetwork(netHash({}));
+  const choose = async (label) => {
+    await page.selectOption('#net-preset', { label });
+    await netSettled(page);
+  };
+  await choose('Deep XOR, 11 layers of sigmoid: the gradient vanishes');
+  assert.equal(await dataset(page, 'netLayers'), ['2', ...Array(10).fill('8'), '1'].join(','));
+  assert.match(page.url(), /net\.hidden=8%2C8%2C8%2C8%2C8%2C8%2C8%2C8%2C8%2C8&net\.act=sigmoid/);
+  assert.equal(await page.locator('#net-health tr').count(), 12);  // a heading and 11 layers
+  await page.click('#net-step');
+  await page.waitForFunction(() => document.body.dataset.netEpoch === '1');
+  await page.screenshot({ path: path.join(outDir, 'playground-network-deep-sigmoid.png') });
+  await choose('Zero initialisation: every unit of a layer the same');
+  assert.equal(await page.inputValue('#net-init'), 'zeros');
+  assert.match(await page.textContent('#net-command'), /--init zeros/);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
