@@ -1,16 +1,20 @@
-// The playground's WebAssembly module: the program language and the core behind a few embind
-// functions that take text and return JSON, which the page's worker (worker.js) calls.
+// The playground's WebAssembly module: the program language, the core and nn's network lab
+// behind a few embind functions that take text and return JSON, which the page's worker
+// (worker.js) calls.
 
 #include <emscripten/bind.h>
 #include <fmt/format.h>
 
 #include <cmath>
+#include <memory>
 #include <new>
 #include <string>
 #include <string_view>
 #include <tapegrad/core.hpp>
 #include <vector>
 
+#include "json_text.hpp"
+#include "network_lab.hpp"
 #include "program.hpp"
 
 namespace {
@@ -26,27 +30,9 @@ namespace {
 
 std::string json_number(double x) { return std::isfinite(x) ? fmt::format("{}", x) : "null"; }
 
-std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (const char c : s) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (byte < 0x20) {
-      out += fmt::format("\\u{:04x}", byte);
-    } else {
-      out += c;
-    }
-  }
-  return out + '"';
-}
-
-std::string json_strings(const std::vector<std::string>& items) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + json_string(items[i]);
-  return out + "]";
-}
+// Strings as the step plan and the graph model write them (autograd/src/json_text.hpp).
+using ag::json_string;
+using ag::json_strings;
 
 std::string error_json(std::string_view message) {
   return "{\"error\": " + json_string(fmt::format("error: {}", message)) + "}";
@@ -58,6 +44,8 @@ template <class Body> std::string reporting(Body body) {
     return body();
   } catch (const ag::Error& e) {
     return error_json(e.what());
+  } catch (const tapegrad::Json::exception& e) {  // a bug of ours rather than bad input: say it
+    return error_json(fmt::format("internal JSON error: {}", e.what()));
   } catch (const std::bad_alloc&) {
     return error_json("out of memory");
   }
@@ -213,6 +201,42 @@ std::string analyse(const std::string& source, const std::string& assignments) {
   });
 }
 
+// ---- the network lab (tools/network_lab.hpp; the protocol: playground/README.md) ----
+
+// The one session of the page: net_create replaces it, net_train and net_snapshot read it.
+std::unique_ptr<tapegrad::NetworkLab> session;
+
+// net_create(config): the data and the model `tapegrad train` builds from the same options.
+std::string net_create(const std::string& config) {
+  return reporting([&] {
+    auto next = std::make_unique<tapegrad::NetworkLab>(tapegrad::options_from_config(config));
+    session = std::move(next);  // a bad config keeps the session there was
+    return tapegrad::json_text(session->created());
+  });
+}
+
+tapegrad::NetworkLab& current_session(std::string_view function) {
+  if (!session) ag::fail("{}: no network yet: call net_create(config) first", function);
+  return *session;
+}
+
+// net_train(epochs): that many more epochs, then a snapshot.
+std::string net_train(int epochs) {
+  return reporting([&] { return tapegrad::json_text(current_session("net_train").train(epochs)); });
+}
+
+std::string net_snapshot() {
+  return reporting([&] { return tapegrad::json_text(current_session("net_snapshot").snapshot()); });
+}
+
+// train(config): the summary `tapegrad train --json` ends with, for a fresh run of the config.
+std::string train(const std::string& config) {
+  return reporting([&] {
+    tapegrad::NetworkLab run(tapegrad::options_from_config(config));
+    return tapegrad::json_text(run.summary());
+  });
+}
+
 }  // namespace
 
 EMSCRIPTEN_BINDINGS(tapegrad) {
@@ -220,4 +244,8 @@ EMSCRIPTEN_BINDINGS(tapegrad) {
   emscripten::function("grad", &grad);
   emscripten::function("step", &step);
   emscripten::function("analyse", &analyse);
+  emscripten::function("net_create", &net_create);
+  emscripten::function("net_train", &net_train);
+  emscripten::function("net_snapshot", &net_snapshot);
+  emscripten::function("train", &train);
 }

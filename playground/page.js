@@ -27,13 +27,14 @@
     error.hidden = false;
     setStatus('the engine stopped');
   };
-  function request(kind, program, assignments) {
+  function send(kind, fields) {
     return new Promise((resolve) => {
       const id = nextId++;
       waiting.set(id, resolve);
-      worker.postMessage({ id, kind, program, assignments });
+      worker.postMessage(Object.assign({ id, kind }, fields));
     });
   }
+  function request(kind, program, assignments) { return send(kind, { program, assignments }); }
 
   // Inputs as the command line takes them: {x: -2, y: 5} (a number's shortest text reads back
   // as the same double) or ['x=-2', 'y=5'].
@@ -53,6 +54,9 @@
     // The lines `tapegrad step PROGRAM NAME=VALUE...` prints.
     step: async (program, inputs) =>
       orThrow(await request('step', program, assignmentText(inputs))).lines,
+    // A fresh network-lab session trained for config.epochs epochs: the summary keys of the last
+    // line `tapegrad train --json` prints for the same options ({data: 'moons', hidden: [8, 8]}).
+    train: async (config) => orThrow(await send('train', { config })),
   };
 
   // ---- presets -----------------------------------------------------------------------------------
@@ -80,16 +84,25 @@
   let timer = null;   // Play's
   let busy = false;   // a request is with the worker
   let again = false;  // an edit came while it was: run once more with the latest
+  let pointMode = false;  // the graph shown is a network lab point's (net_point), not the program's
 
   function setStatus(text) { byId('status').textContent = text; }
 
-  // The URL's fragment holds the program and the inputs' values, so a link opens the same graph:
-  // #program=...&in.x=-2&in.y=5
-  function saveState() {
-    const state = new URLSearchParams();
-    state.set('program', editor.value);
-    names.forEach((name) => state.set(`in.${name}`, String(values[name])));
+  // Note [The URL's state]
+  // ~~~~~~~~~~~~~~~~~~~~~~~
+  // The URL's fragment holds both labs' state, so a link opens the same graph and the same
+  // network: the graph lab's program and inputs (#program=...&in.x=-2&in.y=5), the network lab's
+  // setup under net. (net.data=moons&net.hidden=8,8...) and the lab shown (lab=network). Each lab
+  // rewrites its own keys only, through writeState, and keeps the other's.
+  function writeState(owns, entries) {
+    const state = new URLSearchParams(location.hash.slice(1));
+    Array.from(state.keys()).filter(owns).forEach((key) => state.delete(key));
+    entries.forEach(([key, value]) => state.append(key, value));
     history.replaceState(null, '', `#${state.toString()}`);
+  }
+  function saveState() {
+    writeState((key) => key === 'program' || key.startsWith('in.'), [['program', editor.value],
+      ...names.map((name) => [`in.${name}`, String(values[name])])]);
   }
   function loadState() {
     const state = new URLSearchParams(location.hash.slice(1));
@@ -159,6 +172,7 @@
   // The worker is asked for everything the lab shows, in one round trip (worker.js, edit). An
   // edit made meanwhile is not queued one by one: once the worker is free, the latest text runs.
   async function update() {
+    pointMode = false;
     document.body.dataset.idle = 'false';  // the tests wait for 'true'
     if (busy) {
       again = true;
@@ -197,6 +211,8 @@
     warning.textContent = reply.warning;
     warning.hidden = reply.warning === '';
     shown = reply;
+    byId('point-note').hidden = !pointMode;
+    [editor, byId('inputs'), presetSelect.parentElement].forEach((e) => { e.hidden = pointMode; });
     renderInputs();
     renderGradients();
     const graph = byId('graph');
@@ -213,7 +229,7 @@
     buildLog();
     stop();
     show(reply.plan.steps.length);  // an edit shows the whole pass; Reset goes to its start
-    saveState();
+    if (!pointMode) saveState();
     if (!document.body.dataset.firstGraphMs) document.body.dataset.firstGraphMs = performance.now().toFixed(0);
     document.body.dataset.graphs = String(Number(document.body.dataset.graphs || 0) + 1);
     document.body.dataset.lastUpdateMs = ms.toFixed(1);
@@ -380,21 +396,781 @@
     const typing = e.target instanceof HTMLTextAreaElement || e.target instanceof HTMLInputElement ||
         e.target instanceof HTMLSelectElement;
     if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
+    if (!byId('network-lab').hidden) {
+      if (e.key !== ' ' || e.target instanceof HTMLButtonElement) return;
+      e.preventDefault();
+      byId('net-play').click();
+      return;
+    }
     const key = { ArrowRight: 'next', ArrowLeft: 'back', Home: 'reset' }[e.key];
     if (!key) return;
     e.preventDefault();
     actions[key]();
   });
 
-  // ---- tabs, presets, editing ------------------------------------------------------------------
-  ['graph', 'network'].forEach((lab) => {
-    byId(`tab-${lab}`).addEventListener('click', () => {
-      ['graph', 'network'].forEach((other) => {
-        byId(`tab-${other}`).setAttribute('aria-selected', String(other === lab));
-        byId(`${other}-lab`).hidden = other !== lab;
-      });
+  // ---- the network lab (README.md: "The network lab") ------------------------------------------
+  // TensorFlow Playground's controls around tapegrad's own training: the page keeps the setup
+  // (netState), the worker's engine owns the data and the model (net_create) and trains them in
+  // slices of a few epochs (net_train), each answered with a snapshot the page draws.
+
+  // Note [Network lab limits]
+  // ~~~~~~~~~~~~~~~~~~~~~~~~~~
+  // The + buttons stop where TensorFlow Playground's do: 6 hidden layers of 8 neurons. A link or a
+  // lecture preset may ask for deeper (the 11-layer deep XOR net has 10 hidden layers), up to
+  // kMaxLayers; the columns then draw closer together. − still removes them one by one.
+  const kButtonLayers = 6;
+  const kMaxLayers = 10;
+  const kMaxNeurons = 8;
+  const netSets = [['circles', 'circle'], ['xor', 'exclusive or'], ['gaussian', 'two Gaussians'],
+    ['spirals', 'spiral'], ['moons', 'moons']];
+  const netFeatures = [['x1', 'x\u2081', (a, b) => a], ['x2', 'x\u2082', (a, b) => b],
+    ['x1^2', 'x\u2081\u00b2', (a, b) => a * a], ['x2^2', 'x\u2082\u00b2', (a, b) => b * b],
+    ['x1*x2', 'x\u2081x\u2082', (a, b) => a * b], ['sin_x1', 'sin x\u2081', (a, b) => Math.sin(a)],
+    ['sin_x2', 'sin x\u2082', (a, b) => Math.sin(b)]];
+  const learningRates = [0.00001, 0.0001, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10];
+  const regularizationRates = [0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10];
+  // TensorFlow Playground's defaults, but for its data set: moons, which tapegrad's lecture uses.
+  const netDefaults = {
+    data: 'circles', hidden: [4, 2], act: 'tanh', lr: 0.03, batch: 10, seed: 1, noise: 0,
+    ratio: 50, features: ['x1', 'x2'], opt: 'sgd', reg: 'none', reg_rate: 0, init: '', n: 300,
+    show_test: false, discretize: false, problem: 'classification',
+  };
+  // nn's xor is the four unit corners blurred by the noise (Note [TensorFlow Playground's data
+  // sets], nn/src/data.cpp): its presets blur them, or every point would sit on a corner.
+  const netPresets = [
+    { name: "TensorFlow Playground's first screen: circle, 4-2 tanh", setup: {} },
+    { name: 'Moons, 8-8 ReLU, Adam: trains in seconds',
+      setup: { data: 'moons', hidden: [8, 8], act: 'relu', opt: 'adam', lr: 0.01, noise: 0.1 } },
+    { name: 'Spiral: every feature, 8-8-6 tanh', setup: { data: 'spirals', hidden: [8, 8, 6],
+      features: netFeatures.map(([name]) => name), noise: 0, lr: 0.03 } },
+    { name: 'Deep XOR, 11 layers of sigmoid: the gradient vanishes',
+      setup: { data: 'xor', noise: 0.2, hidden: Array(10).fill(8), act: 'sigmoid', lr: 0.3 } },
+    { name: 'Deep XOR, 11 layers of ReLU: the gradient gets through',
+      setup: { data: 'xor', noise: 0.2, hidden: Array(10).fill(8), act: 'relu', lr: 0.03 } },
+    { name: 'Zero initialisation: every unit of a layer the same',
+      setup: { data: 'xor', noise: 0.2, hidden: [4, 4], act: 'sigmoid', init: 'zeros', lr: 0.3 } },
+    { name: 'A learning rate of 3: ReLUs die', setup: { data: 'moons', hidden: [8, 8], act: 'relu',
+      lr: 3, noise: 0.1 } },
+  ];
+
+  const net = {
+    state: structuredClone(netDefaults),
+    started: false,     // the lab's first net_create is sent when its tab is first shown
+    abilities: {},      // net_abilities: which network functions this engine has
+    session: null,      // net_create's reply: layers, inputs, command, domain, train, test
+    snapshot: null,     // the latest snapshot
+    history: [],        // [epoch, train loss, test loss] per snapshot, for the curve
+    generation: 0,      // bumped by each net_create: replies for an older session are dropped
+    playing: false,
+    busy: false,        // a net_train is with the worker
+    sliceEpochs: 1,     // epochs per net_train, grown or shrunk to keep a slice near 25 ms
+    drawn: true,        // the snapshot shown is the latest
+  };
+
+  // ---- the network lab: its state in the URL (Note [The URL's state]) ----------------------------
+  function saveNetState() {
+    const s = net.state;
+    const entries = [['net.data', s.data], ['net.hidden', s.hidden.join(',')], ['net.act', s.act],
+      ['net.lr', s.lr], ['net.batch', s.batch], ['net.seed', s.seed], ['net.noise', s.noise],
+      ['net.ratio', s.ratio], ['net.features', s.features.join(',')], ['net.opt', s.opt],
+      ['net.reg', s.reg], ['net.reg_rate', s.reg_rate], ['net.init', s.init], ['net.n', s.n],
+      ['net.show_test', s.show_test ? 1 : 0], ['net.discretize', s.discretize ? 1 : 0],
+      ['net.problem', s.problem]];
+    writeState((key) => key.startsWith('net.'), entries.map(([k, v]) => [k, String(v)]));
+  }
+  // Reads what it understands and keeps the default for anything else (a hand-edited link).
+  function loadNetState() {
+    const state = new URLSearchParams(location.hash.slice(1));
+    const s = net.state;
+    const text = (key, allowed) => {
+      const v = state.get(`net.${key}`);
+      if (v !== null && allowed.includes(v)) s[key] = v;
+    };
+    const number = (key, lo, hi) => {
+      const v = Number(state.get(`net.${key}`));
+      if (state.has(`net.${key}`) && Number.isFinite(v) && v >= lo && v <= hi) s[key] = v;
+    };
+    text('data', netSets.map(([name]) => name));
+    text('act', Array.from(byId('net-act').options).map((o) => o.value));
+    text('opt', ['sgd', 'adam']);
+    text('reg', ['none', 'l1', 'l2']);
+    text('init', Array.from(byId('net-init').options).map((o) => o.value));
+    text('problem', ['classification']);
+    number('lr', 0, 100);
+    number('batch', 1, 1000);
+    number('seed', 0, 2 ** 31);
+    number('noise', 0, 1);
+    number('ratio', 10, 90);
+    number('reg_rate', 0, 100);
+    number('n', 12, 5000);
+    if (state.has('net.hidden')) {
+      const sizes = state.get('net.hidden').split(',').filter((t) => t !== '').map(Number);
+      if (sizes.length <= kMaxLayers && sizes.every((n) => Number.isInteger(n) && n >= 1 && n <= kMaxNeurons)) {
+        s.hidden = sizes;
+      }
+    }
+    if (state.has('net.features')) {
+      const names = state.get('net.features').split(',');
+      if (names.every((n) => netFeatures.some(([name]) => name === n)) && names.length > 0) s.features = names;
+    }
+    if (state.has('net.show_test')) s.show_test = state.get('net.show_test') === '1';
+    if (state.has('net.discretize')) s.discretize = state.get('net.discretize') === '1';
+    return state.get('lab') === 'network';
+  }
+
+  // The config net_create takes: tapegrad train's long option names (README.md).
+  function engineConfig() {
+    const s = net.state;
+    const config = {
+      data: s.data, hidden: s.hidden, act: s.act, lr: s.lr, batch: s.batch, seed: s.seed,
+      noise: s.noise, n: s.n, features: s.features, opt: s.opt,
+      test_fraction: Math.round(100 - s.ratio) / 100,
+    };
+    // One output and its sigmoid, as TensorFlow Playground has, for the sets of two classes;
+    // spirals (CS231n's three arms) keeps train's default, one output per class and softmax.
+    if (s.data !== 'spirals') config.loss = 'bce_logits';
+    if (s.reg !== 'none') config[s.reg] = s.reg_rate;
+    if (s.init) config.init = s.init;
+    return config;
+  }
+
+  // ---- the network lab: drawing ------------------------------------------------------------------
+  // TensorFlow Playground's diverging scale: -1 orange, 0 near white, +1 blue.
+  const negative = [245, 147, 34];
+  const middle = [232, 234, 235];
+  const positive = [8, 119, 189];
+  const classColours = [negative, positive, [46, 160, 67]];  // spirals' third arm in green
+  function colour(v) {
+    const t = Math.max(-1, Math.min(1, Number.isFinite(v) ? v : 0));
+    const end = t < 0 ? negative : positive;
+    const a = Math.abs(t);
+    return [0, 1, 2].map((i) => Math.round(middle[i] + (end[i] - middle[i]) * a));
+  }
+  // The scale in 201 steps, looked up per pixel: a map is repainted at every frame of training.
+  const scale = Array.from({ length: 201 }, (_, i) => colour(i / 100 - 1));
+  // A grid of values (row-major, first row at the top) into a canvas of that many pixels.
+  function paintGrid(canvas, grid, size, toSigned) {
+    if (canvas.width !== size) {
+      canvas.width = size;
+      canvas.height = size;
+    }
+    const context = canvas.getContext('2d');
+    const image = context.createImageData(size, size);
+    for (let i = 0; i < size * size; ++i) {
+      const v = toSigned(grid[i]);
+      const [r, g, b] = scale[Number.isFinite(v) ? Math.round(100 * Math.max(-1, Math.min(1, v))) + 100 : 100];
+      image.data[4 * i] = r;
+      image.data[4 * i + 1] = g;
+      image.data[4 * i + 2] = b;
+      image.data[4 * i + 3] = 255;
+    }
+    context.putImageData(image, 0, 0);
+  }
+
+  const mapPixels = document.createElement('canvas');  // the output map at its own size
+  function drawMap() {
+    const canvas = byId('net-map');
+    const context = canvas.getContext('2d');
+    context.fillStyle = '#fff';
+    context.fillRect(0, 0, canvas.width, canvas.height);
+    const snapshot = net.snapshot;
+    const session = net.session;
+    if (!snapshot || !session) return;
+    const discretize = net.state.discretize;
+    paintGrid(mapPixels, snapshot.output_map, snapshot.map_size,
+        (p) => 0.8 * (discretize ? (p >= 0.5 ? 1 : -1) : 2 * p - 1));
+    context.imageSmoothingEnabled = !discretize;
+    context.drawImage(mapPixels, 0, 0, canvas.width, canvas.height);
+    const [x1lo, x1hi] = session.domain.x1;
+    const [x2lo, x2hi] = session.domain.x2;
+    const toX = (x) => ((x - x1lo) / (x1hi - x1lo)) * canvas.width;
+    const toY = (y) => ((x2hi - y) / (x2hi - x2lo)) * canvas.height;
+    const dot = (points, stroke) => points.forEach(([x, y, label]) => {
+      context.beginPath();
+      context.arc(toX(x), toY(y), 3, 0, 2 * Math.PI);
+      context.fillStyle = `rgb(${(classColours[label] || positive).join(',')})`;
+      context.fill();
+      context.lineWidth = 1;
+      context.strokeStyle = stroke;
+      context.stroke();
     });
-  });
+    dot(session.train, '#fff');
+    if (net.state.show_test) dot(session.test, '#000');
+  }
+
+  function drawCurve() {
+    const canvas = byId('net-curve');
+    const context = canvas.getContext('2d');
+    context.clearRect(0, 0, canvas.width, canvas.height);
+    const points = net.history;
+    if (points.length < 2) return;
+    const finite = points.flatMap(([, a, b]) => [a, b]).filter(Number.isFinite);
+    const top = Math.max(1e-9, ...finite);
+    const lastEpoch = Math.max(1, points.at(-1)[0]);
+    [[1, '#9aa3ad'], [2, '#1d232b']].forEach(([column, stroke]) => {
+      context.beginPath();
+      points.forEach((p, i) => {
+        const x = (p[0] / lastEpoch) * (canvas.width - 2) + 1;
+        const y = canvas.height - 2 - (Math.min(p[column], top) / top) * (canvas.height - 6);
+        if (i === 0) context.moveTo(x, y);
+        else context.lineTo(x, y);
+      });
+      context.strokeStyle = stroke;
+      context.lineWidth = 1.5;
+      context.stroke();
+    });
+  }
+
+  // The network's columns (features, hidden layers, output) are rebuilt when its shape changes;
+  // each snapshot then only repaints the neurons and restyles the edges.
+  function buildNetwork() {
+    const s = net.state;
+    const features = byId('net-features');
+    features.replaceChildren();
+    const [lo, hi] = net.session ? net.session.domain.x1 : [-1.5, 1.5];
+    const reach = Math.max(Math.abs(lo), Math.abs(hi));
+    netFeatures.forEach(([name, label, f]) => {
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.className = 'feature';
+      button.dataset.feature = name;
+      button.setAttribute('aria-pressed', String(s.features.includes(name)));
+      button.title = `${name}: click to ${s.features.includes(name) ? 'leave it out' : 'use it'}`;
+      const text = document.createElement('span');
+      text.className = 'name';
+      text.textContent = label;
+      const canvas = document.createElement('canvas');
+      canvas.className = 'neuron';
+      const size = 16;
+      const grid = [];
+      const scale = Math.max(...[f(reach, reach), f(-reach, -reach), f(reach, -reach), 1e-9].map(Math.abs));
+      for (let r = 0; r < size; ++r) {
+        for (let c = 0; c < size; ++c) {
+          grid.push(f(lo + ((hi - lo) * (c + 0.5)) / size, hi - ((hi - lo) * (r + 0.5)) / size) / scale);
+        }
+      }
+      paintGrid(canvas, grid, size, (v) => v);
+      button.append(text, canvas);
+      button.addEventListener('click', () => {
+        const on = s.features.includes(name);
+        if (on && s.features.length === 1) return;  // a network needs an input
+        s.features = on ? s.features.filter((n) => n !== name)
+                        : netFeatures.map(([n]) => n).filter((n) => n === name || s.features.includes(n));
+        netChanged();
+      });
+      features.append(button);
+    });
+    const layers = byId('net-layers');
+    layers.replaceChildren();
+    s.hidden.forEach((width, k) => {
+      const column = document.createElement('div');
+      column.className = 'column';
+      column.dataset.layer = String(k);
+      const buttons = document.createElement('div');
+      buttons.className = 'buttons';
+      const plus = document.createElement('button');
+      plus.type = 'button';
+      plus.textContent = '+';
+      plus.setAttribute('aria-label', `add a neuron to layer ${k + 1}`);
+      plus.disabled = width >= kMaxNeurons;
+      plus.addEventListener('click', () => { s.hidden[k] += 1; netChanged(); });
+      const minus = document.createElement('button');
+      minus.type = 'button';
+      minus.textContent = '\u2212';
+      minus.setAttribute('aria-label', `remove a neuron from layer ${k + 1}`);
+      minus.disabled = width <= 1;
+      minus.addEventListener('click', () => { s.hidden[k] -= 1; netChanged(); });
+      buttons.append(plus, minus);
+      const count = document.createElement('div');
+      count.className = 'count';
+      count.textContent = s.hidden.length > kButtonLayers - 2 ? String(width) : `${width} neuron${width === 1 ? '' : 's'}`;
+      column.append(buttons, count);
+      for (let j = 0; j < width; ++j) {
+        const canvas = document.createElement('canvas');
+        canvas.className = 'neuron';
+        canvas.dataset.neuron = `${k}.${j}`;
+        column.append(canvas);
+      }
+      layers.append(column);
+    });
+    const output = document.createElement('div');
+    output.className = 'column';
+    output.dataset.layer = 'output';
+    const label = document.createElement('div');
+    label.className = 'count';
+    label.textContent = s.hidden.length > kButtonLayers - 2 ? 'out' : 'output';
+    const spacer = document.createElement('div');
+    spacer.className = 'buttons';
+    const canvas = document.createElement('canvas');
+    canvas.className = 'neuron';
+    canvas.dataset.neuron = 'output';
+    output.append(spacer, label, canvas);
+    layers.append(output);
+    byId('net-columns').classList.toggle('deep', s.hidden.length > kButtonLayers - 2);
+    byId('net-layer-count').textContent = `${s.hidden.length} hidden layer${s.hidden.length === 1 ? '' : 's'}`;
+    byId('net-add-layer').disabled = s.hidden.length >= kButtonLayers;
+    byId('net-remove-layer').disabled = s.hidden.length === 0;
+    buildEdges();
+  }
+
+  // One path per weight, from the right side of its input's square to the left of its neuron's,
+  // in layer order: weights[k][out][in] is path k's (out, in).
+  function buildEdges() {
+    const svg = byId('net-edges');
+    svg.replaceChildren();
+    const box = byId('net-columns').getBoundingClientRect();
+    const centre = (element, side) => {
+      const r = element.getBoundingClientRect();
+      return [(side === 'right' ? r.right : r.left) - box.left, r.top + r.height / 2 - box.top];
+    };
+    const columns = [
+      net.state.features.map((name) => byId('net-features').querySelector(`[data-feature="${name}"] canvas`)),
+      ...Array.from(byId('net-layers').children).map((c) => Array.from(c.querySelectorAll('canvas'))),
+    ];
+    for (let k = 0; k + 1 < columns.length; ++k) {
+      columns[k + 1].forEach((to, out) => {
+        columns[k].forEach((from, input) => {
+          const [x0, y0] = centre(from, 'right');
+          const [x1, y1] = centre(to, 'left');
+          const path = document.createElementNS('http://www.w3.org/2000/svg', 'path');
+          const mid = (x0 + x1) / 2;
+          path.setAttribute('d', `M${x0},${y0} C${mid},${y0} ${mid},${y1} ${x1},${y1}`);
+          path.dataset.weight = `${k}.${out}.${input}`;
+          svg.append(path);
+        });
+      });
+    }
+  }
+
+  function drawNetwork() {
+    const snapshot = net.snapshot;
+    if (!snapshot) return;
+    const size = snapshot.neuron_map_size;
+    snapshot.neuron_maps.forEach((layer, k) => layer.forEach((grid, j) => {
+      const canvas = byId('net-layers').querySelector(`[data-neuron="${k}.${j}"]`);
+      if (canvas) paintGrid(canvas, grid, size, (v) => v);
+    }));
+    const output = byId('net-layers').querySelector('[data-neuron="output"]');
+    if (output) paintGrid(output, snapshot.output_map, snapshot.map_size, (p) => 2 * p - 1);
+    byId('net-edges').querySelectorAll('path').forEach((path) => {
+      const [k, out, input] = path.dataset.weight.split('.').map(Number);
+      const w = snapshot.weights[k]?.[out]?.[input] ?? 0;
+      path.setAttribute('stroke', `rgb(${(w < 0 ? negative : positive).join(',')})`);
+      path.setAttribute('stroke-width', Math.min(6, 0.4 + 1.6 * Math.abs(w)).toFixed(2));
+      path.setAttribute('stroke-opacity', Math.min(1, 0.25 + 0.5 * Math.abs(w)).toFixed(2));
+    });
+  }
+
+  // Per Linear layer, the gradient's 2-norm on a log scale, and per hidden layer the fraction of
+  // units that output 0 for every training row (the snapshot's grad_norms and dead_fraction).
+  function drawHealth() {
+    const table = byId('net-health');
+    const snapshot = net.snapshot;
+    table.replaceChildren();
+    if (!snapshot) return;
+    const head = document.createElement('tr');
+    ['layer', '\u2016\u2202L/\u2202W\u2016 at the last step', 'dead units'].forEach((t) => {
+      const th = document.createElement('th');
+      th.textContent = t;
+      head.append(th);
+    });
+    table.append(head);
+    const sizes = net.session.layers;
+    snapshot.grad_norms.forEach((norm, k) => {
+      const tr = document.createElement('tr');
+      const name = document.createElement('td');
+      name.textContent = `${k + 1}: ${sizes[k]}\u2192${sizes[k + 1]}`;
+      const grad = document.createElement('td');
+      const bar = document.createElement('span');
+      bar.className = 'bar';
+      // 1e-8 .. 10 on a log scale over 120 pixels
+      const width = Number.isFinite(norm) && norm > 0 ? Math.max(1, Math.min(120, (Math.log10(norm) + 8) * 13.3)) : 0;
+      bar.style.width = `${width.toFixed(0)}px`;
+      grad.append(bar, ` ${Number.isFinite(norm) ? norm.toExponential(1) : 'not finite'}`);
+      const dead = document.createElement('td');
+      const fraction = snapshot.dead_fraction[k];
+      if (fraction !== undefined) {
+        dead.className = 'dead';
+        const deadBar = document.createElement('span');
+        deadBar.className = 'bar';
+        deadBar.style.width = `${Math.round(40 * fraction)}px`;
+        dead.append(deadBar, ` ${Math.round(100 * fraction)}%`);
+      }
+      tr.append(name, grad, dead);
+      table.append(tr);
+    });
+  }
+
+  function lossText(x) { return Number.isFinite(x) ? x.toFixed(3) : 'not finite'; }
+  function drawNumbers() {
+    const snapshot = net.snapshot;
+    if (!snapshot) return;
+    byId('net-epoch').textContent = String(snapshot.epoch).padStart(6, '0').replace(/(\d{3})$/, ',$1');
+    byId('net-test-loss').textContent = lossText(snapshot.test_loss);
+    byId('net-train-loss').textContent = lossText(snapshot.train_loss);
+    byId('net-test-accuracy').textContent = Number.isFinite(snapshot.test_accuracy)
+        ? `${(100 * snapshot.test_accuracy).toFixed(1)}%` : '\u2013';
+    // For the tests: what the engine trains, as it said (the weights' rows x columns).
+    document.body.dataset.netEpoch = String(snapshot.epoch);
+    document.body.dataset.netTestAccuracy = String(snapshot.test_accuracy);
+    document.body.dataset.netWeights = snapshot.weights.map((w) => `${w.length}x${w[0].length}`).join(',');
+  }
+
+  // One animation frame: the latest snapshot, if it is not on the screen yet.
+  function netFrame() {
+    if (!net.drawn) {
+      net.drawn = true;
+      const started = performance.now();
+      drawMap();
+      drawNetwork();
+      drawCurve();
+      drawHealth();
+      drawNumbers();
+      document.body.dataset.netDraws = String(Number(document.body.dataset.netDraws || 0) + 1);
+      document.body.dataset.netDrawMs = (performance.now() - started).toFixed(1);
+    }
+    if (net.playing) requestAnimationFrame(netFrame);
+  }
+  function netShow() {
+    net.drawn = false;
+    if (!net.playing) requestAnimationFrame(netFrame);
+  }
+
+  function netMessage(text) {
+    const box = byId('net-message');
+    box.textContent = text || '';
+    box.hidden = !text;
+  }
+
+  function accept(snapshot) {
+    net.snapshot = snapshot;
+    net.history.push([snapshot.epoch, snapshot.train_loss, snapshot.test_loss]);
+    if (net.history.length > 600) net.history = net.history.filter((p, i) => i % 2 === 0 || i === net.history.length - 1);
+    if (snapshot.diverged) {
+      netPause();
+      netMessage(snapshot.message || 'error: training diverged: lower the learning rate');
+    }
+    byId('net-play').disabled = snapshot.diverged;
+    byId('net-step').disabled = snapshot.diverged;
+    netShow();
+  }
+
+  // ---- the network lab: the engine ---------------------------------------------------------------
+  async function netCreate() {
+    netPause();
+    const generation = ++net.generation;
+    document.body.dataset.netIdle = 'false';
+    saveNetState();
+    const reply = await send('net_create', { config: engineConfig() });
+    if (generation !== net.generation) return;
+    net.history = [];
+    if (reply.error) {
+      net.session = null;
+      net.snapshot = null;
+      netMessage(reply.error);
+      byId('net-play').disabled = true;
+      byId('net-step').disabled = true;
+      byId('net-command').textContent = '';
+      buildNetwork();
+      netShow();
+    } else {
+      netMessage('');
+      byId('net-download').hidden = !net.abilities.net_safetensors;
+      byId('net-point-hint').hidden = !net.abilities.net_point;
+      byId('net-map').classList.toggle('clickable', Boolean(net.abilities.net_point));
+      net.session = reply;
+      document.body.dataset.netLayers = reply.layers.join(',');
+      byId('net-command').textContent = reply.command;
+      buildNetwork();
+      accept(reply);
+    }
+    net.sliceEpochs = 1;
+    document.body.dataset.netIdle = 'true';
+  }
+
+  // Training runs as a chain of net_train requests, one at a time, each of sliceEpochs epochs:
+  // the slice grows while the worker answers in under 12 ms and shrinks when it takes over 30, so
+  // a snapshot (and a redrawn map) comes every frame or two at any network size.
+  async function netTrain(epochs) {
+    if (net.busy || !net.session) return;
+    net.busy = true;
+    const generation = net.generation;
+    const reply = await send('net_train', { epochs });
+    net.busy = false;
+    if (generation !== net.generation) {
+      // A new session came meanwhile; Play may have been pressed on it while this was away.
+      if (net.playing) netTrain(net.sliceEpochs);
+      return;
+    }
+    if (reply.error) {
+      netPause();
+      netMessage(reply.error);
+      return;
+    }
+    document.body.dataset.netEngineMs = lastTimes.engineMs.toFixed(1);  // the tests' figures
+    document.body.dataset.netSliceEpochs = String(epochs);
+    if (lastTimes.engineMs < 12 && net.sliceEpochs < 64) net.sliceEpochs *= 2;
+    else if (lastTimes.engineMs > 30 && net.sliceEpochs > 1) net.sliceEpochs /= 2;
+    accept(reply);
+    if (net.playing) netTrain(net.sliceEpochs);
+  }
+  function netPlay() {
+    if (!net.session || (net.snapshot && net.snapshot.diverged)) return;
+    net.playing = true;
+    byId('net-play').textContent = '\u275a\u275a Pause';
+    byId('net-play').setAttribute('aria-pressed', 'true');
+    requestAnimationFrame(netFrame);
+    netTrain(net.sliceEpochs);
+  }
+  function netPause() {
+    net.playing = false;
+    byId('net-play').textContent = '\u25b6 Play';
+    byId('net-play').setAttribute('aria-pressed', 'false');
+  }
+
+  // Any change of setup starts again from epoch 0, as TensorFlow Playground does.
+  function netChanged() {
+    byId('net-preset').value = '';
+    showNetControls();
+    buildNetwork();  // the new shape at once (its + and - buttons too); the engine's maps follow
+    netCreate();
+  }
+
+  // ---- the network lab: controls -----------------------------------------------------------------
+  function showNetControls() {
+    const s = net.state;
+    byId('net-sets').querySelectorAll('button').forEach((b) => {
+      b.setAttribute('aria-checked', String(b.dataset.set === s.data));
+    });
+    byId('net-lr').value = String(s.lr);
+    byId('net-act').value = s.act;
+    byId('net-reg').value = s.reg;
+    byId('net-reg-rate').value = String(s.reg_rate);
+    byId('net-reg-rate').disabled = s.reg === 'none';
+    byId('net-problem').value = s.problem;
+    byId('net-ratio').value = String(s.ratio);
+    byId('net-ratio-out').textContent = `${s.ratio}%`;
+    byId('net-noise').value = String(s.noise);
+    byId('net-noise-out').textContent = s.noise.toFixed(2);
+    byId('net-batch').value = String(s.batch);
+    byId('net-batch-out').textContent = String(s.batch);
+    byId('net-opt').value = s.opt;
+    byId('net-init').value = s.init;
+    byId('net-seed').textContent = String(s.seed);
+    byId('net-show-test').checked = s.show_test;
+    byId('net-discretize').checked = s.discretize;
+  }
+
+  // A rate missing from the list (from a link) is added to it, so the select can show it.
+  function fillRates(select, rates, current) {
+    const all = Array.from(new Set([...rates, current])).sort((a, b) => a - b);
+    select.replaceChildren(...all.map((r) => new Option(String(r), String(r))));
+  }
+
+  // The data set thumbnails: a few points of each set's shape, drawn once.
+  function thumbnail(name) {
+    const canvas = document.createElement('canvas');
+    canvas.width = 48;
+    canvas.height = 48;
+    const context = canvas.getContext('2d');
+    context.fillStyle = '#f2f3f4';
+    context.fillRect(0, 0, 48, 48);
+    let seed = 7;
+    const random = () => { seed = (seed * 16807) % 2147483647; return seed / 2147483647; };
+    for (let i = 0; i < 90; ++i) {
+      const label = name === 'spirals' ? i % 3 : i % 2;  // spirals: CS231n's three arms
+      let x;
+      let y;
+      const t = random();
+      if (name === 'circles') {
+        const r = label ? 0.45 * t : 0.7 + 0.25 * t;
+        const a = 2 * Math.PI * random();
+        [x, y] = [r * Math.cos(a), r * Math.sin(a)];
+      } else if (name === 'xor') {
+        [x, y] = [random() * 2 - 1, random() * 2 - 1];
+        if ((x * y > 0) !== (label === 1)) x = -x;
+      } else if (name === 'gaussian') {
+        const d = label ? 0.45 : -0.45;
+        [x, y] = [d + (t - 0.5) * 0.6, d + (random() - 0.5) * 0.6];
+      } else if (name === 'spirals') {
+        const a = t * 1.75 * 2 * Math.PI + (label * 2 * Math.PI) / 3;
+        [x, y] = [0.9 * t * Math.sin(a), 0.9 * t * Math.cos(a)];
+      } else {
+        const a = Math.PI * t;
+        [x, y] = label ? [(1 - Math.cos(a)) * 0.6 - 0.3, (0.5 - Math.sin(a)) * 0.6 - 0.05]
+                       : [Math.cos(a) * 0.6 - 0.3, Math.sin(a) * 0.6 - 0.05];
+      }
+      context.fillStyle = `rgb(${classColours[label].join(',')})`;
+      context.beginPath();
+      context.arc(24 + x * 21, 24 - y * 21, 1.8, 0, 2 * Math.PI);
+      context.fill();
+    }
+    return canvas;
+  }
+
+  function setUpNetworkLab() {
+    const s = net.state;
+    netSets.forEach(([name, label]) => {
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.dataset.set = name;
+      button.setAttribute('role', 'radio');
+      button.setAttribute('aria-label', label);
+      button.title = label;
+      button.append(thumbnail(name));
+      button.addEventListener('click', () => { s.data = name; netChanged(); });
+      byId('net-sets').append(button);
+    });
+    fillRates(byId('net-lr'), learningRates, s.lr);
+    fillRates(byId('net-reg-rate'), regularizationRates, s.reg_rate);
+    netPresets.forEach((p, i) => byId('net-preset').append(new Option(p.name, String(i))));
+    const onChange = (id, apply) => byId(id).addEventListener('change', (e) => { apply(e.target); netChanged(); });
+    onChange('net-lr', (t) => { s.lr = Number(t.value); });
+    onChange('net-act', (t) => { s.act = t.value; });
+    onChange('net-reg', (t) => { s.reg = t.value; });
+    onChange('net-reg-rate', (t) => { s.reg_rate = Number(t.value); });
+    onChange('net-opt', (t) => { s.opt = t.value; });
+    onChange('net-init', (t) => { s.init = t.value; });
+    onChange('net-ratio', (t) => { s.ratio = Number(t.value); });
+    onChange('net-noise', (t) => { s.noise = Number(t.value); });
+    onChange('net-batch', (t) => { s.batch = Number(t.value); });
+    // Sliders show their value while dragged; the network restarts when they are let go.
+    [['net-ratio', (v) => `${v}%`], ['net-noise', (v) => Number(v).toFixed(2)], ['net-batch', String]]
+        .forEach(([id, show]) => byId(id).addEventListener('input', (e) => {
+          byId(`${id}-out`).textContent = show(e.target.value);
+        }));
+    // Showing test data and discretizing change the drawing only.
+    byId('net-show-test').addEventListener('change', (e) => {
+      s.show_test = e.target.checked;
+      saveNetState();
+      netShow();
+    });
+    byId('net-discretize').addEventListener('change', (e) => {
+      s.discretize = e.target.checked;
+      saveNetState();
+      netShow();
+    });
+    byId('net-preset').addEventListener('change', (e) => {
+      if (e.target.value === '') return;
+      net.state = Object.assign(structuredClone(netDefaults), structuredClone(netPresets[Number(e.target.value)].setup));
+      fillRates(byId('net-lr'), learningRates, net.state.lr);
+      showNetControls();
+      netCreate();
+    });
+    byId('net-regenerate').addEventListener('click', () => { s.seed += 1; netChanged(); });
+    byId('net-add-layer').addEventListener('click', () => {
+      if (s.hidden.length < kButtonLayers) s.hidden.push(s.hidden.length ? s.hidden.at(-1) : 4);
+      netChanged();
+    });
+    byId('net-remove-layer').addEventListener('click', () => { s.hidden.pop(); netChanged(); });
+    byId('net-reset').addEventListener('click', netCreate);
+    byId('net-play').addEventListener('click', () => { if (net.playing) netPause(); else netPlay(); });
+    byId('net-step').addEventListener('click', () => { netPause(); netTrain(1); });
+    byId('net-copy').addEventListener('click', async () => {
+      const text = byId('net-command').textContent;
+      try {
+        await navigator.clipboard.writeText(text);
+        setStatus('the command line is copied');
+      } catch (e) {
+        // Without the clipboard (a browser's policy), the text is selected for Ctrl+C.
+        getSelection().selectAllChildren(byId('net-command'));
+        setStatus('the command line is selected: Ctrl+C copies it');
+      }
+    });
+    // A click on the map: the forward and backward pass of the data point under it (or of the
+    // place clicked, away from the points) through the current weights, in the graph lab.
+    byId('net-map').addEventListener('click', async (e) => {
+      if (!net.abilities.net_point || !net.session) return;
+      const canvas = e.currentTarget;
+      const box = canvas.getBoundingClientRect();
+      const [x1lo, x1hi] = net.session.domain.x1;
+      const [x2lo, x2hi] = net.session.domain.x2;
+      const toX = (x) => ((x - x1lo) / (x1hi - x1lo)) * box.width;
+      const toY = (y) => ((x2hi - y) / (x2hi - x2lo)) * box.height;
+      const [px, py] = [e.clientX - box.left, e.clientY - box.top];
+      const candidates = net.state.show_test ? net.session.train.concat(net.session.test) : net.session.train;
+      let nearest = null;
+      let nearestDistance = 8;  // pixels
+      candidates.forEach((p) => {
+        const d = Math.hypot(toX(p[0]) - px, toY(p[1]) - py);
+        if (d < nearestDistance) [nearest, nearestDistance] = [p, d];
+      });
+      const x1 = nearest ? nearest[0] : x1lo + (px / box.width) * (x1hi - x1lo);
+      const x2 = nearest ? nearest[1] : x2hi - (py / box.height) * (x2hi - x2lo);
+      netPause();
+      const started = performance.now();
+      const reply = await send('net_point', { x1, x2 });
+      if (reply.error) {
+        netMessage(reply.error);
+        return;
+      }
+      const where = `(x1, x2) = (${x1.toFixed(3)}, ${x2.toFixed(3)})`;
+      byId('point-caption').textContent = nearest
+          ? `The data point ${where}, of class ${nearest[2]}, through the network's weights at epoch ${net.snapshot.epoch}.`
+          : `The place ${where} on the map, through the network's weights at epoch ${net.snapshot.epoch}.`;
+      names = reply.inputs;
+      pointMode = true;
+      showLab('graph');
+      showAnalysis(reply, performance.now() - started);
+    });
+    // The weights as `tapegrad train --save` writes them (safetensors, PyTorch's names), made in
+    // the worker and handed over as base64; the link is shown when the engine can do it.
+    byId('net-download').addEventListener('click', async (e) => {
+      e.preventDefault();
+      const reply = await send('net_safetensors', {});
+      if (reply.error) {
+        netMessage(reply.error);
+        return;
+      }
+      const bytes = Uint8Array.from(atob(reply.base64), (c) => c.charCodeAt(0));
+      const link = document.createElement('a');
+      link.href = URL.createObjectURL(new Blob([bytes], { type: 'application/octet-stream' }));
+      link.download = `tapegrad-${net.state.data}-epoch-${net.snapshot ? net.snapshot.epoch : 0}.safetensors`;
+      link.click();
+      setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+    });
+    window.addEventListener('resize', () => {
+      if (!byId('network-lab').hidden && net.session) {
+        buildEdges();
+        netShow();
+      }
+    });
+    showNetControls();
+  }
+
+  // The lab starts its engine session the first time it is shown.
+  async function startNetworkLab() {
+    if (net.started) return;
+    net.started = true;
+    net.abilities = await send('net_abilities', {});
+    if (!net.abilities.net_create) {
+      netMessage('This build of the engine has no network lab (net_create is missing).');
+      byId('net-play').disabled = true;
+      byId('net-step').disabled = true;
+      document.body.dataset.netIdle = 'true';
+      return;
+    }
+    netCreate();
+  }
+
+  // ---- tabs, presets, editing ------------------------------------------------------------------
+  function showLab(lab) {
+    ['graph', 'network'].forEach((other) => {
+      byId(`tab-${other}`).setAttribute('aria-selected', String(other === lab));
+      byId(`${other}-lab`).hidden = other !== lab;
+    });
+    writeState((key) => key === 'lab', lab === 'network' ? [['lab', 'network']] : []);
+    if (lab === 'network') {
+      startNetworkLab();
+      if (net.session) {
+        buildEdges();  // laid out while hidden, the squares had no place yet
+        netShow();
+      }
+    } else {
+      netPause();
+    }
+  }
+  ['graph', 'network'].forEach((lab) => byId(`tab-${lab}`).addEventListener('click', () => showLab(lab)));
   function usePreset(i) {
     const p = presets[i];
     editor.value = p.program;
@@ -402,15 +1178,20 @@
     update();
   }
   presetSelect.addEventListener('change', () => { if (presetSelect.value !== '') usePreset(Number(presetSelect.value)); });
+  byId('point-leave').addEventListener('click', update);
   editor.addEventListener('input', () => {
     presetSelect.value = '';
     update();
   });
 
+  setUpNetworkLab();
+  const networkShown = loadNetState();
+  showNetControls();
   if (loadState()) {
     update();
   } else {
     presetSelect.value = '0';
     usePreset(0);
   }
+  if (networkShown) showLab('network');
 })();

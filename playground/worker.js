@@ -1,14 +1,31 @@
 // The playground's worker: the tapegrad module (bindings.cpp) and Graphviz (viz-global.js)
 // run here, off the page's thread, so that a large program or a slow layout never freezes it.
-// Messages: {id, kind, program, assignments} in, {id, reply, engineMs, layoutMs} out (Note [The
-// playground's JSON], bindings.cpp); kind is inputs, grad, step, analyse or edit. edit is the
-// graph lab's: its assignments are the values the page knows by name ({x: -2}), an input without
-// one gets 1, and the reply is analyse's with the values used, in one round trip. analyse's and
-// edit's replies carry the graph drawn as SVG by Graphviz from the graph model, in its place.
+// Messages: {id, kind, ...} in, {id, reply, engineMs, layoutMs} out (Note [The playground's
+// JSON], bindings.cpp). The graph lab's kinds (inputs, grad, step, analyse, edit) carry {program,
+// assignments}; edit is the graph lab's: its assignments are the values the page knows by name
+// ({x: -2}), an input without one gets 1, and the reply is analyse's with the values used, in one
+// round trip. analyse's, edit's and net_point's replies carry the graph drawn as SVG by Graphviz
+// from the graph model, in its place. The network lab's kinds are the engine's (README.md,
+// "The network lab"): net_create {config}, net_train {epochs}, net_snapshot,
+// net_point {x1, x2}, net_safetensors, train {config}; and net_abilities, which says which of the
+// module's network functions this build has, so the page offers only what the engine can do.
 'use strict';
 
 const engineReady = Promise.all([createTapegrad(), Viz.instance()]);
-const kinds = new Set(['inputs', 'grad', 'step', 'analyse', 'edit']);
+const programKinds = new Set(['inputs', 'grad', 'step', 'analyse', 'edit']);
+// Each network kind and the module function that answers it, with its arguments from the message.
+const networkCalls = {
+  net_create: (engine, m) => engine.net_create(JSON.stringify(m.config)),
+  net_train: (engine, m) => engine.net_train(m.epochs),
+  net_snapshot: (engine) => engine.net_snapshot(),
+  net_point: (engine, m) => engine.net_point(m.x1, m.x2),
+  net_safetensors: (engine) => JSON.stringify({ base64: engine.net_safetensors_base64() }),
+  train: (engine, m) => engine.train(JSON.stringify(m.config)),
+};
+const networkFunctions = {
+  net_create: 'net_create', net_train: 'net_train', net_snapshot: 'net_snapshot',
+  net_point: 'net_point', net_safetensors: 'net_safetensors_base64', train: 'train',
+};
 
 // The edit request: the program's inputs, then analyse with a value for each.
 function edit(engine, program, known) {
@@ -19,19 +36,32 @@ function edit(engine, program, known) {
   return Object.assign(JSON.parse(engine.analyse(program, assignments)), { values });
 }
 
+function answer(engine, message) {
+  const { kind, program, assignments } = message;
+  if (kind === 'edit') return edit(engine, program, assignments);
+  if (programKinds.has(kind)) return JSON.parse(engine[kind](program, assignments));
+  if (kind === 'net_abilities') {
+    return Object.fromEntries(Object.entries(networkFunctions)
+        .map(([name, fn]) => [name, typeof engine[fn] === 'function']));
+  }
+  if (!(kind in networkCalls)) throw new Error(`unknown request ${kind}`);
+  if (typeof engine[networkFunctions[kind]] !== 'function') {
+    throw new Error(`this build of the engine has no ${networkFunctions[kind]}`);
+  }
+  return JSON.parse(networkCalls[kind](engine, message));
+}
+
 self.onmessage = async (event) => {
-  const { id, kind, program, assignments } = event.data;
+  const { id, kind } = event.data;
   let reply;
   let engineMs = 0;
   let layoutMs = 0;
   try {
-    if (!kinds.has(kind)) throw new Error(`unknown request ${kind}`);
     const [engine, viz] = await engineReady;
     const started = performance.now();
-    reply = kind === 'edit' ? edit(engine, program, assignments)
-                            : JSON.parse(engine[kind](program, assignments));
+    reply = answer(engine, event.data);
     engineMs = performance.now() - started;
-    if ((kind === 'analyse' || kind === 'edit') && !reply.error) {
+    if ((kind === 'analyse' || kind === 'edit' || kind === 'net_point') && !reply.error) {
       const layoutStarted = performance.now();
       const svg = viz.renderString(reply.graph, { format: 'svg' });
       reply.svg = svg.slice(svg.indexOf('<svg'));  // no XML prolog or doctype inside HTML

@@ -190,6 +190,35 @@ TEST_CASE("spirals: CS231n's arms, n_per_class each, radius from 0 to 1") {
         "moons: noise must be a finite number >= 0, not -1");
 }
 
+TEST_CASE("two_gaussians: Playground's two clusters at -2 and 2, variance 0.5 + 7 noise") {
+  for (const double noise : {0.0, 0.5}) {
+    const nn::Dataset d = nn::two_gaussians(4001, noise, 3);
+    CHECK(d.cols == 2);
+    CHECK(d.classes == 2);
+    CHECK(d.class_counts() == std::vector<std::int64_t>{2000, 2001});  // class 0: n / 2 down
+    CHECK(nn::two_gaussians(4001, noise, 3).features == d.features);   // seeded
+    CHECK(nn::two_gaussians(4001, noise, 4).features != d.features);
+    // Each class's coordinates: mean +-2, variance 0.5 + 7 noise (0.5 and 4, Playground's ends),
+    // to a few standard errors of 2000 draws.
+    for (std::int32_t label : {0, 1}) {
+      for (std::size_t j = 0; j < 2; ++j) {
+        double sum = 0, squares = 0, count = 0;
+        for (std::int64_t i = 0; i < d.rows; ++i) {
+          if (d.labels[std::size_t(i)] != label) continue;
+          sum += d.row(i)[j];
+          squares += double(d.row(i)[j]) * d.row(i)[j];
+          ++count;
+        }
+        const double mean = sum / count, variance = squares / count - mean * mean;
+        const double expected_variance = 0.5 + 7 * noise;
+        CHECK(std::abs(mean - (label == 1 ? 2 : -2)) < 0.15);  // 3 standard errors at noise 0.5
+        CHECK(variance == doctest::Approx(expected_variance).epsilon(0.1));
+      }
+    }
+  }
+  CHECK_THROWS_WITH(nn::two_gaussians(1, 0, 0), "gaussian: n must be at least 2, not 1");
+}
+
 TEST_CASE("blobs: n split evenly, each cluster around its own center") {
   const nn::Dataset d = nn::blobs(100, 3, 0.5, 11, 4);
   CHECK(d.cols == 4);

@@ -8,8 +8,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <limits>
+#include <memory>
 #include <string>
 #include <tapegrad/nn.hpp>
+#include <utility>
 #include <vector>
 
 using namespace ag;
@@ -254,4 +256,74 @@ TEST_CASE("a checkpoint holds the caller's metadata beside fit's history") {
   CHECK(extras.metadata["data.name"] == "moons");
   CHECK(nn::decode_history(extras.metadata["fit.history"], path.string()).size() == 2);
   std::filesystem::remove_all(path.parent_path());
+}
+
+TEST_CASE("l1 adds l1 * sign(p) to each parameter's gradient: SGD moves each by -lr * l1 * sign") {
+  // Two runs from the same weights on one full batch, with and without the penalty: the data's
+  // gradient is the same in both, so the weights differ by the penalty's step alone.
+  const nn::Dataset data = nn::moons(20, 0.1, 5);
+  constexpr double kLr = 0.1, kL1 = 0.01;
+  auto one_step = [&](double l1) {
+    auto mlp = std::make_unique<nn::MLP>(std::vector<std::int64_t>{2, 4, 1}, ag::Op::tanh,
+                                         nn::Activation::none, 7);
+    nn::SGD sgd(mlp->parameters(), {.lr = kLr});
+    nn::FitOptions options;
+    options.epochs = 1;
+    options.batch_size = 20;
+    options.loss = nn::LossKind::bce_with_logits;
+    options.l1 = l1;
+    options.progress = nn::FitOptions::Progress::quiet;
+    nn::fit(*mlp, sgd, data, options);
+    return mlp;
+  };
+  nn::MLP initial({2, 4, 1}, ag::Op::tanh, nn::Activation::none, 7);
+  const auto plain = one_step(0), penalized = one_step(kL1);
+  const auto p0 = initial.parameters(), p1 = plain->parameters(), p2 = penalized->parameters();
+  REQUIRE(p0.size() == 4);
+  for (std::size_t k = 0; k < p0.size(); ++k)
+    for (std::size_t i = 0; i < p0[k]->data().size(); ++i) {
+      const double w = p0[k]->data()[i];
+      const double sign = w > 0 ? 1 : w < 0 ? -1 : 0;
+      CHECK(double(p2[k]->data()[i]) - double(p1[k]->data()[i]) ==
+            doctest::Approx(-kLr * kL1 * sign).epsilon(1e-3).scale(1e-6));
+    }
+}
+
+TEST_CASE("a run trained in slices with first_epoch ends where an uninterrupted one does") {
+  // The playground trains a few epochs per message: each slice must shuffle as the epoch it is.
+  const nn::TrainTest split = nn::moons(60, 0.2, 3).split(0.25, 3);
+  auto run = [&](const std::vector<std::size_t>& slices) {
+    nn::MLP mlp({2, 8, 8, 1}, ag::Op::relu, nn::Activation::none, 3);
+    nn::Adam adam(mlp.parameters(), {.lr = 0.01});
+    nn::FitOptions options;
+    options.batch_size = 10;
+    options.seed = 3;
+    options.loss = nn::LossKind::bce_with_logits;
+    options.test = &split.test;
+    options.progress = nn::FitOptions::Progress::quiet;
+    std::vector<double> losses;
+    for (const std::size_t epochs : slices) {
+      options.epochs = options.first_epoch + epochs;
+      for (const nn::EpochStats& e : nn::fit(mlp, adam, split.train, options).epochs) {
+        CHECK(e.epoch == losses.size() + 1);
+        losses.push_back(e.loss);
+      }
+      options.first_epoch = options.epochs;
+    }
+    std::vector<float> weights;
+    for (nn::Parameter* p : mlp.parameters())
+      weights.insert(weights.end(), p->data().begin(), p->data().end());
+    return std::pair(losses, weights);
+  };
+  const auto whole = run({7});
+  CHECK(run({1, 1, 1, 1, 1, 1, 1}) == whole);
+  CHECK(run({3, 4}) == whole);
+  nn::MLP mlp({2, 1}, nn::Activation::none, nn::Activation::none, 0);
+  nn::SGD sgd(mlp.parameters(), {.lr = 0.1});
+  nn::FitOptions options;
+  options.epochs = 2;
+  options.first_epoch = 2;
+  options.loss = nn::LossKind::bce_with_logits;
+  CHECK_THROWS_WITH(nn::fit(mlp, sgd, split.train, options),
+                    "fit: first_epoch 2 leaves none of 2 epochs to run");
 }

@@ -376,8 +376,8 @@ class DataOptions(TrainCliTest):
                 (["--data", "circles", "--noise", "inf"],
                  "--noise inf: the noise must be a finite number >= 0"),
                 (["--data", "csv:" + csv, "--noise", "0.1"],
-                 "--noise 0.1: only the synthetic data sets (xor, moons, circles, spirals, blobs) "
-                 "take it, not csv:"),
+                 "--noise 0.1: only the synthetic data sets (xor, moons, circles, spirals, blobs, "
+                 "gaussian) take it, not csv:"),
                 (["--data", "csv:" + csv, "--n", "10"], "--n 10: only the synthetic data sets"),
                 (["--data", "moons", "--features", "x1,cos_x1"],
                  "--features x1,cos_x1: unknown input feature 'cos_x1': the features are "
@@ -395,6 +395,78 @@ class DataOptions(TrainCliTest):
         out = self.ok("train", "--help")
         for text in ["--n ROWS", "--noise SIGMA", "--features LIST", "x1*x2", "sin_x2"]:
             self.assertIn(text, out)
+
+
+def weights_l1(path):
+    """The sum of |w| over every float32 tensor of a safetensors file."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    total = 0.0
+    for name, entry in header.items():
+        if name == "__metadata__" or entry["dtype"] != "F32":
+            continue
+        begin, end = entry["data_offsets"]
+        data = raw[8 + n + begin:8 + n + end]
+        total += sum(abs(x) for x in struct.unpack(f"<{len(data) // 4}f", data))
+    return total
+
+
+class PlaygroundOptions(TrainCliTest):
+    """What the playground's network lab needs of train: TensorFlow Playground's two Gaussians,
+    its train/test ratio and its L1 (and L2) regularization."""
+
+    def test_gaussian_is_two_separable_clusters(self):
+        out = self.ok("train", "--data", "gaussian", "--epochs", "1")
+        self.assertIn("gaussian: 300 training rows, 100 test rows, 2 features, 2 classes", out)
+        docs = self.lines("--data", "gaussian", "--hidden", "none", "--epochs", "20")
+        self.assertGreaterEqual(docs[-1]["test_accuracy"], 0.97)
+        noisy = self.lines("--data", "gaussian", "--noise", "0.5", "--epochs", "20")
+        self.assertLess(noisy[-1]["test_accuracy"], docs[-1]["test_accuracy"])  # variance 4 overlaps
+        self.assertIn("gaussian", self.ok("train", "--help"))
+
+    def test_test_fraction_splits_the_rows_and_the_checkpoint_keeps_it(self):
+        out = self.ok("train", "--data", "moons", "--test-fraction", "0.5", "--epochs", "1")
+        self.assertIn("moons: 200 training rows, 200 test rows", out)
+        args = ["--data", "moons", "--test-fraction", "0.1", "--hidden", "4", "--batch", "40"]
+        full = self.lines(*args, "--epochs", "3")
+        self.lines(*args, "--epochs", "1", "--save", "part.safetensors")
+        self.assertEqual(metadata(self.path("part.safetensors"))["data.test_fraction"], "0.1")
+        resumed = self.lines("--resume", "part.safetensors", "--epochs", "3")
+        self.assertEqual(resumed[-1], {**full[-1], "seconds": resumed[-1]["seconds"]})
+        self.fails("train", "--resume", "part.safetensors", "--test-fraction", "0.2", "--epochs",
+                   "3", message="error: --test-fraction 0.2: part.safetensors was trained with "
+                                "--test-fraction 0.1; leave it out")
+        for args, message in [
+                (["--data", "moons", "--test-fraction", "1"],
+                 "--test-fraction 1: the fraction of rows held out must be between 0 and 1"),
+                (["--data", "moons", "--test-fraction", "0"],
+                 "--test-fraction 0: the fraction of rows held out must be between 0 and 1"),
+                (["--data", "xor", "--test-fraction", "0.5"],
+                 "--test-fraction 0.5: xor's 4 points are all trained on: give --n above 4 to "
+                 "split them")]:
+            with self.subTest(args=args):
+                self.fails("train", *args, message="error: " + message)
+
+    def test_l1_and_l2_shrink_the_weights_and_the_checkpoint_keeps_them(self):
+        args = ["--data", "moons", "--hidden", "8", "--opt", "sgd", "--lr", "0.1", "--epochs", "20",
+                "--seed", "2"]
+        self.lines(*args, "--save", "plain.safetensors")
+        self.lines(*args, "--l1", "0.01", "--save", "l1.safetensors")
+        self.lines(*args, "--l2", "0.01", "--save", "l2.safetensors")
+        plain = weights_l1(self.path("plain.safetensors"))
+        self.assertLess(weights_l1(self.path("l1.safetensors")), 0.8 * plain)
+        self.assertLess(weights_l1(self.path("l2.safetensors")), 0.9 * plain)
+        meta = metadata(self.path("l1.safetensors"))
+        self.assertEqual((meta["train.l1"], meta["train.l2"]), ("0.01", "0"))
+        self.fails("train", "--resume", "l1.safetensors", "--l1", "0.02", "--epochs", "30",
+                   message="error: --l1 0.02: l1.safetensors was trained with --l1 0.01")
+        for option, value in [("--l1", "-1"), ("--l2", "nan")]:
+            with self.subTest(option=option):
+                self.fails("train", "--data", "moons", option, value,
+                           message=f"error: {option} {value}: the regularization rate must be a "
+                                   "finite number >= 0")
 
 
 class TrainErrors(TrainCliTest):

@@ -5,9 +5,12 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-// zlib declares its input const only when asked to.
+// zlib declares its input const only when asked to. The WebAssembly build has no zlib
+// (nn/meson.build): it reads plain IDX files only, and says so of a gzip one (IdxReader).
+#if TAPEGRAD_HAVE_ZLIB
 #define ZLIB_CONST
 #include <zlib.h>
+#endif
 
 #include <algorithm>
 #include <cerrno>
@@ -23,6 +26,7 @@
 #include <numeric>
 #include <string_view>
 
+#include "tapegrad/chars.hpp"
 #include "tapegrad/file.hpp"
 #include "tapegrad/random.hpp"
 
@@ -355,6 +359,38 @@ Dataset blobs(std::int64_t n, std::int64_t centers, double spread, std::uint64_t
   return d;
 }
 
+// Note [TensorFlow Playground's data sets]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// Playground (tensorflow/playground, src/dataset.ts) draws its sets in [-6, 6]^2 with labels -1
+// and 1, from an unseeded Math.random, so no seed reproduces its points; nn's sets are the
+// lecture's, and differ from Playground's of the same name in more than scale:
+// - gaussian: two_gaussians is Playground's own recipe, the one set made as it makes it.
+// - xor: Playground's is uniform in [-5, 5]^2 (pushed 0.3 off the axes) labelled by the sign of
+//   x1 x2, its noise shifting the point that decides the label, so noise flips labels near the
+//   axes; xor_data is the four unit corners blurred by N(0, noise^2), labels exact.
+// - circle: Playground's is a disc of radius 2.5 inside a ring from 3.5 to 5, noise flipping
+//   labels again; circles is sklearn's make_circles, two blurred circles.
+// - spiral: Playground's has two arms of radius 0 to 5 over 1.75 turns with uniform noise on
+//   the coordinates; spirals is CS231n's, any number of arms, noise on the angle.
+// Playground's habit of labelling by a noisy copy of the point is the one it keeps for its sets
+// alone; nn keeps each label true to its generator and blurs the point instead.
+Dataset two_gaussians(std::int64_t n, double noise, std::uint64_t seed) {
+  if (n < 2) fail("gaussian: n must be at least 2, not {}", n);
+  check_noise(noise, "gaussian");
+  const double spread = std::sqrt(0.5 + 7 * noise);  // Playground: variance 0.5 at 0, 4 at 0.5
+  const std::int64_t n_negative = n / 2;
+  Dataset d = empty_set(n, 2, 2);
+  ag::Rng rng(seed);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const bool negative = i < n_negative;
+    const double center = negative ? -2 : 2;
+    d.features[sz(2 * i)] = float(rng.normal(center, spread));
+    d.features[sz(2 * i + 1)] = float(rng.normal(center, spread));
+    d.labels[sz(i)] = negative ? 0 : 1;
+  }
+  return d;
+}
+
 Dataset xor_data(std::int64_t n, double noise, std::uint64_t seed) {
   if (n < 4) fail("xor: n must be at least 4 (one point per corner), not {}", n);
   check_noise(noise, "xor");
@@ -535,7 +571,7 @@ struct CsvReader {
     if (s.empty()) fail("{}:{}, {}: empty cell", file, line_no, column(j));
     std::string_view digits = s.front() == '+' ? s.substr(1) : s;
     float value = 0;
-    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+    const auto [end, ec] = ag::from_chars(digits.data(), digits.data() + digits.size(), value);
     if (ec == std::errc::result_out_of_range)
       fail("{}:{}, {}: '{}' is out of range for a float", file, line_no, column(j), s);
     if (ec != std::errc() || end != digits.data() + digits.size())
@@ -548,7 +584,7 @@ struct CsvReader {
   std::int32_t class_index(std::string_view cell, std::int64_t line_no, std::size_t j) const {
     std::string_view s = bare(cell);
     double value = -1;
-    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
+    const auto [end, ec] = ag::from_chars(s.data(), s.data() + s.size(), value);
     const bool whole =
         ec == std::errc() && end == s.data() + s.size() && value >= 0 && value == std::floor(value);
     if (!whole)
@@ -654,7 +690,7 @@ Dataset parse_csv(std::string_view text, const std::string& name, const CsvOptio
     for (std::size_t i = 0; i < label_texts.size() && numeric; ++i) {
       std::string_view s = label_texts[i];
       if (s.starts_with('+')) s.remove_prefix(1);
-      const auto [e, ec] = std::from_chars(s.data(), s.data() + s.size(), values[i]);
+      const auto [e, ec] = ag::from_chars(s.data(), s.data() + s.size(), values[i]);
       numeric = ec == std::errc() && e == s.data() + s.size() && std::isfinite(values[i]);
     }
     std::vector<std::string> distinct;
@@ -699,11 +735,21 @@ class IdxReader {
   IdxReader(std::span<const std::byte> bytes, const std::string& name)
       : bytes_(bytes), name_(name) {
     gzip_ = bytes.size() >= 2 && bytes[0] == std::byte{0x1f} && bytes[1] == std::byte{0x8b};
+#if TAPEGRAD_HAVE_ZLIB
     if (gzip_ && ::inflateInit2(&z_, 16 + MAX_WBITS) != Z_OK)  // 16: a gzip wrapper, not zlib's
       fail("{}: cannot inflate gzip data: out of memory", name);
+#else
+    if (gzip_)
+      fail(
+          "{}: gzip-compressed, and this build of tapegrad (WebAssembly, without zlib) reads "
+          "only uncompressed IDX files: gunzip it first",
+          name_);
+#endif
   }
   ~IdxReader() {
+#if TAPEGRAD_HAVE_ZLIB
     if (gzip_) ::inflateEnd(&z_);
+#endif
   }
   IdxReader(const IdxReader&) = delete;
   IdxReader& operator=(const IdxReader&) = delete;
@@ -725,6 +771,7 @@ class IdxReader {
       offset_ += got;
       return got;
     }
+#if TAPEGRAD_HAVE_ZLIB
     while (got < n && (!member_ended_ || next_member())) {
       if (z_.avail_in == 0) {  // zlib counts in 32 bits: a file beyond 4 GiB goes in pieces
         const std::size_t piece = std::min<std::size_t>(bytes_.size() - fed_, 1u << 30);
@@ -747,14 +794,20 @@ class IdxReader {
         fail("{}: corrupt gzip data after byte {}{}: {}", name_, offset_ + got, where(), why);
       }
     }
+#endif
     offset_ += got;
     return got;
   }
   bool ended_early() const { return ended_early_; }
   // Where the compressed input has been read to.
+#if TAPEGRAD_HAVE_ZLIB
   std::size_t consumed() const { return fed_ - z_.avail_in; }
+#else
+  std::size_t consumed() const { return fed_; }
+#endif
 
  private:
+#if TAPEGRAD_HAVE_ZLIB
   // After a member's end, another member or the end of the file; anything else is an error.
   bool next_member() {
     const std::size_t at = consumed();
@@ -767,12 +820,16 @@ class IdxReader {
     member_ended_ = false;
     return true;
   }
+#endif
 
   std::span<const std::byte> bytes_;
   const std::string& name_;
+#if TAPEGRAD_HAVE_ZLIB
   z_stream z_{};
+  bool member_ended_ = false;
+#endif
   std::size_t fed_ = 0;  // bytes handed to zlib so far
-  bool gzip_ = false, member_ended_ = false, ended_early_ = false;
+  bool gzip_ = false, ended_early_ = false;
   std::int64_t offset_ = 0;
 };
 

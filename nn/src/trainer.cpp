@@ -170,13 +170,16 @@ Evaluation evaluate(Module& model, const Dataset& data, LossKind loss, std::int6
 
 History fit(Module& model, Optimizer& optimizer, const Dataset& train, const FitOptions& options) {
   if (options.epochs == 0) throw ag::Error("fit: epochs must be at least 1");
+  if (options.first_epoch >= options.epochs)
+    ag::fail("fit: first_epoch {} leaves none of {} epochs to run", options.first_epoch,
+             options.epochs);
   train.validate();
   check_batch_norm_batches(model, train.rows, options.batch_size);
   History history;
   const double base_lr = optimizer.lr();
   const std::vector<Linear*> linears = linear_layers(model);
 
-  std::size_t start = 0;
+  std::size_t start = options.first_epoch;
   const std::string& source =
       options.resume_from.empty() ? options.checkpoint : options.resume_from;
   if (options.resume && !source.empty() && std::filesystem::exists(source)) {
@@ -221,6 +224,14 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
           penalty = penalty.empty() ? s : penalty + s;
         }
         loss = loss + options.l2 * penalty;
+      }
+      if (options.l1 > 0) {  // d|p|/dp is sign(p), 0 at 0 (the op table's kink policy)
+        ag::Tensor penalty;
+        for (auto& [name, p] : model.named_parameters()) {
+          ag::Tensor s = ag::sum(ag::abs(p->on(tape, name)));
+          penalty = penalty.empty() ? s : penalty + s;
+        }
+        loss = loss + options.l1 * penalty;
       }
       optimizer.zero_grad();
       tape.backward(loss);

@@ -368,3 +368,222 @@ test('a 50-node program: each edit is drawn (the time is measured, not asserted)
   assert.deepEqual(refused, []);
   await page.close();
 });
+
+// ---- the network lab ---------------------------------------------------------------------------
+
+// A network-lab link: the lab shown and its setup (Note [The URL's state], page.js).
+function netHash(setup) {
+  const state = new URLSearchParams({ lab: 'network' });
+  for (const [k, v] of Object.entries(setup)) state.set(`net.${k}`, String(v));
+  return `#${state.toString()}`;
+}
+
+// Opens the page at 1280x800, the smallest screen the lab is laid out for, and waits for the
+// engine's first net_create.
+async function openNetwork(hash) {
+  const page = await context.newPage();
+  await page.setViewportSize({ width: 1280, height: 800 });
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  await page.goto(pathToFileURL(pageFile).href + hash);
+  await settled(page);
+  await netSettled(page);
+  return { page, errors };
+}
+async function netSettled(page) {
+  await page.waitForFunction(() => document.body.dataset.netIdle === 'true', null, { timeout: 60000 });
+}
+const dataset = (page, key) => page.evaluate((k) => document.body.dataset[k], key);
+
+// Every control of the lab as the page shows it, to compare two pages.
+function netControls(page) {
+  return page.evaluate(() => {
+    const value = (id) => document.getElementById(id).value;
+    return {
+      data: document.querySelector('#net-sets [aria-checked="true"]')?.dataset.set,
+      features: Array.from(document.querySelectorAll('#net-features [aria-pressed="true"]'))
+          .map((b) => b.dataset.feature),
+      hidden: Array.from(document.querySelectorAll('#net-layers .column[data-layer]'))
+          .filter((c) => c.dataset.layer !== 'output')
+          .map((c) => c.querySelectorAll('canvas').length),
+      ...Object.fromEntries(['net-lr', 'net-act', 'net-reg', 'net-reg-rate', 'net-problem', 'net-ratio',
+        'net-noise', 'net-batch', 'net-opt', 'net-init'].map((id) => [id, value(id)])),
+      seed: document.getElementById('net-seed').textContent,
+      showTest: document.getElementById('net-show-test').checked,
+      discretize: document.getElementById('net-discretize').checked,
+      command: document.getElementById('net-command').textContent,
+    };
+  });
+}
+
+test('the network lab trains moons to 0.95 test accuracy within 10 s, and the page keeps drawing', async () => {
+  const { page, errors } = await openNetwork(netHash({ data: 'moons', hidden: '8,8', act: 'relu',
+    opt: 'adam', lr: 0.01, noise: 0.1, batch: 10 }));
+  assert.equal(await dataset(page, 'netLayers'), '2,8,8,1');
+  assert.match(await page.textContent('#net-command'), /^tapegrad train --data moons .*--hidden 8,8/);
+  // At 1280x800 the whole lab is on the screen: the page itself does not scroll.
+  assert.deepEqual(await page.evaluate(() => [document.documentElement.scrollWidth,
+    document.documentElement.scrollHeight]), [1280, 800]);
+  const started = Date.now();
+  await page.click('#net-play');
+  // Frames the browser drew in one second of training, and how many of them showed a new
+  // snapshot (a redrawn map): training in the worker leaves the page's thread free.
+  [figures.netFramesPerSecond, figures.netMapDrawsPerSecond] = await page.evaluate(() => new Promise((done) => {
+    const draws = Number(document.body.dataset.netDraws);
+    const start = performance.now();
+    let frames = 0;
+    const frame = () => {
+      frames += 1;
+      if (performance.now() - start < 1000) requestAnimationFrame(frame);
+      else done([frames, Number(document.body.dataset.netDraws) - draws]);
+    };
+    requestAnimationFrame(frame);
+  }));
+  // Speed is measured, not asserted (a loaded machine draws fewer frames): the figures go to
+  // playground-figures.json. A page whose thread training blocked would draw next to none.
+  assert.ok(figures.netFramesPerSecond >= 5, `${figures.netFramesPerSecond} frames in a second`);
+  await page.waitForFunction(() => Number(document.body.dataset.netTestAccuracy) >= 0.95, null,
+      { timeout: 10000 });
+  figures.netMoonsSecondsTo95 = (Date.now() - started) / 1000;
+  figures.netMoonsEpochsTo95 = Number(await dataset(page, 'netEpoch'));
+  await page.click('#net-play');  // Pause
+  assert.equal(await page.getAttribute('#net-play', 'aria-pressed'), 'false');
+  await page.waitForTimeout(200);
+  const paused = await dataset(page, 'netEpoch');
+  await page.waitForTimeout(300);
+  assert.equal(await dataset(page, 'netEpoch'), paused);  // no epoch after Pause
+  await page.click('#net-show-test');
+  await page.screenshot({ path: path.join(outDir, 'playground-network-moons.png') });
+  // Step trains one epoch; Reset goes back to epoch 0.
+  await page.click('#net-step');
+  await page.waitForFunction((e) => document.body.dataset.netEpoch === String(e + 1), Number(paused));
+  await page.click('#net-reset');
+  await page.waitForFunction(() => document.body.dataset.netEpoch === '0');
+  assert.deepEqual(errors, []);
+  assert.deepEqual(refused, []);
+  await page.close();
+});
+
+test('the network lab\'s + and - buttons change the network the engine trains', async () => {
+  const { page, errors } = await openNetwork(netHash({ data: 'xor', hidden: '4,2' }));
+  const engine = async () => [await dataset(page, 'netLayers'), await dataset(page, 'netWeights')];
+  assert.deepEqual(await engine(), ['2,4,2,1', '4x2,2x4,1x2']);
+  const change = async (selector, layers, weights) => {
+    await page.click(selector);
+    await netSettled(page);
+    await page.waitForFunction((l) => document.body.dataset.netLayers === l, layers);
+    assert.deepEqual(await engine(), [layers, weights], selector);
+  };
+  await change('#net-add-layer', '2,4,2,2,1', '4x2,2x4,2x2,1x2');
+  await change('[aria-label="add a neuron to layer 3"]', '2,4,2,3,1', '4x2,2x4,3x2,1x3');
+  await change('[aria-label="remove a neuron from layer 1"]', '2,3,2,3,1', '3x2,2x3,3x2,1x3');
+  await change('#net-remove-layer', '2,3,2,1', '3x2,2x3,1x2');
+  await change('#net-features [data-feature="x1*x2"]', '3,3,2,1', '3x3,2x3,1x2');
+  while (!(await page.isDisabled('#net-add-layer'))) {
+    await page.click('#net-add-layer');
+    await netSettled(page);
+  }
+  assert.ok(await page.isDisabled('#net-add-layer'));  // 6 hidden layers, as TensorFlow Playground
+  assert.equal((await dataset(page, 'netLayers')).split(',').length, 8);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('the network lab\'s setup round-trips through the URL', async () => {
+  const { page, errors } = await openNetwork(netHash({}));
+  await page.click('#net-sets [data-set="spirals"]');
+  await page.selectOption('#net-act', 'relu');
+  await page.selectOption('#net-lr', '0.1');
+  await page.selectOption('#net-reg', 'l2');
+  await page.selectOption('#net-reg-rate', '0.003');
+  await page.selectOption('#net-opt', 'adam');
+  await page.selectOption('#net-init', 'xavier');
+  await page.click('#net-features [data-feature="sin_x2"]');
+  await page.click('#net-add-layer');
+  await page.click('[aria-label="add a neuron to layer 1"]');
+  for (const [id, value] of [['net-ratio', '70'], ['net-noise', '0.2'], ['net-batch', '5']]) {
+    await page.$eval(`#${id}`, (e, v) => {
+      e.value = v;
+      e.dispatchEvent(new Event('change'));
+    }, value);
+  }
+  await page.click('#net-regenerate');
+  await page.check('#net-show-test');
+  await page.check('#net-discretize');
+  await netSettled(page);
+  const setup = await netControls(page);
+  assert.deepEqual([setup.data, setup.features, setup.hidden, setup['net-act'], setup.seed],
+      ['spirals', ['x1', 'x2', 'sin_x2'], [5, 2, 2], 'relu', '2']);
+  const url = page.url();
+  await page.close();
+  const again = await openNetwork(new URL(url).hash);
+  assert.deepEqual(await netControls(again.page), setup);
+  assert.equal(await dataset(again.page, 'netLayers'), '3,5,2,2,3');  // spirals: three arms
+  await again.page.screenshot({ path: path.join(outDir, 'playground-network-spirals.png') });
+  // The graph lab's state shares the fragment and survives the network lab's.
+  await again.page.click('#tab-graph');
+  assert.equal(await again.page.inputValue('#program'), 'q = x + y\nf = q * z');
+  assert.match(again.page.url(), /net\.data=spirals/);
+  assert.deepEqual(errors, []);
+  assert.deepEqual(again.errors, []);
+  await again.page.close();
+});
+
+test('the network lab: a diverging learning rate stops training with a message, and the page stays usable', async () => {
+  // A linear network's weights multiply layer by layer: at a rate of 10 they overflow in a few
+  // epochs.
+  const { page, errors } = await openNetwork(netHash({ data: 'moons', hidden: '8,8', act: 'none',
+    lr: 10, opt: 'sgd', noise: 0.1 }));
+  await page.click('#net-play');
+  await page.waitForSelector('#net-message:not([hidden])', { timeout: 30000 });
+  assert.match(await page.textContent('#net-message'), /learning rate/);
+  assert.equal(await page.getAttribute('#net-play', 'aria-pressed'), 'false');
+  await page.screenshot({ path: path.join(outDir, 'playground-network-diverged.png') });
+  await page.selectOption('#net-lr', '0.03');
+  await netSettled(page);
+  assert.ok(await page.isHidden('#net-message'));
+  assert.equal(await dataset(page, 'netEpoch'), '0');
+  await page.click('#net-step');
+  await page.waitForFunction(() => document.body.dataset.netEpoch === '1');
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('tapegrad.train(config) returns the summary `tapegrad train --json` prints last', async () => {
+  const { page, errors } = await open();
+  const config = { data: 'moons', hidden: [8, 8], act: 'relu', lr: 0.03, epochs: 20, batch: 10,
+    seed: 1, noise: 0.1, opt: 'sgd' };
+  const args = Object.entries(config).flatMap(([k, v]) => [`--${k}`, Array.isArray(v) ? v.join(',') : String(v)]);
+  const native = JSON.parse(run('train', ...args, '--json').trim().split('\n').at(-1));
+  const shown = await page.evaluate((c) => window.tapegrad.train(c), config);
+  // The same numbers to 1e-5 (float sums in another order: README.md, "The playground").
+  for (const key of ['train_accuracy', 'test_accuracy', 'loss']) {
+    assert.ok(Math.abs(shown[key] - native[key]) <= 1e-5, `${key}: ${shown[key]} vs ${native[key]}`);
+  }
+  const bad = await page.evaluate(() => window.tapegrad.train({ data: 'no such set' })
+      .then(() => 'no error', (e) => e.message));
+  assert.match(bad, /^error: .*no such set/);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('the network lab\'s lecture presets: the 11-layer deep XOR nets, zero initialisation', async () => {
+  const { page, errors } = await openNetwork(netHash({}));
+  const choose = async (label) => {
+    await page.selectOption('#net-preset', { label });
+    await netSettled(page);
+  };
+  await choose('Deep XOR, 11 layers of sigmoid: the gradient vanishes');
+  assert.equal(await dataset(page, 'netLayers'), ['2', ...Array(10).fill('8'), '1'].join(','));
+  assert.match(page.url(), /net\.hidden=8%2C8%2C8%2C8%2C8%2C8%2C8%2C8%2C8%2C8&net\.act=sigmoid/);
+  assert.equal(await page.locator('#net-health tr').count(), 12);  // a heading and 11 layers
+  await page.click('#net-step');
+  await page.waitForFunction(() => document.body.dataset.netEpoch === '1');
+  await page.screenshot({ path: path.join(outDir, 'playground-network-deep-sigmoid.png') });
+  await choose('Zero initialisation: every unit of a layer the same');
+  assert.equal(await page.inputValue('#net-init'), 'zeros');
+  assert.match(await page.textContent('#net-command'), /--init zeros/);
+  assert.deepEqual(errors, []);
+  await page.close();
+});

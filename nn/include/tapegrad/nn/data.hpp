@@ -151,6 +151,11 @@ Dataset spirals(std::int64_t n_per_class, std::int64_t classes, double noise, st
 Dataset blobs(std::int64_t n, std::int64_t centers, double spread, std::uint64_t seed,
               std::int64_t features = 2);
 
+// TensorFlow Playground's two Gaussians (Note [TensorFlow Playground's data sets]): n / 2 points
+// (rounded down) around (-2, -2) (class 0), the rest around (2, 2) (class 1), each coordinate of
+// variance 0.5 + 7 noise, Playground's map of its noise slider [0, 0.5] to [0.5, 4].
+Dataset two_gaussians(std::int64_t n, double noise, std::uint64_t seed);
+
 // A noisy XOR of n points: point i is the corner i mod 4 of the four above,
 // with its label, plus N(0, noise^2) on each coordinate; xor_data(4, 0, seed)
 // is xor_data().

@@ -39,6 +39,7 @@ struct FitOptions {
   std::uint64_t seed = 0;
   LossKind loss = LossKind::cross_entropy;
   double l2 = 0;             // adds l2 * sum of every parameter squared (micrograd's moons)
+  double l1 = 0;             // adds l1 * sum of every parameter's |p| (TF Playground's L1)
   LrSchedule schedule = {};  // per epoch, from the optimizer's initial rate; empty: constant
   const Dataset* test = nullptr;
   enum class Progress { automatic, bar, lines, quiet };
@@ -65,6 +66,9 @@ struct FitOptions {
   // With `resume`, read this checkpoint instead of `checkpoint`, which is then only written:
   // resuming into a new file writes nothing until the old one has loaded whole.
   std::string resume_from = {};
+  // A run held in memory that trained this many epochs already (the playground trains in
+  // slices): fit runs epochs first_epoch + 1 to `epochs`, shuffled as an uninterrupted run's.
+  std::size_t first_epoch = 0;
   std::function<void(const EpochStats&)> on_epoch = {};
 };
 

@@ -1,0 +1,112 @@
+// The network lab's engine in the playground's WebAssembly module, run by node against the
+// native command: train(config) returns `tapegrad train --json`'s summary for the same options,
+// a bad config gets the command line's own message, and net_create/net_train/net_snapshot train
+// the same run in slices. Also measures steps per second of moons 2-8-8-1 (issue 14, item 7).
+// Usage: node netlab_module_test.mjs PATH/TO/tapegrad PATH/TO/tapegrad-module.js OUT_DIR
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+
+const [tapegrad, modulePath, outDir] = process.argv.slice(2).map((p) => path.resolve(p));
+if (!fs.existsSync(modulePath)) {
+  console.error(`${modulePath} is missing: build the playground first (meson setup build-wasm ` +
+                '--cross-file playground/emscripten.ini && meson compile -C build-wasm)');
+  process.exit(1);
+}
+const createTapegrad = createRequire(import.meta.url)(modulePath);
+const engine = await createTapegrad();
+
+// A config as the command line's options: the same long names (Note in network_lab.hpp).
+function argsOf(config) {
+  const args = ['train'];
+  for (const [key, value] of Object.entries(config)) {
+    const text = Array.isArray(value) ? (value.length ? value.join(',') : 'none') : String(value);
+    args.push('--' + key.replaceAll('_', '-'), text);
+  }
+  return args;
+}
+
+function nativeSummary(config) {
+  const out = execFileSync(tapegrad, [...argsOf(config), '--json'], { encoding: 'utf8' });
+  return JSON.parse(out.trim().split('\n').pop());
+}
+
+function moduleCall(name, ...args) {
+  return JSON.parse(engine[name](...args));
+}
+
+// Every key but seconds agrees to 1e-5; the figures say whether to the last digit.
+let exact = 0, compared = 0;
+function assertSame(wasm, native, what) {
+  assert.deepEqual(Object.keys(wasm), Object.keys(native), what);
+  for (const key of Object.keys(native)) {
+    if (key === 'seconds') continue;
+    const a = [wasm[key]].flat(), b = [native[key]].flat();
+    assert.equal(a.length, b.length, `${what}: ${key}`);
+    a.forEach((x, i) => {
+      assert.ok(Math.abs(x - b[i]) <= 1e-5, `${what}: ${key}[${i}] ${x} vs ${b[i]}`);
+      ++compared;
+      exact += x === b[i];
+    });
+  }
+}
+
+const configs = {
+  'moons relu 8,8': { data: 'moons', hidden: [8, 8], act: 'relu', lr: 0.03, epochs: 30,
+                      batch: 10, seed: 1, noise: 0.1 },
+  'circles tanh with features': { data: 'circles', hidden: [4], act: 'tanh', epochs: 20, seed: 2,
+                                  features: ['x1', 'x2', 'x1^2', 'x2^2'], test_fraction: 0.3 },
+  'xor sigmoid': { data: 'xor', hidden: [4], act: 'sigmoid', n: 200, noise: 0.1, epochs: 30,
+                   seed: 3, opt: 'sgd', lr: 0.5, l1: 0.001, l2: 0.001 },
+  'gaussian linear': { data: 'gaussian', hidden: [], act: 'none', epochs: 5, seed: 4,
+                       loss: 'bce_logits', noise: 0.3 },
+};
+for (const [name, config] of Object.entries(configs))
+  assertSame(moduleCall('train', JSON.stringify(config)), nativeSummary(config), name);
+
+// A bad config: the message the command line prints on stderr.
+for (const config of [{ data: 'moons', lr: -1 }, { data: 'moons', batch: 0 },
+                      { data: 'spirals', n: 100 }, { data: 'moons', act: 'swish' }]) {
+  const r = spawnSync(tapegrad, argsOf(config), { encoding: 'utf8' });
+  assert.equal(r.status, 2, JSON.stringify(config));
+  assert.deepEqual(moduleCall('train', JSON.stringify(config)), { error: r.stderr.trim() });
+  assert.deepEqual(moduleCall('net_create', JSON.stringify(config)), { error: r.stderr.trim() });
+}
+assert.match(moduleCall('train', '{"data": "moons", "speed": 1}').error,
+             /^error: config: unknown key "speed"/);
+
+// A session: no network before net_create; slices of epochs train `train`'s run.
+assert.deepEqual(moduleCall('net_snapshot'),
+                 { error: 'error: net_snapshot: no network yet: call net_create(config) first' });
+const moons = configs['moons relu 8,8'];
+const created = moduleCall('net_create', JSON.stringify(moons));
+assert.deepEqual(created.layers, [2, 8, 8, 2]);
+assert.equal(created.train.length + created.test.length, 400);
+assert.equal(created.output_map.length, created.map_size ** 2);
+moduleCall('net_train', 10);
+const snapshot = moduleCall('net_train', 20);
+assert.equal(snapshot.epoch, 30);
+const summary = nativeSummary(moons);
+assert.equal(snapshot.train_accuracy, summary.train_accuracy);
+assert.equal(snapshot.test_accuracy, summary.test_accuracy);
+assert.deepEqual(snapshot.dead_fraction, summary.dead_fraction);
+assert.deepEqual(moduleCall('net_snapshot').weights, snapshot.weights);
+assert.match(snapshot.command, /^tapegrad train --data moons --hidden 8,8 .*--epochs 30 /);
+
+// Speed: moons 2-8-8-1 in batches of 10, 200 epochs of 30 steps, fit's own seconds in both.
+const bench = { data: 'moons', hidden: [8, 8], act: 'relu', loss: 'bce_logits', batch: 10,
+                epochs: 200, lr: 0.03, seed: 1 };
+const steps = 200 * 30;
+const wasmSeconds = moduleCall('train', JSON.stringify(bench)).seconds;
+const nativeSeconds = nativeSummary(bench).seconds;
+const figures = {
+  compared_numbers: compared,
+  exactly_equal: exact,
+  module_steps_per_second: Math.round(steps / wasmSeconds),
+  native_steps_per_second: Math.round(steps / nativeSeconds),
+  module_to_native: +(nativeSeconds / wasmSeconds).toFixed(3),
+};
+fs.writeFileSync(path.join(outDir, 'netlab-figures.json'), JSON.stringify(figures, null, 2));
+console.log(JSON.stringify(figures));

@@ -1,0 +1,155 @@
+// The playground's network lab: a config is train's options with train's messages, a session
+// trained in slices is `tapegrad train`'s run, its snapshot has the protocol's shapes, and a
+// diverging session stops and says why.
+
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "network_lab.hpp"
+
+using tapegrad::Json;
+using tapegrad::NetworkLab;
+using tapegrad::options_from_config;
+
+namespace {
+
+std::vector<float> weights_of(NetworkLab& lab) {
+  std::vector<float> all;
+  for (nn::Parameter* p : lab.model().parameters())
+    all.insert(all.end(), p->data().begin(), p->data().end());
+  return all;
+}
+
+constexpr const char* kMoons =
+    R"({"data": "moons", "hidden": [8, 8], "act": "relu", "lr": 0.03, "epochs": 6, "batch": 10,
+        "seed": 1, "noise": 0.1})";
+
+}  // namespace
+
+TEST_CASE("a config is train's options, given: defaults fill the rest as train's do") {
+  const tapegrad::NnOptions o = options_from_config(kMoons);
+  CHECK(o.data == "moons");
+  CHECK(o.hidden == "8,8");
+  CHECK(o.lr == 0.03);
+  CHECK(o.batch == 10);
+  CHECK(o.was_given("--lr"));
+  CHECK(!o.was_given("--opt"));
+  CHECK(options_from_config(R"({"hidden": [], "features": ["x1", "x1*x2"]})").hidden == "none");
+  CHECK(options_from_config(R"({"features": ["x1", "x1*x2"]})").features == "x1,x1*x2");
+  NetworkLab lab(options_from_config(R"({"data": "circles"})"));
+  CHECK(lab.options().lr == 0.01);  // Note [Defaults per data set]
+  CHECK(lab.options().hidden == "16,16");
+  CHECK(lab.options().loss == "ce");
+}
+
+TEST_CASE("a bad config gets the command line's own message, or one naming its key") {
+  CHECK_THROWS_WITH(NetworkLab(options_from_config(R"({"data": "moons", "lr": -1})")),
+                    "--lr -1: the learning rate must be a positive number");
+  CHECK_THROWS_WITH(NetworkLab(options_from_config(R"({"data": "moons", "act": "swish"})")),
+                    doctest::Contains("swish"));
+  CHECK_THROWS_WITH(NetworkLab(options_from_config(R"({"data": "rings"})")),
+                    doctest::Contains("unknown data set 'rings'; the known data sets are"));
+  CHECK_THROWS_WITH(NetworkLab(options_from_config(R"({"data": "moons", "n": 1})")),
+                    "--n 1: moons needs from 2 to 10000000 rows");
+  CHECK_THROWS_WITH(options_from_config(R"({"data": "moons", "rate": 1})"),
+                    doctest::Contains("config: unknown key \"rate\"; the keys are data, hidden"));
+  CHECK_THROWS_WITH(options_from_config(R"({"lr": "fast"})"),
+                    "config: \"lr\" must be a number, not \"fast\"");
+  CHECK_THROWS_WITH(options_from_config(R"({"hidden": [8, "x"]})"),
+                    doctest::Contains("config: \"hidden\" must be an array of layer sizes"));
+  CHECK_THROWS_WITH(options_from_config(R"({"opt": "rmsprop"})"),
+                    "--opt rmsprop: not one of sgd, adam");
+  CHECK_THROWS_WITH(options_from_config("[1, 2]"), doctest::Contains("config: not a JSON object"));
+  CHECK_THROWS_WITH(options_from_config("{"), doctest::Contains("config: not JSON"));
+  CHECK_THROWS_WITH(NetworkLab(options_from_config(R"({"data": "fashion-mnist"})")),
+                    doctest::Contains("the network lab draws the synthetic sets"));
+}
+
+TEST_CASE("epochs trained in slices are train's run: the weights of one fit over all of them") {
+  NetworkLab whole(options_from_config(kMoons));
+  const Json summary = whole.summary();
+  NetworkLab sliced(options_from_config(kMoons));
+  sliced.train(1);
+  sliced.train(2);
+  const Json last = sliced.train(3);
+  CHECK(last["epoch"] == 6);
+  CHECK(weights_of(sliced) == weights_of(whole));
+  CHECK(last["train_accuracy"].get<double>() == summary["train_accuracy"].get<double>());
+  CHECK(last["test_accuracy"].get<double>() == summary["test_accuracy"].get<double>());
+  CHECK(summary["epochs"] == 6);
+  CHECK(last["dead_fraction"] == summary["dead_fraction"]);
+}
+
+TEST_CASE("created and snapshot: the protocol's keys and shapes") {
+  NetworkLab lab(options_from_config(
+      R"({"data": "circles", "hidden": [4, 3], "act": "tanh", "features": ["x1", "x2", "x1^2"],
+          "loss": "bce_logits", "n": 100, "test_fraction": 0.2, "seed": 2, "lr": 0.1})"));
+  const Json c = lab.created();
+  CHECK(c["layers"] == std::vector<std::int64_t>{3, 4, 3, 1});
+  CHECK(c["inputs"] == std::vector<std::string>{"x1", "x2", "x1^2"});
+  CHECK(c["classes"] == 2);
+  CHECK(c["train"].size() == 80);
+  CHECK(c["test"].size() == 20);
+  CHECK(c["train"][0].size() == 3);  // x1, x2 (before --features), label
+  const double lo = c["domain"]["x1"][0], hi = c["domain"]["x1"][1];
+  for (const char* set : {"train", "test"})
+    for (const Json& point : c[set]) {
+      CHECK(point[0].get<double>() > lo);
+      CHECK(point[1].get<double>() < hi);
+    }
+  CHECK(c["command"] ==
+        "tapegrad train --data circles --hidden 4,3 --act tanh --out none --loss bce_logits "
+        "--opt adam --lr 0.1 --epochs 100 --batch 32 --seed 2 --n 100 --noise 0.1 --features "
+        "x1,x2,x1^2 --test-fraction 0.2");
+  CHECK(c["epoch"] == 0);
+  CHECK(c["map_size"] == NetworkLab::kMapSize);
+  CHECK(c["output_map"].size() == 50 * 50);
+  CHECK(c["neuron_maps"].size() == 2);
+  CHECK(c["neuron_maps"][0].size() == 4);
+  CHECK(c["neuron_maps"][1].size() == 3);
+  CHECK(c["neuron_maps"][1][2].size() == 16 * 16);
+  for (const Json& cell : c["neuron_maps"][0][1]) {  // tanh
+    CHECK(cell.get<double>() >= -1);
+    CHECK(cell.get<double>() <= 1);
+  }
+  CHECK(c["weights"].size() == 3);
+  CHECK(c["weights"][0].size() == 4);     // rows: the layer's outputs
+  CHECK(c["weights"][0][0].size() == 3);  // columns: its inputs
+  CHECK(c["biases"][2].size() == 1);
+  CHECK(c["grad_norms"] == std::vector<double>{0, 0, 0});  // no step yet
+  CHECK(c["diverged"] == false);
+
+  const Json s = lab.train(30);
+  CHECK(s["epoch"] == 30);
+  CHECK(s["test_accuracy"].get<double>() >= 0.9);
+  for (const Json& g : s["grad_norms"]) CHECK(g.get<double>() > 0);
+  CHECK(s["dead_fraction"].size() == 0);  // tanh has no dead units (nn::DeadUnits)
+  // The map reads the model: where the class-1 points (the inner circle) are, the map says 1.
+  std::size_t agree = 0, inner = 0;
+  for (const Json& point : c["train"]) {
+    if (point[2] != 1) continue;
+    const double step = (hi - lo) / 50;
+    const auto col = static_cast<std::size_t>((point[0].get<double>() - lo) / step);
+    const auto row = static_cast<std::size_t>((hi - point[1].get<double>()) / step);
+    agree += s["output_map"][row * 50 + col].get<double>() > 0.5;
+    ++inner;
+  }
+  CHECK(agree >= inner * 9 / 10);
+  CHECK(s["command"].get<std::string>().find("--epochs 30 ") != std::string::npos);
+}
+
+TEST_CASE("a diverging session stops, says why, and trains no more") {
+  NetworkLab lab(options_from_config(
+      R"({"data": "moons", "hidden": [8], "opt": "sgd", "lr": 1e30, "loss": "mse", "out": "none"})"));
+  const Json s = lab.train(5);
+  CHECK(s["diverged"] == true);
+  CHECK(s["message"].get<std::string>().find("Lower the learning rate (this run's is 1e+30)") !=
+        std::string::npos);
+  const std::int64_t stopped = s["epoch"];
+  CHECK(stopped <= 5);
+  CHECK(lab.train(3)["epoch"] == stopped);
+  CHECK_THROWS_WITH(lab.train(0), "net_train 0: the epochs must be from 1 to 100000");
+}

@@ -1,0 +1,82 @@
+// The playground's network lab as a session: a config object (the long names of `tapegrad
+// train`'s options) made into the very run `tapegrad train` makes, trained in slices, and drawn.
+
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "train_setup.hpp"
+
+namespace tapegrad {
+
+// The config object's keys as `tapegrad train`'s options (docs: /work/prompts/netlab-protocol.md
+// and playground/README.md): "data", "hidden" ([8, 8]; [] for none), "act", "out", "loss",
+// "lr", "epochs", "batch", "seed", "noise", "n", "features" (["x1", "x1*x2"]), "opt", "l1", "l2",
+// "test_fraction", "init". Keys absent take train's defaults. ag::Error names a bad key or value;
+// the values themselves are checked later, by the command line's own checks and messages.
+NnOptions options_from_config(const std::string& config_json);
+
+// `tapegrad train ...`: the command line that makes the same run as `o` natively.
+std::string command_line(const NnOptions& o, std::int64_t epochs);
+
+// Note [The network lab's session]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// A session builds what run_train builds for the same options, in the same order (train_setup:
+// the data, the MLP, its initialization, the optimizer, fit's options), and trains it with
+// nn::fit one epoch per call, each starting at first_epoch: N epochs in any slices are the N
+// epochs of `tapegrad train --epochs N` (tests/test_network_lab.cpp checks it). It keeps the
+// points before --features, for the page to draw, split by the same seeded shuffle as the
+// expanded rows (Dataset::split shuffles by row count and seed alone). The first epoch whose loss
+// or weights are not finite stops it: it trains no more, and its snapshot says why.
+class NetworkLab {
+ public:
+  explicit NetworkLab(NnOptions options);
+  NetworkLab(const NetworkLab&) = delete;  // fit's options point at data_'s test rows
+  NetworkLab& operator=(const NetworkLab&) = delete;
+
+  // net_create's object: layers, inputs, command, classes, domain, train, test and a snapshot.
+  Json created();
+  // Trains `epochs` more epochs (fewer if it diverges) and returns the snapshot.
+  Json train(std::int64_t epochs);
+  // The snapshot's keys (Note [The network lab's session]); see the protocol for each.
+  Json snapshot();
+  // `tapegrad train --json`'s last line after the config's epochs, trained as that command does
+  // (one fit call); for a fresh session.
+  Json summary();
+
+  const NnOptions& options() const { return o_; }
+  nn::MLP& model() { return *mlp_; }
+  std::int64_t epoch() const { return epoch_; }
+
+  static constexpr std::int64_t kMapSize = 50;        // the output's map, cells a side
+  static constexpr std::int64_t kNeuronMapSize = 16;  // each hidden unit's map
+  static constexpr std::int64_t kMaxEpochsPerCall = 100'000;
+
+ private:
+  struct Forward {
+    std::vector<double> output;               // probability of class 1 per grid point
+    std::vector<std::vector<double>> hidden;  // per hidden layer: (points, units)
+    std::vector<std::int64_t> units;          // per hidden layer
+  };
+  Forward forward_grid(std::int64_t size);
+  void check_finite();
+
+  NnOptions o_;
+  Data data_;    // the rows trained on, after --features
+  Data points_;  // the same rows before --features: the page's (x1, x2)
+  std::vector<std::int64_t> sizes_;
+  nn::LossKind loss_;
+  std::unique_ptr<nn::MLP> mlp_;
+  std::unique_ptr<nn::Optimizer> optimizer_;
+  nn::FitOptions fit_;
+  std::int64_t epoch_ = 0;
+  nn::EpochStats last_;
+  double lo_ = 0, hi_ = 0;  // the maps' square, x1 and x2 alike
+  bool diverged_ = false;
+  std::string message_;
+};
+
+}  // namespace tapegrad
