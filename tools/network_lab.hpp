@@ -12,11 +12,11 @@
 
 namespace tapegrad {
 
-// The config object's keys as `tapegrad train`'s options (docs: /work/prompts/netlab-protocol.md
-// and playground/README.md): "data", "hidden" ([8, 8]; [] for none), "act", "out", "loss",
-// "lr", "epochs", "batch", "seed", "noise", "n", "features" (["x1", "x1*x2"]), "opt", "l1", "l2",
-// "test_fraction", "init". Keys absent take train's defaults. ag::Error names a bad key or value;
-// the values themselves are checked later, by the command line's own checks and messages.
+// The config object's keys as `tapegrad train`'s options (playground/README.md): "data",
+// "hidden" ([8, 8]; [] for none), "act", "out", "loss", "lr", "epochs", "batch", "seed", "noise",
+// "n", "features" (["x1", "x1*x2"]), "opt", "l1", "l2", "test_fraction", "init". Keys absent take
+// train's defaults. ag::Error names a bad key or value; the values themselves are checked later,
+// by the command line's own checks and messages.
 NnOptions options_from_config(const std::string& config_json);
 
 // `tapegrad train ...`: the command line that makes the same run as `o` natively.
