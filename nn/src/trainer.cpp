@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <optional>
 #include <sstream>
 #include <utility>
 
@@ -24,8 +25,28 @@ namespace nn {
 
 namespace {
 
+// A regression batch's loss: one output column per target column.
+ag::Tensor regression_loss(ag::Tensor out, ag::Tensor target, LossKind kind) {
+  if (out.shape()[1] != target.shape()[1])
+    ag::fail("{} loss: the model has {} outputs for {} target column{}", loss_name(kind),
+             out.shape()[1], target.shape()[1], target.shape()[1] == 1 ? "" : "s");
+  switch (kind) {
+    case LossKind::mse: return mse_loss(out, target);
+    case LossKind::bce:
+    case LossKind::bce_with_logits:
+    case LossKind::cross_entropy:
+    case LossKind::hinge:
+      ag::fail(
+          "{} loss: a classification loss; a regression set (real-valued targets) trains "
+          "with mse",
+          loss_name(kind));
+  }
+  return {};
+}
+
 // The loss of a batch's outputs. Binary losses want one output column.
 ag::Tensor batch_loss(ag::TensorTape& tape, ag::Tensor out, const Batch& batch, LossKind kind) {
+  if (batch.regression()) return regression_loss(out, batch.regression_targets(tape), kind);
   if (kind != LossKind::cross_entropy && out.shape()[1] != 1)
     throw ag::Error(
         fmt::format("{} loss: the model has {} outputs; a binary loss needs 1 (use "
@@ -50,20 +71,25 @@ std::vector<Linear*> linear_layers(Module& m) {
   return out;
 }
 
-// History in a checkpoint's metadata: one "loss train test seconds" line per epoch,
-// numbers in round-trip form.
+// History in a checkpoint's metadata: one "loss train test seconds lr" line per epoch,
+// numbers in round-trip form; a regression epoch's line adds "train_r2 train_rmse test_r2
+// test_rmse", so a classifier's checkpoint reads as it always did.
 std::string encode_history(const std::vector<EpochStats>& epochs) {
   std::string s;
-  for (const EpochStats& e : epochs)
-    s +=
-        fmt::format("{} {} {} {} {}\n", e.loss, e.train_accuracy, e.test_accuracy, e.seconds, e.lr);
+  for (const EpochStats& e : epochs) {
+    s += fmt::format("{} {} {} {} {}", e.loss, e.train_accuracy, e.test_accuracy, e.seconds, e.lr);
+    if (e.regression)
+      s += fmt::format(" {} {} {} {}", e.train_r2, e.train_rmse, e.test_r2, e.test_rmse);
+    s += '\n';
+  }
   return s;
 }
 
 // The bar on a terminal ("\r" rewrites the line), or one line per epoch.
 class Progress {
  public:
-  Progress(const FitOptions& o) : out_(o.out), announce_over_(o.announce_over_seconds) {
+  Progress(const FitOptions& o, bool regression)
+      : out_(o.out), announce_over_(o.announce_over_seconds), regression_(regression) {
     mode_ = o.progress;
     if (mode_ == FitOptions::Progress::automatic)
       mode_ = out_ && ::isatty(::fileno(out_)) ? FitOptions::Progress::bar
@@ -71,14 +97,16 @@ class Progress {
     if (out_ == nullptr) mode_ = FitOptions::Progress::quiet;
   }
 
+  // `score` is the accuracy so far, or a regression set's R².
   void batch(std::size_t epoch, std::size_t epochs, std::int64_t done, std::int64_t total,
-             double loss, double accuracy, double eta) {
+             double loss, double score, double eta) {
     if (mode_ != FitOptions::Progress::bar) return;
     constexpr int kWidth = 24;
     const int filled = int(kWidth * done / std::max<std::int64_t>(total, 1));
-    fmt::print(out_, "\repoch {}/{} [{}{}] loss {:.4f} acc {:.3f} eta {} ", epoch, epochs,
+    fmt::print(out_, "\repoch {}/{} [{}{}] loss {:.4f} {} {:.3f} eta {} ", epoch, epochs,
                std::string(std::size_t(filled), '='),
-               std::string(std::size_t(kWidth - filled), ' '), loss, accuracy, duration_text(eta));
+               std::string(std::size_t(kWidth - filled), ' '), loss, regression_ ? "r2" : "acc",
+               score, duration_text(eta));
     std::fflush(out_);
   }
 
@@ -100,9 +128,16 @@ class Progress {
   void epoch(const EpochStats& e, std::size_t epochs) {
     if (mode_ == FitOptions::Progress::quiet) return;
     if (mode_ == FitOptions::Progress::bar) fmt::print(out_, "\r\033[K");
-    fmt::print(out_, "epoch {}/{}  loss {:.4f}  train acc {:.4f}", e.epoch, epochs, e.loss,
-               e.train_accuracy);
-    if (e.test_accuracy >= 0) fmt::print(out_, "  test acc {:.4f}", e.test_accuracy);
+    if (e.regression) {
+      fmt::print(out_, "epoch {}/{}  loss {:.4f}  train r2 {:.4f} rmse {:.4f}", e.epoch, epochs,
+                 e.loss, e.train_r2, e.train_rmse);
+      if (e.test_rmse >= 0)
+        fmt::print(out_, "  test r2 {:.4f} rmse {:.4f}", e.test_r2, e.test_rmse);
+    } else {
+      fmt::print(out_, "epoch {}/{}  loss {:.4f}  train acc {:.4f}", e.epoch, epochs, e.loss,
+                 e.train_accuracy);
+      if (e.test_accuracy >= 0) fmt::print(out_, "  test acc {:.4f}", e.test_accuracy);
+    }
     fmt::print(out_, "  {:.2f}s\n", e.seconds);
     std::fflush(out_);
   }
@@ -110,6 +145,7 @@ class Progress {
  private:
   std::FILE* out_;
   double announce_over_;
+  bool regression_;
   FitOptions::Progress mode_;
   bool estimated_ = false;
 };
@@ -134,9 +170,15 @@ std::vector<EpochStats> decode_history(const std::string& text, const std::strin
     e.epoch = out.size() + 1;
     // Read back, not trusted: an accuracy is a fraction (a test accuracy -1 without a test set),
     // a time and a learning rate finite and not negative; the loss may be anything a run had.
-    const bool read = static_cast<bool>(fields >> e.loss >> e.train_accuracy >> e.test_accuracy >>
-                                        e.seconds >> e.lr) &&
-                      (fields >> std::ws).eof();
+    bool read = static_cast<bool>(fields >> e.loss >> e.train_accuracy >> e.test_accuracy >>
+                                  e.seconds >> e.lr);
+    if (read && !(fields >> std::ws).eof()) {  // a regression epoch's four more numbers
+      e.regression = true;
+      read = static_cast<bool>(fields >> e.train_r2 >> e.train_rmse >> e.test_r2 >> e.test_rmse) &&
+             std::isfinite(e.train_rmse) && e.train_rmse >= 0 &&
+             ((std::isfinite(e.test_rmse) && e.test_rmse >= 0) || e.test_rmse == -1);
+    }
+    read = read && (fields >> std::ws).eof();
     const auto fraction = [](double x) { return x >= 0 && x <= 1; };
     if (!read || !fraction(e.train_accuracy) ||
         !(fraction(e.test_accuracy) || e.test_accuracy == -1) || !std::isfinite(e.seconds) ||
@@ -156,16 +198,23 @@ Evaluation evaluate(Module& model, const Dataset& data, LossKind loss, std::int6
   ag::TensorTape tape;
   DataLoader loader(data, batch_size, false);
   double loss_sum = 0, correct = 0;
+  std::optional<RegressionMetrics> metrics;
+  if (data.regression()) metrics.emplace(data.outputs);
   for (const Batch& batch : loader) {
     tape.reset();
     ag::NoGrad no_grad(tape);
     ag::Tensor out = model(batch.inputs(tape));
     loss_sum += batch_loss(tape, out, batch, loss).item() * double(batch.rows);
-    correct += accuracy(out, batch.y, scores_of(loss)) * double(batch.rows);
+    if (metrics)
+      metrics->add(out, batch.regression_targets(tape));
+    else
+      correct += accuracy(out, batch.y, scores_of(loss)) * double(batch.rows);
   }
   model.train(was_training);
   const double n = double(std::max<std::int64_t>(data.rows, 1));
-  return {correct / n, loss_sum / n};
+  Evaluation e{correct / n, loss_sum / n};
+  if (metrics) e.r2 = metrics->r2(), e.rmse = metrics->rmse();
+  return e;
 }
 
 History fit(Module& model, Optimizer& optimizer, const Dataset& train, const FitOptions& options) {
@@ -193,9 +242,15 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
   // What an optimizer step writes is checked too, so the epoch's checkpoint never holds it.
   std::vector<std::pair<std::string, Parameter*>> checked;
   if (options.check_finite) checked = model.named_parameters();
-  Progress progress(options);
+  Progress progress(options, train.regression());
   DeadUnits dead;
   std::vector<double> norm_sums(linears.size());
+  std::optional<RegressionMetrics> metrics;  // a regression set's R² and RMSE while training
+  if (train.regression()) metrics.emplace(train.outputs);
+  if (options.test && options.test->regression() != train.regression())
+    ag::fail("fit: the training set is for {} and the test set for {}",
+             train.regression() ? "regression" : "classification",
+             options.test->regression() ? "regression" : "classification");
   model.train();
 
   const auto run_start = std::chrono::steady_clock::now();
@@ -206,6 +261,7 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
     if (options.schedule) optimizer.set_lr(options.schedule(epoch, base_lr));
     double loss_sum = 0, correct = 0;
     std::int64_t seen = 0, steps = 0;
+    if (metrics) metrics->reset();
     dead.clear();
     std::fill(norm_sums.begin(), norm_sums.end(), 0.0);
 
@@ -230,7 +286,10 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
       for (const auto& [name, p] : checked) check_parameter(name, *p);
 
       loss_sum += data_loss * double(batch.rows);
-      correct += accuracy(out, batch.y, scores_of(options.loss)) * double(batch.rows);
+      if (metrics)
+        metrics->add(out, batch.regression_targets(tape));
+      else
+        correct += accuracy(out, batch.y, scores_of(options.loss)) * double(batch.rows);
       seen += batch.rows;
       ++steps;
       if (options.diagnostics) {
@@ -247,7 +306,7 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
       if (elapsed >= 1 || steps == loader.size())  // Note [The first estimate]
         progress.estimate(per_batch * batches_to_run, options.epochs - start);
       progress.batch(epoch + 1, options.epochs, steps, loader.size(), loss_sum / double(seen),
-                     correct / double(seen), eta);
+                     metrics ? metrics->r2() : correct / double(seen), eta);
     }
 
     EpochStats e;
@@ -255,7 +314,16 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
     e.loss = loss_sum / double(std::max<std::int64_t>(seen, 1));
     e.train_accuracy = correct / double(std::max<std::int64_t>(seen, 1));
     e.lr = optimizer.lr();
-    if (options.test) e.test_accuracy = evaluate(model, *options.test, options.loss).accuracy;
+    if (metrics) {
+      e.regression = true;
+      e.train_r2 = metrics->r2(), e.train_rmse = metrics->rmse();
+      if (options.test) {
+        const Evaluation test = evaluate(model, *options.test, options.loss);
+        e.test_r2 = test.r2, e.test_rmse = test.rmse;
+      }
+    } else if (options.test) {
+      e.test_accuracy = evaluate(model, *options.test, options.loss).accuracy;
+    }
     if (options.diagnostics) {
       for (double s : norm_sums)
         e.grad_norms.push_back(s / double(std::max<std::int64_t>(steps, 1)));

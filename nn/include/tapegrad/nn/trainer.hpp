@@ -30,8 +30,16 @@ struct EpochStats {
   double lr = 0;
   std::vector<double> grad_norms;     // per Linear: mean ||dL/dW|| over the epoch's steps
   std::vector<double> dead_fraction;  // per rectifier layer: units never active this epoch
+  // A regression set (Note [Classification or regression], data.hpp) has no accuracy (the two
+  // above stay 0 and -1): R² and RMSE of the predictions made while training, and on the test
+  // set (test_rmse -1 without one).
+  bool regression = false;
+  double train_r2 = 0, train_rmse = 0;
+  double test_r2 = 0, test_rmse = -1;
 };
 
+// A regression set (real-valued targets, Note [Classification or regression]) trains with
+// loss mse: the model's outputs against the targets, one column per target.
 struct FitOptions {
   std::size_t epochs = 10;
   std::int64_t batch_size = 32;
@@ -85,10 +93,12 @@ std::string duration_text(double seconds);
 // from a checkpoint included).
 History fit(Module& model, Optimizer& optimizer, const Dataset& train, const FitOptions& options);
 
-// The accuracy of `model` on `data` and its mean loss, without recording gradients.
+// The accuracy of `model` on `data` and its mean loss, without recording gradients; for a
+// regression set, R² and RMSE instead of the accuracy.
 struct Evaluation {
   double accuracy = 0;
   double loss = 0;
+  double r2 = 0, rmse = 0;  // regression sets only
 };
 Evaluation evaluate(Module& model, const Dataset& data, LossKind loss,
                     std::int64_t batch_size = 1024);
