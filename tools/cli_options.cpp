@@ -1,5 +1,5 @@
 // The command line's shared helpers (tools/cli_options.hpp): output path checks, standard
-// output, layer sizes, the validators of integer options, and the JSON writer.
+// output and the validators of integer options.
 
 #include "cli_options.hpp"
 
@@ -74,35 +74,6 @@ void check_standard_output() {
              errno != 0 ? std::strerror(errno) : "a write failed");
 }
 
-std::vector<std::int64_t> parse_layers(const std::string& text, std::string_view option) {
-  std::vector<std::int64_t> sizes;
-  const auto bad = [&] {
-    return ag::Error(fmt::format("{} {}: not a list of at least two positive sizes like 2,16,16,1",
-                                 option, text));
-  };
-  std::size_t at = 0;
-  while (at <= text.size()) {
-    std::size_t end = text.find(',', at);
-    if (end == std::string::npos) end = text.size();
-    const std::string part = text.substr(at, end - at);
-    if (part.empty() || part.size() > 9 ||
-        part.find_first_not_of("0123456789") != std::string::npos)
-      throw bad();
-    sizes.push_back(std::stoll(part));
-    if (sizes.back() < 1) throw bad();
-    at = end + 1;
-  }
-  if (sizes.size() < 2) throw bad();
-  // Sizes are checked before anything is built: an MLP too large for memory is a message.
-  std::int64_t parameters = 0;
-  for (std::size_t i = 1; i < sizes.size() && parameters <= kMaxMlpParameters; ++i)
-    parameters += sizes[i - 1] * sizes[i] + sizes[i];  // at most 10^18 + 10^9: no overflow
-  if (parameters > kMaxMlpParameters)
-    ag::fail("{} {}: more than {} parameters, the most an MLP may have", option, text,
-             kMaxMlpParameters);
-  return sizes;
-}
-
 namespace {
 
 // True if all of `text` is one integer of type T (from_chars: digits, '-' for a signed T).
@@ -139,43 +110,6 @@ CLI::Validator integer_validator() {
         return fmt::format("'{}' is not an integer (digits only, as in 100)", ag::printable(text));
       },
       "", "N");
-}
-
-namespace {
-
-void append_json(std::string& out, const Json& value) {
-  if (value.is_object()) {
-    out += '{';
-    const char* separator = "";
-    for (const auto& [key, item] : value.items()) {
-      out += separator;
-      out += Json(key).dump();
-      out += ": ";
-      append_json(out, item);
-      separator = ", ";
-    }
-    out += '}';
-  } else if (value.is_array()) {
-    out += '[';
-    for (std::size_t i = 0; i < value.size(); ++i) {
-      if (i > 0) out += ", ";
-      append_json(out, value[i]);
-    }
-    out += ']';
-  } else if (value.is_number_float()) {
-    const double x = value.get<double>();
-    out += std::isfinite(x) ? fmt::format("{}", x) : "null";  // Note [The command line's JSON]
-  } else {
-    out += value.dump();  // strings, integers, booleans and null as nlohmann writes them
-  }
-}
-
-}  // namespace
-
-std::string json_text(const Json& value) {
-  std::string out;
-  append_json(out, value);
-  return out;
 }
 
 }  // namespace tapegrad

@@ -1,15 +1,17 @@
 // The command line's shared helpers: checks of output paths, standard output and option values
-// (layer sizes, seeds, counts), and its JSON, each defined once in cli_options.cpp.
+// (seeds, counts), each defined once in cli_options.cpp; layer sizes and the JSON writer are in
+// train_setup.hpp.
 
 #pragma once
 
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <initializer_list>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "train_setup.hpp"  // parse_layers, Json and json_text, which the playground shares
 
 namespace tapegrad {
 
@@ -49,14 +51,6 @@ void check_not_input(const std::string& output, std::string_view option,
 // lost (a full disk, /dev/full), since an exit status of 0 would say it is there.
 void check_standard_output();
 
-// The most parameters (weights and biases) an MLP of train, graph or html may have: 400 MB of
-// weights, 1.6 GB with their gradients and Adam's buffers.
-inline constexpr std::int64_t kMaxMlpParameters = 100'000'000;
-
-// "2,16,16,1" as layer sizes; ag::Error naming `option` unless at least two positive sizes
-// making at most kMaxMlpParameters parameters.
-std::vector<std::int64_t> parse_layers(const std::string& text, std::string_view option);
-
 // Accepts a --seed: a non-negative integer, digits only, below 2^64 (CLI11 would clamp a larger
 // one to 2^64 - 1 without a word).
 CLI::Validator seed_validator();
@@ -64,15 +58,5 @@ CLI::Validator seed_validator();
 // Accepts an integer option (--epochs, --batch): digits with an optional sign, within int64
 // (CLI11 would read 1e20 as a double and clamp it). Ranges are checked where it is used.
 CLI::Validator integer_validator();
-
-// Note [The command line's JSON]
-// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
-// `grad --json` and `train --json` build their documents as nlohmann::ordered_json (keys in the
-// order written; nlohmann escapes the strings) and print them with json_text, in the layout they
-// have always had and scripts may match: Python's json.dumps layout (", " and ": "), a double as
-// the shortest text that reads back as the same double ("-12", "0.1", not nlohmann's "-12.0"),
-// NaN and infinities, which JSON lacks, as null.
-using Json = nlohmann::ordered_json;
-std::string json_text(const Json& value);
 
 }  // namespace tapegrad

@@ -1,5 +1,7 @@
 // `tapegrad train` and `tapegrad graph`: an MLP trained with nn::fit on a synthetic set, a CSV
-// file or Fashion-MNIST, and a checkpointed MLP drawn at module level (tools/train.hpp).
+// file or Fashion-MNIST, and a checkpointed MLP drawn at module level (tools/train.hpp). The run
+// the options make (data, defaults, model, fit's options) is train_setup.cpp's, which the
+// playground shares; resuming, checkpoints, plots and printing are here.
 
 #include "train.hpp"
 
@@ -42,351 +44,9 @@
 
 namespace tapegrad {
 
-struct NnOptions {
-  // train
-  std::string data;    // empty: the --resume checkpoint's
-  std::string layers;  // empty: the data's sizes around --hidden
-  std::string hidden;  // empty: the data set's default
-  std::string act;     // empty: the checkpoint's, else relu
-  std::string out;     // empty: the checkpoint's, else the loss's first output
-  std::string loss;    // empty: the checkpoint's, else what --layers and --out suggest
-  std::string opt = "adam";
-  double lr = 0;            // 0 and the epochs, batch and schedule below: the data set's
-  std::int64_t epochs = 0;  // default (Note [Defaults per data set])
-  std::int64_t batch = 0;
-  std::string schedule;
-  std::uint64_t seed = 0;
-  std::string init;
-  std::string save;
-  std::string resume;
-  bool json = false;
-  std::string plot;
-  bool check_finite = false;
-  std::string norm;           // train and graph: the MLP's layers (nn::MLPExtras); empty: the
-  double dropout = 0;         // checkpoint's, else none (and 0)
-  double clip_grad_norm = 0;  // each used when given on the command line
-  double clip_grad_value = 0;
-  double noise = -1;      // --noise and --n: a synthetic set's (Note [Synthetic data options]),
-  std::int64_t rows = 0;  // when given or resumed; -1 and 0: its row of kSynthetic
-  std::string features;   // --features; empty: the checkpoint's, else none (the data's columns)
-  // graph
-  std::string checkpoint;
-  std::string output;
-  // The options on the command line, rather than their defaults: "--lr", "--act", ...
-  std::set<std::string, std::less<>> given;
-  bool was_given(std::string_view option) const { return given.contains(option); }
-};
-
 namespace {
 
 namespace fs = std::filesystem;
-
-constexpr const char* kDataSets =
-    "xor, moons, circles, spirals, blobs, fashion-mnist, csv:FILE[:LABEL_COLUMN]";
-
-std::string layers_str(const std::vector<std::int64_t>& sizes) {
-  return fmt::format("{}", fmt::join(sizes, ","));
-}
-
-// Note [Synthetic data options]
-// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
-// --n and --noise size and blur a synthetic set; their defaults are the values each set had
-// before the options existed, so a run without them trains on the same rows as ever. --noise
-// is the generator's own: N(0, noise^2) added to each coordinate (xor, moons, circles), to each
-// angle (spirals, CS231n's 0.2), or each cluster's spread (blobs). --features replaces a
-// two-column set's columns by TensorFlow Playground's inputs (nn::expand_features, Note [Input
-// features]) before the split, so the training and test rows get the same columns. All three
-// are in the checkpoint (Note [What a checkpoint says of its model]): a resume rebuilds the
-// same rows and inputs, and refuses options that disagree.
-struct Synthetic {
-  std::string_view data;
-  std::int64_t rows;
-  double noise;
-};
-constexpr Synthetic kSynthetic[] = {{"xor", 4, 0},
-                                    {"moons", 400, 0.1},
-                                    {"circles", 400, 0.1},
-                                    {"spirals", 300, 0.2},
-                                    {"blobs", 400, 1.0}};
-
-const Synthetic* synthetic(std::string_view data) {
-  for (const Synthetic& s : kSynthetic)
-    if (s.data == data) return &s;
-  return nullptr;
-}
-
-// At most this many rows from --n: ten million rows of two floats is 80 MB.
-constexpr std::int64_t kMaxSyntheticRows = 10'000'000;
-
-// --features as nn's list; "none" (or not given) is the data's own columns.
-std::vector<nn::InputFeature> input_features(const std::string& text) {
-  if (text.empty() || text == "none") return {};
-  try {
-    return nn::parse_input_features(text);
-  } catch (const ag::Error& e) {
-    ag::fail("--features {}: {} (or none)", ag::printable(text), e.what());
-  }
-}
-
-// --features as the checkpoint says it: the names joined by commas, or none.
-std::string features_text(const std::string& text) {
-  const std::vector<nn::InputFeature> features = input_features(text);
-  return features.empty() ? "none" : nn::input_features_str(features);
-}
-
-struct Data {
-  std::string name;
-  std::string file;  // the CSV file read, if any: an input no output may replace
-  nn::Dataset train, test;
-  bool has_test = false;
-};
-
-// The synthetic set's --n and --noise, filled in from kSynthetic when not given, and checked;
-// other data refuse them (Note [Synthetic data options]).
-void resolve_synthetic(NnOptions& o) {
-  const Synthetic* s = synthetic(o.data);
-  if (!s) {
-    for (const std::string_view option : {"--n", "--noise"})
-      if (o.was_given(option))
-        ag::fail(
-            "{} {}: only the synthetic data sets (xor, moons, circles, spirals, blobs) take "
-            "it, not {}",
-            option, option == "--n" ? fmt::format("{}", o.rows) : fmt::format("{}", o.noise),
-            ag::printable(o.data));
-    return;
-  }
-  if (!o.was_given("--n") && o.rows == 0) o.rows = s->rows;
-  if (!o.was_given("--noise") && o.noise == -1) o.noise = s->noise;
-  if (!std::isfinite(o.noise) || o.noise < 0)
-    ag::fail("--noise {}: the noise must be a finite number >= 0", o.noise);
-  const std::int64_t least = o.data == "xor" ? 4 : o.data == "spirals" ? 3 : 2;
-  if (o.rows < least || o.rows > kMaxSyntheticRows)
-    ag::fail("--n {}: {} needs from {} to {} rows", o.rows, o.data, least, kMaxSyntheticRows);
-  if (o.data == "spirals" && o.rows % 3 != 0)
-    ag::fail("--n {}: spirals has 3 arms of equal size, so the rows must be a multiple of 3",
-             o.rows);
-  if (o.data == "blobs" && o.rows < 3)
-    ag::fail("--n {}: blobs has 3 clusters and needs a row for each", o.rows);
-}
-
-Data load_data(const NnOptions& o) {
-  constexpr double kTest = 0.25;
-  const std::string& spec = o.data;
-  const std::uint64_t seed = o.seed;
-  Data d;
-  d.name = spec;
-  nn::Dataset all;
-  const std::vector<nn::InputFeature> features = input_features(o.features);
-  // Note [Synthetic data options]: the playground's inputs, made of the two columns there are.
-  const auto expand = [&](const nn::Dataset& data) {
-    if (features.empty()) return data;
-    if (data.cols != 2)
-      ag::fail("--features {}: the input features are made of two columns (x1, x2), and {} has {}",
-               ag::printable(o.features), ag::printable(d.name), data.cols);
-    return nn::expand_features(data, features);
-  };
-  if (spec == "xor" && o.rows == 4) {
-    d.train = expand(nn::xor_data(4, o.noise, seed));  // four points: nothing to hold out
-    return d;
-  }
-  if (spec == "fashion-mnist") {
-    if (!features.empty())
-      ag::fail(
-          "--features {}: the input features are made of two columns (x1, x2), and "
-          "fashion-mnist has 784",
-          ag::printable(o.features));
-    d.train = nn::load_fashion_mnist(nn::Split::train);
-    d.test = nn::load_fashion_mnist(nn::Split::test);
-    d.has_test = true;
-    return d;
-  }
-  bool csv = false;
-  if (spec == "xor") {
-    all = nn::xor_data(o.rows, o.noise, seed);
-  } else if (spec == "moons") {
-    all = nn::moons(o.rows, o.noise, seed);
-  } else if (spec == "circles") {
-    all = nn::circles(o.rows, o.noise, 0.5, seed);
-  } else if (spec == "spirals") {
-    all = nn::spirals(o.rows / 3, 3, o.noise, seed);
-  } else if (spec == "blobs") {
-    all = nn::blobs(o.rows, 3, o.noise, seed);
-  } else if (spec.starts_with("csv:")) {
-    std::string file = spec.substr(4);
-    nn::CsvOptions co;
-    co.map_labels = true;
-    if (const std::size_t colon = file.rfind(':'); colon != std::string::npos) {
-      const std::string column = file.substr(colon + 1);
-      file = file.substr(0, colon);
-      if (column.empty()) ag::fail("--data {}: the label column is empty", spec);
-      const bool index = column.find_first_not_of("-0123456789") == std::string::npos &&
-                         column != "-" && column.size() < 10;
-      if (index) {
-        co.label_index = std::stoll(column);
-      } else {
-        co.label_name = column;
-      }
-    }
-    if (file.empty()) ag::fail("--data {}: no file name after csv:", spec);
-    all = nn::load_csv(file, co);
-    d.name = d.file = file;
-    csv = true;
-  } else {
-    throw ag::Error(
-        fmt::format("unknown data set '{}'; the known data sets are {}", spec, kDataSets));
-  }
-  if (all.rows < 2) ag::fail("{}: too few rows to split ({})", d.name, all.rows);
-  all = expand(all);  // before the split and standardization: every row gets the same columns
-  nn::TrainTest split = all.split(kTest, seed);
-  d.train = std::move(split.train);
-  d.test = std::move(split.test);
-  d.has_test = d.test.rows > 0;
-  if (csv) {  // standardize with the training set's statistics
-    const nn::Standardization s = d.train.standardize();
-    if (d.has_test) d.test.standardize(s);
-  }
-  return d;
-}
-
-// The last layer's size each loss needs, and the classes it can take.
-void check_shapes(const std::vector<std::int64_t>& sizes, const Data& d, nn::LossKind loss) {
-  if (sizes.front() != d.train.cols)
-    throw ag::Error(
-        fmt::format("--layers {}: the first size must be {}, the number of features of {}",
-                    layers_str(sizes), d.train.cols, d.name));
-  const std::string_view name = nn::loss_name(loss);
-  if (loss == nn::LossKind::cross_entropy) {
-    if (sizes.back() != d.train.classes)
-      ag::fail("--layers {}: the last size must be {} for --loss ce, one logit per class of {}",
-               layers_str(sizes), d.train.classes, d.name);
-    return;
-  }
-  if (d.train.classes > 2)
-    throw ag::Error(
-        fmt::format("--loss {} is for two classes, and {} has {}: use --loss ce with {} outputs",
-                    name, d.name, d.train.classes, d.train.classes));
-  if (sizes.back() != 1)
-    throw ag::Error(
-        fmt::format("--layers {}: the last size must be 1 for --loss {}, one score "
-                    "per row",
-                    layers_str(sizes), name));
-}
-
-// Note [Defaults per data set]
-// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~
-// `tapegrad train --data SET` alone trains well: the input and output sizes come from the data
-// (--hidden sizes what is between), and the learning rate, epochs, batch and schedule are the
-// data set's row here, each measured to reach a good test accuracy in seconds (Fashion-MNIST's
-// are examples/fashion_mnist's: Adam at 2e-3 with a cosine decay, batches of 128, 10 epochs).
-// Any option given on the command line wins; a resumed checkpoint's own values win over these.
-struct DataDefaults {
-  std::string_view data;    // the --data name; "csv" stands for every CSV file
-  std::string_view hidden;  // hidden layer sizes
-  double lr;
-  std::int64_t epochs;
-  std::int64_t batch;
-  std::string_view schedule;
-};
-
-// clang-format off
-constexpr DataDefaults kDataDefaults[] = {
-    // data            hidden      lr     epochs batch schedule
-    {"xor",           "8",        0.05,   300,   4,    "constant"},
-    {"moons",         "16,16",    0.01,   100,   32,   "constant"},
-    {"circles",       "16,16",    0.01,   100,   32,   "constant"},
-    {"spirals",       "64,64",    0.01,   300,   32,   "constant"},
-    {"blobs",         "16,16",    0.01,   50,    32,   "constant"},
-    {"fashion-mnist", "256,128",  0.002,  10,    128,  "cosine"},
-    {"csv",           "16,16",    0.01,   100,   32,   "constant"},
-};
-// clang-format on
-
-const DataDefaults& defaults_for(std::string_view data) {
-  const std::string_view key = data.starts_with("csv:") ? "csv" : data;
-  for (const DataDefaults& d : kDataDefaults)
-    if (d.data == key) return d;
-  ag::fail("unknown data set '{}'; the known data sets are {}", ag::printable(std::string(data)),
-           kDataSets);
-}
-
-// The help's table of kDataDefaults.
-std::string defaults_help() {
-  std::string text = "Defaults per data set (any option given wins):\n";
-  for (const DataDefaults& d : kDataDefaults) {
-    std::string line =
-        fmt::format("  {:<14} --hidden {:<8} --lr {:<6} --epochs {:<4} --batch {:<4}", d.data,
-                    d.hidden, d.lr, d.epochs, d.batch);
-    if (d.schedule == "cosine") line += " --schedule cosine";
-    text += line.substr(0, line.find_last_not_of(' ') + 1) + "\n";
-  }
-  return text;
-}
-
-// "16,16" (or "none", no hidden layer) as hidden layer sizes.
-std::vector<std::int64_t> parse_hidden(const std::string& text) {
-  std::vector<std::int64_t> sizes;
-  if (text == "none") return sizes;
-  for (std::size_t at = 0; at <= text.size();) {
-    std::size_t end = text.find(',', at);
-    if (end == std::string::npos) end = text.size();
-    const std::string part = text.substr(at, end - at);
-    if (part.empty() || part.size() > 9 ||
-        part.find_first_not_of("0123456789") != std::string::npos || std::stoll(part) < 1)
-      ag::fail(
-          "--hidden {}: not a list of positive sizes like 16,16 (or none, for no hidden layer)",
-          ag::printable(text));
-    sizes.push_back(std::stoll(part));
-    at = end + 1;
-  }
-  return sizes;
-}
-
-// What each loss takes from the last layer, and the output activations that give it: the first
-// is --out's default, the others are accepted; any other pair is refused, as html --mlp does
-// (bce on a linear output trained silently to 0.60 accuracy).
-struct LossOutputs {
-  std::string_view takes;
-  std::vector<nn::Activation> outputs;
-};
-
-LossOutputs outputs_for(nn::LossKind loss) {
-  switch (loss) {
-    case nn::LossKind::bce: return {"probabilities", {ag::Op::sigmoid}};
-    case nn::LossKind::bce_with_logits:
-      return {"logits (it applies the sigmoid itself)", {nn::Activation::none}};
-    case nn::LossKind::cross_entropy:
-      return {"logits (it applies the softmax itself)", {nn::Activation::none}};
-    case nn::LossKind::mse:
-      return {"scores near the targets 0 and 1", {nn::Activation::none, ag::Op::sigmoid}};
-    case nn::LossKind::hinge:
-      return {"scores of either sign", {nn::Activation::none, ag::Op::tanh}};
-  }
-  return {};
-}
-
-// --loss and --out resolved together: the loss from --out or the last size when it is not
-// given (sigmoid: bce; one output: bce_logits; else ce, as a PyTorch classifier would), the
-// output from the loss when that is not given; a pair that does not fit is an error.
-void resolve_loss_and_output(NnOptions& o) {
-  if (o.loss.empty()) {
-    const bool one_output = !o.layers.empty() && parse_layers(o.layers, "--layers").back() == 1;
-    if (!o.out.empty() && nn::parse_activation(o.out) == nn::Activation(ag::Op::sigmoid))
-      o.loss = "bce";
-    else
-      o.loss = one_output ? "bce_logits" : "ce";
-  }
-  const LossOutputs fits = outputs_for(nn::parse_loss(o.loss));
-  if (o.out.empty()) {
-    o.out = nn::activation_name(fits.outputs.front());
-    return;
-  }
-  const nn::Activation out = nn::parse_activation(o.out);
-  if (std::find(fits.outputs.begin(), fits.outputs.end(), out) != fits.outputs.end()) return;
-  std::vector<std::string_view> names;
-  for (nn::Activation a : fits.outputs) names.push_back(nn::activation_name(a));
-  ag::fail("--loss {} takes {}: use --out {}, not {}", o.loss, fits.takes,
-           fmt::join(names, " or --out "), o.out);
-}
 
 // Note [What a checkpoint says of its model]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
@@ -501,26 +161,6 @@ std::vector<std::int64_t> sizes_from_shapes(const nn::SafetensorsFile& file,
   return sizes;
 }
 
-void initialize(nn::MLP& mlp, const std::string& how, std::uint64_t seed) {
-  if (how.empty()) return;  // PyTorch's default, seeded by the MLP's constructor
-  std::uint64_t s = seed * 1000003 + 17;
-  for (nn::Linear* l : mlp.linears()) {
-    if (how == "xavier") {
-      nn::init::xavier_uniform(l->weight, ++s);
-      if (l->bias) nn::init::zeros(*l->bias);
-    } else if (how == "he") {
-      nn::init::kaiming_uniform(l->weight, ++s);
-      if (l->bias) nn::init::zeros(*l->bias);
-    } else if (how == "zeros") {
-      nn::init::zeros(l->weight);
-      if (l->bias) nn::init::zeros(*l->bias);
-    } else {  // uniform: micrograd's U(-1, 1) for weights and biases
-      nn::init::uniform(l->weight, -1, 1, ++s);
-      if (l->bias) nn::init::uniform(*l->bias, -1, 1, ++s);
-    }
-  }
-}
-
 // Throws unless `path` can be written: its missing directories can be created (Note [Missing
 // parent directories]) and it is not a directory, nor anything else a checkpoint may not
 // replace (Note [What a write replaces]).
@@ -587,12 +227,6 @@ std::vector<fs::path> plot_history(const std::string& dir, const nn::History& hi
   return {data, fs::path(dir) / "loss.png", fs::path(dir) / "accuracy.png"};
 }
 
-std::unique_ptr<nn::Optimizer> make_optimizer(nn::MLP& mlp, const NnOptions& o) {
-  if (o.opt == "sgd")
-    return std::make_unique<nn::SGD>(mlp.parameters(), nn::SGDOptions{.lr = o.lr});
-  return std::make_unique<nn::Adam>(mlp.parameters(), nn::AdamOptions{.lr = o.lr});
-}
-
 // A count in a checkpoint's metadata: written by us and checksummed, and yet checked.
 template <class T>
 T stored_count(const std::string& text, std::string_view key, const std::string& path, T least) {
@@ -607,17 +241,7 @@ T stored_count(const std::string& text, std::string_view key, const std::string&
 // Fills in what the command line left out: from the --resume checkpoint, then the data set's
 // defaults (Note [Defaults per data set]); checks what was given.
 void resolve_options(NnOptions& o, const nn::SafetensorsFile* resumed) {
-  if (o.was_given("--lr") && (!std::isfinite(o.lr) || o.lr <= 0))
-    ag::fail("--lr {}: the learning rate must be a positive number", o.lr);
-  if (o.was_given("--epochs") && o.epochs < 1)
-    ag::fail("--epochs {}: must be at least 1", o.epochs);
-  if (o.was_given("--batch") && o.batch < 1) ag::fail("--batch {}: must be at least 1", o.batch);
-  if (!o.layers.empty()) parse_layers(o.layers, "--layers");  // its errors first
-  if (!o.hidden.empty()) parse_hidden(o.hidden);
-  if (o.was_given("--features") && o.features.empty())
-    ag::fail("--features : no input features: choose from {} (or none)",
-             nn::input_features_str(nn::kInputFeatures));
-  input_features(o.features);
+  check_given_options(o);
   if (resumed) {
     const std::string remedy = "leave it out to resume this model, or train a new one";
     adopt_model(o, *resumed, o.resume, remedy);
@@ -666,46 +290,7 @@ void resolve_options(NnOptions& o, const nn::SafetensorsFile* resumed) {
         opt && !o.was_given("--opt") && (*opt == "SGD" || *opt == "Adam"))
       o.opt = *opt == "SGD" ? "sgd" : "adam";
   }
-  if (o.data.empty()) ag::fail("train needs --data SET: one of {}", kDataSets);
-  const DataDefaults& defaults = defaults_for(o.data);
-  resolve_synthetic(o);
-  if (!o.was_given("--lr")) o.lr = defaults.lr;
-  if (!o.was_given("--epochs")) o.epochs = defaults.epochs;
-  if (o.batch == 0) o.batch = defaults.batch;
-  if (o.schedule.empty()) o.schedule = defaults.schedule;
-  if (o.layers.empty() && o.hidden.empty()) o.hidden = defaults.hidden;
-  if (o.act.empty()) o.act = "relu";
-  resolve_loss_and_output(o);
-}
-
-// The MLP's sizes: --layers, checked against the data, or the data's around --hidden.
-std::vector<std::int64_t> model_sizes(const NnOptions& o, const Data& d, nn::LossKind loss) {
-  std::vector<std::int64_t> sizes;
-  if (!o.layers.empty()) {
-    sizes = parse_layers(o.layers, "--layers");
-  } else {
-    sizes.push_back(d.train.cols);
-    for (std::int64_t h : parse_hidden(o.hidden)) sizes.push_back(h);
-    sizes.push_back(loss == nn::LossKind::cross_entropy ? d.train.classes : 1);
-    parse_layers(layers_str(sizes), fmt::format("--hidden {}: the MLP", o.hidden));  // its limit
-  }
-  check_shapes(sizes, d, loss);
-  return sizes;
-}
-
-// --norm and --dropout, which train and graph must agree on: they decide the checkpoint's names.
-nn::MLPExtras model_extras(const NnOptions& o) {
-  if (!(o.dropout >= 0 && o.dropout < 1))
-    ag::fail("--dropout {}: the probability must be in [0, 1)", o.dropout);
-  return {.norm = nn::parse_norm(o.norm.empty() ? "none" : o.norm), .dropout = o.dropout};
-}
-
-// A --clip-grad-* bound, when given: a positive number.
-std::optional<double> clip_bound(const NnOptions& o, double bound, std::string_view option) {
-  if (!o.was_given(option)) return std::nullopt;
-  if (!std::isfinite(bound) || bound <= 0)
-    ag::fail("{} {}: the bound must be a positive number", option, bound);
-  return bound;
+  resolve_defaults(o);
 }
 
 // The hint printed once when the loss is no longer a number.
@@ -750,19 +335,9 @@ int run_train(NnOptions o) {
   initialize(mlp, o.init, o.seed);
   std::unique_ptr<nn::Optimizer> optimizer = make_optimizer(mlp, o);
 
-  nn::FitOptions fo;
-  fo.epochs = static_cast<std::size_t>(o.epochs);
-  fo.batch_size = o.batch;
-  fo.seed = o.seed;
-  fo.loss = loss;
-  fo.test = d.has_test ? &d.test : nullptr;
-  fo.diagnostics = true;
-  fo.check_finite = o.check_finite;
-  fo.clip_grad_norm = clip_norm;
-  fo.clip_grad_value = clip_value;
+  nn::FitOptions fo = fit_options(o, d, loss, clip_norm, clip_value);
   fo.out = stdout;
   if (o.json) fo.progress = nn::FitOptions::Progress::quiet;
-  if (o.schedule == "cosine") fo.schedule = nn::schedule::cosine(fo.epochs);
 
   double resumed_lr = 0;
   if (resumed) {
@@ -819,7 +394,7 @@ int run_train(NnOptions o) {
                             {"train.batch", fmt::format("{}", o.batch)},
                             {"train.lr", fmt::format("{}", o.lr)},
                             {"train.schedule", o.schedule}};
-  if (synthetic(o.data)) {
+  if (is_synthetic(o.data)) {
     fo.checkpoint_metadata["data.rows"] = fmt::format("{}", o.rows);
     fo.checkpoint_metadata["data.noise"] = fmt::format("{}", o.noise);
   }
@@ -880,14 +455,13 @@ int run_train(NnOptions o) {
                                 layers_str(sizes), o.act, o.out, o.loss, history.epochs.size())}));
   }
   if (o.json) {
-    const Json summary = {{"train_accuracy", train_accuracy},
-                          {"test_accuracy", test_accuracy},
-                          {"loss", last.loss},
-                          {"seconds", seconds},
-                          {"epochs", history.epochs.size()},
-                          {"grad_norms", last.grad_norms},
-                          {"dead_fraction", last.dead_fraction}};
-    fmt::print("{}\n", json_text(summary));
+    fmt::print("{}\n", json_text(summary_json({.train_accuracy = train_accuracy,
+                                               .test_accuracy = test_accuracy,
+                                               .loss = last.loss,
+                                               .seconds = seconds,
+                                               .epochs = history.epochs.size(),
+                                               .grad_norms = last.grad_norms,
+                                               .dead_fraction = last.dead_fraction})));
     return 0;
   }
   // An epoch's "train acc" averages its batches, each measured before the step it paid for, so
