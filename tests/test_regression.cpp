@@ -319,17 +319,41 @@ TEST_CASE("fit fits several targets at once, and refuses what cannot train a reg
   const nn::History h = nn::fit(line, adam, d, o);
   CHECK(h.epochs.back().train_r2 > 0.999);
 
+  // L1 and Huber train it too, and evaluate's loss is the loss function's on the whole set.
+  for (const nn::LossKind kind : {nn::LossKind::l1, nn::LossKind::huber}) {
+    CAPTURE(nn::loss_name(kind));
+    nn::Linear robust(nn::LinearOptions(1, 2).seed(5));
+    nn::Adam adam_robust(robust.parameters(), {.lr = 0.05});
+    nn::FitOptions ro = o;
+    ro.loss = kind;
+    ro.epochs = 400;
+    CHECK(nn::fit(robust, adam_robust, d, ro).epochs.back().train_r2 > 0.99);
+    ag::TensorTape tape;
+    const ag::Tensor p = robust(d.inputs(tape)), y = d.regression_targets(tape);
+    const double expected =
+        kind == nn::LossKind::l1 ? nn::l1_loss(p, y).item() : nn::huber_loss(p, y).item();
+    CHECK(nn::evaluate(robust, d, kind).loss == doctest::Approx(expected));
+  }
+
   o.epochs = 1;
   o.loss = nn::LossKind::cross_entropy;
   CHECK_THROWS_WITH_AS(nn::fit(line, adam, d, o),
                        "ce loss: a classification loss; a regression set (real-valued targets) "
-                       "trains with mse",
+                       "trains with mse, l1 or huber",
                        Error);
   o.loss = nn::LossKind::mse;
   nn::Linear one(nn::LinearOptions(1, 1).seed(3));
   nn::Adam adam1(one.parameters(), {.lr = 0.1});
   CHECK_THROWS_WITH_AS(nn::fit(one, adam1, d, o),
                        "mse loss: the model has 1 outputs for 2 target columns", Error);
+  nn::FitOptions classify = o;
+  classify.loss = nn::LossKind::huber;
+  nn::Linear logit(nn::LinearOptions(2, 1).seed(3));
+  nn::Adam adam2(logit.parameters(), {.lr = 0.1});
+  CHECK_THROWS_WITH_AS(nn::fit(logit, adam2, nn::xor_data(), classify),
+                       "huber loss: a regression loss; a classification set trains with ce, bce, "
+                       "bce_logits, mse or hinge",
+                       Error);
   const nn::Dataset classes = nn::xor_data();
   o.test = &classes;
   CHECK_THROWS_WITH_AS(nn::fit(line, adam, d, o),
@@ -383,4 +407,38 @@ TEST_CASE("a regression history reads back, and a malformed one is refused") {
   CHECK_THROWS_AS(nn::decode_history("0.5 0 -1 0.1 0.01 0.8 0.2 0.75\n", "c"), Error);
   // A classifier's line is what it always was.
   CHECK_FALSE(nn::decode_history("0.5 0.75 0.5 0.1 0.01\n", "c")[0].regression);
+}
+
+TEST_CASE("the regression plots: prediction against target, and a one-feature fit's curve") {
+  if (!nn::plot::gnuplot_available()) FAIL("gnuplot is missing: run tools/setup.sh test");
+  const auto dir = scratch("plots");
+  std::filesystem::create_directories(dir);
+  const nn::Dataset d = two_targets();
+  nn::Linear line(nn::LinearOptions(1, 2).seed(3));
+  const auto png = nn::plot::prediction_plot(dir / "fit.png", line, d);
+  CHECK(std::filesystem::file_size(png) > 1000);
+  // One line per row and output after the header.
+  std::FILE* f = std::fopen((dir / "fit.dat").c_str(), "r");
+  REQUIRE(f != nullptr);
+  int lines = 0;
+  for (int c; (c = std::fgetc(f)) != EOF;) lines += c == '\n';
+  std::fclose(f);
+  CHECK(lines == 1 + 8);
+
+  CHECK(std::filesystem::file_size(nn::plot::fitted_curve(dir / "curve.png", line, d, {}, 50)) >
+        1000);
+  CHECK(std::filesystem::exists(dir / "curve_points.dat"));
+  CHECK(std::filesystem::exists(dir / "curve_curve.dat"));
+
+  nn::Linear one(nn::LinearOptions(1, 1).seed(3));
+  CHECK_THROWS_WITH_AS(nn::plot::prediction_plot(dir / "bad.png", one, d),
+                       "prediction_plot: the model's output is (4, 1), and the data has 2 targets "
+                       "per row",
+                       Error);
+  nn::Linear two_in(nn::LinearOptions(2, 1).seed(3));
+  CHECK_THROWS_WITH_AS(nn::plot::fitted_curve(dir / "bad.png", two_in, nn::plane(10, 0, 1)),
+                       "fitted_curve: the curve is of one feature, and the data has 2", Error);
+  CHECK_THROWS_WITH_AS(nn::plot::prediction_plot(dir / "bad.png", two_in, nn::xor_data()),
+                       "prediction_plot: the data set has classes, not real-valued targets", Error);
+  std::filesystem::remove_all(dir);
 }

@@ -52,7 +52,8 @@ namespace fs = std::filesystem;
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 // train stores its model's description in every checkpoint's metadata (string values, as
 // safetensors requires; PyTorch's loaders ignore them): "model.layers" ("2,16,16,1"),
-// "model.act", "model.out", "model.loss", "model.norm", "model.dropout", "data.name" (the --data
+// "model.act", "model.out", "model.loss", "model.norm", "model.dropout", "model.task"
+// (classification or regression, Note [Regression tasks]), "data.name" (the --data
 // text), "data.features" (the number of input columns), "data.input_features" (--features, or
 // none), and for a synthetic set "data.rows" and "data.noise" (Note [Synthetic data options]),
 // and what an exact resume needs besides: "train.seed", "train.batch", "train.lr" (the rate the
@@ -122,6 +123,10 @@ void adopt_model(NnOptions& o, const nn::SafetensorsFile& file, const std::strin
     if (!o.norm.empty() && o.norm != *norm) mismatch("--norm", o.norm, *norm, path, remedy);
     o.norm = *norm;
   }
+  if (const std::string* task = stored(file, "model.task")) {
+    if (!o.task.empty() && o.task != *task) mismatch("--task", o.task, *task, path, remedy);
+    o.task = *task;
+  }
   if (const std::string* dropout = stored(file, "model.dropout")) {
     if (o.was_given("--dropout") && fmt::format("{}", o.dropout) != *dropout)
       mismatch("--dropout", fmt::format("{}", o.dropout), *dropout, path, remedy);
@@ -186,9 +191,10 @@ void check_plot_dir(const std::string& dir) {
     throw ag::Error("--plot needs gnuplot, which is not on PATH: apt-get install gnuplot-nox");
 }
 
-// history.dat (epoch, loss, train and test accuracy), loss.png and accuracy.png in `dir`.
+// history.dat (epoch, loss, train and test accuracy), loss.png and accuracy.png in `dir`; for a
+// regression (Note [Regression tasks]) the columns are train and test R², drawn in r2.png.
 std::vector<fs::path> plot_history(const std::string& dir, const nn::History& history,
-                                   bool has_test) {
+                                   bool has_test, bool regression) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec || !fs::is_directory(dir))
@@ -196,13 +202,17 @@ std::vector<fs::path> plot_history(const std::string& dir, const nn::History& hi
   const fs::path data = fs::path(dir) / "history.dat";
   {
     std::ofstream f(data);
-    f << "# epoch loss train_accuracy test_accuracy\n";
-    for (const nn::EpochStats& e : history.epochs)
-      f << fmt::format(
-          "{} {} {} {}\n", e.epoch, e.loss, e.train_accuracy,
-          e.test_accuracy < 0 ? std::string("NaN") : fmt::format("{}", e.test_accuracy));
+    f << (regression ? "# epoch loss train_r2 test_r2\n"
+                     : "# epoch loss train_accuracy test_accuracy\n");
+    for (const nn::EpochStats& e : history.epochs) {
+      const bool tested = regression ? e.test_rmse >= 0 : e.test_accuracy >= 0;
+      f << fmt::format("{} {} {} {}\n", e.epoch, e.loss, regression ? e.train_r2 : e.train_accuracy,
+                       !tested ? std::string("NaN")
+                               : fmt::format("{}", regression ? e.test_r2 : e.test_accuracy));
+    }
     if (!f) ag::fail("cannot write {}", data.string());
   }
+  const std::string score = regression ? "r2" : "accuracy";
   const std::string terminal =
       "set terminal pngcairo size 800,500 enhanced font 'DejaVu Sans,11'\n"
       "set grid lc rgb '#dddddd'\nset key box opaque\nset xlabel 'epoch'\n";
@@ -215,16 +225,19 @@ std::vector<fs::path> plot_history(const std::string& dir, const nn::History& hi
                                  "at graph 0.5, 0.5 center\n") +
                        "set output 'loss.png'\nset ylabel 'loss'\nset title 'training loss'\n"
                        "plot 'history.dat' using 1:2 with lines lw 2 lc rgb '#1f77b4' "
-                       "title 'loss'\n"
-                       "set output 'accuracy.png'\nunset label\nset ylabel 'accuracy'\n"
-                       "set yrange [0:1.02]\n"
-                       "set title 'accuracy'\nset key bottom right\n"
+                       "title 'loss'\n" +
+                       fmt::format("set output '{}.png'\nunset label\nset ylabel '{}'\n", score,
+                                   regression ? "R²" : "accuracy") +
+                       // R² has no lower bound: a poor fit's is negative, so only its top is set.
+                       (regression ? "set yrange [*:1.02]\nset title 'R² (1 is a perfect fit)'\n"
+                                   : "set yrange [0:1.02]\nset title 'accuracy'\n") +
+                       "set key bottom right\n"
                        "plot 'history.dat' using 1:3 with lines lw 2 lc rgb '#1f77b4' "
                        "title 'train'";
   if (has_test) script += ", '' using 1:4 with lines lw 2 lc rgb '#d62728' title 'test'";
   script += "\nunset output\n";
   nn::plot::gnuplot(fs::path(dir), script);
-  return {data, fs::path(dir) / "loss.png", fs::path(dir) / "accuracy.png"};
+  return {data, fs::path(dir) / "loss.png", fs::path(dir) / (score + ".png")};
 }
 
 // A count in a checkpoint's metadata: written by us and checksummed, and yet checked.
@@ -387,6 +400,7 @@ int run_train(NnOptions o) {
                             {"model.loss", o.loss},
                             {"model.norm", o.norm.empty() ? "none" : o.norm},
                             {"model.dropout", fmt::format("{}", o.dropout)},
+                            {"model.task", o.task},
                             {"data.name", o.data},
                             {"data.features", fmt::format("{}", d.train.cols)},
                             {"data.input_features", features_text(o.features)},
@@ -400,7 +414,26 @@ int run_train(NnOptions o) {
   }
 
   bool hinted = false;  // the hint about a loss that is not a number, once
-  if (o.json) {
+  const bool regression = is_regression(o);
+  if (o.json && regression) {
+    fo.on_epoch = [](const nn::EpochStats& e) {
+      // Note [Regression tasks]: R² and RMSE where a classifier has accuracies.
+      const Json test_r2 = e.test_rmse < 0 ? Json() : Json(e.test_r2);
+      const Json test_rmse = e.test_rmse < 0 ? Json() : Json(e.test_rmse);
+      const Json line = {{"epoch", e.epoch},
+                         {"loss", e.loss},
+                         {"train_r2", e.train_r2},
+                         {"train_rmse", e.train_rmse},
+                         {"test_r2", test_r2},
+                         {"test_rmse", test_rmse},
+                         {"lr", e.lr},
+                         {"seconds", e.seconds},
+                         {"grad_norms", e.grad_norms},
+                         {"dead_fraction", e.dead_fraction}};
+      fmt::print("{}\n", json_text(line));
+      check_standard_output();
+    };
+  } else if (o.json) {
     fo.on_epoch = [](const nn::EpochStats& e) {
       // Note [The command line's JSON]: NaN is null, doubles read back exact.
       const Json test_accuracy = e.test_accuracy < 0 ? Json() : Json(e.test_accuracy);
@@ -417,10 +450,13 @@ int run_train(NnOptions o) {
     };
   } else {
     fo.on_epoch = [&](const nn::EpochStats& e) { hint_if_diverged(e, o, hinted); };
-    fmt::print("{}: {} training rows{}, {} features, {} classes; MLP {} ({} parameters)\n",
+    fmt::print("{}: {} training rows{}, {} features, {}; MLP {} ({} parameters)\n",
                ag::printable(d.name), d.train.rows,
                d.has_test ? fmt::format(", {} test rows", d.test.rows) : "", d.train.cols,
-               d.train.classes, layers_str(sizes), [&] {
+               regression ? fmt::format("{} target{} (regression)", d.train.outputs,
+                                        d.train.outputs == 1 ? "" : "s")
+                          : fmt::format("{} classes", d.train.classes),
+               layers_str(sizes), [&] {
                  std::int64_t n = 0;
                  for (nn::Parameter* p : mlp.parameters()) n += p->numel();
                  return n;
@@ -442,17 +478,46 @@ int run_train(NnOptions o) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   const nn::EpochStats& last = history.epochs.back();
-  const double train_accuracy = nn::evaluate(mlp, d.train, loss).accuracy;
-  const double test_accuracy = d.has_test ? nn::evaluate(mlp, d.test, loss).accuracy
-                                          : std::numeric_limits<double>::quiet_NaN();
+  const nn::Evaluation on_train = nn::evaluate(mlp, d.train, loss);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const nn::Evaluation on_test =
+      d.has_test ? nn::evaluate(mlp, d.test, loss) : nn::Evaluation{nan, nan, nan, nan};
+  const double train_accuracy = on_train.accuracy, test_accuracy = on_test.accuracy;
   std::vector<fs::path> plots;
   if (!o.plot.empty()) {
-    plots = plot_history(o.plot, history, d.has_test);
-    if (d.train.cols == 2)  // a map of the plane; other data have no plane to draw
+    plots = plot_history(o.plot, history, d.has_test, regression);
+    if (regression) {
+      // Note [Regression tasks]: the test rows when there are any, the model's own otherwise.
+      const nn::Dataset& shown = d.has_test ? d.test : d.train;
+      const std::string rows = d.has_test ? "test" : "training";
+      plots.push_back(nn::plot::prediction_plot(
+          fs::path(o.plot) / "prediction.png", mlp, shown,
+          {.title = fmt::format("{}: prediction against target on the {} rows (R² {:.4f})", d.name,
+                                rows, d.has_test ? on_test.r2 : on_train.r2)}));
+      if (d.train.cols == 1)
+        plots.push_back(
+            nn::plot::fitted_curve(fs::path(o.plot) / "fit.png", mlp, d.train,
+                                   {.title = fmt::format("{}: MLP {} ({}) over the training rows",
+                                                         d.name, layers_str(sizes), o.act)}));
+    } else if (d.train.cols == 2) {  // a map of the plane; other data have no plane to draw
       plots.push_back(nn::plot::decision_boundary(
           fs::path(o.plot) / "boundary.png", mlp, d.train, loss,
           {.title = fmt::format("{}: MLP {} ({}, out {}, loss {}) after {} epochs", d.name,
                                 layers_str(sizes), o.act, o.out, o.loss, history.epochs.size())}));
+    }
+  }
+  if (o.json && regression) {
+    fmt::print("{}\n", json_text(summary_json({.regression = true,
+                                               .train_r2 = on_train.r2,
+                                               .train_rmse = on_train.rmse,
+                                               .r2 = on_test.r2,
+                                               .rmse = on_test.rmse,
+                                               .loss = last.loss,
+                                               .seconds = seconds,
+                                               .epochs = history.epochs.size(),
+                                               .grad_norms = last.grad_norms,
+                                               .dead_fraction = last.dead_fraction})));
+    return 0;
   }
   if (o.json) {
     fmt::print("{}\n", json_text(summary_json({.train_accuracy = train_accuracy,
@@ -466,12 +531,21 @@ int run_train(NnOptions o) {
   }
   // An epoch's "train acc" averages its batches, each measured before the step it paid for, so
   // it differs from the trained model's: the line says which this is.
-  fmt::print("train accuracy {:.4f}", train_accuracy);
-  if (d.has_test) fmt::print(", test accuracy {:.4f}", test_accuracy);
-  fmt::print(
-      " of the trained model on every row (an epoch's train acc averages its batches, each "
-      "before its step)\nloss {:.6g} (last epoch), {:.2f} s\n",
-      last.loss, seconds);
+  if (regression) {
+    fmt::print("train R² {:.4f}, RMSE {:.4g}", on_train.r2, on_train.rmse);
+    if (d.has_test) fmt::print("; test R² {:.4f}, RMSE {:.4g}", on_test.r2, on_test.rmse);
+    fmt::print(
+        " of the trained model on every row (an epoch's train r2 is of its batches, each "
+        "before its step)\nloss {:.6g} (last epoch), {:.2f} s\n",
+        last.loss, seconds);
+  } else {
+    fmt::print("train accuracy {:.4f}", train_accuracy);
+    if (d.has_test) fmt::print(", test accuracy {:.4f}", test_accuracy);
+    fmt::print(
+        " of the trained model on every row (an epoch's train acc averages its batches, each "
+        "before its step)\nloss {:.6g} (last epoch), {:.2f} s\n",
+        last.loss, seconds);
+  }
   if (!last.grad_norms.empty())
     fmt::print("mean |dL/dW| per layer (last epoch): {:.4g}\n", fmt::join(last.grad_norms, ", "));
   if (!last.dead_fraction.empty())
@@ -572,8 +646,16 @@ NnCommands add_nn_commands(CLI::App& app) {
   c.train
       ->add_option("--loss", o.loss,
                    "bce, bce_logits, ce, mse or hinge (default ce, one output per class; "
-                   "bce_logits if --layers ends in 1, bce if --out is sigmoid)")
+                   "bce_logits if --layers ends in 1, bce if --out is sigmoid); with --task "
+                   "regression mse (default), l1 or huber")
       ->type_name("LOSS");
+  c.train
+      ->add_option("--task", o.task,
+                   "classification (class labels) or regression (real-valued targets: one "
+                   "output per target, R² and RMSE reported); default regression for plane and "
+                   "multi-gaussian, classification otherwise, or the checkpoint's")
+      ->type_name("TASK")
+      ->check(CLI::IsMember({"classification", "regression"}));
   c.train->add_option("--opt", o.opt, "The optimizer: sgd or adam (default adam)")
       ->type_name("OPT")
       ->check(CLI::IsMember({"sgd", "adam"}));
@@ -619,7 +701,9 @@ NnCommands add_nn_commands(CLI::App& app) {
   c.train->add_flag("--json", o.json,
                     "Print one JSON object per epoch and a final summary {\"train_accuracy\", "
                     "\"test_accuracy\", \"loss\", \"seconds\", \"grad_norms\", "
-                    "\"dead_fraction\"}, and no progress (NaN and infinities are null)");
+                    "\"dead_fraction\"} (for --task regression {\"r2\", \"rmse\"} on the test "
+                    "rows and \"train_r2\", \"train_rmse\" instead of the accuracies), and no "
+                    "progress (NaN and infinities are null)");
 
   c.train->add_flag("--check-finite", o.check_finite,
                     "Anomaly mode: stop at the first op of a step whose value or gradient is NaN "
@@ -640,12 +724,15 @@ NnCommands add_nn_commands(CLI::App& app) {
                    "Write history.dat and the loss and accuracy curves (loss.png, "
                    "accuracy.png, drawn by gnuplot) into DIR, created if needed; for data "
                    "with 2 features also boundary.png, the trained model's decision regions "
-                   "with the training points (data with more features get no boundary plot)")
+                   "with the training points (data with more features get no boundary plot); "
+                   "for --task regression r2.png, prediction.png (prediction against target on "
+                   "the test rows) and, for one feature, fit.png (the fitted curve over the data)")
       ->type_name("DIR");
   c.train
       ->add_option("--n", o.rows,
                    "Rows of a synthetic set before its 75/25 split (default: xor 4, unsplit; "
-                   "moons, circles and blobs 400; spirals 300, a multiple of 3)")
+                   "moons, circles, blobs, plane and multi-gaussian 400; spirals 300, a multiple "
+                   "of 3)")
       ->type_name("ROWS")
       ->check(integer_validator());
   c.train
@@ -653,7 +740,9 @@ NnCommands add_nn_commands(CLI::App& app) {
                    "A synthetic set's noise: the standard deviation of the N(0, noise^2) added to "
                    "each coordinate (xor, moons, circles), to each angle (spirals) or each "
                    "cluster's spread (blobs); default xor 0, moons and circles 0.1, spirals 0.2, "
-                   "blobs 1")
+                   "blobs 1; for plane and multi-gaussian, as TensorFlow Playground's, the "
+                   "target is taken at the point moved by noise * U(-6, 6) per coordinate "
+                   "(default 0)")
       ->type_name("SIGMA");
   c.train
       ->add_option("--features", o.features,

@@ -29,11 +29,12 @@ struct Synthetic {
   std::int64_t rows;
   double noise;
 };
-constexpr Synthetic kSynthetic[] = {{"xor", 4, 0},
-                                    {"moons", 400, 0.1},
-                                    {"circles", 400, 0.1},
-                                    {"spirals", 300, 0.2},
-                                    {"blobs", 400, 1.0}};
+constexpr Synthetic kSynthetic[] = {
+    {"xor", 4, 0},       {"moons", 400, 0.1}, {"circles", 400, 0.1},     {"spirals", 300, 0.2},
+    {"blobs", 400, 1.0}, {"plane", 400, 0},   {"multi-gaussian", 400, 0}};
+
+// The regression sets among them (Note [Regression tasks]).
+bool regression_set(std::string_view data) { return data == "plane" || data == "multi-gaussian"; }
 
 const Synthetic* synthetic(std::string_view data) {
   for (const Synthetic& s : kSynthetic)
@@ -52,8 +53,8 @@ void resolve_synthetic(NnOptions& o) {
     for (const std::string_view option : {"--n", "--noise"})
       if (o.was_given(option))
         ag::fail(
-            "{} {}: only the synthetic data sets (xor, moons, circles, spirals, blobs) take "
-            "it, not {}",
+            "{} {}: only the synthetic data sets (xor, moons, circles, spirals, blobs, plane, "
+            "multi-gaussian) take it, not {}",
             option, option == "--n" ? fmt::format("{}", o.rows) : fmt::format("{}", o.noise),
             ag::printable(o.data));
     return;
@@ -79,6 +80,12 @@ void check_shapes(const std::vector<std::int64_t>& sizes, const Data& d, nn::Los
         fmt::format("--layers {}: the first size must be {}, the number of features of {}",
                     layers_str(sizes), d.train.cols, d.name));
   const std::string_view name = nn::loss_name(loss);
+  if (d.train.regression()) {  // Note [Regression tasks]
+    if (sizes.back() != d.train.outputs)
+      ag::fail("--layers {}: the last size must be {}, one output per target of {}",
+               layers_str(sizes), d.train.outputs, d.name);
+    return;
+  }
   if (loss == nn::LossKind::cross_entropy) {
     if (sizes.back() != d.train.classes)
       ag::fail("--layers {}: the last size must be {} for --loss ce, one logit per class of {}",
@@ -120,6 +127,8 @@ constexpr DataDefaults kDataDefaults[] = {
     {"circles",       "16,16",    0.01,   100,   32,   "constant"},
     {"spirals",       "64,64",    0.01,   300,   32,   "constant"},
     {"blobs",         "16,16",    0.01,   50,    32,   "constant"},
+    {"plane",         "8",        0.01,   50,    32,   "constant"},
+    {"multi-gaussian","32,32",    0.01,   200,   32,   "constant"},
     {"fashion-mnist", "256,128",  0.002,  10,    128,  "cosine"},
     {"csv",           "16,16",    0.01,   100,   32,   "constant"},
 };
@@ -152,8 +161,40 @@ LossOutputs outputs_for(nn::LossKind loss) {
       return {"scores near the targets 0 and 1", {nn::Activation::none, ag::Op::sigmoid}};
     case nn::LossKind::hinge:
       return {"scores of either sign", {nn::Activation::none, ag::Op::tanh}};
+    case nn::LossKind::l1:
+    case nn::LossKind::huber: return {"values near the targets", {nn::Activation::none}};
   }
   return {};
+}
+
+// --task, checked against the data and the loss (Note [Regression tasks]).
+void resolve_task(NnOptions& o) {
+  if (o.task.empty()) o.task = regression_set(o.data) ? "regression" : "classification";
+  if (o.task != "classification" && o.task != "regression")
+    ag::fail("--task {}: use classification or regression", ag::printable(o.task));
+  if (regression_set(o.data) && o.task != "regression")
+    ag::fail("--task {}: {} is a regression set (real-valued targets)", o.task, o.data);
+  const bool regression = o.task == "regression";
+  if (regression && !regression_set(o.data) && !o.data.starts_with("csv:"))
+    ag::fail(
+        "--task regression: {} has classes; regression trains on plane, multi-gaussian "
+        "or a CSV file's columns",
+        ag::printable(o.data));
+  if (o.loss.empty()) {
+    if (regression) o.loss = "mse";
+    return;
+  }
+  const nn::LossKind loss = nn::parse_loss(o.loss);
+  const bool regression_loss =
+      loss == nn::LossKind::mse || loss == nn::LossKind::l1 || loss == nn::LossKind::huber;
+  if (regression && !regression_loss)
+    ag::fail("--loss {} is for classification; --task regression trains with mse, l1 or huber",
+             o.loss);
+  if (!regression && loss != nn::LossKind::mse && regression_loss)
+    ag::fail(
+        "--loss {} is for regression: give --task regression (plane, multi-gaussian and "
+        "CSV files), or a classification loss",
+        o.loss);
 }
 
 // --loss and --out resolved together: the loss from --out or the last size when it is not
@@ -183,6 +224,8 @@ void resolve_loss_and_output(NnOptions& o) {
 }  // namespace
 
 bool is_synthetic(std::string_view data) { return synthetic(data) != nullptr; }
+
+bool is_regression(const NnOptions& o) { return o.task == "regression"; }
 
 std::string layers_str(const std::vector<std::int64_t>& sizes) {
   return fmt::format("{}", fmt::join(sizes, ","));
@@ -246,21 +289,44 @@ Data load_data(const NnOptions& o) {
     all = nn::spirals(o.rows / 3, 3, o.noise, seed);
   } else if (spec == "blobs") {
     all = nn::blobs(o.rows, 3, o.noise, seed);
+  } else if (spec == "plane") {
+    all = nn::plane(o.rows, o.noise, seed);
+  } else if (spec == "multi-gaussian") {
+    all = nn::multi_gaussian(o.rows, o.noise, seed);
   } else if (spec.starts_with("csv:")) {
     std::string file = spec.substr(4);
     nn::CsvOptions co;
     co.map_labels = true;
+    const auto is_index = [](const std::string& column) {
+      return column.find_first_not_of("-0123456789") == std::string::npos && column != "-" &&
+             !column.empty() && column.size() < 10;
+    };
     if (const std::size_t colon = file.rfind(':'); colon != std::string::npos) {
       const std::string column = file.substr(colon + 1);
       file = file.substr(0, colon);
       if (column.empty()) ag::fail("--data {}: the label column is empty", spec);
-      const bool index = column.find_first_not_of("-0123456789") == std::string::npos &&
-                         column != "-" && column.size() < 10;
-      if (index) {
+      if (is_regression(o)) {
+        // The target columns: all indices, or all names (Note [Regression tasks]).
+        std::vector<std::string> columns;
+        for (std::size_t at = 0; at <= column.size();) {
+          std::size_t end = column.find(',', at);
+          if (end == std::string::npos) end = column.size();
+          columns.push_back(column.substr(at, end - at));
+          if (columns.back().empty()) ag::fail("--data {}: a target column is empty", spec);
+          at = end + 1;
+        }
+        if (std::all_of(columns.begin(), columns.end(), is_index)) {
+          for (const std::string& c : columns) co.target_indices.push_back(std::stoll(c));
+        } else {
+          co.target_names = columns;
+        }
+      } else if (is_index(column)) {
         co.label_index = std::stoll(column);
       } else {
         co.label_name = column;
       }
+    } else if (is_regression(o)) {
+      co.target_indices = {-1};  // the last column, as the label's default
     }
     if (file.empty()) ag::fail("--data {}: no file name after csv:", spec);
     all = nn::load_csv(file, co);
@@ -365,6 +431,7 @@ void resolve_defaults(NnOptions& o) {
   if (o.schedule.empty()) o.schedule = defaults.schedule;
   if (o.layers.empty() && o.hidden.empty()) o.hidden = defaults.hidden;
   if (o.act.empty()) o.act = "relu";
+  resolve_task(o);
   resolve_loss_and_output(o);
 }
 
@@ -376,7 +443,9 @@ std::vector<std::int64_t> model_sizes(const NnOptions& o, const Data& d, nn::Los
   } else {
     sizes.push_back(d.train.cols);
     for (std::int64_t h : parse_hidden(o.hidden)) sizes.push_back(h);
-    sizes.push_back(loss == nn::LossKind::cross_entropy ? d.train.classes : 1);
+    sizes.push_back(d.train.regression()                  ? d.train.outputs
+                    : loss == nn::LossKind::cross_entropy ? d.train.classes
+                                                          : 1);
     parse_layers(layers_str(sizes), fmt::format("--hidden {}: the MLP", o.hidden));  // its limit
   }
   check_shapes(sizes, d, loss);
@@ -415,6 +484,16 @@ nn::FitOptions fit_options(const NnOptions& o, const Data& d, nn::LossKind loss,
 }
 
 Json summary_json(const Summary& s) {
+  if (s.regression)
+    return {{"r2", s.r2},
+            {"rmse", s.rmse},
+            {"train_r2", s.train_r2},
+            {"train_rmse", s.train_rmse},
+            {"loss", s.loss},
+            {"seconds", s.seconds},
+            {"epochs", s.epochs},
+            {"grad_norms", s.grad_norms},
+            {"dead_fraction", s.dead_fraction}};
   return {{"train_accuracy", s.train_accuracy},
           {"test_accuracy", s.test_accuracy},
           {"loss", s.loss},

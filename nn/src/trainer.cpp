@@ -32,13 +32,15 @@ ag::Tensor regression_loss(ag::Tensor out, ag::Tensor target, LossKind kind) {
              out.shape()[1], target.shape()[1], target.shape()[1] == 1 ? "" : "s");
   switch (kind) {
     case LossKind::mse: return mse_loss(out, target);
+    case LossKind::l1: return l1_loss(out, target);
+    case LossKind::huber: return huber_loss(out, target);
     case LossKind::bce:
     case LossKind::bce_with_logits:
     case LossKind::cross_entropy:
     case LossKind::hinge:
       ag::fail(
           "{} loss: a classification loss; a regression set (real-valued targets) trains "
-          "with mse",
+          "with mse, l1 or huber",
           loss_name(kind));
   }
   return {};
@@ -59,6 +61,12 @@ ag::Tensor batch_loss(ag::TensorTape& tape, ag::Tensor out, const Batch& batch, 
     case LossKind::cross_entropy: return cross_entropy(out, batch.y);
     case LossKind::mse: return mse_loss(out, batch.targets(tape, Target::binary));
     case LossKind::hinge: return hinge_loss(out, batch.targets(tape, Target::sign));
+    case LossKind::l1:
+    case LossKind::huber:
+      ag::fail(
+          "{} loss: a regression loss; a classification set trains with ce, bce, "
+          "bce_logits, mse or hinge",
+          loss_name(kind));
   }
   return {};
 }

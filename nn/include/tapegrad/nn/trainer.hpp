@@ -39,7 +39,7 @@ struct EpochStats {
 };
 
 // A regression set (real-valued targets, Note [Classification or regression]) trains with
-// loss mse: the model's outputs against the targets, one column per target.
+// loss mse, l1 or huber: the model's outputs against the targets, one column per target.
 struct FitOptions {
   std::size_t epochs = 10;
   std::int64_t batch_size = 32;
