@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <optional>
 #include <sstream>
 #include <utility>
@@ -93,6 +94,71 @@ std::string encode_history(const std::vector<EpochStats>& epochs) {
   return s;
 }
 
+// What watches the validation loss (Note [Validation and early stopping]): the best epoch for
+// save_best, early stopping's count of epochs without improvement, and ReduceLROnPlateau.
+class ValidationWatch {
+ public:
+  ValidationWatch(const FitOptions& o, Optimizer& optimizer) : early_(o.early_stopping) {
+    if (o.reduce_on_plateau) plateau_.emplace(optimizer, *o.reduce_on_plateau);
+  }
+
+  // Takes epoch `epoch`'s (1-based) validation loss; returns whether it is the best so far
+  // (a NaN never is).
+  bool observe(std::size_t epoch, double val_loss) {
+    const bool best = val_loss < best_loss_;
+    if (best) best_loss_ = val_loss, best_epoch_ = epoch;
+    if (early_) {
+      // Keras's EarlyStopping: an improvement beats the best by more than min_delta.
+      if (val_loss < early_best_ - early_->min_delta) {
+        early_best_ = val_loss;
+        wait_ = 0;
+      } else {
+        ++wait_;
+      }
+    }
+    if (plateau_) plateau_->step(val_loss);
+    return best;
+  }
+  bool stop() const { return early_ && wait_ >= early_->patience; }
+  std::size_t best_epoch() const { return best_epoch_; }
+
+ private:
+  static constexpr double kInfinity = std::numeric_limits<double>::infinity();
+  std::optional<EarlyStopping> early_;
+  std::optional<ReduceLROnPlateau> plateau_;
+  double best_loss_ = kInfinity, early_best_ = kInfinity;
+  std::size_t best_epoch_ = 0, wait_ = 0;
+};
+
+// The validation losses in a checkpoint's metadata ("fit.val_loss"), one per line in round-trip
+// form, as the history's lines are.
+std::string encode_val_losses(const std::vector<EpochStats>& epochs) {
+  std::string s;
+  for (const EpochStats& e : epochs) s += fmt::format("{}\n", e.val_loss);
+  return s;
+}
+
+std::vector<double> decode_val_losses(const std::string& text, std::size_t epochs,
+                                      const std::string& path) {
+  std::vector<double> out;
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::istringstream field(line);
+    double v = 0;
+    if (!(field >> v) || !(field >> std::ws).eof() || !(v >= 0 || v == -1))
+      ag::fail("{}: the validation losses in its metadata are malformed (epoch {})", path,
+               out.size() + 1);
+    out.push_back(v);
+  }
+  if (out.size() != epochs || std::find(out.begin(), out.end(), -1.0) != out.end())
+    ag::fail(
+        "{}: the checkpoint has no validation loss for each of its {} epochs: it was trained "
+        "without a validation split, and a run with one cannot continue it",
+        path, epochs);
+  return out;
+}
+
 // The bar on a terminal ("\r" rewrites the line), or one line per epoch.
 class Progress {
  public:
@@ -133,6 +199,15 @@ class Progress {
     std::fflush(out_);
   }
 
+  void stopped(std::size_t epoch, std::size_t best_epoch, const EarlyStopping& early) {
+    if (mode_ == FitOptions::Progress::quiet) return;
+    fmt::print(out_,
+               "early stopping after epoch {}: the validation loss has not improved by more than "
+               "{} for {} epoch{} (the best was epoch {})\n",
+               epoch, early.min_delta, early.patience, early.patience == 1 ? "" : "s", best_epoch);
+    std::fflush(out_);
+  }
+
   void epoch(const EpochStats& e, std::size_t epochs) {
     if (mode_ == FitOptions::Progress::quiet) return;
     if (mode_ == FitOptions::Progress::bar) fmt::print(out_, "\r\033[K");
@@ -146,6 +221,7 @@ class Progress {
                  e.train_accuracy);
       if (e.test_accuracy >= 0) fmt::print(out_, "  test acc {:.4f}", e.test_accuracy);
     }
+    if (e.val_loss >= 0) fmt::print(out_, "  val loss {:.4f}", e.val_loss);
     fmt::print(out_, "  {:.2f}s\n", e.seconds);
     std::fflush(out_);
   }
@@ -225,14 +301,46 @@ Evaluation evaluate(Module& model, const Dataset& data, LossKind loss, std::int6
   return e;
 }
 
-History fit(Module& model, Optimizer& optimizer, const Dataset& train, const FitOptions& options) {
+History fit(Module& model, Optimizer& optimizer, const Dataset& all_train,
+            const FitOptions& options) {
   if (options.epochs == 0) throw ag::Error("fit: epochs must be at least 1");
-  train.validate();
+  all_train.validate();
+  // Note [Validation and early stopping]: the rows held out, and what watches their loss.
+  const double fraction = options.validation_fraction;
+  if (!(fraction >= 0 && fraction < 1))
+    ag::fail("fit: validation_fraction must be in [0, 1), not {}", fraction);
+  const bool validating = fraction > 0;
+  if (!validating &&
+      (options.early_stopping || options.reduce_on_plateau || !options.save_best.empty()))
+    ag::fail(
+        "fit: early_stopping, reduce_on_plateau and save_best watch the validation loss: set "
+        "validation_fraction");
+  if (options.early_stopping && options.early_stopping->patience == 0)
+    ag::fail("fit: early stopping's patience must be at least 1");
+  if (options.early_stopping &&
+      !(options.early_stopping->min_delta >= 0 && std::isfinite(options.early_stopping->min_delta)))
+    ag::fail("fit: early stopping's min_delta must be a finite number >= 0, not {}",
+             options.early_stopping->min_delta);
+  if (options.reduce_on_plateau && options.schedule)
+    ag::fail("fit: a schedule and reduce_on_plateau both set the learning rate; give one");
+  TrainTest held;
+  if (validating) {
+    // Seeded apart from the loader's shuffles, which use the seed as it is.
+    held = all_train.split(fraction, options.seed ^ 0x76616c6964617465ull);
+    if (held.train.rows == 0 || held.test.rows == 0)
+      ag::fail(
+          "fit: validation_fraction {} of {} rows leaves {} for validation and {} for "
+          "training; each needs at least one",
+          fraction, all_train.rows, held.test.rows, held.train.rows);
+  }
+  const Dataset& train = validating ? held.train : all_train;
+  const Dataset& validation = held.test;
   check_batch_norm_batches(model, train.rows, options.batch_size);
   History history;
   const double base_lr = optimizer.lr();
   const std::vector<Linear*> linears = linear_layers(model);
 
+  ValidationWatch watch(options, optimizer);
   std::size_t start = 0;
   const std::string& source =
       options.resume_from.empty() ? options.checkpoint : options.resume_from;
@@ -241,6 +349,23 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
     load(model, source, &extras);
     history.epochs = decode_history(extras.metadata["fit.history"], source);
     start = history.resumed_from = history.epochs.size();
+    if (validating) {
+      // The watch replays the losses it saw; the rate is the checkpoint's, which the replayed
+      // plateau steps reached already.
+      const std::vector<double> losses =
+          decode_val_losses(extras.metadata["fit.val_loss"], history.epochs.size(), source);
+      const double lr = optimizer.lr();
+      for (std::size_t e = 0; e < losses.size(); ++e) {
+        history.epochs[e].val_loss = losses[e];
+        watch.observe(e + 1, losses[e]);
+      }
+      optimizer.set_lr(lr);
+      history.best_epoch = watch.best_epoch();
+      if (watch.stop()) {  // it had stopped: there is nothing left to train
+        history.stopped_early = true;
+        return history;
+      }
+    }
   }
 
   DataLoader loader(train, options.batch_size, options.shuffle, options.seed);
@@ -337,15 +462,29 @@ History fit(Module& model, Optimizer& optimizer, const Dataset& train, const Fit
         e.grad_norms.push_back(s / double(std::max<std::int64_t>(steps, 1)));
       for (auto& [scope, f] : dead.fractions()) e.dead_fraction.push_back(f);
     }
+    bool best = false;
+    if (validating) {
+      e.val_loss = evaluate(model, validation, options.loss).loss;
+      best = watch.observe(e.epoch, e.val_loss);  // may reduce the rate for the next epoch
+      history.best_epoch = watch.best_epoch();
+    }
     e.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     history.epochs.push_back(e);
-    if (!options.checkpoint.empty()) {
+    const bool save_best = best && !options.save_best.empty();
+    if (!options.checkpoint.empty() || save_best) {
       CheckpointExtras extras{&optimizer, options.checkpoint_metadata};
       extras.metadata["fit.history"] = encode_history(history.epochs);
-      save(model, options.checkpoint, extras);
+      if (validating) extras.metadata["fit.val_loss"] = encode_val_losses(history.epochs);
+      if (!options.checkpoint.empty()) save(model, options.checkpoint, extras);
+      if (save_best) save(model, options.save_best, extras);
     }
     progress.epoch(e, options.epochs);
     if (options.on_epoch) options.on_epoch(e);
+    if (watch.stop()) {
+      history.stopped_early = true;
+      progress.stopped(e.epoch, history.best_epoch, *options.early_stopping);
+      break;
+    }
   }
   return history;
 }
