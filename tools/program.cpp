@@ -13,34 +13,11 @@
 #include <cmath>
 #include <cstdlib>
 #include <limits>
+#include <tapegrad/chars.hpp>
 
 namespace tapegrad {
 
 namespace {
-
-// Reads a double from [first, last) as std::from_chars does. Emscripten's libc++ 14 (the
-// playground) has no floating-point from_chars: there strtod reads it (in the C locale: nothing
-// calls setlocale), after refusing what from_chars refuses (a leading '+' or space, hexadecimal),
-// with its ERANGE as result_out_of_range.
-std::from_chars_result read_double(const char* first, const char* last, double& value) {
-#if defined(__cpp_lib_to_chars)
-  return std::from_chars(first, last, value);
-#else
-  const std::string text(first, last);
-  const char* start = text.c_str();
-  const char* digits = start + (*start == '-');
-  if (text.empty() || std::isspace(static_cast<unsigned char>(*start)) || *start == '+' ||
-      (digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X')))
-    return {first, std::errc::invalid_argument};
-  errno = 0;
-  char* end = nullptr;
-  const double read = std::strtod(start, &end);
-  if (end == start) return {first, std::errc::invalid_argument};
-  if (errno == ERANGE) return {first + (end - start), std::errc::result_out_of_range};
-  value = read;
-  return {first + (end - start), std::errc()};
-#endif
-}
 
 // ---- error reports ------------------------------------------------------------------------------
 
@@ -240,7 +217,7 @@ std::vector<Token> lex(std::string_view src) {
         j = k;
       }
       double value = 0;
-      const auto [end, error] = read_double(src.data() + i, src.data() + j, value);
+      const auto [end, error] = ag::from_chars(src.data() + i, src.data() + j, value);
       if (error == std::errc::result_out_of_range)
         throw ProgramError(src, i,
                            fmt::format("the number {}", out_of_range(src.substr(i, j - i))));
@@ -718,7 +695,7 @@ std::vector<double> Program::input_values(std::span<const std::string> assignmen
     if (given[i] != nullptr) ag::fail("{} is given twice: {} and {}", name, *given[i], a);
     given[i] = &a;
     double value = 0;
-    const auto [end, error] = read_double(text.data(), text.data() + text.size(), value);
+    const auto [end, error] = ag::from_chars(text.data(), text.data() + text.size(), value);
     if (error == std::errc::result_out_of_range && end == text.data() + text.size())
       ag::fail("{}: {}", a, out_of_range(text));
     if (text.empty() || error != std::errc() || end != text.data() + text.size())

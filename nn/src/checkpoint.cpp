@@ -20,6 +20,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "tapegrad/chars.hpp"
 #include "tapegrad/file.hpp"
 
 namespace nn {
@@ -505,7 +506,7 @@ std::vector<std::int64_t> dims_of(const ag::Shape& shape) {
 
 template <class T> bool parse_number(const std::string& text, T& out) {
   const char* end = text.data() + text.size();
-  auto [ptr, ec] = std::from_chars(text.data(), end, out);
+  auto [ptr, ec] = ag::from_chars(text.data(), end, out);
   return ec == std::errc() && ptr == end && !text.empty();
 }
 
@@ -597,7 +598,7 @@ void load(Module& module, const SafetensorsFile& file, const std::string& path,
       problems.push_back(fmt::format("{} is in the file but not in the model", name));
 
   Optimizer* opt = extras ? extras->optimizer : nullptr;
-  std::size_t steps = 0;
+  std::uint64_t steps = 0;
   double lr = 0;
   if (opt) {
     const std::string kind = optimizer_kind(*opt);
@@ -612,8 +613,10 @@ void load(Module& module, const SafetensorsFile& file, const std::string& path,
       problems.push_back(fmt::format("the file holds {} state, not {}", file_kind, kind));
     } else {
       // Steps count up from 0 one at a time, and Adam's bias correction raises its betas to
-      // steps + 1: a count no run reaches, or one that wraps, would make NaN weights.
-      constexpr std::size_t kMaxSteps = std::size_t{1} << 53;
+      // steps + 1: a count no run reaches, or one that wraps, would make NaN weights. (A size_t
+      // of WebAssembly's 32 bits counts fewer.)
+      constexpr std::uint64_t kMaxSteps =
+          std::min<std::uint64_t>(std::uint64_t{1} << 53, std::numeric_limits<std::size_t>::max());
       if (!parse_number(meta(kStepsKey), steps) || steps > kMaxSteps)
         problems.push_back(fmt::format("metadata {} is \"{}\", not a step count (at most {})",
                                        kStepsKey, meta(kStepsKey), kMaxSteps));
@@ -647,7 +650,7 @@ void load(Module& module, const SafetensorsFile& file, const std::string& path,
 
   for (auto& [to, t] : copies) std::memcpy(to.data(), t->data.data(), t->data.size());
   if (opt) {
-    opt->set_steps(steps);
+    opt->set_steps(static_cast<std::size_t>(steps));  // at most kMaxSteps
     opt->set_lr(lr);
   }
   if (extras) {

@@ -5,9 +5,12 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-// zlib declares its input const only when asked to.
+// zlib declares its input const only when asked to. The WebAssembly build has no zlib
+// (nn/meson.build): it reads plain IDX files only, and says so of a gzip one (IdxReader).
+#if TAPEGRAD_HAVE_ZLIB
 #define ZLIB_CONST
 #include <zlib.h>
+#endif
 
 #include <algorithm>
 #include <cerrno>
@@ -23,6 +26,7 @@
 #include <numeric>
 #include <string_view>
 
+#include "tapegrad/chars.hpp"
 #include "tapegrad/file.hpp"
 #include "tapegrad/random.hpp"
 
@@ -645,7 +649,7 @@ struct CsvReader {
     if (s.empty()) fail("{}:{}, {}: empty cell", file, line_no, column(j));
     std::string_view digits = s.front() == '+' ? s.substr(1) : s;
     float value = 0;
-    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+    const auto [end, ec] = ag::from_chars(digits.data(), digits.data() + digits.size(), value);
     if (ec == std::errc::result_out_of_range)
       fail("{}:{}, {}: '{}' is out of range for a float", file, line_no, column(j), s);
     if (ec != std::errc() || end != digits.data() + digits.size())
@@ -658,7 +662,7 @@ struct CsvReader {
   std::int32_t class_index(std::string_view cell, std::int64_t line_no, std::size_t j) const {
     std::string_view s = bare(cell);
     double value = -1;
-    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
+    const auto [end, ec] = ag::from_chars(s.data(), s.data() + s.size(), value);
     const bool whole =
         ec == std::errc() && end == s.data() + s.size() && value >= 0 && value == std::floor(value);
     if (!whole)
@@ -811,7 +815,7 @@ Dataset parse_csv(std::string_view text, const std::string& name, const CsvOptio
     for (std::size_t i = 0; i < label_texts.size() && numeric; ++i) {
       std::string_view s = label_texts[i];
       if (s.starts_with('+')) s.remove_prefix(1);
-      const auto [e, ec] = std::from_chars(s.data(), s.data() + s.size(), values[i]);
+      const auto [e, ec] = ag::from_chars(s.data(), s.data() + s.size(), values[i]);
       numeric = ec == std::errc() && e == s.data() + s.size() && std::isfinite(values[i]);
     }
     std::vector<std::string> distinct;
@@ -856,11 +860,21 @@ class IdxReader {
   IdxReader(std::span<const std::byte> bytes, const std::string& name)
       : bytes_(bytes), name_(name) {
     gzip_ = bytes.size() >= 2 && bytes[0] == std::byte{0x1f} && bytes[1] == std::byte{0x8b};
+#if TAPEGRAD_HAVE_ZLIB
     if (gzip_ && ::inflateInit2(&z_, 16 + MAX_WBITS) != Z_OK)  // 16: a gzip wrapper, not zlib's
       fail("{}: cannot inflate gzip data: out of memory", name);
+#else
+    if (gzip_)
+      fail(
+          "{}: gzip-compressed, and this build of tapegrad (WebAssembly, without zlib) reads "
+          "only uncompressed IDX files: gunzip it first",
+          name_);
+#endif
   }
   ~IdxReader() {
+#if TAPEGRAD_HAVE_ZLIB
     if (gzip_) ::inflateEnd(&z_);
+#endif
   }
   IdxReader(const IdxReader&) = delete;
   IdxReader& operator=(const IdxReader&) = delete;
@@ -882,6 +896,7 @@ class IdxReader {
       offset_ += got;
       return got;
     }
+#if TAPEGRAD_HAVE_ZLIB
     while (got < n && (!member_ended_ || next_member())) {
       if (z_.avail_in == 0) {  // zlib counts in 32 bits: a file beyond 4 GiB goes in pieces
         const std::size_t piece = std::min<std::size_t>(bytes_.size() - fed_, 1u << 30);
@@ -904,14 +919,20 @@ class IdxReader {
         fail("{}: corrupt gzip data after byte {}{}: {}", name_, offset_ + got, where(), why);
       }
     }
+#endif
     offset_ += got;
     return got;
   }
   bool ended_early() const { return ended_early_; }
   // Where the compressed input has been read to.
+#if TAPEGRAD_HAVE_ZLIB
   std::size_t consumed() const { return fed_ - z_.avail_in; }
+#else
+  std::size_t consumed() const { return fed_; }
+#endif
 
  private:
+#if TAPEGRAD_HAVE_ZLIB
   // After a member's end, another member or the end of the file; anything else is an error.
   bool next_member() {
     const std::size_t at = consumed();
@@ -924,12 +945,16 @@ class IdxReader {
     member_ended_ = false;
     return true;
   }
+#endif
 
   std::span<const std::byte> bytes_;
   const std::string& name_;
+#if TAPEGRAD_HAVE_ZLIB
   z_stream z_{};
+  bool member_ended_ = false;
+#endif
   std::size_t fed_ = 0;  // bytes handed to zlib so far
-  bool gzip_ = false, member_ended_ = false, ended_early_ = false;
+  bool gzip_ = false, ended_early_ = false;
   std::int64_t offset_ = 0;
 };
 
