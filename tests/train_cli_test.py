@@ -1083,6 +1083,65 @@ class Regression(TrainCliTest):
             self.assertIn(text, out)
 
 
+class Validation(TrainCliTest):
+    """Issue 16 item 6: --val, --early-stop and --save-best (nn's Note [Validation and early
+    stopping])."""
+
+    def test_val_reports_a_validation_loss_each_epoch(self):
+        docs = self.lines(*SMALL, "--epochs", "3", "--val", "0.2")
+        for e in docs[:-1]:
+            self.assertGreater(e["val_loss"], 0)
+        self.assertIn(docs[-1]["best_epoch"], [1, 2, 3])
+        self.assertFalse(docs[-1]["stopped_early"])
+        # Without --val the lines and the summary are what they were.
+        plain = self.lines(*SMALL, "--epochs", "1")
+        self.assertNotIn("val_loss", plain[0])
+        self.assertNotIn("best_epoch", plain[-1])
+        out = self.ok("train", *SMALL, "--epochs", "2", "--val", "0.2")
+        self.assertIn("val loss ", out)
+        self.assertRegex(out, r"lowest validation loss [\d.e-]+ at epoch [12]")
+
+    def test_early_stop_and_save_best(self):
+        # 60 training rows, a wide MLP and a quick rate: the validation loss soon stops falling.
+        docs = self.lines("--data", "multi-gaussian", "--n", "80", "--hidden", "64,64", "--lr",
+                          "0.01", "--epochs", "200", "--val", "0.25", "--early-stop", "2",
+                          "--save-best", "best.safetensors")
+        epochs, summary = docs[:-1], docs[-1]
+        self.assertTrue(summary["stopped_early"])
+        self.assertLess(len(epochs), 30)
+        self.assertEqual(len(epochs), summary["best_epoch"] + 2)  # the best, then 2 without
+        losses = [e["val_loss"] for e in epochs]
+        self.assertEqual(min(losses), losses[summary["best_epoch"] - 1])
+        meta = metadata(self.path("best.safetensors"))
+        self.assertEqual(len(meta["fit.history"].splitlines()), summary["best_epoch"])
+        self.assertEqual(meta["train.early_stop"], "2")
+        self.assertEqual(meta["train.val"], "0.25")
+
+    def test_resume_keeps_the_validation_split(self):
+        full = self.lines(*SMALL, "--epochs", "4", "--val", "0.2", "--save", "full.safetensors")
+        self.lines(*SMALL, "--epochs", "2", "--val", "0.2", "--save", "part.safetensors")
+        resumed = self.lines("--resume", "part.safetensors", "--epochs", "4")
+        self.assertEqual([e["val_loss"] for e in resumed[:-1]],
+                         [e["val_loss"] for e in full[2:-1]])
+        self.fails("train", "--resume", "part.safetensors", "--epochs", "5", "--val", "0.3",
+                   message="--val 0.3: part.safetensors was trained with --val 0.2")
+
+    def test_what_does_not_validate_is_refused(self):
+        for args, message in [
+                (["--early-stop", "2"],
+                 "--early-stop watches the validation loss: give --val FRACTION too"),
+                (["--save-best", "b.safetensors"],
+                 "--save-best watches the validation loss: give --val FRACTION too"),
+                (["--val", "1"],
+                 "--val 1: the share of the training rows held out must be in (0, 1)"),
+                (["--val", "0.2", "--early-stop", "0"],
+                 "--early-stop 0: the patience must be at least 1 epoch"),
+                (["--val", "0.2", "--save", "m.safetensors", "--save-best", "m.safetensors"],
+                 "--save-best m.safetensors: the best epoch's checkpoint needs a file of its own"),
+        ]:
+            self.fails("train", *SMALL, "--epochs", "1", *args, message=message)
+
+
 def main():
     global TAPEGRAD
     if len(sys.argv) != 2:

@@ -57,10 +57,11 @@ namespace fs = std::filesystem;
 // text), "data.features" (the number of input columns), "data.input_features" (--features, or
 // none), and for a synthetic set "data.rows" and "data.noise" (Note [Synthetic data options]),
 // and what an exact resume needs besides: "train.seed", "train.batch", "train.lr" (the rate the
-// schedule starts from) and "train.schedule". --resume and graph read them, so they need no
-// --layers or --act; an option given that disagrees is refused, naming both. A file without
-// them (written before, or by another tool) needs --layers (graph reads the sizes from its
-// weights' shapes).
+// schedule starts from), "train.schedule", "train.val" and "train.early_stop" (--val and
+// --early-stop: the rows held out, and when the run stops). --resume and graph read them, so
+// they need no --layers or --act; an option given that disagrees is refused, naming both. A
+// file without them (written before, or by another tool) needs --layers (graph reads the sizes
+// from its weights' shapes).
 constexpr std::string_view kLayersKey = "model.layers";
 
 const std::string* stored(const nn::SafetensorsFile& file, const std::string& key) {
@@ -299,11 +300,31 @@ void resolve_options(NnOptions& o, const nn::SafetensorsFile* resumed) {
         mismatch("--schedule", o.schedule, *schedule, o.resume, remedy);
       o.schedule = *schedule;
     }
+    if (const std::string* val = stored(*resumed, "train.val")) {
+      if (o.was_given("--val") && fmt::format("{}", o.val) != *val)
+        mismatch("--val", fmt::format("{}", o.val), *val, o.resume, remedy);
+      char* end = nullptr;
+      o.val = std::strtod(val->c_str(), &end);
+      if (val->empty() || *end != '\0' || !(o.val >= 0 && o.val < 1))
+        ag::fail("{}: metadata train.val is \"{}\", not a fraction", ag::printable(o.resume),
+                 ag::printable(*val));
+    }
+    if (const std::string* early = stored(*resumed, "train.early_stop")) {
+      if (o.was_given("--early-stop") && fmt::format("{}", o.early_stop) != *early)
+        mismatch("--early-stop", fmt::format("{}", o.early_stop), *early, o.resume, remedy);
+      o.early_stop = stored_count<std::int64_t>(*early, "train.early_stop", o.resume, 0);
+    }
     if (const std::string* opt = stored(*resumed, "tapegrad.optimizer");
         opt && !o.was_given("--opt") && (*opt == "SGD" || *opt == "Adam"))
       o.opt = *opt == "SGD" ? "sgd" : "adam";
   }
   resolve_defaults(o);
+}
+
+// An epoch's JSON line with its validation loss, under --val.
+Json with_val_loss(Json line, const nn::EpochStats& e) {
+  if (e.val_loss >= 0 || std::isnan(e.val_loss)) line["val_loss"] = e.val_loss;
+  return line;
 }
 
 // The hint printed once when the loss is no longer a number.
@@ -318,6 +339,12 @@ void hint_if_diverged(const nn::EpochStats& e, const NnOptions& o, bool& hinted)
 
 int run_train(NnOptions o) {
   if (!o.save.empty()) check_writable(o.save, "--save");
+  if (!o.save_best.empty()) check_writable(o.save_best, "--save-best");
+  if (!o.save_best.empty() && (o.save_best == o.save || o.save_best == o.resume))
+    ag::fail(
+        "--save-best {}: the best epoch's checkpoint needs a file of its own, not the one "
+        "every epoch writes",
+        ag::printable(o.save_best));
   if (!o.plot.empty()) check_plot_dir(o.plot);
   std::optional<nn::SafetensorsFile> resumed;
   if (!o.resume.empty()) {
@@ -327,6 +354,10 @@ int run_train(NnOptions o) {
     resumed = nn::read_safetensors(o.resume);
   }
   resolve_options(o, resumed ? &*resumed : nullptr);
+  for (const auto& [option, used] : {std::pair{"--early-stop", o.early_stop > 0},
+                                     std::pair{"--save-best", !o.save_best.empty()}})
+    if (used && o.val == 0)
+      ag::fail("{} watches the validation loss: give --val FRACTION too", option);
   const nn::Activation hidden = nn::parse_activation(o.act);
   const nn::Activation output = nn::parse_activation(o.out);
   const nn::LossKind loss = nn::parse_loss(o.loss);
@@ -336,6 +367,7 @@ int run_train(NnOptions o) {
 
   const Data d = load_data(o);
   if (!o.save.empty()) check_not_input(o.save, "--save", {d.file});
+  if (!o.save_best.empty()) check_not_input(o.save_best, "--save-best", {d.file});
   if (!o.resume.empty() && o.save.empty()) check_not_input(o.resume, "--resume", {d.file});
   if (resumed)
     if (const std::string* features = stored(*resumed, "data.features");
@@ -407,7 +439,9 @@ int run_train(NnOptions o) {
                             {"train.seed", fmt::format("{}", o.seed)},
                             {"train.batch", fmt::format("{}", o.batch)},
                             {"train.lr", fmt::format("{}", o.lr)},
-                            {"train.schedule", o.schedule}};
+                            {"train.schedule", o.schedule},
+                            {"train.val", fmt::format("{}", o.val)},
+                            {"train.early_stop", fmt::format("{}", o.early_stop)}};
   if (is_synthetic(o.data)) {
     fo.checkpoint_metadata["data.rows"] = fmt::format("{}", o.rows);
     fo.checkpoint_metadata["data.noise"] = fmt::format("{}", o.noise);
@@ -430,7 +464,7 @@ int run_train(NnOptions o) {
                          {"seconds", e.seconds},
                          {"grad_norms", e.grad_norms},
                          {"dead_fraction", e.dead_fraction}};
-      fmt::print("{}\n", json_text(line));
+      fmt::print("{}\n", json_text(with_val_loss(line, e)));
       check_standard_output();
     };
   } else if (o.json) {
@@ -445,7 +479,7 @@ int run_train(NnOptions o) {
                          {"seconds", e.seconds},
                          {"grad_norms", e.grad_norms},
                          {"dead_fraction", e.dead_fraction}};
-      fmt::print("{}\n", json_text(line));
+      fmt::print("{}\n", json_text(with_val_loss(line, e)));
       check_standard_output();  // output that is lost stops the run
     };
   } else {
@@ -472,6 +506,8 @@ int run_train(NnOptions o) {
 
   if (!fo.checkpoint.empty())  // checked above; created only now that training starts
     create_parent_directories(fo.checkpoint, fmt::format("--save {}", fo.checkpoint));
+  if (!fo.save_best.empty())
+    create_parent_directories(fo.save_best, fmt::format("--save-best {}", fo.save_best));
   const auto t0 = std::chrono::steady_clock::now();
   const nn::History history = nn::fit(mlp, *optimizer, d.train, fo);
   const double seconds =
@@ -516,7 +552,10 @@ int run_train(NnOptions o) {
                                                .seconds = seconds,
                                                .epochs = history.epochs.size(),
                                                .grad_norms = last.grad_norms,
-                                               .dead_fraction = last.dead_fraction})));
+                                               .dead_fraction = last.dead_fraction,
+                                               .validated = o.val > 0,
+                                               .best_epoch = history.best_epoch,
+                                               .stopped_early = history.stopped_early})));
     return 0;
   }
   if (o.json) {
@@ -526,7 +565,10 @@ int run_train(NnOptions o) {
                                                .seconds = seconds,
                                                .epochs = history.epochs.size(),
                                                .grad_norms = last.grad_norms,
-                                               .dead_fraction = last.dead_fraction})));
+                                               .dead_fraction = last.dead_fraction,
+                                               .validated = o.val > 0,
+                                               .best_epoch = history.best_epoch,
+                                               .stopped_early = history.stopped_early})));
     return 0;
   }
   // An epoch's "train acc" averages its batches, each measured before the step it paid for, so
@@ -550,6 +592,14 @@ int run_train(NnOptions o) {
     fmt::print("mean |dL/dW| per layer (last epoch): {:.4g}\n", fmt::join(last.grad_norms, ", "));
   if (!last.dead_fraction.empty())
     fmt::print("dead units per layer (last epoch): {:.3f}\n", fmt::join(last.dead_fraction, ", "));
+  if (o.val > 0 && history.best_epoch == 0)
+    fmt::print("no validation loss was a finite number: no best epoch\n");
+  else if (o.val > 0)
+    fmt::print("lowest validation loss {:.6g} at epoch {}{}\n",
+               history.epochs[history.best_epoch - 1].val_loss, history.best_epoch,
+               fo.save_best.empty()
+                   ? ""
+                   : fmt::format(", its checkpoint in {}", ag::printable(fo.save_best)));
   if (!fo.checkpoint.empty() && history.epochs.size() > history.resumed_from)
     fmt::print("checkpoint written to {}\n", ag::printable(fo.checkpoint));
   for (const fs::path& p : plots) fmt::print("wrote {}\n", ag::printable(p.string()));
@@ -750,6 +800,24 @@ NnCommands add_nn_commands(CLI::App& app) {
                    "a comma list of x1, x2, x1^2, x2^2, x1*x2, sin_x1, sin_x2, in the order "
                    "given (default none: the data's own columns)")
       ->type_name("LIST");
+  c.train
+      ->add_option("--val", o.val,
+                   "Hold this share of the training rows out (seeded by --seed) and report their "
+                   "loss after each epoch, the validation loss that --early-stop and --save-best "
+                   "watch (default 0: none, or the checkpoint's)")
+      ->type_name("FRACTION");
+  c.train
+      ->add_option("--early-stop", o.early_stop,
+                   "Stop when the validation loss has not improved for N epochs in a row, as "
+                   "Keras's EarlyStopping (needs --val)")
+      ->type_name("N")
+      ->check(integer_validator());
+  c.train
+      ->add_option("--save-best", o.save_best,
+                   "Write the checkpoint of each epoch whose validation loss is the lowest so "
+                   "far to FILE (atomically), which so ends holding the best epoch's weights "
+                   "(needs --val)")
+      ->type_name("FILE");
   c.train->get_option("--layers")->excludes(c.train->get_option("--hidden"));
   c.train->footer(defaults_help());
 

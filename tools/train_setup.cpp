@@ -415,6 +415,10 @@ void check_given_options(const NnOptions& o) {
   if (o.was_given("--batch") && o.batch < 1) ag::fail("--batch {}: must be at least 1", o.batch);
   if (!o.layers.empty()) parse_layers(o.layers, "--layers");  // its errors first
   if (!o.hidden.empty()) parse_hidden(o.hidden);
+  if (o.was_given("--val") && !(o.val > 0 && o.val < 1))
+    ag::fail("--val {}: the share of the training rows held out must be in (0, 1)", o.val);
+  if (o.was_given("--early-stop") && o.early_stop < 1)
+    ag::fail("--early-stop {}: the patience must be at least 1 epoch", o.early_stop);
   if (o.was_given("--features") && o.features.empty())
     ag::fail("--features : no input features: choose from {} (or none)",
              nn::input_features_str(nn::kInputFeatures));
@@ -480,10 +484,17 @@ nn::FitOptions fit_options(const NnOptions& o, const Data& d, nn::LossKind loss,
   fo.clip_grad_norm = clip_norm;
   fo.clip_grad_value = clip_value;
   if (o.schedule == "cosine") fo.schedule = nn::schedule::cosine(fo.epochs);
+  fo.validation_fraction = o.val;
+  if (o.early_stop > 0)
+    fo.early_stopping = nn::EarlyStopping{.patience = static_cast<std::size_t>(o.early_stop)};
+  fo.save_best = o.save_best;
   return fo;
 }
 
-Json summary_json(const Summary& s) {
+namespace {
+
+// The summary's keys before --val's.
+Json summary_fields(const Summary& s) {
   if (s.regression)
     return {{"r2", s.r2},
             {"rmse", s.rmse},
@@ -501,6 +512,17 @@ Json summary_json(const Summary& s) {
           {"epochs", s.epochs},
           {"grad_norms", s.grad_norms},
           {"dead_fraction", s.dead_fraction}};
+}
+
+}  // namespace
+
+Json summary_json(const Summary& s) {
+  Json out = summary_fields(s);
+  if (s.validated) {
+    out["best_epoch"] = s.best_epoch;
+    out["stopped_early"] = s.stopped_early;
+  }
+  return out;
 }
 
 std::vector<std::int64_t> parse_layers(const std::string& text, std::string_view option) {

@@ -50,6 +50,9 @@ struct NnOptions {
   std::string features;   // --features; empty: the checkpoint's, else none (the data's columns)
   std::string task;       // --task classification or regression; empty: the checkpoint's, else
                           // the data's (Note [Regression tasks])
+  double val = 0;         // --val: the share of the training rows held out for
+  std::int64_t early_stop = 0;  // validation, --early-stop's patience (0: none) and
+  std::string save_best;        // --save-best's file (nn's Note [Validation and early stopping])
   // graph
   std::string checkpoint;
   std::string output;
@@ -166,6 +169,10 @@ struct Summary {
   std::size_t epochs = 0;
   std::vector<double> grad_norms;
   std::vector<double> dead_fraction;
+  // With --val: the epoch of the lowest validation loss, and whether --early-stop ended the run.
+  bool validated = false;
+  std::size_t best_epoch = 0;
+  bool stopped_early = false;
 };
 Json summary_json(const Summary& s);
 
