@@ -102,7 +102,7 @@ TEST_CASE("early stopping ends the run after patience epochs without an improvem
     slow_options.early_stopping = nn::EarlyStopping{.patience = 2, .min_delta = min_delta};
     return nn::fit(mlp, slow, data, slow_options).epochs.size();
   };
-  CHECK(epochs_run(0) == 8);  // a slow but steady fall improves every epoch
+  CHECK(epochs_run(0) == 8);   // a slow but steady fall improves every epoch
   CHECK(epochs_run(10) == 3);  // no fall beats 10
 }
 
