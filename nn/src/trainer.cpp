@@ -203,8 +203,10 @@ class Progress {
     if (mode_ == FitOptions::Progress::quiet) return;
     fmt::print(out_,
                "early stopping after epoch {}: the validation loss has not improved by more than "
-               "{} for {} epoch{} (the best was epoch {})\n",
-               epoch, early.min_delta, early.patience, early.patience == 1 ? "" : "s", best_epoch);
+               "{} for {} epoch{} ({})\n",
+               epoch, early.min_delta, early.patience, early.patience == 1 ? "" : "s",
+               best_epoch == 0 ? std::string("none was a finite number")
+                               : fmt::format("the best was epoch {}", best_epoch));
     std::fflush(out_);
   }
 
