@@ -116,31 +116,31 @@ int main(int argc, char** argv) {
     }
 
     // ---- 2. a 1-D regression fitted by a sum of ReLU units ----
-    // y = sum_k v_k relu(w_k x + b_k) + c: one hidden layer of `units` ReLUs. nn::fit trains
-    // classifiers only (a Dataset holds class labels), so this loop is written out.
+    // y = sum_k v_k relu(w_k x + b_k) + c: one hidden layer of `units` ReLUs, trained by nn::fit
+    // on a regression set, one full batch per epoch (so an epoch is a step).
     ag::Rng rng(opt.seed);
     const std::int64_t n = 80;
-    std::vector<float> xs, ys;
+    nn::Dataset points;
+    points.rows = n, points.cols = 1, points.outputs = 1;
     for (std::int64_t i = 0; i < n; ++i) {
       const double x = -3 + 6 * double(i) / double(n - 1);
-      xs.push_back(float(x));
-      ys.push_back(float(target(x) + 0.1 * rng.normal()));
+      points.features.push_back(float(x));
+      points.target_values.push_back(float(target(x) + 0.1 * rng.normal()));
     }
+    const std::vector<float>& xs = points.features;
+    const std::vector<float>& ys = points.target_values;
     nn::MLP net({1, units, 1}, ag::Op::relu, nn::Activation::none, opt.seed);
     nn::Adam adam(net.parameters(), {.lr = 0.02});
+    nn::FitOptions training;
+    training.epochs = opt.quick ? 1500 : 3000;
+    training.batch_size = n;
+    training.shuffle = false;
+    training.loss = nn::LossKind::mse;
+    training.progress = nn::FitOptions::Progress::quiet;
+    const nn::EpochStats last = nn::fit(net, adam, points, training).epochs.back();
+    const std::size_t steps = training.epochs;
+    const double loss = last.loss;
     ag::TensorTape tape;
-    const int steps = opt.quick ? 1500 : 3000;
-    double loss = 0;
-    for (int step = 0; step < steps; ++step) {
-      tape.reset();
-      ag::Tensor x = tape.constant<float>(ag::Shape{n, 1}, xs);
-      ag::Tensor y = tape.constant<float>(ag::Shape{n, 1}, ys);
-      ag::Tensor l = nn::mse_loss(net(x), y);
-      adam.zero_grad();
-      tape.backward(l);
-      adam.step();
-      loss = l.item();
-    }
 
     // Each unit's contribution from the learned weights, and where it bends: x = -b_k / w_k.
     const nn::Linear& hidden = *net.linears()[0];
@@ -205,7 +205,8 @@ int main(int argc, char** argv) {
         "\nA fit of y = sin(1.5x) + 0.3x (+ noise 0.1, {} points) by {} ReLU units, Adam, "
         "{} steps:\n",
         n, units, steps);
-    fmt::print("  training MSE {:.4f}; RMSE against the true curve {:.3f}\n", loss, rmse);
+    fmt::print("  training MSE {:.4f} (R² {:.3f}); RMSE against the true curve {:.3f}\n", loss,
+               last.train_r2, rmse);
     fmt::print("  kinks inside [-3, 3] at x =");
     std::vector<double> sorted = kinks;
     std::sort(sorted.begin(), sorted.end());

@@ -1,5 +1,5 @@
-// A warm DataLoader epoch, and a warm training step through the norm and dropout layers,
-// allocate nothing: operator new is counted (as in
+// A warm DataLoader epoch (of classes or of regression targets), and a warm training step
+// through the norm and dropout layers, allocate nothing: operator new is counted (as in
 // test_alloc.cpp, which is why this is an executable of its own) over batches.
 
 #include <doctest/doctest.h>
@@ -61,4 +61,33 @@ TEST_CASE("a warm training step of an MLP, plain or with norms and dropout, allo
     counting = false;
     CHECK(allocations == 0);
   }
+}
+
+TEST_CASE("a warm regression epoch, its targets, loss and R² allocate nothing") {
+  const nn::Dataset data = nn::multi_gaussian(100, 0.1, 0);
+  nn::MLP mlp({2, 8, 1}, ag::Op::relu, nn::Activation::none, 1);
+  nn::Adam adam(mlp.parameters());
+  nn::DataLoader loader(data, 32, true, 7);
+  nn::RegressionMetrics metrics(1);
+  ag::TensorTape tape;
+  for (int epoch = 0; epoch < 3; ++epoch) {
+    if (epoch == 2) {
+      allocations = 0;
+      counting = true;
+    }
+    metrics.reset();
+    for (const nn::Batch& b : loader) {
+      tape.reset();
+      ag::Tensor out = mlp(b.inputs(tape));
+      ag::Tensor target = b.regression_targets(tape);
+      ag::Tensor loss = nn::mse_loss(out, target);
+      adam.zero_grad();
+      tape.backward(loss);
+      adam.step();
+      metrics.add(out, target);
+    }
+  }
+  counting = false;
+  CHECK(allocations == 0);
+  CHECK(metrics.rows() == 100);
 }

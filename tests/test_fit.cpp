@@ -141,8 +141,12 @@ TEST_CASE("fit names what does not fit") {
                        "bce loss: the model has 3 outputs; a binary loss needs 1 (use ce for 3 "
                        "classes)",
                        Error);
-  CHECK_THROWS_WITH_AS(nn::parse_loss("l1"),
-                       "unknown loss 'l1': use one of bce, bce_logits, ce, mse, hinge", Error);
+  // l1 and huber are regression losses now (LossKind); a name no loss has is still unknown.
+  CHECK_THROWS_WITH_AS(nn::parse_loss("kl"),
+                       "unknown loss 'kl': use one of bce, bce_logits, ce, mse, hinge, l1, huber",
+                       Error);
+  CHECK(nn::parse_loss("l1") == nn::LossKind::l1);
+  CHECK(nn::parse_loss("huber") == nn::LossKind::huber);
   nn::MLP wide({3, 4, 1}, ag::Op::relu);
   nn::SGD sgd2(wide.parameters());
   CHECK_THROWS_WITH_AS(nn::fit(wide, sgd2, nn::xor_data(), options),

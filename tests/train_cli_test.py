@@ -377,7 +377,7 @@ class DataOptions(TrainCliTest):
                  "--noise inf: the noise must be a finite number >= 0"),
                 (["--data", "csv:" + csv, "--noise", "0.1"],
                  "--noise 0.1: only the synthetic data sets (xor, moons, circles, spirals, blobs, "
-                 "gaussian) take it, not csv:"),
+                 "gaussian, plane, multi-gaussian) take it, not csv:"),
                 (["--data", "csv:" + csv, "--n", "10"], "--n 10: only the synthetic data sets"),
                 (["--data", "moons", "--features", "x1,cos_x1"],
                  "--features x1,cos_x1: unknown input feature 'cos_x1': the features are "
@@ -490,8 +490,9 @@ class TrainErrors(TrainCliTest):
                    message="--loss hinge is for two classes")
 
     def test_bad_names(self):
-        self.fails("train", "--data", "moons", "--layers", "2,1", "--loss", "l1",
-                   message="unknown loss 'l1'")
+        # l1 and huber are losses since --task regression; a name no loss has is still unknown.
+        self.fails("train", "--data", "moons", "--layers", "2,1", "--loss", "kl",
+                   message="unknown loss 'kl'")
         self.fails("train", "--data", "moons", "--layers", "2,1", "--act", "wobble",
                    message="unknown activation 'wobble'")
         self.fails("train", "--data", "moons", "--layers", "2,x,1",
@@ -1029,6 +1030,188 @@ class Graph(TrainCliTest):
                    message="unknown extension '.pdf'")
         self.fails("graph", "missing.safetensors", "--layers", "2,8,1", "-o", "net.svg",
                    message="missing.safetensors")
+
+
+class Regression(TrainCliTest):
+    """Issue 16 item 5: --task regression on plane, multi-gaussian and CSV targets (Note
+    [Regression tasks] in tools/train_setup.hpp)."""
+
+    def csv(self, name="r.csv", rows=120):
+        """x, an unused column, y = sin(x) and z = x^2 / 3: two targets of one input."""
+        lines = ["x,junk,y,z"]
+        for i in range(rows):
+            x = -3 + 6 * i / (rows - 1)
+            lines.append(f"{x},{(i * 7) % 5},{math.sin(x)},{x * x / 3}")
+        return self.write(name, "\n".join(lines) + "\n")
+
+    def test_plane_json_reports_r2_and_rmse_not_accuracy(self):
+        docs = self.lines("--data", "plane", "--epochs", "20")
+        epochs, summary = docs[:-1], docs[-1]
+        self.assertEqual([e["epoch"] for e in epochs], list(range(1, 21)))
+        for e in epochs:
+            self.assertNotIn("train_accuracy", e)
+            self.assertNotIn("test_accuracy", e)
+            self.assertGreaterEqual(e["test_rmse"], 0)
+        self.assertEqual(list(summary)[:4], ["r2", "rmse", "train_r2", "train_rmse"])
+        self.assertNotIn("test_accuracy", summary)
+        self.assertNotIn("train_accuracy", summary)
+        self.assertGreater(summary["r2"], 0.99)  # a plane is what a ReLU MLP fits best
+        self.assertLess(summary["rmse"], 0.05)
+        self.assertEqual(summary["r2"], epochs[-1]["test_r2"])  # the same model, the test rows
+        self.assertEqual(summary["loss"], epochs[-1]["loss"])
+
+    def test_multi_gaussian_learns_and_noise_and_n_shape_it(self):
+        summary = self.lines("--data", "multi-gaussian", "--epochs", "60")[-1]
+        self.assertGreater(summary["train_r2"], 0.5)
+        out = self.ok("train", "--data", "multi-gaussian", "--n", "200", "--noise", "0.2",
+                      "--epochs", "1")
+        self.assertIn("multi-gaussian: 150 training rows, 50 test rows, 2 features, 1 target "
+                      "(regression); MLP 2,32,32,1", out)
+        self.assertIn("loss mse", out)
+        self.assertRegex(out, r"train R² -?\d\.\d{4}, RMSE [\d.e-]+; test R²")
+
+    def test_csv_with_two_target_columns(self):
+        self.csv()
+        summary = self.lines("--data", "csv:r.csv:y,z", "--task", "regression", "--hidden",
+                             "16,16", "--epochs", "150", "--seed", "2")[-1]
+        self.assertGreater(summary["r2"], 0.9)
+        out = self.ok("train", "--data", "csv:r.csv:2,3", "--task", "regression", "--epochs", "1",
+                      "--loss", "huber")
+        self.assertIn("r.csv: 90 training rows, 30 test rows, 2 features, 2 targets "
+                      "(regression); MLP 2,16,16,2", out)
+        self.assertIn("loss huber", out)
+        # By default the target is the last column, as a label is.
+        out = self.ok("train", "--data", "csv:r.csv", "--task", "regression", "--epochs", "1",
+                      "--loss", "l1")
+        self.assertIn("3 features, 1 target (regression); MLP 3,16,16,1", out)
+
+    def test_plots_prediction_and_a_one_feature_curve(self):
+        self.csv()
+        with open(self.path("one.csv"), "w") as f:
+            for line in open(self.path("r.csv")):
+                cells = line.strip().split(",")
+                f.write(f"{cells[0]},{cells[2]}\n")
+        out = self.ok("train", "--data", "csv:one.csv", "--task", "regression", "--epochs", "30",
+                      "--plot", "one")
+        for name in ["loss.png", "r2.png", "prediction.png", "fit.png"]:
+            self.assertIn(f"wrote {os.path.join('one', name)}", out)
+            self.assertGreater(png_size(self.path("one", name))[0], 100)
+        with open(self.path("one", "history.dat")) as f:
+            self.assertEqual(f.readline().strip(), "# epoch loss train_r2 test_r2")
+        # prediction.dat: one line per test row (30) after its header.
+        with open(self.path("one", "prediction.dat")) as f:
+            self.assertEqual(len(f.read().splitlines()), 1 + 30)
+        # Two features: no curve to draw, and no decision map of classes.
+        out = self.ok("train", "--data", "plane", "--epochs", "2", "--plot", "two")
+        self.assertIn("prediction.png", out)
+        self.assertNotIn("fit.png", out)
+        self.assertNotIn("boundary.png", out)
+
+    def test_the_checkpoint_says_the_task_and_resumes_it(self):
+        full = self.lines("--data", "plane", "--epochs", "6", "--save", "full.safetensors")
+        self.lines("--data", "plane", "--epochs", "3", "--save", "part.safetensors")
+        self.assertEqual(metadata(self.path("part.safetensors"))["model.task"], "regression")
+        resumed = self.lines("--resume", "part.safetensors", "--epochs", "6")
+        self.assertEqual([e["epoch"] for e in resumed[:-1]], [4, 5, 6])
+        self.assertEqual(resumed[-1]["r2"], full[-1]["r2"])
+        self.assertEqual(resumed[-1]["rmse"], full[-1]["rmse"])
+        self.csv()
+        self.lines("--data", "csv:r.csv:y", "--task", "regression", "--epochs", "1", "--save",
+                   "c.safetensors")
+        self.fails("train", "--resume", "c.safetensors", "--task", "classification",
+                   "--epochs", "2",
+                   message="--task classification: c.safetensors was trained with --task "
+                           "regression")
+        classifier = self.lines(*SMALL, "--epochs", "1", "--save", "k.safetensors")[-1]
+        self.assertIn("test_accuracy", classifier)
+        self.assertEqual(metadata(self.path("k.safetensors"))["model.task"], "classification")
+
+    def test_what_does_not_make_a_regression_is_refused(self):
+        self.csv()
+        for args, message in [
+                (["--data", "plane", "--loss", "ce"],
+                 "--loss ce is for classification; --task regression trains with mse, l1 or "
+                 "huber"),
+                (["--data", "moons", "--loss", "l1"],
+                 "--loss l1 is for regression: give --task regression"),
+                (["--data", "plane", "--task", "classification"],
+                 "--task classification: plane is a regression set (real-valued targets)"),
+                (["--data", "moons", "--task", "regression"],
+                 "--task regression: moons has classes"),
+                (["--data", "csv:r.csv:y,w", "--task", "regression"],
+                 "r.csv: no column named 'w' (the columns are x, junk, y, z)"),
+                (["--data", "csv:r.csv:y,", "--task", "regression"],
+                 "a target column is empty"),
+                (["--data", "plane", "--layers", "2,8,2"],
+                 "--layers 2,8,2: the last size must be 1, one output per target of plane"),
+                (["--data", "plane", "--task", "sideways"], "--task: sideways not in"),
+        ]:
+            self.fails("train", *args, "--epochs", "1", message=message)
+
+    def test_help_documents_the_task(self):
+        out = self.ok("train", "--help")
+        for text in ["--task", "plane, multi-gaussian", "l1 or huber", "prediction.png",
+                     "\"r2\", \"rmse\""]:
+            self.assertIn(text, out)
+
+
+class Validation(TrainCliTest):
+    """Issue 16 item 6: --val, --early-stop and --save-best (nn's Note [Validation and early
+    stopping])."""
+
+    def test_val_reports_a_validation_loss_each_epoch(self):
+        docs = self.lines(*SMALL, "--epochs", "3", "--val", "0.2")
+        for e in docs[:-1]:
+            self.assertGreater(e["val_loss"], 0)
+        self.assertIn(docs[-1]["best_epoch"], [1, 2, 3])
+        self.assertFalse(docs[-1]["stopped_early"])
+        # Without --val the lines and the summary are what they were.
+        plain = self.lines(*SMALL, "--epochs", "1")
+        self.assertNotIn("val_loss", plain[0])
+        self.assertNotIn("best_epoch", plain[-1])
+        out = self.ok("train", *SMALL, "--epochs", "2", "--val", "0.2")
+        self.assertIn("val loss ", out)
+        self.assertRegex(out, r"lowest validation loss [\d.e-]+ at epoch [12]")
+
+    def test_early_stop_and_save_best(self):
+        # 60 training rows, a wide MLP and a quick rate: the validation loss soon stops falling.
+        docs = self.lines("--data", "multi-gaussian", "--n", "80", "--hidden", "64,64", "--lr",
+                          "0.01", "--epochs", "200", "--val", "0.25", "--early-stop", "2",
+                          "--save-best", "best.safetensors")
+        epochs, summary = docs[:-1], docs[-1]
+        self.assertTrue(summary["stopped_early"])
+        self.assertLess(len(epochs), 30)
+        self.assertEqual(len(epochs), summary["best_epoch"] + 2)  # the best, then 2 without
+        losses = [e["val_loss"] for e in epochs]
+        self.assertEqual(min(losses), losses[summary["best_epoch"] - 1])
+        meta = metadata(self.path("best.safetensors"))
+        self.assertEqual(len(meta["fit.history"].splitlines()), summary["best_epoch"])
+        self.assertEqual(meta["train.early_stop"], "2")
+        self.assertEqual(meta["train.val"], "0.25")
+
+    def test_resume_keeps_the_validation_split(self):
+        full = self.lines(*SMALL, "--epochs", "4", "--val", "0.2", "--save", "full.safetensors")
+        self.lines(*SMALL, "--epochs", "2", "--val", "0.2", "--save", "part.safetensors")
+        resumed = self.lines("--resume", "part.safetensors", "--epochs", "4")
+        self.assertEqual([e["val_loss"] for e in resumed[:-1]],
+                         [e["val_loss"] for e in full[2:-1]])
+        self.fails("train", "--resume", "part.safetensors", "--epochs", "5", "--val", "0.3",
+                   message="--val 0.3: part.safetensors was trained with --val 0.2")
+
+    def test_what_does_not_validate_is_refused(self):
+        for args, message in [
+                (["--early-stop", "2"],
+                 "--early-stop watches the validation loss: give --val FRACTION too"),
+                (["--save-best", "b.safetensors"],
+                 "--save-best watches the validation loss: give --val FRACTION too"),
+                (["--val", "1"],
+                 "--val 1: the share of the training rows held out must be in (0, 1)"),
+                (["--val", "0.2", "--early-stop", "0"],
+                 "--early-stop 0: the patience must be at least 1 epoch"),
+                (["--val", "0.2", "--save", "m.safetensors", "--save-best", "m.safetensors"],
+                 "--save-best m.safetensors: the best epoch's checkpoint needs a file of its own"),
+        ]:
+            self.fails("train", *SMALL, "--epochs", "1", *args, message=message)
 
 
 def main():

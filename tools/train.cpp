@@ -53,12 +53,14 @@ namespace fs = std::filesystem;
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 // train stores its model's description in every checkpoint's metadata (string values, as
 // safetensors requires; PyTorch's loaders ignore them): "model.layers" ("2,16,16,1"),
-// "model.act", "model.out", "model.loss", "model.norm", "model.dropout", "data.name" (the --data
+// "model.act", "model.out", "model.loss", "model.norm", "model.dropout", "model.task"
+// (classification or regression, Note [Regression tasks]), "data.name" (the --data
 // text), "data.features" (the number of input columns), "data.input_features" (--features, or
 // none), and for a synthetic set "data.rows" and "data.noise" (Note [Synthetic data options]),
 // and what an exact resume needs besides: "train.seed", "train.batch", "train.lr" (the rate the
 // schedule starts from), "train.schedule", "data.test_fraction", "train.l1" and "train.l2" (a
-// file without the last three was trained with 0.25, 0 and 0). --resume and graph read them,
+// file without them was trained with 0.25, 0 and 0), "train.val" and "train.early_stop" (--val
+// and --early-stop: the rows held out, and when the run stops). --resume and graph read them,
 // so they need no --layers or --act; an option given that disagrees is refused, naming both. A
 // file without them (written before, or by another tool) needs --layers (graph reads the sizes
 // from its weights' shapes).
@@ -124,6 +126,10 @@ void adopt_model(NnOptions& o, const nn::SafetensorsFile& file, const std::strin
     if (!o.norm.empty() && o.norm != *norm) mismatch("--norm", o.norm, *norm, path, remedy);
     o.norm = *norm;
   }
+  if (const std::string* task = stored(file, "model.task")) {
+    if (!o.task.empty() && o.task != *task) mismatch("--task", o.task, *task, path, remedy);
+    o.task = *task;
+  }
   if (const std::string* dropout = stored(file, "model.dropout")) {
     if (o.was_given("--dropout") && fmt::format("{}", o.dropout) != *dropout)
       mismatch("--dropout", fmt::format("{}", o.dropout), *dropout, path, remedy);
@@ -188,9 +194,10 @@ void check_plot_dir(const std::string& dir) {
     throw ag::Error("--plot needs gnuplot, which is not on PATH: apt-get install gnuplot-nox");
 }
 
-// history.dat (epoch, loss, train and test accuracy), loss.png and accuracy.png in `dir`.
+// history.dat (epoch, loss, train and test accuracy), loss.png and accuracy.png in `dir`; for a
+// regression (Note [Regression tasks]) the columns are train and test R², drawn in r2.png.
 std::vector<fs::path> plot_history(const std::string& dir, const nn::History& history,
-                                   bool has_test) {
+                                   bool has_test, bool regression) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec || !fs::is_directory(dir))
@@ -198,13 +205,17 @@ std::vector<fs::path> plot_history(const std::string& dir, const nn::History& hi
   const fs::path data = fs::path(dir) / "history.dat";
   {
     std::ofstream f(data);
-    f << "# epoch loss train_accuracy test_accuracy\n";
-    for (const nn::EpochStats& e : history.epochs)
-      f << fmt::format(
-          "{} {} {} {}\n", e.epoch, e.loss, e.train_accuracy,
-          e.test_accuracy < 0 ? std::string("NaN") : fmt::format("{}", e.test_accuracy));
+    f << (regression ? "# epoch loss train_r2 test_r2\n"
+                     : "# epoch loss train_accuracy test_accuracy\n");
+    for (const nn::EpochStats& e : history.epochs) {
+      const bool tested = regression ? e.test_rmse >= 0 : e.test_accuracy >= 0;
+      f << fmt::format("{} {} {} {}\n", e.epoch, e.loss, regression ? e.train_r2 : e.train_accuracy,
+                       !tested ? std::string("NaN")
+                               : fmt::format("{}", regression ? e.test_r2 : e.test_accuracy));
+    }
     if (!f) ag::fail("cannot write {}", data.string());
   }
+  const std::string score = regression ? "r2" : "accuracy";
   const std::string terminal =
       "set terminal pngcairo size 800,500 enhanced font 'DejaVu Sans,11'\n"
       "set grid lc rgb '#dddddd'\nset key box opaque\nset xlabel 'epoch'\n";
@@ -217,16 +228,19 @@ std::vector<fs::path> plot_history(const std::string& dir, const nn::History& hi
                                  "at graph 0.5, 0.5 center\n") +
                        "set output 'loss.png'\nset ylabel 'loss'\nset title 'training loss'\n"
                        "plot 'history.dat' using 1:2 with lines lw 2 lc rgb '#1f77b4' "
-                       "title 'loss'\n"
-                       "set output 'accuracy.png'\nunset label\nset ylabel 'accuracy'\n"
-                       "set yrange [0:1.02]\n"
-                       "set title 'accuracy'\nset key bottom right\n"
+                       "title 'loss'\n" +
+                       fmt::format("set output '{}.png'\nunset label\nset ylabel '{}'\n", score,
+                                   regression ? "R²" : "accuracy") +
+                       // R² has no lower bound: a poor fit's is negative, so only its top is set.
+                       (regression ? "set yrange [*:1.02]\nset title 'R² (1 is a perfect fit)'\n"
+                                   : "set yrange [0:1.02]\nset title 'accuracy'\n") +
+                       "set key bottom right\n"
                        "plot 'history.dat' using 1:3 with lines lw 2 lc rgb '#1f77b4' "
                        "title 'train'";
   if (has_test) script += ", '' using 1:4 with lines lw 2 lc rgb '#d62728' title 'test'";
   script += "\nunset output\n";
   nn::plot::gnuplot(fs::path(dir), script);
-  return {data, fs::path(dir) / "loss.png", fs::path(dir) / "accuracy.png"};
+  return {data, fs::path(dir) / "loss.png", fs::path(dir) / (score + ".png")};
 }
 
 // A count in a checkpoint's metadata: written by us and checksummed, and yet checked.
@@ -302,11 +316,31 @@ void resolve_options(NnOptions& o, const nn::SafetensorsFile* resumed) {
         mismatch("--schedule", o.schedule, *schedule, o.resume, remedy);
       o.schedule = *schedule;
     }
+    if (const std::string* val = stored(*resumed, "train.val")) {
+      if (o.was_given("--val") && fmt::format("{}", o.val) != *val)
+        mismatch("--val", fmt::format("{}", o.val), *val, o.resume, remedy);
+      char* end = nullptr;
+      o.val = std::strtod(val->c_str(), &end);
+      if (val->empty() || *end != '\0' || !(o.val >= 0 && o.val < 1))
+        ag::fail("{}: metadata train.val is \"{}\", not a fraction", ag::printable(o.resume),
+                 ag::printable(*val));
+    }
+    if (const std::string* early = stored(*resumed, "train.early_stop")) {
+      if (o.was_given("--early-stop") && fmt::format("{}", o.early_stop) != *early)
+        mismatch("--early-stop", fmt::format("{}", o.early_stop), *early, o.resume, remedy);
+      o.early_stop = stored_count<std::int64_t>(*early, "train.early_stop", o.resume, 0);
+    }
     if (const std::string* opt = stored(*resumed, "tapegrad.optimizer");
         opt && !o.was_given("--opt") && (*opt == "SGD" || *opt == "Adam"))
       o.opt = *opt == "SGD" ? "sgd" : "adam";
   }
   resolve_defaults(o);
+}
+
+// An epoch's JSON line with its validation loss, under --val.
+Json with_val_loss(Json line, const nn::EpochStats& e) {
+  if (e.val_loss >= 0 || std::isnan(e.val_loss)) line["val_loss"] = e.val_loss;
+  return line;
 }
 
 // The hint printed once when the loss is no longer a number.
@@ -321,6 +355,12 @@ void hint_if_diverged(const nn::EpochStats& e, const NnOptions& o, bool& hinted)
 
 int run_train(NnOptions o) {
   if (!o.save.empty()) check_writable(o.save, "--save");
+  if (!o.save_best.empty()) check_writable(o.save_best, "--save-best");
+  if (!o.save_best.empty() && (o.save_best == o.save || o.save_best == o.resume))
+    ag::fail(
+        "--save-best {}: the best epoch's checkpoint needs a file of its own, not the one "
+        "every epoch writes",
+        ag::printable(o.save_best));
   if (!o.plot.empty()) check_plot_dir(o.plot);
   std::optional<nn::SafetensorsFile> resumed;
   if (!o.resume.empty()) {
@@ -330,6 +370,10 @@ int run_train(NnOptions o) {
     resumed = nn::read_safetensors(o.resume);
   }
   resolve_options(o, resumed ? &*resumed : nullptr);
+  for (const auto& [option, used] : {std::pair{"--early-stop", o.early_stop > 0},
+                                     std::pair{"--save-best", !o.save_best.empty()}})
+    if (used && o.val == 0)
+      ag::fail("{} watches the validation loss: give --val FRACTION too", option);
   const nn::Activation hidden = nn::parse_activation(o.act);
   const nn::Activation output = nn::parse_activation(o.out);
   const nn::LossKind loss = nn::parse_loss(o.loss);
@@ -339,6 +383,7 @@ int run_train(NnOptions o) {
 
   const Data d = load_data(o);
   if (!o.save.empty()) check_not_input(o.save, "--save", {d.file});
+  if (!o.save_best.empty()) check_not_input(o.save_best, "--save-best", {d.file});
   if (!o.resume.empty() && o.save.empty()) check_not_input(o.resume, "--resume", {d.file});
   if (resumed)
     if (const std::string* features = stored(*resumed, "data.features");
@@ -403,6 +448,7 @@ int run_train(NnOptions o) {
                             {"model.loss", o.loss},
                             {"model.norm", o.norm.empty() ? "none" : o.norm},
                             {"model.dropout", fmt::format("{}", o.dropout)},
+                            {"model.task", o.task},
                             {"data.name", o.data},
                             {"data.features", fmt::format("{}", d.train.cols)},
                             {"data.input_features", features_text(o.features)},
@@ -412,14 +458,35 @@ int run_train(NnOptions o) {
                             {"train.schedule", o.schedule},
                             {"data.test_fraction", fmt::format("{}", o.test_fraction)},
                             {"train.l1", fmt::format("{}", o.l1)},
-                            {"train.l2", fmt::format("{}", o.l2)}};
+                            {"train.l2", fmt::format("{}", o.l2)},
+                            {"train.val", fmt::format("{}", o.val)},
+                            {"train.early_stop", fmt::format("{}", o.early_stop)}};
   if (is_synthetic(o.data)) {
     fo.checkpoint_metadata["data.rows"] = fmt::format("{}", o.rows);
     fo.checkpoint_metadata["data.noise"] = fmt::format("{}", o.noise);
   }
 
   bool hinted = false;  // the hint about a loss that is not a number, once
-  if (o.json) {
+  const bool regression = is_regression(o);
+  if (o.json && regression) {
+    fo.on_epoch = [](const nn::EpochStats& e) {
+      // Note [Regression tasks]: R² and RMSE where a classifier has accuracies.
+      const Json test_r2 = e.test_rmse < 0 ? Json() : Json(e.test_r2);
+      const Json test_rmse = e.test_rmse < 0 ? Json() : Json(e.test_rmse);
+      const Json line = {{"epoch", e.epoch},
+                         {"loss", e.loss},
+                         {"train_r2", e.train_r2},
+                         {"train_rmse", e.train_rmse},
+                         {"test_r2", test_r2},
+                         {"test_rmse", test_rmse},
+                         {"lr", e.lr},
+                         {"seconds", e.seconds},
+                         {"grad_norms", e.grad_norms},
+                         {"dead_fraction", e.dead_fraction}};
+      fmt::print("{}\n", json_text(with_val_loss(line, e)));
+      check_standard_output();
+    };
+  } else if (o.json) {
     fo.on_epoch = [](const nn::EpochStats& e) {
       // Note [The command line's JSON]: NaN is null, doubles read back exact.
       const Json test_accuracy = e.test_accuracy < 0 ? Json() : Json(e.test_accuracy);
@@ -431,15 +498,18 @@ int run_train(NnOptions o) {
                          {"seconds", e.seconds},
                          {"grad_norms", e.grad_norms},
                          {"dead_fraction", e.dead_fraction}};
-      fmt::print("{}\n", json_text(line));
+      fmt::print("{}\n", json_text(with_val_loss(line, e)));
       check_standard_output();  // output that is lost stops the run
     };
   } else {
     fo.on_epoch = [&](const nn::EpochStats& e) { hint_if_diverged(e, o, hinted); };
-    fmt::print("{}: {} training rows{}, {} features, {} classes; MLP {} ({} parameters)\n",
+    fmt::print("{}: {} training rows{}, {} features, {}; MLP {} ({} parameters)\n",
                ag::printable(d.name), d.train.rows,
                d.has_test ? fmt::format(", {} test rows", d.test.rows) : "", d.train.cols,
-               d.train.classes, layers_str(sizes), [&] {
+               regression ? fmt::format("{} target{} (regression)", d.train.outputs,
+                                        d.train.outputs == 1 ? "" : "s")
+                          : fmt::format("{} classes", d.train.classes),
+               layers_str(sizes), [&] {
                  std::int64_t n = 0;
                  for (nn::Parameter* p : mlp.parameters()) n += p->numel();
                  return n;
@@ -455,23 +525,57 @@ int run_train(NnOptions o) {
 
   if (!fo.checkpoint.empty())  // checked above; created only now that training starts
     create_parent_directories(fo.checkpoint, fmt::format("--save {}", fo.checkpoint));
+  if (!fo.save_best.empty())
+    create_parent_directories(fo.save_best, fmt::format("--save-best {}", fo.save_best));
   const auto t0 = std::chrono::steady_clock::now();
   const nn::History history = nn::fit(mlp, *optimizer, d.train, fo);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   const nn::EpochStats& last = history.epochs.back();
-  const double train_accuracy = nn::evaluate(mlp, d.train, loss).accuracy;
-  const double test_accuracy = d.has_test ? nn::evaluate(mlp, d.test, loss).accuracy
-                                          : std::numeric_limits<double>::quiet_NaN();
+  const nn::Evaluation on_train = nn::evaluate(mlp, d.train, loss);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const nn::Evaluation on_test =
+      d.has_test ? nn::evaluate(mlp, d.test, loss) : nn::Evaluation{nan, nan, nan, nan};
+  const double train_accuracy = on_train.accuracy, test_accuracy = on_test.accuracy;
   std::vector<fs::path> plots;
   if (!o.plot.empty()) {
-    plots = plot_history(o.plot, history, d.has_test);
-    if (d.train.cols == 2)  // a map of the plane; other data have no plane to draw
+    plots = plot_history(o.plot, history, d.has_test, regression);
+    if (regression) {
+      // Note [Regression tasks]: the test rows when there are any, the model's own otherwise.
+      const nn::Dataset& shown = d.has_test ? d.test : d.train;
+      const std::string rows = d.has_test ? "test" : "training";
+      plots.push_back(nn::plot::prediction_plot(
+          fs::path(o.plot) / "prediction.png", mlp, shown,
+          {.title = fmt::format("{}: prediction against target on the {} rows (R² {:.4f})", d.name,
+                                rows, d.has_test ? on_test.r2 : on_train.r2)}));
+      if (d.train.cols == 1)
+        plots.push_back(
+            nn::plot::fitted_curve(fs::path(o.plot) / "fit.png", mlp, d.train,
+                                   {.title = fmt::format("{}: MLP {} ({}) over the training rows",
+                                                         d.name, layers_str(sizes), o.act)}));
+    } else if (d.train.cols == 2) {  // a map of the plane; other data have no plane to draw
       plots.push_back(nn::plot::decision_boundary(
           fs::path(o.plot) / "boundary.png", mlp, d.train, loss,
           {.title = fmt::format("{}: MLP {} ({}, out {}, loss {}) after {} epochs", d.name,
                                 layers_str(sizes), o.act, o.out, o.loss, history.epochs.size())}));
+    }
+  }
+  if (o.json && regression) {
+    fmt::print("{}\n", json_text(summary_json({.regression = true,
+                                               .train_r2 = on_train.r2,
+                                               .train_rmse = on_train.rmse,
+                                               .r2 = on_test.r2,
+                                               .rmse = on_test.rmse,
+                                               .loss = last.loss,
+                                               .seconds = seconds,
+                                               .epochs = history.epochs.size(),
+                                               .grad_norms = last.grad_norms,
+                                               .dead_fraction = last.dead_fraction,
+                                               .validated = o.val > 0,
+                                               .best_epoch = history.best_epoch,
+                                               .stopped_early = history.stopped_early})));
+    return 0;
   }
   if (o.json) {
     fmt::print("{}\n", json_text(summary_json({.train_accuracy = train_accuracy,
@@ -480,21 +584,41 @@ int run_train(NnOptions o) {
                                                .seconds = seconds,
                                                .epochs = history.epochs.size(),
                                                .grad_norms = last.grad_norms,
-                                               .dead_fraction = last.dead_fraction})));
+                                               .dead_fraction = last.dead_fraction,
+                                               .validated = o.val > 0,
+                                               .best_epoch = history.best_epoch,
+                                               .stopped_early = history.stopped_early})));
     return 0;
   }
   // An epoch's "train acc" averages its batches, each measured before the step it paid for, so
   // it differs from the trained model's: the line says which this is.
-  fmt::print("train accuracy {:.4f}", train_accuracy);
-  if (d.has_test) fmt::print(", test accuracy {:.4f}", test_accuracy);
-  fmt::print(
-      " of the trained model on every row (an epoch's train acc averages its batches, each "
-      "before its step)\nloss {:.6g} (last epoch), {:.2f} s\n",
-      last.loss, seconds);
+  if (regression) {
+    fmt::print("train R² {:.4f}, RMSE {:.4g}", on_train.r2, on_train.rmse);
+    if (d.has_test) fmt::print("; test R² {:.4f}, RMSE {:.4g}", on_test.r2, on_test.rmse);
+    fmt::print(
+        " of the trained model on every row (an epoch's train r2 is of its batches, each "
+        "before its step)\nloss {:.6g} (last epoch), {:.2f} s\n",
+        last.loss, seconds);
+  } else {
+    fmt::print("train accuracy {:.4f}", train_accuracy);
+    if (d.has_test) fmt::print(", test accuracy {:.4f}", test_accuracy);
+    fmt::print(
+        " of the trained model on every row (an epoch's train acc averages its batches, each "
+        "before its step)\nloss {:.6g} (last epoch), {:.2f} s\n",
+        last.loss, seconds);
+  }
   if (!last.grad_norms.empty())
     fmt::print("mean |dL/dW| per layer (last epoch): {:.4g}\n", fmt::join(last.grad_norms, ", "));
   if (!last.dead_fraction.empty())
     fmt::print("dead units per layer (last epoch): {:.3f}\n", fmt::join(last.dead_fraction, ", "));
+  if (o.val > 0 && history.best_epoch == 0)
+    fmt::print("no validation loss was a finite number: no best epoch\n");
+  else if (o.val > 0)
+    fmt::print("lowest validation loss {:.6g} at epoch {}{}\n",
+               history.epochs[history.best_epoch - 1].val_loss, history.best_epoch,
+               fo.save_best.empty()
+                   ? ""
+                   : fmt::format(", its checkpoint in {}", ag::printable(fo.save_best)));
   if (!fo.checkpoint.empty() && history.epochs.size() > history.resumed_from)
     fmt::print("checkpoint written to {}\n", ag::printable(fo.checkpoint));
   for (const fs::path& p : plots) fmt::print("wrote {}\n", ag::printable(p.string()));
@@ -591,8 +715,16 @@ NnCommands add_nn_commands(CLI::App& app) {
   c.train
       ->add_option("--loss", o.loss,
                    "bce, bce_logits, ce, mse or hinge (default ce, one output per class; "
-                   "bce_logits if --layers ends in 1, bce if --out is sigmoid)")
+                   "bce_logits if --layers ends in 1, bce if --out is sigmoid); with --task "
+                   "regression mse (default), l1 or huber")
       ->type_name("LOSS");
+  c.train
+      ->add_option("--task", o.task,
+                   "classification (class labels) or regression (real-valued targets: one "
+                   "output per target, R² and RMSE reported); default regression for plane and "
+                   "multi-gaussian, classification otherwise, or the checkpoint's")
+      ->type_name("TASK")
+      ->check(CLI::IsMember({"classification", "regression"}));
   c.train->add_option("--opt", o.opt, "The optimizer: sgd or adam (default adam)")
       ->type_name("OPT")
       ->check(CLI::IsMember({"sgd", "adam"}));
@@ -638,7 +770,9 @@ NnCommands add_nn_commands(CLI::App& app) {
   c.train->add_flag("--json", o.json,
                     "Print one JSON object per epoch and a final summary {\"train_accuracy\", "
                     "\"test_accuracy\", \"loss\", \"seconds\", \"grad_norms\", "
-                    "\"dead_fraction\"}, and no progress (NaN and infinities are null)");
+                    "\"dead_fraction\"} (for --task regression {\"r2\", \"rmse\"} on the test "
+                    "rows and \"train_r2\", \"train_rmse\" instead of the accuracies), and no "
+                    "progress (NaN and infinities are null)");
 
   c.train->add_flag("--check-finite", o.check_finite,
                     "Anomaly mode: stop at the first op of a step whose value or gradient is NaN "
@@ -659,12 +793,15 @@ NnCommands add_nn_commands(CLI::App& app) {
                    "Write history.dat and the loss and accuracy curves (loss.png, "
                    "accuracy.png, drawn by gnuplot) into DIR, created if needed; for data "
                    "with 2 features also boundary.png, the trained model's decision regions "
-                   "with the training points (data with more features get no boundary plot)")
+                   "with the training points (data with more features get no boundary plot); "
+                   "for --task regression r2.png, prediction.png (prediction against target on "
+                   "the test rows) and, for one feature, fit.png (the fitted curve over the data)")
       ->type_name("DIR");
   c.train
       ->add_option("--n", o.rows,
                    "Rows of a synthetic set before its 75/25 split (default: xor 4, unsplit; "
-                   "moons, circles, blobs and gaussian 400; spirals 300, a multiple of 3)")
+                   "moons, circles, blobs, gaussian, plane and multi-gaussian 400; spirals 300, a "
+                   "multiple of 3)")
       ->type_name("ROWS")
       ->check(integer_validator());
   c.train
@@ -673,7 +810,9 @@ NnCommands add_nn_commands(CLI::App& app) {
                    "each coordinate (xor, moons, circles), to each angle (spirals) or each "
                    "cluster's spread (blobs); gaussian's is TensorFlow Playground's, 0 to 0.5, its "
                    "clusters' variance 0.5 + 7 noise; default xor and gaussian 0, moons and "
-                   "circles 0.1, spirals 0.2, blobs 1")
+                   "circles 0.1, spirals 0.2, blobs 1; for plane and multi-gaussian, as TensorFlow "
+                   "Playground's, the target is taken at the point moved by noise * U(-6, 6) per "
+                   "coordinate (default 0)")
       ->type_name("SIGMA");
   c.train
       ->add_option("--features", o.features,
@@ -695,6 +834,24 @@ NnCommands add_nn_commands(CLI::App& app) {
       ->add_option("--l2", o.l2,
                    "Add RATE * the sum of p^2 over every weight and bias to the loss (default 0)")
       ->type_name("RATE");
+  c.train
+      ->add_option("--val", o.val,
+                   "Hold this share of the training rows out (seeded by --seed) and report their "
+                   "loss after each epoch, the validation loss that --early-stop and --save-best "
+                   "watch (default 0: none, or the checkpoint's)")
+      ->type_name("FRACTION");
+  c.train
+      ->add_option("--early-stop", o.early_stop,
+                   "Stop when the validation loss has not improved for N epochs in a row, as "
+                   "Keras's EarlyStopping (needs --val)")
+      ->type_name("N")
+      ->check(integer_validator());
+  c.train
+      ->add_option("--save-best", o.save_best,
+                   "Write the checkpoint of each epoch whose validation loss is the lowest so "
+                   "far to FILE (atomically), which so ends holding the best epoch's weights "
+                   "(needs --val)")
+      ->type_name("FILE");
   c.train->get_option("--layers")->excludes(c.train->get_option("--hidden"));
   c.train->footer(defaults_help());
 

@@ -37,8 +37,13 @@ constexpr Synthetic kSynthetic[] = {{"xor", 4, 0},
                                     {"circles", 400, 0.1},
                                     {"spirals", 300, 0.2},
                                     {"blobs", 400, 1.0},
-                                    {"gaussian", 400, 0}};
+                                    {"gaussian", 400, 0},
+                                    {"plane", 400, 0},
+                                    {"multi-gaussian", 400, 0}};
 // clang-format on
+
+// The regression sets among them (Note [Regression tasks]).
+bool regression_set(std::string_view data) { return data == "plane" || data == "multi-gaussian"; }
 
 const Synthetic* synthetic(std::string_view data) {
   for (const Synthetic& s : kSynthetic)
@@ -84,6 +89,12 @@ void check_shapes(const std::vector<std::int64_t>& sizes, const Data& d, nn::Los
         fmt::format("--layers {}: the first size must be {}, the number of features of {}",
                     layers_str(sizes), d.train.cols, d.name));
   const std::string_view name = nn::loss_name(loss);
+  if (d.train.regression()) {  // Note [Regression tasks]
+    if (sizes.back() != d.train.outputs)
+      ag::fail("--layers {}: the last size must be {}, one output per target of {}",
+               layers_str(sizes), d.train.outputs, d.name);
+    return;
+  }
   if (loss == nn::LossKind::cross_entropy) {
     if (sizes.back() != d.train.classes)
       ag::fail("--layers {}: the last size must be {} for --loss ce, one logit per class of {}",
@@ -126,6 +137,8 @@ constexpr DataDefaults kDataDefaults[] = {
     {"spirals",       "64,64",    0.01,   300,   32,   "constant"},
     {"blobs",         "16,16",    0.01,   50,    32,   "constant"},
     {"gaussian",      "16,16",    0.01,   100,   32,   "constant"},
+    {"plane",         "8",        0.01,   50,    32,   "constant"},
+    {"multi-gaussian","32,32",    0.01,   200,   32,   "constant"},
     {"fashion-mnist", "256,128",  0.002,  10,    128,  "cosine"},
     {"csv",           "16,16",    0.01,   100,   32,   "constant"},
 };
@@ -158,8 +171,40 @@ LossOutputs outputs_for(nn::LossKind loss) {
       return {"scores near the targets 0 and 1", {nn::Activation::none, ag::Op::sigmoid}};
     case nn::LossKind::hinge:
       return {"scores of either sign", {nn::Activation::none, ag::Op::tanh}};
+    case nn::LossKind::l1:
+    case nn::LossKind::huber: return {"values near the targets", {nn::Activation::none}};
   }
   return {};
+}
+
+// --task, checked against the data and the loss (Note [Regression tasks]).
+void resolve_task(NnOptions& o) {
+  if (o.task.empty()) o.task = regression_set(o.data) ? "regression" : "classification";
+  if (o.task != "classification" && o.task != "regression")
+    ag::fail("--task {}: use classification or regression", ag::printable(o.task));
+  if (regression_set(o.data) && o.task != "regression")
+    ag::fail("--task {}: {} is a regression set (real-valued targets)", o.task, o.data);
+  const bool regression = o.task == "regression";
+  if (regression && !regression_set(o.data) && !o.data.starts_with("csv:"))
+    ag::fail(
+        "--task regression: {} has classes; regression trains on plane, multi-gaussian "
+        "or a CSV file's columns",
+        ag::printable(o.data));
+  if (o.loss.empty()) {
+    if (regression) o.loss = "mse";
+    return;
+  }
+  const nn::LossKind loss = nn::parse_loss(o.loss);
+  const bool regression_loss =
+      loss == nn::LossKind::mse || loss == nn::LossKind::l1 || loss == nn::LossKind::huber;
+  if (regression && !regression_loss)
+    ag::fail("--loss {} is for classification; --task regression trains with mse, l1 or huber",
+             o.loss);
+  if (!regression && loss != nn::LossKind::mse && regression_loss)
+    ag::fail(
+        "--loss {} is for regression: give --task regression (plane, multi-gaussian and "
+        "CSV files), or a classification loss",
+        o.loss);
 }
 
 // --loss and --out resolved together: the loss from --out or the last size when it is not
@@ -189,6 +234,8 @@ void resolve_loss_and_output(NnOptions& o) {
 }  // namespace
 
 bool is_synthetic(std::string_view data) { return synthetic(data) != nullptr; }
+
+bool is_regression(const NnOptions& o) { return o.task == "regression"; }
 
 std::string layers_str(const std::vector<std::int64_t>& sizes) {
   return fmt::format("{}", fmt::join(sizes, ","));
@@ -258,21 +305,44 @@ Data load_data(const NnOptions& o) {
     all = nn::blobs(o.rows, 3, o.noise, seed);
   } else if (spec == "gaussian") {
     all = nn::two_gaussians(o.rows, o.noise, seed);
+  } else if (spec == "plane") {
+    all = nn::plane(o.rows, o.noise, seed);
+  } else if (spec == "multi-gaussian") {
+    all = nn::multi_gaussian(o.rows, o.noise, seed);
   } else if (spec.starts_with("csv:")) {
     std::string file = spec.substr(4);
     nn::CsvOptions co;
     co.map_labels = true;
+    const auto is_index = [](const std::string& column) {
+      return column.find_first_not_of("-0123456789") == std::string::npos && column != "-" &&
+             !column.empty() && column.size() < 10;
+    };
     if (const std::size_t colon = file.rfind(':'); colon != std::string::npos) {
       const std::string column = file.substr(colon + 1);
       file = file.substr(0, colon);
       if (column.empty()) ag::fail("--data {}: the label column is empty", spec);
-      const bool index = column.find_first_not_of("-0123456789") == std::string::npos &&
-                         column != "-" && column.size() < 10;
-      if (index) {
+      if (is_regression(o)) {
+        // The target columns: all indices, or all names (Note [Regression tasks]).
+        std::vector<std::string> columns;
+        for (std::size_t at = 0; at <= column.size();) {
+          std::size_t end = column.find(',', at);
+          if (end == std::string::npos) end = column.size();
+          columns.push_back(column.substr(at, end - at));
+          if (columns.back().empty()) ag::fail("--data {}: a target column is empty", spec);
+          at = end + 1;
+        }
+        if (std::all_of(columns.begin(), columns.end(), is_index)) {
+          for (const std::string& c : columns) co.target_indices.push_back(std::stoll(c));
+        } else {
+          co.target_names = columns;
+        }
+      } else if (is_index(column)) {
         co.label_index = std::stoll(column);
       } else {
         co.label_name = column;
       }
+    } else if (is_regression(o)) {
+      co.target_indices = {-1};  // the last column, as the label's default
     }
     if (file.empty()) ag::fail("--data {}: no file name after csv:", spec);
     all = nn::load_csv(file, co);
@@ -361,6 +431,10 @@ void check_given_options(const NnOptions& o) {
   if (o.was_given("--batch") && o.batch < 1) ag::fail("--batch {}: must be at least 1", o.batch);
   if (!o.layers.empty()) parse_layers(o.layers, "--layers");  // its errors first
   if (!o.hidden.empty()) parse_hidden(o.hidden);
+  if (o.was_given("--val") && !(o.val > 0 && o.val < 1))
+    ag::fail("--val {}: the share of the training rows held out must be in (0, 1)", o.val);
+  if (o.was_given("--early-stop") && o.early_stop < 1)
+    ag::fail("--early-stop {}: the patience must be at least 1 epoch", o.early_stop);
   if (o.was_given("--features") && o.features.empty())
     ag::fail("--features : no input features: choose from {} (or none)",
              nn::input_features_str(nn::kInputFeatures));
@@ -383,6 +457,7 @@ void resolve_defaults(NnOptions& o) {
   if (o.schedule.empty()) o.schedule = defaults.schedule;
   if (o.layers.empty() && o.hidden.empty()) o.hidden = defaults.hidden;
   if (o.act.empty()) o.act = "relu";
+  resolve_task(o);
   resolve_loss_and_output(o);
 }
 
@@ -394,7 +469,9 @@ std::vector<std::int64_t> model_sizes(const NnOptions& o, const Data& d, nn::Los
   } else {
     sizes.push_back(d.train.cols);
     for (std::int64_t h : parse_hidden(o.hidden)) sizes.push_back(h);
-    sizes.push_back(loss == nn::LossKind::cross_entropy ? d.train.classes : 1);
+    sizes.push_back(d.train.regression()                  ? d.train.outputs
+                    : loss == nn::LossKind::cross_entropy ? d.train.classes
+                                                          : 1);
     parse_layers(layers_str(sizes), fmt::format("--hidden {}: the MLP", o.hidden));  // its limit
   }
   check_shapes(sizes, d, loss);
@@ -431,10 +508,27 @@ nn::FitOptions fit_options(const NnOptions& o, const Data& d, nn::LossKind loss,
   fo.l1 = o.l1;
   fo.l2 = o.l2;
   if (o.schedule == "cosine") fo.schedule = nn::schedule::cosine(fo.epochs);
+  fo.validation_fraction = o.val;
+  if (o.early_stop > 0)
+    fo.early_stopping = nn::EarlyStopping{.patience = static_cast<std::size_t>(o.early_stop)};
+  fo.save_best = o.save_best;
   return fo;
 }
 
-Json summary_json(const Summary& s) {
+namespace {
+
+// The summary's keys before --val's.
+Json summary_fields(const Summary& s) {
+  if (s.regression)
+    return {{"r2", s.r2},
+            {"rmse", s.rmse},
+            {"train_r2", s.train_r2},
+            {"train_rmse", s.train_rmse},
+            {"loss", s.loss},
+            {"seconds", s.seconds},
+            {"epochs", s.epochs},
+            {"grad_norms", s.grad_norms},
+            {"dead_fraction", s.dead_fraction}};
   return {{"train_accuracy", s.train_accuracy},
           {"test_accuracy", s.test_accuracy},
           {"loss", s.loss},
@@ -442,6 +536,17 @@ Json summary_json(const Summary& s) {
           {"epochs", s.epochs},
           {"grad_norms", s.grad_norms},
           {"dead_fraction", s.dead_fraction}};
+}
+
+}  // namespace
+
+Json summary_json(const Summary& s) {
+  Json out = summary_fields(s);
+  if (s.validated) {
+    out["best_epoch"] = s.best_epoch;
+    out["stopped_early"] = s.stopped_early;
+  }
+  return out;
 }
 
 std::vector<std::int64_t> parse_layers(const std::string& text, std::string_view option) {

@@ -51,6 +51,11 @@ struct NnOptions {
   double test_fraction = 0.25;  // --test-fraction: the rows a synthetic set or CSV file holds out
   double l1 = 0;                // --l1 and --l2: nn::FitOptions's penalties on every parameter
   double l2 = 0;
+  std::string task;       // --task classification or regression; empty: the checkpoint's, else
+                          // the data's (Note [Regression tasks])
+  double val = 0;         // --val: the share of the training rows held out for
+  std::int64_t early_stop = 0;  // validation, --early-stop's patience (0: none) and
+  std::string save_best;        // --save-best's file (nn's Note [Validation and early stopping])
   // graph
   std::string checkpoint;
   std::string output;
@@ -61,7 +66,20 @@ struct NnOptions {
 
 // The --data names, for the help and the messages.
 inline constexpr const char* kDataSets =
-    "xor, moons, circles, spirals, blobs, gaussian, fashion-mnist, csv:FILE[:LABEL_COLUMN]";
+    "xor, moons, circles, spirals, blobs, gaussian, plane, multi-gaussian, fashion-mnist, "
+    "csv:FILE[:LABEL_COLUMN] (with --task regression csv:FILE[:COLUMN,COLUMN...], the targets)";
+
+// Note [Regression tasks]
+// ~~~~~~~~~~~~~~~~~~~~~~~
+// --task regression trains on real-valued targets (nn's Note [Classification or regression]):
+// the MLP has one output per target, the loss is mse (default), l1 or huber, and the run
+// reports R² and RMSE where a classifier reports accuracy. plane and multi-gaussian (TensorFlow
+// Playground's regression sets) are regression sets and take no other task; a CSV file is read
+// as either, its targets the columns after the last ':' (default the last column); every other
+// set is classification. The task is in the checkpoint ("model.task"), so --resume and the
+// plots know it.
+// Whether the (resolved) options make a regression run.
+bool is_regression(const NnOptions& o);
 
 // The data of a run: its training rows and, unless there are too few to hold any out, its test
 // rows.
@@ -141,14 +159,23 @@ std::string json_text(const Json& value);
 
 // The last line of `train --json`: the trained model's accuracies, the last epoch's loss and
 // diagnostics.
+// A regression's summary (Note [Regression tasks]) has r2 and rmse on the test split, and
+// train_r2 and train_rmse, instead of the accuracies.
 struct Summary {
+  bool regression = false;
   double train_accuracy = 0;
   double test_accuracy = 0;  // NaN without test rows: null
+  double train_r2 = 0, train_rmse = 0;
+  double r2 = 0, rmse = 0;  // NaN without test rows: null
   double loss = 0;
   double seconds = 0;
   std::size_t epochs = 0;
   std::vector<double> grad_norms;
   std::vector<double> dead_fraction;
+  // With --val: the epoch of the lowest validation loss, and whether --early-stop ended the run.
+  bool validated = false;
+  std::size_t best_epoch = 0;
+  bool stopped_early = false;
 };
 Json summary_json(const Summary& s);
 

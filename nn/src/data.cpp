@@ -52,7 +52,14 @@ Dataset empty_set(std::int64_t rows, std::int64_t cols, std::int64_t classes) {
   return d;
 }
 
-void check_targets(std::int64_t classes, const char* who) {
+// The class accessors refuse a regression set (Note [Classification or regression]).
+void check_classes(bool regression, const char* who) {
+  if (regression)
+    fail("{}: a regression set has real-valued targets, not classes: use regression_targets", who);
+}
+
+void check_targets(bool regression, std::int64_t classes, const char* who) {
+  check_classes(regression, who);
   if (classes > 2)
     fail("{}: float targets need a binary data set, this one has {} classes", who, classes);
 }
@@ -73,15 +80,22 @@ ag::Tensor Dataset::inputs(ag::TensorTape& tape) const {
 
 ag::Tensor Dataset::targets(ag::TensorTape& tape, Target kind) const {
   validate();
-  check_targets(classes, "Dataset::targets");
+  check_targets(regression(), classes, "Dataset::targets");
   std::vector<float> t(labels.size());
   for (std::size_t i = 0; i < t.size(); ++i)
     t[i] = kind == Target::binary ? float(labels[i]) : 2.f * float(labels[i]) - 1.f;
   return tape.constant(ag::Shape{rows, 1}, std::span<const float>(t));
 }
 
+ag::Tensor Dataset::regression_targets(ag::TensorTape& tape) const {
+  validate();
+  if (!regression()) fail("Dataset::regression_targets: a classification set has no real targets");
+  return tape.constant(ag::Shape{rows, outputs}, std::span<const float>(target_values));
+}
+
 std::vector<std::int64_t> Dataset::class_counts() const {
   validate();
+  check_classes(regression(), "Dataset::class_counts");
   std::vector<std::int64_t> counts(sz(classes));
   for (std::int32_t l : labels) ++counts[sz(l)];
   return counts;
@@ -92,13 +106,20 @@ Dataset Dataset::subset(std::span<const std::int64_t> indices) const {
   Dataset out;
   out.rows = std::int64_t(indices.size()), out.cols = cols, out.classes = classes;
   out.feature_names = feature_names, out.class_names = class_names;
+  out.outputs = outputs, out.target_names = target_names;
   out.features.reserve(indices.size() * sz(cols));
-  out.labels.reserve(indices.size());
+  out.labels.reserve(regression() ? 0 : indices.size());
+  out.target_values.reserve(indices.size() * sz(outputs));
   for (std::int64_t i : indices) {
     if (i < 0 || i >= rows) fail("Dataset::subset: row {} is outside [0, {})", i, rows);
     std::span<const float> r = row(i);
     out.features.insert(out.features.end(), r.begin(), r.end());
-    out.labels.push_back(labels[sz(i)]);
+    if (regression()) {
+      const auto first = target_values.begin() + i * outputs;
+      out.target_values.insert(out.target_values.end(), first, first + outputs);
+    } else {
+      out.labels.push_back(labels[sz(i)]);
+    }
   }
   return out;
 }
@@ -163,6 +184,25 @@ void Dataset::validate() const {
   if (std::int64_t(features.size()) != rows * cols)
     fail("Dataset: {} features for {} rows of {} columns (expected {})", features.size(), rows,
          cols, rows * cols);
+  if (outputs < 0) fail("Dataset: outputs ({}) cannot be negative", outputs);
+  if (regression()) {  // Note [Classification or regression]
+    if (classes != 0 || !labels.empty())
+      fail("Dataset: a regression set ({} outputs) cannot have classes ({}) or labels ({})",
+           outputs, classes, labels.size());
+    if (rows > std::numeric_limits<std::int64_t>::max() / outputs)
+      fail("Dataset: {} rows of {} outputs is too large", rows, outputs);
+    if (std::int64_t(target_values.size()) != rows * outputs)
+      fail("Dataset: {} target values for {} rows of {} outputs (expected {})",
+           target_values.size(), rows, outputs, rows * outputs);
+    for (std::size_t i = 0; i < target_values.size(); ++i)
+      if (!std::isfinite(target_values[i]))
+        fail("Dataset: target {} of row {} is {}, not a finite number", i % sz(outputs),
+             i / sz(outputs), target_values[i]);
+    return;
+  }
+  if (!target_values.empty())
+    fail("Dataset: {} target values in a classification set (set outputs for regression)",
+         target_values.size());
   if (std::int64_t(labels.size()) != rows)
     fail("Dataset: {} labels for {} rows", labels.size(), rows);
   for (std::size_t i = 0; i < labels.size(); ++i)
@@ -177,8 +217,13 @@ ag::Tensor Batch::inputs(ag::TensorTape& tape) const {
 }
 
 ag::Tensor Batch::targets(ag::TensorTape& tape, Target kind) const {
-  check_targets(classes, "Batch::targets");
+  check_targets(regression(), classes, "Batch::targets");
   return tape.constant(ag::Shape{rows, 1}, kind == Target::binary ? binary : sign);
+}
+
+ag::Tensor Batch::regression_targets(ag::TensorTape& tape) const {
+  if (!regression()) fail("Batch::regression_targets: a classification batch has no real targets");
+  return tape.constant(ag::Shape{rows, outputs}, target_values);
 }
 
 DataLoader::DataLoader(const Dataset& data, std::int64_t batch_size, bool shuffle,
@@ -195,8 +240,11 @@ DataLoader::DataLoader(const Dataset& data, std::int64_t batch_size, bool shuffl
   const std::int64_t most = std::min(batch_size, rows_);
   order_.resize(sz(rows_));
   x_.resize(sz(most * data.cols));
-  y_.resize(sz(most)), binary_.resize(sz(most)), sign_.resize(sz(most));
-  batch_.cols = data.cols, batch_.classes = data.classes;
+  // Only the kind of target the set has gets a buffer (Note [Classification or regression]).
+  const std::int64_t label_rows = data.regression() ? 0 : most;
+  y_.resize(sz(label_rows)), binary_.resize(sz(label_rows)), sign_.resize(sz(label_rows));
+  target_values_.resize(sz(most * data.outputs));
+  batch_.cols = data.cols, batch_.classes = data.classes, batch_.outputs = data.outputs;
   batch_.number = size();  // no epoch started: at the end
 }
 
@@ -206,7 +254,9 @@ std::int64_t DataLoader::size() const {
 
 DataLoader::Iterator DataLoader::begin() {
   if (data_.rows != rows_ || data_.features.size() != sz(rows_ * data_.cols) ||
-      data_.cols != batch_.cols)
+      data_.cols != batch_.cols || data_.outputs != batch_.outputs ||
+      data_.target_values.size() != sz(rows_ * data_.outputs) ||
+      data_.labels.size() != (data_.regression() ? 0 : sz(rows_)))
     fail("DataLoader: the data set changed shape since the loader was made ({} x {}, now {} x {})",
          rows_, batch_.cols, data_.rows, data_.cols);
   epoch_ = next_epoch_++;
@@ -233,20 +283,27 @@ DataLoader::Iterator& DataLoader::Iterator::operator++() {
 }
 
 void DataLoader::load(std::int64_t number) {
-  const std::int64_t cols = data_.cols, first = number * batch_size_;
+  const std::int64_t cols = data_.cols, outputs = data_.outputs, first = number * batch_size_;
   const std::int64_t n = std::min(batch_size_, rows_ - first);
   for (std::int64_t k = 0; k < n; ++k) {
     const std::int64_t i = order_[sz(first + k)];
     std::copy_n(data_.features.begin() + i * cols, cols, x_.begin() + k * cols);
+    if (data_.regression()) {
+      std::copy_n(data_.target_values.begin() + i * outputs, outputs,
+                  target_values_.begin() + k * outputs);
+      continue;
+    }
     const std::int32_t label = data_.labels[sz(i)];
     y_[sz(k)] = label;
     binary_[sz(k)] = float(label);
     sign_[sz(k)] = 2.f * float(label) - 1.f;
   }
+  const std::int64_t label_rows = data_.regression() ? 0 : n;
   batch_.x = std::span<const float>(x_).first(sz(n * cols));
-  batch_.y = std::span<const std::int32_t>(y_).first(sz(n));
-  batch_.binary = std::span<const float>(binary_).first(sz(n));
-  batch_.sign = std::span<const float>(sign_).first(sz(n));
+  batch_.y = std::span<const std::int32_t>(y_).first(sz(label_rows));
+  batch_.binary = std::span<const float>(binary_).first(sz(label_rows));
+  batch_.sign = std::span<const float>(sign_).first(sz(label_rows));
+  batch_.target_values = std::span<const float>(target_values_).first(sz(n * outputs));
   batch_.index = std::span<const std::int64_t>(order_).subspan(sz(first), sz(n));
   batch_.rows = n;
   batch_.number = number;
@@ -407,6 +464,59 @@ Dataset xor_data(std::int64_t n, double noise, std::uint64_t seed) {
     d.labels[sz(i)] = corners.labels[sz(corner)];
   }
   return d;
+}
+
+namespace {
+
+// TensorFlow Playground's regression sets share their sampling (data.hpp): the point uniform in
+// [-6, 6]^2, the target computed at the point shifted by noise * U(-6, 6) per coordinate.
+template <typename TargetAt>
+Dataset playground_regression(std::int64_t n, double noise, std::uint64_t seed, const char* who,
+                              TargetAt target_at) {
+  if (n < 1) fail("{}: n must be at least 1, not {}", who, n);
+  check_noise(noise, who);
+  constexpr double kRadius = 6;
+  Dataset d = empty_set(n, 2, 0);
+  d.labels.clear();
+  d.outputs = 1;
+  d.target_names = {"y"};
+  d.target_values.resize(sz(n));
+  ag::Rng rng(seed);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const double x1 = rng.uniform(-kRadius, kRadius), x2 = rng.uniform(-kRadius, kRadius);
+    const double shift1 = rng.uniform(-kRadius, kRadius) * noise;
+    const double shift2 = rng.uniform(-kRadius, kRadius) * noise;
+    d.features[sz(2 * i)] = float(x1);
+    d.features[sz(2 * i + 1)] = float(x2);
+    d.target_values[sz(i)] = float(target_at(x1 + shift1, x2 + shift2));
+  }
+  return d;
+}
+
+}  // namespace
+
+Dataset plane(std::int64_t n, double noise, std::uint64_t seed) {
+  // The playground's linear scale from [-10, 10] to [-1, 1], unclamped.
+  return playground_regression(n, noise, seed, "plane",
+                               [](double x1, double x2) { return (x1 + x2) / 10; });
+}
+
+Dataset multi_gaussian(std::int64_t n, double noise, std::uint64_t seed) {
+  struct Bump {
+    double x1, x2, sign;
+  };
+  static constexpr Bump kBumps[] = {{-4, 2.5, 1},   {0, 2.5, -1}, {4, 2.5, 1},
+                                    {-4, -2.5, -1}, {0, -2.5, 1}, {4, -2.5, -1}};
+  return playground_regression(n, noise, seed, "multi_gaussian", [](double x1, double x2) {
+    double target = 0;
+    for (const Bump& b : kBumps) {
+      // The playground's clamped scale from distance [0, 2] to height [1, 0].
+      const double dx = x1 - b.x1, dy = x2 - b.x2;
+      const double height = std::clamp(1 - std::sqrt(dx * dx + dy * dy) / 2, 0.0, 1.0);
+      if (std::abs(b.sign * height) > std::abs(target)) target = b.sign * height;
+    }
+    return target;
+  });
 }
 
 // ---- input features -------------------------------------------------------------
@@ -620,10 +730,50 @@ Dataset parse_csv(std::string_view text, const std::string& name, const CsvOptio
   std::size_t ncols = 0, label = 0;
   bool have_layout = false;
   std::int64_t line_no = 0, header_line = 0;
+  // Regression (Note [Classification or regression]): the target columns in the order given,
+  // and per column whether it is one.
+  const bool regression = !options.target_names.empty() || !options.target_indices.empty();
+  std::vector<std::size_t> targets;
+  std::vector<bool> is_target;
+
+  // The target columns of a regression set, each named once.
+  auto target_layout = [&](std::size_t n) {
+    if (!options.target_names.empty() && !options.target_indices.empty())
+      fail("{}: the target columns are given both by name and by index; give one list", name);
+    for (const std::string& t : options.target_names) {
+      if (!options.header)
+        fail("{}: the target column is named '{}', but CsvOptions::header is false", name, t);
+      auto it = std::find(reader.names.begin(), reader.names.end(), t);
+      if (it == reader.names.end())
+        fail("{}: no column named '{}' (the columns are {})", name, t,
+             fmt::join(reader.names, ", "));
+      targets.push_back(std::size_t(it - reader.names.begin()));
+    }
+    for (const std::int64_t t : options.target_indices) {
+      const std::int64_t k = t < 0 ? std::int64_t(n) + t : t;
+      if (k < 0 || k >= std::int64_t(n))
+        fail("{}: target column {} is out of range for {} columns", name, t, n);
+      targets.push_back(std::size_t(k));
+    }
+    is_target.assign(n, false);
+    for (const std::size_t t : targets) {
+      if (is_target[t]) fail("{}: {} is a target column twice", name, reader.column(t));
+      is_target[t] = true;
+    }
+    if (targets.size() >= n) fail("{}: no feature columns: every column is a target", name);
+    for (std::size_t j = 0; j < reader.names.size(); ++j)
+      if (!is_target[j]) d.feature_names.push_back(reader.names[j]);
+    for (const std::size_t t : targets)
+      d.target_names.push_back(t < reader.names.size() ? reader.names[t]
+                                                       : fmt::format("column {}", t));
+    d.outputs = std::int64_t(targets.size());
+    have_layout = true;
+  };
 
   // Fixes the column count and the label column once the first line is known.
   auto layout = [&](std::size_t n) {
     ncols = n;
+    if (regression) return target_layout(n);
     if (!options.label_name.empty()) {
       if (!options.header)
         fail("{}: the label column is named '{}', but CsvOptions::header is false", name,
@@ -641,6 +791,8 @@ Dataset parse_csv(std::string_view text, const std::string& name, const CsvOptio
       label = std::size_t(k);
     }
     if (n < 2) fail("{}: no feature columns: the only column is the label", name);
+    is_target.assign(n, false);
+    is_target[label] = true;
     for (std::size_t j = 0; j < reader.names.size(); ++j)
       if (j != label) d.feature_names.push_back(reader.names[j]);
     have_layout = true;
@@ -667,8 +819,11 @@ Dataset parse_csv(std::string_view text, const std::string& name, const CsvOptio
       fail("{}:{}: {} field{}, expected {}", name, line_no, fields.size(),
            fields.size() == 1 ? "" : "s", ncols);
     for (std::size_t j = 0; j < ncols; ++j)
-      if (j != label) d.features.push_back(reader.number(fields[j], line_no, j));
-    if (options.map_labels) {
+      if (!is_target[j]) d.features.push_back(reader.number(fields[j], line_no, j));
+    if (regression) {
+      for (const std::size_t t : targets)
+        d.target_values.push_back(reader.number(fields[t], line_no, t));
+    } else if (options.map_labels) {
       label_texts.push_back(unquote(fields[label]));
       label_lines.push_back(line_no);
     } else {
@@ -678,9 +833,11 @@ Dataset parse_csv(std::string_view text, const std::string& name, const CsvOptio
   }
   if (!have_layout) fail("{}: empty file", name);
   if (d.rows == 0) fail("{}: no data rows after the header (line {})", name, header_line);
-  d.cols = std::int64_t(ncols) - 1;
+  d.cols = std::int64_t(ncols) - (regression ? std::int64_t(targets.size()) : 1);
 
-  if (options.map_labels) {
+  if (regression) {
+    // Real-valued targets: no classes to number.
+  } else if (options.map_labels) {
     // Note [Numeric labels]: when every label reads as a finite number the labels are numbers,
     // as pandas reads such a column and torch holds it: 1, 1.0 and 01 are one class, named by
     // the number ("1"), and classes are numbered in numeric order (2 before 10). Otherwise

@@ -166,7 +166,8 @@ namespace {
 constexpr std::pair<LossKind, std::string_view> kLosses[] = {
     {LossKind::bce, "bce"},          {LossKind::bce_with_logits, "bce_logits"},
     {LossKind::cross_entropy, "ce"}, {LossKind::mse, "mse"},
-    {LossKind::hinge, "hinge"},
+    {LossKind::hinge, "hinge"},      {LossKind::l1, "l1"},
+    {LossKind::huber, "huber"},
 };
 
 }  // namespace

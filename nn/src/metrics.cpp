@@ -243,4 +243,60 @@ double rmse(const ag::Tensor& prediction, const ag::Tensor& target) {
   return std::sqrt(squares / double(l.rows * l.cols));
 }
 
+RegressionMetrics::RegressionMetrics(std::int64_t outputs)
+    : outputs_(outputs),
+      mean_(std::size_t(std::max<std::int64_t>(outputs, 0))),
+      spread_(mean_.size()),
+      squared_error_(mean_.size()) {
+  if (outputs < 1) fail("RegressionMetrics: outputs must be at least 1, not {}", outputs);
+}
+
+void RegressionMetrics::add(const ag::Tensor& prediction, const ag::Tensor& target) {
+  const Layout l = regression_layout(prediction, target, "RegressionMetrics::add", 0);
+  if (l.cols != outputs_)
+    fail("RegressionMetrics::add: the target {} has {} outputs, not {}", target.shape(), l.cols,
+         outputs_);
+  if (l.rows == 0) return;
+  const double n_a = double(rows_), n_b = double(l.rows), n = n_a + n_b;
+  for (std::int64_t c = 0; c < l.cols; ++c) {
+    const std::size_t k = std::size_t(c);
+    double mean = 0, spread = 0, squared_error = 0;
+    for (std::int64_t r = 0; r < l.rows; ++r) mean += target.value(r * l.cols + c);
+    mean /= n_b;
+    for (std::int64_t r = 0; r < l.rows; ++r) {
+      const double y = target.value(r * l.cols + c), p = prediction.value(r * l.cols + c);
+      spread += (y - mean) * (y - mean);
+      squared_error += (y - p) * (y - p);
+    }
+    // Chan et al.: M2 = M2_a + M2_b + delta^2 n_a n_b / n, mean = mean_a + delta n_b / n.
+    const double delta = mean - mean_[k];
+    spread_[k] += spread + delta * delta * n_a * n_b / n;
+    mean_[k] += delta * n_b / n;
+    squared_error_[k] += squared_error;
+  }
+  rows_ += l.rows;
+}
+
+void RegressionMetrics::reset() {
+  rows_ = 0;
+  std::fill(mean_.begin(), mean_.end(), 0.0);
+  std::fill(spread_.begin(), spread_.end(), 0.0);
+  std::fill(squared_error_.begin(), squared_error_.end(), 0.0);
+}
+
+double RegressionMetrics::r2() const {
+  if (rows_ == 0) return 0;
+  double total = 0;
+  for (std::size_t k = 0; k < spread_.size(); ++k)
+    total += spread_[k] > 0 ? 1 - squared_error_[k] / spread_[k] : (squared_error_[k] == 0 ? 1 : 0);
+  return total / double(outputs_);
+}
+
+double RegressionMetrics::rmse() const {
+  if (rows_ == 0) return 0;
+  double squares = 0;
+  for (const double e : squared_error_) squares += e;
+  return std::sqrt(squares / double(rows_ * outputs_));
+}
+
 }  // namespace nn

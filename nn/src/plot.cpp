@@ -338,4 +338,137 @@ fs::path decision_boundary(const fs::path& png, Module& model, const Dataset& da
   return png;
 }
 
+namespace {
+
+// The model's outputs on `x` (rows, cols) in eval mode without gradients, checked to have
+// `outputs` columns; the model's training mode is restored.
+std::vector<double> predictions(Module& model, std::span<const float> x, std::int64_t rows,
+                                std::int64_t cols, std::int64_t outputs, const char* who) {
+  const bool was_training = model.is_training();
+  model.eval();
+  ag::TensorTape tape;
+  ag::NoGrad no_grad(tape);
+  const ag::Tensor out = model(tape.constant(ag::Shape{rows, cols}, x));
+  model.train(was_training);
+  if (out.shape() != ag::Shape{rows, outputs})
+    ag::fail("{}: the model's output is {}, and the data has {} target{} per row", who, out.shape(),
+             outputs, outputs == 1 ? "" : "s");
+  return out.values();
+}
+
+void check_regression(const Dataset& data, const char* who) {
+  data.validate();
+  if (!data.regression()) ag::fail("{}: the data set has classes, not real-valued targets", who);
+  if (data.rows < 1) ag::fail("{}: the data set has no rows", who);
+}
+
+// A target's name for a legend: the CSV column's, else "y1", "y2"...
+std::string target_name(const Dataset& data, std::int64_t j) {
+  return std::size_t(j) < data.target_names.size() ? data.target_names[std::size_t(j)]
+                                                   : fmt::format("y{}", j + 1);
+}
+
+}  // namespace
+
+fs::path prediction_plot(const fs::path& png, Module& model, const Dataset& data,
+                         const RegressionPlotOptions& o) {
+  check_regression(data, "prediction_plot");
+  const std::vector<double> p =
+      predictions(model, data.features, data.rows, data.cols, data.outputs, "prediction_plot");
+  const fs::path dir = png.parent_path().empty() ? fs::path(".") : png.parent_path();
+  const std::string file = png.stem().string() + ".dat";
+  std::string text = "# target prediction output\n";
+  double low = std::numeric_limits<double>::infinity(), high = -low;
+  for (std::size_t i = 0; i < p.size(); ++i) {
+    const double y = data.target_values[i];
+    text += fmt::format("{} {} {}\n", y, p[i], i % std::size_t(data.outputs));
+    for (const double v : {y, p[i]})
+      if (std::isfinite(v)) low = std::min(low, v), high = std::max(high, v);
+  }
+  write_text(dir / file, text);
+  // One square range for both axes, so the diagonal is at 45 degrees; a diverged model's
+  // predictions get a fixed one (gnuplot refuses to autoscale nothing).
+  if (!(low < high)) {
+    low = std::isfinite(low) ? low - 1 : -1;
+    high = std::isfinite(high) ? high + 1 : 1;
+  }
+  const double pad = (high - low) * 0.05;
+  std::string script = png_terminal(png.filename(), o.width, o.height);
+  script += fmt::format(
+      "set title {} noenhanced\nset xlabel 'target'\nset ylabel 'prediction'\n"
+      "set size ratio -1\nset xrange [{lo}:{hi}]\nset yrange [{lo}:{hi}]\n"
+      "set key top left Left reverse\n",
+      gp_string(o.title), fmt::arg("lo", low - pad), fmt::arg("hi", high + pad));
+  std::string plot = fmt::format(
+      "{lo} + (x - {lo}) with lines dt 2 lw 2 lc rgb '#606060' title 'prediction = target'",
+      fmt::arg("lo", low - pad));
+  for (std::int64_t j = 0; j < data.outputs; ++j)
+    plot += fmt::format(
+        ", {} using 1:($3 == {} ? $2 : NaN) with points pt 7 ps 0.6 lc rgb {} "
+        "title {} noenhanced",
+        gp_string(file), j, hex(class_color(j)), gp_string(target_name(data, j)));
+  script += "plot " + plot + "\nunset output\n";
+  gnuplot(dir, script);
+  return png;
+}
+
+fs::path fitted_curve(const fs::path& png, Module& model, const Dataset& data,
+                      const RegressionPlotOptions& o, std::int64_t resolution) {
+  check_regression(data, "fitted_curve");
+  if (data.cols != 1)
+    ag::fail("fitted_curve: the curve is of one feature, and the data has {}", data.cols);
+  if (resolution < 2 || resolution > 100000)
+    ag::fail("fitted_curve: resolution must be in [2, 100000], not {}", resolution);
+  const auto [lo, hi] = std::minmax_element(data.features.begin(), data.features.end());
+  const double spread = std::max(double(*hi) - double(*lo), 1e-6);
+  const double start = *lo - spread / 10, stop = *hi + spread / 10;
+  std::vector<float> grid(std::size_t(resolution), 0.f);
+  for (std::int64_t k = 0; k < resolution; ++k)
+    grid[std::size_t(k)] = float(start + (stop - start) * double(k) / double(resolution - 1));
+  const std::vector<double> p =
+      predictions(model, grid, resolution, 1, data.outputs, "fitted_curve");
+
+  const fs::path dir = png.parent_path().empty() ? fs::path(".") : png.parent_path();
+  const std::string stem = png.stem().string();
+  const std::string points_file = stem + "_points.dat", curve_file = stem + "_curve.dat";
+  std::string text = "# x target...\n";
+  for (std::int64_t r = 0; r < data.rows; ++r) {
+    text += fmt::format("{}", data.features[std::size_t(r)]);
+    for (std::int64_t j = 0; j < data.outputs; ++j)
+      text += fmt::format(" {}", data.target_values[std::size_t(r * data.outputs + j)]);
+    text += '\n';
+  }
+  write_text(dir / points_file, text);
+  text = "# x prediction...\n";
+  for (std::int64_t k = 0; k < resolution; ++k) {
+    text += fmt::format("{}", grid[std::size_t(k)]);
+    for (std::int64_t j = 0; j < data.outputs; ++j)
+      text += fmt::format(" {}", p[std::size_t(k * data.outputs + j)]);
+    text += '\n';
+  }
+  write_text(dir / curve_file, text);
+
+  const std::string feature = data.feature_names.size() == 1 ? data.feature_names[0] : "x";
+  std::string script = png_terminal(png.filename(), o.width, o.height);
+  script += fmt::format(
+      "set title {} noenhanced\nset xlabel {} noenhanced\nset ylabel 'target'\n"
+      "set xrange [{}:{}]\nset key top left Left reverse\n",
+      gp_string(o.title), gp_string(feature), start, stop);
+  if (std::none_of(p.begin(), p.end(), [](double v) { return std::isfinite(v); }))
+    script += "set label 'the model''s output is not finite' at graph 0.5, 0.5 center front\n";
+  std::string plot;
+  for (std::int64_t j = 0; j < data.outputs; ++j) {
+    const std::uint32_t color = class_color(j);
+    plot += fmt::format(
+        "{}{} using 1:{} with points pt 7 ps 0.5 lc rgb {} title {} noenhanced, "
+        "{} using 1:{} with lines lw 2 lc rgb {} title {} noenhanced",
+        plot.empty() ? "" : ", ", gp_string(points_file), j + 2, hex(towards_white(color, 0.5)),
+        gp_string(target_name(data, j)), gp_string(curve_file), j + 2, hex(color),
+        gp_string(fmt::format("the model's {}", target_name(data, j))));
+  }
+  script += "plot " + plot + "\nunset output\n";
+  gnuplot(dir, script);
+  return png;
+}
+
 }  // namespace nn::plot

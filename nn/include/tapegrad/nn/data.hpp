@@ -1,5 +1,6 @@
 // Data sets in memory, a DataLoader that batches them without allocating, the
-// lecture's synthetic sets (XOR, moons, circles, spirals, blobs), CSV and IDX loaders.
+// lecture's synthetic sets (XOR, moons, circles, spirals, blobs), TensorFlow Playground's
+// regression sets (plane, multi-gaussian), CSV and IDX loaders.
 
 #pragma once
 
@@ -26,21 +27,39 @@ struct Standardization {
 
 struct TrainTest;
 
-// A labelled table in memory: `rows` examples of `cols` float features, row
-// after row, and one class index in [0, classes) per row. The loaders and
-// generators below fill it; validate() checks that the sizes agree.
+// Note [Classification or regression]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// A Dataset is one or the other, never both, and validate() refuses a mixture:
+// - classification: one class index in [0, classes) per row in `labels`; `outputs` is 0 and
+//   `target_values` empty.
+// - regression: `outputs` >= 1 real-valued targets per row in `target_values`, row-major
+//   (rows, outputs), every one finite; `labels` is empty and `classes` 0.
+// The classification members (labels, targets(), class_counts()) are what they always were;
+// regression adds members beside them instead of reinterpreting them, so code written for
+// classes never meets a real-valued target by accident: the class accessors refuse a regression
+// set by name.
+
+// A table in memory: `rows` examples of `cols` float features, row after row, and per row
+// either a class index or real-valued targets (Note [Classification or regression]). The
+// loaders and generators below fill it; validate() checks that the sizes agree.
 struct Dataset {
   std::vector<float> features;       // row-major (rows, cols)
-  std::vector<std::int32_t> labels;  // class index per row
+  std::vector<std::int32_t> labels;  // class index per row (classification)
   std::int64_t rows = 0, cols = 0, classes = 0;
   std::vector<std::string> feature_names;  // a CSV header; else empty
   std::vector<std::string> class_names;    // when known ("T-shirt/top", a CSV's label texts)
+  std::vector<float> target_values;        // regression: row-major (rows, outputs)
+  std::int64_t outputs = 0;                // regression: targets per row; 0 for classification
+  std::vector<std::string> target_names;   // regression: a CSV's target columns, "y" or "y1"...
 
+  bool regression() const { return outputs > 0; }
   std::span<const float> row(std::int64_t i) const;
   // The whole table as a (rows, cols) float32 constant of `tape`.
   ag::Tensor inputs(ag::TensorTape& tape) const;
   // The labels as (rows, 1) float32 targets; the set must have at most 2 classes.
   ag::Tensor targets(ag::TensorTape& tape, Target kind) const;
+  // A regression set's targets as a (rows, outputs) float32 constant of `tape`.
+  ag::Tensor regression_targets(ag::TensorTape& tape) const;
   std::vector<std::int64_t> class_counts() const;
 
   // The given rows, in that order (a copy).
@@ -54,7 +73,8 @@ struct Dataset {
   void standardize(const Standardization& s);
   void scale(float factor);  // every feature times factor (pixels / 255)
 
-  // Throws ag::Error if the sizes disagree or a label is outside [0, classes).
+  // Throws ag::Error if the sizes disagree, a label is outside [0, classes), a target is not
+  // finite, or the set mixes classification and regression (Note [Classification or regression]).
   void validate() const;
 };
 
@@ -64,17 +84,22 @@ struct TrainTest {
 
 // One batch of a DataLoader: views into the loader's buffers, valid until the
 // next batch. `index` holds the dataset rows the batch was copied from.
+// A regression batch (Note [Classification or regression]) has empty y, binary and sign, and its
+// targets in target_values.
 struct Batch {
-  std::span<const float> x;         // (rows, cols), row-major
-  std::span<const std::int32_t> y;  // class per row: cross_entropy's labels
-  std::span<const float> binary;    // y as float, (rows, 1)
-  std::span<const float> sign;      // 2 y - 1, (rows, 1)
+  std::span<const float> x;              // (rows, cols), row-major
+  std::span<const std::int32_t> y;       // class per row: cross_entropy's labels
+  std::span<const float> binary;         // y as float, (rows, 1)
+  std::span<const float> sign;           // 2 y - 1, (rows, 1)
+  std::span<const float> target_values;  // regression: (rows, outputs), row-major
   std::span<const std::int64_t> index;
-  std::int64_t rows = 0, cols = 0, classes = 0;
+  std::int64_t rows = 0, cols = 0, classes = 0, outputs = 0;
   std::int64_t number = 0;  // the batch's position in its epoch
 
+  bool regression() const { return outputs > 0; }
   ag::Tensor inputs(ag::TensorTape& tape) const;                // x as a (rows, cols) constant
   ag::Tensor targets(ag::TensorTape& tape, Target kind) const;  // (rows, 1)
+  ag::Tensor regression_targets(ag::TensorTape& tape) const;    // (rows, outputs)
 };
 
 // Note [DataLoader epochs]
@@ -128,7 +153,7 @@ class DataLoader {
   bool shuffle_, drop_last_;
   std::uint64_t seed_, epoch_ = 0, next_epoch_ = 0;
   std::vector<std::int64_t> order_;
-  std::vector<float> x_, binary_, sign_;
+  std::vector<float> x_, binary_, sign_, target_values_;
   std::vector<std::int32_t> y_;
   Batch batch_;
 };
@@ -160,6 +185,19 @@ Dataset two_gaussians(std::int64_t n, double noise, std::uint64_t seed);
 // with its label, plus N(0, noise^2) on each coordinate; xor_data(4, 0, seed)
 // is xor_data().
 Dataset xor_data(std::int64_t n, double noise, std::uint64_t seed);
+
+// ---- regression sets, as TensorFlow Playground's (src/dataset.ts) ----
+// Both draw n points (x1, x2) uniform in [-6, 6]^2 and compute the point's one target at the
+// point moved by noise * U(-6, 6) on each coordinate, the point itself kept as drawn: the noise
+// is in the target, as the playground's 0-50 % slider (noise 0 to 0.5) puts it. The draws per
+// point are x1, x2 and the two shifts, in that order, from an ag::Rng seeded by `seed`.
+// The plane y = (x1 + x2) / 10 (the playground's regressPlane): in [-1.2, 1.2] without noise.
+Dataset plane(std::int64_t n, double noise, std::uint64_t seed);
+// The playground's regressGaussian: six bumps of radius 2 centred at (-4, 2.5), (0, 2.5),
+// (4, 2.5), (-4, -2.5), (0, -2.5), (4, -2.5) with signs + - + - + -; each contributes
+// sign * max(0, 1 - distance / 2) and the target is the contribution largest in absolute value
+// (the first of equals; 0 away from every bump).
+Dataset multi_gaussian(std::int64_t n, double noise, std::uint64_t seed);
 
 // ---- input features, as TensorFlow Playground's network lab offers them ----
 // Note [Input features]
@@ -207,6 +245,12 @@ struct CsvOptions {
   // as in pandas and torch: 1, 1.0 and 01 are one class, named "1", and 2 comes
   // before 10 (Note [Numeric labels]); otherwise as texts.
   bool map_labels = false;
+  // Regression (Note [Classification or regression]): the real-valued target columns, in the
+  // order given, by header name or by index (negative counts from the end), one list or the
+  // other. Either makes the set a regression set: every other column is a feature, and the
+  // label options above are unused. Both empty: a classification set.
+  std::vector<std::string> target_names = {};
+  std::vector<std::int64_t> target_indices = {};
 };
 // Every other column must hold finite numbers. Blank lines are skipped, and so
 // is a UTF-8 byte-order mark at the start;

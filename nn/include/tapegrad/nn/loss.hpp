@@ -97,10 +97,12 @@ enum class LossKind {
   bce,              // probabilities (a sigmoid output), binary cross-entropy
   bce_with_logits,  // one logit per row
   cross_entropy,    // one logit per class
-  mse,              // probabilities or values against 0/1 targets
+  mse,              // probabilities or values against 0/1 targets, or a regression's targets
   hinge,            // one score per row against -1/+1 targets (micrograd)
+  l1,               // a regression's targets: mean |prediction - target| (l1_loss)
+  huber,            // a regression's targets: huber_loss with delta 1, as torch.nn.HuberLoss()
 };
-// "bce", "bce_logits", "ce", "mse", "hinge"; throws ag::Error listing them.
+// "bce", "bce_logits", "ce", "mse", "hinge", "l1", "huber"; throws ag::Error listing them.
 LossKind parse_loss(std::string_view name);
 std::string_view loss_name(LossKind kind);
 // What a model trained with `loss` outputs, which decides its predictions (nn::predict):

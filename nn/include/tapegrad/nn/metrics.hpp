@@ -73,6 +73,27 @@ ConfusionMatrix confusion_matrix(const ag::Tensor& scores, std::span<const std::
 double r2_score(const ag::Tensor& prediction, const ag::Tensor& target);
 double rmse(const ag::Tensor& prediction, const ag::Tensor& target);
 
+// r2_score and rmse over batches added one after another, equal (to rounding) to the two over
+// their concatenation, as nn::fit reports them per epoch. Per output it keeps the count, the
+// target's mean and its sum of squared deviations, merged batch by batch by Chan et al.'s
+// pairwise update (no sum of squares minus a square of sums to cancel), and the sum of squared
+// errors. Sized once, at construction: add() allocates nothing.
+class RegressionMetrics {
+ public:
+  explicit RegressionMetrics(std::int64_t outputs);
+  // prediction and target as r2_score takes them, with `outputs` columns (any rows, even 0).
+  void add(const ag::Tensor& prediction, const ag::Tensor& target);
+  void reset();
+  std::int64_t rows() const { return rows_; }
+  // As r2_score (a target without spread scores 1 if predicted exactly, else 0); 0 with no rows.
+  double r2() const;
+  double rmse() const;  // 0 with no rows
+
+ private:
+  std::int64_t outputs_, rows_ = 0;
+  std::vector<double> mean_, spread_, squared_error_;
+};
+
 }  // namespace nn
 
 template <> struct fmt::formatter<nn::ConfusionMatrix> : fmt::formatter<std::string> {

@@ -1,5 +1,6 @@
 // Plots are drawn by gnuplot (Debian's gnuplot-nox) from data files: the runner, the
-// data-file writer and the decision-boundary map that the examples and `tapegrad train` share.
+// data-file writer, the decision-boundary map and the regression plots that the examples and
+// `tapegrad train` share.
 
 #pragma once
 
@@ -83,5 +84,28 @@ struct BoundaryOptions {
 std::filesystem::path decision_boundary(const std::filesystem::path& png, Module& model,
                                         const Dataset& data, LossKind loss,
                                         const BoundaryOptions& options = {});
+
+// ---- Regression (Note [Classification or regression], data.hpp) ---------------------------------
+
+struct RegressionPlotOptions {
+  std::string title = "prediction against target";
+  int width = 720, height = 600;
+};
+
+// `model`'s prediction for every row of `data` (a regression set, the model in eval mode, no
+// gradients) against the row's target, as a PNG at `png`: a perfect model's points lie on the
+// dashed line prediction = target; several outputs are drawn in their own colors. Its data
+// file goes next to it: STEM.dat (target prediction output). Throws ag::Error unless `data` is
+// a regression set and the model has one output per target. Returns `png`.
+std::filesystem::path prediction_plot(const std::filesystem::path& png, Module& model,
+                                      const Dataset& data,
+                                      const RegressionPlotOptions& options = {});
+
+// For a regression set of one feature: its points and `model`'s curve over the feature's range
+// (widened by a tenth on each side, `resolution` points), one curve per output, as a PNG at
+// `png`, with STEM_points.dat (x target...) and STEM_curve.dat (x prediction...) next to it.
+std::filesystem::path fitted_curve(const std::filesystem::path& png, Module& model,
+                                   const Dataset& data, const RegressionPlotOptions& options = {},
+                                   std::int64_t resolution = 400);
 
 }  // namespace nn::plot
