@@ -51,9 +51,9 @@ struct NnOptions {
   double test_fraction = 0.25;  // --test-fraction: the rows a synthetic set or CSV file holds out
   double l1 = 0;                // --l1 and --l2: nn::FitOptions's penalties on every parameter
   double l2 = 0;
-  std::string task;       // --task classification or regression; empty: the checkpoint's, else
-                          // the data's (Note [Regression tasks])
-  double val = 0;         // --val: the share of the training rows held out for
+  std::string task;  // --task classification or regression; empty: the checkpoint's, else
+                     // the data's (Note [Regression tasks])
+  double val = 0;    // --val: the share of the training rows held out for
   std::int64_t early_stop = 0;  // validation, --early-stop's patience (0: none) and
   std::string save_best;        // --save-best's file (nn's Note [Validation and early stopping])
   // graph
