@@ -123,8 +123,8 @@ class Stepper {
 
   Tape* tape_;
   std::uint32_t generation_;
-  NodeId cursor_;  // nodes below it are not processed yet
-  std::size_t taken_ = 0;
+  NodeId cursor_;          // nodes below it are not processed yet
+  std::size_t taken_ = 0;  // steps next() has taken (run() does not count)
   Step step_{};
 };
 
@@ -430,10 +430,14 @@ inline void Stepper::run() {
     run_checked();
     return;
   }
+  // Tape::active without its leaf test: the one leaf that can be reached and need a gradient
+  // is an input (constants never need one), and its dispatch case does nothing, so the test
+  // would cost every node to spare the few inputs. taken_ is not counted either: it numbers the
+  // steps next() hands out, and nobody reads it once the pass is done.
+  constexpr std::uint8_t active = Tape::kNeedsGrad | Tape::kReached;
   for (NodeId i = cursor_; i-- > 0;) {
-    if (!Tape::active(tape.nodes_[i])) continue;
+    if ((tape.nodes_[i].flags & active) != active) continue;
     propagate<false>(tape, i);
-    ++taken_;
   }
   cursor_ = 0;
 }
