@@ -165,6 +165,33 @@ TEST_CASE("reset keeps capacity and invalidates old Values with a clear error") 
   CHECK(nodes > 100);
 }
 
+// Names live apart from the nodes (Note [Tape storage]): naming out of recording order, naming
+// again and resetting must each leave every node with the name it was last given.
+TEST_CASE("names: out of order, renamed, and forgotten by reset") {
+  Tape tape;
+  Value x = tape.input(1.0, "x");
+  Value y = tape.input(2.0);
+  Value q = (x * y).named("q");
+  Value r = (q + x).named("r");
+  y.named("y");            // before q and r on the tape, named after them
+  q.named("product");      // named again: the new name wins
+  Value unnamed = exp(r);  // between named nodes, it has none
+  Value s = (unnamed - y).named("s");
+  CHECK(x.name() == "x");
+  CHECK(y.name() == "y");
+  CHECK(q.name() == "product");
+  CHECK(r.name() == "r");
+  CHECK(unnamed.name().empty());
+  CHECK(s.name() == "s");
+  CHECK(unnamed.id() == 4);
+  CHECK(tape.label(unnamed.id()) == "t4");
+  tape.reset();
+  Value fresh = tape.input(3.0);
+  Value named = (fresh * fresh).named("sq");
+  CHECK(fresh.name().empty());  // its id was x's: the old name is gone
+  CHECK(named.name() == "sq");
+}
+
 TEST_CASE("mixing tapes and empty Values are errors, not undefined behaviour") {
   Tape a, b;
   Value x = a.input(1.0), y = b.input(2.0);

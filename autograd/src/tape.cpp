@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -52,9 +53,29 @@ void Tape::set_name(NodeId id, std::string_view name) {
     fail("a node name of {} characters is too long", name.size());
   if (names_.size() + name.size() > std::numeric_limits<std::uint32_t>::max())
     throw Error("the tape's name pool is full");
-  nodes_[id].name_offset = static_cast<std::uint32_t>(names_.size());
-  nodes_[id].name_length = static_cast<std::uint16_t>(name.size());
+  const NameSpan span{id, static_cast<std::uint32_t>(names_.size()),
+                      static_cast<std::uint16_t>(name.size())};
   names_.append(name);
+  // Names usually come in recording order, so the span goes at the end; a node named again
+  // (or named after later ones) takes its place in the order.
+  if (name_spans_.empty() || name_spans_.back().node < id) {
+    name_spans_.push_back(span);
+    return;
+  }
+  auto at = std::lower_bound(name_spans_.begin(), name_spans_.end(), id,
+                             [](const NameSpan& s, NodeId node) { return s.node < node; });
+  if (at != name_spans_.end() && at->node == id) {
+    *at = span;
+  } else {
+    name_spans_.insert(at, span);
+  }
+}
+
+std::string_view Tape::name(NodeId id) const {
+  auto at = std::lower_bound(name_spans_.begin(), name_spans_.end(), id,
+                             [](const NameSpan& s, NodeId node) { return s.node < node; });
+  if (at == name_spans_.end() || at->node != id) return {};
+  return std::string_view(names_).substr(at->offset, at->length);
 }
 
 std::string Tape::label(NodeId id) const {
@@ -86,6 +107,7 @@ void Tape::reset() {
   nodes_.clear();
   params_.clear();
   names_.clear();
+  name_spans_.clear();
   ++generation_;
   dirty_ = false;
 }

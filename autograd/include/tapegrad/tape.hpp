@@ -123,8 +123,8 @@ class Stepper {
 
   Tape* tape_;
   std::uint32_t generation_;
-  NodeId cursor_;  // nodes below it are not processed yet
-  std::size_t taken_ = 0;
+  NodeId cursor_;          // nodes below it are not processed yet
+  std::size_t taken_ = 0;  // steps next() has taken (run() does not count)
   Step step_{};
 };
 
@@ -169,8 +169,10 @@ struct GradientStep {
 // ~~~~~~~~~~~~~~~~~~~
 // Nodes live in one std::vector (an arena): no allocation per node, no
 // pointers between nodes, inputs referred to by index. Names live in one
-// string pool. reset() clears both but keeps their capacity, so recording the
-// same computation again allocates nothing.
+// string pool, found through a list of (node, span) sorted by node, apart from
+// the nodes: few nodes have a name, and a name field in every node cost each
+// recorded op two stores. reset() clears all three but keeps their capacity,
+// so recording the same computation again allocates nothing.
 class Tape {
  public:
   Tape() = default;
@@ -245,10 +247,7 @@ class Tape {
   bool reached(NodeId id) const { return nodes_[id].flags & kReached; }
   // d(node)/d(input k) at the recorded values: the local gradient of an edge.
   double local_grad(NodeId id, int k) const;
-  std::string_view name(NodeId id) const {
-    const Node& n = nodes_[id];
-    return std::string_view(names_).substr(n.name_offset, n.name_length);
-  }
+  std::string_view name(NodeId id) const;
   // The name if it has one; otherwise the number for a constant, "t<id>" else.
   std::string label(NodeId id) const;
   void set_name(NodeId id, std::string_view name);
@@ -284,21 +283,25 @@ class Tape {
     double value;
     double grad;
     NodeId in[2];  // an op with a fixed number (param) has one input; in[1] indexes params_
-    std::uint32_t name_offset;
-    std::uint16_t name_length;
     Op op;
     std::uint8_t flags;
   };
   static bool active(const Node& n);
 
   Value push(Op op, double value, NodeId a, NodeId b, std::uint8_t flags) {
-    nodes_.push_back(Node{value, 0.0, {a, b}, 0, 0, op, flags});
+    nodes_.push_back(Node{value, 0.0, {a, b}, op, flags});
     return Value(this, static_cast<NodeId>(nodes_.size() - 1), generation_);
   }
 
   std::vector<Node> nodes_;
   std::vector<double> params_;  // the fixed numbers of the ops that have one (Node stays 32 bytes)
   std::string names_;
+  struct NameSpan {
+    NodeId node;
+    std::uint32_t offset;  // into names_
+    std::uint16_t length;
+  };
+  std::vector<NameSpan> name_spans_;  // sorted by node (Note [Tape storage])
   // Scratch of grad() and hessian(), kept with its capacity so that warm calls allocate nothing:
   // each node's gradient node (Note [Gradients on the tape]), the inputs' accumulated gradients
   // while a plain pass computes others, the gradient nodes of a Hessian.
@@ -430,10 +433,14 @@ inline void Stepper::run() {
     run_checked();
     return;
   }
+  // Tape::active without its leaf test: the one leaf that can be reached and need a gradient
+  // is an input (constants never need one), and its dispatch case does nothing, so the test
+  // would cost every node to spare the few inputs. taken_ is not counted either: it numbers the
+  // steps next() hands out, and nobody reads it once the pass is done.
+  constexpr std::uint8_t active = Tape::kNeedsGrad | Tape::kReached;
   for (NodeId i = cursor_; i-- > 0;) {
-    if (!Tape::active(tape.nodes_[i])) continue;
+    if ((tape.nodes_[i].flags & active) != active) continue;
     propagate<false>(tape, i);
-    ++taken_;
   }
   cursor_ = 0;
 }
