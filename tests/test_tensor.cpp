@@ -490,9 +490,15 @@ TEST_CASE("the packed small-matrix kernel: every layout, ragged rows and columns
              {arg(Shape{10, 17}), arg(Shape{21, 17}, 0.1), arg(Shape{21}, 0.2)}, "linear 21 out");
   check_grad([](TensorTape&, std::span<const Tensor> x) { return linear(x[0], x[1], x[2]); },
              {arg(Shape{50, 30}), arg(Shape{1, 30}, 0.1), arg(Shape{1}, 0.2)}, "linear 1 out");
+  // A plain B whose width is whole kernel blocks is read in place, not packed (Note [Unpacked
+  // B]): forward, and dB = A^T dC with A transposed, at 16 and 8 columns.
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return matmul(x[0], x[1]); },
+             {arg(Shape{13, 9}), arg(Shape{9, 16}, 0.1)}, "matmul 13x9 9x16");
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return matmul(x[0], x[1]); },
+             {arg(Shape{37, 30}), arg(Shape{30, 8}, 0.1)}, "matmul 37x30 30x8");
   // float32 against a double reference.
-  for (const auto& mkn :
-       {std::array<std::int64_t, 3>{7, 33, 9}, {33, 16, 16}, {100, 16, 1}, {5, 64, 3}}) {
+  for (const auto& mkn : {std::array<std::int64_t, 3>{7, 33, 9}, {33, 16, 16}, {100, 16, 1},
+                          {5, 64, 3}, {9, 20, 32}, {6, 40, 8}, {3, 50, 64}}) {
     // Not a structured binding: INFO takes m, k, n into a lambda, which clang 14 cannot do.
     const std::int64_t m = mkn[0], k = mkn[1], n = mkn[2];
     std::vector<float> a(std::size_t(m * k)), b(std::size_t(k * n));

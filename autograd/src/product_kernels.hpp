@@ -265,39 +265,56 @@ template <class T> std::int64_t small_padded(std::int64_t n, bool wide) {
   return (n + w - 1) / w * w;
 }
 
+// Whether the packed kernel can read op(B) where it lies (Note [Unpacked B]).
+template <class T> bool reads_b_in_place(bool tb, std::int64_t n, bool wide) {
+  return !tb && small_padded<T>(n, wide) == n;
+}
+
+// Note [Unpacked B]
+// ~~~~~~~~~~~~~~~~~
+// The packing of Note [Small gemm] gives the kernel rows of op(B) that are contiguous and whole
+// blocks of its width. A plain (untransposed) B whose n is already whole blocks (16, 32, 64...
+// floats in the AVX2 kernel) has exactly that layout in place: its rows are contiguous with
+// stride n = np. The kernel then reads B itself and the copy is skipped; it was a tenth of a
+// moons step (the backward products dA = dC W and dW = dC^T X of every 16-wide layer).
+
 // C = op(A) op(B) + beta C through a packed kernel; pb holds at least k * np elements, np as
-// small_padded gives it for `wide`.
+// small_padded gives it for `wide`, unless reads_b_in_place (then pb is not touched).
 template <class T>
 void small_gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* A,
                 const T* B, T beta, T* C, T* pb, bool wide) {
   const std::int64_t np = small_padded<T>(n, wide), ldb = tb ? k : n;
-  for (std::int64_t p = 0; p < k; ++p) {  // op(B) (k x n) row by row into pb (k x np)
-    T* row = pb + p * np;
-    if (tb)
-      for (std::int64_t j = 0; j < n; ++j) row[j] = B[j * ldb + p];
-    else
-      std::memcpy(row, B + p * ldb, std::size_t(n) * sizeof(T));
-    for (std::int64_t j = n; j < np; ++j) row[j] = T(0);
+  const T* rows_b = B;  // op(B) as k rows of np: B itself or its packed copy
+  if (!reads_b_in_place<T>(tb, n, wide)) {
+    rows_b = pb;
+    for (std::int64_t p = 0; p < k; ++p) {  // op(B) (k x n) row by row into pb (k x np)
+      T* row = pb + p * np;
+      if (tb)
+        for (std::int64_t j = 0; j < n; ++j) row[j] = B[j * ldb + p];
+      else
+        std::memcpy(row, B + p * ldb, std::size_t(n) * sizeof(T));
+      for (std::int64_t j = n; j < np; ++j) row[j] = T(0);
+    }
   }
 #ifdef TAPEGRAD_AVX2
   if (wide) {
     const bool two = n > Avx<T>::L;
     if (ta)
-      two ? wide_rows<T, 2, true>(m, n, k, np, A, pb, beta, C)
-          : wide_rows<T, 1, true>(m, n, k, np, A, pb, beta, C);
+      two ? wide_rows<T, 2, true>(m, n, k, np, A, rows_b, beta, C)
+          : wide_rows<T, 1, true>(m, n, k, np, A, rows_b, beta, C);
     else
-      two ? wide_rows<T, 2, false>(m, n, k, np, A, pb, beta, C)
-          : wide_rows<T, 1, false>(m, n, k, np, A, pb, beta, C);
+      two ? wide_rows<T, 2, false>(m, n, k, np, A, rows_b, beta, C)
+          : wide_rows<T, 1, false>(m, n, k, np, A, rows_b, beta, C);
     return;
   }
 #endif
   const bool two = n > kVecLen<T>;
   if (ta)
-    two ? small_rows<T, 2, true>(m, n, k, np, A, pb, beta, C)
-        : small_rows<T, 1, true>(m, n, k, np, A, pb, beta, C);
+    two ? small_rows<T, 2, true>(m, n, k, np, A, rows_b, beta, C)
+        : small_rows<T, 1, true>(m, n, k, np, A, rows_b, beta, C);
   else
-    two ? small_rows<T, 2, false>(m, n, k, np, A, pb, beta, C)
-        : small_rows<T, 1, false>(m, n, k, np, A, pb, beta, C);
+    two ? small_rows<T, 2, false>(m, n, k, np, A, rows_b, beta, C)
+        : small_rows<T, 1, false>(m, n, k, np, A, rows_b, beta, C);
 }
 
 // C (m x n, row-major, leading dimension n) = op(A) op(B) + beta C, where
@@ -356,7 +373,8 @@ void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, cons
 #else
   const bool wide = false;
 #endif
-  const std::size_t need = std::size_t(k * small_padded<T>(n, wide));
+  const std::size_t need =
+      reads_b_in_place<T>(tb, n, wide) ? 0 : std::size_t(k * small_padded<T>(n, wide));
   if (packed.size() < need) packed.resize(need);
   small_gemm<T>(ta, tb, m, n, k, A, B, beta, C, packed.data(), wide);
 }
