@@ -496,9 +496,16 @@ TEST_CASE("the packed small-matrix kernel: every layout, ragged rows and columns
              {arg(Shape{13, 9}), arg(Shape{9, 16}, 0.1)}, "matmul 13x9 9x16");
   check_grad([](TensorTape&, std::span<const Tensor> x) { return matmul(x[0], x[1]); },
              {arg(Shape{37, 30}), arg(Shape{30, 8}, 0.1)}, "matmul 37x30 30x8");
+  // One output column: the matrix-vector kernel (Note [Matrix-vector products]), A plain and
+  // transposed, k a multiple of its lanes and not, in float64 here and float32 below.
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return matmul(x[0], x[1]); },
+             {arg(Shape{70, 19}), arg(Shape{19, 1}, 0.1)}, "matmul 70x19 19x1");
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return matmul(transpose(x[0]), x[1]); },
+             {arg(Shape{24, 50}), arg(Shape{24, 1}, 0.1)}, "matmul (24x50)^T 24x1");
   // float32 against a double reference.
-  for (const auto& mkn : {std::array<std::int64_t, 3>{7, 33, 9}, {33, 16, 16}, {100, 16, 1},
-                          {5, 64, 3}, {9, 20, 32}, {6, 40, 8}, {3, 50, 64}}) {
+  for (const auto& mkn :
+       {std::array<std::int64_t, 3>{7, 33, 9}, {33, 16, 16}, {100, 16, 1}, {5, 64, 3}, {9, 20, 32},
+        {6, 40, 8}, {3, 50, 64}, {300, 5, 1}, {40, 37, 1}}) {
     // Not a structured binding: INFO takes m, k, n into a lambda, which clang 14 cannot do.
     const std::int64_t m = mkn[0], k = mkn[1], n = mkn[2];
     std::vector<float> a(std::size_t(m * k)), b(std::size_t(k * n));

@@ -317,6 +317,57 @@ void small_gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k
         : small_rows<T, 1, false>(m, n, k, np, A, rows_b, beta, C);
 }
 
+// Note [Matrix-vector products]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// A product with one column (n = 1: a 1-wide layer's x w^T, such as moons' output layer) has
+// nothing to block over: the packed kernel would pad that column to a whole vector and use one
+// lane in eight. op(B) is then one contiguous vector v (B is k x 1 or 1 x k), and C = op(A) v
+// is, for a plain A, m dot products of contiguous rows with v, each summed in kLanes partial
+// sums (one AVX2 register, two SSE2 ones) that the compiler keeps in vector registers and adds
+// at the end; for a transposed A, C accumulates v[p] times row p of A, in order p = 0, 1, ...
+// The partial sums change the order of summation, so this agrees with the other kernels to
+// rounding, as they agree with each other.
+template <class T>
+[[gnu::always_inline]] inline void matvec_body(bool ta, std::int64_t m, std::int64_t k,
+                                               const T* __restrict A, const T* __restrict v,
+                                               T beta, T* __restrict C) {
+  if (ta) {  // A is k x m: row p of A holds op(A)(i, p) for every i
+    if (beta == T(0)) std::fill(C, C + m, T(0));
+    for (std::int64_t p = 0; p < k; ++p) {
+      const T vp = v[p];
+      const T* row = A + p * m;
+      for (std::int64_t i = 0; i < m; ++i) C[i] += vp * row[i];
+    }
+    return;
+  }
+  constexpr int kLanes = int(32 / sizeof(T));
+  for (std::int64_t i = 0; i < m; ++i) {
+    const T* a = A + i * k;
+    T lanes[kLanes] = {};
+    std::int64_t p = 0;
+    for (; p + kLanes <= k; p += kLanes)
+      for (int l = 0; l < kLanes; ++l) lanes[l] += a[p + l] * v[p + l];
+    T s = 0;
+    for (int l = 0; l < kLanes; ++l) s += lanes[l];
+    for (; p < k; ++p) s += a[p] * v[p];
+    C[i] = beta == T(0) ? s : C[i] + s;
+  }
+}
+
+template <class T>
+void matvec(bool ta, std::int64_t m, std::int64_t k, const T* A, const T* v, T beta, T* C) {
+  matvec_body<T>(ta, m, k, A, v, beta, C);
+}
+
+#ifdef TAPEGRAD_AVX2
+// The same loops compiled for AVX2, chosen as the AVX2 gemm kernel is (use_avx2).
+template <class T>
+[[gnu::target("avx2,fma")]] void matvec_avx2(bool ta, std::int64_t m, std::int64_t k,
+                                             const T* A, const T* v, T beta, T* C) {
+  matvec_body<T>(ta, m, k, A, v, beta, C);
+}
+#endif
+
 // C (m x n, row-major, leading dimension n) = op(A) op(B) + beta C, where
 // op(A) is m x k and op(B) is k x n; ta/tb mean A/B are stored transposed.
 template <class T>
@@ -364,6 +415,12 @@ void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, cons
         }
     }
     return;
+  }
+  if (n == 1) {  // Note [Matrix-vector products]: op(B) is the vector B, whatever tb says
+#ifdef TAPEGRAD_AVX2
+    if (use_avx2()) return matvec_avx2<T>(ta, m, k, A, B, beta, C);
+#endif
+    return matvec<T>(ta, m, k, A, B, beta, C);
   }
   // The packed op(B) (Note [Small gemm]): a buffer per thread that only grows, so a warm
   // training step allocates nothing.
