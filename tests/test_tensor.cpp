@@ -503,9 +503,15 @@ TEST_CASE("the packed small-matrix kernel: every layout, ragged rows and columns
   check_grad([](TensorTape&, std::span<const Tensor> x) { return matmul(transpose(x[0]), x[1]); },
              {arg(Shape{24, 50}), arg(Shape{24, 1}, 0.1)}, "matmul (24x50)^T 24x1");
   // float32 against a double reference.
-  for (const auto& mkn :
-       {std::array<std::int64_t, 3>{7, 33, 9}, {33, 16, 16}, {100, 16, 1}, {5, 64, 3}, {9, 20, 32},
-        {6, 40, 8}, {3, 50, 64}, {300, 5, 1}, {40, 37, 1}}) {
+  for (const auto& mkn : {std::array<std::int64_t, 3>{7, 33, 9},
+                          {33, 16, 16},
+                          {100, 16, 1},
+                          {5, 64, 3},
+                          {9, 20, 32},
+                          {6, 40, 8},
+                          {3, 50, 64},
+                          {300, 5, 1},
+                          {40, 37, 1}}) {
     // Not a structured binding: INFO takes m, k, n into a lambda, which clang 14 cannot do.
     const std::int64_t m = mkn[0], k = mkn[1], n = mkn[2];
     std::vector<float> a(std::size_t(m * k)), b(std::size_t(k * n));
