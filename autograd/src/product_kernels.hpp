@@ -587,16 +587,52 @@ void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, cons
 // Every row of y (rows x cols) += b (cols): linear's bias. `__restrict` (the two never overlap:
 // they are different nodes' buffers) lets GCC vectorize the inner loop without a runtime check.
 template <class T>
-void add_to_rows(T* __restrict y, const T* __restrict b, std::int64_t rows, std::int64_t cols) {
+[[gnu::always_inline]] inline void add_to_rows_body(T* __restrict y, const T* __restrict b,
+                                                    std::int64_t rows, std::int64_t cols) {
   for (std::int64_t i = 0; i < rows; ++i)
     for (std::int64_t j = 0; j < cols; ++j) y[i * cols + j] += b[j];
 }
 
 // out (cols) += the sum of the rows of x (rows x cols): the bias's gradient.
 template <class T>
-void add_rows_into(T* __restrict out, const T* __restrict x, std::int64_t rows, std::int64_t cols) {
+[[gnu::always_inline]] inline void add_rows_into_body(T* __restrict out, const T* __restrict x,
+                                                      std::int64_t rows, std::int64_t cols) {
   for (std::int64_t i = 0; i < rows; ++i)
     for (std::int64_t j = 0; j < cols; ++j) out[j] += x[i * cols + j];
+}
+
+#ifdef TAPEGRAD_AVX2
+// The bias loops compiled for AVX2 as well: a 16-wide row is two ymm additions instead of four
+// xmm ones and their loop. Taken with the AVX2 or AVX-512 products (simd()) for rows of at least
+// one ymm register (deep XOR's 5-wide layers paid 1.7% more instructions through the AVX2 loop's
+// longer set-up); each element is one addition either way, so both give the same bits.
+template <class T> bool bias_in_avx2(std::int64_t cols) {
+  return cols * std::int64_t(sizeof(T)) >= 32 && simd() != Simd::sse2;
+}
+template <class T>
+[[gnu::target("avx2,fma")]] void add_to_rows_avx2(T* y, const T* b, std::int64_t rows,
+                                                  std::int64_t cols) {
+  add_to_rows_body<T>(y, b, rows, cols);
+}
+template <class T>
+[[gnu::target("avx2,fma")]] void add_rows_into_avx2(T* out, const T* x, std::int64_t rows,
+                                                    std::int64_t cols) {
+  add_rows_into_body<T>(out, x, rows, cols);
+}
+#endif
+
+template <class T> void add_to_rows(T* y, const T* b, std::int64_t rows, std::int64_t cols) {
+#ifdef TAPEGRAD_AVX2
+  if (bias_in_avx2<T>(cols)) return add_to_rows_avx2<T>(y, b, rows, cols);
+#endif
+  add_to_rows_body<T>(y, b, rows, cols);
+}
+
+template <class T> void add_rows_into(T* out, const T* x, std::int64_t rows, std::int64_t cols) {
+#ifdef TAPEGRAD_AVX2
+  if (bias_in_avx2<T>(cols)) return add_rows_into_avx2<T>(out, x, rows, cols);
+#endif
+  add_rows_into_body<T>(out, x, rows, cols);
 }
 
 }  // namespace ag::kernels
