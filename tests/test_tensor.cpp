@@ -131,6 +131,19 @@ TEST_CASE("sum, mean and amax over all elements and over each axis, with keepdim
                  {arg(s)}, "amax" + where);
     }
   }
+  // Reduced twice, an op node's gradient is assigned by the first reduction's backward and added
+  // to by the second (Note [Lazy gradients]), over the last axis (a contiguous row per upstream
+  // element) and over an inner one.
+  for (int axis : {0, 1, 2}) {
+    for (int other : {0, 1, 2}) {
+      check_grad(
+          [&](TensorTape&, std::span<const Tensor> x) {
+            Tensor y = x[0] * x[0];
+            return sum(sum(y, axis)) + mean(mean(y, other));
+          },
+          {arg(s)}, fmt::format("sum over {} and mean over {} of one node", axis, other));
+    }
+  }
   TensorTape tape;
   Tensor t = tape.input(Shape{2, 3}, {1, 5, 2, 7, 0, 7}, "t");
   CHECK(sum(t, 1).values() == std::vector<double>{8, 14});

@@ -1077,17 +1077,36 @@ void reduce_forward(TensorTape::Impl& impl, Node& n) {
 
 void reduce_backward(TensorTape::Impl& impl, Node& n) {
   Node& a = impl.nodes[n.in[0]];
-  TensorTape::Impl::zeroed(a);
+  // Note [Lazy gradients]: the first write assigns, so a's gradient is not cleared first.
+  const bool assign = TensorTape::Impl::first_write(a);
   const AxisSplit split = reduction_split(n, a.shape);
   with_dtype(n.dtype, [&](auto z) {
     using T = decltype(z);
     const T* up = static_cast<const T*>(n.grad);
     T* ga = static_cast<T*>(a.grad);
     const T scale = T(n.param);
+    if (split.inner == 1) {
+      // The last axis or all of them (the loss's mean, an L2 term's sums): each upstream
+      // element spreads over a contiguous row, one vectorized loop rather than a loop of one.
+      for (std::int64_t o = 0; o < split.outer; ++o) {
+        const T g = scale * up[o];
+        T* row = ga + o * split.length;
+        if (assign)
+          std::fill(row, row + split.length, g);
+        else
+          for (std::int64_t l = 0; l < split.length; ++l) row[l] += g;
+      }
+      return;
+    }
     for (std::int64_t o = 0; o < split.outer; ++o)
-      for (std::int64_t l = 0; l < split.length; ++l)
-        for (std::int64_t i = 0; i < split.inner; ++i)
-          ga[(o * split.length + l) * split.inner + i] += scale * up[o * split.inner + i];
+      for (std::int64_t l = 0; l < split.length; ++l) {
+        T* g = ga + (o * split.length + l) * split.inner;
+        const T* u = up + o * split.inner;
+        if (assign)
+          for (std::int64_t i = 0; i < split.inner; ++i) g[i] = scale * u[i];
+        else
+          for (std::int64_t i = 0; i < split.inner; ++i) g[i] += scale * u[i];
+      }
   });
 }
 
