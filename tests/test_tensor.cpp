@@ -80,6 +80,39 @@ TEST_CASE("every binary op of the table, broadcasting in every direction") {
   }
 }
 
+TEST_CASE("every binary op of the table on op nodes: first writes assign, one node twice adds") {
+  // Op-node operands of the output's shape, or a one-element constant, take the flat backward
+  // loops (Note [Lazy gradients]): the first write to a gradient assigns, later ones add.
+  for (int i = 0; i < kOpCount; ++i) {
+    const Op op = static_cast<Op>(i);
+    if (op_info(op).arity != 2) continue;
+    const auto left = [&](Tensor t) {
+      return op == Op::pow ? positive(t) : op == Op::bce ? sigmoid(t) : t * 1.5;
+    };
+    const auto right = [&](Tensor t) { return op == Op::div ? positive(t) : t * 0.5; };
+    const std::string name(op_info(op).name);
+    if (op != Op::prelu) {  // prelu's alpha is one slope or one per feature
+      check_grad([&](TensorTape&,
+                     std::span<const Tensor> x) { return apply(op, left(x[0]), right(x[1])); },
+                 {arg(Shape{2, 3}), arg(Shape{2, 3}, 0.11)}, name + " of two op nodes");
+      check_grad(
+          [&](TensorTape&, std::span<const Tensor> x) {
+            Tensor a = op == Op::pow || op == Op::div ? positive(x[0]) : left(x[0]);
+            return apply(op, a, a) + a;  // a's gradient: written by the sum, then twice by op
+          },
+          {arg(Shape{2, 3})}, name + " of one op node twice");
+    }
+    check_grad(
+        [&](TensorTape& tape, std::span<const Tensor> x) {
+          const Tensor c = tape.constant<double>(Shape{}, std::vector<double>{0.7});
+          const Tensor on_left = apply(op, left(x[0]), c);
+          if (op == Op::prelu) return on_left * right(x[1]);  // no per-element slope on a scalar
+          return on_left + apply(op, op == Op::bce ? sigmoid(c) : c, right(x[1]));
+        },
+        {arg(Shape{2, 3}), arg(Shape{2, 3}, 0.11)}, name + " with a one-element constant");
+  }
+}
+
 TEST_CASE("matmul, transpose and reshape") {
   check_grad([](TensorTape&, std::span<const Tensor> x) { return matmul(x[0], x[1]); },
              {arg(Shape{3, 4}), arg(Shape{4, 2}, 0.2)}, "matmul");

@@ -278,10 +278,34 @@ template <class R, class T> void elementwise_backward(Node& n, Node& a, Node* b)
     else
       for (std::int64_t i = 0; i < e; ++i) ga[i] += up[i] * R::local(pa[i], T(0), y[i], p).da;
   } else {
-    TensorTape::Impl::zeroed(a);
-    TensorTape::Impl::zeroed(*b);
     const T* pb = static_cast<const T*>(b->data);
     T* gb = static_cast<T*>(b->grad);
+    // Without broadcasting into a gradient (each input has the output's shape, or is one element
+    // that needs none, such as the 1 of 1 - y s), each gradient is one flat loop that assigns
+    // its first write (Note [Lazy gradients]) instead of a memset and the broadcast walk.
+    // a and b may be one node (x * x): its first loop assigns, its second adds.
+    const bool a_full = a.shape == n.shape, b_full = b->shape == n.shape;
+    if ((a_full || (!ga && a.shape.numel() == 1)) && (b_full || (!gb && b->shape.numel() == 1))) {
+      const std::int64_t e = n.shape.numel(), step_a = a_full ? 1 : 0, step_b = b_full ? 1 : 0;
+      const auto local = [&](std::int64_t i) {
+        return R::local(pa[i * step_a], pb[i * step_b], y[i], p);
+      };
+      if (ga) {
+        if (TensorTape::Impl::first_write(a))
+          for (std::int64_t i = 0; i < e; ++i) ga[i] = up[i] * local(i).da;
+        else
+          for (std::int64_t i = 0; i < e; ++i) ga[i] += up[i] * local(i).da;
+      }
+      if (gb) {
+        if (TensorTape::Impl::first_write(*b))
+          for (std::int64_t i = 0; i < e; ++i) gb[i] = up[i] * local(i).db;
+        else
+          for (std::int64_t i = 0; i < e; ++i) gb[i] += up[i] * local(i).db;
+      }
+      return;
+    }
+    TensorTape::Impl::zeroed(a);
+    TensorTape::Impl::zeroed(*b);
     for_each_broadcast(n.shape, a.shape, b->shape,
                        [&](std::int64_t i, std::int64_t ia, std::int64_t ib) {
                          const Local<T> l = R::local(pa[ia], pb[ib], y[i], p);
