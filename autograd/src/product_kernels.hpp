@@ -472,51 +472,62 @@ void small_gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k
 // Note [Matrix-vector products]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 // A product with one column (n = 1: a 1-wide layer's x w^T, such as moons' output layer) has
-// nothing to block over: the packed kernel would pad that column to a whole vector and use one
-// lane in eight. op(B) is then one contiguous vector v (B is k x 1 or 1 x k), and C = op(A) v
-// is, for a plain A, m dot products of contiguous rows with v, each summed in kLanes partial
-// sums (one AVX2 register, two SSE2 ones) that the compiler keeps in vector registers and adds
-// at the end; for a transposed A, C accumulates v[p] times row p of A, in order p = 0, 1, ...
-// The partial sums change the order of summation, so this agrees with the other kernels to
-// rounding, as they agree with each other.
-template <class T>
+// nothing to block over: the packed kernel would pack op(B), pad its one column to a whole
+// vector and use one lane in eight. op(B) is then one contiguous vector v (B is k x 1 or 1 x k),
+// and C = op(A) v is, for a plain A, m dot products of contiguous rows with v; for a transposed
+// A, v[p] times row p of A accumulated into C. Each element sums its products in order p = 0,
+// 1, ... from 0 and then adds the old C, with a fused multiply-add per step where the packed
+// kernel in use has one (Fused), so the result is bit for bit the packed kernel's: the examples
+// quote figures that a different order of summation would change. A transposed A with beta 1
+// would need a second buffer for that order, and takes the packed kernel instead.
+template <class T, bool Fused> [[gnu::always_inline]] inline T multiply_add(T a, T b, T c) {
+  if constexpr (Fused)
+    return __builtin_fma(a, b, c);  // one rounding, as the AVX2 and AVX-512 kernels' FMAs
+  else
+    return a * b + c;  // two roundings, as the SSE2 kernel (the build has no FP contraction)
+}
+template <>
+[[gnu::always_inline]] inline float multiply_add<float, true>(float a, float b, float c) {
+  return __builtin_fmaf(a, b, c);
+}
+
+template <class T, bool Fused>
 [[gnu::always_inline]] inline void matvec_body(bool ta, std::int64_t m, std::int64_t k,
                                                const T* __restrict A, const T* __restrict v, T beta,
                                                T* __restrict C) {
-  if (ta) {  // A is k x m: row p of A holds op(A)(i, p) for every i
-    if (beta == T(0)) std::fill(C, C + m, T(0));
+  if (ta) {  // A is k x m: row p of A holds op(A)(i, p) for every i; beta is 0 (matvec_fits)
+    std::fill(C, C + m, T(0));
     for (std::int64_t p = 0; p < k; ++p) {
       const T vp = v[p];
       const T* row = A + p * m;
-      for (std::int64_t i = 0; i < m; ++i) C[i] += vp * row[i];
+      for (std::int64_t i = 0; i < m; ++i) C[i] = multiply_add<T, Fused>(row[i], vp, C[i]);
     }
     return;
   }
-  constexpr int kLanes = int(32 / sizeof(T));
   for (std::int64_t i = 0; i < m; ++i) {
     const T* a = A + i * k;
-    T lanes[kLanes] = {};
-    std::int64_t p = 0;
-    for (; p + kLanes <= k; p += kLanes)
-      for (int l = 0; l < kLanes; ++l) lanes[l] += a[p + l] * v[p + l];
     T s = 0;
-    for (int l = 0; l < kLanes; ++l) s += lanes[l];
-    for (; p < k; ++p) s += a[p] * v[p];
+    for (std::int64_t p = 0; p < k; ++p) s = multiply_add<T, Fused>(a[p], v[p], s);
     C[i] = beta == T(0) ? s : C[i] + s;
   }
 }
 
+// Whether the matrix-vector kernel takes the product (Note [Matrix-vector products]).
+inline bool matvec_fits(bool ta, std::int64_t n, bool beta_is_zero) {
+  return n == 1 && (!ta || beta_is_zero);
+}
+
 template <class T>
 void matvec(bool ta, std::int64_t m, std::int64_t k, const T* A, const T* v, T beta, T* C) {
-  matvec_body<T>(ta, m, k, A, v, beta, C);
+  matvec_body<T, false>(ta, m, k, A, v, beta, C);
 }
 
 #ifdef TAPEGRAD_AVX2
-// The same loops compiled for AVX2, taken when the AVX2 or AVX-512 gemm kernel is (simd()).
+// The same loops with fused multiply-adds, taken with the AVX2 or AVX-512 kernel (simd()).
 template <class T>
-[[gnu::target("avx2,fma")]] void matvec_avx2(bool ta, std::int64_t m, std::int64_t k, const T* A,
-                                             const T* v, T beta, T* C) {
-  matvec_body<T>(ta, m, k, A, v, beta, C);
+[[gnu::target("avx2,fma")]] void matvec_fused(bool ta, std::int64_t m, std::int64_t k, const T* A,
+                                              const T* v, T beta, T* C) {
+  matvec_body<T, true>(ta, m, k, A, v, beta, C);
 }
 #endif
 
@@ -568,9 +579,9 @@ void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, cons
     }
     return;
   }
-  if (n == 1) {  // Note [Matrix-vector products]: op(B) is the vector B, whatever tb says
+  if (matvec_fits(ta, n, beta == T(0))) {  // op(B) is the vector B, whatever tb says
 #ifdef TAPEGRAD_AVX2
-    if (simd() != Simd::sse2) return matvec_avx2<T>(ta, m, k, A, B, beta, C);
+    if (simd() != Simd::sse2) return matvec_fused<T>(ta, m, k, A, B, beta, C);
 #endif
     return matvec<T>(ta, m, k, A, B, beta, C);
   }
