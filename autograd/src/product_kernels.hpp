@@ -504,7 +504,23 @@ template <class T, bool Fused>
     }
     return;
   }
-  for (std::int64_t i = 0; i < m; ++i) {
+  std::int64_t i = 0;
+  for (; i + 4 <= m; i += 4) {  // four rows' sums side by side: each v[p] loaded once
+    const T* a = A + i * k;
+    T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (std::int64_t p = 0; p < k; ++p) {
+      const T vp = v[p];
+      s0 = multiply_add<T, Fused>(a[p], vp, s0);
+      s1 = multiply_add<T, Fused>(a[k + p], vp, s1);
+      s2 = multiply_add<T, Fused>(a[2 * k + p], vp, s2);
+      s3 = multiply_add<T, Fused>(a[3 * k + p], vp, s3);
+    }
+    C[i] = beta == T(0) ? s0 : C[i] + s0;
+    C[i + 1] = beta == T(0) ? s1 : C[i + 1] + s1;
+    C[i + 2] = beta == T(0) ? s2 : C[i + 2] + s2;
+    C[i + 3] = beta == T(0) ? s3 : C[i + 3] + s3;
+  }
+  for (; i < m; ++i) {
     const T* a = A + i * k;
     T s = 0;
     for (std::int64_t p = 0; p < k; ++p) s = multiply_add<T, Fused>(a[p], v[p], s);
