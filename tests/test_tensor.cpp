@@ -80,6 +80,39 @@ TEST_CASE("every binary op of the table, broadcasting in every direction") {
   }
 }
 
+TEST_CASE("every binary op of the table on op nodes: first writes assign, one node twice adds") {
+  // Op-node operands of the output's shape, or a one-element constant, take the flat backward
+  // loops (Note [Lazy gradients]): the first write to a gradient assigns, later ones add.
+  for (int i = 0; i < kOpCount; ++i) {
+    const Op op = static_cast<Op>(i);
+    if (op_info(op).arity != 2) continue;
+    const auto left = [&](Tensor t) {
+      return op == Op::pow ? positive(t) : op == Op::bce ? sigmoid(t) : t * 1.5;
+    };
+    const auto right = [&](Tensor t) { return op == Op::div ? positive(t) : t * 0.5; };
+    const std::string name(op_info(op).name);
+    if (op != Op::prelu) {  // prelu's alpha is one slope or one per feature
+      check_grad([&](TensorTape&,
+                     std::span<const Tensor> x) { return apply(op, left(x[0]), right(x[1])); },
+                 {arg(Shape{2, 3}), arg(Shape{2, 3}, 0.11)}, name + " of two op nodes");
+      check_grad(
+          [&](TensorTape&, std::span<const Tensor> x) {
+            Tensor a = op == Op::pow || op == Op::div ? positive(x[0]) : left(x[0]);
+            return apply(op, a, a) + a;  // a's gradient: written by the sum, then twice by op
+          },
+          {arg(Shape{2, 3})}, name + " of one op node twice");
+    }
+    check_grad(
+        [&](TensorTape& tape, std::span<const Tensor> x) {
+          const Tensor c = tape.constant<double>(Shape{}, std::vector<double>{0.7});
+          const Tensor on_left = apply(op, left(x[0]), c);
+          if (op == Op::prelu) return on_left * right(x[1]);  // no per-element slope on a scalar
+          return on_left + apply(op, op == Op::bce ? sigmoid(c) : c, right(x[1]));
+        },
+        {arg(Shape{2, 3}), arg(Shape{2, 3}, 0.11)}, name + " with a one-element constant");
+  }
+}
+
 TEST_CASE("matmul, transpose and reshape") {
   check_grad([](TensorTape&, std::span<const Tensor> x) { return matmul(x[0], x[1]); },
              {arg(Shape{3, 4}), arg(Shape{4, 2}, 0.2)}, "matmul");
@@ -129,6 +162,19 @@ TEST_CASE("sum, mean and amax over all elements and over each axis, with keepdim
                  {arg(s)}, "mean" + where);
       check_grad([&](TensorTape&, std::span<const Tensor> x) { return amax(x[0], axis, keep); },
                  {arg(s)}, "amax" + where);
+    }
+  }
+  // Reduced twice, an op node's gradient is assigned by the first reduction's backward and added
+  // to by the second (Note [Lazy gradients]), over the last axis (a contiguous row per upstream
+  // element) and over an inner one.
+  for (int axis : {0, 1, 2}) {
+    for (int other : {0, 1, 2}) {
+      check_grad(
+          [&](TensorTape&, std::span<const Tensor> x) {
+            Tensor y = x[0] * x[0];
+            return sum(sum(y, axis)) + mean(mean(y, other));
+          },
+          {arg(s)}, fmt::format("sum over {} and mean over {} of one node", axis, other));
     }
   }
   TensorTape tape;
@@ -490,9 +536,46 @@ TEST_CASE("the packed small-matrix kernel: every layout, ragged rows and columns
              {arg(Shape{10, 17}), arg(Shape{21, 17}, 0.1), arg(Shape{21}, 0.2)}, "linear 21 out");
   check_grad([](TensorTape&, std::span<const Tensor> x) { return linear(x[0], x[1], x[2]); },
              {arg(Shape{50, 30}), arg(Shape{1, 30}, 0.1), arg(Shape{1}, 0.2)}, "linear 1 out");
+  // A plain B whose width is whole kernel blocks is read in place, not packed (Note [Unpacked
+  // B]): forward, and dB = A^T dC with A transposed, at 16 and 8 columns.
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return matmul(x[0], x[1]); },
+             {arg(Shape{13, 9}), arg(Shape{9, 16}, 0.1)}, "matmul 13x9 9x16");
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return matmul(x[0], x[1]); },
+             {arg(Shape{37, 30}), arg(Shape{30, 8}, 0.1)}, "matmul 37x30 30x8");
+  // One output column: the matrix-vector kernel (Note [Matrix-vector products]), A plain and
+  // transposed, k a multiple of its lanes and not, in float64 here and float32 below.
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return matmul(x[0], x[1]); },
+             {arg(Shape{70, 19}), arg(Shape{19, 1}, 0.1)}, "matmul 70x19 19x1");
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return matmul(transpose(x[0]), x[1]); },
+             {arg(Shape{24, 50}), arg(Shape{24, 1}, 0.1)}, "matmul (24x50)^T 24x1");
+  // ...and bit for bit what the packed kernel gives the same column (the examples quote
+  // figures that depend on it): a 100x16 by 16x1 product against column 0 of 100x16 by 16x2.
+  {
+    std::vector<float> a(100 * 16), b2(16 * 2), b1(16);
+    for (std::size_t i = 0; i < a.size(); ++i) a[i] = float(std::sin(0.3 * double(i)));
+    for (std::size_t p = 0; p < 16; ++p) {
+      b1[p] = b2[2 * p] = float(std::cos(0.7 * double(p)));
+      b2[2 * p + 1] = 1;
+    }
+    TensorTape tape;
+    const Tensor x = tape.constant<float>(Shape{100, 16}, a);
+    auto one = matmul(x, tape.constant<float>(Shape{16, 1}, b1)).data<float>();
+    auto two = matmul(x, tape.constant<float>(Shape{16, 2}, b2)).data<float>();
+    for (std::size_t i = 0; i < 100; ++i) {
+      INFO("row ", i);
+      CHECK(one[i] == two[2 * i]);
+    }
+  }
   // float32 against a double reference.
-  for (const auto& mkn :
-       {std::array<std::int64_t, 3>{7, 33, 9}, {33, 16, 16}, {100, 16, 1}, {5, 64, 3}}) {
+  for (const auto& mkn : {std::array<std::int64_t, 3>{7, 33, 9},
+                          {33, 16, 16},
+                          {100, 16, 1},
+                          {5, 64, 3},
+                          {9, 20, 32},
+                          {6, 40, 8},
+                          {3, 50, 64},
+                          {300, 5, 1},
+                          {40, 37, 1}}) {
     // Not a structured binding: INFO takes m, k, n into a lambda, which clang 14 cannot do.
     const std::int64_t m = mkn[0], k = mkn[1], n = mkn[2];
     std::vector<float> a(std::size_t(m * k)), b(std::size_t(k * n));

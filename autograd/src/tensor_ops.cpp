@@ -291,10 +291,34 @@ template <class R, class T> void elementwise_backward(Node& n, Node& a, Node* b)
     else
       for (std::int64_t i = 0; i < e; ++i) ga[i] += up[i] * R::local(pa[i], T(0), y[i], p).da;
   } else {
-    TensorTape::Impl::zeroed(a);
-    TensorTape::Impl::zeroed(*b);
     const T* pb = static_cast<const T*>(b->data);
     T* gb = static_cast<T*>(b->grad);
+    // Without broadcasting into a gradient (each input has the output's shape, or is one element
+    // that needs none, such as the 1 of 1 - y s), each gradient is one flat loop that assigns
+    // its first write (Note [Lazy gradients]) instead of a memset and the broadcast walk.
+    // a and b may be one node (x * x): its first loop assigns, its second adds.
+    const bool a_full = a.shape == n.shape, b_full = b->shape == n.shape;
+    if ((a_full || (!ga && a.shape.numel() == 1)) && (b_full || (!gb && b->shape.numel() == 1))) {
+      const std::int64_t e = n.shape.numel(), step_a = a_full ? 1 : 0, step_b = b_full ? 1 : 0;
+      const auto local = [&](std::int64_t i) {
+        return R::local(pa[i * step_a], pb[i * step_b], y[i], p);
+      };
+      if (ga) {
+        if (TensorTape::Impl::first_write(a))
+          for (std::int64_t i = 0; i < e; ++i) ga[i] = up[i] * local(i).da;
+        else
+          for (std::int64_t i = 0; i < e; ++i) ga[i] += up[i] * local(i).da;
+      }
+      if (gb) {
+        if (TensorTape::Impl::first_write(*b))
+          for (std::int64_t i = 0; i < e; ++i) gb[i] = up[i] * local(i).db;
+        else
+          for (std::int64_t i = 0; i < e; ++i) gb[i] += up[i] * local(i).db;
+      }
+      return;
+    }
+    TensorTape::Impl::zeroed(a);
+    TensorTape::Impl::zeroed(*b);
     for_each_broadcast(n.shape, a.shape, b->shape,
                        [&](std::int64_t i, std::int64_t ia, std::int64_t ib) {
                          const Local<T> l = R::local(pa[ia], pb[ib], y[i], p);
@@ -1090,17 +1114,36 @@ void reduce_forward(TensorTape::Impl& impl, Node& n) {
 
 void reduce_backward(TensorTape::Impl& impl, Node& n) {
   Node& a = impl.nodes[n.in[0]];
-  TensorTape::Impl::zeroed(a);
+  // Note [Lazy gradients]: the first write assigns, so a's gradient is not cleared first.
+  const bool assign = TensorTape::Impl::first_write(a);
   const AxisSplit split = reduction_split(n, a.shape);
   with_dtype(n.dtype, [&](auto z) {
     using T = decltype(z);
     const T* up = static_cast<const T*>(n.grad);
     T* ga = static_cast<T*>(a.grad);
     const T scale = T(n.param);
+    if (split.inner == 1) {
+      // The last axis or all of them (the loss's mean, an L2 term's sums): each upstream
+      // element spreads over a contiguous row, one vectorized loop rather than a loop of one.
+      for (std::int64_t o = 0; o < split.outer; ++o) {
+        const T g = scale * up[o];
+        T* row = ga + o * split.length;
+        if (assign)
+          std::fill(row, row + split.length, g);
+        else
+          for (std::int64_t l = 0; l < split.length; ++l) row[l] += g;
+      }
+      return;
+    }
     for (std::int64_t o = 0; o < split.outer; ++o)
-      for (std::int64_t l = 0; l < split.length; ++l)
-        for (std::int64_t i = 0; i < split.inner; ++i)
-          ga[(o * split.length + l) * split.inner + i] += scale * up[o * split.inner + i];
+      for (std::int64_t l = 0; l < split.length; ++l) {
+        T* g = ga + (o * split.length + l) * split.inner;
+        const T* u = up + o * split.inner;
+        if (assign)
+          for (std::int64_t i = 0; i < split.inner; ++i) g[i] = scale * u[i];
+        else
+          for (std::int64_t i = 0; i < split.inner; ++i) g[i] += scale * u[i];
+      }
   });
 }
 
