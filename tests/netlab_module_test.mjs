@@ -95,6 +95,18 @@ assert.deepEqual(snapshot.dead_fraction, summary.dead_fraction);
 assert.deepEqual(moduleCall('net_snapshot').weights, snapshot.weights);
 assert.match(snapshot.command, /^tapegrad train --data moons --hidden 8,8 .*--epochs 30 /);
 
+// The command a session shows is the run: pasted into a shell (single quotes are its only
+// quoting), it trains to the numbers `train` gives for the same config.
+for (const name of ['circles tanh with features', 'xor sigmoid']) {
+  const { command } = moduleCall('net_create', JSON.stringify(configs[name]));
+  const words = command.match(/'[^']*'|[^\s']+/g).map((w) => w.replaceAll("'", ''));
+  assert.equal(words.shift(), 'tapegrad', command);
+  assert.ok(!/[*?[]/.test(command.replace(/'[^']*'/g, '')), `unquoted glob in ${command}`);
+  const out = execFileSync(tapegrad, [...words, '--json'], { encoding: 'utf8' });
+  assertSame(moduleCall('train', JSON.stringify(configs[name])),
+             JSON.parse(out.trim().split('\n').pop()), `${name}: ${command}`);
+}
+
 // Speed: moons 2-8-8-1 in batches of 10, 200 epochs of 30 steps, fit's own seconds in both.
 const bench = { data: 'moons', hidden: [8, 8], act: 'relu', loss: 'bce_logits', batch: 10,
                 epochs: 200, lr: 0.03, seed: 1 };

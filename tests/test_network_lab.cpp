@@ -103,7 +103,7 @@ TEST_CASE("created and snapshot: the protocol's keys and shapes") {
   CHECK(c["command"] ==
         "tapegrad train --data circles --hidden 4,3 --act tanh --out none --loss bce_logits "
         "--opt adam --lr 0.1 --epochs 100 --batch 32 --seed 2 --n 100 --noise 0.1 --features "
-        "x1,x2,x1^2 --test-fraction 0.2");
+        "'x1,x2,x1^2' --test-fraction 0.2");
   CHECK(c["epoch"] == 0);
   CHECK(c["map_size"] == NetworkLab::kMapSize);
   CHECK(c["output_map"].size() == 50 * 50);

@@ -155,7 +155,8 @@ std::string command_line(const NnOptions& o, std::int64_t epochs) {
   line += fmt::format(" --opt {} --lr {} --epochs {} --batch {} --seed {}", o.opt, o.lr, epochs,
                       o.batch, o.seed);
   if (is_synthetic(o.data)) line += fmt::format(" --n {} --noise {}", o.rows, o.noise);
-  if (!o.features.empty() && o.features != "none") line += " --features " + o.features;
+  // Quoted: x1*x2 is a glob to every shell, and x1^2 one to zsh's extended globs.
+  if (!o.features.empty() && o.features != "none") line += " --features '" + o.features + "'";
   if (o.was_given("--test-fraction")) line += fmt::format(" --test-fraction {}", o.test_fraction);
   if (o.l1 > 0) line += fmt::format(" --l1 {}", o.l1);
   if (o.l2 > 0) line += fmt::format(" --l2 {}", o.l2);
