@@ -11,7 +11,6 @@ stdout:
 """
 
 import ctypes
-import math
 import sys
 import time
 
@@ -19,23 +18,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from torch_compare import moons  # the same rows as torch_compare's moons workload
+
 SIZES = [2, 16, 16, 1]
 
 try:
     _openblas = ctypes.CDLL("libopenblas.so.0")
 except OSError:
     _openblas = None
-
-
-def moons(n, noise, rng):
-    """Two interleaving half circles, as sklearn.datasets.make_moons (torch_compare.py's)."""
-    n_out, n_in = n // 2, n - n // 2
-    t_out, t_in = np.linspace(0, math.pi, n_out), np.linspace(0, math.pi, n_in)
-    x = np.concatenate([np.cos(t_out), 1 - np.cos(t_in)])
-    y = np.concatenate([np.sin(t_out), 1 - np.sin(t_in) - 0.5])
-    pts = np.stack([x, y], axis=1) + rng.normal(0, noise, size=(n, 2))
-    labels = np.concatenate([np.zeros(n_out), np.ones(n_in)])
-    return pts.astype(np.float32), labels.astype(np.float32)
 
 
 class Model:
