@@ -810,10 +810,8 @@
     byId('net-train-loss').textContent = lossText(snapshot.train_loss);
     byId('net-test-accuracy').textContent = Number.isFinite(snapshot.test_accuracy)
         ? `${(100 * snapshot.test_accuracy).toFixed(1)}%` : '\u2013';
-    // For the tests: what the engine trains, as it said (the weights' rows x columns).
     document.body.dataset.netEpoch = String(snapshot.epoch);
     document.body.dataset.netTestAccuracy = String(snapshot.test_accuracy);
-    document.body.dataset.netWeights = snapshot.weights.map((w) => `${w.length}x${w[0].length}`).join(',');
   }
 
   // One animation frame: the latest snapshot, if it is not on the screen yet.
@@ -844,6 +842,9 @@
 
   function accept(snapshot) {
     net.snapshot = snapshot;
+    // For the tests: what the engine trains, as it said (the weights' rows x columns), set with
+    // the snapshot rather than at its next frame, so it is current once netIdle says so.
+    document.body.dataset.netWeights = snapshot.weights.map((w) => `${w.length}x${w[0].length}`).join(',');
     net.history.push([snapshot.epoch, snapshot.train_loss, snapshot.test_loss]);
     if (net.history.length > 600) net.history = net.history.filter((p, i) => i % 2 === 0 || i === net.history.length - 1);
     if (snapshot.diverged) {
