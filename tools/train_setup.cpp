@@ -20,8 +20,9 @@ namespace {
 // --n and --noise size and blur a synthetic set; their defaults are the values each set had
 // before the options existed, so a run without them trains on the same rows as ever. --noise
 // is the generator's own: N(0, noise^2) added to each coordinate (xor, moons, circles), to each
-// angle (spirals, CS231n's 0.2), or each cluster's spread (blobs); gaussian's is TensorFlow
-// Playground's slider, 0 to 0.5, its clusters' variance 0.5 + 7 noise. --features replaces a
+// angle (spirals, CS231n's 0.2), or each cluster's spread (blobs); gaussian's and two-spirals'
+// are TensorFlow Playground's slider, 0 to 0.5 (its clusters' variance 0.5 + 7 noise; its
+// spiral's uniform shift of each coordinate by up to noise). --features replaces a
 // two-column set's columns by TensorFlow Playground's inputs (nn::expand_features, Note [Input
 // features]) before the split, so the training and test rows get the same columns. All three
 // are in the checkpoint (Note [What a checkpoint says of its model]): a resume rebuilds the
@@ -38,6 +39,7 @@ constexpr Synthetic kSynthetic[] = {{"xor", 4, 0},
                                     {"spirals", 300, 0.2},
                                     {"blobs", 400, 1.0},
                                     {"gaussian", 400, 0},
+                                    {"two-spirals", 400, 0},
                                     {"plane", 400, 0},
                                     {"multi-gaussian", 400, 0}};
 // clang-format on
@@ -137,6 +139,7 @@ constexpr DataDefaults kDataDefaults[] = {
     {"spirals",       "64,64",    0.01,   300,   32,   "constant"},
     {"blobs",         "16,16",    0.01,   50,    32,   "constant"},
     {"gaussian",      "16,16",    0.01,   100,   32,   "constant"},
+    {"two-spirals",   "16,16",    0.01,   300,   32,   "constant"},
     {"plane",         "8",        0.01,   50,    32,   "constant"},
     {"multi-gaussian","32,32",    0.01,   200,   32,   "constant"},
     {"fashion-mnist", "256,128",  0.002,  10,    128,  "cosine"},
@@ -305,6 +308,8 @@ Data load_data(const NnOptions& o) {
     all = nn::blobs(o.rows, 3, o.noise, seed);
   } else if (spec == "gaussian") {
     all = nn::two_gaussians(o.rows, o.noise, seed);
+  } else if (spec == "two-spirals") {
+    all = nn::two_spirals(o.rows, o.noise, seed);
   } else if (spec == "plane") {
     all = nn::plane(o.rows, o.noise, seed);
   } else if (spec == "multi-gaussian") {

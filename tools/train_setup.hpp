@@ -66,7 +66,8 @@ struct NnOptions {
 
 // The --data names, for the help and the messages.
 inline constexpr const char* kDataSets =
-    "xor, moons, circles, spirals, blobs, gaussian, plane, multi-gaussian, fashion-mnist, "
+    "xor, moons, circles, spirals, blobs, gaussian, two-spirals, plane, multi-gaussian, "
+    "fashion-mnist, "
     "csv:FILE[:LABEL_COLUMN] (with --task regression csv:FILE[:COLUMN,COLUMN...], the targets)";
 
 // Note [Regression tasks]
