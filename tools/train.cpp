@@ -800,9 +800,8 @@ NnCommands add_nn_commands(CLI::App& app) {
   c.train
       ->add_option("--n", o.rows,
                    "Rows of a synthetic set before its 75/25 split (default: xor 4, unsplit; "
-                   "moons, circles, blobs, gaussian, two-spirals, plane and multi-gaussian 400; spirals "
-                   "300, a "
-                   "multiple of 3)")
+                   "moons, circles, blobs, gaussian, two-spirals, plane and multi-gaussian 400; "
+                   "spirals 300, a multiple of 3)")
       ->type_name("ROWS")
       ->check(integer_validator());
   c.train
