@@ -229,6 +229,13 @@ std::string net_snapshot() {
   return reporting([&] { return tapegrad::json_text(current_session("net_snapshot").snapshot()); });
 }
 
+// net_set_rates(rates): the learning rate and penalties changed in place, the weights kept (Note
+// [Rates changed in place], tools/network_lab.hpp), as TensorFlow Playground's rate control.
+std::string net_set_rates(const std::string& rates) {
+  return reporting(
+      [&] { return tapegrad::json_text(current_session("net_set_rates").set_rates(rates)); });
+}
+
 // train(config): the summary `tapegrad train --json` ends with, for a fresh run of the config.
 std::string train(const std::string& config) {
   return reporting([&] {
@@ -248,4 +255,5 @@ EMSCRIPTEN_BINDINGS(tapegrad) {
   emscripten::function("net_train", &net_train);
   emscripten::function("net_snapshot", &net_snapshot);
   emscripten::function("train", &train);
+  emscripten::function("net_set_rates", &net_set_rates);
 }

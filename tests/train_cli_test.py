@@ -435,6 +435,25 @@ class PlaygroundOptions(TrainCliTest):
         # spirals stays CS231n's three arms.
         self.assertIn("3 classes", self.ok("train", "--data", "spirals", "--epochs", "1"))
 
+    def test_noise_percent_is_playgrounds_control_made_noise(self):
+        # Note [The noise in percent]: gaussian takes percent / 100, moons a sigma of that / sqrt(3).
+        def summary(*args):
+            last = self.lines("--epochs", "2", "--hidden", "none", *args)[-1]
+            del last["seconds"]
+            return last
+
+        self.assertEqual(summary("--data", "gaussian", "--noise-percent", "30"),
+                         summary("--data", "gaussian", "--noise", "0.3"))
+        self.assertNotEqual(summary("--data", "gaussian", "--noise-percent", "30"),
+                            summary("--data", "gaussian", "--noise-percent", "40"))
+        moons = summary("--data", "moons", "--noise-percent", "17.32050807568877")
+        self.assertAlmostEqual(moons["loss"], summary("--data", "moons", "--noise", "0.1")["loss"],
+                               places=5)
+        self.fails("train", "--data", "moons", "--noise", "0.1", "--noise-percent", "10",
+                   message="error: --noise-percent 10: give it or --noise 0.1, not both")
+        self.fails("train", "--data", "moons", "--noise-percent", "-1",
+                   message="error: --noise-percent -1: the noise must be a finite percentage >= 0")
+
     def test_test_fraction_splits_the_rows_and_the_checkpoint_keeps_it(self):
         out = self.ok("train", "--data", "moons", "--test-fraction", "0.5", "--epochs", "1")
         self.assertIn("moons: 200 training rows, 200 test rows", out)

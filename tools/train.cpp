@@ -816,6 +816,14 @@ NnCommands add_nn_commands(CLI::App& app) {
                    "coordinate (default 0)")
       ->type_name("SIGMA");
   c.train
+      ->add_option("--noise-percent", o.noise_percent,
+                   "A synthetic set's noise as TensorFlow Playground's control, 0 to 50 (%), "
+                   "made --noise as its data sets scale it: gaussian, two-spirals, plane and "
+                   "multi-gaussian take percent / 100, moons, circles and xor a sigma of percent "
+                   "/ 100 / sqrt(3), spirals an angle of percent / 100 (the network lab's "
+                   "control; instead of --noise)")
+      ->type_name("PERCENT");
+  c.train
       ->add_option("--features", o.features,
                    "The inputs made of a two-column set's x1 and x2, as TensorFlow Playground's: "
                    "a comma list of x1, x2, x1^2, x2^2, x1*x2, sin_x1, sin_x2, in the order "

@@ -47,7 +47,9 @@ struct NnOptions {
   double clip_grad_value = 0;
   double noise = -1;      // --noise and --n: a synthetic set's (Note [Synthetic data options]),
   std::int64_t rows = 0;  // when given or resumed; -1 and 0: its row of kSynthetic
-  std::string features;   // --features; empty: the checkpoint's, else none (the data's columns)
+  // --noise-percent: TensorFlow Playground's control, made --noise (Note [The noise in percent])
+  double noise_percent = 0;
+  std::string features;  // --features; empty: the checkpoint's, else none (the data's columns)
   double test_fraction = 0.25;  // --test-fraction: the rows a synthetic set or CSV file holds out
   double l1 = 0;                // --l1 and --l2: nn::FitOptions's penalties on every parameter
   double l2 = 0;
