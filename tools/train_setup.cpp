@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <tapegrad/nn/init.hpp>
 #include <utility>
 
@@ -601,7 +602,11 @@ void append_json(std::string& out, const Json& value) {
     out += ']';
   } else if (value.is_number_float()) {
     const double x = value.get<double>();
-    out += std::isfinite(x) ? fmt::format("{}", x) : "null";  // Note [The command line's JSON]
+    // Written in place: a snapshot holds thousands of numbers (the playground's maps).
+    if (std::isfinite(x))
+      fmt::format_to(std::back_inserter(out), "{}", x);
+    else
+      out += "null";  // Note [The command line's JSON]
   } else {
     out += value.dump();  // strings, integers, booleans and null as nlohmann writes them
   }
