@@ -1,57 +1,84 @@
 // The playground's module against the native command on the issue's workload (moons 2-8-8-1,
 // batches of 10: issue 14, item 7): the same config, alternated round by round, fit's own seconds.
 // Usage: node bench/playground_speed.mjs PATH/TO/tapegrad MODULE.js [MODULE.js...] [--rounds N]
+//        [--epochs N]
 // Each module is a build of playground/tapegrad-module.js (say, with and without -msimd128): all
-// run in one process, so their figures are side by side with the same load (bench/README.md).
-import { execFileSync } from 'node:child_process';
+// run in one process, so their figures are side by side with the same load. Two ratios: fit's own
+// wall-clock seconds, as the netlab_module test reports them, and the CPU time each run took
+// (the native process's from /usr/bin/time, the module's from process.cpuUsage: both include
+// making the data and the model), which a machine shared by other work disturbs far less.
+import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 
 const args = process.argv.slice(2);
-let rounds = 5;
-const roundsAt = args.indexOf('--rounds');
-if (roundsAt >= 0) rounds = Number(args.splice(roundsAt, 2)[1]);
+function option(name, fallback) {
+  const at = args.indexOf(name);
+  return at >= 0 ? Number(args.splice(at, 2)[1]) : fallback;
+}
+const rounds = option('--rounds', 5);
+const epochs = option('--epochs', 200);
 const [tapegrad, ...modulePaths] = args.map((p) => path.resolve(p));
-if (!tapegrad || modulePaths.length === 0 || !(rounds >= 1)) {
-  console.error('usage: node playground_speed.mjs PATH/TO/tapegrad MODULE.js... [--rounds N]');
+if (!tapegrad || modulePaths.length === 0 || !(rounds >= 1) || !(epochs >= 1)) {
+  console.error('usage: node playground_speed.mjs PATH/TO/tapegrad MODULE.js... [--rounds N] ' +
+                '[--epochs N]');
   process.exit(2);
 }
 
-// The netlab_module test's speed config: 200 epochs of 30 steps (moons' 300 training rows in
-// batches of 10).
+// The netlab_module test's speed config: epochs of 30 steps (moons' 300 training rows in batches
+// of 10), 200 of them unless --epochs says otherwise.
 const config = { data: 'moons', hidden: [8, 8], act: 'relu', loss: 'bce_logits', batch: 10,
-                 epochs: 200, lr: 0.03, seed: 1 };
-const steps = 200 * 30;
+                 epochs, lr: 0.03, seed: 1 };
+const steps = epochs * 30;
 const nativeArgs = ['train', '--data', 'moons', '--hidden', '8,8', '--act', 'relu', '--loss',
-                    'bce_logits', '--batch', '10', '--epochs', '200', '--lr', '0.03', '--seed',
-                    '1', '--json'];
+                    'bce_logits', '--batch', '10', '--epochs', String(epochs), '--lr', '0.03',
+                    '--seed', '1', '--json'];
 
-function nativeSeconds() {
-  const out = execFileSync(tapegrad, nativeArgs, { encoding: 'utf8' });
-  return JSON.parse(out.trim().split('\n').pop()).seconds;
+// Each run as [fit's seconds, CPU seconds].
+function nativeRun() {
+  const r = spawnSync('/usr/bin/time', ['-f', '%U %S', tapegrad, ...nativeArgs], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${tapegrad} failed: ${r.stderr}`);
+  const [user, system] = r.stderr.trim().split('\n').pop().split(' ').map(Number);
+  return [JSON.parse(r.stdout.trim().split('\n').pop()).seconds, user + system];
 }
 
 const require = createRequire(import.meta.url);
 const engines = [];
 for (const modulePath of modulePaths) engines.push(await require(modulePath)());
-const moduleSeconds = (engine) => JSON.parse(engine.train(JSON.stringify(config))).seconds;
+function moduleRun(engine) {
+  const cpu = process.cpuUsage();
+  const { seconds } = JSON.parse(engine.train(JSON.stringify(config)));
+  const used = process.cpuUsage(cpu);
+  return [seconds, (used.user + used.system) / 1e6];
+}
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const native = [];
 const modules = engines.map(() => []);
-moduleSeconds(engines[0]);  // one warm-up run each, not counted (V8 tiers the wasm up)
-engines.slice(1).forEach(moduleSeconds);
+engines.forEach(moduleRun);  // one warm-up run each, not counted (V8 tiers the wasm up)
 for (let round = 0; round < rounds; ++round) {
-  native.push(nativeSeconds());
-  engines.forEach((engine, i) => modules[i].push(moduleSeconds(engine)));
+  native.push(nativeRun());
+  engines.forEach((engine, i) => modules[i].push(moduleRun(engine)));
 }
 const load = os.loadavg().map((x) => x.toFixed(2)).join(' ');
-console.log(`${rounds} rounds, load average ${load} (1, 5, 15 min), node ${process.version}`);
-console.log(`native            ${Math.round(steps / median(native))} steps/s (median)`);
+console.log(`${rounds} rounds of ${epochs} epochs, load average ${load} (1, 5, 15 min), ` +
+            `node ${process.version}`);
+const line = (name, runs, ratios) => {
+  const range = (xs) => `${Math.min(...xs).toFixed(3)} to ${Math.max(...xs).toFixed(3)}`;
+  let text = `${name.padEnd(24)} ${String(Math.round(steps / median(runs.map((r) => r[0])))).padStart(6)} ` +
+             `steps/s wall, ${String(Math.round(steps / median(runs.map((r) => r[1])))).padStart(6)} ` +
+             'per CPU second';
+  if (ratios) {
+    text += `; to native: ${median(ratios.map((r) => r[0])).toFixed(3)} wall ` +
+            `(${range(ratios.map((r) => r[0]))}), ${median(ratios.map((r) => r[1])).toFixed(3)} ` +
+            `CPU (${range(ratios.map((r) => r[1]))})`;
+  }
+  console.log(text);
+};
+line('native', native);
 modulePaths.forEach((p, i) => {
-  const ratios = modules[i].map((s, r) => native[r] / s);
-  console.log(`${path.relative(process.cwd(), p).padEnd(17)} ${Math.round(steps / median(modules[i]))} ` +
-              `steps/s, ${median(ratios).toFixed(3)}x native (median of the rounds' ratios; ` +
-              `${Math.min(...ratios).toFixed(3)} to ${Math.max(...ratios).toFixed(3)})`);
+  // Each round's ratio: the module's steps per second over the native command's.
+  const ratios = modules[i].map(([wall, cpu], r) => [native[r][0] / wall, native[r][1] / cpu]);
+  line(path.basename(p), modules[i], ratios);
 });
