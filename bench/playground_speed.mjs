@@ -37,7 +37,8 @@ const nativeArgs = ['train', '--data', 'moons', '--hidden', '8,8', '--act', 'rel
 
 // Each run as [fit's seconds, CPU seconds].
 function nativeRun() {
-  const r = spawnSync('/usr/bin/time', ['-f', '%U %S', tapegrad, ...nativeArgs], { encoding: 'utf8' });
+  const r = spawnSync('/usr/bin/time', ['-f', '%U %S', tapegrad, ...nativeArgs],
+                      { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`${tapegrad} failed: ${r.stderr}`);
   const [user, system] = r.stderr.trim().split('\n').pop().split(' ').map(Number);
   return [JSON.parse(r.stdout.trim().split('\n').pop()).seconds, user + system];
@@ -66,9 +67,8 @@ console.log(`${rounds} rounds of ${epochs} epochs, load average ${load} (1, 5, 1
             `node ${process.version}`);
 const line = (name, runs, ratios) => {
   const range = (xs) => `${Math.min(...xs).toFixed(3)} to ${Math.max(...xs).toFixed(3)}`;
-  let text = `${name.padEnd(24)} ${String(Math.round(steps / median(runs.map((r) => r[0])))).padStart(6)} ` +
-             `steps/s wall, ${String(Math.round(steps / median(runs.map((r) => r[1])))).padStart(6)} ` +
-             'per CPU second';
+  const rate = (k) => String(Math.round(steps / median(runs.map((r) => r[k])))).padStart(6);
+  let text = `${name.padEnd(24)} ${rate(0)} steps/s wall, ${rate(1)} per CPU second`;
   if (ratios) {
     text += `; to native: ${median(ratios.map((r) => r[0])).toFixed(3)} wall ` +
             `(${range(ratios.map((r) => r[0]))}), ${median(ratios.map((r) => r[1])).toFixed(3)} ` +

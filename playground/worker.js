@@ -27,12 +27,14 @@ const wasmFeatures = [
   ['exception handling', 'Chrome 95, Firefox 100, Safari 15.2', [0, 97, 115, 109, 1, 0, 0, 0, 1, 4,
     1, 0x60, 0, 0, 3, 2, 1, 0, 10, 8, 1, 6, 0, 6, 0x40, 0x19, 0x0b, 0x0b]],
 ];
-const missingFeatures = wasmFeatures.filter(([, , bytes]) => !WebAssembly.validate(new Uint8Array(bytes)));
+const missingFeatures =
+    wasmFeatures.filter(([, , bytes]) => !WebAssembly.validate(new Uint8Array(bytes)));
+const missingText =
+    missingFeatures.map(([name, since]) => `${name} (${since} and later have it)`).join(' and no ');
 const engineReady = missingFeatures.length === 0
   ? Promise.all([createTapegrad(), Viz.instance()])
-  : Promise.reject(new Error('the engine cannot start: this browser\'s WebAssembly has no ' +
-      missingFeatures.map(([name, since]) => `${name} (${since} and later have it)`).join(' and no ') +
-      ': open the page in a newer browser'));
+  : Promise.reject(new Error("the engine cannot start: this browser's WebAssembly has no " +
+      `${missingText}: open the page in a newer browser`));
 engineReady.catch(() => {});  // reported to each request, not as an unhandled rejection
 const programKinds = new Set(['inputs', 'grad', 'step', 'analyse', 'edit']);
 // Each network kind and the module function that answers it, with its arguments from the message.
