@@ -4,6 +4,7 @@
 
 #include "train_setup.hpp"
 
+#include <fmt/compile.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -602,9 +603,10 @@ void append_json(std::string& out, const Json& value) {
     out += ']';
   } else if (value.is_number_float()) {
     const double x = value.get<double>();
-    // Written in place: a snapshot holds thousands of numbers (the playground's maps).
+    // Written in place, through a format compiled once: a snapshot holds thousands of numbers
+    // (the playground's maps), and parsing "{}" again for each was a tenth of its time.
     if (std::isfinite(x))
-      fmt::format_to(std::back_inserter(out), "{}", x);
+      fmt::format_to(std::back_inserter(out), FMT_COMPILE("{}"), x);
     else
       out += "null";  // Note [The command line's JSON]
   } else {
