@@ -469,7 +469,8 @@
     generation: 0,      // bumped by each net_create: replies for an older session are dropped
     playing: false,
     busy: false,        // a net_train is with the worker
-    sliceEpochs: 1,     // epochs per net_train, grown or shrunk to keep a slice near 25 ms
+    sliceEpochs: 1,     // epochs per net_train, sized to kSliceMs (Note [Training slices])
+    framePending: false, // netFrame is asked for: one chain of frames, never two
     drawn: true,        // the snapshot shown is the latest
   };
 
@@ -853,6 +854,7 @@
 
   // One animation frame: the latest snapshot, if it is not on the screen yet.
   function netFrame() {
+    net.framePending = false;
     if (!net.drawn) {
       net.drawn = true;
       const started = performance.now();
@@ -864,11 +866,16 @@
       document.body.dataset.netDraws = String(Number(document.body.dataset.netDraws || 0) + 1);
       document.body.dataset.netDrawMs = (performance.now() - started).toFixed(1);
     }
-    if (net.playing) requestAnimationFrame(netFrame);
+    if (net.playing) netRequestFrame();
+  }
+  function netRequestFrame() {
+    if (net.framePending) return;
+    net.framePending = true;
+    requestAnimationFrame(netFrame);
   }
   function netShow() {
     net.drawn = false;
-    if (!net.playing) requestAnimationFrame(netFrame);
+    netRequestFrame();
   }
 
   function netMessage(text) {
@@ -926,9 +933,17 @@
     document.body.dataset.netIdle = 'true';
   }
 
-  // Training runs as a chain of net_train requests, one at a time, each of sliceEpochs epochs:
-  // the slice grows while the worker answers in under 12 ms and shrinks when it takes over 30, so
-  // a snapshot (and a redrawn map) comes every frame or two at any network size.
+  // Note [Training slices]
+  // ~~~~~~~~~~~~~~~~~~~~~~~
+  // Play trains as a chain of net_train requests, one at a time, each answered with a snapshot
+  // that carries the maps; the page draws the latest at the next animation frame, so drawing never
+  // waits on training, and Pause answers at once (the slice with the worker is the last one). A
+  // slice is sized so that the engine answers it in about kSliceMs, half a 60 Hz frame: with the
+  // messages' way there and back, a new snapshot is ready for every frame. (Slices of 12 to 30 ms
+  // gave one for every second frame or so: 24 map redraws a second.) A slice has at least one
+  // epoch, so a network whose epoch takes longer redraws once an epoch.
+  const kSliceMs = 8;
+  const kMaxSliceEpochs = 64;
   async function netTrain(epochs) {
     if (net.busy || !net.session) return;
     net.busy = true;
@@ -947,8 +962,10 @@
     }
     document.body.dataset.netEngineMs = lastTimes.engineMs.toFixed(1);  // the tests' figures
     document.body.dataset.netSliceEpochs = String(epochs);
-    if (lastTimes.engineMs < 12 && net.sliceEpochs < 64) net.sliceEpochs *= 2;
-    else if (lastTimes.engineMs > 30 && net.sliceEpochs > 1) net.sliceEpochs /= 2;
+    // The epochs that would have taken kSliceMs at this slice's pace, at most doubled or halved.
+    const ratio = kSliceMs / Math.max(lastTimes.engineMs, 0.1);
+    net.sliceEpochs = Math.min(kMaxSliceEpochs,
+        Math.max(1, Math.round(epochs * Math.min(2, Math.max(0.5, ratio)))));
     accept(reply);
     if (net.playing) netTrain(net.sliceEpochs);
   }
@@ -957,7 +974,7 @@
     net.playing = true;
     byId('net-play').textContent = '\u275a\u275a Pause';
     byId('net-play').setAttribute('aria-pressed', 'true');
-    requestAnimationFrame(netFrame);
+    netRequestFrame();
     netTrain(net.sliceEpochs);
   }
   function netPause() {

@@ -11,7 +11,31 @@
 // module's network functions this build has, so the page offers only what the engine can do.
 'use strict';
 
-const engineReady = Promise.all([createTapegrad(), Viz.instance()]);
+// Note [What the module needs of the browser]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// The module is compiled with WebAssembly SIMD (-msimd128: the product loops in 4-wide vectors)
+// and WebAssembly exception handling (-fwasm-exceptions: an ag::Error is caught without a call
+// through JavaScript per function that may throw); both made training faster, figures in
+// README.md. A browser without either cannot compile the module at all, so each is checked here
+// with the smallest module that uses it, and every request is answered with a message that says
+// which is missing, and from which versions the browsers have it, instead of a CompileError.
+const wasmFeatures = [
+  // (func (result v128) (i32x4.splat (i32.const 0)))
+  ['SIMD', 'Chrome 91, Firefox 89, Safari 16.4', [0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 0x60, 0, 1,
+    0x7b, 3, 2, 1, 0, 10, 8, 1, 6, 0, 0x41, 0, 0xfd, 0x11, 0x0b]],
+  // (func (try (do) (catch_all)))
+  ['exception handling', 'Chrome 95, Firefox 100, Safari 15.2', [0, 97, 115, 109, 1, 0, 0, 0, 1, 4,
+    1, 0x60, 0, 0, 3, 2, 1, 0, 10, 8, 1, 6, 0, 6, 0x40, 0x19, 0x0b, 0x0b]],
+];
+const missingFeatures =
+    wasmFeatures.filter(([, , bytes]) => !WebAssembly.validate(new Uint8Array(bytes)));
+const missingText =
+    missingFeatures.map(([name, since]) => `${name} (${since} and later have it)`).join(' and no ');
+const engineReady = missingFeatures.length === 0
+  ? Promise.all([createTapegrad(), Viz.instance()])
+  : Promise.reject(new Error("the engine cannot start: this browser's WebAssembly has no " +
+      `${missingText}: open the page in a newer browser`));
+engineReady.catch(() => {});  // reported to each request, not as an unhandled rejection
 const programKinds = new Set(['inputs', 'grad', 'step', 'analyse', 'edit']);
 // Each network kind and the module function that answers it, with its arguments from the message.
 const networkCalls = {

@@ -17,6 +17,17 @@ namespace tapegrad {
 
 namespace {
 
+// Note [The maps' precision]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~
+// A snapshot's maps are for drawing: the page colours a value in 201 steps from -1 to 1. They
+// are written to four decimals, so that the 6,600 numbers of an 8-8 network's maps are about 7
+// characters each instead of 19: their text, written and parsed at every frame of training, was
+// most of a snapshot's cost in the playground (playground/README.md). The weights, losses and
+// accuracies keep every digit.
+double drawn(double value) {
+  return std::abs(value) < 1e12 ? std::round(value * 1e4) / 1e4 : value;  // no overflow to inf
+}
+
 // Each key, the option it stands for and the JSON it takes.
 enum class Kind { text, number, count, seed, sizes, names };
 struct ConfigKey {
@@ -403,6 +414,7 @@ Json NetworkLab::snapshot() {
     grad_norms.push_back(l->weight.grad_norm());  // the last step's gradient
   }
   Forward map = forward_grid(kMapSize);
+  for (double& cell : map.output) cell = drawn(cell);  // Note [The maps' precision]
   Forward neurons = forward_grid(kNeuronMapSize);
   Json neuron_maps = Json::array();
   for (std::size_t layer = 0; layer < neurons.hidden.size(); ++layer) {
@@ -411,7 +423,7 @@ Json NetworkLab::snapshot() {
     for (std::size_t u = 0; u < units; ++u) {
       std::vector<double> cells;
       for (std::size_t p = 0; p < neurons.hidden[layer].size() / units; ++p)
-        cells.push_back(neurons.hidden[layer][p * units + u]);
+        cells.push_back(drawn(neurons.hidden[layer][p * units + u]));
       per_unit.push_back(std::move(cells));
     }
     neuron_maps.push_back(std::move(per_unit));

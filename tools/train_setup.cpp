@@ -4,10 +4,12 @@
 
 #include "train_setup.hpp"
 
+#include <fmt/compile.h>
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <tapegrad/nn/init.hpp>
 #include <utility>
 
@@ -634,7 +636,12 @@ void append_json(std::string& out, const Json& value) {
     out += ']';
   } else if (value.is_number_float()) {
     const double x = value.get<double>();
-    out += std::isfinite(x) ? fmt::format("{}", x) : "null";  // Note [The command line's JSON]
+    // Written in place, through a format compiled once: a snapshot holds thousands of numbers
+    // (the playground's maps), and parsing "{}" again for each was a tenth of its time.
+    if (std::isfinite(x))
+      fmt::format_to(std::back_inserter(out), FMT_COMPILE("{}"), x);
+    else
+      out += "null";  // Note [The command line's JSON]
   } else {
     out += value.dump();  // strings, integers, booleans and null as nlohmann writes them
   }

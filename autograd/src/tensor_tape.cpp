@@ -98,15 +98,21 @@ double Tensor::item() const {
 double Tensor::value(std::int64_t flat) const { return tape().value(id_, flat); }
 double Tensor::grad_at(std::int64_t flat) const { return tape().grad(id_, flat); }
 
+// One dtype dispatch per tensor, not a checked value(i) per element: the playground's snapshot
+// reads every hidden unit's map this way, 60 times a second (playground/README.md).
 std::vector<double> Tensor::values() const {
-  std::vector<double> v(static_cast<std::size_t>(numel()));
-  for (std::int64_t i = 0; i < numel(); ++i) v[std::size_t(i)] = value(i);
-  return v;
+  return with_dtype(dtype(), [&](auto t) {
+    const auto elements = data<decltype(t)>();
+    return std::vector<double>(elements.begin(), elements.end());
+  });
 }
 std::vector<double> Tensor::grads() const {
-  std::vector<double> v(static_cast<std::size_t>(numel()));
-  for (std::int64_t i = 0; i < numel(); ++i) v[std::size_t(i)] = grad_at(i);
-  return v;
+  return with_dtype(dtype(), [&](auto t) {
+    const auto elements = grad<decltype(t)>();  // empty: no gradient yet, every element 0
+    std::vector<double> v(elements.begin(), elements.end());
+    v.resize(static_cast<std::size_t>(numel()));
+    return v;
+  });
 }
 
 // ---- tape accessors -----------------------------------------------------------

@@ -443,6 +443,11 @@ test('the network lab trains moons to 0.95 test accuracy within 10 s, and the pa
   // Speed is measured, not asserted (a loaded machine draws fewer frames): the figures go to
   // playground-figures.json. A page whose thread training blocked would draw next to none.
   assert.ok(figures.netFramesPerSecond >= 5, `${figures.netFramesPerSecond} frames in a second`);
+  // What the slices were at the end of that second (Note [Training slices], page.js): the
+  // engine's time for the last one, its epochs, and the page's time to draw a snapshot.
+  figures.netSliceEngineMs = Number(await dataset(page, 'netEngineMs'));
+  figures.netSliceEpochs = Number(await dataset(page, 'netSliceEpochs'));
+  figures.netDrawMs = Number(await dataset(page, 'netDrawMs'));
   await page.waitForFunction(() => Number(document.body.dataset.netTestAccuracy) >= 0.95, null,
       { timeout: 10000 });
   figures.netMoonsSecondsTo95 = (Date.now() - started) / 1000;
