@@ -399,12 +399,31 @@ inline Simd simd() {
 #endif
 }
 
+// The elements of T in one register of `kernel`.
+template <class T> std::int64_t lanes(Simd kernel) {
+  const std::int64_t bytes = kernel == Simd::avx512 ? 64 : kernel == Simd::avx2 ? 32 : 16;
+  return bytes / std::int64_t(sizeof(T));
+}
+
 // The padded width of op(B)'s rows in the packed buffer: whole blocks of the kernel's width.
 template <class T> std::int64_t small_padded(std::int64_t n, Simd kernel) {
-  const std::int64_t bytes = kernel == Simd::avx512 ? 64 : kernel == Simd::avx2 ? 32 : 16;
-  const std::int64_t l = bytes / std::int64_t(sizeof(T));
+  const std::int64_t l = lanes<T>(kernel);
   const std::int64_t w = n <= l ? l : 2 * l;
   return (n + w - 1) / w * w;
+}
+
+// Note [Narrow products]
+// ~~~~~~~~~~~~~~~~~~~~~~
+// A product whose C is a quarter of a register wide or less, over rows that fill one (moons'
+// first-layer dW = dY^T X: 16 outputs by 2 inputs, summed over 100 points), would use 2 lanes
+// in 8 of every FMA (AVX2), for 4 rows of C at a time. Its transpose C^T = op(B)^T op(A)^T is
+// wide instead: n rows by m columns, each step over p one FMA per register of C^T, whose rows
+// are op(A)^T: for the transposed A of dW, A itself, read in place (Note [Unpacked B]). The
+// packed kernel computes C^T from 0 into a buffer, and C takes it transposed, added to the old
+// C unless beta is 0. Each element is the same sum in the same order (a * b + c and fma(a, b,
+// c) do not depend on the order of a and b), so the bits are those of the direct product.
+template <class T> bool narrow_product(std::int64_t m, std::int64_t n, Simd kernel) {
+  return 4 * n <= lanes<T>(kernel) && m >= lanes<T>(kernel);
 }
 
 // Whether the packed kernel can read op(B) where it lies (Note [Unpacked B]).
@@ -605,6 +624,19 @@ void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, cons
   // training step allocates nothing.
   thread_local std::vector<T> packed;
   const Simd kernel = simd();
+  if (narrow_product<T>(m, n, kernel)) {
+    // C^T = op(B)^T op(A)^T (n x m), then C (+)= its transpose (Note [Narrow products]). The
+    // buffer holds op(A)^T's packed rows, if it needs them, and then C^T.
+    const std::size_t rows_b =
+        reads_b_in_place<T>(!ta, m, kernel) ? 0 : std::size_t(k * small_padded<T>(m, kernel));
+    if (packed.size() < rows_b + std::size_t(m * n)) packed.resize(rows_b + std::size_t(m * n));
+    T* ct = packed.data() + rows_b;
+    small_gemm<T>(!tb, !ta, n, m, k, B, A, T(0), ct, packed.data(), kernel);
+    for (std::int64_t i = 0; i < m; ++i)
+      for (std::int64_t j = 0; j < n; ++j)
+        C[i * n + j] = beta == T(0) ? ct[j * m + i] : C[i * n + j] + ct[j * m + i];
+    return;
+  }
   const std::size_t need =
       reads_b_in_place<T>(tb, n, kernel) ? 0 : std::size_t(k * small_padded<T>(n, kernel));
   if (packed.size() < need) packed.resize(need);
