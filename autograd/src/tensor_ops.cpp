@@ -242,20 +242,16 @@ namespace {
 // its vectors saved. The target is "avx2" without "fma": with no fused multiply-add to contract
 // into, every element is the same IEEE operations in the same order in both, so both give the
 // same bits (a test compares 77 floats with each one alone, under every TAPEGRAD_SIMD).
-inline bool elementwise_in_avx2([[maybe_unused]] std::int64_t bytes) {
-#ifdef TAPEGRAD_AVX2
-  return bytes >= 256 && kernels::simd() != kernels::Simd::sse2;
-#else
-  return false;
-#endif
-}
-
 template <class R, class T>
 [[gnu::always_inline]] inline void unary_forward_loop(const T* pa, T* out, std::int64_t e, T p) {
   for (std::int64_t i = 0; i < e; ++i) out[i] = R::forward(pa[i], T(0), p);
 }
 
-#ifdef TAPEGRAD_AVX2
+#ifdef TAPEGRAD_AVX2  // x86-64 only (Note [Products without BLAS]); elsewhere the loops above
+inline bool elementwise_in_avx2(std::int64_t bytes) {
+  return bytes >= 256 && kernels::simd() != kernels::Simd::sse2;
+}
+
 template <class R, class T>
 [[gnu::target("avx2")]] void unary_forward_avx2(const T* pa, T* out, std::int64_t e, T p) {
   unary_forward_loop<R, T>(pa, out, e, p);
