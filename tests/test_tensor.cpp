@@ -703,6 +703,29 @@ TEST_CASE("narrow products: computed transposed, bit for bit the columns of a wi
     }
 }
 
+TEST_CASE("linear's bias gradient sums each column over the rows in order, bit for bit") {
+  // 37 columns: whole groups of registers and a ragged tail in every kernel (the AVX2 one keeps
+  // the sums in registers over the rows); each element is 0 + u[0][j] + u[1][j] + ... in float.
+  const std::int64_t rows = 100, outs = 37, ins = 3;
+  std::vector<float> x(std::size_t(rows * ins)), w(std::size_t(outs * ins)),
+      b(std::size_t(outs), 0.25f), u(std::size_t(rows * outs));
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = float(std::sin(0.9 * double(i)));
+  for (std::size_t i = 0; i < w.size(); ++i) w[i] = float(std::cos(0.4 * double(i)));
+  for (std::size_t i = 0; i < u.size(); ++i) u[i] = float(std::sin(0.37 * double(i) + 1));
+  TensorTape tape;
+  const Tensor bias = tape.input<float>(Shape{outs}, b);
+  const Tensor y = linear(tape.constant<float>(Shape{rows, ins}, x),
+                          tape.constant<float>(Shape{outs, ins}, w), bias);
+  tape.backward(sum(y * tape.constant<float>(Shape{rows, outs}, u)));
+  const auto got = bias.grad<float>();
+  for (std::size_t j = 0; j < std::size_t(outs); ++j) {
+    float expected = 0;
+    for (std::size_t i = 0; i < std::size_t(rows); ++i) expected += u[i * std::size_t(outs) + j];
+    INFO("column ", j);
+    CHECK(std::bit_cast<std::uint32_t>(got[j]) == std::bit_cast<std::uint32_t>(expected));
+  }
+}
+
 // The largest error of `got` (rows x cols) against sum_p x(i, p) y(p, j) in double, relative to
 // sum_p |x(i, p) y(p, j)|: the scale of the rounding error of any order of summation.
 template <class T, class X, class Y>
