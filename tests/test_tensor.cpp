@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <numeric>
 #include <tapegrad/core.hpp>
@@ -110,6 +112,66 @@ TEST_CASE("every binary op of the table on op nodes: first writes assign, one no
           return on_left + apply(op, op == Op::bce ? sigmoid(c) : c, right(x[1]));
         },
         {arg(Shape{2, 3}), arg(Shape{2, 3}, 0.11)}, name + " with a one-element constant");
+  }
+}
+
+namespace {
+
+// One elementwise op over floats of `shape`: its output and the gradients of
+// sum(op(a, b) * w), each element's bits (std::bit_cast keeps NaN comparable).
+struct ElementwiseBits {
+  std::vector<std::uint32_t> out, da, db;
+};
+
+std::vector<std::uint32_t> bits(std::span<const float> v) {
+  std::vector<std::uint32_t> b;
+  for (float f : v) b.push_back(std::bit_cast<std::uint32_t>(f));
+  return b;
+}
+
+ElementwiseBits elementwise_bits(Op op, const Shape& shape, std::span<const float> a,
+                                 std::span<const float> b, std::span<const float> w) {
+  TensorTape tape;
+  const Tensor x = tape.input<float>(shape, a), y = tape.input<float>(shape, b);
+  const Tensor out = op_info(op).arity == 1 ? apply(op, x) : apply(op, x, y);
+  tape.backward(sum(out * tape.constant<float>(shape, w)));
+  return {bits(out.data<float>()), bits(x.grad<float>()),
+          op_info(op).arity == 2 ? bits(y.grad<float>()) : std::vector<std::uint32_t>{}};
+}
+
+}  // namespace
+
+TEST_CASE("every elementwise op on 77 floats gives, bit for bit, its results one at a time") {
+  // 77 floats (308 bytes, a ragged tail for any vector width) take the AVX2 loops where the CPU
+  // has them, a 1-element tensor the baseline ones (Note [Elementwise loops in AVX2]); the
+  // suite runs this under every TAPEGRAD_SIMD as well.
+  const std::int64_t count = 77;
+  std::vector<float> mixed, positive, unit, w;
+  for (std::int64_t i = 0; i < count; ++i) {
+    const double s = std::sin(0.7 * double(i) + 0.2);
+    mixed.push_back(float(1.5 * s));
+    positive.push_back(float(0.3 + std::abs(s)));
+    unit.push_back(float(0.1 + 0.8 * std::abs(s)));
+    w.push_back(float(std::cos(0.3 * double(i))));
+  }
+  for (int k = 0; k < kOpCount; ++k) {
+    const Op op = static_cast<Op>(k);
+    if (op_info(op).arity == 0 || op == Op::prelu) continue;  // prelu's alpha: one per feature
+    const std::vector<float>& a = op == Op::log || op == Op::sqrt || op == Op::pow ? positive
+                                  : op == Op::bce                                  ? unit
+                                                                                   : mixed;
+    const std::vector<float>& b = op == Op::div ? positive : op == Op::bce ? unit : mixed;
+    std::vector<float> b_shifted(b.rbegin(), b.rend());  // b's elements against other a's
+    const ElementwiseBits whole = elementwise_bits(op, Shape{7, 11}, a, b_shifted, w);
+    for (std::size_t i = 0; i < std::size_t(count); ++i) {
+      const ElementwiseBits one =
+          elementwise_bits(op, Shape{1}, std::span(a).subspan(i, 1),
+                           std::span(b_shifted).subspan(i, 1), std::span(w).subspan(i, 1));
+      INFO(op_info(op).name, " element ", i);
+      CHECK(whole.out[i] == one.out[0]);
+      CHECK(whole.da[i] == one.da[0]);
+      if (op_info(op).arity == 2) CHECK(whole.db[i] == one.db[0]);
+    }
   }
 }
 
@@ -592,6 +654,75 @@ TEST_CASE("the packed small-matrix kernel: every layout, ragged rows and columns
         INFO(m, "x", k, " by ", k, "x", n, " at ", i, ",", j);
         CHECK(double(got[std::size_t(i * n + j)]) == doctest::Approx(s).epsilon(1e-5));
       }
+  }
+}
+
+TEST_CASE("narrow products: computed transposed, bit for bit the columns of a wide product") {
+  // C two or four columns wide over many rows is computed as C^T (Note [Narrow products]):
+  // gradient-checked in float64 (19 outputs by 2 inputs: transposed under AVX-512), and in
+  // float32 (16 by 2: transposed under AVX2 and AVX-512) against the first two columns of the
+  // same product eight wide, which the direct kernel computes, bit for bit.
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return linear(x[0], x[1], x[2]); },
+             {arg(Shape{40, 2}), arg(Shape{19, 2}, 0.1), arg(Shape{19}, 0.2)}, "linear 2 in");
+  check_grad([](TensorTape&, std::span<const Tensor> x) { return matmul(transpose(x[0]), x[1]); },
+             {arg(Shape{40, 19}), arg(Shape{40, 2}, 0.1)}, "matmul (40x19)^T 40x2");
+  const std::int64_t rows = 100, outs = 16;
+  std::vector<float> u(std::size_t(rows * outs)), x2(std::size_t(rows * 2)),
+      x8(std::size_t(rows * 8)), w2(std::size_t(outs * 2)), w8(std::size_t(outs * 8));
+  for (std::size_t i = 0; i < u.size(); ++i) u[i] = float(std::sin(0.3 * double(i)));
+  for (std::size_t i = 0; i < x8.size(); ++i) x8[i] = float(std::cos(0.7 * double(i)));
+  for (std::size_t i = 0; i < w8.size(); ++i) w8[i] = float(std::sin(1.1 * double(i)));
+  for (std::size_t r = 0; r < std::size_t(rows); ++r)
+    for (std::size_t j = 0; j < 2; ++j) x2[2 * r + j] = x8[8 * r + j];
+  for (std::size_t o = 0; o < std::size_t(outs); ++o)
+    for (std::size_t j = 0; j < 2; ++j) w2[2 * o + j] = w8[8 * o + j];
+  // Forward: (U^T) X, U^T materialized (op(A)^T is then packed); backward of two linear nodes
+  // on one W: dW = dY^T X with A transposed (read in place), assigned, then added to.
+  const auto run = [&](std::int64_t width, std::span<const float> x, std::span<const float> w,
+                       std::vector<float>& product, std::vector<float>& dw) {
+    TensorTape tape;
+    const Tensor ut = tape.constant<float>(Shape{rows, outs}, u);
+    const Tensor xt = tape.constant<float>(Shape{rows, width}, x);
+    const Tensor wt = tape.input<float>(Shape{outs, width}, w);
+    const auto p = matmul(transpose(ut), xt).data<float>();
+    product.assign(p.begin(), p.end());
+    tape.backward(sum(linear(xt, wt) * ut) + sum(linear(xt * 0.5, wt) * ut));
+    const auto g = wt.grad<float>();
+    dw.assign(g.begin(), g.end());
+  };
+  std::vector<float> narrow_product, narrow_dw, wide_product, wide_dw;
+  run(2, x2, w2, narrow_product, narrow_dw);
+  run(8, x8, w8, wide_product, wide_dw);
+  for (std::size_t o = 0; o < std::size_t(outs); ++o)
+    for (std::size_t j = 0; j < 2; ++j) {
+      INFO("row ", o, " column ", j);
+      CHECK(std::bit_cast<std::uint32_t>(narrow_product[2 * o + j]) ==
+            std::bit_cast<std::uint32_t>(wide_product[8 * o + j]));
+      CHECK(std::bit_cast<std::uint32_t>(narrow_dw[2 * o + j]) ==
+            std::bit_cast<std::uint32_t>(wide_dw[8 * o + j]));
+    }
+}
+
+TEST_CASE("linear's bias gradient sums each column over the rows in order, bit for bit") {
+  // 37 columns: whole groups of registers and a ragged tail in every kernel (the AVX2 one keeps
+  // the sums in registers over the rows); each element is 0 + u[0][j] + u[1][j] + ... in float.
+  const std::int64_t rows = 100, outs = 37, ins = 3;
+  std::vector<float> x(std::size_t(rows * ins)), w(std::size_t(outs * ins)),
+      b(std::size_t(outs), 0.25f), u(std::size_t(rows * outs));
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = float(std::sin(0.9 * double(i)));
+  for (std::size_t i = 0; i < w.size(); ++i) w[i] = float(std::cos(0.4 * double(i)));
+  for (std::size_t i = 0; i < u.size(); ++i) u[i] = float(std::sin(0.37 * double(i) + 1));
+  TensorTape tape;
+  const Tensor bias = tape.input<float>(Shape{outs}, b);
+  const Tensor y = linear(tape.constant<float>(Shape{rows, ins}, x),
+                          tape.constant<float>(Shape{outs, ins}, w), bias);
+  tape.backward(sum(y * tape.constant<float>(Shape{rows, outs}, u)));
+  const auto got = bias.grad<float>();
+  for (std::size_t j = 0; j < std::size_t(outs); ++j) {
+    float expected = 0;
+    for (std::size_t i = 0; i < std::size_t(rows); ++i) expected += u[i * std::size_t(outs) + j];
+    INFO("column ", j);
+    CHECK(std::bit_cast<std::uint32_t>(got[j]) == std::bit_cast<std::uint32_t>(expected));
   }
 }
 

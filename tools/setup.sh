@@ -4,6 +4,8 @@
 #   tools/setup.sh demo   runs the main demo
 #   tools/setup.sh playground   builds the playground's page (build-wasm/, with emscripten) and
 #                         writes it to build/playground.html, to open in any browser
+#   tools/setup.sh bench  also installs the benchmarks' peers (libtorch-dev, python3-torch) and
+#                         builds bench/ with the LibTorch peer (bench/README.md)
 #   tools/setup.sh test   builds the playground (build-wasm/) and runs every test, then the
 #                         core's tests in a build without BLAS and Graphviz (build-core/),
 #                         then the suite again under ASan+UBSan
@@ -32,11 +34,15 @@ test_packages=(python3-torch chromium valgrind clang libclang-rt-14-dev clang-fo
 # npm for @viz-js/viz. The test command builds it too, for its browser test.
 playground_packages=(emscripten node-acorn)
 if ! command -v npm >/dev/null; then playground_packages+=(nodejs npm); fi
+# The peers bench/torch_compare measures against: LibTorch's C++ frontend and PyTorch (large, so
+# only this mode installs them).
+bench_packages=(libtorch-dev python3-torch)
 case "${1:-build}" in
   build | demo) ;;
   playground) packages+=("${playground_packages[@]}") ;;
+  bench) packages+=("${bench_packages[@]}") ;;
   test) packages+=("${test_packages[@]}" "${playground_packages[@]}") ;;
-  *) echo "usage: tools/setup.sh [build|demo|playground|test]" >&2; exit 2 ;;
+  *) echo "usage: tools/setup.sh [build|demo|playground|bench|test]" >&2; exit 2 ;;
 esac
 
 missing=()
@@ -77,6 +83,14 @@ configure build
 case "${1:-build}" in
   build) ;;
   demo) bash tools/demo.sh ;;
+  bench)
+    # meson looks for LibTorch when it configures: a build/ set up before libtorch-dev was
+    # installed must be configured again to gain the peer's target.
+    quietly meson setup --reconfigure build
+    quietly ninja -C build bench/scalar_bench bench/tensor_bench bench/torch_compare \
+      bench/torch_compare_libtorch bench/hvp_compare
+    echo "setup: benchmarks built; run ./build/bench/torch_compare (bench/README.md)"
+    ;;
   playground)
     # The page (playground/README.md): the core and the program language compiled by emscripten,
     # in a build directory of its own; then tapegrad copies it where a browser can open it.

@@ -111,13 +111,27 @@ template <class T, int R, int NV, bool TA>
   }
 }
 
-template <class T, int NV, bool TA>
-void small_rows(std::int64_t m, std::int64_t n, std::int64_t k, std::int64_t np, const T* A,
-                const T* pb, T beta, T* C) {
+// Note [Beta as a constant]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~
+// Each kernel's rows are compiled twice, for beta 0 (C is assigned) and for any other beta (C
+// is added to), and the blocks get beta as a constant: a store then tests nothing. The test of
+// a runtime beta at each of a block's eight stores was a fifth of the set-up and stores around
+// moons' short inner loops (k = 1, 2 and 16 over 25 blocks of 4 rows).
+template <class T, int NV, bool TA, bool Add>
+[[gnu::always_inline]] inline void small_rows_beta(std::int64_t m, std::int64_t n, std::int64_t k,
+                                                   std::int64_t np, const T* A, const T* pb, T* C) {
+  constexpr T beta = Add ? T(1) : T(0);
   const std::int64_t lda = TA ? m : k;
   std::int64_t i = 0;
   for (; i + 4 <= m; i += 4) small_block<T, 4, NV, TA>(lda, i, n, k, np, A, pb, beta, C);
   for (; i < m; ++i) small_block<T, 1, NV, TA>(lda, i, n, k, np, A, pb, beta, C);
+}
+
+template <class T, int NV, bool TA>
+void small_rows(std::int64_t m, std::int64_t n, std::int64_t k, std::int64_t np, const T* A,
+                const T* pb, T beta, T* C) {
+  if (beta == T(0)) return small_rows_beta<T, NV, TA, false>(m, n, k, np, A, pb, C);
+  small_rows_beta<T, NV, TA, true>(m, n, k, np, A, pb, C);
 }
 
 #ifdef TAPEGRAD_AVX2
@@ -239,13 +253,23 @@ template <class T, int R, int NV, bool TA>
   }
 }
 
-template <class T, int NV, bool TA>
-[[gnu::target("avx2,fma")]] void wide_rows(std::int64_t m, std::int64_t n, std::int64_t k,
-                                           std::int64_t np, const T* A, const T* pb, T beta, T* C) {
+// beta as a constant: Note [Beta as a constant]
+template <class T, int NV, bool TA, bool Add>
+[[gnu::target("avx2,fma"), gnu::always_inline]] inline void wide_rows_beta(
+    std::int64_t m, std::int64_t n, std::int64_t k, std::int64_t np, const T* A, const T* pb,
+    T* C) {
+  constexpr T beta = Add ? T(1) : T(0);
   const std::int64_t lda = TA ? m : k;
   std::int64_t i = 0;
   for (; i + 4 <= m; i += 4) wide_block<T, 4, NV, TA>(lda, i, n, k, np, A, pb, beta, C);
   for (; i < m; ++i) wide_block<T, 1, NV, TA>(lda, i, n, k, np, A, pb, beta, C);
+}
+
+template <class T, int NV, bool TA>
+[[gnu::target("avx2,fma")]] void wide_rows(std::int64_t m, std::int64_t n, std::int64_t k,
+                                           std::int64_t np, const T* A, const T* pb, T beta, T* C) {
+  if (beta == T(0)) return wide_rows_beta<T, NV, TA, false>(m, n, k, np, A, pb, C);
+  wide_rows_beta<T, NV, TA, true>(m, n, k, np, A, pb, C);
 }
 
 // Note [AVX-512 small gemm]
@@ -368,14 +392,24 @@ template <class T, int R, int NV, bool TA>
   }
 }
 
-template <class T, int NV, bool TA>
-[[gnu::target("avx512f")]] void avx512_rows(std::int64_t m, std::int64_t n, std::int64_t k,
-                                            std::int64_t np, const T* A, const T* pb, T beta,
-                                            T* C) {
+// beta as a constant: Note [Beta as a constant]
+template <class T, int NV, bool TA, bool Add>
+[[gnu::target("avx512f"), gnu::always_inline]] inline void avx512_rows_beta(
+    std::int64_t m, std::int64_t n, std::int64_t k, std::int64_t np, const T* A, const T* pb,
+    T* C) {
+  constexpr T beta = Add ? T(1) : T(0);
   const std::int64_t lda = TA ? m : k;
   std::int64_t i = 0;
   for (; i + 4 <= m; i += 4) avx512_block<T, 4, NV, TA>(lda, i, n, k, np, A, pb, beta, C);
   for (; i < m; ++i) avx512_block<T, 1, NV, TA>(lda, i, n, k, np, A, pb, beta, C);
+}
+
+template <class T, int NV, bool TA>
+[[gnu::target("avx512f")]] void avx512_rows(std::int64_t m, std::int64_t n, std::int64_t k,
+                                            std::int64_t np, const T* A, const T* pb, T beta,
+                                            T* C) {
+  if (beta == T(0)) return avx512_rows_beta<T, NV, TA, false>(m, n, k, np, A, pb, C);
+  avx512_rows_beta<T, NV, TA, true>(m, n, k, np, A, pb, C);
 }
 #endif
 
@@ -399,12 +433,31 @@ inline Simd simd() {
 #endif
 }
 
+// The elements of T in one register of `kernel`.
+template <class T> std::int64_t lanes(Simd kernel) {
+  const std::int64_t bytes = kernel == Simd::avx512 ? 64 : kernel == Simd::avx2 ? 32 : 16;
+  return bytes / std::int64_t(sizeof(T));
+}
+
 // The padded width of op(B)'s rows in the packed buffer: whole blocks of the kernel's width.
 template <class T> std::int64_t small_padded(std::int64_t n, Simd kernel) {
-  const std::int64_t bytes = kernel == Simd::avx512 ? 64 : kernel == Simd::avx2 ? 32 : 16;
-  const std::int64_t l = bytes / std::int64_t(sizeof(T));
+  const std::int64_t l = lanes<T>(kernel);
   const std::int64_t w = n <= l ? l : 2 * l;
   return (n + w - 1) / w * w;
+}
+
+// Note [Narrow products]
+// ~~~~~~~~~~~~~~~~~~~~~~
+// A product whose C is a quarter of a register wide or less, over rows that fill one (moons'
+// first-layer dW = dY^T X: 16 outputs by 2 inputs, summed over 100 points), would use 2 lanes
+// in 8 of every FMA (AVX2), for 4 rows of C at a time. Its transpose C^T = op(B)^T op(A)^T is
+// wide instead: n rows by m columns, each step over p one FMA per register of C^T, whose rows
+// are op(A)^T: for the transposed A of dW, A itself, read in place (Note [Unpacked B]). The
+// packed kernel computes C^T from 0 into a buffer, and C takes it transposed, added to the old
+// C unless beta is 0. Each element is the same sum in the same order (a * b + c and fma(a, b,
+// c) do not depend on the order of a and b), so the bits are those of the direct product.
+template <class T> bool narrow_product(std::int64_t m, std::int64_t n, Simd kernel) {
+  return 4 * n <= lanes<T>(kernel) && m >= lanes<T>(kernel);
 }
 
 // Whether the packed kernel can read op(B) where it lies (Note [Unpacked B]).
@@ -605,6 +658,19 @@ void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, cons
   // training step allocates nothing.
   thread_local std::vector<T> packed;
   const Simd kernel = simd();
+  if (narrow_product<T>(m, n, kernel)) {
+    // C^T = op(B)^T op(A)^T (n x m), then C (+)= its transpose (Note [Narrow products]). The
+    // buffer holds op(A)^T's packed rows, if it needs them, and then C^T.
+    const std::size_t rows_b =
+        reads_b_in_place<T>(!ta, m, kernel) ? 0 : std::size_t(k * small_padded<T>(m, kernel));
+    if (packed.size() < rows_b + std::size_t(m * n)) packed.resize(rows_b + std::size_t(m * n));
+    T* ct = packed.data() + rows_b;
+    small_gemm<T>(!tb, !ta, n, m, k, B, A, T(0), ct, packed.data(), kernel);
+    for (std::int64_t i = 0; i < m; ++i)
+      for (std::int64_t j = 0; j < n; ++j)
+        C[i * n + j] = beta == T(0) ? ct[j * m + i] : C[i * n + j] + ct[j * m + i];
+    return;
+  }
   const std::size_t need =
       reads_b_in_place<T>(tb, n, kernel) ? 0 : std::size_t(k * small_padded<T>(n, kernel));
   if (packed.size() < need) packed.resize(need);
@@ -641,10 +707,38 @@ template <class T>
                                                   std::int64_t cols) {
   add_to_rows_body<T>(y, b, rows, cols);
 }
+// The bias gradient sums a column over every row. Compiled from add_rows_into_body, each row
+// loaded, added to and stored `out` again, so the next row's addition waited for the store to
+// be forwarded: a chain through memory, 100 rows long in moons. Here up to four registers of
+// `out` stay in registers over all rows, and are stored once. Each element is still out[j] +
+// x[0][j] + x[1][j] + ..., in that order: the same bits.
 template <class T>
 [[gnu::target("avx2,fma")]] void add_rows_into_avx2(T* out, const T* x, std::int64_t rows,
                                                     std::int64_t cols) {
-  add_rows_into_body<T>(out, x, rows, cols);
+  using O = Avx<T>;
+  using V = typename O::V;
+  constexpr int L = O::L;
+  std::int64_t j = 0;
+  for (; j + 4 * L <= cols; j += 4 * L) {
+    V s0 = O::load(out + j), s1 = O::load(out + j + L);
+    V s2 = O::load(out + j + 2 * L), s3 = O::load(out + j + 3 * L);
+    for (std::int64_t i = 0; i < rows; ++i) {
+      const T* row = x + i * cols + j;
+      s0 = O::add(s0, O::load(row));
+      s1 = O::add(s1, O::load(row + L));
+      s2 = O::add(s2, O::load(row + 2 * L));
+      s3 = O::add(s3, O::load(row + 3 * L));
+    }
+    O::store(out + j, s0), O::store(out + j + L, s1);
+    O::store(out + j + 2 * L, s2), O::store(out + j + 3 * L, s3);
+  }
+  for (; j + L <= cols; j += L) {
+    V s = O::load(out + j);
+    for (std::int64_t i = 0; i < rows; ++i) s = O::add(s, O::load(x + i * cols + j));
+    O::store(out + j, s);
+  }
+  for (; j < cols; ++j)  // the last cols % L columns, one at a time
+    for (std::int64_t i = 0; i < rows; ++i) out[j] += x[i * cols + j];
 }
 #endif
 

@@ -425,16 +425,16 @@ template <class T>
 Tensor TensorTape::parameter(const Shape& shape, T* data, T* grad, std::string_view name) {
   if (data == nullptr || grad == nullptr)
     throw Error("parameter: the data and gradient pointers must not be null");
-  Impl::Node n{};
+  // Written in place, as Impl::push writes its records (`shape` is the caller's, never a
+  // record's: Tensor::shape returns a copy).
+  Impl::Node& n = impl_->nodes.emplace_back();
   n.data = data;
-  n.grad = grad;
+  n.grad = grad_enabled_ ? grad : nullptr;
   n.shape = shape;
   n.op = TOp::parameter;
   n.dtype = dtype_of<T>();
   n.flags = grad_enabled_ ? kNeedsGrad | kGradValid : 0;
   n.scope = impl_->current_scope;
-  if (!grad_enabled_) n.grad = nullptr;
-  impl_->nodes.push_back(n);
   const NodeId id = static_cast<NodeId>(impl_->nodes.size() - 1);
   if (!name.empty()) set_name(id, name);
   return Tensor(this, id, generation_);
