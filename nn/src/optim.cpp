@@ -12,6 +12,7 @@
 #include <string>
 
 #include "tapegrad/anomaly.hpp"
+#include "tapegrad/parallel.hpp"
 
 #if defined(__SSE2__)
 #include <immintrin.h>
@@ -184,13 +185,15 @@ void Adam::update(bool decoupled) {
   const float b1 = float(options.beta1), b2 = float(options.beta2), eps = float(options.eps);
   const float wd = float(options.weight_decay), decay = float(1 - lr_ * options.weight_decay);
   [[maybe_unused]] const FlushSubnormals flush;  // Note [Subnormal optimizer state]
-  for (std::size_t k = 0; k < params_.size(); ++k) {
+  // Elements [begin, end) of parameter k; every element is updated on its own, so any split of
+  // the range computes the same bits (Note [Parallel work]; the pool's threads run in this
+  // thread's MXCSR, flush included).
+  auto update_range = [&](std::size_t k, std::int64_t begin, std::int64_t end) {
     float* p = params_[k]->data().data();
     const float* g = params_[k]->grad().data();
     float* m = m_[k].data();
     float* v = v_[k].data();
-    const std::int64_t n = params_[k]->numel();
-    std::int64_t i = 0;
+    std::int64_t i = begin;
 #if defined(__SSE2__)
     // Four at a time (amsgrad runs the scalar loop alone: its maximum keeps a NaN either side,
     // as torch.maximum does, which _mm_max_ps does not): the same operations in the same order as
@@ -201,7 +204,7 @@ void Adam::update(bool decoupled) {
                  vc2 = _mm_set1_ps(1 - b2), vstep = _mm_set1_ps(step_size),
                  vsqrt_c2 = _mm_set1_ps(sqrt_c2), veps = _mm_set1_ps(eps), vwd = _mm_set1_ps(wd),
                  vdecay = _mm_set1_ps(decay);
-    for (; !options.amsgrad && i + 4 <= n; i += 4) {
+    for (; !options.amsgrad && i + 4 <= end; i += 4) {
       __m128 pv = _mm_loadu_ps(p + i), grad = _mm_loadu_ps(g + i);
       if (decoupled)
         pv = _mm_mul_ps(pv, vdecay);
@@ -216,7 +219,7 @@ void Adam::update(bool decoupled) {
       _mm_storeu_ps(p + i, _mm_sub_ps(pv, _mm_div_ps(_mm_mul_ps(vstep, mv), denom)));
     }
 #endif
-    for (; i < n; ++i) {
+    for (; i < end; ++i) {
       float grad = g[i];
       if (decoupled)
         p[i] *= decay;
@@ -232,6 +235,19 @@ void Adam::update(bool decoupled) {
       }
       p[i] -= step_size * m[i] / (std::sqrt(second) / sqrt_c2 + eps);
     }
+  };
+  // Large parameters are cut into chunks of half the threshold (a multiple of 4, so the vector
+  // loop covers the same elements), fixed by the size alone.
+  const std::int64_t split_from = ag::parallel_thresholds().elementwise;
+  const std::int64_t chunk = std::max<std::int64_t>(4, split_from / 2 / 4 * 4);
+  for (std::size_t k = 0; k < params_.size(); ++k) {
+    const std::int64_t n = params_[k]->numel();
+    if (n >= split_from && ag::num_threads() > 1)
+      ag::parallel_for((n + chunk - 1) / chunk, [&](std::int64_t c) {
+        update_range(k, c * chunk, std::min(n, (c + 1) * chunk));
+      });
+    else
+      update_range(k, 0, n);
   }
 }
 
