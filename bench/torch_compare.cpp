@@ -382,13 +382,14 @@ Threads parse_threads(const std::string& s) {
 }
 
 int usage() {
-  std::fprintf(stderr,
-               "usage: torch_compare [--only xor,moons,adam,fmnist] [--rounds N] [--epochs N]\n"
-               "         [--block-ms MS] [--fmnist-threads 1,2] [--tapegrad-threads2 THREADS,BLAS]\n"
-               "         [--libtorch-threads2 OMP,BLAS] [--pytorch-threads2 OMP,BLAS]\n"
-               "         [--no-libtorch] [--no-pytorch]\n"
-               "         [--python PATH] [--script torch_compare.py] [--seed N]\n"
-               "       torch_compare --serve   (the tapegrad peer: see torch_compare.hpp)\n");
+  std::fprintf(
+      stderr,
+      "usage: torch_compare [--only xor,moons,adam,fmnist] [--rounds N] [--epochs N]\n"
+      "         [--block-ms MS] [--fmnist-threads 1,2] [--tapegrad-threads2 THREADS,BLAS]\n"
+      "         [--libtorch-threads2 OMP,BLAS] [--pytorch-threads2 OMP,BLAS]\n"
+      "         [--no-libtorch] [--no-pytorch]\n"
+      "         [--python PATH] [--script torch_compare.py] [--seed N]\n"
+      "       torch_compare --serve   (the tapegrad peer: see torch_compare.hpp)\n");
   return 2;
 }
 
@@ -470,8 +471,7 @@ int main(int argc, char** argv) {
       peers.push_back(std::make_unique<Peer>(
           "tapegrad", std::vector<std::string>{dir + "/torch_compare", "--serve"}));
       if (o.libtorch && access(libtorch_exe.c_str(), X_OK) == 0)
-        peers.push_back(
-            std::make_unique<Peer>("libtorch", std::vector<std::string>{libtorch_exe}));
+        peers.push_back(std::make_unique<Peer>("libtorch", std::vector<std::string>{libtorch_exe}));
       if (o.pytorch)
         peers.push_back(
             std::make_unique<Peer>("pytorch", std::vector<std::string>{o.python, "-u", o.script}));

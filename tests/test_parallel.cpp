@@ -10,9 +10,9 @@
 #include <cstdlib>
 #include <mutex>
 #include <set>
-#include <type_traits>
 #include <tapegrad/core.hpp>
 #include <tapegrad/gradcheck.hpp>
+#include <type_traits>
 #include <vector>
 
 #if defined(__SSE__)
@@ -26,7 +26,8 @@ namespace {
 // Forces `threads` threads and splits from tiny sizes on, for one test; restores both after.
 class ForcedThreads {
  public:
-  explicit ForcedThreads(int threads) : threads_(num_threads()), thresholds_(parallel_thresholds()) {
+  explicit ForcedThreads(int threads)
+      : threads_(num_threads()), thresholds_(parallel_thresholds()) {
     set_num_threads(threads);
     set_parallel_thresholds({.product = 64, .elementwise = 8});
   }
@@ -51,9 +52,7 @@ template <class T> std::vector<T> values(std::int64_t n, double seed) {
 }
 
 // C = op(A) op(B), then the gradients of sum(C * G): the forward and both backward products.
-template <class T> struct Product {
-  std::vector<T> c, da, db;
-};
+template <class T> struct Product { std::vector<T> c, da, db; };
 
 template <class T>
 Product<T> product(std::int64_t m, std::int64_t n, std::int64_t k, bool ta, bool tb) {
@@ -176,16 +175,16 @@ TEST_CASE("matmul and linear gradient-check through split products") {
     return TensorArg{s, values<double>(s.numel(), offset)};
   };
   const std::vector<TensorArg> ab = {values_of(Shape{40, 33}, 0.1), values_of(Shape{33, 30}, 0.4)};
-  GradcheckResult r = gradcheck(
-      [](TensorTape&, std::span<const Tensor> x) { return matmul(x[0], x[1]); },
-      std::span<const TensorArg>(ab));
+  GradcheckResult r =
+      gradcheck([](TensorTape&, std::span<const Tensor> x) { return matmul(x[0], x[1]); },
+                std::span<const TensorArg>(ab));
   INFO(r.message);
   CHECK(r.ok);
   const std::vector<TensorArg> xwb = {values_of(Shape{40, 30}, 0.2), values_of(Shape{35, 30}, 0.5),
                                       values_of(Shape{35}, 0.6)};
-  GradcheckResult q = gradcheck(
-      [](TensorTape&, std::span<const Tensor> x) { return linear(x[0], x[1], x[2]); },
-      std::span<const TensorArg>(xwb));
+  GradcheckResult q =
+      gradcheck([](TensorTape&, std::span<const Tensor> x) { return linear(x[0], x[1], x[2]); },
+                std::span<const TensorArg>(xwb));
   INFO(q.message);
   CHECK(q.ok);
 }

@@ -161,8 +161,7 @@ int default_threads() {
     char* end = nullptr;
     const long n = std::strtol(text, &end, 10);
     if (*end != '\0' || n < 1 || n > 1024)
-      fail("TAPEGRAD_NUM_THREADS must be a whole number from 1 to 1024, not '{}'",
-           printable(text));
+      fail("TAPEGRAD_NUM_THREADS must be a whole number from 1 to 1024, not '{}'", printable(text));
     return int(n);
   }
   return std::max(1, int(std::thread::hardware_concurrency()));

@@ -556,26 +556,30 @@ void blas_gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k,
                std::int64_t lda, const T* B, std::int64_t ldb, T beta, T* C, std::int64_t ldc) {
   const auto TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
   if constexpr (std::is_same_v<T, float>)
-    cblas_sgemm(CblasRowMajor, TA, TB, int(m), int(n), int(k), 1.0f, A, int(lda), B, int(ldb),
-                beta, C, int(ldc));
+    cblas_sgemm(CblasRowMajor, TA, TB, int(m), int(n), int(k), 1.0f, A, int(lda), B, int(ldb), beta,
+                C, int(ldc));
   else
-    cblas_dgemm(CblasRowMajor, TA, TB, int(m), int(n), int(k), 1.0, A, int(lda), B, int(ldb),
-                beta, C, int(ldc));
+    cblas_dgemm(CblasRowMajor, TA, TB, int(m), int(n), int(k), 1.0, A, int(lda), B, int(ldb), beta,
+                C, int(ldc));
 }
 
 // Note [Split products]
 // ~~~~~~~~~~~~~~~~~~~~~
-// A product of at least parallel_thresholds().product multiply-adds is cut into four slabs of C
-// along its longer side (whole rows, or whole columns through BLAS's leading dimension), each
-// one BLAS call on the pool (Note [Parallel work]). No slab splits a dot product, but BLAS may
-// sum one differently in a slab than in the whole (OpenBLAS picks its blocking of k and its
-// small-matrix kernels by shape: a 64x400 by 400x64 product and its 16-row slabs differ in the
-// last bit). So the cut depends on the shape alone and is made at every thread count, one
-// thread included: the calls BLAS sees, and so every bit of C, never depend on the thread
-// count (a test checks, bit for bit). Four slabs, not one per thread: they are claimed one at a
-// time, so a worker that another process keeps off its core delays the product by one slab at
-// most. Slab edges fall on multiples of 16 (a cache line of floats). Run this with BLAS's own
-// pool at 1 thread (OPENBLAS_NUM_THREADS=1): two pools on the same cores oversubscribe them.
+// A product of at least parallel_thresholds().product multiply-adds is cut into up to four
+// slabs of C along its longer side (whole rows, or whole columns through BLAS's leading
+// dimension), each one BLAS call on the pool (Note [Parallel work]). No slab splits a dot
+// product, and every slab keeps about half the threshold's multiply-adds or more (2^20 by default),
+// because that is what keeps its bits: OpenBLAS sums k in blocks whose size depends on k alone,
+// except below 10^6 multiply-adds, where its SkylakeX small-matrix kernels take the product and
+// sum differently (a 64x400 by 400x64 product and its 16-row slabs differ in the last bit; and
+// the activations example, whose quoted accuracies come from 100x784 by 784x64 products,
+// printed other figures with slabs that small). Above it, a slab computes exactly what the
+// whole call computes for its part of C. The cut depends on the shape alone and is made at
+// every thread count, one thread included, so the calls BLAS sees, and every bit of C, never
+// depend on the thread count (a test checks, bit for bit). Up to four slabs, not one per
+// thread: they are claimed one at a time, so a worker that another process keeps off its core
+// delays the product by one slab at most. Run this with BLAS's own pool at 1 thread
+// (OPENBLAS_NUM_THREADS=1): two pools on the same cores oversubscribe them.
 constexpr std::int64_t kProductSlabs = 4;
 
 template <class T>
@@ -584,19 +588,20 @@ void blas_gemm_split(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int6
   const std::int64_t lda = ta ? m : k, ldb = tb ? k : n;
   const bool by_rows = m >= n;
   const std::int64_t side = by_rows ? m : n;
-  const std::int64_t slab = std::max<std::int64_t>(16, (side / kProductSlabs + 15) / 16 * 16);
-  const std::int64_t slabs = (side + slab - 1) / slab;
+  const std::int64_t smallest_slab = std::max<std::int64_t>(1, parallel_thresholds().product / 2);
+  const std::int64_t slabs =
+      std::clamp<std::int64_t>(m * n * k / smallest_slab, 1, std::min(kProductSlabs, side));
   parallel_for(slabs, [&](std::int64_t s) {
-    const std::int64_t begin = s * slab, width = std::min(slab, side - begin);
+    // Even slabs: the smallest is within one row (column) of the others.
+    const std::int64_t begin = side * s / slabs, width = side * (s + 1) / slabs - begin;
     if (by_rows)  // rows [begin, begin + width) of op(A) and of C
       blas_gemm(ta, tb, width, n, k, ta ? A + begin : A + begin * lda, lda, B, ldb, beta,
                 C + begin * n, n);
     else  // columns [begin, begin + width) of op(B) and of C
-      blas_gemm(ta, tb, m, width, k, A, lda, tb ? B + begin * ldb : B + begin, ldb, beta,
-                C + begin, n);
+      blas_gemm(ta, tb, m, width, k, A, lda, tb ? B + begin * ldb : B + begin, ldb, beta, C + begin,
+                n);
   });
 }
-
 
 // The products BLAS takes, split or whole, out of line. Any change to this branch moves the
 // register allocation of gemm's tiny loops: deep XOR's step (33 tiny products) took 0.78% more
