@@ -196,6 +196,8 @@ void set_parallel_thresholds(ParallelThresholds thresholds) {
 }
 
 namespace detail {
+// A chunk must not throw: on a worker an exception would end the program (std::terminate), and
+// the products and Adam's loops, the only callers, cannot.
 void run_chunks(std::int64_t chunks, void* context, ChunkFunction run) {
   pool().run(chunks, context, run);
 }
