@@ -26,6 +26,7 @@
 #include <tapegrad/nn/loss.hpp>
 #include <tapegrad/nn/metrics.hpp>
 #include <tapegrad/nn/optim.hpp>
+#include <tapegrad/parallel.hpp>
 #include <vector>
 
 #include "peer.hpp"
@@ -187,7 +188,12 @@ int serve_tapegrad() {
         if (spec.epochs) return std::make_unique<TgFashion>(spec, seed);
         return std::make_unique<TgSteps>(spec, seed);
       },
-      [](int, int blas) { openblas_set_num_threads(blas); });
+      // tapegrad's own pool (Note [Parallel work]) takes the protocol's OMP count: like torch's
+      // intra-op threads, it splits large products and Adam's update; BLAS is OpenBLAS's pool.
+      [](int threads, int blas) {
+        ag::set_num_threads(threads);
+        openblas_set_num_threads(blas);
+      });
 }
 
 // ---- the driver ---------------------------------------------------------------------------
@@ -206,12 +212,16 @@ class Peer : public bench::Peer {
   }
 };
 
+// Starts a fresh set of peer processes: tapegrad first, then those that are there.
+using PeerStarter = std::function<std::vector<std::unique_ptr<Peer>>()>;
+
 struct Threads {
   int omp = 1, blas = 1;
 };
 
 std::string threads_text(const std::string& peer, Threads t) {
-  if (peer == "tapegrad") return "blas " + std::to_string(t.blas);
+  if (peer == "tapegrad")
+    return "threads " + std::to_string(t.omp) + ", blas " + std::to_string(t.blas);
   return "omp " + std::to_string(t.omp) + ", blas " + std::to_string(t.blas);
 }
 
@@ -228,8 +238,9 @@ struct Options {
   int epochs = 5;
   double block_ms = 100;
   std::vector<int> fmnist_threads = {1, 2};
-  // The torch peers' best setting at 2 threads on 2 cores (see bench/README.md).
-  Threads libtorch2{1, 2}, pytorch2{1, 2};
+  // The torch peers' best setting at 2 threads on 2 cores (see bench/README.md); tapegrad's
+  // pool splits the products itself, with OpenBLAS at 1 (Note [Split products]).
+  Threads tapegrad2{2, 1}, libtorch2{1, 2}, pytorch2{1, 2};
   bool libtorch = true, pytorch = true;
   std::string python = "/usr/bin/python3";
   std::string script = std::string(TG_SOURCE_DIR) + "/torch_compare.py";
@@ -240,7 +251,7 @@ Threads threads_for(const Options& o, const std::string& peer, int n) {
   if (n == 1) return {1, 1};
   if (peer == "libtorch") return o.libtorch2;
   if (peer == "pytorch") return o.pytorch2;
-  return {1, n};
+  return n == 2 ? o.tapegrad2 : Threads{n, 1};
 }
 
 void setup(Peer& p, const std::string& workload, Threads t, std::uint64_t seed) {
@@ -300,31 +311,66 @@ void step_workload(const Options& o, const tc::Spec& spec,
                 list(ratios(us[k], us[0]), "%.3g").c_str());
 }
 
-void fmnist_workload(const Options& o, const tc::Spec& spec,
-                     std::vector<std::unique_ptr<Peer>>& peers) {
+// Note [Thread counts alternate]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// Fashion-MNIST is timed at every thread count in one schedule: each (peer, thread count) is a
+// process of its own, set up once, and a round is one epoch of each of them, the order rotating
+// round by round. So "2 threads against 1" is a ratio within a round, as "peer against
+// tapegrad" is, and the machine's drift (other jobs on a shared machine) hits both counts alike;
+// run one count after the other and a quiet minute can make either look faster.
+void fmnist_workload(const Options& o, const tc::Spec& spec, const PeerStarter& start_peers) {
   std::printf("\n== %s: %s\n", std::string(spec.name).c_str(), std::string(spec.title).c_str());
-  for (int n : o.fmnist_threads) {
-    for (auto& p : peers) setup(*p, "fmnist", threads_for(o, p->name(), n), o.seed);
-    std::vector<std::vector<double>> sec(peers.size()), losses(peers.size());
-    for (int e = 0; e < o.epochs; ++e)
-      for (std::size_t j = 0; j < peers.size(); ++j) {
-        const std::size_t k = (j + std::size_t(e)) % peers.size();
-        auto [s, l] = peers[k]->run(1);
-        sec[k].push_back(s);
-        losses[k].push_back(l);
-      }
-    std::printf("-- %d thread%s, %d epochs\n", n, n == 1 ? "" : "s", o.epochs);
-    std::printf("%-9s %-15s %10s %10s %10s %9s %14s\n", "peer", "threads", "s/epoch", "ratio",
-                "ratio*", "loss", "test accuracy");
-    for (std::size_t k = 0; k < peers.size(); ++k) {
-      const double acc = std::stod(peers[k]->ask("eval"));
-      const double m = median(sec[k]);
-      std::printf("%-9s %-15s %10.3f %10.3f %10.3f %9.4f %13.2f%%\n", peers[k]->name().c_str(),
-                  threads_text(peers[k]->name(), threads_for(o, peers[k]->name(), n)).c_str(), m,
-                  m / median(sec[0]), median(ratios(sec[k], sec[0])), losses[k].back(), 100 * acc);
+  struct Run {
+    std::unique_ptr<Peer> peer;
+    int threads;
+    std::vector<double> sec, losses;
+  };
+  std::vector<Run> runs;  // grouped by thread count, tapegrad first in each group
+  for (int n : o.fmnist_threads)
+    for (auto& p : start_peers()) {
+      setup(*p, "fmnist", threads_for(o, p->name(), n), o.seed);
+      runs.push_back(Run{std::move(p), n, {}, {}});
     }
-    for (std::size_t k = 0; k < peers.size(); ++k)
-      std::printf("  %s s per epoch: %s\n", peers[k]->name().c_str(), list(sec[k], "%.3f").c_str());
+  for (int e = 0; e < o.epochs; ++e)
+    for (std::size_t j = 0; j < runs.size(); ++j) {
+      Run& r = runs[(j + std::size_t(e)) % runs.size()];
+      auto [s, l] = r.peer->run(1);
+      r.sec.push_back(s);
+      r.losses.push_back(l);
+    }
+  auto find = [&](const std::string& name, int n) -> const Run* {
+    for (const Run& r : runs)
+      if (r.peer->name() == name && r.threads == n) return &r;
+    return nullptr;
+  };
+  for (int n : o.fmnist_threads) {
+    const Run& base = *find("tapegrad", n);
+    std::printf("-- %d thread%s, %d epochs (alternating with the other thread counts)\n", n,
+                n == 1 ? "" : "s", o.epochs);
+    std::printf("%-9s %-17s %10s %10s %10s %9s %14s\n", "peer", "threads", "s/epoch", "ratio",
+                "ratio*", "loss", "test accuracy");
+    for (const Run& r : runs) {
+      if (r.threads != n) continue;
+      const double acc = std::stod(r.peer->ask("eval"));
+      const double m = median(r.sec);
+      std::printf("%-9s %-17s %10.3f %10.3f %10.3f %9.4f %13.2f%%\n", r.peer->name().c_str(),
+                  threads_text(r.peer->name(), threads_for(o, r.peer->name(), n)).c_str(), m,
+                  m / median(base.sec), median(ratios(r.sec, base.sec)), r.losses.back(),
+                  100 * acc);
+    }
+    for (const Run& r : runs)
+      if (r.threads == n)
+        std::printf("  %s s per epoch: %s\n", r.peer->name().c_str(), list(r.sec, "%.3f").c_str());
+  }
+  // Each peer's speed-up from the first thread count to each other one, within rounds.
+  const int first = o.fmnist_threads.front();
+  for (const Run& r : runs) {
+    if (r.threads == first) continue;
+    const Run* one = find(r.peer->name(), first);
+    const std::vector<double> speedup = ratios(one->sec, r.sec);
+    std::printf("  %s: %d threads against %d, speed-up by rounds %.3f (median of %s)\n",
+                r.peer->name().c_str(), r.threads, first, median(speedup),
+                list(speedup, "%.3f").c_str());
   }
 }
 
@@ -336,12 +382,14 @@ Threads parse_threads(const std::string& s) {
 }
 
 int usage() {
-  std::fprintf(stderr,
-               "usage: torch_compare [--only xor,moons,adam,fmnist] [--rounds N] [--epochs N]\n"
-               "         [--block-ms MS] [--fmnist-threads 1,2] [--libtorch-threads2 OMP,BLAS]\n"
-               "         [--pytorch-threads2 OMP,BLAS] [--no-libtorch] [--no-pytorch]\n"
-               "         [--python PATH] [--script torch_compare.py] [--seed N]\n"
-               "       torch_compare --serve   (the tapegrad peer: see torch_compare.hpp)\n");
+  std::fprintf(
+      stderr,
+      "usage: torch_compare [--only xor,moons,adam,fmnist] [--rounds N] [--epochs N]\n"
+      "         [--block-ms MS] [--fmnist-threads 1,2] [--tapegrad-threads2 THREADS,BLAS]\n"
+      "         [--libtorch-threads2 OMP,BLAS] [--pytorch-threads2 OMP,BLAS]\n"
+      "         [--no-libtorch] [--no-pytorch]\n"
+      "         [--python PATH] [--script torch_compare.py] [--seed N]\n"
+      "       torch_compare --serve   (the tapegrad peer: see torch_compare.hpp)\n");
   return 2;
 }
 
@@ -390,7 +438,9 @@ int main(int argc, char** argv) {
       else if (a == "--fmnist-threads") {
         o.fmnist_threads.clear();
         for (auto& t : split(value())) o.fmnist_threads.push_back(std::stoi(t));
-      } else if (a == "--libtorch-threads2")
+      } else if (a == "--tapegrad-threads2")
+        o.tapegrad2 = parse_threads(value());
+      else if (a == "--libtorch-threads2")
         o.libtorch2 = parse_threads(value());
       else if (a == "--pytorch-threads2")
         o.pytorch2 = parse_threads(value());
@@ -416,17 +466,20 @@ int main(int argc, char** argv) {
   const std::string dir = self_dir();
   const std::string libtorch_exe = dir + "/torch_compare_libtorch";
   try {
-    std::vector<std::unique_ptr<Peer>> peers;
-    peers.push_back(std::make_unique<Peer>(
-        "tapegrad", std::vector<std::string>{dir + "/torch_compare", "--serve"}));
-    if (o.libtorch && access(libtorch_exe.c_str(), X_OK) == 0)
-      peers.push_back(std::make_unique<Peer>("libtorch", std::vector<std::string>{libtorch_exe}));
-    else if (o.libtorch)
+    const PeerStarter start_peers = [&] {
+      std::vector<std::unique_ptr<Peer>> peers;
+      peers.push_back(std::make_unique<Peer>(
+          "tapegrad", std::vector<std::string>{dir + "/torch_compare", "--serve"}));
+      if (o.libtorch && access(libtorch_exe.c_str(), X_OK) == 0)
+        peers.push_back(std::make_unique<Peer>("libtorch", std::vector<std::string>{libtorch_exe}));
+      if (o.pytorch)
+        peers.push_back(
+            std::make_unique<Peer>("pytorch", std::vector<std::string>{o.python, "-u", o.script}));
+      return peers;
+    };
+    if (o.libtorch && access(libtorch_exe.c_str(), X_OK) != 0)
       std::printf("(no %s: LibTorch peer skipped; install libtorch-dev and reconfigure)\n",
                   libtorch_exe.c_str());
-    if (o.pytorch)
-      peers.push_back(
-          std::make_unique<Peer>("pytorch", std::vector<std::string>{o.python, "-u", o.script}));
 
     char host[256] = "?";
     gethostname(host, sizeof host);
@@ -438,12 +491,15 @@ int main(int argc, char** argv) {
     auto wanted = [&](std::string_view name) {
       return o.only.empty() || std::find(o.only.begin(), o.only.end(), name) != o.only.end();
     };
+    std::vector<std::unique_ptr<Peer>> step_peers;  // started once, for workloads 1-3
     for (const tc::Spec& spec : tc::specs()) {
       if (!wanted(spec.name)) continue;
-      if (spec.epochs)
-        fmnist_workload(o, spec, peers);
-      else
-        step_workload(o, spec, peers);
+      if (spec.epochs) {
+        fmnist_workload(o, spec, start_peers);
+      } else {
+        if (step_peers.empty()) step_peers = start_peers();
+        step_workload(o, spec, step_peers);
+      }
       std::fflush(stdout);
     }
   } catch (const std::exception& e) {

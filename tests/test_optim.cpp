@@ -7,8 +7,10 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <memory>
 #include <string>
 #include <tapegrad/nn.hpp>
+#include <tapegrad/parallel.hpp>
 #include <vector>
 
 using namespace ag;
@@ -219,4 +221,38 @@ TEST_CASE("RMSprop and Adagrad state resumes from a checkpoint, and is named the
                        (path.string() + ": the file holds RMSprop state, not Adagrad").c_str(),
                        Error);
   std::filesystem::remove(path);
+}
+
+TEST_CASE("Adam, AdamW and amsgrad split over threads give the one-thread bits") {
+  // 1,003 weights in chunks of 32 (a threshold of 64): the last chunk ragged, the vector loop
+  // and its scalar tail both cut by chunk edges (Note [Parallel work]).
+  auto train = [](int threads, int variant) {
+    const int threads_before = ag::num_threads();
+    const ag::ParallelThresholds before = ag::parallel_thresholds();
+    ag::set_num_threads(threads);
+    ag::set_parallel_thresholds({.product = before.product, .elementwise = 64});
+    nn::Parameter w(Shape{1003});
+    for (std::int64_t i = 0; i < 1003; ++i) w.data()[std::size_t(i)] = float(std::sin(0.3 * i));
+    std::unique_ptr<nn::Optimizer> opt;
+    if (variant == 0)
+      opt = std::make_unique<nn::Adam>(std::vector{&w}, nn::AdamOptions{.weight_decay = 0.01});
+    if (variant == 1) opt = std::make_unique<nn::AdamW>(std::vector{&w});
+    if (variant == 2)
+      opt = std::make_unique<nn::Adam>(std::vector{&w}, nn::AdamOptions{.amsgrad = true});
+    for (int step = 0; step < 5; ++step) {
+      for (std::int64_t i = 0; i < 1003; ++i)
+        w.grad()[std::size_t(i)] = float(std::cos(0.7 * double(i * (step + 1))));
+      opt->step();
+    }
+    ag::set_num_threads(threads_before);
+    ag::set_parallel_thresholds(before);
+    return vec(w.data());
+  };
+  for (int variant : {0, 1, 2}) {
+    INFO("variant ", variant);
+    const std::vector<float> one = train(1, variant);
+    CHECK(one[1] != float(std::sin(0.3)));  // it trained
+    CHECK(train(2, variant) == one);
+    CHECK(train(3, variant) == one);
+  }
 }

@@ -15,6 +15,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "tapegrad/parallel.hpp"
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define TAPEGRAD_AVX2 1
@@ -600,6 +602,73 @@ template <class T>
 }
 #endif
 
+#if TAPEGRAD_HAVE_BLAS
+// One BLAS call: C (m x n, leading dimension ldc) = op(A) op(B) + beta C.
+template <class T>
+void blas_gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* A,
+               std::int64_t lda, const T* B, std::int64_t ldb, T beta, T* C, std::int64_t ldc) {
+  const auto TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
+  if constexpr (std::is_same_v<T, float>)
+    cblas_sgemm(CblasRowMajor, TA, TB, int(m), int(n), int(k), 1.0f, A, int(lda), B, int(ldb), beta,
+                C, int(ldc));
+  else
+    cblas_dgemm(CblasRowMajor, TA, TB, int(m), int(n), int(k), 1.0, A, int(lda), B, int(ldb), beta,
+                C, int(ldc));
+}
+
+// Note [Split products]
+// ~~~~~~~~~~~~~~~~~~~~~
+// A product of at least parallel_thresholds().product multiply-adds is cut into up to four
+// slabs of C along its longer side (whole rows, or whole columns through BLAS's leading
+// dimension), each one BLAS call on the pool (Note [Parallel work]). No slab splits a dot
+// product, and every slab keeps about half the threshold's multiply-adds or more (2^20 by default),
+// because that is what keeps its bits: OpenBLAS sums k in blocks whose size depends on k alone,
+// except below 10^6 multiply-adds, where its SkylakeX small-matrix kernels take the product and
+// sum differently (a 64x400 by 400x64 product and its 16-row slabs differ in the last bit; and
+// the activations example, whose quoted accuracies come from 100x784 by 784x64 products,
+// printed other figures with slabs that small). Above it, a slab computes exactly what the
+// whole call computes for its part of C. The cut depends on the shape alone and is made at
+// every thread count, one thread included, so the calls BLAS sees, and every bit of C, never
+// depend on the thread count (a test checks, bit for bit). Up to four slabs, not one per
+// thread: they are claimed one at a time, so a worker that another process keeps off its core
+// delays the product by one slab at most. Run this with BLAS's own pool at 1 thread
+// (OPENBLAS_NUM_THREADS=1): two pools on the same cores oversubscribe them.
+constexpr std::int64_t kProductSlabs = 4;
+
+template <class T>
+void blas_gemm_split(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* A,
+                     const T* B, T beta, T* C) {
+  const std::int64_t lda = ta ? m : k, ldb = tb ? k : n;
+  const bool by_rows = m >= n;
+  const std::int64_t side = by_rows ? m : n;
+  const std::int64_t smallest_slab = std::max<std::int64_t>(1, parallel_thresholds().product / 2);
+  const std::int64_t slabs =
+      std::clamp<std::int64_t>(m * n * k / smallest_slab, 1, std::min(kProductSlabs, side));
+  parallel_for(slabs, [&](std::int64_t s) {
+    // Even slabs: the smallest is within one row (column) of the others.
+    const std::int64_t begin = side * s / slabs, width = side * (s + 1) / slabs - begin;
+    if (by_rows)  // rows [begin, begin + width) of op(A) and of C
+      blas_gemm(ta, tb, width, n, k, ta ? A + begin : A + begin * lda, lda, B, ldb, beta,
+                C + begin * n, n);
+    else  // columns [begin, begin + width) of op(B) and of C
+      blas_gemm(ta, tb, m, width, k, A, lda, tb ? B + begin * ldb : B + begin, ldb, beta, C + begin,
+                n);
+  });
+}
+
+// The products BLAS takes, split or whole, out of line. Any change to this branch moves the
+// register allocation of gemm's tiny loops: deep XOR's step (33 tiny products) took 0.78% more
+// instructions with the split inlined here, 0.71% with this call (bench/README.md, Session 6).
+template <class T>
+[[gnu::noinline]] void blas_product(bool ta, bool tb, std::int64_t m, std::int64_t n,
+                                    std::int64_t k, const T* A, std::int64_t lda, const T* B,
+                                    std::int64_t ldb, T beta, T* C) {
+  if (m * n * k >= parallel_thresholds().product)  // at any thread count: Note [Split products]
+    return blas_gemm_split(ta, tb, m, n, k, A, B, beta, C);
+  blas_gemm(ta, tb, m, n, k, A, lda, B, ldb, beta, C, n);
+}
+#endif
+
 // C (m x n, row-major, leading dimension n) = op(A) op(B) + beta C, where
 // op(A) is m x k and op(B) is k x n; ta/tb mean A/B are stored transposed.
 template <class T>
@@ -607,16 +676,7 @@ void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, cons
           T beta, T* C) {
   const std::int64_t lda = ta ? m : k, ldb = tb ? k : n;
 #if TAPEGRAD_HAVE_BLAS
-  if (m * n * k >= kBlasThreshold) {
-    const auto TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
-    if constexpr (std::is_same_v<T, float>)
-      cblas_sgemm(CblasRowMajor, TA, TB, int(m), int(n), int(k), 1.0f, A, int(lda), B, int(ldb),
-                  beta, C, int(n));
-    else
-      cblas_dgemm(CblasRowMajor, TA, TB, int(m), int(n), int(k), 1.0, A, int(lda), B, int(ldb),
-                  beta, C, int(n));
-    return;
-  }
+  if (m * n * k >= kBlasThreshold) return blas_product(ta, tb, m, n, k, A, lda, B, ldb, beta, C);
 #endif
   if (m * n * k < kPackThreshold) {
     // Tiny products (the lecture's 4x5 by 5x5): packing would cost as much as the product.

@@ -8,6 +8,7 @@
 #include "tapegrad/format.hpp"
 #include "tapegrad/graph_model.hpp"
 #include "tapegrad/ops.hpp"
+#include "tapegrad/parallel.hpp"
 #include "tapegrad/random.hpp"
 #include "tapegrad/step_plan.hpp"
 #include "tapegrad/tape.hpp"
