@@ -8,6 +8,7 @@
 #include <cmath>
 #include <string>
 #include <tapegrad/core.hpp>
+#include <tapegrad/nn/checkpoint.hpp>
 #include <tapegrad/nn/loss.hpp>
 #include <vector>
 
@@ -298,4 +299,52 @@ TEST_CASE("a point's pass past the drawing budget is refused, saying how large i
                     doctest::Contains("net_point: one point's pass through this 2,8,8,8,8,8,8,1 "
                                       "network has"));
   CHECK_THROWS_WITH(lab.point(0, 0), doctest::Contains("past the graph lab's drawing budget"));
+}
+
+namespace {
+
+// RFC 4648's base64 read back, as atob() reads it: four digits make three bytes, '=' pads.
+std::string from_base64(std::string_view text) {
+  constexpr std::string_view kDigits =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  REQUIRE(text.size() % 4 == 0);
+  std::string bytes;
+  for (std::size_t at = 0; at < text.size(); at += 4) {
+    std::uint32_t group = 0;
+    std::size_t pad = 0;
+    for (std::size_t k = 0; k < 4; ++k) {
+      const char c = text[at + k];
+      pad += c == '=';
+      const std::size_t digit = c == '=' ? 0 : kDigits.find(c);
+      REQUIRE(digit != std::string_view::npos);
+      group = group << 6 | std::uint32_t(digit);
+    }
+    for (std::size_t k = 0; k < 3 - pad; ++k) bytes += char(group >> (16 - 8 * k) & 255);
+  }
+  return bytes;
+}
+
+}  // namespace
+
+TEST_CASE("the model as base64 safetensors loads with the checkpoint loader, equal to the lab's") {
+  NetworkLab lab(options_from_config(R"({"data": "moons", "hidden": [8, 8], "act": "tanh",
+      "loss": "bce_logits", "features": ["x1", "x2", "sin_x1"], "seed": 7})"));
+  lab.train(4);
+  const std::string bytes = from_base64(lab.safetensors_base64());
+  const nn::SafetensorsFile file =
+      nn::parse_safetensors(std::as_bytes(std::span(bytes.data(), bytes.size())), "download");
+  CHECK(file.checksummed);
+  CHECK(file.metadata.at("data.name") == "moons");
+  CHECK(file.metadata.at("model.layers") == "3,8,8,1");
+  CHECK(file.metadata.at("data.input_features") == "x1,x2,sin_x1");
+  CHECK(file.tensors.at("layers.0.weight").shape == std::vector<std::int64_t>{8, 3});
+  CHECK(file.tensors.at("layers.4.bias").shape == std::vector<std::int64_t>{1});
+  CHECK(file.tensors.size() == 6);  // weights and biases; no optimizer state
+
+  nn::MLP loaded({3, 8, 8, 1}, ag::Op::tanh);
+  nn::load(loaded, file, "download");
+  std::vector<float> weights;
+  for (nn::Parameter* p : loaded.parameters())
+    weights.insert(weights.end(), p->data().begin(), p->data().end());
+  CHECK(weights == weights_of(lab));
 }

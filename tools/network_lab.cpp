@@ -10,6 +10,7 @@
 #include <cmath>
 #include <limits>
 #include <tapegrad/graph_model.hpp>
+#include <tapegrad/nn/checkpoint.hpp>
 #include <tapegrad/nn/diagnostics.hpp>
 #include <tapegrad/nn/loss.hpp>
 #include <tapegrad/nn/scalar.hpp>
@@ -122,6 +123,22 @@ ag::Value point_loss(nn::LossKind kind, std::span<const ag::Value> outputs, std:
   }
   ag::fail("net_point: the {} loss is a regression's; a point's pass is drawn for classification",
            nn::loss_name(kind));
+}
+
+// RFC 4648's base64, with padding: what JavaScript's atob() reads.
+std::string base64(std::string_view bytes) {
+  constexpr std::string_view kDigits =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string text;
+  text.reserve((bytes.size() + 2) / 3 * 4);
+  for (std::size_t at = 0; at < bytes.size(); at += 3) {
+    const std::size_t n = std::min<std::size_t>(3, bytes.size() - at);
+    std::uint32_t group = 0;  // three bytes, big-endian, zero-filled
+    for (std::size_t k = 0; k < 3; ++k)
+      group = group << 8 | (k < n ? std::uint8_t(bytes[at + k]) : 0u);
+    for (std::size_t k = 0; k < 4; ++k) text += k <= n ? kDigits[group >> (18 - 6 * k) & 63] : '=';
+  }
+  return text;
 }
 
 }  // namespace
@@ -393,6 +410,8 @@ Json NetworkLab::snapshot() {
 NetworkLab::Point NetworkLab::point(double x1, double x2) {
   if (is_regression(o_))
     ag::fail("net_point: a point's pass is drawn for classification; this is a regression run");
+  if (!std::isfinite(x1) || !std::isfinite(x2))
+    ag::fail("net_point {}, {}: the point's coordinates must be finite numbers", x1, x2);
   Point p;
   p.x1 = x1;
   p.x2 = x2;
@@ -467,6 +486,13 @@ NetworkLab::RecordedPoint NetworkLab::record_point(ag::Tape& tape, const Point& 
                   .leaves = std::move(net.inputs)};
   r.leaves.insert(r.leaves.end(), net.parameters.begin(), net.parameters.end());
   return r;
+}
+
+std::string NetworkLab::safetensors_base64() {
+  const nn::CheckpointExtras extras{.optimizer = nullptr,
+                                    .metadata = checkpoint_metadata(o_, sizes_, data_)};
+  return base64(nn::safetensors_bytes(
+      *mlp_, extras, fmt::format("tapegrad-{}-epoch-{}.safetensors", o_.data, epoch_)));
 }
 
 }  // namespace tapegrad

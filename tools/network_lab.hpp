@@ -83,6 +83,12 @@ class NetworkLab {
   // for a central difference).
   RecordedPoint record_point(ag::Tape& tape, const Point& point, std::span<const double> values);
 
+  // The model as `tapegrad train --save` writes it (nn's Note [Checkpoint format]): the weights
+  // and biases with PyTorch's names, and train's metadata of the model, data and options; not
+  // the optimizer's state (a file to use elsewhere, as in PyTorch, rather than to resume).
+  // Encoded as base64 (RFC 4648, padded), the text a page turns back into a file to download.
+  std::string safetensors_base64();
+
   const NnOptions& options() const { return o_; }
   nn::MLP& model() { return *mlp_; }
   std::int64_t epoch() const { return epoch_; }
