@@ -270,6 +270,13 @@ std::string net_safetensors_base64() {
   return reporting([] { return current_session("net_safetensors_base64").safetensors_base64(); });
 }
 
+// net_set_rates(rates): the learning rate and penalties changed in place, the weights kept (Note
+// [Rates changed in place], tools/network_lab.hpp), as TensorFlow Playground's rate control.
+std::string net_set_rates(const std::string& rates) {
+  return reporting(
+      [&] { return tapegrad::json_text(current_session("net_set_rates").set_rates(rates)); });
+}
+
 // train(config): the summary `tapegrad train --json` ends with, for a fresh run of the config.
 std::string train(const std::string& config) {
   return reporting([&] {
@@ -291,4 +298,5 @@ EMSCRIPTEN_BINDINGS(tapegrad) {
   emscripten::function("net_point", &net_point);
   emscripten::function("net_safetensors_base64", &net_safetensors_base64);
   emscripten::function("train", &train);
+  emscripten::function("net_set_rates", &net_set_rates);
 }

@@ -421,8 +421,13 @@
   const kButtonLayers = 6;
   const kMaxLayers = 10;
   const kMaxNeurons = 8;
+  // TensorFlow Playground's sets per problem type, in its order, then the lecture's extras: moons,
+  // and CS231n's three-arm spiral (spirals), kept for its third class (softmax over three
+  // logits, which TF Playground's one output never shows); two-spirals is TF's own two arms.
   const netSets = [['circles', 'circle'], ['xor', 'exclusive or'], ['gaussian', 'two Gaussians'],
-    ['spirals', 'spiral'], ['moons', 'moons']];
+    ['two-spirals', 'spiral'], ['moons', 'moons'], ['spirals', "three-arm spiral (CS231n's)"]];
+  const netRegressionSets = [['plane', 'plane'], ['multi-gaussian', 'multi Gaussian']];
+  const setsOf = (problem) => (problem === 'regression' ? netRegressionSets : netSets);
   const netFeatures = [['x1', 'x\u2081', (a, b) => a], ['x2', 'x\u2082', (a, b) => b],
     ['x1^2', 'x\u2081\u00b2', (a, b) => a * a], ['x2^2', 'x\u2082\u00b2', (a, b) => b * b],
     ['x1*x2', 'x\u2081x\u2082', (a, b) => a * b], ['sin_x1', 'sin x\u2081', (a, b) => Math.sin(a)],
@@ -436,21 +441,22 @@
     show_test: false, discretize: false, problem: 'classification',
   };
   // nn's xor is the four unit corners blurred by the noise (Note [TensorFlow Playground's data
-  // sets], nn/src/data.cpp): its presets blur them, or every point would sit on a corner.
+  // sets], nn/src/data.cpp): its presets blur them, or every point would sit on a corner. The
+  // noise is the control's percentage (Note [The noise in percent], tools/train_setup.cpp).
   const netPresets = [
     { name: "TensorFlow Playground's first screen: circle, 4-2 tanh", setup: {} },
     { name: 'Moons, 8-8 ReLU, Adam: trains in seconds',
-      setup: { data: 'moons', hidden: [8, 8], act: 'relu', opt: 'adam', lr: 0.01, noise: 0.1 } },
-    { name: 'Spiral: every feature, 8-8-6 tanh', setup: { data: 'spirals', hidden: [8, 8, 6],
+      setup: { data: 'moons', hidden: [8, 8], act: 'relu', opt: 'adam', lr: 0.01, noise: 15 } },
+    { name: 'Spiral: every feature, 8-8-6 tanh', setup: { data: 'two-spirals', hidden: [8, 8, 6],
       features: netFeatures.map(([name]) => name), noise: 0, lr: 0.03 } },
     { name: 'Deep XOR, 11 layers of sigmoid: the gradient vanishes',
-      setup: { data: 'xor', noise: 0.2, hidden: Array(10).fill(8), act: 'sigmoid', lr: 0.3 } },
+      setup: { data: 'xor', noise: 35, hidden: Array(10).fill(8), act: 'sigmoid', lr: 0.3 } },
     { name: 'Deep XOR, 11 layers of ReLU: the gradient gets through',
-      setup: { data: 'xor', noise: 0.2, hidden: Array(10).fill(8), act: 'relu', lr: 0.03 } },
+      setup: { data: 'xor', noise: 35, hidden: Array(10).fill(8), act: 'relu', lr: 0.03 } },
     { name: 'Zero initialisation: every unit of a layer the same',
-      setup: { data: 'xor', noise: 0.2, hidden: [4, 4], act: 'sigmoid', init: 'zeros', lr: 0.3 } },
+      setup: { data: 'xor', noise: 35, hidden: [4, 4], act: 'sigmoid', init: 'zeros', lr: 0.3 } },
     { name: 'A learning rate of 3: ReLUs die', setup: { data: 'moons', hidden: [8, 8], act: 'relu',
-      lr: 3, noise: 0.1 } },
+      lr: 3, noise: 15 } },
   ];
 
   const net = {
@@ -490,16 +496,16 @@
       const v = Number(state.get(`net.${key}`));
       if (state.has(`net.${key}`) && Number.isFinite(v) && v >= lo && v <= hi) s[key] = v;
     };
-    text('data', netSets.map(([name]) => name));
+    text('data', [...netSets, ...netRegressionSets].map(([name]) => name));
     text('act', Array.from(byId('net-act').options).map((o) => o.value));
     text('opt', ['sgd', 'adam']);
     text('reg', ['none', 'l1', 'l2']);
     text('init', Array.from(byId('net-init').options).map((o) => o.value));
-    text('problem', ['classification']);
+    text('problem', ['classification', 'regression']);
     number('lr', 0, 100);
     number('batch', 1, 1000);
     number('seed', 0, 2 ** 31);
-    number('noise', 0, 1);
+    number('noise', 0, 50);  // percent, as TensorFlow Playground's control
     number('ratio', 10, 90);
     number('reg_rate', 0, 100);
     number('n', 12, 5000);
@@ -515,6 +521,8 @@
     }
     if (state.has('net.show_test')) s.show_test = state.get('net.show_test') === '1';
     if (state.has('net.discretize')) s.discretize = state.get('net.discretize') === '1';
+    // A data set of the other problem type (a hand-edited link): the problem's first set.
+    if (!setsOf(s.problem).some(([name]) => name === s.data)) s.data = setsOf(s.problem)[0][0];
     return state.get('lab') === 'network';
   }
 
@@ -522,13 +530,15 @@
   function engineConfig() {
     const s = net.state;
     const config = {
-      data: s.data, hidden: s.hidden, act: s.act, lr: s.lr, batch: s.batch, seed: s.seed,
-      noise: s.noise, n: s.n, features: s.features, opt: s.opt,
+      data: s.data, task: s.problem, hidden: s.hidden, act: s.act, lr: s.lr, batch: s.batch,
+      seed: s.seed, noise_percent: s.noise, n: s.n, features: s.features, opt: s.opt,
       test_fraction: Math.round(100 - s.ratio) / 100,
     };
     // One output and its sigmoid, as TensorFlow Playground has, for the sets of two classes;
-    // spirals (CS231n's three arms) keeps train's default, one output per class and softmax.
-    if (s.data !== 'spirals') config.loss = 'bce_logits';
+    // spirals (CS231n's three arms) keeps train's default, one output per class and softmax, and
+    // a regression train's, MSE on one linear output (TF Playground's square error and linear
+    // output node).
+    if (s.problem === 'classification' && s.data !== 'spirals') config.loss = 'bce_logits';
     if (s.reg !== 'none') config[s.reg] = s.reg_rate;
     if (s.init) config.init = s.init;
     return config;
@@ -567,6 +577,21 @@
     context.putImageData(image, 0, 0);
   }
 
+  // The output map's value on the -1..1 scale: a classifier's probability of class 1 as 2p - 1, a
+  // regression's predicted value as it is, on the targets' own scale (TF Playground's);
+  // discretized, its sign (p >= 0.5, or a value >= 0).
+  function outputToSigned(discretize) {
+    if (net.session && net.session.task === 'regression') {
+      return (v) => (discretize ? (v >= 0 ? 1 : -1) : v);
+    }
+    return (p) => (discretize ? (p >= 0.5 ? 1 : -1) : 2 * p - 1);
+  }
+  // A data point's colour: its class's, or for a regression its target on the map's scale.
+  function pointColour(label) {
+    if (net.session && net.session.task === 'regression') return colour(label);
+    return classColours[label] || positive;
+  }
+
   const mapPixels = document.createElement('canvas');  // the output map at its own size
   function drawMap() {
     const canvas = byId('net-map');
@@ -577,8 +602,8 @@
     const session = net.session;
     if (!snapshot || !session) return;
     const discretize = net.state.discretize;
-    paintGrid(mapPixels, snapshot.output_map, snapshot.map_size,
-        (p) => 0.8 * (discretize ? (p >= 0.5 ? 1 : -1) : 2 * p - 1));
+    const toSigned = outputToSigned(discretize);
+    paintGrid(mapPixels, snapshot.output_map, snapshot.map_size, (p) => 0.8 * toSigned(p));
     context.imageSmoothingEnabled = !discretize;
     context.drawImage(mapPixels, 0, 0, canvas.width, canvas.height);
     const [x1lo, x1hi] = session.domain.x1;
@@ -588,7 +613,7 @@
     const dot = (points, stroke) => points.forEach(([x, y, label]) => {
       context.beginPath();
       context.arc(toX(x), toY(y), 3, 0, 2 * Math.PI);
-      context.fillStyle = `rgb(${(classColours[label] || positive).join(',')})`;
+      context.fillStyle = `rgb(${pointColour(label).join(',')})`;
       context.fill();
       context.lineWidth = 1;
       context.strokeStyle = stroke;
@@ -751,7 +776,7 @@
       if (canvas) paintGrid(canvas, grid, size, (v) => v);
     }));
     const output = byId('net-layers').querySelector('[data-neuron="output"]');
-    if (output) paintGrid(output, snapshot.output_map, snapshot.map_size, (p) => 2 * p - 1);
+    if (output) paintGrid(output, snapshot.output_map, snapshot.map_size, outputToSigned(false));
     byId('net-edges').querySelectorAll('path').forEach((path) => {
       const [k, out, input] = path.dataset.weight.split('.').map(Number);
       const w = snapshot.weights[k]?.[out]?.[input] ?? 0;
@@ -808,10 +833,22 @@
     byId('net-epoch').textContent = String(snapshot.epoch).padStart(6, '0').replace(/(\d{3})$/, ',$1');
     byId('net-test-loss').textContent = lossText(snapshot.test_loss);
     byId('net-train-loss').textContent = lossText(snapshot.train_loss);
-    byId('net-test-accuracy').textContent = Number.isFinite(snapshot.test_accuracy)
-        ? `${(100 * snapshot.test_accuracy).toFixed(1)}%` : '\u2013';
+    // A regression's score is R² on the test rows (tapegrad train --json's r2) where a
+    // classifier's is its accuracy.
+    const regression = net.session && net.session.task === 'regression';
+    byId('net-score-name').textContent = regression ? 'Test R\u00b2' : 'Test accuracy';
+    byId('net-legend-low').textContent = regression ? '-1' : 'class 0';
+    byId('net-legend-high').textContent = regression ? '1' : 'class 1';
+    if (regression) {
+      byId('net-test-accuracy').textContent = Number.isFinite(snapshot.test_r2)
+          ? snapshot.test_r2.toFixed(3) : '\u2013';
+    } else {
+      byId('net-test-accuracy').textContent = Number.isFinite(snapshot.test_accuracy)
+          ? `${(100 * snapshot.test_accuracy).toFixed(1)}%` : '\u2013';
+    }
     document.body.dataset.netEpoch = String(snapshot.epoch);
     document.body.dataset.netTestAccuracy = String(snapshot.test_accuracy);
+    document.body.dataset.netTestLoss = String(snapshot.test_loss);
   }
 
   // One animation frame: the latest snapshot, if it is not on the screen yet.
@@ -929,7 +966,27 @@
     byId('net-play').setAttribute('aria-pressed', 'false');
   }
 
-  // Any change of setup starts again from epoch 0, as TensorFlow Playground does.
+  // The learning rate changed: the engine's session takes it in place, weights and epoch kept. A
+  // session that diverged (its weights are not finite) or is missing starts again instead, as
+  // does an engine without net_set_rates.
+  async function netRatesChanged() {
+    byId('net-preset').value = '';
+    if (!net.session || !net.abilities.net_rates || (net.snapshot && net.snapshot.diverged)) {
+      netChanged();
+      return;
+    }
+    saveNetState();
+    const generation = net.generation;
+    const reply = await send('net_rates', { rates: { lr: net.state.lr } });
+    if (generation !== net.generation) return;  // a new session has the rate from its config
+    if (reply.error) {
+      netMessage(reply.error);
+      return;
+    }
+    byId('net-command').textContent = reply.command;
+  }
+
+  // Any other change of setup starts again from epoch 0, as TensorFlow Playground does.
   function netChanged() {
     byId('net-preset').value = '';
     showNetControls();
@@ -942,6 +999,7 @@
     const s = net.state;
     byId('net-sets').querySelectorAll('button').forEach((b) => {
       b.setAttribute('aria-checked', String(b.dataset.set === s.data));
+      b.hidden = b.dataset.problem !== s.problem;  // the problem type's sets, as TF Playground
     });
     byId('net-lr').value = String(s.lr);
     byId('net-act').value = s.act;
@@ -952,7 +1010,7 @@
     byId('net-ratio').value = String(s.ratio);
     byId('net-ratio-out').textContent = `${s.ratio}%`;
     byId('net-noise').value = String(s.noise);
-    byId('net-noise-out').textContent = s.noise.toFixed(2);
+    byId('net-noise-out').textContent = `${s.noise}%`;
     byId('net-batch').value = String(s.batch);
     byId('net-batch-out').textContent = String(s.batch);
     byId('net-opt').value = s.opt;
@@ -982,8 +1040,27 @@
       const label = name === 'spirals' ? i % 3 : i % 2;  // spirals: CS231n's three arms
       let x;
       let y;
+      let fill = classColours[label];
       const t = random();
-      if (name === 'circles') {
+      if (name === 'plane' || name === 'multi-gaussian') {
+        // TF Playground's regression sets, coloured by their target (nn/src/data.cpp's formulas).
+        [x, y] = [random() * 2 - 1, random() * 2 - 1];
+        const [x1, x2] = [6 * x, 6 * y];
+        let target = (x1 + x2) / 10;
+        if (name === 'multi-gaussian') {
+          target = 0;
+          [[-4, 2.5, 1], [0, 2.5, -1], [4, 2.5, 1], [-4, -2.5, -1], [0, -2.5, 1], [4, -2.5, -1]]
+              .forEach(([cx, cy, sign]) => {
+                const v = sign * Math.max(0, 1 - Math.hypot(x1 - cx, x2 - cy) / 2);
+                if (Math.abs(v) > Math.abs(target)) target = v;
+              });
+        }
+        fill = colour(target);
+      } else if (name === 'two-spirals') {
+        // TF Playground's two arms, 1.75 turns each, the second turned by pi.
+        const a = t * 1.75 * 2 * Math.PI + label * Math.PI;
+        [x, y] = [0.9 * t * Math.sin(a), 0.9 * t * Math.cos(a)];
+      } else if (name === 'circles') {
         const r = label ? 0.45 * t : 0.7 + 0.25 * t;
         const a = 2 * Math.PI * random();
         [x, y] = [r * Math.cos(a), r * Math.sin(a)];
@@ -1001,7 +1078,7 @@
         [x, y] = label ? [(1 - Math.cos(a)) * 0.6 - 0.3, (0.5 - Math.sin(a)) * 0.6 - 0.05]
                        : [Math.cos(a) * 0.6 - 0.3, Math.sin(a) * 0.6 - 0.05];
       }
-      context.fillStyle = `rgb(${classColours[label].join(',')})`;
+      context.fillStyle = `rgb(${fill.join(',')})`;
       context.beginPath();
       context.arc(24 + x * 21, 24 - y * 21, 1.8, 0, 2 * Math.PI);
       context.fill();
@@ -1011,10 +1088,12 @@
 
   function setUpNetworkLab() {
     const s = net.state;
-    netSets.forEach(([name, label]) => {
+    [...netSets.map((set) => [...set, 'classification']),
+      ...netRegressionSets.map((set) => [...set, 'regression'])].forEach(([name, label, problem]) => {
       const button = document.createElement('button');
       button.type = 'button';
       button.dataset.set = name;
+      button.dataset.problem = problem;
       button.setAttribute('role', 'radio');
       button.setAttribute('aria-label', label);
       button.title = label;
@@ -1026,8 +1105,23 @@
     fillRates(byId('net-reg-rate'), regularizationRates, s.reg_rate);
     netPresets.forEach((p, i) => byId('net-preset').append(new Option(p.name, String(i))));
     const onChange = (id, apply) => byId(id).addEventListener('change', (e) => { apply(e.target); netChanged(); });
-    onChange('net-lr', (t) => { s.lr = Number(t.value); });
+    // Note [What a change resets]
+    // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+    // As TensorFlow Playground's src/playground.ts, control by control: the learning rate keeps
+    // the weights and training goes on (net_rates, Note [Rates changed in place] in
+    // tools/network_lab.hpp); the regularization and its rate, the activation, the batch size,
+    // the problem type, the layers and neurons and the features build a new network (net_create,
+    // epoch 0), and the data set, noise and ratio new data too. Showing the test data and
+    // discretizing only redraw. Optimizer, initialisation and seed (not TF's) start again too.
+    byId('net-lr').addEventListener('change', (e) => {
+      s.lr = Number(e.target.value);
+      netRatesChanged();
+    });
     onChange('net-act', (t) => { s.act = t.value; });
+    onChange('net-problem', (t) => {
+      s.problem = t.value;
+      if (!setsOf(s.problem).some(([name]) => name === s.data)) s.data = setsOf(s.problem)[0][0];
+    });
     onChange('net-reg', (t) => { s.reg = t.value; });
     onChange('net-reg-rate', (t) => { s.reg_rate = Number(t.value); });
     onChange('net-opt', (t) => { s.opt = t.value; });
@@ -1036,7 +1130,7 @@
     onChange('net-noise', (t) => { s.noise = Number(t.value); });
     onChange('net-batch', (t) => { s.batch = Number(t.value); });
     // Sliders show their value while dragged; the network restarts when they are let go.
-    [['net-ratio', (v) => `${v}%`], ['net-noise', (v) => Number(v).toFixed(2)], ['net-batch', String]]
+    [['net-ratio', (v) => `${v}%`], ['net-noise', (v) => `${v}%`], ['net-batch', String]]
         .forEach(([id, show]) => byId(id).addEventListener('input', (e) => {
           byId(`${id}-out`).textContent = show(e.target.value);
         }));

@@ -7,7 +7,7 @@
 // round trip. analyse's, edit's and net_point's replies carry the graph drawn as SVG by Graphviz
 // from the graph model, in its place. The network lab's kinds are the engine's (README.md,
 // "The network lab"): net_create {config}, net_train {epochs}, net_snapshot,
-// net_point {x1, x2}, net_safetensors, train {config}; and net_abilities, which says which of the
+// net_point {x1, x2}, net_safetensors, train {config}, net_rates {rates}; and net_abilities, which says which of the
 // module's network functions this build has, so the page offers only what the engine can do.
 'use strict';
 
@@ -25,10 +25,12 @@ const networkCalls = {
     return text.startsWith('{') ? text : JSON.stringify({ base64: text });
   },
   train: (engine, m) => engine.train(JSON.stringify(m.config)),
+  net_rates: (engine, m) => engine.net_set_rates(JSON.stringify(m.rates)),
 };
 const networkFunctions = {
   net_create: 'net_create', net_train: 'net_train', net_snapshot: 'net_snapshot',
   net_point: 'net_point', net_safetensors: 'net_safetensors_base64', train: 'train',
+  net_rates: 'net_set_rates',
 };
 
 // The edit request: the program's inputs, then analyse with a value for each.

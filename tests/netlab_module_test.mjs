@@ -62,6 +62,14 @@ const configs = {
                    seed: 3, opt: 'sgd', lr: 0.5, l1: 0.001, l2: 0.001 },
   'gaussian linear': { data: 'gaussian', hidden: [], act: 'none', epochs: 5, seed: 4,
                        loss: 'bce_logits', noise: 0.3 },
+  // A regression (TF Playground's plane, MSE on a linear output: r2 and rmse in the summary),
+  // TF's noise control in percent and TF's two-arm spiral.
+  'plane regression': { data: 'plane', task: 'regression', hidden: [4], act: 'tanh', opt: 'sgd',
+                        lr: 0.03, epochs: 20, batch: 10, seed: 1, noise_percent: 10 },
+  'multi-gaussian relu': { data: 'multi-gaussian', hidden: [8, 8], act: 'relu', epochs: 10,
+                           seed: 2 },
+  'two-spirals noise 20%': { data: 'two-spirals', hidden: [8], epochs: 5, seed: 3,
+                             noise_percent: 20, loss: 'bce_logits' },
 };
 for (const [name, config] of Object.entries(configs))
   assertSame(moduleCall('train', JSON.stringify(config)), nativeSummary(config), name);
@@ -94,6 +102,33 @@ assert.equal(snapshot.test_accuracy, summary.test_accuracy);
 assert.deepEqual(snapshot.dead_fraction, summary.dead_fraction);
 assert.deepEqual(moduleCall('net_snapshot').weights, snapshot.weights);
 assert.match(snapshot.command, /^tapegrad train --data moons --hidden 8,8 .*--epochs 30 /);
+
+// A regression session: the summary's r2 and rmse are its snapshot's test_r2 and test_rmse, its
+// points carry their targets and its output map the predicted value.
+const plane = configs['plane regression'];
+const planeCreated = moduleCall('net_create', JSON.stringify(plane));
+assert.equal(planeCreated.task, 'regression');
+assert.deepEqual(planeCreated.layers, [2, 4, 1]);
+assert.equal(planeCreated.test_accuracy, null);
+assert.ok(planeCreated.train.some(([, , target]) => !Number.isInteger(target)));
+const planeSnapshot = moduleCall('net_train', 20);
+const planeSummary = nativeSummary(plane);
+assert.ok(Math.abs(planeSnapshot.test_r2 - planeSummary.r2) <= 1e-5);
+assert.ok(Math.abs(planeSnapshot.test_rmse - planeSummary.rmse) <= 1e-5);
+assert.ok(planeSnapshot.output_map.some((v) => v < 0));  // a value, not a probability
+assert.match(planeSnapshot.command, /--data plane .*--noise 0\.1( |$)/);
+
+// The learning rate changed in place: a session that changes it before its first epoch trains
+// `train`'s run at the new rate; midway, the epoch stays.
+const rated = moduleCall('net_create', JSON.stringify(moons));
+assert.deepEqual(moduleCall('net_set_rates', '{"lr": 0.1}'),
+                 { lr: 0.1, l1: 0, l2: 0, command: rated.command.replace('--lr 0.03', '--lr 0.1') });
+const ratedSnapshot = moduleCall('net_train', 30);
+const ratedSummary = nativeSummary({ ...moons, lr: 0.1 });
+assert.equal(ratedSnapshot.test_accuracy, ratedSummary.test_accuracy);
+assert.deepEqual(moduleCall('net_set_rates', '{"lr": -1}'),
+                 { error: 'error: --lr -1: the learning rate must be a positive number' });
+assert.equal(moduleCall('net_snapshot').epoch, 30);
 
 // The command a session shows is the run: pasted into a shell (single quotes are its only
 // quoting), it trains to the numbers `train` gives for the same config.

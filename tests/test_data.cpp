@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <numbers>
 #include <numeric>
 #include <set>
 #include <span>
@@ -217,6 +218,34 @@ TEST_CASE("two_gaussians: Playground's two clusters at -2 and 2, variance 0.5 + 
     }
   }
   CHECK_THROWS_WITH(nn::two_gaussians(1, 0, 0), "gaussian: n must be at least 2, not 1");
+}
+
+TEST_CASE("two_spirals: Playground's two arms, each the other turned by pi") {
+  const nn::Dataset d = nn::two_spirals(400, 0, 5);
+  CHECK(d.cols == 2);
+  CHECK(d.classes == 2);
+  CHECK(d.class_counts() == std::vector<std::int64_t>{200, 200});
+  const double pi = std::numbers::pi;
+  for (std::int64_t i = 0; i < 200; ++i) {
+    // Class 1's arm: r = 5 i / m, angle 1.75 turns * i / m (Playground's label +1 arm).
+    const double r = 5.0 * double(i) / 200, t = 1.75 * double(i) / 200 * 2 * pi;
+    CHECK(d.row(200 + i)[0] == float(r * std::sin(t)));
+    CHECK(d.row(200 + i)[1] == float(r * std::cos(t)));
+    // Class 0's arm is class 1's turned by pi: the same point through the origin.
+    CHECK(d.row(i)[0] == doctest::Approx(-d.row(200 + i)[0]).epsilon(1e-5));
+    CHECK(d.row(i)[1] == doctest::Approx(-d.row(200 + i)[1]).epsilon(1e-5));
+  }
+  // The noise moves each coordinate by at most `noise`, uniformly: seeded, and it does move.
+  const nn::Dataset noisy = nn::two_spirals(400, 0.5, 5);
+  double largest = 0;
+  for (std::size_t k = 0; k < noisy.features.size(); ++k)
+    largest = std::max(largest, std::abs(double(noisy.features[k]) - d.features[k]));
+  CHECK(largest <= 0.5 + 1e-5);
+  CHECK(largest > 0.45);
+  CHECK(nn::two_spirals(400, 0.5, 5).features == noisy.features);
+  CHECK(nn::two_spirals(400, 0.5, 6).features != noisy.features);
+  CHECK(nn::two_spirals(5, 0, 0).class_counts() == std::vector<std::int64_t>{2, 3});
+  CHECK_THROWS_WITH(nn::two_spirals(1, 0, 0), "two-spirals: n must be at least 2, not 1");
 }
 
 TEST_CASE("blobs: n split evenly, each cluster around its own center") {

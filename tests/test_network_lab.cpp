@@ -348,3 +348,123 @@ TEST_CASE("the model as base64 safetensors loads with the checkpoint loader, equ
     weights.insert(weights.end(), p->data().begin(), p->data().end());
   CHECK(weights == weights_of(lab));
 }
+
+TEST_CASE("a regression session: TF Playground's plane, MSE, a linear output, R² and RMSE") {
+  constexpr const char* kPlane =
+      R"({"data": "plane", "hidden": [4], "act": "tanh", "opt": "sgd", "lr": 0.03, "epochs": 30,
+          "batch": 10, "seed": 1, "task": "regression"})";
+  NetworkLab lab(options_from_config(kPlane));
+  CHECK(lab.options().loss == "mse");
+  CHECK(lab.options().out == "none");  // TF's linear output for regression
+  const Json c = lab.created();
+  CHECK(c["task"] == "regression");
+  CHECK(c["layers"] == std::vector<std::int64_t>{2, 4, 1});
+  CHECK(c["train"].size() == 300);
+  // Each point carries its target, (x1 + x2) / 10 without noise.
+  for (const Json& point : c["train"])
+    CHECK(point[2].get<double>() ==
+          doctest::Approx((point[0].get<double>() + point[1].get<double>()) / 10).epsilon(1e-5));
+  CHECK(std::isnan(c["test_accuracy"].get<double>()));  // null in the JSON text
+
+  // Trained in slices, it is the summary's run; the snapshot has the summary's R² and RMSE.
+  NetworkLab whole(options_from_config(kPlane));
+  const Json summary = whole.summary();
+  CHECK(summary.contains("r2"));
+  CHECK(!summary.contains("test_accuracy"));
+  lab.train(10);
+  const Json s = lab.train(20);
+  CHECK(weights_of(lab) == weights_of(whole));
+  CHECK(s["test_r2"].get<double>() == summary["r2"].get<double>());
+  CHECK(s["test_rmse"].get<double>() == summary["rmse"].get<double>());
+  CHECK(s["train_r2"].get<double>() == summary["train_r2"].get<double>());
+  CHECK(s["test_r2"].get<double>() > 0.9);
+  // RMSE is the square root of the test loss, MSE.
+  CHECK(s["test_rmse"].get<double>() ==
+        doctest::Approx(std::sqrt(s["test_loss"].get<double>())).epsilon(1e-4));
+
+  // The output map is the predicted value itself: near the plane (x1 + x2) / 10 at each cell.
+  const double lo = c["domain"]["x1"][0], hi = c["domain"]["x1"][1];
+  const double step = (hi - lo) / 50;
+  double error = 0;
+  for (std::size_t row = 0; row < 50; ++row)
+    for (std::size_t col = 0; col < 50; ++col) {
+      const double x1 = lo + (double(col) + 0.5) * step, x2 = hi - (double(row) + 0.5) * step;
+      error += std::abs(s["output_map"][row * 50 + col].get<double>() - (x1 + x2) / 10);
+    }
+  MESSAGE("mean |map - plane| ", error / 2500);
+  CHECK(error / 2500 < 0.1);
+
+  CHECK_THROWS_WITH(NetworkLab(options_from_config(R"({"data": "moons", "task": "regression"})")),
+                    doctest::Contains("--task regression: moons has classes"));
+  CHECK_THROWS_WITH(
+      NetworkLab(options_from_config(R"({"data": "plane", "task": "classification"})")),
+      "--task classification: plane is a regression set (real-valued targets)");
+}
+
+TEST_CASE("noise_percent is TF Playground's control, made --noise per data set in one table") {
+  const auto noise_of = [](const char* config) {
+    return NetworkLab(options_from_config(config)).options().noise;
+  };
+  // Playground's own recipes take percent / 100 (Note [The noise in percent]).
+  CHECK(noise_of(R"({"data": "gaussian", "noise_percent": 20})") == 0.2);
+  CHECK(noise_of(R"({"data": "two-spirals", "noise_percent": 50})") == 0.5);
+  CHECK(noise_of(R"({"data": "plane", "noise_percent": 10})") == 0.1);
+  // Gaussian blur in a unit radius: the sigma of Playground's uniform shift, f / sqrt(3).
+  CHECK(noise_of(R"({"data": "moons", "noise_percent": 50})") ==
+        doctest::Approx(0.5 / std::sqrt(3.0)));
+  CHECK(noise_of(R"({"data": "circles", "noise_percent": 0})") == 0);
+  CHECK(noise_of(R"({"data": "spirals", "noise_percent": 20})") == doctest::Approx(0.2));
+  // The rows are those of the --noise it makes.
+  NetworkLab percent(options_from_config(R"({"data": "gaussian", "noise_percent": 30})"));
+  NetworkLab sigma(options_from_config(R"({"data": "gaussian", "noise": 0.3})"));
+  CHECK(percent.created()["train"] == sigma.created()["train"]);
+  CHECK(percent.created()["noise"] == 0.3);
+  CHECK_THROWS_WITH(
+      NetworkLab(options_from_config(R"({"data": "moons", "noise": 0.1, "noise_percent": 10})")),
+      "--noise-percent 10: give it or --noise 0.1, not both");
+  CHECK_THROWS_WITH(NetworkLab(options_from_config(R"({"data": "moons", "noise_percent": -5})")),
+                    "--noise-percent -5: the noise must be a finite percentage >= 0");
+}
+
+TEST_CASE("set_rates changes lr, l1 and l2 in place: the weights stay and training goes on") {
+  constexpr const char* kSgd =
+      R"({"data": "moons", "hidden": [8], "act": "tanh", "opt": "sgd", "lr": 0.03, "epochs": 4,
+          "batch": 10, "seed": 1, "noise": 0.1})";
+  // Changed before the first epoch, the rates are those of a run that had them from the start:
+  // the optimizer and fit read them afresh at each step.
+  NetworkLab changed(options_from_config(kSgd));
+  const Json reply = changed.set_rates(R"({"lr": 0.3, "l2": 0.01})");
+  CHECK(reply["lr"] == 0.3);
+  CHECK(reply["command"].get<std::string>().find("--lr 0.3 ") != std::string::npos);
+  CHECK(reply["command"].get<std::string>().find("--l2 0.01") != std::string::npos);
+  changed.train(4);
+  NetworkLab fresh(options_from_config(
+      R"({"data": "moons", "hidden": [8], "act": "tanh", "opt": "sgd", "lr": 0.3, "epochs": 4,
+          "batch": 10, "seed": 1, "noise": 0.1, "l2": 0.01})"));
+  fresh.train(4);
+  CHECK(weights_of(changed) == weights_of(fresh));
+
+  // Midway, nothing is reset: the epoch and the weights are kept, and the next epoch uses the
+  // new rate (unlike a session that kept the old one).
+  NetworkLab midway(options_from_config(kSgd)), kept(options_from_config(kSgd));
+  midway.train(2);
+  kept.train(2);
+  const std::vector<float> before = weights_of(midway);
+  midway.set_rates(R"({"lr": 0.3})");
+  CHECK(weights_of(midway) == before);
+  CHECK(midway.snapshot()["epoch"] == 2);
+  CHECK(midway.train(1)["epoch"] == 3);
+  kept.train(1);
+  CHECK(weights_of(midway) != weights_of(kept));
+
+  // Bad rates: the command line's messages, and the session keeps its rates.
+  CHECK_THROWS_WITH(midway.set_rates(R"({"lr": -1})"),
+                    "--lr -1: the learning rate must be a positive number");
+  CHECK_THROWS_WITH(midway.set_rates(R"({"l1": -0.5})"),
+                    "--l1 -0.5: the regularization rate must be a finite number >= 0");
+  CHECK_THROWS_WITH(midway.set_rates(R"({"momentum": 0.9})"),
+                    "net_set_rates: unknown key \"momentum\"; the rates are lr, l1 and l2");
+  CHECK_THROWS_WITH(midway.set_rates(R"({"lr": "fast"})"),
+                    "net_set_rates: \"lr\" must be a number, not \"fast\"");
+  CHECK(midway.options().lr == 0.3);
+}

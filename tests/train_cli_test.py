@@ -377,7 +377,7 @@ class DataOptions(TrainCliTest):
                  "--noise inf: the noise must be a finite number >= 0"),
                 (["--data", "csv:" + csv, "--noise", "0.1"],
                  "--noise 0.1: only the synthetic data sets (xor, moons, circles, spirals, blobs, "
-                 "gaussian, plane, multi-gaussian) take it, not csv:"),
+                 "gaussian, two-spirals, plane, multi-gaussian) take it, not csv:"),
                 (["--data", "csv:" + csv, "--n", "10"], "--n 10: only the synthetic data sets"),
                 (["--data", "moons", "--features", "x1,cos_x1"],
                  "--features x1,cos_x1: unknown input feature 'cos_x1': the features are "
@@ -425,6 +425,34 @@ class PlaygroundOptions(TrainCliTest):
         noisy = self.lines("--data", "gaussian", "--noise", "0.5", "--epochs", "20")
         self.assertLess(noisy[-1]["test_accuracy"], docs[-1]["test_accuracy"])  # variance 4 overlaps
         self.assertIn("gaussian", self.ok("train", "--help"))
+
+    def test_two_spirals_is_playgrounds_spiral_and_trains_with_its_defaults(self):
+        out = self.ok("train", "--data", "two-spirals", "--epochs", "1")
+        self.assertIn("two-spirals: 300 training rows, 100 test rows, 2 features, 2 classes", out)
+        trained = self.lines("--data", "two-spirals", "--seed", "1")
+        self.assertGreaterEqual(trained[-1]["test_accuracy"], 0.9)  # 0.98 measured
+        self.assertIn("two-spirals", self.ok("train", "--help"))
+        # spirals stays CS231n's three arms.
+        self.assertIn("3 classes", self.ok("train", "--data", "spirals", "--epochs", "1"))
+
+    def test_noise_percent_is_playgrounds_control_made_noise(self):
+        # Note [The noise in percent]: gaussian takes percent / 100, moons a sigma of that / sqrt(3).
+        def summary(*args):
+            last = self.lines("--epochs", "2", "--hidden", "none", *args)[-1]
+            del last["seconds"]
+            return last
+
+        self.assertEqual(summary("--data", "gaussian", "--noise-percent", "30"),
+                         summary("--data", "gaussian", "--noise", "0.3"))
+        self.assertNotEqual(summary("--data", "gaussian", "--noise-percent", "30"),
+                            summary("--data", "gaussian", "--noise-percent", "40"))
+        moons = summary("--data", "moons", "--noise-percent", "17.32050807568877")
+        self.assertAlmostEqual(moons["loss"], summary("--data", "moons", "--noise", "0.1")["loss"],
+                               places=5)
+        self.fails("train", "--data", "moons", "--noise", "0.1", "--noise-percent", "10",
+                   message="error: --noise-percent 10: give it or --noise 0.1, not both")
+        self.fails("train", "--data", "moons", "--noise-percent", "-1",
+                   message="error: --noise-percent -1: the noise must be a finite percentage >= 0")
 
     def test_test_fraction_splits_the_rows_and_the_checkpoint_keeps_it(self):
         out = self.ok("train", "--data", "moons", "--test-fraction", "0.5", "--epochs", "1")

@@ -28,6 +28,7 @@ struct ConfigKey {
   std::string_view option;
   Kind kind;
 };
+// clang-format off
 constexpr ConfigKey kConfigKeys[] = {
     {"data", "--data", Kind::text},      {"hidden", "--hidden", Kind::sizes},
     {"act", "--act", Kind::text},        {"out", "--out", Kind::text},
@@ -37,7 +38,9 @@ constexpr ConfigKey kConfigKeys[] = {
     {"n", "--n", Kind::count},           {"features", "--features", Kind::names},
     {"opt", "--opt", Kind::text},        {"l1", "--l1", Kind::number},
     {"l2", "--l2", Kind::number},        {"test_fraction", "--test-fraction", Kind::number},
-    {"init", "--init", Kind::text}};
+    {"init", "--init", Kind::text},      {"task", "--task", Kind::text},
+    {"noise_percent", "--noise-percent", Kind::number}};
+// clang-format on
 
 std::string_view kind_text(Kind kind) {
   switch (kind) {
@@ -96,10 +99,16 @@ void check_member(const NnOptions& o, std::string_view option, const std::string
 
 double sigmoid(double x) { return 1 / (1 + std::exp(-x)); }
 
+// Each point as [x1, x2, its class] or, for a regression set, [x1, x2, its target].
 Json points_json(const nn::Dataset& d) {
   Json rows = Json::array();
-  for (std::int64_t i = 0; i < d.rows; ++i)
-    rows.push_back({d.row(i)[0], d.row(i)[1], d.labels[static_cast<std::size_t>(i)]});
+  for (std::int64_t i = 0; i < d.rows; ++i) {
+    const auto at = static_cast<std::size_t>(i);
+    if (d.regression())
+      rows.push_back({d.row(i)[0], d.row(i)[1], d.target_values[at]});
+    else
+      rows.push_back({d.row(i)[0], d.row(i)[1], d.labels[at]});
+  }
   return rows;
 }
 
@@ -141,6 +150,8 @@ std::string base64(std::string_view bytes) {
   return text;
 }
 
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
 }  // namespace
 
 NnOptions options_from_config(const std::string& config_json) {
@@ -171,11 +182,13 @@ NnOptions options_from_config(const std::string& config_json) {
     if (key->key == "loss") o.loss = text;
     if (key->key == "opt") o.opt = text;
     if (key->key == "init") o.init = text;
+    if (key->key == "task") o.task = text;
     if (key->key == "features") o.features = text;
     if (key->kind == Kind::number) {
       const double number = value.get<double>();
       if (key->key == "lr") o.lr = number;
       if (key->key == "noise") o.noise = number;
+      if (key->key == "noise_percent") o.noise_percent = number;
       if (key->key == "l1") o.l1 = number;
       if (key->key == "l2") o.l2 = number;
       if (key->key == "test_fraction") o.test_fraction = number;
@@ -226,6 +239,7 @@ NetworkLab::NetworkLab(NnOptions options) : o_(std::move(options)) {
   mlp_ = std::make_unique<nn::MLP>(sizes_, hidden, output, o_.seed, extras);
   initialize(*mlp_, o_.init, o_.seed);
   optimizer_ = make_optimizer(*mlp_, o_);
+  regression_ = is_regression(o_);
   fit_ = fit_options(o_, data_, loss_, std::nullopt, std::nullopt);
   fit_.progress = nn::FitOptions::Progress::quiet;
 
@@ -246,6 +260,8 @@ Json NetworkLab::created() {
   Json object = {{"layers", sizes_},
                  {"inputs", inputs},
                  {"command", command_line(o_, o_.epochs)},
+                 {"task", o_.task},
+                 {"noise", o_.noise},
                  {"classes", data_.train.classes},
                  {"domain", {{"x1", {lo_, hi_}}, {"x2", {lo_, hi_}}}},
                  {"train", points_json(points_.train)},
@@ -282,6 +298,39 @@ Json NetworkLab::train(std::int64_t epochs) {
   return snapshot();
 }
 
+Json NetworkLab::set_rates(const std::string& rates_json) {
+  Json rates;
+  try {
+    rates = Json::parse(rates_json);
+  } catch (const Json::exception& e) {
+    ag::fail("net_set_rates: not JSON: {}", e.what());
+  }
+  if (!rates.is_object())
+    ag::fail("net_set_rates: not a JSON object: {}", rates_json.substr(0, 80));
+  NnOptions next = o_;
+  for (const auto& [name, value] : rates.items()) {
+    if (name != "lr" && name != "l1" && name != "l2")
+      ag::fail("net_set_rates: unknown key \"{}\"; the rates are lr, l1 and l2",
+               ag::printable(name));
+    if (!value.is_number())
+      ag::fail("net_set_rates: \"{}\" must be a number, not {}", name, value.dump());
+    (name == "lr" ? next.lr : name == "l1" ? next.l1 : next.l2) = value.get<double>();
+    next.given.insert("--" + name);
+  }
+  check_given_options(next);  // the command line's own checks and messages
+  if (fit_.schedule)
+    ag::fail("net_set_rates: a --schedule {} run sets its learning rate each epoch", o_.schedule);
+  // Note [Rates changed in place]
+  o_ = std::move(next);
+  optimizer_->set_lr(o_.lr);
+  fit_.l1 = o_.l1;
+  fit_.l2 = o_.l2;
+  return {{"lr", o_.lr},
+          {"l1", o_.l1},
+          {"l2", o_.l2},
+          {"command", command_line(o_, epoch_ > 0 ? epoch_ : o_.epochs)}};
+}
+
 Json NetworkLab::summary() {
   if (epoch_ != 0) ag::fail("summary: the session has trained {} epochs already", epoch_);
   fit_.first_epoch = 0;
@@ -293,6 +342,21 @@ Json NetworkLab::summary() {
   epoch_ = o_.epochs;
   last_ = history.epochs.back();
   // run_train's summary, computed as it computes it.
+  if (regression_) {
+    const nn::Evaluation train = nn::evaluate(*mlp_, data_.train, loss_);
+    const nn::Evaluation test = data_.has_test ? nn::evaluate(*mlp_, data_.test, loss_)
+                                               : nn::Evaluation{kNaN, kNaN, kNaN, kNaN};
+    return summary_json({.regression = true,
+                         .train_r2 = train.r2,
+                         .train_rmse = train.rmse,
+                         .r2 = test.r2,
+                         .rmse = test.rmse,
+                         .loss = last_.loss,
+                         .seconds = seconds,
+                         .epochs = history.epochs.size(),
+                         .grad_norms = last_.grad_norms,
+                         .dead_fraction = last_.dead_fraction});
+  }
   return summary_json({.train_accuracy = nn::evaluate(*mlp_, data_.train, loss_).accuracy,
                        .test_accuracy = data_.has_test
                                             ? nn::evaluate(*mlp_, data_.test, loss_).accuracy
@@ -340,6 +404,10 @@ NetworkLab::Forward NetworkLab::forward_grid(std::int64_t size) {
   const std::vector<double> out = x.values();
   const auto outputs = static_cast<std::size_t>(x.shape()[1]);
   const bool probabilities = nn::scores_of(loss_) == nn::Scores::probabilities;
+  if (regression_) {  // the predicted value itself, which the page colours on the targets' scale
+    f.output = out;
+    return f;
+  }
   for (std::size_t p = 0; p < static_cast<std::size_t>(grid.rows); ++p) {
     if (outputs == 1) {  // a probability, or a score whose sign is the class
       const double y = out[p];
@@ -355,12 +423,13 @@ NetworkLab::Forward NetworkLab::forward_grid(std::int64_t size) {
   return f;
 }
 
+// The keys are Note [The network lab's session]'s; a regression's output_map holds the predicted
+// value, test_accuracy and train_accuracy are null and train_r2, test_r2, train_rmse, test_rmse
+// join them.
 Json NetworkLab::snapshot() {
   const nn::Evaluation train = nn::evaluate(*mlp_, data_.train, loss_);
-  const nn::Evaluation test = data_.has_test
-                                  ? nn::evaluate(*mlp_, data_.test, loss_)
-                                  : nn::Evaluation{std::numeric_limits<double>::quiet_NaN(),
-                                                   std::numeric_limits<double>::quiet_NaN()};
+  const nn::Evaluation test = data_.has_test ? nn::evaluate(*mlp_, data_.test, loss_)
+                                             : nn::Evaluation{kNaN, kNaN, kNaN, kNaN};
   Json weights = Json::array(), biases = Json::array(), grad_norms = Json::array();
   for (nn::Linear* l : mlp_->linears()) {
     const auto in = static_cast<std::size_t>(l->weight.shape()[1]);
@@ -389,22 +458,30 @@ Json NetworkLab::snapshot() {
     }
     neuron_maps.push_back(std::move(per_unit));
   }
-  return {{"epoch", epoch_},
-          {"train_loss", train.loss},
-          {"test_loss", test.loss},
-          {"train_accuracy", train.accuracy},
-          {"test_accuracy", test.accuracy},
-          {"weights", std::move(weights)},
-          {"biases", std::move(biases)},
-          {"output_map", std::move(map.output)},
-          {"neuron_maps", std::move(neuron_maps)},
-          {"map_size", kMapSize},
-          {"neuron_map_size", kNeuronMapSize},
-          {"grad_norms", std::move(grad_norms)},
-          {"dead_fraction", last_.dead_fraction},
-          {"command", command_line(o_, epoch_ > 0 ? epoch_ : o_.epochs)},
-          {"diverged", diverged_},
-          {"message", message_}};
+  Json state = {{"epoch", epoch_},
+                {"train_loss", train.loss},
+                {"test_loss", test.loss},
+                {"train_accuracy", regression_ ? kNaN : train.accuracy},
+                {"test_accuracy", regression_ ? kNaN : test.accuracy}};
+  if (regression_) {  // Note [Regression tasks]: R² and RMSE where a classifier has accuracy
+    state["train_r2"] = train.r2;
+    state["test_r2"] = test.r2;
+    state["train_rmse"] = train.rmse;
+    state["test_rmse"] = test.rmse;
+  }
+  Json rest = {{"weights", std::move(weights)},
+               {"biases", std::move(biases)},
+               {"output_map", std::move(map.output)},
+               {"neuron_maps", std::move(neuron_maps)},
+               {"map_size", kMapSize},
+               {"neuron_map_size", kNeuronMapSize},
+               {"grad_norms", std::move(grad_norms)},
+               {"dead_fraction", last_.dead_fraction},
+               {"command", command_line(o_, epoch_ > 0 ? epoch_ : o_.epochs)},
+               {"diverged", diverged_},
+               {"message", message_}};
+  for (auto it = rest.begin(); it != rest.end(); ++it) state[it.key()] = std::move(it.value());
+  return state;
 }
 
 NetworkLab::Point NetworkLab::point(double x1, double x2) {

@@ -18,7 +18,9 @@ namespace tapegrad {
 // The config object's keys as `tapegrad train`'s options (playground/README.md): "data",
 // "hidden" ([8, 8]; [] for none), "act", "out", "loss", "lr", "epochs", "batch", "seed", "noise",
 // "n", "features" (["x1", "x1*x2"]), "opt", "l1", "l2", "test_fraction", "init". Keys absent take
-// train's defaults. ag::Error names a bad key or value; the values themselves are checked later,
+// train's defaults; "task" ("classification" or "regression") is --task, and "noise_percent"
+// --noise-percent, TensorFlow Playground's noise control (Note [The noise in percent],
+// train_setup.cpp). ag::Error names a bad key or value; the values themselves are checked later,
 // by the command line's own checks and messages.
 NnOptions options_from_config(const std::string& config_json);
 
@@ -89,6 +91,17 @@ class NetworkLab {
   // Encoded as base64 (RFC 4648, padded), the text a page turns back into a file to download.
   std::string safetensors_base64();
 
+  // Note [Rates changed in place]
+  // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+  // TensorFlow Playground keeps the weights when its learning rate changes (src/playground.ts)
+  // and training goes on from there. set_rates({"lr": 0.1, "l1": 0, "l2": 0.001}, any of the
+  // three) does that: the rate is the optimizer's (nn::Optimizer::set_lr, which the next step
+  // uses; SGD's and Adam's buffers are kept) and the penalties are fit's options (FitOptions::l1,
+  // l2), both read afresh by each epoch's fit call. The values are checked as the command line
+  // checks --lr, --l1 and --l2. The command shown says the new rates: from here on it reproduces
+  // a run that had them from the start, not this one. Returns {lr, l1, l2, command}.
+  Json set_rates(const std::string& rates_json);
+
   const NnOptions& options() const { return o_; }
   nn::MLP& model() { return *mlp_; }
   std::int64_t epoch() const { return epoch_; }
@@ -112,6 +125,7 @@ class NetworkLab {
   Data points_;  // the same rows before --features: the page's (x1, x2)
   std::vector<std::int64_t> sizes_;
   nn::LossKind loss_;
+  bool regression_ = false;  // Note [Regression tasks]
   std::unique_ptr<nn::MLP> mlp_;
   std::unique_ptr<nn::Optimizer> optimizer_;
   nn::FitOptions fit_;

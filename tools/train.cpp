@@ -777,8 +777,8 @@ NnCommands add_nn_commands(CLI::App& app) {
   c.train
       ->add_option("--n", o.rows,
                    "Rows of a synthetic set before its 75/25 split (default: xor 4, unsplit; "
-                   "moons, circles, blobs, gaussian, plane and multi-gaussian 400; spirals 300, a "
-                   "multiple of 3)")
+                   "moons, circles, blobs, gaussian, two-spirals, plane and multi-gaussian 400; "
+                   "spirals 300, a multiple of 3)")
       ->type_name("ROWS")
       ->check(integer_validator());
   c.train
@@ -786,11 +786,20 @@ NnCommands add_nn_commands(CLI::App& app) {
                    "A synthetic set's noise: the standard deviation of the N(0, noise^2) added to "
                    "each coordinate (xor, moons, circles), to each angle (spirals) or each "
                    "cluster's spread (blobs); gaussian's is TensorFlow Playground's, 0 to 0.5, its "
-                   "clusters' variance 0.5 + 7 noise; default xor and gaussian 0, moons and "
+                   "clusters' variance 0.5 + 7 noise; two-spirals' too, each coordinate moved by "
+                   "noise * U(-1, 1); default xor, gaussian and two-spirals 0, moons and "
                    "circles 0.1, spirals 0.2, blobs 1; for plane and multi-gaussian, as TensorFlow "
                    "Playground's, the target is taken at the point moved by noise * U(-6, 6) per "
                    "coordinate (default 0)")
       ->type_name("SIGMA");
+  c.train
+      ->add_option("--noise-percent", o.noise_percent,
+                   "A synthetic set's noise as TensorFlow Playground's control, 0 to 50 (%), "
+                   "made --noise as its data sets scale it: gaussian, two-spirals, plane and "
+                   "multi-gaussian take percent / 100, moons, circles and xor a sigma of percent "
+                   "/ 100 / sqrt(3), spirals an angle of percent / 100 (the network lab's "
+                   "control; instead of --noise)")
+      ->type_name("PERCENT");
   c.train
       ->add_option("--features", o.features,
                    "The inputs made of a two-column set's x1 and x2, as TensorFlow Playground's: "

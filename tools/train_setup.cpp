@@ -20,26 +20,45 @@ namespace {
 // --n and --noise size and blur a synthetic set; their defaults are the values each set had
 // before the options existed, so a run without them trains on the same rows as ever. --noise
 // is the generator's own: N(0, noise^2) added to each coordinate (xor, moons, circles), to each
-// angle (spirals, CS231n's 0.2), or each cluster's spread (blobs); gaussian's is TensorFlow
-// Playground's slider, 0 to 0.5, its clusters' variance 0.5 + 7 noise. --features replaces a
+// angle (spirals, CS231n's 0.2), or each cluster's spread (blobs); gaussian's and two-spirals'
+// are TensorFlow Playground's slider, 0 to 0.5 (its clusters' variance 0.5 + 7 noise; its
+// spiral's uniform shift of each coordinate by up to noise). --features replaces a
 // two-column set's columns by TensorFlow Playground's inputs (nn::expand_features, Note [Input
 // features]) before the split, so the training and test rows get the same columns. All three
 // are in the checkpoint (Note [What a checkpoint says of its model]): a resume rebuilds the
 // same rows and inputs, and refuses options that disagree.
+//
+// Note [The noise in percent]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// TensorFlow Playground's noise control is a percentage, 0 to 50, that its src/dataset.ts reads
+// as a fraction f = percent / 100 in each set's own way: its Gaussians' variance 0.5 + 7 f, its
+// regression sets' and spiral's shifts by f times U(-6, 6) and U(-1, 1). --noise-percent (the
+// network lab's control) is that control, and this is the one place it becomes --noise:
+// --noise = f * per_unit, per_unit the row's below. The sets made by Playground's own recipes
+// (gaussian, two-spirals, plane, multi-gaussian) take f itself (per_unit 1). The others blur
+// their points by N(0, noise^2) in their own unit (a radius of 1: moons, circles, xor's unit
+// square); Playground shifts its points (or the copy that decides their label) by up to f times
+// its sets' radius, a uniform shift of standard deviation f / sqrt(3) radii, so their per_unit
+// is 1 / sqrt(3): 50 % is sigma 0.29, moons' and circles' default 0.1 is 17 %. spirals' noise is
+// an angle in radians (per_unit 1: CS231n's 0.2 is 20 %); blobs' centres lie within 10 of 0,
+// its radius (per_unit 10 / sqrt(3)).
 struct Synthetic {
   std::string_view data;
   std::int64_t rows;
   double noise;
+  double per_unit;  // --noise per unit of --noise-percent / 100 (Note [The noise in percent])
 };
+constexpr double kUniformSigma = 0.5773502691896258;  // 1 / sqrt(3), U(-1, 1)'s sigma
 // clang-format off
-constexpr Synthetic kSynthetic[] = {{"xor", 4, 0},
-                                    {"moons", 400, 0.1},
-                                    {"circles", 400, 0.1},
-                                    {"spirals", 300, 0.2},
-                                    {"blobs", 400, 1.0},
-                                    {"gaussian", 400, 0},
-                                    {"plane", 400, 0},
-                                    {"multi-gaussian", 400, 0}};
+constexpr Synthetic kSynthetic[] = {{"xor",            4,   0,   kUniformSigma},
+                                    {"moons",          400, 0.1, kUniformSigma},
+                                    {"circles",        400, 0.1, kUniformSigma},
+                                    {"spirals",        300, 0.2, 1},
+                                    {"blobs",          400, 1.0, 10 * kUniformSigma},
+                                    {"gaussian",       400, 0,   1},
+                                    {"two-spirals",    400, 0,   1},
+                                    {"plane",          400, 0,   1},
+                                    {"multi-gaussian", 400, 0,   1}};
 // clang-format on
 
 // The regression sets among them (Note [Regression tasks]).
@@ -61,14 +80,21 @@ void resolve_synthetic(NnOptions& o) {
   if (!s) {
     std::vector<std::string_view> names;  // (emscripten's libc++ 14 has no views::transform)
     for (const Synthetic& set : kSynthetic) names.push_back(set.data);
-    for (const std::string_view option : {"--n", "--noise"})
+    for (const std::string_view option : {"--n", "--noise", "--noise-percent"})
       if (o.was_given(option))
         ag::fail("{} {}: only the synthetic data sets ({}) take it, not {}", option,
-                 option == "--n" ? fmt::format("{}", o.rows) : fmt::format("{}", o.noise),
+                 option == "--n"       ? fmt::format("{}", o.rows)
+                 : option == "--noise" ? fmt::format("{}", o.noise)
+                                       : fmt::format("{}", o.noise_percent),
                  fmt::join(names, ", "), ag::printable(o.data));
     return;
   }
   if (!o.was_given("--n") && o.rows == 0) o.rows = s->rows;
+  if (o.was_given("--noise-percent")) {
+    if (!std::isfinite(o.noise_percent) || o.noise_percent < 0)
+      ag::fail("--noise-percent {}: the noise must be a finite percentage >= 0", o.noise_percent);
+    o.noise = o.noise_percent / 100 * s->per_unit;  // Note [The noise in percent]
+  }
   if (!o.was_given("--noise") && o.noise == -1) o.noise = s->noise;
   if (!std::isfinite(o.noise) || o.noise < 0)
     ag::fail("--noise {}: the noise must be a finite number >= 0", o.noise);
@@ -137,6 +163,7 @@ constexpr DataDefaults kDataDefaults[] = {
     {"spirals",       "64,64",    0.01,   300,   32,   "constant"},
     {"blobs",         "16,16",    0.01,   50,    32,   "constant"},
     {"gaussian",      "16,16",    0.01,   100,   32,   "constant"},
+    {"two-spirals",   "16,16",    0.01,   300,   32,   "constant"},
     {"plane",         "8",        0.01,   50,    32,   "constant"},
     {"multi-gaussian","32,32",    0.01,   200,   32,   "constant"},
     {"fashion-mnist", "256,128",  0.002,  10,    128,  "cosine"},
@@ -305,6 +332,8 @@ Data load_data(const NnOptions& o) {
     all = nn::blobs(o.rows, 3, o.noise, seed);
   } else if (spec == "gaussian") {
     all = nn::two_gaussians(o.rows, o.noise, seed);
+  } else if (spec == "two-spirals") {
+    all = nn::two_spirals(o.rows, o.noise, seed);
   } else if (spec == "plane") {
     all = nn::plane(o.rows, o.noise, seed);
   } else if (spec == "multi-gaussian") {
@@ -439,6 +468,10 @@ void check_given_options(const NnOptions& o) {
     ag::fail("--features : no input features: choose from {} (or none)",
              nn::input_features_str(nn::kInputFeatures));
   input_features(o.features);
+  if (o.was_given("--noise-percent") && o.was_given("--noise"))
+    ag::fail("--noise-percent {}: give it or --noise {}, not both", o.noise_percent, o.noise);
+  if (o.was_given("--noise-percent") && !o.resume.empty())
+    ag::fail("--noise-percent {}: a resumed run keeps its checkpoint's --noise", o.noise_percent);
   if (o.was_given("--test-fraction") && !(o.test_fraction > 0 && o.test_fraction < 1))
     ag::fail("--test-fraction {}: the fraction of rows held out must be between 0 and 1",
              o.test_fraction);

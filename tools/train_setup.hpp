@@ -48,7 +48,9 @@ struct NnOptions {
   double clip_grad_value = 0;
   double noise = -1;      // --noise and --n: a synthetic set's (Note [Synthetic data options]),
   std::int64_t rows = 0;  // when given or resumed; -1 and 0: its row of kSynthetic
-  std::string features;   // --features; empty: the checkpoint's, else none (the data's columns)
+  // --noise-percent: TensorFlow Playground's control, made --noise (Note [The noise in percent])
+  double noise_percent = 0;
+  std::string features;  // --features; empty: the checkpoint's, else none (the data's columns)
   double test_fraction = 0.25;  // --test-fraction: the rows a synthetic set or CSV file holds out
   double l1 = 0;                // --l1 and --l2: nn::FitOptions's penalties on every parameter
   double l2 = 0;
@@ -67,7 +69,8 @@ struct NnOptions {
 
 // The --data names, for the help and the messages.
 inline constexpr const char* kDataSets =
-    "xor, moons, circles, spirals, blobs, gaussian, plane, multi-gaussian, fashion-mnist, "
+    "xor, moons, circles, spirals, blobs, gaussian, two-spirals, plane, multi-gaussian, "
+    "fashion-mnist, "
     "csv:FILE[:LABEL_COLUMN] (with --task regression csv:FILE[:COLUMN,COLUMN...], the targets)";
 
 // Note [Regression tasks]

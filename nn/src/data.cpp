@@ -428,7 +428,8 @@ Dataset blobs(std::int64_t n, std::int64_t centers, double spread, std::uint64_t
 // - circle: Playground's is a disc of radius 2.5 inside a ring from 3.5 to 5, noise flipping
 //   labels again; circles is sklearn's make_circles, two blurred circles.
 // - spiral: Playground's has two arms of radius 0 to 5 over 1.75 turns with uniform noise on
-//   the coordinates; spirals is CS231n's, any number of arms, noise on the angle.
+//   the coordinates; spirals is CS231n's, any number of arms, noise on the angle, and
+//   two_spirals is Playground's own recipe, as two_gaussians is.
 // Playground's habit of labelling by a noisy copy of the point is the one it keeps for its sets
 // alone; nn keeps each label true to its generator and blurs the point instead.
 Dataset two_gaussians(std::int64_t n, double noise, std::uint64_t seed) {
@@ -444,6 +445,27 @@ Dataset two_gaussians(std::int64_t n, double noise, std::uint64_t seed) {
     d.features[sz(2 * i)] = float(rng.normal(center, spread));
     d.features[sz(2 * i + 1)] = float(rng.normal(center, spread));
     d.labels[sz(i)] = negative ? 0 : 1;
+  }
+  return d;
+}
+
+Dataset two_spirals(std::int64_t n, double noise, std::uint64_t seed) {
+  if (n < 2) fail("two-spirals: n must be at least 2, not {}", n);
+  check_noise(noise, "two-spirals");
+  const std::int64_t n_negative = n / 2;
+  Dataset d = empty_set(n, 2, 2);
+  ag::Rng rng(seed);
+  const double pi = std::numbers::pi;
+  for (std::int64_t k = 0; k < n; ++k) {
+    const bool negative = k < n_negative;
+    const std::int64_t i = negative ? k : k - n_negative;
+    const double arm_points = double(negative ? n_negative : n - n_negative);
+    const double r = double(i) / arm_points * 5;
+    const double t = 1.75 * double(i) / arm_points * 2 * pi + (negative ? pi : 0);
+    const double shift1 = rng.uniform(-1, 1) * noise, shift2 = rng.uniform(-1, 1) * noise;
+    d.features[sz(2 * k)] = float(r * std::sin(t) + shift1);
+    d.features[sz(2 * k + 1)] = float(r * std::cos(t) + shift2);
+    d.labels[sz(k)] = negative ? 0 : 1;
   }
   return d;
 }

@@ -419,7 +419,7 @@ function netControls(page) {
 
 test('the network lab trains moons to 0.95 test accuracy within 10 s, and the page keeps drawing', async () => {
   const { page, errors } = await openNetwork(netHash({ data: 'moons', hidden: '8,8', act: 'relu',
-    opt: 'adam', lr: 0.01, noise: 0.1, batch: 10 }));
+    opt: 'adam', lr: 0.01, noise: 15, batch: 10 }));
   assert.equal(await dataset(page, 'netLayers'), '2,8,8,1');
   assert.match(await page.textContent('#net-command'), /^tapegrad train --data moons .*--hidden 8,8/);
   // At 1280x800 the whole lab is on the screen: the page itself does not scroll.
@@ -502,7 +502,7 @@ test('the network lab\'s setup round-trips through the URL', async () => {
   await page.click('#net-features [data-feature="sin_x2"]');
   await page.click('#net-add-layer');
   await page.click('[aria-label="add a neuron to layer 1"]');
-  for (const [id, value] of [['net-ratio', '70'], ['net-noise', '0.2'], ['net-batch', '5']]) {
+  for (const [id, value] of [['net-ratio', '70'], ['net-noise', '20'], ['net-batch', '5']]) {
     await page.$eval(`#${id}`, (e, v) => {
       e.value = v;
       e.dispatchEvent(new Event('change'));
@@ -534,7 +534,7 @@ test('the network lab: a diverging learning rate stops training with a message, 
   // A linear network's weights multiply layer by layer: at a rate of 10 they overflow in a few
   // epochs.
   const { page, errors } = await openNetwork(netHash({ data: 'moons', hidden: '8,8', act: 'none',
-    lr: 10, opt: 'sgd', noise: 0.1 }));
+    lr: 10, opt: 'sgd', noise: 15 }));
   await page.click('#net-play');
   await page.waitForSelector('#net-message:not([hidden])', { timeout: 30000 });
   assert.match(await page.textContent('#net-message'), /learning rate/);
@@ -657,6 +657,53 @@ test('the network lab: the download is the model as safetensors, with PyTorch\'s
   assert.equal(bytes.length, 8 + length + end);
   assert.equal(header.__metadata__['data.name'], 'circles');
   assert.deepEqual(errors, []);
+});
+
+test('the network lab\'s regression: the problem menu switches the sets, and plane trains to a low test loss', async () => {
+  const { page, errors } = await openNetwork(netHash({ hidden: '4,2', act: 'tanh', lr: 0.03 }));
+  const shownSets = () => page.$$eval('#net-sets button:not([hidden])', (bs) => bs.map((b) => b.dataset.set));
+  assert.deepEqual(await shownSets(), ['circles', 'xor', 'gaussian', 'two-spirals', 'moons', 'spirals']);
+  await page.selectOption('#net-problem', 'regression');
+  await netSettled(page);
+  await page.waitForFunction(() => document.body.dataset.netLayers === '2,4,2,1');
+  // TF Playground's regression sets take the classification sets' place; plane is the first.
+  assert.deepEqual(await shownSets(), ['plane', 'multi-gaussian']);
+  assert.equal((await netControls(page)).data, 'plane');
+  assert.match(page.url(), /net\.problem=regression/);
+  assert.match(page.url(), /net\.data=plane/);
+  assert.match(await page.textContent('#net-command'), /^tapegrad train --data plane .*--out none --loss mse/);
+  assert.equal(await page.textContent('#net-score-name'), 'Test R\u00b2');
+  // Playground's mean-predictor loss here is about 0.24, the targets' variance: 0.02 is an R² of
+  // about 0.92 (test R² 0.93 by epoch 20 natively).
+  await page.click('#net-play');
+  await page.waitForFunction(() => Number(document.body.dataset.netTestLoss) < 0.02, null, { timeout: 30000 });
+  // A new learning rate is taken in place, as TF Playground's: the epoch goes on from where it was.
+  await page.click('#net-play');  // Pause
+  await page.waitForTimeout(200);
+  const paused = Number(await dataset(page, 'netEpoch'));
+  await page.selectOption('#net-lr', '0.01');
+  await page.waitForFunction(() => /--lr 0\.01 /.test(document.getElementById('net-command').textContent));
+  assert.equal(Number(await dataset(page, 'netEpoch')), paused);
+  await page.click('#net-step');
+  await page.waitForFunction((e) => document.body.dataset.netEpoch === String(e + 1), paused);
+  assert.match(page.url(), /net\.lr=0\.01/);
+  await page.screenshot({ path: path.join(outDir, 'playground-network-plane.png') });
+  // The regularization rate starts again (TF Playground resets on it too).
+  await page.selectOption('#net-reg', 'l2');
+  await page.waitForFunction(() => document.body.dataset.netEpoch === '0');
+  // A link keeps the problem type: it opens on the regression sets.
+  const again = await openNetwork(new URL(page.url()).hash);
+  assert.equal(await again.page.inputValue('#net-problem'), 'regression');
+  assert.equal(await dataset(again.page, 'netLayers'), '2,4,2,1');
+  assert.deepEqual(await again.page.$$eval('#net-sets button:not([hidden])', (bs) => bs.map((b) => b.dataset.set)),
+      ['plane', 'multi-gaussian']);
+  await again.page.click('#net-sets [data-set="multi-gaussian"]');
+  await netSettled(again.page);
+  assert.match(await again.page.textContent('#net-command'), /--data multi-gaussian/);
+  await again.page.screenshot({ path: path.join(outDir, 'playground-network-multi-gaussian.png') });
+  assert.deepEqual(errors, []);
+  assert.deepEqual(again.errors, []);
+  await again.page.close();
   await page.close();
 });
 

@@ -181,6 +181,12 @@ Dataset blobs(std::int64_t n, std::int64_t centers, double spread, std::uint64_t
 // variance 0.5 + 7 noise, Playground's map of its noise slider [0, 0.5] to [0.5, 4].
 Dataset two_gaussians(std::int64_t n, double noise, std::uint64_t seed);
 
+// TensorFlow Playground's spiral (Note [TensorFlow Playground's data sets]): two arms of radius 0
+// to 5 over 1.75 turns, n / 2 points (rounded down) on the arm turned by pi (class 0, Playground's
+// label -1), the rest on the other (class 1); point i of an arm of m points at r = 5 i / m, angle
+// 3.5 pi i / m, moved by noise * U(-1, 1) on each coordinate (Playground's slider 0 to 0.5).
+Dataset two_spirals(std::int64_t n, double noise, std::uint64_t seed);
+
 // A noisy XOR of n points: point i is the corner i mod 4 of the four above,
 // with its label, plus N(0, noise^2) on each coordinate; xor_data(4, 0, seed)
 // is xor_data().
