@@ -299,6 +299,12 @@ TEST_CASE("a point's pass past the drawing budget is refused, saying how large i
                     doctest::Contains("net_point: one point's pass through this 2,8,8,8,8,8,8,1 "
                                       "network has"));
   CHECK_THROWS_WITH(lab.point(0, 0), doctest::Contains("past the graph lab's drawing budget"));
+  // A regression session has no class to take as the target: refused by name, as the page says.
+  NetworkLab plane(
+      options_from_config(R"({"data": "plane", "hidden": [4], "task": "regression"})"));
+  CHECK_THROWS_WITH(plane.point(0, 0),
+                    "net_point: a point's pass is drawn for classification; "
+                    "this is a regression run");
 }
 
 namespace {
