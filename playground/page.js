@@ -213,7 +213,7 @@
     shown = reply;
     byId('point-note').hidden = !pointMode;
     [editor, byId('inputs'), presetSelect.parentElement].forEach((e) => { e.hidden = pointMode; });
-    renderInputs();
+    if (!pointMode) renderInputs();  // a point's leaves are its weights: nothing to edit
     renderGradients();
     const graph = byId('graph');
     graph.innerHTML = reply.svg;
@@ -1194,12 +1194,14 @@
     byId('net-map').addEventListener('click', async (e) => {
       if (!net.abilities.net_point || !net.session) return;
       const canvas = e.currentTarget;
+      // The map is drawn inside the canvas's border: measure from its content box.
       const box = canvas.getBoundingClientRect();
+      const [width, height] = [canvas.clientWidth, canvas.clientHeight];
       const [x1lo, x1hi] = net.session.domain.x1;
       const [x2lo, x2hi] = net.session.domain.x2;
-      const toX = (x) => ((x - x1lo) / (x1hi - x1lo)) * box.width;
-      const toY = (y) => ((x2hi - y) / (x2hi - x2lo)) * box.height;
-      const [px, py] = [e.clientX - box.left, e.clientY - box.top];
+      const toX = (x) => ((x - x1lo) / (x1hi - x1lo)) * width;
+      const toY = (y) => ((x2hi - y) / (x2hi - x2lo)) * height;
+      const [px, py] = [e.clientX - box.left - canvas.clientLeft, e.clientY - box.top - canvas.clientTop];
       const candidates = net.state.show_test ? net.session.train.concat(net.session.test) : net.session.train;
       let nearest = null;
       let nearestDistance = 8;  // pixels
@@ -1207,23 +1209,29 @@
         const d = Math.hypot(toX(p[0]) - px, toY(p[1]) - py);
         if (d < nearestDistance) [nearest, nearestDistance] = [p, d];
       });
-      const x1 = nearest ? nearest[0] : x1lo + (px / box.width) * (x1hi - x1lo);
-      const x2 = nearest ? nearest[1] : x2hi - (py / box.height) * (x2hi - x2lo);
+      const x1 = nearest ? nearest[0] : x1lo + (px / width) * (x1hi - x1lo);
+      const x2 = nearest ? nearest[1] : x2hi - (py / height) * (x2hi - x2lo);
       netPause();
       const started = performance.now();
       const reply = await send('net_point', { x1, x2 });
-      if (reply.error) {
+      if (reply.error) {  // e.g. a network whose graph is past the drawing budget: say so here
         netMessage(reply.error);
+        document.body.dataset.netPoint = 'refused';
         return;
       }
+      // The engine says whose label the loss takes: the data point's, or the network's own answer.
+      const { point } = reply;
       const where = `(x1, x2) = (${x1.toFixed(3)}, ${x2.toFixed(3)})`;
-      byId('point-caption').textContent = nearest
-          ? `The data point ${where}, of class ${nearest[2]}, through the network's weights at epoch ${net.snapshot.epoch}.`
-          : `The place ${where} on the map, through the network's weights at epoch ${net.snapshot.epoch}.`;
+      byId('point-caption').textContent = point.label_from === 'prediction'
+          ? `The place ${where} on the map, through the network's weights at epoch ${point.epoch}; ` +
+            `no data point is here, so the loss (${point.loss}) takes the class the network predicts, ${point.label}.`
+          : `The ${point.label_from} point ${where}, of class ${point.label}, through the network's ` +
+            `weights at epoch ${point.epoch}, with its ${point.loss} loss L.`;
       names = reply.inputs;
       pointMode = true;
       showLab('graph');
       showAnalysis(reply, performance.now() - started);
+      document.body.dataset.netPoint = 'shown';
     });
     // The weights as `tapegrad train --save` writes them (safetensors, PyTorch's names), made in
     // the worker and handed over as base64; the link is shown when the engine can do it.
@@ -1239,7 +1247,7 @@
       link.href = URL.createObjectURL(new Blob([bytes], { type: 'application/octet-stream' }));
       link.download = `tapegrad-${net.state.data}-epoch-${net.snapshot ? net.snapshot.epoch : 0}.safetensors`;
       link.click();
-      setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+      setTimeout(() => URL.revokeObjectURL(link.href), 60000);  // the download has long begun
     });
     window.addEventListener('resize', () => {
       if (!byId('network-lab').hidden && net.session) {

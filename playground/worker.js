@@ -43,7 +43,11 @@ const networkCalls = {
   net_train: (engine, m) => engine.net_train(m.epochs),
   net_snapshot: (engine) => engine.net_snapshot(),
   net_point: (engine, m) => engine.net_point(m.x1, m.x2),
-  net_safetensors: (engine) => JSON.stringify({ base64: engine.net_safetensors_base64() }),
+  // Base64 text, or the {"error": ...} object of bad input (which no base64 text starts with).
+  net_safetensors: (engine) => {
+    const text = engine.net_safetensors_base64();
+    return text.startsWith('{') ? text : JSON.stringify({ base64: text });
+  },
   train: (engine, m) => engine.train(JSON.stringify(m.config)),
   net_rates: (engine, m) => engine.net_set_rates(JSON.stringify(m.rates)),
 };

@@ -143,6 +143,39 @@ for (const name of ['circles tanh with features', 'xor sigmoid']) {
              JSON.parse(out.trim().split('\n').pop()), `${name}: ${command}`);
 }
 
+// A point's pass (net_point): the graph lab's object, its gradients those of the point's loss.
+{
+  moduleCall('net_create', JSON.stringify({ ...moons, loss: 'bce_logits' }));
+  moduleCall('net_train', 3);
+  const point = moduleCall('net_point', 0.5, 0.25);
+  assert.deepEqual(point.point, { x1: 0.5, x2: 0.25, label: point.point.label, label_from: 'prediction',
+                                  loss: 'bce_logits', epoch: 3 });
+  assert.equal(point.label, 'L');
+  assert.equal(point.inputs.length, 2 + 24 + 72 + 9);
+  assert.ok(point.plan.steps.length > 0 && !point.plan.refused);
+  for (const name of point.inputs) {  // each gradient beside its central difference
+    assert.ok(Math.abs(point.result.grad[name] - point.fd[name]) <= 1e-6 * Math.max(1, Math.abs(point.fd[name])),
+              `${name}: ${point.result.grad[name]} vs ${point.fd[name]}`);
+  }
+  assert.match(moduleCall('net_point', NaN, 0).error, /^error: net_point nan, 0: /);
+}
+
+// The download (net_safetensors_base64): a checkpoint the native command reads, holding the
+// session's weights.
+{
+  const snapshot = moduleCall('net_snapshot');
+  const file = path.join(outDir, 'netlab-download.safetensors');
+  fs.writeFileSync(file, Buffer.from(engine.net_safetensors_base64(), 'base64'));
+  assert.match(execFileSync(tapegrad, ['graph', file], { encoding: 'utf8' }), /^digraph/);
+  const bytes = fs.readFileSync(file);
+  const length = Number(bytes.readBigUInt64LE(0));
+  const header = JSON.parse(bytes.subarray(8, 8 + length).toString('utf8'));
+  const [begin, end] = header['layers.2.weight'].data_offsets;
+  const stored = new Float32Array(bytes.buffer.slice(bytes.byteOffset + 8 + length + begin,
+                                                     bytes.byteOffset + 8 + length + end));
+  assert.deepEqual(Array.from(stored), snapshot.weights[1].flat());
+}
+
 // Speed: moons 2-8-8-1 in batches of 10, 200 epochs of 30 steps, fit's own seconds in both,
 // alternated for a fixed number of rounds after one untimed module run (V8 compiles hot wasm
 // functions again, optimized, after their first calls); the figures are the medians, with the

@@ -152,6 +152,22 @@ TEST_CASE("a checkpoint round trip restores every parameter bit for bit, and the
   CHECK(tmp.files() == std::vector<std::string>{"copy.safetensors", "model.safetensors"});
 }
 
+TEST_CASE("safetensors_bytes are the bytes save writes, optimizer state and metadata too") {
+  TempDir tmp;
+  nn::MLP model({2, 4, 1}, ag::Op::tanh, ag::Op::sigmoid, 3);
+  nn::Adam adam(model.parameters());
+  train(model, adam, 3);
+  const nn::CheckpointExtras extras{.optimizer = &adam, .metadata = {{"epoch", "3"}}};
+  nn::save(model, tmp.path("model.safetensors"), extras);
+  CHECK(nn::safetensors_bytes(model, extras) == read_bytes(tmp.path("model.safetensors")));
+  CHECK(nn::safetensors_bytes(model) != nn::safetensors_bytes(model, extras));
+  CHECK_THROWS_WITH_AS(
+      nn::safetensors_bytes(model, {.optimizer = nullptr, .metadata = {{"format", "x"}}},
+                            "download"),
+      doctest::Contains("cannot write checkpoint \"download\": the metadata key \"format\""),
+      Error);
+}
+
 TEST_CASE(
     "resuming from a checkpoint with the optimizer's state trains exactly as without a stop") {
   TempDir tmp;

@@ -1,12 +1,15 @@
 // The playground's network lab: a config is train's options with train's messages, a session
 // trained in slices is `tapegrad train`'s run, its snapshot has the protocol's shapes, and a
-// diverging session stops and says why.
+// diverging session stops and says why; a point's pass on the scalar tape is the tensor tape's.
 
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <tapegrad/core.hpp>
+#include <tapegrad/nn/checkpoint.hpp>
+#include <tapegrad/nn/loss.hpp>
 #include <vector>
 
 #include "network_lab.hpp"
@@ -153,6 +156,203 @@ TEST_CASE("a diverging session stops, says why, and trains no more") {
   CHECK(stopped <= 5);
   CHECK(lab.train(3)["epoch"] == stopped);
   CHECK_THROWS_WITH(lab.train(0), "net_train 0: the epochs must be from 1 to 100000");
+}
+
+namespace {
+
+// The tensor tape's gradients of every weight and bias for a batch of the one point (x1, x2)
+// with `label`, its features made by expand_features as training makes them, and its loss.
+struct TensorPoint {
+  std::vector<float> features;
+  std::vector<float> grads;  // named_parameters() order
+  double loss = 0;
+};
+TensorPoint tensor_point(NetworkLab& lab, double x1, double x2, std::int32_t label) {
+  nn::Dataset one;
+  one.rows = 1;
+  one.cols = 2;
+  one.classes = 3;
+  one.features = {float(x1), float(x2)};
+  one.labels = {label};
+  const std::vector<nn::InputFeature> features = tapegrad::input_features(lab.options().features);
+  if (!features.empty()) one = nn::expand_features(one, features);
+  ag::TensorTape tape;
+  const ag::Tensor out = lab.model()(one.inputs(tape));
+  const ag::Tensor y = tape.input(ag::Shape{1, 1}, {double(label)}, "y", ag::DType::f32);
+  ag::Tensor loss;
+  switch (nn::parse_loss(lab.options().loss)) {
+    case nn::LossKind::bce: loss = nn::bce_loss(out, y); break;
+    case nn::LossKind::bce_with_logits: loss = nn::bce_with_logits(out, y); break;
+    case nn::LossKind::cross_entropy: loss = nn::cross_entropy(out, one.labels); break;
+    case nn::LossKind::mse: loss = nn::mse_loss(out, y); break;
+    case nn::LossKind::hinge:
+      loss =
+          nn::hinge_loss(out, tape.input(ag::Shape{1, 1}, {2.0 * label - 1}, "t", ag::DType::f32));
+      break;
+    case nn::LossKind::l1:
+    case nn::LossKind::huber: FAIL("a regression loss"); break;
+  }
+  lab.model().zero_grad();
+  tape.backward(loss);
+  TensorPoint t{.features = one.features, .grads = {}, .loss = loss.item()};
+  for (nn::Parameter* p : lab.model().parameters())
+    t.grads.insert(t.grads.end(), p->grad().begin(), p->grad().end());
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("a point's pass on the scalar tape has the tensor tape's gradient of every weight") {
+  // Each of the session's losses, with the page's features; trained a little, so that the
+  // weights are not the initial ones and some ReLUs are off.
+  const char* configs[] = {
+      R"({"data": "moons", "hidden": [8, 8], "act": "relu", "loss": "bce_logits", "seed": 3,
+          "features": ["x1", "x2", "x1*x2", "sin_x1", "x2^2"]})",
+      R"({"data": "spirals", "hidden": [6], "act": "tanh", "seed": 4})",  // ce, three classes
+      R"({"data": "circles", "hidden": [5, 3], "act": "elu", "out": "sigmoid", "loss": "bce"})",
+      R"({"data": "xor", "hidden": [4], "act": "leaky_relu", "loss": "hinge"})",
+      R"({"data": "gaussian", "hidden": [4], "act": "sigmoid", "out": "sigmoid", "loss": "mse"})",
+  };
+  for (const char* config : configs) {
+    INFO(config);
+    NetworkLab lab(options_from_config(config));
+    const Json created = lab.created();
+    lab.train(3);
+    const Json& row = created["train"][1];  // xor has four points
+    // A data point takes its own label; a place off the data, the class the network predicts.
+    for (const bool on_data : {true, false}) {
+      const double x1 = on_data ? row[0].get<double>() : 0.3;
+      const double x2 = on_data ? row[1].get<double>() : -0.2;
+      const NetworkLab::Point p = lab.point(x1, x2);
+      CHECK(p.label_from == (on_data ? "train" : "prediction"));
+      if (on_data) CHECK(p.label == row[2].get<std::int32_t>());
+
+      ag::Tape tape;
+      const NetworkLab::RecordedPoint r = lab.record_point(tape, p, p.values);
+      tape.backward(r.loss);
+      const TensorPoint t = tensor_point(lab, x1, x2, p.label);
+      REQUIRE(r.leaves.size() == t.features.size() + t.grads.size());
+      CHECK(r.loss.value() == doctest::Approx(t.loss).epsilon(1e-6));
+      for (std::size_t i = 0; i < t.features.size(); ++i) {
+        CHECK(p.values[i] == double(t.features[i]));  // computed as training computes them
+        CHECK(r.leaves[i].name() == p.names[i]);
+      }
+      float largest = 0;
+      for (const float g : t.grads) largest = std::max(largest, std::abs(g));
+      for (std::size_t i = 0; i < t.grads.size(); ++i) {
+        const ag::Value leaf = r.leaves[t.features.size() + i];
+        INFO(leaf.name());
+        // Float's rounding, relative to the largest gradient: a gradient near 0 is a
+        // difference of larger terms.
+        CHECK(std::abs(leaf.grad() - double(t.grads[i])) <= 1e-6 * largest);
+      }
+    }
+  }
+}
+
+TEST_CASE("a point's pass is named as the lecture names it, and the graph lab can step it") {
+  NetworkLab lab(options_from_config(R"({"data": "moons", "hidden": [8, 8], "act": "relu",
+      "loss": "bce_logits", "features": ["x1", "x2", "x1^2"]})"));
+  const NetworkLab::Point p = lab.point(0.5, 0.25);
+  CHECK(p.names.size() == 3 + (3 * 8 + 8) + (8 * 8 + 8) + (8 + 1));
+  CHECK(p.names[0] == "x1");
+  CHECK(p.names[2] == "x1^2");
+  CHECK(p.values[2] == 0.25);
+  CHECK(p.names[3] == "w1_11");
+  CHECK(p.names[3 + 3 * 8] == "b1_1");
+  CHECK(p.names.back() == "b3_1");
+  ag::Tape tape;
+  const NetworkLab::RecordedPoint r = lab.record_point(tape, p, p.values);
+  CHECK(r.loss.name() == "L");
+  CHECK(tape.size() == p.nodes);
+  // Within the page's budget for stepping (Note [The step plan]): the plan is made, not refused.
+  CHECK(p.nodes <= ag::kMaxPageNodes);
+  CHECK(ag::step_plan_json(tape, r.loss).find("\"steps\"") != std::string::npos);
+}
+
+TEST_CASE("a point's pass recorded with one leaf moved: its central difference is the gradient") {
+  NetworkLab lab(options_from_config(
+      R"({"data": "circles", "hidden": [4, 4], "act": "tanh", "loss": "bce_logits", "seed": 5})"));
+  lab.train(2);
+  const NetworkLab::Point p = lab.point(0.4, -0.7);
+  ag::Tape tape;
+  const NetworkLab::RecordedPoint r = lab.record_point(tape, p, p.values);
+  tape.backward(r.loss);
+  for (std::size_t i = 0; i < p.values.size(); ++i) {
+    INFO(p.names[i]);
+    const double h = 1e-6;
+    std::vector<double> moved = p.values;
+    const auto loss_at = [&](double v) {
+      moved[i] = v;
+      ag::Tape t;
+      return lab.record_point(t, p, moved).loss.value();
+    };
+    const double difference = (loss_at(p.values[i] + h) - loss_at(p.values[i] - h)) / (2 * h);
+    CHECK(r.leaves[i].grad() == doctest::Approx(difference).epsilon(1e-6).scale(1));
+  }
+}
+
+TEST_CASE("a point's pass past the drawing budget is refused, saying how large it is") {
+  NetworkLab lab(options_from_config(
+      R"({"data": "moons", "hidden": [8, 8, 8, 8, 8, 8], "loss": "bce_logits"})"));
+  CHECK_THROWS_WITH(lab.point(0, 0),
+                    doctest::Contains("net_point: one point's pass through this 2,8,8,8,8,8,8,1 "
+                                      "network has"));
+  CHECK_THROWS_WITH(lab.point(0, 0), doctest::Contains("past the graph lab's drawing budget"));
+  // A regression session has no class to take as the target: refused by name, as the page says.
+  NetworkLab plane(
+      options_from_config(R"({"data": "plane", "hidden": [4], "task": "regression"})"));
+  CHECK_THROWS_WITH(plane.point(0, 0),
+                    "net_point: a point's pass is drawn for classification; "
+                    "this is a regression run");
+}
+
+namespace {
+
+// RFC 4648's base64 read back, as atob() reads it: four digits make three bytes, '=' pads.
+std::string from_base64(std::string_view text) {
+  constexpr std::string_view kDigits =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  REQUIRE(text.size() % 4 == 0);
+  std::string bytes;
+  for (std::size_t at = 0; at < text.size(); at += 4) {
+    std::uint32_t group = 0;
+    std::size_t pad = 0;
+    for (std::size_t k = 0; k < 4; ++k) {
+      const char c = text[at + k];
+      pad += c == '=';
+      const std::size_t digit = c == '=' ? 0 : kDigits.find(c);
+      REQUIRE(digit != std::string_view::npos);
+      group = group << 6 | std::uint32_t(digit);
+    }
+    for (std::size_t k = 0; k < 3 - pad; ++k) bytes += char(group >> (16 - 8 * k) & 255);
+  }
+  return bytes;
+}
+
+}  // namespace
+
+TEST_CASE("the model as base64 safetensors loads with the checkpoint loader, equal to the lab's") {
+  NetworkLab lab(options_from_config(R"({"data": "moons", "hidden": [8, 8], "act": "tanh",
+      "loss": "bce_logits", "features": ["x1", "x2", "sin_x1"], "seed": 7})"));
+  lab.train(4);
+  const std::string bytes = from_base64(lab.safetensors_base64());
+  const nn::SafetensorsFile file =
+      nn::parse_safetensors(std::as_bytes(std::span(bytes.data(), bytes.size())), "download");
+  CHECK(file.checksummed);
+  CHECK(file.metadata.at("data.name") == "moons");
+  CHECK(file.metadata.at("model.layers") == "3,8,8,1");
+  CHECK(file.metadata.at("data.input_features") == "x1,x2,sin_x1");
+  CHECK(file.tensors.at("layers.0.weight").shape == std::vector<std::int64_t>{8, 3});
+  CHECK(file.tensors.at("layers.4.bias").shape == std::vector<std::int64_t>{1});
+  CHECK(file.tensors.size() == 6);  // weights and biases; no optimizer state
+
+  nn::MLP loaded({3, 8, 8, 1}, ag::Op::tanh);
+  nn::load(loaded, file, "download");
+  std::vector<float> weights;
+  for (nn::Parameter* p : loaded.parameters())
+    weights.insert(weights.end(), p->data().begin(), p->data().end());
+  CHECK(weights == weights_of(lab));
 }
 
 TEST_CASE("a regression session: TF Playground's plane, MSE, a linear output, R² and RMSE") {

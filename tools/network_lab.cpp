@@ -9,8 +9,12 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <tapegrad/graph_model.hpp>
+#include <tapegrad/nn/checkpoint.hpp>
 #include <tapegrad/nn/diagnostics.hpp>
 #include <tapegrad/nn/loss.hpp>
+#include <tapegrad/nn/scalar.hpp>
+#include <tapegrad/value.hpp>
 #include <utility>
 
 namespace tapegrad {
@@ -117,6 +121,44 @@ Json points_json(const nn::Dataset& d) {
       rows.push_back({d.row(i)[0], d.row(i)[1], d.labels[at]});
   }
   return rows;
+}
+
+// The session's loss of one point on the scalar tape, as nn's loss of a batch of that one point
+// computes it (nn/src/loss.cpp): the same formula, so the same gradients.
+ag::Value point_loss(nn::LossKind kind, std::span<const ag::Value> outputs, std::int32_t label) {
+  const double y = label;
+  switch (kind) {
+    case nn::LossKind::bce: return ag::bce(outputs[0], y);
+    case nn::LossKind::bce_with_logits:  // stable for any logit z
+      return ag::softplus(outputs[0]) - y * outputs[0];
+    case nn::LossKind::cross_entropy: {  // -log softmax(z)[y] = log sum_k exp z_k - z_y
+      ag::Value sum = ag::exp(outputs[0]);
+      for (std::size_t k = 1; k < outputs.size(); ++k) sum = sum + ag::exp(outputs[k]);
+      return ag::log(sum) - outputs[static_cast<std::size_t>(label)];
+    }
+    case nn::LossKind::mse: return ag::pow(outputs[0] - y, 2.0);
+    case nn::LossKind::hinge: return ag::relu(1.0 - (2 * y - 1) * outputs[0]);  // y in -1, +1
+    case nn::LossKind::l1:
+    case nn::LossKind::huber: break;  // regression: refused by NetworkLab::point
+  }
+  ag::fail("net_point: the {} loss is a regression's; a point's pass is drawn for classification",
+           nn::loss_name(kind));
+}
+
+// RFC 4648's base64, with padding: what JavaScript's atob() reads.
+std::string base64(std::string_view bytes) {
+  constexpr std::string_view kDigits =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string text;
+  text.reserve((bytes.size() + 2) / 3 * 4);
+  for (std::size_t at = 0; at < bytes.size(); at += 3) {
+    const std::size_t n = std::min<std::size_t>(3, bytes.size() - at);
+    std::uint32_t group = 0;  // three bytes, big-endian, zero-filled
+    for (std::size_t k = 0; k < 3; ++k)
+      group = group << 8 | (k < n ? std::uint8_t(bytes[at + k]) : 0u);
+    for (std::size_t k = 0; k < 4; ++k) text += k <= n ? kDigits[group >> (18 - 6 * k) & 63] : '=';
+  }
+  return text;
 }
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
@@ -452,6 +494,94 @@ Json NetworkLab::snapshot() {
                {"message", message_}};
   for (auto it = rest.begin(); it != rest.end(); ++it) state[it.key()] = std::move(it.value());
   return state;
+}
+
+NetworkLab::Point NetworkLab::point(double x1, double x2) {
+  if (is_regression(o_))
+    ag::fail("net_point: a point's pass is drawn for classification; this is a regression run");
+  if (!std::isfinite(x1) || !std::isfinite(x2))
+    ag::fail("net_point {}, {}: the point's coordinates must be finite numbers", x1, x2);
+  Point p;
+  p.x1 = x1;
+  p.x2 = x2;
+  // The features as expand_features computes them for training: from the float coordinates the
+  // data holds, in double, stored as float.
+  std::vector<nn::InputFeature> features = input_features(o_.features);
+  if (features.empty()) features = {nn::InputFeature::x1, nn::InputFeature::x2};
+  for (const nn::InputFeature f : features) {
+    p.names.emplace_back(nn::input_feature_name(f));
+    p.values.push_back(float(nn::input_feature_value(f, float(x1), float(x2))));
+  }
+  for (nn::Parameter* parameter : mlp_->parameters())
+    for (const float w : parameter->data()) p.values.push_back(w);
+
+  // A data point is known by its coordinates, exactly: the page sends the ones it was given.
+  p.label_from = "prediction";
+  for (const auto& [set, d] : {std::pair{"train", &points_.train}, {"test", &points_.test}})
+    for (std::int64_t i = 0; i < d->rows && p.label_from == "prediction"; ++i)
+      if (d->row(i)[0] == float(x1) && d->row(i)[1] == float(x2)) {
+        p.label = d->labels[static_cast<std::size_t>(i)];
+        p.label_from = set;
+      }
+
+  ag::Tape tape;
+  if (p.label_from == "prediction") {  // the class the network predicts: nn::predict's rule
+    const std::vector<ag::Value> outputs = expand_point(tape, p, p.values).outputs;
+    if (outputs.size() == 1) {
+      const double threshold = nn::scores_of(loss_) == nn::Scores::probabilities ? 0.5 : 0;
+      p.label = outputs[0].value() > threshold;
+    } else {
+      for (std::size_t k = 1; k < outputs.size(); ++k)
+        if (outputs[k].value() > outputs[std::size_t(p.label)].value()) p.label = std::int32_t(k);
+    }
+    tape.reset();
+  }
+  const RecordedPoint r = record_point(tape, p, p.values);
+  p.names.clear();
+  for (const ag::Value& leaf : r.leaves) p.names.emplace_back(leaf.name());
+  p.nodes = tape.size();
+  try {
+    ag::check_drawing_budget(tape, r.loss.id());
+  } catch (const ag::Error&) {
+    std::size_t edges = 0;
+    for (ag::NodeId id = 0; id < tape.size(); ++id) edges += std::size_t(tape.arity(id));
+    ag::fail(
+        "net_point: one point's pass through this {} network has {} nodes and {} edges, past "
+        "the graph lab's drawing budget of {} nodes and {} edges: remove layers or units to see "
+        "a point's pass (a 2-8-8-1 network's is about 300 nodes)",
+        layers_str(sizes_), tape.size(), edges, ag::kMaxDrawnNodes, ag::kMaxDrawnEdges);
+  }
+  return p;
+}
+
+nn::ScalarNet NetworkLab::expand_point(ag::Tape& tape, const Point& point,
+                                       std::span<const double> values) {
+  const auto inputs = static_cast<std::size_t>(sizes_.front());
+  if (values.size() < inputs || point.names.size() < inputs)
+    ag::fail("net_point: {} values and {} names for {} inputs", values.size(), point.names.size(),
+             inputs);
+  const std::vector<std::string> input_names(point.names.begin(),
+                                             point.names.begin() + std::ptrdiff_t(inputs));
+  return nn::expand(*mlp_, tape, values.first(inputs),
+                    {.max_weights = std::numeric_limits<std::int64_t>::max(),
+                     .input_names = input_names,
+                     .parameters = values.subspan(inputs)});
+}
+
+NetworkLab::RecordedPoint NetworkLab::record_point(ag::Tape& tape, const Point& point,
+                                                   std::span<const double> values) {
+  nn::ScalarNet net = expand_point(tape, point, values);
+  RecordedPoint r{.loss = point_loss(loss_, net.outputs, point.label).named("L"),
+                  .leaves = std::move(net.inputs)};
+  r.leaves.insert(r.leaves.end(), net.parameters.begin(), net.parameters.end());
+  return r;
+}
+
+std::string NetworkLab::safetensors_base64() {
+  const nn::CheckpointExtras extras{.optimizer = nullptr,
+                                    .metadata = checkpoint_metadata(o_, sizes_, data_)};
+  return base64(nn::safetensors_bytes(
+      *mlp_, extras, fmt::format("tapegrad-{}-epoch-{}.safetensors", o_.data, epoch_)));
 }
 
 }  // namespace tapegrad

@@ -5,7 +5,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
+#include <tapegrad/nn/scalar.hpp>
+#include <tapegrad/tape.hpp>
 #include <vector>
 
 #include "train_setup.hpp"
@@ -49,6 +52,45 @@ class NetworkLab {
   // (one fit call); for a fresh session.
   Json summary();
 
+  // Note [A point's pass in the graph lab]
+  // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+  // A click on the map shows one point's forward and backward pass through the current weights
+  // in the graph lab, which draws and steps a scalar tape: so the pass is recorded on ag::Tape
+  // by nn::expand (every weight, bias, product, sum and unit its own node, named as the lecture
+  // names them: w1_12, b1_2, z1_2, h1_2, ŷ), with the session's loss on the output (named L).
+  // Its leaves are the point's input features, as training computes them (in float: the very
+  // numbers the tensor tape is fed), then every weight and bias in named_parameters() order.
+  // The target is the data point's label when the point is one of the data's (its coordinates
+  // exactly), else the class the network predicts there (the pass then shows how the network
+  // would reinforce its own answer). The regularization penalties (--l1, --l2) are not part of
+  // the point's loss: they are not a point's. tests/test_network_lab.cpp checks that every
+  // gradient is the tensor tape's for a batch of that one point: the lab shows the real backward.
+  struct Point {
+    double x1 = 0, x2 = 0;
+    std::int32_t label = 0;
+    std::string label_from;          // "train" or "test": the data point's; or "prediction"
+    std::vector<std::string> names;  // the leaves': the features, then the weights and biases
+    std::vector<double> values;      // the leaves' values, in that order
+    std::size_t nodes = 0;           // on the tape
+  };
+  // The point at (x1, x2), recorded once to check that the graph lab can draw it. ag::Error for
+  // a regression session, a model with other layers than Linear and activations, or a pass past
+  // the drawing budget (ag's Note [The drawing budget]), saying how large it is.
+  Point point(double x1, double x2);
+  struct RecordedPoint {
+    ag::Value loss;
+    std::vector<ag::Value> leaves;  // in Point::names' order
+  };
+  // The point's pass on `tape` with `values` for its leaves (point.values, or one of them moved
+  // for a central difference).
+  RecordedPoint record_point(ag::Tape& tape, const Point& point, std::span<const double> values);
+
+  // The model as `tapegrad train --save` writes it (nn's Note [Checkpoint format]): the weights
+  // and biases with PyTorch's names, and train's metadata of the model, data and options; not
+  // the optimizer's state (a file to use elsewhere, as in PyTorch, rather than to resume).
+  // Encoded as base64 (RFC 4648, padded), the text a page turns back into a file to download.
+  std::string safetensors_base64();
+
   // Note [Rates changed in place]
   // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
   // TensorFlow Playground keeps the weights when its learning rate changes (src/playground.ts)
@@ -75,6 +117,7 @@ class NetworkLab {
     std::vector<std::int64_t> units;          // per hidden layer
   };
   Forward forward_grid(std::int64_t size);
+  nn::ScalarNet expand_point(ag::Tape& tape, const Point& point, std::span<const double> values);
   void check_finite();
 
   NnOptions o_;

@@ -441,30 +441,7 @@ int run_train(NnOptions o) {
   } else if (!o.save.empty()) {
     fo.checkpoint = o.save;
   }
-  // Note [What a checkpoint says of its model]
-  fo.checkpoint_metadata = {{"model.layers", layers_str(sizes)},
-                            {"model.act", o.act},
-                            {"model.out", o.out},
-                            {"model.loss", o.loss},
-                            {"model.norm", o.norm.empty() ? "none" : o.norm},
-                            {"model.dropout", fmt::format("{}", o.dropout)},
-                            {"model.task", o.task},
-                            {"data.name", o.data},
-                            {"data.features", fmt::format("{}", d.train.cols)},
-                            {"data.input_features", features_text(o.features)},
-                            {"train.seed", fmt::format("{}", o.seed)},
-                            {"train.batch", fmt::format("{}", o.batch)},
-                            {"train.lr", fmt::format("{}", o.lr)},
-                            {"train.schedule", o.schedule},
-                            {"data.test_fraction", fmt::format("{}", o.test_fraction)},
-                            {"train.l1", fmt::format("{}", o.l1)},
-                            {"train.l2", fmt::format("{}", o.l2)},
-                            {"train.val", fmt::format("{}", o.val)},
-                            {"train.early_stop", fmt::format("{}", o.early_stop)}};
-  if (is_synthetic(o.data)) {
-    fo.checkpoint_metadata["data.rows"] = fmt::format("{}", o.rows);
-    fo.checkpoint_metadata["data.noise"] = fmt::format("{}", o.noise);
-  }
+  fo.checkpoint_metadata = checkpoint_metadata(o, sizes, d);  // Note [What a checkpoint says ...]
 
   bool hinted = false;  // the hint about a loss that is not a number, once
   const bool regression = is_regression(o);

@@ -575,6 +575,36 @@ Json summary_fields(const Summary& s) {
 
 }  // namespace
 
+std::map<std::string, std::string> checkpoint_metadata(const NnOptions& o,
+                                                       const std::vector<std::int64_t>& sizes,
+                                                       const Data& d) {
+  std::map<std::string, std::string> metadata = {
+      {"model.layers", layers_str(sizes)},
+      {"model.act", o.act},
+      {"model.out", o.out},
+      {"model.loss", o.loss},
+      {"model.norm", o.norm.empty() ? "none" : o.norm},
+      {"model.dropout", fmt::format("{}", o.dropout)},
+      {"model.task", o.task},
+      {"data.name", o.data},
+      {"data.features", fmt::format("{}", d.train.cols)},
+      {"data.input_features", features_text(o.features)},
+      {"train.seed", fmt::format("{}", o.seed)},
+      {"train.batch", fmt::format("{}", o.batch)},
+      {"train.lr", fmt::format("{}", o.lr)},
+      {"train.schedule", o.schedule},
+      {"data.test_fraction", fmt::format("{}", o.test_fraction)},
+      {"train.l1", fmt::format("{}", o.l1)},
+      {"train.l2", fmt::format("{}", o.l2)},
+      {"train.val", fmt::format("{}", o.val)},
+      {"train.early_stop", fmt::format("{}", o.early_stop)}};
+  if (is_synthetic(o.data)) {
+    metadata["data.rows"] = fmt::format("{}", o.rows);
+    metadata["data.noise"] = fmt::format("{}", o.noise);
+  }
+  return metadata;
+}
+
 Json summary_json(const Summary& s) {
   Json out = summary_fields(s);
   if (s.validated) {

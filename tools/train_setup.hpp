@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -149,6 +150,12 @@ std::unique_ptr<nn::Optimizer> make_optimizer(nn::MLP& mlp, const NnOptions& o);
 // anomaly mode, clipping and schedule (the caller adds output, checkpoints and callbacks).
 nn::FitOptions fit_options(const NnOptions& o, const Data& d, nn::LossKind loss,
                            std::optional<double> clip_norm, std::optional<double> clip_value);
+
+// The metadata `train --save` writes beside the weights (Note [What a checkpoint says of its
+// model], train.cpp): the model, the data and the training options, each a string.
+std::map<std::string, std::string> checkpoint_metadata(const NnOptions& o,
+                                                       const std::vector<std::int64_t>& sizes,
+                                                       const Data& d);
 
 // Note [The command line's JSON]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~

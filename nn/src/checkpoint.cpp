@@ -100,8 +100,10 @@ std::int64_t numel_of(const std::vector<std::int64_t>& shape) {
   return n;
 }
 
-void write_tensors(const std::string& path, const std::vector<TensorView>& tensors,
-                   std::map<std::string, std::string> metadata) {
+// The file's head: the header's length and the JSON header, padded; the tensors' bytes follow it,
+// in their order. `path` names the file in the messages.
+std::string file_head(const std::string& path, const std::vector<TensorView>& tensors,
+                      std::map<std::string, std::string> metadata) {
   auto fail = [&](const std::string& why) {
     return ag::Error(fmt::format("cannot write checkpoint \"{}\": {}", path, why));
   };
@@ -138,11 +140,16 @@ void write_tensors(const std::string& path, const std::vector<TensorView>& tenso
   }
   // Spaces so the data section starts 8-byte aligned, as the safetensors library writes it.
   text.append((8 - text.size() % 8) % 8, ' ');
-  std::array<std::byte, 8> length{};
+  std::array<char, 8> length{};
   const std::uint64_t n = text.size();
   std::memcpy(length.data(), &n, 8);
+  return std::string(length.data(), length.size()) + text;
+}
 
-  std::vector<std::span<const std::byte>> pieces{length, as_bytes(text)};
+void write_tensors(const std::string& path, const std::vector<TensorView>& tensors,
+                   std::map<std::string, std::string> metadata) {
+  const std::string head = file_head(path, tensors, std::move(metadata));
+  std::vector<std::span<const std::byte>> pieces{as_bytes(head)};
   for (const TensorView& t : tensors) pieces.push_back(t.bytes);
   ag::write_file_atomically(path, pieces, "checkpoint");
 }
@@ -510,9 +517,12 @@ template <class T> bool parse_number(const std::string& text, T& out) {
   return ec == std::errc() && ptr == end && !text.empty();
 }
 
-}  // namespace
-
-void save(Module& module, const std::string& path, const CheckpointExtras& extras) {
+// What save() writes of `module` and `extras`: the tensors (views into them) and the metadata.
+struct Contents {
+  std::vector<TensorView> views;
+  std::map<std::string, std::string> metadata;
+};
+Contents contents_of(Module& module, const std::string& path, const CheckpointExtras& extras) {
   auto fail = [&](const std::string& why) {
     return ag::Error(fmt::format("cannot write checkpoint \"{}\": {}", path, why));
   };
@@ -550,7 +560,23 @@ void save(Module& module, const std::string& path, const CheckpointExtras& extra
     metadata[std::string(kStepsKey)] = std::to_string(opt->steps());
     metadata[std::string(kLrKey)] = fmt::format("{}", opt->lr());  // shortest exact decimal
   }
-  write_tensors(path, views, std::move(metadata));
+  return {std::move(views), std::move(metadata)};
+}
+
+}  // namespace
+
+void save(Module& module, const std::string& path, const CheckpointExtras& extras) {
+  Contents c = contents_of(module, path, extras);
+  write_tensors(path, c.views, std::move(c.metadata));
+}
+
+std::string safetensors_bytes(Module& module, const CheckpointExtras& extras,
+                              const std::string& file_name) {
+  Contents c = contents_of(module, file_name, extras);
+  std::string bytes = file_head(file_name, c.views, std::move(c.metadata));
+  for (const TensorView& t : c.views)
+    bytes.append(reinterpret_cast<const char*>(t.bytes.data()), t.bytes.size());
+  return bytes;
 }
 
 void load(Module& module, const std::string& path, CheckpointExtras* extras) {

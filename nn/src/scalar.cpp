@@ -35,23 +35,57 @@ std::string pair_name(std::size_t j, std::size_t i) {
 
 ScalarNet expand(MLP& mlp, ag::Tape& tape, std::span<const double> x, ScalarLoss loss,
                  std::span<const double> y) {
+  if (loss != ScalarLoss::none && std::int64_t(y.size()) != mlp.sizes.back())
+    ag::fail("expand: {} target values for an MLP with {} outputs", y.size(), mlp.sizes.back());
+  ScalarNet net = expand(mlp, tape, x, ScalarNetOptions{});
+  if (loss != ScalarLoss::none) {
+    ag::Value total;
+    for (std::size_t j = 0; j < net.outputs.size(); ++j) {
+      const ag::Value p = net.outputs[j];
+      // The notes' cases: y = 1 gives -log y_hat, y = 0 gives -log(1 - y_hat).
+      ag::Value term = loss == ScalarLoss::mse ? ag::pow(p - y[j], 2.0)
+                       : y[j] == 1.0           ? -ag::log(p)
+                       : y[j] == 0.0           ? -ag::log(1.0 - p)
+                                     : -(y[j] * ag::log(p) + (1 - y[j]) * ag::log(1.0 - p));
+      total = j == 0 ? term : total + term;
+    }
+    net.loss = (net.outputs.size() == 1 ? total : total / double(net.outputs.size())).named("L");
+  }
+  return net;
+}
+
+ScalarNet expand(MLP& mlp, ag::Tape& tape, std::span<const double> x,
+                 const ScalarNetOptions& options) {
   if (mlp.extras.norm != MLPExtras::Norm::none || mlp.extras.dropout > 0)
     ag::fail("expand: an MLP with dropout or normalization layers has no scalar expansion");
   std::int64_t weights = 0;
   for (const Linear* l : mlp.linears()) weights += l->weight.numel();
-  if (weights > kMaxScalarWeights)
+  if (weights > options.max_weights)
     throw ag::Error(
         fmt::format("expand: the MLP has {} weights; a scalar graph of more than {} "
                     "is too large to read",
-                    weights, kMaxScalarWeights));
+                    weights, options.max_weights));
   if (std::int64_t(x.size()) != mlp.sizes.front())
     ag::fail("expand: {} input values for an MLP with {} inputs", x.size(), mlp.sizes.front());
-  if (loss != ScalarLoss::none && std::int64_t(y.size()) != mlp.sizes.back())
-    ag::fail("expand: {} target values for an MLP with {} outputs", y.size(), mlp.sizes.back());
+  if (!options.input_names.empty() && options.input_names.size() != x.size())
+    ag::fail("expand: {} input names for {} inputs", options.input_names.size(), x.size());
+  std::size_t parameters = 0;
+  for (const Parameter* p : mlp.parameters()) parameters += std::size_t(p->numel());
+  if (!options.parameters.empty() && options.parameters.size() != parameters)
+    ag::fail("expand: {} parameter values for an MLP with {} weights and biases",
+             options.parameters.size(), parameters);
+  // The value of the next weight or bias, from the options or the MLP, in parameters' order.
+  std::size_t next_parameter = 0;
+  const auto parameter = [&](float own) {
+    const double value = options.parameters.empty() ? own : options.parameters[next_parameter];
+    ++next_parameter;
+    return value;
+  };
 
   ScalarNet net;
   for (std::size_t i = 0; i < x.size(); ++i)
-    net.inputs.push_back(tape.input(x[i], fmt::format("x{}", i + 1)));
+    net.inputs.push_back(tape.input(
+        x[i], options.input_names.empty() ? fmt::format("x{}", i + 1) : options.input_names[i]));
 
   // Each Linear is followed by its activation, if any, in the Sequential.
   std::vector<const Module*> after;
@@ -71,11 +105,12 @@ ScalarNet expand(MLP& mlp, ag::Tape& tape, std::span<const double> x, ScalarLoss
     std::vector<ag::Value> w, b;
     for (std::size_t j = 0; j < outs; ++j)
       for (std::size_t i = 0; i < ins; ++i)
-        w.push_back(tape.input(layer.weight.data()[j * ins + i],
+        w.push_back(tape.input(parameter(layer.weight.data()[j * ins + i]),
                                fmt::format("w{}_{}", l + 1, pair_name(j + 1, i + 1))));
     if (layer.bias)
       for (std::size_t j = 0; j < outs; ++j)
-        b.push_back(tape.input(layer.bias->data()[j], fmt::format("b{}_{}", l + 1, j + 1)));
+        b.push_back(
+            tape.input(parameter(layer.bias->data()[j]), fmt::format("b{}_{}", l + 1, j + 1)));
     net.parameters.insert(net.parameters.end(), w.begin(), w.end());
     net.parameters.insert(net.parameters.end(), b.begin(), b.end());
 
@@ -98,20 +133,6 @@ ScalarNet expand(MLP& mlp, ag::Tape& tape, std::span<const double> x, ScalarLoss
     in = out;
   }
   net.outputs = in;
-
-  if (loss != ScalarLoss::none) {
-    ag::Value total;
-    for (std::size_t j = 0; j < net.outputs.size(); ++j) {
-      const ag::Value p = net.outputs[j];
-      // The notes' cases: y = 1 gives -log y_hat, y = 0 gives -log(1 - y_hat).
-      ag::Value term = loss == ScalarLoss::mse ? ag::pow(p - y[j], 2.0)
-                       : y[j] == 1.0           ? -ag::log(p)
-                       : y[j] == 0.0           ? -ag::log(1.0 - p)
-                                     : -(y[j] * ag::log(p) + (1 - y[j]) * ag::log(1.0 - p));
-      total = j == 0 ? term : total + term;
-    }
-    net.loss = (net.outputs.size() == 1 ? total : total / double(net.outputs.size())).named("L");
-  }
   return net;
 }
 

@@ -555,6 +555,115 @@ test('the network lab: a diverging learning rate stops training with a message, 
   await page.close();
 });
 
+// Where on the map (CSS pixels from its content box's corner) a data point of class `label` is
+// drawn: the middle of a dot of its pure class colour (which the map under the dots never
+// reaches; a dot's antialiased edge does not either), so that no other point is nearer.
+async function dotOfClass(page, label) {
+  // The map is redrawn at the animation frame after a snapshot.
+  await page.evaluate(() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done))));
+  return page.evaluate((l) => {
+    const canvas = document.getElementById('net-map');
+    const { data, width, height } = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
+    const colour = l === 1 ? [8, 119, 189] : [245, 147, 34];
+    const pure = (x, y) => colour.every((c, k) => data[(y * width + x) * 4 + k] === c);
+    let best = null;
+    let bestScore = 0;  // the pure pixels around it: a dot's middle has the most
+    for (let y = 1; y < height - 1; y += 1) {
+      for (let x = 1; x < width - 1; x += 1) {
+        if (!pure(x, y)) continue;
+        let score = 0;
+        for (const [dx, dy] of [[1, 0], [-1, 0], [0, 1], [0, -1], [1, 1], [-1, -1], [1, -1], [-1, 1]]) score += pure(x + dx, y + dy);
+        if (score > bestScore) [best, bestScore] = [[x, y], score];
+      }
+    }
+    return best;
+  }, label);
+}
+async function clickMap(page, [x, y]) {
+  const at = await page.$eval('#net-map', (c) => {
+    const box = c.getBoundingClientRect();
+    return [box.left + c.clientLeft, box.top + c.clientTop];
+  });
+  await page.mouse.click(at[0] + x + 0.5, at[1] + y + 0.5);
+}
+
+test('the network lab: a click on a point shows its pass in the graph lab, with every weight\'s gradient', async () => {
+  const { page, errors } = await openNetwork(netHash({ data: 'moons', hidden: '8,8', act: 'relu',
+    opt: 'adam', lr: 0.01, noise: 0.1, batch: 10 }));
+  assert.ok(await page.isVisible('#net-point-hint'));
+  for (let epoch = 1; epoch <= 3; epoch += 1) {
+    await page.click('#net-step');
+    await page.waitForFunction((e) => document.body.dataset.netEpoch === String(e), epoch);
+  }
+  const dot = await dotOfClass(page, 1);
+  assert.ok(dot, 'a blue point on the map');
+  await clickMap(page, dot);
+  await page.waitForFunction(() => document.body.dataset.netPoint === 'shown', null, { timeout: 60000 });
+  assert.ok(await page.isVisible('#graph-lab'));
+  assert.ok(await page.isVisible('#point-note'));
+  assert.ok(await page.isHidden('#program'));
+  assert.match(await page.textContent('#point-caption'), /^The train point .* of class 1, .* at epoch 3, with its bce_logits loss L\.$/);
+  // Every weight's gradient is listed, and the step lines say how each was found.
+  const shown = await shownGradients(page);
+  assert.equal(Object.keys(shown.grad).length, 2 + (2 * 8 + 8) + (8 * 8 + 8) + (8 + 1));
+  assert.ok(Number.isFinite(shown.grad.w1_11) && Number.isFinite(shown.grad.b3_1));
+  const log = await page.textContent('#log');
+  assert.match(log, /dL\/dw2_11 = dL\/dt\d+ · ∂t\d+\/∂w2_11 = /);
+  assert.match(log, /dL\/db3_1 = /);
+  const steps = Number((await page.textContent('#counter')).match(/\/ (\d+)$/)[1]);
+  assert.equal(await page.textContent('#counter'), `step ${steps} / ${steps}`);
+  await page.screenshot({ path: path.join(outDir, 'playground-network-point.png') });
+  await page.click('#reset');
+  assert.equal(await page.textContent('#counter'), `step 0 / ${steps}`);
+  await page.click('#next');
+  await page.click('#next');
+  assert.equal(await page.textContent('#counter'), `step 2 / ${steps}`);
+  await page.click('#back');
+  assert.equal(await page.textContent('#counter'), `step 1 / ${steps}`);
+  // Off the data, the loss takes the class the network predicts; Back to the program returns.
+  await page.click('#tab-network');
+  await clickMap(page, [1, 1]);  // the map's corner: padding, no data point
+  await page.waitForFunction(() => /predicts/.test(document.getElementById('point-caption').textContent));
+  await page.click('#point-leave');
+  await settled(page);
+  assert.ok(await page.isVisible('#program'));
+  assert.ok(await page.isHidden('#point-note'));
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('the network lab: a point\'s pass through a network past the drawing budget gets a message', async () => {
+  const { page, errors } = await openNetwork(netHash({ data: 'moons', hidden: '8,8,8,8,8,8' }));
+  await clickMap(page, [150, 150]);
+  await page.waitForFunction(() => document.body.dataset.netPoint === 'refused', null, { timeout: 60000 });
+  assert.match(await page.textContent('#net-message'),
+      /^error: net_point: one point's pass through this 2,8,8,8,8,8,8,1 network has \d+ nodes .* past the graph lab's drawing budget/);
+  assert.ok(await page.isVisible('#network-lab'));
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('the network lab: the download is the model as safetensors, with PyTorch\'s names', async () => {
+  const { page, errors } = await openNetwork(netHash({ data: 'circles', hidden: '4,3', act: 'tanh' }));
+  await page.click('#net-step');
+  await page.waitForFunction(() => document.body.dataset.netEpoch === '1');
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#net-download')]);
+  assert.equal(download.suggestedFilename(), 'tapegrad-circles-epoch-1.safetensors');
+  const bytes = fs.readFileSync(await download.path());
+  // The safetensors layout: an 8-byte little-endian header length, the JSON header, the data.
+  const length = Number(bytes.readBigUInt64LE(0));
+  const header = JSON.parse(bytes.subarray(8, 8 + length).toString('utf8'));
+  const shapes = Object.fromEntries(Object.entries(header).filter(([name]) => name !== '__metadata__')
+      .map(([name, t]) => [name, t.shape]));
+  assert.deepEqual(shapes, { 'layers.0.weight': [4, 2], 'layers.0.bias': [4], 'layers.2.weight': [3, 4],
+    'layers.2.bias': [3], 'layers.4.weight': [1, 3], 'layers.4.bias': [1] });
+  assert.ok(Object.values(header).every((t) => t.dtype === undefined || t.dtype === 'F32'));
+  const end = Math.max(...Object.values(header).filter((t) => t.data_offsets).map((t) => t.data_offsets[1]));
+  assert.equal(bytes.length, 8 + length + end);
+  assert.equal(header.__metadata__['data.name'], 'circles');
+  assert.deepEqual(errors, []);
+});
+
 test('the network lab\'s regression: the problem menu switches the sets, and plane trains to a low test loss', async () => {
   const { page, errors } = await openNetwork(netHash({ hidden: '4,2', act: 'tanh', lr: 0.03 }));
   const shownSets = () => page.$$eval('#net-sets button:not([hidden])', (bs) => bs.map((b) => b.dataset.set));

@@ -55,6 +55,10 @@ struct CheckpointExtras {
 // is renamed over `path` once complete and flushed: a failed or interrupted save leaves the
 // previous file intact. Throws ag::Error naming the file and the system's reason.
 void save(Module& module, const std::string& path, const CheckpointExtras& extras = {});
+// The bytes save() would write, in memory (the playground has no file system: its page downloads
+// them). `file_name` stands for the file in the messages.
+std::string safetensors_bytes(Module& module, const CheckpointExtras& extras = {},
+                              const std::string& file_name = "model.safetensors");
 
 // Loads `path` into `module` (and extras->optimizer), all or nothing: every check runs before
 // the first parameter is written. The file must hold every parameter and buffer of the module,

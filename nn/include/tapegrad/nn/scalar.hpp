@@ -38,4 +38,18 @@ inline constexpr std::int64_t kMaxScalarWeights = 64;
 ScalarNet expand(MLP& mlp, ag::Tape& tape, std::span<const double> x,
                  ScalarLoss loss = ScalarLoss::none, std::span<const double> y = {});
 
+// What a caller larger than the lecture's 2-2-1 nets may change (the playground's network lab
+// draws one point's pass through a 2-8-8-1 net, bounded by the drawing budget instead).
+struct ScalarNetOptions {
+  std::int64_t max_weights = kMaxScalarWeights;
+  // The inputs' names, one per input ("x1", "x1^2"); empty: x1, x2, ...
+  std::span<const std::string> input_names = {};
+  // One value per weight and bias, in ScalarNet::parameters' order, recorded instead of the
+  // MLP's own; empty: the MLP's. Central differences move one at a time.
+  std::span<const double> parameters = {};
+};
+// The same expansion without a loss (the caller records its own on the outputs).
+ScalarNet expand(MLP& mlp, ag::Tape& tape, std::span<const double> x,
+                 const ScalarNetOptions& options);
+
 }  // namespace nn
