@@ -145,6 +145,32 @@ TEST_CASE("scalar leaves given non-finite are reported as given, not blamed on a
         "node 3)");
 }
 
+// Note [Tape storage]: while the mode is on, the tape's fast path has no room (fast_limit_ is 0),
+// so every op goes the checked way; turning it off gives the room back. A warm tape with its
+// capacity reserved, and one that grows while the mode is on, must both check every op.
+TEST_CASE("scalar: the mode turned on and off on a warm tape checks exactly while it is on") {
+  Tape tape(1000);
+  Value x = tape.input(0.0, "x");
+  Value sum = x;
+  for (int i = 0; i < 10; ++i) sum = sum + 1.0;  // warm, well inside the capacity
+  tape.set_check_finite(true);
+  CHECK(message_of([&] { (void)log(x); }).find("forward of log") != std::string::npos);
+  tape.set_check_finite(false);
+  const Value silent = log(x);  // off again: -inf is recorded, nothing thrown
+  CHECK(silent.value() == -kInf);
+  tape.set_check_finite(true);
+  CHECK(message_of([&] { (void)(x / x); }).find("forward of div") != std::string::npos);
+  // Recording past the reserved capacity in anomaly mode: every op is still checked, and the
+  // tape grows as it would with the mode off.
+  Value y = tape.input(1.0, "y");
+  for (int i = 0; i < 2000; ++i) y = y * 1.0;
+  CHECK(tape.size() > 2000);
+  CHECK(y.value() == 1.0);
+  CHECK(message_of([&] { (void)log(y - 1.0); }).find("forward of log") != std::string::npos);
+  tape.set_check_finite(false);
+  CHECK(log(y - 1.0).value() == -kInf);
+}
+
 TEST_CASE("scalar: with the mode off the same computations give nan and inf silently") {
   Tape tape;
   CHECK_FALSE(tape.check_finite());

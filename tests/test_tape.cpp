@@ -165,6 +165,61 @@ TEST_CASE("reset keeps capacity and invalidates old Values with a clear error") 
   CHECK(nodes > 100);
 }
 
+// The arena grows by copying (Note [Tape storage]), and reset() keeps it: gradients of an earlier
+// pass or recording must read 0 where the latest pass did not reach, the inputs' accumulated
+// gradients must survive the arena growing, and a first contribution of -0.0 must give the +0.0
+// of 0.0 + -0.0 (what a cleared gradient gives), as any change to how gradients start must keep.
+TEST_CASE("gradients across passes, growth and reset: stale ones read 0, inputs keep theirs") {
+  Tape tape;
+  Value x = tape.input(3.0, "x"), w = tape.input(-1.0, "w");
+  Value h = x * x;  // 9, dh/dx = 6
+  Value y = h * w;
+  tape.backward(y);
+  CHECK(h.grad() == -1);
+  CHECK(x.grad() == -6);
+  // A second pass from a node that h does not reach: h's gradient of the first pass is gone,
+  // as h is not reached in this one; x accumulates.
+  tape.backward(x * 2.0);
+  CHECK(h.grad() == 0);
+  CHECK(!tape.reached(h.id()));
+  CHECK(x.grad() == -4);
+  CHECK(w.grad() == 9);  // the input not reached this time keeps what it had
+
+  // Grow the arena well past its first capacity: the recorded values and the inputs'
+  // accumulated gradients are carried over.
+  Value z = x;
+  for (int i = 0; i < 5000; ++i) z = z * 1.0;
+  CHECK(tape.size() > 5000);
+  CHECK(x.grad() == -4);
+  CHECK(w.grad() == 9);
+  CHECK(h.value() == 9);
+  tape.backward(z);
+  CHECK(x.grad() == -3);
+
+  // After reset, new nodes at the old ids read 0 until reached, and a new input starts from 0
+  // whatever the node at its id held.
+  tape.reset();
+  Value a = tape.input(2.0, "a");
+  Value b = tape.input(5.0, "b");
+  Value c = a * b;
+  CHECK(a.grad() == 0);
+  CHECK(b.grad() == 0);
+  CHECK(c.grad() == 0);
+  tape.backward(c);
+  CHECK(a.grad() == 5);
+  CHECK(b.grad() == 2);
+
+  // A first contribution of -0.0 lands as 0.0 + -0.0 = +0.0, as a zeroed slot gave.
+  tape.reset();
+  Value u = tape.input(0.0, "u");
+  Value v = u * -1.0;  // dv/du = -1
+  Value s = v * -0.0;  // ds/dv = -0.0: v's first contribution is 1 * -0.0
+  tape.backward(s);
+  CHECK(v.grad() == 0.0);
+  CHECK(!std::signbit(v.grad()));
+  CHECK(!std::signbit(u.grad()));
+}
+
 // Names live apart from the nodes (Note [Tape storage]): naming out of recording order, naming
 // again and resetting must each leave every node with the name it was last given.
 TEST_CASE("names: out of order, renamed, and forgotten by reset") {

@@ -44,7 +44,7 @@ Value Tape::input(double value, std::string_view name) {
 }
 
 Value Tape::handle(NodeId id) {
-  if (id >= nodes_.size()) fail("node {} does not exist: the tape has {} nodes", id, nodes_.size());
+  if (id >= size_) fail("node {} does not exist: the tape has {} nodes", id, size_);
   return Value(this, id, generation_);
 }
 
@@ -85,7 +85,8 @@ std::string Tape::label(NodeId id) const {
 }
 
 double Tape::local_grad(NodeId id, int k) const {
-  const Node& n = nodes_.at(id);
+  if (id >= size_) fail("node {} does not exist: the tape has {} nodes", id, size_);
+  const Node& n = nodes_[id];
   return dispatch(n.op, [&](auto rule) -> double {
     using R = decltype(rule);
     if constexpr (R::info.arity == 0) {
@@ -100,11 +101,35 @@ double Tape::local_grad(NodeId id, int k) const {
 }
 
 void Tape::zero_grad() {
-  for (Node& n : nodes_) n.grad = 0.0;
+  for (NodeId i = 0; i < size_; ++i) nodes_[i].grad = 0.0;
+}
+
+void Tape::reserve(std::size_t nodes) {
+  constexpr std::size_t kMaxNodes = std::numeric_limits<NodeId>::max();
+  if (nodes <= capacity_) return;
+  if (nodes > kMaxNodes) fail("a tape holds at most {} nodes, not {}", kMaxNodes, nodes);
+  // Uninitialized, as make_unique_for_overwrite would leave it (emscripten's libc++ lacks it).
+  std::unique_ptr<Node[]> grown(new Node[nodes]);
+  std::copy_n(nodes_.get(), size_, grown.get());
+  nodes_ = std::move(grown);
+  capacity_ = static_cast<NodeId>(nodes);
+  fast_limit_ = check_finite_ ? 0 : capacity_;  // Note [Tape storage]
+}
+
+void Tape::make_room() {
+  if (size_ < capacity_) return;  // anomaly mode's fast_limit_ of 0 sent us here
+  constexpr std::size_t kMaxNodes = std::numeric_limits<NodeId>::max();
+  if (size_ == kMaxNodes) fail("the tape is full: it holds at most {} nodes", kMaxNodes);
+  reserve(std::min(kMaxNodes, std::max<std::size_t>(64, 2 * std::size_t{capacity_})));
+}
+
+void Tape::make_room_checked(Op op, double value, NodeId a, NodeId b, std::uint8_t flags) {
+  make_room();
+  if (check_finite_ && !std::isfinite(value)) record_anomaly(op, value, a, b, flags);
 }
 
 void Tape::reset() {
-  nodes_.clear();
+  size_ = 0;
   params_.clear();
   names_.clear();
   name_spans_.clear();
@@ -120,7 +145,8 @@ Stepper::Stepper(Tape& tape, Value output)
   // A fresh recording is already in that state (Tape::dirty_): a training step, which resets,
   // records and runs backward once, skips this sweep over the whole tape.
   if (tape.dirty_) {
-    for (Tape::Node& n : tape.nodes_) {
+    for (NodeId i = 0; i < tape.size_; ++i) {
+      Tape::Node& n = tape.nodes_[i];
       if (n.op != Op::input) n.grad = 0.0;
       n.flags &= static_cast<std::uint8_t>(~Tape::kReached);
     }
@@ -174,7 +200,7 @@ void Tape::record_gradients(Value output, std::span<const Value> wrt, std::span<
         const NodeId in[2] = {nodes_[i].in[0], nodes_[i].in[1]};
         const Value a(this, in[0], generation_);
         const Value b = arity == 2 ? Value(this, in[1], generation_) : Value{};
-        GradientStep step{.node = i, .first = static_cast<NodeId>(nodes_.size()), .end = 0};
+        GradientStep step{.node = i, .first = size_, .end = 0};
         const Local<Value> local = R::local_graph(a, b, Value(this, i, generation_), param(i));
         for (int k = 0; k < arity; ++k) {
           if (!(nodes_[in[k]].flags & kNeedsGrad)) continue;  // a constant: nothing to add
@@ -190,7 +216,7 @@ void Tape::record_gradients(Value output, std::span<const Value> wrt, std::span<
             step.sum[k] = sum;
           }
         }
-        step.end = static_cast<NodeId>(nodes_.size());
+        step.end = size_;
         gradient_steps_.push_back(step);
       }
     });
@@ -231,7 +257,8 @@ void Tape::grad(Value output, std::span<const Value> wrt, std::span<double> out)
   // are set aside, the pass starts them from 0, and they are put back whatever happens, an
   // anomaly report included.
   saved_grads_.clear();
-  for (Node& n : nodes_) {
+  for (NodeId i = 0; i < size_; ++i) {
+    Node& n = nodes_[i];
     if (n.op != Op::input) continue;
     saved_grads_.push_back(n.grad);
     n.grad = 0.0;
@@ -240,8 +267,8 @@ void Tape::grad(Value output, std::span<const Value> wrt, std::span<double> out)
     Tape& tape;
     ~Restore() {
       std::size_t next = 0;
-      for (Node& n : tape.nodes_)
-        if (n.op == Op::input) n.grad = tape.saved_grads_[next++];
+      for (NodeId i = 0; i < tape.size_; ++i)
+        if (tape.nodes_[i].op == Op::input) tape.nodes_[i].grad = tape.saved_grads_[next++];
     }
   };
   {

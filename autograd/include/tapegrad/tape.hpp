@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -167,8 +168,12 @@ struct GradientStep {
 
 // Note [Tape storage]
 // ~~~~~~~~~~~~~~~~~~~
-// Nodes live in one std::vector (an arena): no allocation per node, no
-// pointers between nodes, inputs referred to by index. Names live in one
+// Nodes live in one array (an arena) that grows by doubling: no allocation per
+// node, no pointers between nodes, inputs referred to by index. Recording an op
+// tests one thing before it writes its node: that size_ is below fast_limit_,
+// which is the capacity while anomaly mode is off and 0 while it is on, so the
+// one test stands for "room left" and "no check to make" (the slow path,
+// out of line, grows the array and makes the check). Names live in one
 // string pool, found through a list of (node, span) sorted by node, apart from
 // the nodes: few nodes have a name, and a name field in every node cost each
 // recorded op two stores. reset() clears all three but keeps their capacity,
@@ -219,15 +224,18 @@ class Tape {
 
   void zero_grad();  // all gradients to 0
   void reset();      // forgets every node, keeps capacity; old Values become invalid
-  void reserve(std::size_t nodes) { nodes_.reserve(nodes); }
+  void reserve(std::size_t nodes);
 
-  std::size_t size() const { return nodes_.size(); }
+  std::size_t size() const { return size_; }
   std::uint32_t generation() const { return generation_; }
 
   // Anomaly mode (Note [Anomaly mode], anomaly.hpp): while on, the first non-finite forward
   // value or gradient throws ag::AnomalyError naming the op.
   bool check_finite() const { return check_finite_; }
-  void set_check_finite(bool on) { check_finite_ = on; }
+  void set_check_finite(bool on) {
+    check_finite_ = on;
+    fast_limit_ = on ? 0 : capacity_;  // Note [Tape storage]
+  }
   // The mode's forward check over the nodes recorded so far, in tape order: the report the mode
   // would have given while recording them, for a tape recorded with it off, or whose nodes
   // were named after recording (as tools/program.cpp does), so the report has their names.
@@ -288,12 +296,25 @@ class Tape {
   };
   static bool active(const Node& n);
 
-  Value push(Op op, double value, NodeId a, NodeId b, std::uint8_t flags) {
-    nodes_.push_back(Node{value, 0.0, {a, b}, op, flags});
-    return Value(this, static_cast<NodeId>(nodes_.size() - 1), generation_);
+  // Writes a node where there is room for it (Note [Tape storage]).
+  Value append(Op op, double value, NodeId a, NodeId b, std::uint8_t flags) {
+    nodes_[size_] = Node{value, 0.0, {a, b}, op, flags};
+    return Value(this, size_++, generation_);
   }
+  Value push(Op op, double value, NodeId a, NodeId b, std::uint8_t flags) {
+    if (size_ >= fast_limit_) [[unlikely]]
+      make_room();
+    return append(op, value, a, b, flags);
+  }
+  // The slow paths: room for one more node, and (record's) that with anomaly mode's check. Both
+  // return nothing, so the hot path does not have to meet a Value coming out of them.
+  [[gnu::cold]] void make_room();
+  [[gnu::cold]] void make_room_checked(Op op, double value, NodeId a, NodeId b, std::uint8_t flags);
 
-  std::vector<Node> nodes_;
+  std::unique_ptr<Node[]> nodes_;  // [0, size_) recorded, room for capacity_
+  NodeId size_ = 0;
+  NodeId capacity_ = 0;
+  NodeId fast_limit_ = 0;       // capacity_, or 0 in anomaly mode (Note [Tape storage])
   std::vector<double> params_;  // the fixed numbers of the ops that have one (Node stays 32 bytes)
   std::string names_;
   struct NameSpan {
@@ -354,18 +375,17 @@ template <class Rule> Value Tape::record(Value a, Value b, double param) {
     params_.push_back(param);
   }
   const double y = Rule::forward(na.value, vb, param);
-  // Note [Anomaly mode]: off, this branch is the only cost. Only the result is checked here (an
-  // input's check would keep its value in a register the off path needs): when it is not
-  // finite, forward_anomaly looks at the inputs first.
-  if (check_finite_) [[unlikely]] {
-    if (!std::isfinite(y)) record_anomaly(info.op, y, a.id_, ib, flags);
-  }
-  return push(info.op, y, a.id_, ib, flags);
+  // Note [Anomaly mode]: off, the test for room is its only cost (Note [Tape storage]). Only
+  // the result is checked (an input's check would keep its value in a register the off path
+  // needs): when it is not finite, forward_anomaly looks at the inputs first.
+  if (size_ >= fast_limit_) [[unlikely]]
+    make_room_checked(info.op, y, a.id_, ib, flags);
+  return append(info.op, y, a.id_, ib, flags);
 }
 
 template <bool kFillStep, bool kCheck>
 [[gnu::always_inline]] inline void Stepper::propagate(Tape& tape, NodeId i) {
-  Tape::Node* nodes = tape.nodes_.data();
+  Tape::Node* nodes = tape.nodes_.get();
   Tape::Node& n = nodes[i];
   dispatch(n.op, [&](auto rule) {
     using R = decltype(rule);
