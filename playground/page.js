@@ -921,8 +921,10 @@
     } else {
       netMessage('');
       byId('net-download').hidden = !net.abilities.net_safetensors;
-      byId('net-point-hint').hidden = !net.abilities.net_point;
-      byId('net-map').classList.toggle('clickable', Boolean(net.abilities.net_point));
+      // A regression's point is refused by the engine (a click still says why): no hint for it.
+      const pointable = Boolean(net.abilities.net_point) && reply.task !== 'regression';
+      byId('net-point-hint').hidden = !pointable;
+      byId('net-map').classList.toggle('clickable', pointable);
       net.session = reply;
       document.body.dataset.netLayers = reply.layers.join(',');
       byId('net-command').textContent = reply.command;

@@ -678,6 +678,7 @@ test('the network lab\'s regression: the problem menu switches the sets, and pla
   assert.match(page.url(), /net\.data=plane/);
   assert.match(await page.textContent('#net-command'), /^tapegrad train --data plane .*--out none --loss mse/);
   assert.equal(await page.textContent('#net-score-name'), 'Test R\u00b2');
+  assert.ok(!(await page.isVisible('#net-point-hint')));  // a regression's point is refused
   // Playground's mean-predictor loss here is about 0.24, the targets' variance: 0.02 is an R² of
   // about 0.92 (test R² 0.93 by epoch 20 natively).
   await page.click('#net-play');
